@@ -1,0 +1,39 @@
+//! The HTTP side: `/v1` REST API, `/metrics`, `/healthz` and the embedded browser UI.
+//!
+//! Handlers are thin: they read the runtime's [`Directory`](crate::runtime::Directory) or message a route actor,
+//! and every error leaves as [`ApiError`]'s one JSON shape.
+
+pub mod error;
+pub mod metrics;
+pub mod routes;
+pub mod tap;
+pub mod web;
+
+use std::time::Instant;
+
+use axum::Router;
+use axum::routing::{get, post};
+
+pub use error::ApiError;
+
+use crate::runtime::Runtime;
+
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub runtime: Runtime,
+    pub started: Instant,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics::metrics))
+        .route("/v1/status", get(routes::status))
+        .route("/v1/reload", post(routes::reload))
+        .route("/v1/routes", get(routes::list))
+        .route("/v1/routes/{name}", get(routes::show))
+        .route("/v1/routes/{name}/frames", get(tap::frames))
+        .route("/v1/{*rest}", axum::routing::any(routes::unknown_api))
+        .fallback(web::serve)
+        .with_state(state)
+}

@@ -1,0 +1,103 @@
+//! `/v1/status`, `/v1/reload` and `/v1/routes`.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{Method, StatusCode, Uri};
+use futures_util::future::join_all;
+use serde::Serialize;
+
+use super::{ApiError, AppState};
+use crate::config::model::RouteConfig;
+use crate::route::{RouteHandle, RouteSnapshot};
+use crate::runtime::{ReloadOutcome, ReloadResult, ReloadTrigger};
+
+#[derive(Debug, Serialize)]
+pub struct RouteView {
+    pub name: String,
+    pub config: Arc<RouteConfig>,
+    /// `None` only if the route ended between listing and asking (a reload removed it).
+    pub live: Option<RouteSnapshot>,
+}
+
+pub async fn view(config: &Arc<RouteConfig>, handle: &RouteHandle) -> RouteView {
+    RouteView {
+        name: config.name.to_string(),
+        config: Arc::clone(config),
+        live: handle.snapshot().await.ok(),
+    }
+}
+
+pub async fn list(State(state): State<AppState>) -> Json<Vec<RouteView>> {
+    let dir = state.runtime.directory();
+    Json(join_all(dir.routes.iter().map(|(c, h)| view(c, h))).await)
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<RouteView>, ApiError> {
+    let dir = state.runtime.directory();
+    let (config, handle) = dir
+        .route(&name)
+        .ok_or_else(|| ApiError::route_not_found(&name))?;
+    Ok(Json(view(config, handle).await))
+}
+
+pub async fn status(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let dir = state.runtime.directory();
+    let snapshots = join_all(dir.routes.iter().map(|(_, h)| h.snapshot())).await;
+    let live = snapshots
+        .iter()
+        .filter(|s| {
+            s.as_ref()
+                .is_ok_and(|s| s.state == crate::route::RouteState::Live)
+        })
+        .count();
+    Json(serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_seconds": state.started.elapsed().as_secs_f64(),
+        "config_path": dir.config_path,
+        "config_valid": dir.config_error.is_none(),
+        "config_error": dir.config_error.as_ref().map(|e| serde_json::json!({ "message": e.to_string(), "errors": e })),
+        "last_reload": dir.last_reload,
+        "reloads": { "applied": dir.reloads_applied, "rejected": dir.reloads_rejected },
+        "routes": { "total": dir.routes.len(), "live": live },
+        "server": dir.table.server,
+    }))
+}
+
+/// `POST /v1/reload`: 200 with what changed, or 422 with the file's errors (the old configuration stays).
+pub async fn reload(State(state): State<AppState>) -> Result<Json<ReloadOutcome>, ApiError> {
+    let outcome = state
+        .runtime
+        .reload(ReloadTrigger::Api)
+        .await
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting_down",
+                "the router is shutting down",
+            )
+        })?;
+    match &outcome.result {
+        ReloadResult::Applied { .. } => Ok(Json(outcome)),
+        ReloadResult::Rejected { errors, message } => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_config",
+            format!(
+                "the routes file is invalid; still running the previous configuration:\n{message}"
+            ),
+        )
+        .with_details(serde_json::json!({ "errors": errors }))),
+    }
+}
+
+pub async fn unknown_api(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no API endpoint {method} {}", uri.path()),
+    )
+}

@@ -1,0 +1,166 @@
+//! Route-by-route comparison of two tables: what a reload must touch, and nothing more.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::model::{RouteConfig, RouteName, RouteTable};
+
+/// How a route that exists in both tables changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RouteChange {
+    /// `to`, `auth` or `max_readers` changed: applied in place, the source keeps running.
+    Settings,
+    /// `from` or `on_demand` changed: the source is restarted in place; readers stay and resume at its first
+    /// keyframe.
+    Source,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct TableDiff {
+    pub added: Vec<Arc<RouteConfig>>,
+    pub removed: Vec<RouteName>,
+    pub changed: Vec<(Arc<RouteConfig>, RouteChange)>,
+    pub unchanged: usize,
+    /// `[server]` keys that changed; they take effect at the next restart.
+    pub needs_restart: Vec<&'static str>,
+    /// Whether `[plugins]` changed (the plugin host reloads those plugins).
+    pub plugins_changed: bool,
+}
+
+impl TableDiff {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty()
+            && self.removed.is_empty()
+            && self.changed.is_empty()
+            && self.needs_restart.is_empty()
+            && !self.plugins_changed
+    }
+}
+
+pub fn diff(old: &RouteTable, new: &RouteTable) -> TableDiff {
+    let mut d = TableDiff::default();
+    let old_routes: HashMap<&RouteName, &Arc<RouteConfig>> =
+        old.routes.iter().map(|r| (&r.name, r)).collect();
+    let new_names: std::collections::HashSet<&RouteName> =
+        new.routes.iter().map(|r| &r.name).collect();
+    for route in &new.routes {
+        match old_routes.get(&route.name) {
+            None => d.added.push(Arc::clone(route)),
+            Some(old) if ***old == **route => d.unchanged += 1,
+            Some(old) => {
+                let change = if old.from != route.from || old.on_demand != route.on_demand {
+                    RouteChange::Source
+                } else {
+                    RouteChange::Settings
+                };
+                d.changed.push((Arc::clone(route), change));
+            }
+        }
+    }
+    d.removed = old
+        .routes
+        .iter()
+        .filter(|r| !new_names.contains(&r.name))
+        .map(|r| r.name.clone())
+        .collect();
+    let (o, n) = (&old.server, &new.server);
+    for (key, changed) in [
+        ("server.http", o.http != n.http),
+        ("server.rtsp", o.rtsp != n.rtsp),
+        ("server.rtmp", o.rtmp != n.rtmp),
+        ("server.webrtc", o.webrtc != n.webrtc),
+        ("server.data_dir", o.data_dir != n.data_dir),
+    ] {
+        if changed {
+            d.needs_restart.push(key);
+        }
+    }
+    d.plugins_changed = old.plugins != new.plugins;
+    d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(text: &str) -> RouteTable {
+        crate::config::parse(text, "t.toml", &|_| None).expect("valid")
+    }
+
+    #[test]
+    fn classifies_every_route() {
+        let old = table(
+            r#"
+            [[route]]
+            name = "same"
+            from = "demo"
+            to = ["whep"]
+            [[route]]
+            name = "settings"
+            from = "demo"
+            to = ["whep"]
+            [[route]]
+            name = "source"
+            from = "demo"
+            to = ["whep"]
+            [[route]]
+            name = "gone"
+            from = "demo"
+            to = ["whep"]
+            "#,
+        );
+        let new = table(
+            r#"
+            [[route]]
+            name = "source"
+            from = "rtsp://cam/1"
+            to = ["whep"]
+            [[route]]
+            name = "same"
+            from = "demo"
+            to = ["whep"]
+            [[route]]
+            name = "settings"
+            from = "demo"
+            to = ["whep", "rtsp"]
+            [[route]]
+            name = "new"
+            from = "demo"
+            to = ["whep"]
+            "#,
+        );
+        let d = diff(&old, &new);
+        assert_eq!(d.unchanged, 1, "moving a route in the file is not a change");
+        assert_eq!(
+            d.added.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+            ["new"]
+        );
+        assert_eq!(
+            d.removed.iter().map(RouteName::as_str).collect::<Vec<_>>(),
+            ["gone"]
+        );
+        let changed: Vec<(&str, RouteChange)> = d
+            .changed
+            .iter()
+            .map(|(r, c)| (r.name.as_str(), *c))
+            .collect();
+        assert_eq!(
+            changed,
+            [
+                ("source", RouteChange::Source),
+                ("settings", RouteChange::Settings)
+            ]
+        );
+        assert!(d.needs_restart.is_empty());
+    }
+
+    #[test]
+    fn server_changes_need_a_restart() {
+        let old = table("[server]\nhttp = \"127.0.0.1:8000\"\n");
+        let new = table("[server]\nhttp = \"127.0.0.1:8001\"\n");
+        assert_eq!(diff(&old, &new).needs_restart, ["server.http"]);
+    }
+}

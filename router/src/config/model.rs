@@ -1,0 +1,351 @@
+//! The validated configuration the router runs on. Only [`super::validate`] builds these.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use url::Url;
+
+use crate::route::ReaderKind;
+
+/// A route's name: its path in every protocol (`/NAME/whep`, `rtsp://host/NAME`, `rtmp://host/NAME`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct RouteName(Arc<str>);
+
+impl RouteName {
+    /// Names that would shadow the router's own HTTP paths.
+    pub const RESERVED: [&'static str; 6] = ["v1", "metrics", "healthz", "assets", "static", "web"];
+
+    /// Checks the characters a name may use; the caller reports the error with its position.
+    pub fn parse(name: &str) -> Result<RouteName, String> {
+        if name.is_empty() {
+            return Err("a route name cannot be empty".into());
+        }
+        if name.len() > 64 {
+            return Err(format!(
+                "route name \"{name}\" is longer than 64 characters"
+            ));
+        }
+        if let Some(c) = name
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+        {
+            return Err(format!(
+                "route name \"{name}\" contains {c:?}; names use letters, digits, '-', '_' and '.'"
+            ));
+        }
+        if name.starts_with('.') {
+            return Err(format!("route name \"{name}\" starts with '.'"));
+        }
+        if Self::RESERVED.contains(&name) {
+            return Err(format!(
+                "route name \"{name}\" is reserved for the router's own HTTP paths"
+            ));
+        }
+        Ok(RouteName(name.into()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RouteName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The whole file, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteTable {
+    pub server: ServerConfig,
+    pub plugins: BTreeMap<String, PluginConfig>,
+    /// In file order.
+    pub routes: Vec<Arc<RouteConfig>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServerConfig {
+    pub http: SocketAddr,
+    pub rtsp: SocketAddr,
+    pub rtmp: SocketAddr,
+    pub webrtc: WebrtcConfig,
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WebrtcConfig {
+    pub udp: SocketAddr,
+    pub public_ips: Vec<IpAddr>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        let any = IpAddr::from([0, 0, 0, 0]);
+        ServerConfig {
+            http: SocketAddr::new(any, 8889),
+            rtsp: SocketAddr::new(any, 8554),
+            rtmp: SocketAddr::new(any, 1935),
+            webrtc: WebrtcConfig {
+                udp: SocketAddr::new(any, 8189),
+                public_ips: Vec::new(),
+            },
+            data_dir: PathBuf::from("data"),
+        }
+    }
+}
+
+/// A `[plugins.NAME]` table. Loaded by the plugin host; validated here so `sluice check` catches mistakes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PluginConfig {
+    pub name: String,
+    pub source: PluginSource,
+    /// Handed to the plugin as JSON at init, `${VAR}` already expanded.
+    pub config: serde_json::Value,
+    pub limits: PluginLimits,
+    pub grants: PluginGrants,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PluginSource {
+    Builtin(BuiltinPlugin),
+    File(PathBuf),
+}
+
+/// The plugins compiled into the router, and the world each implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum BuiltinPlugin {
+    #[serde(rename = "auth-jwt")]
+    AuthJwt,
+    #[serde(rename = "auth-users")]
+    AuthUsers,
+    #[serde(rename = "record-mp4")]
+    RecordMp4,
+    #[serde(rename = "signal-socketio")]
+    SignalSocketio,
+}
+
+impl BuiltinPlugin {
+    pub const ALL: [BuiltinPlugin; 4] = [
+        BuiltinPlugin::AuthJwt,
+        BuiltinPlugin::AuthUsers,
+        BuiltinPlugin::RecordMp4,
+        BuiltinPlugin::SignalSocketio,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            BuiltinPlugin::AuthJwt => "auth-jwt",
+            BuiltinPlugin::AuthUsers => "auth-users",
+            BuiltinPlugin::RecordMp4 => "record-mp4",
+            BuiltinPlugin::SignalSocketio => "signal-socketio",
+        }
+    }
+
+    pub fn world(self) -> PluginWorld {
+        match self {
+            BuiltinPlugin::AuthJwt | BuiltinPlugin::AuthUsers => PluginWorld::Auth,
+            BuiltinPlugin::RecordMp4 => PluginWorld::Sink,
+            BuiltinPlugin::SignalSocketio => PluginWorld::Signaling,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PluginWorld {
+    Auth,
+    Sink,
+    Signaling,
+}
+
+impl PluginSource {
+    /// The world this plugin implements, when known without loading it.
+    pub fn known_world(&self) -> Option<PluginWorld> {
+        match self {
+            PluginSource::Builtin(b) => Some(b.world()),
+            PluginSource::File(_) => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PluginLimits {
+    pub memory_bytes: u64,
+    #[serde(serialize_with = "serialize_duration_ms")]
+    pub call_timeout: Duration,
+}
+
+impl Default for PluginLimits {
+    fn default() -> Self {
+        PluginLimits {
+            memory_bytes: 16 << 20,
+            call_timeout: Duration::from_millis(50),
+        }
+    }
+}
+
+fn serialize_duration_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64() * 1000.0)
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct PluginGrants {
+    pub storage: Option<StorageGrant>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StorageGrant {
+    pub dir: PathBuf,
+    pub quota_bytes: Option<u64>,
+}
+
+/// One `[[route]]` with `[defaults]` applied.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RouteConfig {
+    pub name: RouteName,
+    pub from: Source,
+    pub to: Vec<Output>,
+    /// The auth plugin deciding who may publish and read; `None` means the route is open.
+    pub auth: Option<String>,
+    /// Run the source only while somebody reads.
+    pub on_demand: bool,
+    pub max_readers: Option<u32>,
+}
+
+impl RouteConfig {
+    /// Whether a reader of this kind may attach, given `to`.
+    pub fn allows_reader(&self, kind: ReaderKind) -> bool {
+        self.to.iter().any(|o| o.reader_kind() == kind) || kind == ReaderKind::Api
+    }
+}
+
+/// Where a route's media comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Source {
+    /// The looped clip shipped in the binary.
+    Demo,
+    /// A publisher connects to the router with this protocol.
+    Publish { protocol: PublishProtocol },
+    /// The router connects out and pulls.
+    Pull { url: PullUrl },
+}
+
+impl Source {
+    /// For logs and the API: the source with any URL password hidden.
+    pub fn redacted(&self) -> String {
+        match self {
+            Source::Demo => "demo".into(),
+            Source::Publish { protocol } => protocol.as_str().into(),
+            Source::Pull { url } => redact_url(&url.0),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PublishProtocol {
+    Whip,
+    Rtmp,
+    Rtsp,
+}
+
+impl PublishProtocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PublishProtocol::Whip => "whip",
+            PublishProtocol::Rtmp => "rtmp",
+            PublishProtocol::Rtsp => "rtsp",
+        }
+    }
+}
+
+/// An `rtsp://`, `rtsps://`, `rtmp://` or `rtmps://` URL (scheme checked at validation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullUrl(pub Url);
+
+impl Serialize for PullUrl {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&redact_url(&self.0))
+    }
+}
+
+/// Where a route's media goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Readers may play over WHEP.
+    Whep,
+    /// Readers may play over RTSP.
+    Rtsp,
+    /// Readers may play over RTMP.
+    Rtmp,
+    /// Recorded by the named sink plugin.
+    Record { plugin: String },
+    /// Pushed by the router to another server.
+    Push(Url),
+}
+
+impl Output {
+    pub fn reader_kind(&self) -> ReaderKind {
+        match self {
+            Output::Whep => ReaderKind::Whep,
+            Output::Rtsp => ReaderKind::Rtsp,
+            Output::Rtmp => ReaderKind::Rtmp,
+            Output::Record { .. } => ReaderKind::Record,
+            Output::Push(_) => ReaderKind::Push,
+        }
+    }
+}
+
+impl fmt::Display for Output {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Output::Whep => f.write_str("whep"),
+            Output::Rtsp => f.write_str("rtsp"),
+            Output::Rtmp => f.write_str("rtmp"),
+            Output::Record { plugin } => write!(f, "record:{plugin}"),
+            Output::Push(url) => f.write_str(&redact_push_url(url)),
+        }
+    }
+}
+
+impl Serialize for Output {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// Hides the password of `user:pass@` URLs.
+pub fn redact_url(url: &Url) -> String {
+    if url.password().is_some() {
+        let mut u = url.clone();
+        let _ = u.set_password(Some("***"));
+        u.to_string()
+    } else {
+        url.to_string()
+    }
+}
+
+/// Push targets carry their secret in the path (`rtmp://host/app/STREAM_KEY`): hide the key as well.
+pub fn redact_push_url(url: &Url) -> String {
+    let mut u = url.clone();
+    if u.password().is_some() {
+        let _ = u.set_password(Some("***"));
+    }
+    if u.scheme().starts_with("rtmp") {
+        let segments: Vec<&str> = u.path().split('/').filter(|s| !s.is_empty()).collect();
+        if segments.len() >= 2 {
+            let path = format!("/{}/***", segments[..segments.len() - 1].join("/"));
+            u.set_path(&path);
+        }
+    }
+    u.to_string()
+}

@@ -1,0 +1,168 @@
+//! The raw shape of routes.toml, as serde reads it. Every key is listed; anything else is an error.
+//! Values that later need a position in an error message are `Spanned`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::error::{ConfigError, ConfigErrors};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSpec {
+    #[serde(default)]
+    pub server: Option<ServerSpec>,
+    #[serde(default)]
+    pub defaults: Option<DefaultsSpec>,
+    #[serde(default)]
+    pub plugins: BTreeMap<String, Spanned<PluginSpec>>,
+    #[serde(default, rename = "route")]
+    pub routes: Vec<Spanned<RouteSpec>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSpec {
+    pub http: Option<Spanned<String>>,
+    pub rtsp: Option<Spanned<String>>,
+    pub rtmp: Option<Spanned<String>>,
+    pub webrtc: Option<WebrtcSpec>,
+    pub data_dir: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebrtcSpec {
+    pub udp: Option<Spanned<String>>,
+    #[serde(default)]
+    pub public_ips: Vec<Spanned<String>>,
+}
+
+/// Values every route inherits unless it sets its own.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DefaultsSpec {
+    pub to: Option<Spanned<Vec<Spanned<String>>>>,
+    pub auth: Option<Spanned<String>>,
+    pub on_demand: Option<bool>,
+    pub max_readers: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginSpec {
+    pub source: Spanned<String>,
+    #[serde(default)]
+    pub config: Option<toml::Table>,
+    #[serde(default)]
+    pub limits: Option<LimitsSpec>,
+    #[serde(default)]
+    pub grants: Option<GrantsSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSpec {
+    pub memory: Option<Spanned<String>>,
+    pub call_timeout: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantsSpec {
+    pub storage: Option<StorageGrantSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageGrantSpec {
+    pub dir: Spanned<String>,
+    pub quota: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSpec {
+    pub name: Spanned<String>,
+    pub from: Spanned<String>,
+    #[serde(default)]
+    pub to: Option<Spanned<Vec<Spanned<String>>>>,
+    pub auth: Option<Spanned<String>>,
+    pub on_demand: Option<Spanned<bool>>,
+    pub max_readers: Option<Spanned<i64>>,
+}
+
+/// Parses the text into specs; syntax errors, unknown keys, missing keys and wrong types end up here.
+pub fn parse(text: &str, file: &str) -> Result<FileSpec, ConfigErrors> {
+    toml::from_str(text).map_err(|e| ConfigErrors::single(from_toml_error(&e, text, file)))
+}
+
+fn from_toml_error(e: &toml::de::Error, text: &str, file: &str) -> ConfigError {
+    let span = e.span().unwrap_or(0..0);
+    let message = e.message().trim().to_string();
+    let (message, help) = explain(&message);
+    ConfigError::at(file, text, span, message, help)
+}
+
+/// Rewrites serde's messages into ours, with a suggestion where one can be made.
+fn explain(message: &str) -> (String, Option<String>) {
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        let (key, expected) = rest.split_once('`').unwrap_or((rest, ""));
+        let valid: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+        let help = match closest(key, &valid) {
+            Some(best) => format!(
+                "did you mean `{best}`? Keys allowed here: {}",
+                valid.join(", ")
+            ),
+            None if valid.is_empty() => "remove it".to_string(),
+            None => format!("keys allowed here: {}", valid.join(", ")),
+        };
+        return (format!("unknown key `{key}`"), Some(help));
+    }
+    if let Some(rest) = message.strip_prefix("missing field `") {
+        let key = rest.split('`').next().unwrap_or(rest);
+        return (
+            format!("missing key `{key}`"),
+            Some(format!("add `{key} = ...` to this table")),
+        );
+    }
+    (message.to_string(), None)
+}
+
+/// The candidate within edit distance 2 of `word`, if any.
+fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|c| (edit_distance(word, c), *c))
+        .filter(|(d, _)| *d <= 2)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggestions_use_edit_distance() {
+        assert_eq!(closest("form", &["name", "from", "to"]), Some("from"));
+        assert_eq!(closest("zzzzzz", &["name", "from"]), None);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+}

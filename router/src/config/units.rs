@@ -1,0 +1,78 @@
+//! Human-written sizes ("16MiB", "50GiB") and durations ("50ms", "10s", "2m").
+
+use std::time::Duration;
+
+/// Parses a byte size: a number with an optional unit B, KB, MB, GB, TB (powers of 1000) or KiB, MiB, GiB, TiB.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let num: f64 = num.parse().map_err(|_| format!("\"{s}\" is not a size"))?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "TB" => 1_000_000_000_000,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        other => return Err(format!("unknown size unit \"{other}\" in \"{s}\"")),
+    };
+    let bytes = num * mult as f64;
+    if !bytes.is_finite() || bytes >= u64::MAX as f64 {
+        return Err(format!("\"{s}\" is too large"));
+    }
+    Ok(bytes as u64)
+}
+
+/// Parses a duration: a number with a unit ms, s, m or h.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let num: f64 = num
+        .parse()
+        .map_err(|_| format!("\"{s}\" is not a duration"))?;
+    let secs = match unit.trim() {
+        "ms" => num / 1000.0,
+        "s" => num,
+        "m" | "min" => num * 60.0,
+        "h" => num * 3600.0,
+        "" => return Err(format!("\"{s}\" needs a unit (ms, s, m or h)")),
+        other => return Err(format!("unknown duration unit \"{other}\" in \"{s}\"")),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("\"{s}\" is out of range"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("16MiB"), Ok(16 << 20));
+        assert_eq!(parse_size("1.5 KB"), Ok(1500));
+        assert_eq!(parse_size("512"), Ok(512));
+        assert_eq!(
+            parse_size("5 parsecs"),
+            Err("unknown size unit \"parsecs\" in \"5 parsecs\"".into())
+        );
+        assert!(parse_size("MiB").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("50ms"), Ok(Duration::from_millis(50)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(
+            parse_duration("10"),
+            Err("\"10\" needs a unit (ms, s, m or h)".into())
+        );
+    }
+}

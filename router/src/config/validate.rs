@@ -1,0 +1,793 @@
+//! Turns the specs into the typed model, collecting every error with its position and a fix.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use toml::Spanned;
+use url::Url;
+
+use super::error::{ConfigError, ConfigErrors};
+use super::interpolate::expand;
+use super::model::*;
+use super::spec::*;
+use super::units::{parse_duration, parse_size};
+
+const OUTPUTS_HELP: &str = "outputs are \"whep\", \"rtsp\", \"rtmp\", \"record:<plugin>\", or an rtmp:// or rtsp:// URL to push to";
+const SOURCES_HELP: &str = "write \"demo\"; \"whip\", \"rtmp\" or \"rtsp\" to take a publisher; or an rtsp:// or rtmp:// URL to pull from";
+
+pub fn validate(
+    spec: FileSpec,
+    text: &str,
+    file: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<RouteTable, ConfigErrors> {
+    let base_dir = Path::new(file)
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let mut cx = Cx {
+        text,
+        file,
+        env,
+        base_dir,
+        errors: Vec::new(),
+    };
+    let server = cx.server(spec.server);
+    let plugins = cx.plugins(spec.plugins);
+    let defaults = cx.defaults(spec.defaults, &plugins);
+    let routes = cx.routes(spec.routes, &defaults, &plugins, &server);
+    if cx.errors.is_empty() {
+        Ok(RouteTable {
+            server,
+            plugins,
+            routes,
+        })
+    } else {
+        cx.errors.sort_by_key(|e| (e.line, e.column));
+        Err(ConfigErrors(cx.errors))
+    }
+}
+
+struct Cx<'a> {
+    text: &'a str,
+    file: &'a str,
+    env: &'a dyn Fn(&str) -> Option<String>,
+    base_dir: PathBuf,
+    errors: Vec<ConfigError>,
+}
+
+/// `[defaults]` after validation.
+#[derive(Default)]
+struct Defaults {
+    to: Option<Vec<Spanned<String>>>,
+    auth: Option<Option<String>>,
+    on_demand: Option<bool>,
+    max_readers: Option<u32>,
+}
+
+impl Cx<'_> {
+    fn err(
+        &mut self,
+        span: Range<usize>,
+        message: impl Into<String>,
+        help: impl Into<Option<String>>,
+    ) {
+        self.errors.push(ConfigError::at(
+            self.file,
+            self.text,
+            span,
+            message,
+            help.into(),
+        ));
+    }
+
+    /// Expands `${VAR}` in a string value, reporting at its position.
+    fn expand(&mut self, context: &str, value: &Spanned<String>) -> Option<String> {
+        match expand(value.get_ref(), self.env) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                let help = if e.contains("is not set") {
+                    "export it before starting sluice, or write `$${` for a literal `${`"
+                        .to_string()
+                } else {
+                    "write variables as ${NAME}, or `$${` for a literal `${`".to_string()
+                };
+                self.err(value.span(), format!("{context}: {e}"), Some(help));
+                None
+            }
+        }
+    }
+
+    fn server(&mut self, spec: Option<ServerSpec>) -> ServerConfig {
+        let mut server = ServerConfig::default();
+        let Some(spec) = spec else { return server };
+        if let Some(v) = &spec.http {
+            server.http = self.addr("server.http", v, server.http);
+        }
+        if let Some(v) = &spec.rtsp {
+            server.rtsp = self.addr("server.rtsp", v, server.rtsp);
+        }
+        if let Some(v) = &spec.rtmp {
+            server.rtmp = self.addr("server.rtmp", v, server.rtmp);
+        }
+        if let Some(webrtc) = &spec.webrtc {
+            if let Some(v) = &webrtc.udp {
+                server.webrtc.udp = self.addr("server.webrtc.udp", v, server.webrtc.udp);
+            }
+            for ip in &webrtc.public_ips {
+                let Some(s) = self.expand("`server.webrtc.public_ips`", ip) else {
+                    continue;
+                };
+                match s.parse::<IpAddr>() {
+                    Ok(ip) => server.webrtc.public_ips.push(ip),
+                    Err(_) => self.err(
+                        ip.span(),
+                        format!("`server.webrtc.public_ips`: \"{s}\" is not an IP address"),
+                        Some("list the addresses clients reach this machine at, e.g. [\"203.0.113.7\"]".to_string()),
+                    ),
+                }
+            }
+        }
+        if let Some(v) = &spec.data_dir
+            && let Some(s) = self.expand("`server.data_dir`", v)
+        {
+            if s.trim().is_empty() {
+                self.err(
+                    v.span(),
+                    "`server.data_dir` is empty",
+                    Some("write a directory, e.g. \"data\"".to_string()),
+                );
+            } else {
+                server.data_dir = PathBuf::from(s);
+            }
+        }
+        // The three TCP listeners cannot share a port on the same address.
+        let tcp = [
+            ("server.http", server.http, &spec.http),
+            ("server.rtsp", server.rtsp, &spec.rtsp),
+            ("server.rtmp", server.rtmp, &spec.rtmp),
+        ];
+        for (i, (name, addr, v)) in tcp.iter().enumerate() {
+            for (other, other_addr, _) in &tcp[..i] {
+                let overlap = addr.port() == other_addr.port()
+                    && (addr.ip() == other_addr.ip()
+                        || addr.ip().is_unspecified()
+                        || other_addr.ip().is_unspecified());
+                if overlap && addr.port() != 0 {
+                    let span = v.as_ref().map_or(0..0, |v| v.span());
+                    self.err(
+                        span,
+                        format!(
+                            "`{name}` uses port {} which `{other}` already uses",
+                            addr.port()
+                        ),
+                        Some("give each listener its own port".to_string()),
+                    );
+                }
+            }
+        }
+        server
+    }
+
+    fn addr(&mut self, key: &str, v: &Spanned<String>, fallback: SocketAddr) -> SocketAddr {
+        let Some(s) = self.expand(&format!("`{key}`"), v) else {
+            return fallback;
+        };
+        match s.parse::<SocketAddr>() {
+            Ok(a) => a,
+            Err(_) => {
+                self.err(
+                    v.span(),
+                    format!("`{key}`: \"{s}\" is not an IP address and port"),
+                    Some(format!(
+                        "write IP:PORT, e.g. \"0.0.0.0:{0}\" for every interface or \"127.0.0.1:{0}\" for this machine only",
+                        fallback.port()
+                    )),
+                );
+                fallback
+            }
+        }
+    }
+
+    fn plugins(
+        &mut self,
+        specs: BTreeMap<String, Spanned<PluginSpec>>,
+    ) -> BTreeMap<String, PluginConfig> {
+        let mut plugins = BTreeMap::new();
+        for (name, spec) in specs {
+            let span = spec.span();
+            let spec = spec.into_inner();
+            let ctx = format!("plugin \"{name}\"");
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                self.err(
+                    span.clone(),
+                    format!("{ctx}: plugin names use letters, digits, '-' and '_'"),
+                    None,
+                );
+                continue;
+            }
+            let Some(source_text) = self.expand(&format!("{ctx}: `source`"), &spec.source) else {
+                continue;
+            };
+            let source = if let Some(builtin) = source_text.strip_prefix("builtin:") {
+                match BuiltinPlugin::ALL.iter().find(|b| b.name() == builtin) {
+                    Some(b) => PluginSource::Builtin(*b),
+                    None => {
+                        let names: Vec<String> = BuiltinPlugin::ALL
+                            .iter()
+                            .map(|b| format!("builtin:{}", b.name()))
+                            .collect();
+                        self.err(
+                            spec.source.span(),
+                            format!("{ctx}: `source`: there is no built-in plugin \"{builtin}\""),
+                            Some(format!("built-ins are {}", names.join(", "))),
+                        );
+                        continue;
+                    }
+                }
+            } else {
+                let path = self.base_dir.join(&source_text);
+                if !source_text.ends_with(".wasm") {
+                    self.err(spec.source.span(), format!("{ctx}: `source`: \"{source_text}\" is neither builtin:NAME nor a .wasm file"),
+                        Some("write \"builtin:auth-jwt\" (or another built-in) or the path of a plugin's .wasm component".to_string()));
+                    continue;
+                }
+                if !path.is_file() {
+                    self.err(
+                        spec.source.span(),
+                        format!("{ctx}: `source`: {} does not exist", path.display()),
+                        Some("paths are relative to the directory of the routes file".to_string()),
+                    );
+                    continue;
+                }
+                PluginSource::File(path)
+            };
+            let config = match spec.config {
+                Some(table) => match self.table_to_json(toml::Value::Table(table)) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        self.err(
+                            span.clone(),
+                            format!("{ctx}: `config`: {e}"),
+                            Some("export the variable before starting sluice".to_string()),
+                        );
+                        continue;
+                    }
+                },
+                None => serde_json::Value::Object(Default::default()),
+            };
+            let mut limits = PluginLimits::default();
+            if let Some(l) = &spec.limits {
+                if let Some(m) = &l.memory
+                    && let Some(s) = self.expand(&format!("{ctx}: `limits.memory`"), m)
+                {
+                    match parse_size(&s) {
+                        Ok(b) if b >= 1 << 20 => limits.memory_bytes = b,
+                        Ok(_) => self.err(
+                            m.span(),
+                            format!("{ctx}: `limits.memory`: \"{s}\" is below the 1MiB minimum"),
+                            Some("write at least \"1MiB\"".to_string()),
+                        ),
+                        Err(e) => self.err(
+                            m.span(),
+                            format!("{ctx}: `limits.memory`: {e}"),
+                            Some("write a size such as \"16MiB\"".to_string()),
+                        ),
+                    }
+                }
+                if let Some(t) = &l.call_timeout
+                    && let Some(s) = self.expand(&format!("{ctx}: `limits.call_timeout`"), t)
+                {
+                    match parse_duration(&s) {
+                        Ok(d) if !d.is_zero() => limits.call_timeout = d,
+                        Ok(_) => self.err(
+                            t.span(),
+                            format!("{ctx}: `limits.call_timeout` cannot be zero"),
+                            Some("write a duration such as \"50ms\"".to_string()),
+                        ),
+                        Err(e) => self.err(
+                            t.span(),
+                            format!("{ctx}: `limits.call_timeout`: {e}"),
+                            Some("write a duration such as \"50ms\"".to_string()),
+                        ),
+                    }
+                }
+            }
+            let mut grants = PluginGrants::default();
+            if let Some(storage) = spec.grants.and_then(|g| g.storage) {
+                let dir = self.expand(&format!("{ctx}: `grants.storage.dir`"), &storage.dir);
+                let quota = match &storage.quota {
+                    Some(q) => match self
+                        .expand(&format!("{ctx}: `grants.storage.quota`"), q)
+                        .map(|s| parse_size(&s))
+                    {
+                        Some(Ok(b)) => Some(b),
+                        Some(Err(e)) => {
+                            self.err(
+                                q.span(),
+                                format!("{ctx}: `grants.storage.quota`: {e}"),
+                                Some("write a size such as \"50GiB\"".to_string()),
+                            );
+                            None
+                        }
+                        None => None,
+                    },
+                    None => None,
+                };
+                match dir {
+                    Some(d) if d.trim().is_empty() => self.err(
+                        storage.dir.span(),
+                        format!("{ctx}: `grants.storage.dir` is empty"),
+                        Some("write a directory, e.g. \"recordings\"".to_string()),
+                    ),
+                    Some(d) => {
+                        grants.storage = Some(StorageGrant {
+                            dir: PathBuf::from(d),
+                            quota_bytes: quota,
+                        })
+                    }
+                    None => {}
+                }
+            }
+            plugins.insert(
+                name.clone(),
+                PluginConfig {
+                    name,
+                    source,
+                    config,
+                    limits,
+                    grants,
+                },
+            );
+        }
+        plugins
+    }
+
+    /// Converts a TOML value to JSON, expanding `${VAR}` in every string.
+    fn table_to_json(&self, v: toml::Value) -> Result<serde_json::Value, String> {
+        Ok(match v {
+            toml::Value::String(s) => serde_json::Value::String(expand(&s, self.env)?),
+            toml::Value::Integer(i) => serde_json::Value::from(i),
+            toml::Value::Float(f) => serde_json::Value::from(f),
+            toml::Value::Boolean(b) => serde_json::Value::Bool(b),
+            toml::Value::Datetime(d) => serde_json::Value::String(d.to_string()),
+            toml::Value::Array(a) => serde_json::Value::Array(
+                a.into_iter()
+                    .map(|v| self.table_to_json(v))
+                    .collect::<Result<_, _>>()?,
+            ),
+            toml::Value::Table(t) => serde_json::Value::Object(
+                t.into_iter()
+                    .map(|(k, v)| Ok((k, self.table_to_json(v)?)))
+                    .collect::<Result<_, String>>()?,
+            ),
+        })
+    }
+
+    fn defaults(
+        &mut self,
+        spec: Option<DefaultsSpec>,
+        plugins: &BTreeMap<String, PluginConfig>,
+    ) -> Defaults {
+        let Some(spec) = spec else {
+            return Defaults::default();
+        };
+        Defaults {
+            to: spec.to.map(Spanned::into_inner),
+            auth: spec
+                .auth
+                .as_ref()
+                .map(|a| self.auth("`defaults.auth`", a, plugins)),
+            on_demand: spec.on_demand,
+            max_readers: spec
+                .max_readers
+                .as_ref()
+                .and_then(|m| self.max_readers("`defaults.max_readers`", m)),
+        }
+    }
+
+    fn auth(
+        &mut self,
+        ctx: &str,
+        v: &Spanned<String>,
+        plugins: &BTreeMap<String, PluginConfig>,
+    ) -> Option<String> {
+        let name = v.get_ref();
+        if name == "none" {
+            return None;
+        }
+        let auth_plugins: Vec<&str> = plugins
+            .values()
+            .filter(|p| {
+                p.source
+                    .known_world()
+                    .is_none_or(|w| w == PluginWorld::Auth)
+            })
+            .map(|p| p.name.as_str())
+            .collect();
+        match plugins.get(name) {
+            Some(p)
+                if p.source
+                    .known_world()
+                    .is_some_and(|w| w != PluginWorld::Auth) =>
+            {
+                self.err(
+                    v.span(),
+                    format!("{ctx}: plugin \"{name}\" is not an auth plugin"),
+                    Some(auth_help(&auth_plugins)),
+                );
+            }
+            Some(_) => {}
+            None => self.err(
+                v.span(),
+                format!("{ctx}: there is no plugin \"{name}\""),
+                Some(auth_help(&auth_plugins)),
+            ),
+        }
+        Some(name.clone())
+    }
+
+    fn max_readers(&mut self, ctx: &str, v: &Spanned<i64>) -> Option<u32> {
+        match u32::try_from(*v.get_ref()) {
+            Ok(n) if n > 0 => Some(n),
+            _ => {
+                self.err(
+                    v.span(),
+                    format!("{ctx} must be between 1 and {}", u32::MAX),
+                    Some("leave it out for no limit".to_string()),
+                );
+                None
+            }
+        }
+    }
+
+    fn routes(
+        &mut self,
+        specs: Vec<Spanned<RouteSpec>>,
+        defaults: &Defaults,
+        plugins: &BTreeMap<String, PluginConfig>,
+        server: &ServerConfig,
+    ) -> Vec<Arc<RouteConfig>> {
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        let mut routes = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let spec = spec.into_inner();
+            let raw_name = spec.name.get_ref().clone();
+            let name = match RouteName::parse(&raw_name) {
+                Ok(n) => n,
+                Err(e) => {
+                    self.err(
+                        spec.name.span(),
+                        format!("`name`: {e}"),
+                        Some("use a name like \"front-door\"".to_string()),
+                    );
+                    continue;
+                }
+            };
+            let line = super::error::line_col(self.text, spec.name.span().start).0;
+            if let Some(first) = seen.insert(raw_name.clone(), line) {
+                self.err(
+                    spec.name.span(),
+                    format!("route \"{raw_name}\" is defined twice (first on line {first})"),
+                    Some(
+                        "give each route its own name; the name is its path in every protocol"
+                            .to_string(),
+                    ),
+                );
+                continue;
+            }
+            if let Some(route) = self.route(name, spec, defaults, plugins, server) {
+                routes.push(Arc::new(route));
+            }
+        }
+        routes
+    }
+
+    fn route(
+        &mut self,
+        name: RouteName,
+        spec: RouteSpec,
+        defaults: &Defaults,
+        plugins: &BTreeMap<String, PluginConfig>,
+        server: &ServerConfig,
+    ) -> Option<RouteConfig> {
+        let ctx = format!("route \"{name}\"");
+        let errors_before = self.errors.len();
+        let from = self.source(&ctx, &spec.from);
+
+        let to_specs = match (&spec.to, &defaults.to) {
+            (Some(to), _) => Some((to.get_ref().clone(), to.span())),
+            (None, Some(to)) => Some((to.clone(), spec.from.span())),
+            (None, None) => None,
+        };
+        let mut to = Vec::new();
+        match to_specs {
+            None => self.err(
+                spec.from.span(),
+                format!("{ctx} has no `to`: nothing would read it"),
+                Some("add `to = [\"whep\"]` (or set `to` in [defaults])".to_string()),
+            ),
+            Some((list, span)) if list.is_empty() => self.err(
+                span,
+                format!("{ctx}: `to` is empty: nothing would read it"),
+                Some(OUTPUTS_HELP.to_string()),
+            ),
+            Some((list, _)) => {
+                for entry in &list {
+                    if let Some(output) =
+                        self.output(&ctx, &name, entry, from.as_ref(), plugins, server)
+                    {
+                        if to.contains(&output) {
+                            self.err(
+                                entry.span(),
+                                format!("{ctx}: `to` lists \"{output}\" twice"),
+                                Some("remove one".to_string()),
+                            );
+                        } else {
+                            to.push(output);
+                        }
+                    }
+                }
+            }
+        }
+
+        let auth = match &spec.auth {
+            Some(a) => self.auth(&format!("{ctx}: `auth`"), a, plugins),
+            None => defaults.auth.clone().flatten(),
+        };
+        let on_demand = match (&spec.on_demand, &from) {
+            (Some(v), Some(Source::Publish { protocol })) if *v.get_ref() => {
+                self.err(
+                    v.span(),
+                    format!(
+                        "{ctx}: `on_demand` needs a source the router pulls, not a {} publisher",
+                        protocol.as_str()
+                    ),
+                    Some(
+                        "remove `on_demand`: a publish route simply waits for its publisher"
+                            .to_string(),
+                    ),
+                );
+                false
+            }
+            (Some(v), _) => *v.get_ref(),
+            (None, Some(Source::Publish { .. })) => false,
+            (None, _) => defaults.on_demand.unwrap_or(false),
+        };
+        let max_readers = match &spec.max_readers {
+            Some(m) => self.max_readers(&format!("{ctx}: `max_readers`"), m),
+            None => defaults.max_readers,
+        };
+        if self.errors.len() != errors_before {
+            return None;
+        }
+        Some(RouteConfig {
+            name,
+            from: from?,
+            to,
+            auth,
+            on_demand,
+            max_readers,
+        })
+    }
+
+    fn source(&mut self, ctx: &str, v: &Spanned<String>) -> Option<Source> {
+        let s = self.expand(&format!("{ctx}: `from`"), v)?;
+        match s.as_str() {
+            "demo" => return Some(Source::Demo),
+            "whip" => {
+                return Some(Source::Publish {
+                    protocol: PublishProtocol::Whip,
+                });
+            }
+            "rtmp" => {
+                return Some(Source::Publish {
+                    protocol: PublishProtocol::Rtmp,
+                });
+            }
+            "rtsp" => {
+                return Some(Source::Publish {
+                    protocol: PublishProtocol::Rtsp,
+                });
+            }
+            "whep" => {
+                self.err(v.span(), format!("{ctx}: `from`: \"whep\" is a playback protocol, not a source"),
+                    Some(format!("to let browsers play this route put \"whep\" in `to`; for `from` {SOURCES_HELP}")));
+                return None;
+            }
+            _ => {}
+        }
+        if !s.contains("://") {
+            self.err(
+                v.span(),
+                format!("{ctx}: `from`: \"{s}\" is not a source"),
+                Some(SOURCES_HELP.to_string()),
+            );
+            return None;
+        }
+        match Url::parse(&s) {
+            Ok(url)
+                if matches!(url.scheme(), "rtsp" | "rtsps" | "rtmp" | "rtmps")
+                    && url.host_str().is_some_and(|h| !h.is_empty()) =>
+            {
+                Some(Source::Pull { url: PullUrl(url) })
+            }
+            Ok(url) if matches!(url.scheme(), "rtsp" | "rtsps" | "rtmp" | "rtmps") => {
+                self.err(v.span(), format!("{ctx}: `from`: \"{}\" has no host", redact_url(&url)),
+                    Some("write the camera or server address, e.g. \"rtsp://192.168.1.10:554/stream1\"".to_string()));
+                None
+            }
+            Ok(url) => {
+                self.err(
+                    v.span(),
+                    format!("{ctx}: `from`: cannot pull from {}:// URLs", url.scheme()),
+                    Some(SOURCES_HELP.to_string()),
+                );
+                None
+            }
+            Err(e) => {
+                self.err(
+                    v.span(),
+                    format!("{ctx}: `from`: not a valid URL ({e})"),
+                    Some(SOURCES_HELP.to_string()),
+                );
+                None
+            }
+        }
+    }
+
+    fn output(
+        &mut self,
+        ctx: &str,
+        name: &RouteName,
+        v: &Spanned<String>,
+        from: Option<&Source>,
+        plugins: &BTreeMap<String, PluginConfig>,
+        server: &ServerConfig,
+    ) -> Option<Output> {
+        let s = self.expand(&format!("{ctx}: `to`"), v)?;
+        match s.as_str() {
+            "whep" => return Some(Output::Whep),
+            "rtsp" => return Some(Output::Rtsp),
+            "rtmp" => return Some(Output::Rtmp),
+            "whip" | "demo" => {
+                self.err(
+                    v.span(),
+                    format!("{ctx}: `to`: \"{s}\" is a source, not an output"),
+                    Some(format!("put it in `from`; {OUTPUTS_HELP}")),
+                );
+                return None;
+            }
+            _ => {}
+        }
+        if let Some(plugin) = s.strip_prefix("record:") {
+            let sinks: Vec<&str> = plugins
+                .values()
+                .filter(|p| {
+                    p.source
+                        .known_world()
+                        .is_none_or(|w| w == PluginWorld::Sink)
+                })
+                .map(|p| p.name.as_str())
+                .collect();
+            let help = if sinks.is_empty() {
+                "declare one first: [plugins.mp4] with source = \"builtin:record-mp4\"".to_string()
+            } else {
+                format!("sink plugins here: {}", sinks.join(", "))
+            };
+            return match plugins.get(plugin) {
+                Some(p)
+                    if p.source
+                        .known_world()
+                        .is_some_and(|w| w != PluginWorld::Sink) =>
+                {
+                    self.err(v.span(), format!("{ctx}: `to`: plugin \"{plugin}\" cannot record: it is not a sink plugin"), Some(help));
+                    None
+                }
+                Some(_) => Some(Output::Record {
+                    plugin: plugin.to_string(),
+                }),
+                None => {
+                    self.err(
+                        v.span(),
+                        format!("{ctx}: `to`: there is no plugin \"{plugin}\" to record with"),
+                        Some(help),
+                    );
+                    None
+                }
+            };
+        }
+        if !s.contains("://") {
+            self.err(
+                v.span(),
+                format!("{ctx}: `to`: \"{s}\" is not an output"),
+                Some(OUTPUTS_HELP.to_string()),
+            );
+            return None;
+        }
+        let url = match Url::parse(&s) {
+            Ok(u)
+                if matches!(u.scheme(), "rtmp" | "rtmps" | "rtsp" | "rtsps")
+                    && u.host_str().is_some_and(|h| !h.is_empty()) =>
+            {
+                u
+            }
+            Ok(u) => {
+                self.err(
+                    v.span(),
+                    format!("{ctx}: `to`: cannot push to \"{}\"", redact_push_url(&u)),
+                    Some(OUTPUTS_HELP.to_string()),
+                );
+                return None;
+            }
+            Err(e) => {
+                self.err(
+                    v.span(),
+                    format!("{ctx}: `to`: not a valid URL ({e})"),
+                    Some(OUTPUTS_HELP.to_string()),
+                );
+                return None;
+            }
+        };
+        if let Some(Source::Pull { url: pull }) = from
+            && pull.0 == url
+        {
+            self.err(v.span(), format!("{ctx}: `to`: pushing to the URL this route pulls from would feed the route its own output"),
+                Some("push to another server or path".to_string()));
+            return None;
+        }
+        if targets_self(&url, name, server) {
+            self.err(
+                v.span(),
+                format!(
+                    "{ctx}: `to`: \"{}\" is this route on this router: it would feed itself",
+                    redact_push_url(&url)
+                ),
+                Some(
+                    "to serve it to readers here, write \"rtmp\" or \"rtsp\" instead of a URL"
+                        .to_string(),
+                ),
+            );
+            return None;
+        }
+        Some(Output::Push(url))
+    }
+}
+
+fn auth_help(auth_plugins: &[&str]) -> String {
+    if auth_plugins.is_empty() {
+        "declare one first, e.g. [plugins.jwt] with source = \"builtin:auth-jwt\"; or write auth = \"none\"".to_string()
+    } else {
+        format!(
+            "auth plugins here: {}; or write auth = \"none\"",
+            auth_plugins.join(", ")
+        )
+    }
+}
+
+/// Whether a push URL points at this very route on this router (loopback host, our port, our name).
+fn targets_self(url: &Url, name: &RouteName, server: &ServerConfig) -> bool {
+    let port = match url.scheme() {
+        "rtmp" => server.rtmp.port(),
+        "rtsp" => server.rtsp.port(),
+        _ => return false,
+    };
+    let local = match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback() || ip.is_unspecified(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback() || ip.is_unspecified(),
+        None => false,
+    };
+    let default_port = if url.scheme() == "rtmp" { 1935 } else { 554 };
+    let path = url.path().trim_matches('/');
+    local
+        && url.port().unwrap_or(default_port) == port
+        && (path == name.as_str() || path.starts_with(&format!("{name}/")))
+}

@@ -1,0 +1,26 @@
+//! Sources: one module per kind, each feeding a route through [`crate::route::SourceFeed`].
+//!
+//! [`source_for`] maps a route's `from` to what the route runs. Source kinds the configuration accepts but this
+//! build cannot run yet become [`RouteSource::Unavailable`] with the reason, visible in the API and logs, instead
+//! of a route that silently never goes live.
+
+pub mod demo;
+
+use std::sync::Arc;
+
+use crate::config::model::{RouteConfig, Source};
+use crate::route::actor::RouteSource;
+
+pub fn source_for(route: &RouteConfig) -> RouteSource {
+    match &route.from {
+        Source::Demo => RouteSource::Pull(Arc::new(demo::DemoSource)),
+        Source::Publish { protocol } => RouteSource::Unavailable(format!(
+            "taking {} publishers is not available in this build yet",
+            protocol.as_str().to_uppercase()
+        )),
+        Source::Pull { url } => RouteSource::Unavailable(format!(
+            "pulling {}:// sources is not available in this build yet",
+            url.0.scheme()
+        )),
+    }
+}

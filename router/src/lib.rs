@@ -1,0 +1,23 @@
+//! # sluice
+//!
+//! A media router. Sources (the demo clip now; WHIP, RTSP and RTMP as they land) feed **routes** declared in
+//! `routes.toml`; readers (WHEP viewers, RTSP/RTMP players, recorders, push targets) read them.
+//!
+//! Layers, each importing only the ones below it:
+//! - [`media`]: tracks, frames, codec helpers.
+//! - [`config`]: routes.toml -> validated [`config::RouteTable`]; reload diffs.
+//! - [`route`]: the route actor (one source, N readers, GOP cache, slow-reader policy). Knows no protocol.
+//! - [`ingest`]: sources, one module per kind.
+//! - [`runtime`]: builds routes from the table, wires sources, applies reloads.
+//! - [`api`]: HTTP (REST, metrics, UI).
+
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod config;
+pub mod ingest;
+pub mod logging;
+pub mod media;
+pub mod route;
+pub mod runtime;
+pub mod server;

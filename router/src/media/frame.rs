@@ -1,0 +1,134 @@
+//! Tracks and frames.
+
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+/// Identifies a track within one route's source; stable while the source runs, even when parameters change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TrackId(pub u32);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MediaKind {
+    Video,
+    Audio,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Codec {
+    H264,
+    H265,
+    Vp8,
+    Opus,
+    Aac,
+    Pcmu,
+    Pcma,
+}
+
+impl Codec {
+    pub fn kind(self) -> MediaKind {
+        match self {
+            Codec::H264 | Codec::H265 | Codec::Vp8 => MediaKind::Video,
+            Codec::Opus | Codec::Aac | Codec::Pcmu | Codec::Pcma => MediaKind::Audio,
+        }
+    }
+}
+
+impl fmt::Display for Codec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self {
+            Codec::H264 => "H.264",
+            Codec::H265 => "H.265",
+            Codec::Vp8 => "VP8",
+            Codec::Opus => "Opus",
+            Codec::Aac => "AAC",
+            Codec::Pcmu => "PCMU",
+            Codec::Pcma => "PCMA",
+        };
+        f.write_str(name)
+    }
+}
+
+/// Out-of-band codec configuration a decoder needs before the first frame.
+#[derive(Clone, PartialEq, Eq)]
+pub enum CodecParams {
+    H264 {
+        sps: Bytes,
+        pps: Bytes,
+    },
+    H265 {
+        vps: Bytes,
+        sps: Bytes,
+        pps: Bytes,
+    },
+    Aac {
+        audio_specific_config: Bytes,
+    },
+    /// Codecs whose frames are self-describing (Opus, G.711, VP8).
+    None,
+}
+
+impl fmt::Debug for CodecParams {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Byte dumps of parameter sets are noise in logs; lengths are what one checks.
+        match self {
+            CodecParams::H264 { sps, pps } => {
+                write!(f, "H264 {{ sps: {}B, pps: {}B }}", sps.len(), pps.len())
+            }
+            CodecParams::H265 { vps, sps, pps } => {
+                write!(
+                    f,
+                    "H265 {{ vps: {}B, sps: {}B, pps: {}B }}",
+                    vps.len(),
+                    sps.len(),
+                    pps.len()
+                )
+            }
+            CodecParams::Aac {
+                audio_specific_config,
+            } => write!(f, "Aac {{ asc: {}B }}", audio_specific_config.len()),
+            CodecParams::None => f.write_str("None"),
+        }
+    }
+}
+
+/// One elementary stream of a source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Track {
+    pub id: TrackId,
+    pub codec: Codec,
+    /// Ticks per second of this track's pts/dts (90 000 for video, the sample rate for audio).
+    pub clock_rate: u32,
+    pub params: CodecParams,
+    /// Human-readable details derived from the parameters ("640x360 Constrained Baseline 3.1"), for the API.
+    pub description: String,
+}
+
+impl Track {
+    pub fn kind(&self) -> MediaKind {
+        self.codec.kind()
+    }
+}
+
+/// One access unit: a whole video picture or one audio frame.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    pub track: Arc<Track>,
+    /// Presentation time in `track.clock_rate` ticks. Continuous and monotonic per track for the life of a route,
+    /// across source loops and reconnects (sources rebase their clocks to keep it so).
+    pub pts: i64,
+    /// Decode time in the same clock; equals `pts` without B-frames.
+    pub dts: i64,
+    /// A video frame a decoder can start from (IDR); always true for audio.
+    pub keyframe: bool,
+    pub data: Bytes,
+}
+
+impl Frame {
+    pub fn kind(&self) -> MediaKind {
+        self.track.kind()
+    }
+}

@@ -1,0 +1,408 @@
+//! H.264 helpers: Annex B splitting, access-unit grouping, SPS fields, AVCC payloads.
+//!
+//! Pure functions over bytes; every parser here takes untrusted input and reports problems as values.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+pub const NAL_SLICE: u8 = 1;
+pub const NAL_IDR: u8 = 5;
+pub const NAL_SEI: u8 = 6;
+pub const NAL_SPS: u8 = 7;
+pub const NAL_PPS: u8 = 8;
+pub const NAL_AUD: u8 = 9;
+
+pub fn nal_type(nal: &[u8]) -> u8 {
+    nal.first().map_or(0, |b| b & 0x1f)
+}
+
+fn is_vcl(t: u8) -> bool {
+    (1..=5).contains(&t)
+}
+
+/// Splits an Annex B byte stream (00 00 01 / 00 00 00 01 start codes) into NAL units, start codes removed.
+/// Bytes before the first start code are ignored; empty NAL units are skipped.
+pub fn split_annex_b(stream: &[u8]) -> Vec<&[u8]> {
+    let mut starts = Vec::new(); // (start code position, payload position)
+    let mut i = 0;
+    while i + 3 <= stream.len() {
+        if stream[i] == 0 && stream[i + 1] == 0 && stream[i + 2] == 1 {
+            starts.push((i, i + 3));
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    let mut nals = Vec::with_capacity(starts.len());
+    for (k, &(_, payload)) in starts.iter().enumerate() {
+        let mut end = starts.get(k + 1).map_or(stream.len(), |&(sc, _)| sc);
+        // A 4-byte start code's leading zero (and trailing_zero_8bits) belongs to no NAL unit.
+        while end > payload && stream[end - 1] == 0 {
+            end -= 1;
+        }
+        if end > payload {
+            nals.push(&stream[payload..end]);
+        }
+    }
+    nals
+}
+
+/// Groups NAL units into access units (ITU-T H.264 7.4.1.2.3): a new access unit starts at an AUD, at an
+/// SPS/PPS/SEI following a picture, or at a slice with `first_mb_in_slice == 0` following a picture.
+pub fn group_access_units<'a>(nals: &[&'a [u8]]) -> Vec<Vec<&'a [u8]>> {
+    let mut units: Vec<Vec<&'a [u8]>> = Vec::new();
+    let mut current: Vec<&'a [u8]> = Vec::new();
+    let mut has_picture = false;
+    for &nal in nals {
+        let t = nal_type(nal);
+        let starts_new = has_picture
+            && match t {
+                NAL_AUD | NAL_SPS | NAL_PPS | NAL_SEI => true,
+                t if is_vcl(t) => first_mb_is_zero(nal),
+                _ => false,
+            };
+        if starts_new {
+            units.push(std::mem::take(&mut current));
+            has_picture = false;
+        }
+        has_picture |= is_vcl(t);
+        current.push(nal);
+    }
+    if has_picture {
+        units.push(current);
+    }
+    units
+}
+
+/// `first_mb_in_slice` is the first ue(v) of the slice header: it is 0 exactly when its first bit is 1.
+fn first_mb_is_zero(nal: &[u8]) -> bool {
+    nal.get(1).is_some_and(|b| b & 0x80 != 0)
+}
+
+/// Builds a length-prefixed (4-byte) payload from NAL units.
+pub fn to_avcc<'a>(nals: impl IntoIterator<Item = &'a [u8]>) -> Bytes {
+    let mut out = BytesMut::new();
+    for nal in nals {
+        out.put_u32(nal.len() as u32);
+        out.put_slice(nal);
+    }
+    out.freeze()
+}
+
+/// Iterates the NAL units of a length-prefixed payload; stops at the first malformed length.
+pub fn avcc_nals(payload: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = payload;
+    std::iter::from_fn(move || {
+        if rest.len() < 4 {
+            return None;
+        }
+        let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        if rest.len() - 4 < len {
+            return None;
+        }
+        let nal = &rest[4..4 + len];
+        rest = &rest[4 + len..];
+        Some(nal)
+    })
+}
+
+/// The fields of a sequence parameter set that the router reports and negotiates with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpsInfo {
+    pub profile_idc: u8,
+    pub constraint_flags: u8,
+    pub level_idc: u8,
+    pub width: u32,
+    pub height: u32,
+}
+
+impl SpsInfo {
+    /// The `profile-level-id` SDP parameter (RFC 6184), e.g. `42e01f`.
+    pub fn profile_level_id(&self) -> String {
+        format!(
+            "{:02x}{:02x}{:02x}",
+            self.profile_idc, self.constraint_flags, self.level_idc
+        )
+    }
+
+    pub fn profile_name(&self) -> &'static str {
+        match (self.profile_idc, self.constraint_flags & 0x40 != 0) {
+            (66, true) => "Constrained Baseline",
+            (66, false) => "Baseline",
+            (77, _) => "Main",
+            (88, _) => "Extended",
+            (100, _) => "High",
+            (110, _) => "High 10",
+            (122, _) => "High 4:2:2",
+            (244, _) => "High 4:4:4",
+            _ => "unknown profile",
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        format!(
+            "{}x{} {} {}.{}",
+            self.width,
+            self.height,
+            self.profile_name(),
+            self.level_idc / 10,
+            self.level_idc % 10
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpsError {
+    #[error("not an SPS NAL unit (type {0})")]
+    NotSps(u8),
+    #[error("SPS ends early")]
+    Truncated,
+    #[error("SPS has an out-of-range value for {0}")]
+    OutOfRange(&'static str),
+}
+
+/// Parses the profile, level and coded picture size from an SPS NAL unit (header byte included).
+pub fn parse_sps(nal: &[u8]) -> Result<SpsInfo, SpsError> {
+    if nal_type(nal) != NAL_SPS {
+        return Err(SpsError::NotSps(nal_type(nal)));
+    }
+    let rbsp = remove_emulation_prevention(&nal[1..]);
+    let mut r = BitReader::new(&rbsp);
+    let profile_idc = r.bits(8)? as u8;
+    let constraint_flags = r.bits(8)? as u8;
+    let level_idc = r.bits(8)? as u8;
+    r.ue()?; // seq_parameter_set_id
+    let mut chroma_format_idc = 1;
+    if matches!(
+        profile_idc,
+        100 | 110 | 122 | 244 | 44 | 83 | 86 | 118 | 128 | 138 | 139 | 134 | 135
+    ) {
+        chroma_format_idc = r.ue()?;
+        if chroma_format_idc > 3 {
+            return Err(SpsError::OutOfRange("chroma_format_idc"));
+        }
+        if chroma_format_idc == 3 {
+            r.bits(1)?; // separate_colour_plane_flag
+        }
+        r.ue()?; // bit_depth_luma_minus8
+        r.ue()?; // bit_depth_chroma_minus8
+        r.bits(1)?; // qpprime_y_zero_transform_bypass_flag
+        if r.bits(1)? == 1 {
+            let lists = if chroma_format_idc == 3 { 12 } else { 8 };
+            for i in 0..lists {
+                if r.bits(1)? == 1 {
+                    skip_scaling_list(&mut r, if i < 6 { 16 } else { 64 })?;
+                }
+            }
+        }
+    }
+    r.ue()?; // log2_max_frame_num_minus4
+    match r.ue()? {
+        0 => {
+            r.ue()?; // log2_max_pic_order_cnt_lsb_minus4
+        }
+        1 => {
+            r.bits(1)?;
+            r.se()?;
+            r.se()?;
+            let cycle = r.ue()?;
+            if cycle > 255 {
+                return Err(SpsError::OutOfRange(
+                    "num_ref_frames_in_pic_order_cnt_cycle",
+                ));
+            }
+            for _ in 0..cycle {
+                r.se()?;
+            }
+        }
+        2 => {}
+        _ => return Err(SpsError::OutOfRange("pic_order_cnt_type")),
+    }
+    r.ue()?; // max_num_ref_frames
+    r.bits(1)?; // gaps_in_frame_num_value_allowed_flag
+    let width_mbs = r.ue()? + 1;
+    let height_map_units = r.ue()? + 1;
+    let frame_mbs_only = r.bits(1)?;
+    if frame_mbs_only == 0 {
+        r.bits(1)?; // mb_adaptive_frame_field_flag
+    }
+    r.bits(1)?; // direct_8x8_inference_flag
+    let (mut crop_l, mut crop_r, mut crop_t, mut crop_b) = (0, 0, 0, 0);
+    if r.bits(1)? == 1 {
+        crop_l = r.ue()?;
+        crop_r = r.ue()?;
+        crop_t = r.ue()?;
+        crop_b = r.ue()?;
+    }
+    if width_mbs > 1024 || height_map_units > 1024 {
+        return Err(SpsError::OutOfRange("picture size"));
+    }
+    let (crop_unit_x, crop_unit_y) = match chroma_format_idc {
+        0 | 3 => (1, 2 - frame_mbs_only),
+        1 => (2, 2 * (2 - frame_mbs_only)),
+        _ => (2, 2 - frame_mbs_only),
+    };
+    let width = (width_mbs * 16).checked_sub(crop_unit_x * (crop_l + crop_r));
+    let height =
+        ((2 - frame_mbs_only) * height_map_units * 16).checked_sub(crop_unit_y * (crop_t + crop_b));
+    match (width, height) {
+        (Some(width), Some(height)) if width > 0 && height > 0 => Ok(SpsInfo {
+            profile_idc,
+            constraint_flags,
+            level_idc,
+            width,
+            height,
+        }),
+        _ => Err(SpsError::OutOfRange("frame cropping")),
+    }
+}
+
+fn skip_scaling_list(r: &mut BitReader<'_>, size: usize) -> Result<(), SpsError> {
+    let (mut last, mut next) = (8i64, 8i64);
+    for _ in 0..size {
+        if next != 0 {
+            next = (last + r.se()? + 256) % 256;
+        }
+        if next != 0 {
+            last = next;
+        }
+    }
+    Ok(())
+}
+
+/// Removes the 0x03 bytes an encoder inserts after two zero bytes (7.4.1).
+pub fn remove_emulation_prevention(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len());
+    let mut zeros = 0;
+    for &b in data {
+        if zeros >= 2 && b == 3 {
+            zeros = 0;
+            continue;
+        }
+        zeros = if b == 0 { zeros + 1 } else { 0 };
+        out.push(b);
+    }
+    out
+}
+
+struct BitReader<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> BitReader<'a> {
+    fn new(data: &'a [u8]) -> Self {
+        BitReader { data, pos: 0 }
+    }
+
+    fn bits(&mut self, n: u32) -> Result<u32, SpsError> {
+        let mut v = 0u32;
+        for _ in 0..n {
+            let byte = *self.data.get(self.pos / 8).ok_or(SpsError::Truncated)?;
+            v = (v << 1) | u32::from((byte >> (7 - self.pos % 8)) & 1);
+            self.pos += 1;
+        }
+        Ok(v)
+    }
+
+    fn ue(&mut self) -> Result<u32, SpsError> {
+        let mut zeros = 0;
+        while self.bits(1)? == 0 {
+            zeros += 1;
+            if zeros > 31 {
+                return Err(SpsError::OutOfRange("exp-Golomb code"));
+            }
+        }
+        Ok(((1u64 << zeros) - 1 + u64::from(self.bits(zeros)?)) as u32)
+    }
+
+    fn se(&mut self) -> Result<i64, SpsError> {
+        let k = i64::from(self.ue()?);
+        Ok(if k % 2 == 1 { (k + 1) / 2 } else { -(k / 2) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The SPS x264 wrote for the demo clip (640x360 Constrained Baseline 3.1).
+    fn demo_sps() -> Vec<u8> {
+        let clip = include_bytes!("../../assets/demo.h264");
+        split_annex_b(clip)
+            .into_iter()
+            .find(|n| nal_type(n) == NAL_SPS)
+            .expect("sps")
+            .to_vec()
+    }
+
+    #[test]
+    fn parses_demo_sps() {
+        let info = parse_sps(&demo_sps()).expect("parse");
+        assert_eq!(info.width, 640);
+        assert_eq!(info.height, 360);
+        assert_eq!(info.profile_level_id(), "42c01f");
+        assert_eq!(info.describe(), "640x360 Constrained Baseline 3.1");
+    }
+
+    #[test]
+    fn truncated_sps_is_an_error_not_a_panic() {
+        let sps = demo_sps();
+        for len in 0..sps.len() - 1 {
+            let _ = parse_sps(&sps[..len]);
+        }
+        assert_eq!(parse_sps(&sps[..4]), Err(SpsError::Truncated));
+        assert_eq!(parse_sps(&[0x68, 1, 2]), Err(SpsError::NotSps(8)));
+    }
+
+    #[test]
+    fn splits_three_and_four_byte_start_codes() {
+        let stream = [
+            0, 0, 0, 1, 0x67, 1, 2, 0, 0, 1, 0x68, 3, 0, 0, 0, 1, 0x65, 0x88, 0,
+        ];
+        let nals = split_annex_b(&stream);
+        assert_eq!(
+            nals,
+            vec![&[0x67, 1, 2][..], &[0x68, 3][..], &[0x65, 0x88][..]]
+        );
+    }
+
+    #[test]
+    fn groups_demo_clip_into_frames() {
+        let clip = include_bytes!("../../assets/demo.h264");
+        let nals = split_annex_b(clip);
+        let units = group_access_units(&nals);
+        assert_eq!(units.len(), 120, "ffprobe counts 120 frames");
+        let keyframes = units
+            .iter()
+            .filter(|u| u.iter().any(|n| nal_type(n) == NAL_IDR))
+            .count();
+        assert_eq!(keyframes, 4, "a keyframe every 30 frames");
+        assert!(units[0].iter().any(|n| nal_type(n) == NAL_SPS));
+    }
+
+    #[test]
+    fn second_slice_of_a_picture_stays_in_its_access_unit() {
+        // first_mb_in_slice = 0 (bit 1) then a second slice with first_mb_in_slice = 1 ("010").
+        let nals: Vec<&[u8]> = vec![&[0x65, 0x88], &[0x65, 0x40], &[0x41, 0x9a]];
+        let units = group_access_units(&nals);
+        assert_eq!(units.len(), 2);
+        assert_eq!(units[0].len(), 2);
+    }
+
+    #[test]
+    fn avcc_round_trip_and_malformed_lengths() {
+        let payload = to_avcc([&[0x65u8, 1][..], &[0x41, 2, 3][..]]);
+        let nals: Vec<&[u8]> = avcc_nals(&payload).collect();
+        assert_eq!(nals, vec![&[0x65, 1][..], &[0x41, 2, 3][..]]);
+        let broken = [0, 0, 0, 9, 1, 2];
+        assert_eq!(avcc_nals(&broken).count(), 0);
+    }
+
+    #[test]
+    fn emulation_prevention_bytes_are_removed() {
+        assert_eq!(
+            remove_emulation_prevention(&[0, 0, 3, 1, 0, 0, 3]),
+            vec![0, 0, 1, 0, 0]
+        );
+    }
+}

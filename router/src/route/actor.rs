@@ -1,0 +1,639 @@
+//! The route actor and its handle.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::config::model::{RouteConfig, RouteName};
+use crate::media::{Frame, MediaKind, Track, TrackId};
+use crate::route::gop::{GopCache, GopLimits};
+use crate::route::reader::{Offer, ReaderId, ReaderKind, ReaderSlot, RouteReader, reader_pair};
+use crate::route::stats::{ReaderInfo, RouteSnapshot, RouteState, TrackInfo};
+use crate::route::timeline::Timeline;
+
+/// Frames a reader may have queued before it starts losing frames. Generous because tokio's channel allocates
+/// lazily: an idle or fast reader costs far less than this.
+pub const READER_QUEUE_FRAMES: usize = 1024;
+/// How long an on-demand source keeps running after its last reader left, so a page reload does not reconnect.
+pub const ON_DEMAND_LINGER: Duration = Duration::from_secs(10);
+const TICK: Duration = Duration::from_secs(1);
+const RESTART_BACKOFF_MIN: Duration = Duration::from_millis(500);
+const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(30);
+const DROP_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    #[error("route {0} has ended")]
+    Ended(RouteName),
+    #[error("route {route} already has {max} readers (max_readers)")]
+    TooManyReaders { route: RouteName, max: u32 },
+    #[error("route {route} does not list `{kind}` in `to`")]
+    OutputNotAllowed { route: RouteName, kind: String },
+}
+
+/// Starts a route's source. Implemented per source kind in `ingest`; the route only knows this trait.
+pub trait SourceFactory: Send + Sync + fmt::Debug {
+    /// Spawns the source task. It sends into `feed` until it ends (the route restarts it with backoff) or is
+    /// aborted (the route stopped it).
+    fn start(&self, feed: SourceFeed) -> JoinHandle<()>;
+}
+
+/// How a route gets its media.
+#[derive(Debug, Clone)]
+pub enum RouteSource {
+    /// The route runs the source itself (demo clip, pulled camera).
+    Pull(Arc<dyn SourceFactory>),
+    /// A publisher connects to the router (WHIP, RTMP, RTSP RECORD) and feeds the route.
+    Publish,
+    /// The source cannot run; the reason is shown in the route's `last_error`.
+    Unavailable(String),
+}
+
+/// What a source tells its route.
+#[derive(Debug)]
+pub enum SourceEvent {
+    /// The tracks the source will send, known before the first frame (from SDP, FLV headers, a file).
+    Tracks(Vec<Arc<Track>>),
+    Frame(Frame),
+    /// The source lost its peer and is retrying by itself; readers stay.
+    Reconnecting {
+        error: String,
+    },
+}
+
+/// The source's handle into its route.
+#[derive(Debug, Clone)]
+pub struct SourceFeed {
+    tx: mpsc::Sender<SourceEvent>,
+}
+
+impl SourceFeed {
+    /// Sends an event; `false` means the route stopped this source and it should end.
+    pub async fn send(&self, event: SourceEvent) -> bool {
+        self.tx.send(event).await.is_ok()
+    }
+}
+
+enum Command {
+    AddReader {
+        kind: ReaderKind,
+        remote: Option<String>,
+        reply: oneshot::Sender<Result<RouteReader, RouteError>>,
+    },
+    RemoveReader(ReaderId),
+    Snapshot(oneshot::Sender<RouteSnapshot>),
+    Update {
+        config: Arc<RouteConfig>,
+        source: Option<RouteSource>,
+        reply: oneshot::Sender<()>,
+    },
+    Stop(oneshot::Sender<()>),
+}
+
+/// How the rest of the router talks to a route. Cheap to clone.
+#[derive(Clone)]
+pub struct RouteHandle {
+    name: RouteName,
+    tx: mpsc::Sender<Command>,
+}
+
+impl fmt::Debug for RouteHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RouteHandle")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+impl RouteHandle {
+    pub fn name(&self) -> &RouteName {
+        &self.name
+    }
+
+    fn ended(&self) -> RouteError {
+        RouteError::Ended(self.name.clone())
+    }
+
+    /// Attaches a reader. Its first frames are the GOP cache (starting on a keyframe) when there is one.
+    pub async fn add_reader(
+        &self,
+        kind: ReaderKind,
+        remote: Option<String>,
+    ) -> Result<RouteReader, RouteError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::AddReader {
+                kind,
+                remote,
+                reply,
+            })
+            .await
+            .map_err(|_| self.ended())?;
+        rx.await.map_err(|_| self.ended())?
+    }
+
+    pub async fn snapshot(&self) -> Result<RouteSnapshot, RouteError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Snapshot(reply))
+            .await
+            .map_err(|_| self.ended())?;
+        rx.await.map_err(|_| self.ended())
+    }
+
+    /// Applies a changed configuration in place. With `source`, the old source stops and the new one starts;
+    /// readers stay attached and resume at the new source's first keyframe.
+    pub async fn update(
+        &self,
+        config: Arc<RouteConfig>,
+        source: Option<RouteSource>,
+    ) -> Result<(), RouteError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Update {
+                config,
+                source,
+                reply,
+            })
+            .await
+            .map_err(|_| self.ended())?;
+        rx.await.map_err(|_| self.ended())
+    }
+
+    /// Ends the route: the source stops and every reader's `recv` returns `None`.
+    pub async fn stop(&self) {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Command::Stop(reply)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+/// Spawns a route actor.
+pub fn spawn_route(config: Arc<RouteConfig>, source: RouteSource) -> RouteHandle {
+    let (tx, rx) = mpsc::channel(256);
+    let handle = RouteHandle {
+        name: config.name.clone(),
+        tx: tx.clone(),
+    };
+    let actor = RouteActor::new(config, source, tx);
+    tokio::spawn(actor.run(rx));
+    handle
+}
+
+/// Aborts the source task when dropped, so a stopped route never leaves its source running.
+#[derive(Debug)]
+struct RunningSource {
+    task: JoinHandle<()>,
+    events: mpsc::Receiver<SourceEvent>,
+}
+
+impl Drop for RunningSource {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+struct RouteActor {
+    config: Arc<RouteConfig>,
+    source: RouteSource,
+    running: Option<RunningSource>,
+    /// When the source may be restarted after it ended on its own.
+    restart_at: Option<Instant>,
+    restart_backoff: Duration,
+    /// When an on-demand source with no readers is stopped.
+    idle_since: Option<Instant>,
+    commands: mpsc::Sender<Command>,
+
+    state: RouteState,
+    last_error: Option<String>,
+    live_since: Option<Instant>,
+    source_starts: u64,
+    tracks: BTreeMap<TrackId, Arc<Track>>,
+    has_video: bool,
+    timeline: Timeline,
+    gop: GopCache,
+    readers: Vec<ReaderSlot>,
+    next_reader_id: ReaderId,
+
+    frames_in: u64,
+    bytes_in: u64,
+    frames_out: u64,
+    bytes_out: u64,
+    /// Drops of readers that already left; live readers' drops are read from their counters.
+    dropped_by_departed: u64,
+    bitrate_in_bps: u64,
+    bitrate_out_bps: u64,
+    last_tick: Instant,
+    bytes_in_at_tick: u64,
+    bytes_out_at_tick: u64,
+    last_drop_log: Option<Instant>,
+    dropped_at_drop_log: u64,
+}
+
+impl RouteActor {
+    fn new(config: Arc<RouteConfig>, source: RouteSource, commands: mpsc::Sender<Command>) -> Self {
+        let now = Instant::now();
+        RouteActor {
+            config,
+            source,
+            running: None,
+            restart_at: None,
+            restart_backoff: RESTART_BACKOFF_MIN,
+            idle_since: None,
+            commands,
+            state: RouteState::Waiting,
+            last_error: None,
+            live_since: None,
+            source_starts: 0,
+            tracks: BTreeMap::new(),
+            has_video: false,
+            timeline: Timeline::default(),
+            gop: GopCache::new(GopLimits::default()),
+            readers: Vec::new(),
+            next_reader_id: 1,
+            frames_in: 0,
+            bytes_in: 0,
+            frames_out: 0,
+            bytes_out: 0,
+            dropped_by_departed: 0,
+            bitrate_in_bps: 0,
+            bitrate_out_bps: 0,
+            last_tick: now,
+            bytes_in_at_tick: 0,
+            bytes_out_at_tick: 0,
+            last_drop_log: None,
+            dropped_at_drop_log: 0,
+        }
+    }
+
+    async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        self.source_changed();
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                // Commands first: a reader joining or a stop must not queue behind a burst of frames.
+                biased;
+                cmd = commands.recv() => match cmd {
+                    Some(Command::Stop(reply)) => {
+                        self.shutdown();
+                        let _ = reply.send(());
+                        return;
+                    }
+                    Some(cmd) => self.handle_command(cmd),
+                    // Every handle is gone (the runtime dropped the route).
+                    None => return self.shutdown(),
+                },
+                event = next_source_event(&mut self.running) => match event {
+                    Some(event) => self.handle_source_event(event),
+                    None => self.source_ended(),
+                },
+                _ = tick.tick() => self.handle_tick(Instant::now()),
+            }
+        }
+    }
+
+    fn handle_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::AddReader {
+                kind,
+                remote,
+                reply,
+            } => {
+                let _ = reply.send(self.add_reader(kind, remote));
+            }
+            Command::RemoveReader(id) => {
+                if let Some(pos) = self.readers.iter().position(|r| r.id == id) {
+                    let slot = self.readers.swap_remove(pos);
+                    self.reader_left(&slot);
+                }
+            }
+            Command::Snapshot(reply) => {
+                let _ = reply.send(self.snapshot());
+            }
+            Command::Update {
+                config,
+                source,
+                reply,
+            } => {
+                self.config = config;
+                let before = self.readers.len();
+                let config = Arc::clone(&self.config);
+                let mut removed = Vec::new();
+                self.readers.retain(|r| {
+                    let keep = config.allows_reader(r.kind);
+                    if !keep {
+                        removed.push(r.counters.dropped.load(Ordering::Relaxed));
+                    }
+                    keep
+                });
+                self.dropped_by_departed += removed.iter().sum::<u64>();
+                if self.readers.len() != before {
+                    tracing::info!(route = %self.config.name, removed = before - self.readers.len(),
+                        "readers of outputs no longer in `to` disconnected");
+                    self.note_idle();
+                }
+                if let Some(source) = source {
+                    self.source = source;
+                    self.running = None;
+                    self.restart_backoff = RESTART_BACKOFF_MIN;
+                    self.source_changed();
+                } else if self.config.on_demand && self.readers.is_empty() {
+                    self.note_idle();
+                } else if !self.config.on_demand {
+                    self.ensure_source();
+                }
+                let _ = reply.send(());
+            }
+            Command::Stop(_) => unreachable!("handled in run"),
+        }
+    }
+
+    fn add_reader(
+        &mut self,
+        kind: ReaderKind,
+        remote: Option<String>,
+    ) -> Result<RouteReader, RouteError> {
+        let name = &self.config.name;
+        if !self.config.allows_reader(kind) {
+            return Err(RouteError::OutputNotAllowed {
+                route: name.clone(),
+                kind: format!("{kind:?}").to_lowercase(),
+            });
+        }
+        self.readers.retain(|r| !r.is_closed());
+        if let Some(max) = self.config.max_readers
+            && self.readers.len() >= max as usize
+        {
+            return Err(RouteError::TooManyReaders {
+                route: name.clone(),
+                max,
+            });
+        }
+        let id = self.next_reader_id;
+        self.next_reader_id += 1;
+        let commands = self.commands.clone();
+        let leave = Box::new(move |id| {
+            // Best effort: if the queue is full the actor still notices the closed reader on its next frame or tick.
+            let _ = commands.try_send(Command::RemoveReader(id));
+        });
+        let (mut slot, reader) = reader_pair(id, kind, remote, READER_QUEUE_FRAMES, leave);
+        for (i, frame) in self.gop.frames().iter().enumerate() {
+            if slot.offer(frame, i == 0) == Offer::Queued {
+                self.frames_out += 1;
+                self.bytes_out += frame.data.len() as u64;
+            }
+        }
+        tracing::debug!(route = %name, reader = id, ?kind, gop = self.gop.frames().len(), "reader joined");
+        self.readers.push(slot);
+        self.idle_since = None;
+        self.ensure_source();
+        Ok(reader)
+    }
+
+    fn reader_left(&mut self, slot: &ReaderSlot) {
+        self.dropped_by_departed += slot.counters.dropped.load(Ordering::Relaxed);
+        tracing::debug!(route = %self.config.name, reader = slot.id, "reader left");
+        self.note_idle();
+    }
+
+    fn note_idle(&mut self) {
+        if self.readers.is_empty() && self.config.on_demand && self.idle_since.is_none() {
+            self.idle_since = Some(Instant::now());
+        }
+    }
+
+    /// The source definition changed (or the route started): reset per-session state and start if wanted.
+    fn source_changed(&mut self) {
+        self.gop.clear();
+        self.tracks.clear();
+        self.has_video = false;
+        self.timeline.new_session();
+        self.live_since = None;
+        self.last_error = None;
+        self.restart_at = None;
+        self.state = RouteState::Waiting;
+        if let RouteSource::Unavailable(reason) = &self.source {
+            self.state = RouteState::Unavailable;
+            self.last_error = Some(reason.clone());
+        }
+        self.ensure_source();
+    }
+
+    /// Starts the source if the route wants it running and it is not.
+    fn ensure_source(&mut self) {
+        let wanted = !self.config.on_demand || !self.readers.is_empty();
+        if !wanted || self.running.is_some() || self.restart_at.is_some() {
+            return;
+        }
+        let RouteSource::Pull(factory) = &self.source else {
+            return;
+        };
+        let (tx, events) = mpsc::channel(64);
+        let task = factory.start(SourceFeed { tx });
+        self.running = Some(RunningSource { task, events });
+        self.source_starts += 1;
+        self.timeline.new_session();
+        self.gop.clear();
+        tracing::info!(route = %self.config.name, source = %self.config.from.redacted(), "source started");
+    }
+
+    fn handle_source_event(&mut self, event: SourceEvent) {
+        match event {
+            SourceEvent::Frame(frame) => self.handle_frame(frame),
+            SourceEvent::Tracks(tracks) => {
+                self.tracks = tracks.into_iter().map(|t| (t.id, t)).collect();
+                self.has_video = self.tracks.values().any(|t| t.kind() == MediaKind::Video);
+            }
+            SourceEvent::Reconnecting { error } => {
+                tracing::warn!(route = %self.config.name, %error, "source reconnecting");
+                self.state = RouteState::Reconnecting;
+                self.last_error = Some(error);
+                self.live_since = None;
+                self.gop.clear();
+                self.timeline.new_session();
+            }
+        }
+    }
+
+    /// The hot path: one frame in, offered to every reader without waiting on any.
+    fn handle_frame(&mut self, mut frame: Frame) {
+        self.timeline.rebase(&mut frame);
+        let track = &frame.track;
+        if self
+            .tracks
+            .get(&track.id)
+            .is_none_or(|known| !Arc::ptr_eq(known, track))
+        {
+            self.tracks.insert(track.id, Arc::clone(track));
+        }
+        let is_video = frame.kind() == MediaKind::Video;
+        self.has_video |= is_video;
+        let sync_point = frame.keyframe && (is_video || !self.has_video);
+        if self.state != RouteState::Live {
+            self.state = RouteState::Live;
+            self.live_since = Some(Instant::now());
+            self.restart_backoff = RESTART_BACKOFF_MIN;
+        }
+        let len = frame.data.len() as u64;
+        self.frames_in += 1;
+        self.bytes_in += len;
+        let frame = Arc::new(frame);
+        self.gop.push(&frame, sync_point);
+        let mut queued = 0u64;
+        let mut closed = false;
+        for reader in &mut self.readers {
+            match reader.offer(&frame, sync_point) {
+                Offer::Queued => queued += 1,
+                Offer::Dropped => {}
+                Offer::Closed => closed = true,
+            }
+        }
+        self.frames_out += queued;
+        self.bytes_out += queued * len;
+        if closed {
+            self.sweep_closed_readers();
+        }
+    }
+
+    fn sweep_closed_readers(&mut self) {
+        let mut departed = 0;
+        self.readers.retain(|r| {
+            let closed = r.is_closed();
+            if closed {
+                departed += r.counters.dropped.load(Ordering::Relaxed);
+            }
+            !closed
+        });
+        self.dropped_by_departed += departed;
+        self.note_idle();
+    }
+
+    fn source_ended(&mut self) {
+        self.running = None;
+        let error = "source ended".to_string();
+        tracing::warn!(route = %self.config.name, backoff_ms = self.restart_backoff.as_millis() as u64, "{error}; restarting");
+        self.state = RouteState::Reconnecting;
+        self.last_error = Some(error);
+        self.live_since = None;
+        self.restart_at = Some(Instant::now() + self.restart_backoff);
+        self.restart_backoff = (self.restart_backoff * 2).min(RESTART_BACKOFF_MAX);
+    }
+
+    fn handle_tick(&mut self, now: Instant) {
+        let secs = now.duration_since(self.last_tick).as_secs_f64().max(1e-3);
+        self.bitrate_in_bps = ((self.bytes_in - self.bytes_in_at_tick) as f64 * 8.0 / secs) as u64;
+        self.bitrate_out_bps =
+            ((self.bytes_out - self.bytes_out_at_tick) as f64 * 8.0 / secs) as u64;
+        self.bytes_in_at_tick = self.bytes_in;
+        self.bytes_out_at_tick = self.bytes_out;
+        self.last_tick = now;
+
+        self.sweep_closed_readers();
+        if let Some(at) = self.restart_at
+            && now >= at
+        {
+            self.restart_at = None;
+            self.ensure_source();
+        }
+        if let Some(since) = self.idle_since {
+            if !self.readers.is_empty() || !self.config.on_demand {
+                self.idle_since = None;
+            } else if now.duration_since(since) >= ON_DEMAND_LINGER && self.running.is_some() {
+                tracing::info!(route = %self.config.name, "no readers left; on-demand source stopped");
+                self.running = None;
+                self.idle_since = None;
+                self.state = RouteState::Waiting;
+                self.live_since = None;
+                self.gop.clear();
+            }
+        }
+        self.log_drops(now);
+    }
+
+    /// One warning per route per interval at most, however many readers drop.
+    fn log_drops(&mut self, now: Instant) {
+        let dropped = self.frames_dropped();
+        if dropped == self.dropped_at_drop_log
+            || self
+                .last_drop_log
+                .is_some_and(|t| now - t < DROP_LOG_INTERVAL)
+        {
+            return;
+        }
+        let slow = self
+            .readers
+            .iter()
+            .filter(|r| r.counters.dropped.load(Ordering::Relaxed) > 0)
+            .count();
+        tracing::warn!(route = %self.config.name, frames = dropped - self.dropped_at_drop_log, slow_readers = slow,
+            "slow readers: frames dropped to the next keyframe");
+        self.dropped_at_drop_log = dropped;
+        self.last_drop_log = Some(now);
+    }
+
+    fn frames_dropped(&self) -> u64 {
+        self.dropped_by_departed
+            + self
+                .readers
+                .iter()
+                .map(|r| r.counters.dropped.load(Ordering::Relaxed))
+                .sum::<u64>()
+    }
+
+    fn snapshot(&self) -> RouteSnapshot {
+        RouteSnapshot {
+            state: self.state,
+            source: self.config.from.redacted(),
+            last_error: self.last_error.clone(),
+            source_starts: self.source_starts,
+            uptime_seconds: self.live_since.map(|t| t.elapsed().as_secs_f64()),
+            tracks: self
+                .tracks
+                .values()
+                .map(|t| TrackInfo::from(&**t))
+                .collect(),
+            reader_count: self.readers.len(),
+            readers: self
+                .readers
+                .iter()
+                .map(|r| ReaderInfo {
+                    id: r.id,
+                    kind: r.kind,
+                    remote: r.remote.clone(),
+                    frames: r.counters.frames.load(Ordering::Relaxed),
+                    bytes: r.counters.bytes.load(Ordering::Relaxed),
+                    dropped: r.counters.dropped.load(Ordering::Relaxed),
+                })
+                .collect(),
+            frames_in: self.frames_in,
+            bytes_in: self.bytes_in,
+            frames_out: self.frames_out,
+            bytes_out: self.bytes_out,
+            frames_dropped: self.frames_dropped(),
+            bitrate_in_bps: self.bitrate_in_bps,
+            bitrate_out_bps: self.bitrate_out_bps,
+            gop_frames: self.gop.frames().len(),
+        }
+    }
+
+    fn shutdown(&mut self) {
+        self.running = None;
+        self.readers.clear();
+        tracing::debug!(route = %self.config.name, "route ended");
+    }
+}
+
+async fn next_source_event(running: &mut Option<RunningSource>) -> Option<SourceEvent> {
+    match running {
+        Some(source) => source.events.recv().await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,404 @@
+//! Builds routes from the route table and keeps them in step with routes.toml.
+//!
+//! The [`Runtime`] actor owns the running routes ([`RouteSet`]). Reload requests (file watcher, SIGHUP,
+//! `POST /v1/reload`) reach it over one channel, so reloads never interleave. A reload reads and validates the
+//! whole file first; an invalid file changes nothing but the reported error. A valid one is diffed route by route
+//! and only the routes that changed are touched. After each reload the runtime publishes a new [`Directory`]
+//! (routes + status) on a `watch` channel, which is what the HTTP API reads.
+
+pub mod watch;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot, watch as tokio_watch};
+
+use crate::config::diff::{RouteChange, TableDiff, diff};
+use crate::config::model::{RouteConfig, RouteName, RouteTable};
+use crate::config::{self, ConfigErrors};
+use crate::ingest;
+use crate::route::{RouteHandle, spawn_route};
+
+/// The running routes, keyed by name.
+#[derive(Debug)]
+pub struct RouteSet {
+    table: Arc<RouteTable>,
+    routes: HashMap<RouteName, (Arc<RouteConfig>, RouteHandle)>,
+}
+
+impl RouteSet {
+    /// Starts every route of `table`.
+    pub fn start(table: RouteTable) -> Self {
+        let routes = table
+            .routes
+            .iter()
+            .map(|r| {
+                (
+                    r.name.clone(),
+                    (
+                        Arc::clone(r),
+                        spawn_route(Arc::clone(r), ingest::source_for(r)),
+                    ),
+                )
+            })
+            .collect();
+        RouteSet {
+            table: Arc::new(table),
+            routes,
+        }
+    }
+
+    pub fn table(&self) -> &Arc<RouteTable> {
+        &self.table
+    }
+
+    pub fn get(&self, name: &RouteName) -> Option<&RouteHandle> {
+        self.routes.get(name).map(|(_, h)| h)
+    }
+
+    /// Moves to `table`, touching only the routes that differ.
+    pub async fn apply(&mut self, table: RouteTable) -> TableDiff {
+        let d = diff(&self.table, &table);
+        for name in &d.removed {
+            if let Some((_, handle)) = self.routes.remove(name) {
+                handle.stop().await;
+                tracing::info!(route = %name, "route removed");
+            }
+        }
+        for (route, change) in &d.changed {
+            let Some((config, handle)) = self.routes.get_mut(&route.name) else {
+                continue;
+            };
+            let source = (*change == RouteChange::Source).then(|| ingest::source_for(route));
+            if handle.update(Arc::clone(route), source).await.is_err() {
+                // The actor died (it never should); start the route afresh rather than leave a dead name.
+                tracing::error!(route = %route.name, "route actor was gone; recreating it");
+                *handle = spawn_route(Arc::clone(route), ingest::source_for(route));
+            }
+            *config = Arc::clone(route);
+            tracing::info!(route = %route.name, ?change, "route updated");
+        }
+        for route in &d.added {
+            let handle = spawn_route(Arc::clone(route), ingest::source_for(route));
+            self.routes
+                .insert(route.name.clone(), (Arc::clone(route), handle));
+            tracing::info!(route = %route.name, "route added");
+        }
+        self.table = Arc::new(table);
+        d
+    }
+
+    /// Routes in file order.
+    pub fn in_order(&self) -> Vec<(Arc<RouteConfig>, RouteHandle)> {
+        self.table
+            .routes
+            .iter()
+            .filter_map(|r| self.routes.get(&r.name).cloned())
+            .collect()
+    }
+
+    pub async fn stop_all(&mut self) {
+        for (_, (_, handle)) in self.routes.drain() {
+            handle.stop().await;
+        }
+    }
+}
+
+/// What asked for a reload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReloadTrigger {
+    Startup,
+    FileChange,
+    Signal,
+    Api,
+}
+
+/// What a reload changed, for the API and logs.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReloadSummary {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub updated: Vec<String>,
+    pub restarted_sources: Vec<String>,
+    pub unchanged: usize,
+    /// `[server]` keys that changed and need a restart to take effect.
+    pub needs_restart: Vec<&'static str>,
+}
+
+impl From<&TableDiff> for ReloadSummary {
+    fn from(d: &TableDiff) -> Self {
+        let names = |c: RouteChange| {
+            d.changed
+                .iter()
+                .filter(|(_, k)| *k == c)
+                .map(|(r, _)| r.name.to_string())
+                .collect()
+        };
+        ReloadSummary {
+            added: d.added.iter().map(|r| r.name.to_string()).collect(),
+            removed: d.removed.iter().map(ToString::to_string).collect(),
+            updated: names(RouteChange::Settings),
+            restarted_sources: names(RouteChange::Source),
+            unchanged: d.unchanged,
+            needs_restart: d.needs_restart.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ReloadOutcome {
+    pub trigger: ReloadTrigger,
+    #[serde(serialize_with = "serialize_unix_time")]
+    pub at: SystemTime,
+    pub duration_ms: f64,
+    #[serde(flatten)]
+    pub result: ReloadResult,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "result", rename_all = "lowercase")]
+pub enum ReloadResult {
+    Applied {
+        changes: ReloadSummary,
+    },
+    Rejected {
+        errors: ConfigErrors,
+        message: String,
+    },
+}
+
+fn serialize_unix_time<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(
+        t.duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64()),
+    )
+}
+
+/// What the API sees: the routes as of the last successful reload, and how reloads went.
+#[derive(Debug, Clone)]
+pub struct Directory {
+    pub table: Arc<RouteTable>,
+    pub routes: Vec<(Arc<RouteConfig>, RouteHandle)>,
+    pub config_path: PathBuf,
+    pub last_reload: ReloadOutcome,
+    /// Set while the file on disk is invalid (the routes keep running on the last good version).
+    pub config_error: Option<ConfigErrors>,
+    pub reloads_applied: u64,
+    pub reloads_rejected: u64,
+}
+
+impl Directory {
+    pub fn route(&self, name: &str) -> Option<&(Arc<RouteConfig>, RouteHandle)> {
+        self.routes.iter().find(|(c, _)| c.name.as_str() == name)
+    }
+}
+
+struct ReloadRequest {
+    trigger: ReloadTrigger,
+    reply: Option<oneshot::Sender<ReloadOutcome>>,
+}
+
+/// A handle to the runtime actor. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    requests: mpsc::Sender<ReloadRequest>,
+    shutdown: mpsc::Sender<oneshot::Sender<()>>,
+    directory: tokio_watch::Receiver<Arc<Directory>>,
+}
+
+impl Runtime {
+    /// Loads `path` and starts its routes. Fails when the file is invalid: at startup there is no old
+    /// configuration to keep.
+    pub fn start(path: PathBuf) -> Result<Runtime, ConfigErrors> {
+        let began = Instant::now();
+        let table = config::load(&path)?;
+        let summary = ReloadSummary {
+            added: table.routes.iter().map(|r| r.name.to_string()).collect(),
+            removed: Vec::new(),
+            updated: Vec::new(),
+            restarted_sources: Vec::new(),
+            unchanged: 0,
+            needs_restart: Vec::new(),
+        };
+        let set = RouteSet::start(table);
+        let outcome = ReloadOutcome {
+            trigger: ReloadTrigger::Startup,
+            at: SystemTime::now(),
+            duration_ms: began.elapsed().as_secs_f64() * 1000.0,
+            result: ReloadResult::Applied { changes: summary },
+        };
+        let directory = Arc::new(Directory {
+            table: Arc::clone(set.table()),
+            routes: set.in_order(),
+            config_path: path.clone(),
+            last_reload: outcome,
+            config_error: None,
+            reloads_applied: 0,
+            reloads_rejected: 0,
+        });
+        let (dir_tx, dir_rx) = tokio_watch::channel(directory);
+        let (req_tx, req_rx) = mpsc::channel(16);
+        let (stop_tx, stop_rx) = mpsc::channel(1);
+        tokio::spawn(run(path, set, dir_tx, req_rx, stop_rx));
+        Ok(Runtime {
+            requests: req_tx,
+            shutdown: stop_tx,
+            directory: dir_rx,
+        })
+    }
+
+    pub fn directory(&self) -> Arc<Directory> {
+        Arc::clone(&self.directory.borrow())
+    }
+
+    /// A receiver that sees every new directory (after each reload).
+    pub fn subscribe(&self) -> tokio_watch::Receiver<Arc<Directory>> {
+        self.directory.clone()
+    }
+
+    /// Re-reads the file and applies it; resolves when done.
+    pub async fn reload(&self, trigger: ReloadTrigger) -> Option<ReloadOutcome> {
+        let (reply, rx) = oneshot::channel();
+        self.requests
+            .send(ReloadRequest {
+                trigger,
+                reply: Some(reply),
+            })
+            .await
+            .ok()?;
+        rx.await.ok()
+    }
+
+    /// Asks for a reload without waiting (watchers and signals). Coalesces when one is already queued.
+    pub fn request_reload(&self, trigger: ReloadTrigger) {
+        let _ = self.requests.try_send(ReloadRequest {
+            trigger,
+            reply: None,
+        });
+    }
+
+    /// Stops every route; the runtime ends.
+    pub async fn shutdown(&self) {
+        let (reply, rx) = oneshot::channel();
+        if self.shutdown.send(reply).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+async fn run(
+    path: PathBuf,
+    mut set: RouteSet,
+    directory: tokio_watch::Sender<Arc<Directory>>,
+    mut requests: mpsc::Receiver<ReloadRequest>,
+    mut shutdown: mpsc::Receiver<oneshot::Sender<()>>,
+) {
+    loop {
+        tokio::select! {
+            req = requests.recv() => {
+                let Some(req) = req else { break };
+                let outcome = reload(&path, &mut set, req.trigger, &directory).await;
+                if let Some(reply) = req.reply {
+                    let _ = reply.send(outcome);
+                }
+            }
+            reply = shutdown.recv() => {
+                set.stop_all().await;
+                if let Some(reply) = reply {
+                    let _ = reply.send(());
+                }
+                return;
+            }
+        }
+    }
+    set.stop_all().await;
+}
+
+async fn reload(
+    path: &std::path::Path,
+    set: &mut RouteSet,
+    trigger: ReloadTrigger,
+    directory: &tokio_watch::Sender<Arc<Directory>>,
+) -> ReloadOutcome {
+    let began = Instant::now();
+    let loaded = {
+        let path = path.to_path_buf();
+        tokio::task::spawn_blocking(move || config::load(&path))
+            .await
+            .unwrap_or_else(|e| {
+                Err(ConfigErrors::single(config::ConfigError::file(
+                    "routes file",
+                    format!("validation panicked: {e}"),
+                    None,
+                )))
+            })
+    };
+    let prev = directory.borrow().clone();
+    let (result, config_error, applied, rejected) = match loaded {
+        Ok(table) => {
+            let d = set.apply(table).await;
+            let changes = ReloadSummary::from(&d);
+            if !d.is_empty() {
+                tracing::info!(
+                    ?trigger,
+                    added = changes.added.len(),
+                    removed = changes.removed.len(),
+                    updated = changes.updated.len() + changes.restarted_sources.len(),
+                    unchanged = changes.unchanged,
+                    "configuration reloaded"
+                );
+            }
+            for key in &changes.needs_restart {
+                tracing::warn!(
+                    key,
+                    "changed in the routes file; takes effect at the next restart"
+                );
+            }
+            (
+                ReloadResult::Applied { changes },
+                None,
+                prev.reloads_applied + 1,
+                prev.reloads_rejected,
+            )
+        }
+        Err(errors) => {
+            tracing::error!(
+                ?trigger,
+                "routes file rejected, still running the previous configuration:\n{errors}"
+            );
+            let message = errors.to_string();
+            (
+                ReloadResult::Rejected {
+                    errors: errors.clone(),
+                    message,
+                },
+                Some(errors),
+                prev.reloads_applied,
+                prev.reloads_rejected + 1,
+            )
+        }
+    };
+    let outcome = ReloadOutcome {
+        trigger,
+        at: SystemTime::now(),
+        duration_ms: began.elapsed().as_secs_f64() * 1000.0,
+        result,
+    };
+    directory.send_replace(Arc::new(Directory {
+        table: Arc::clone(set.table()),
+        routes: set.in_order(),
+        config_path: path.to_path_buf(),
+        last_reload: outcome.clone(),
+        config_error,
+        reloads_applied: applied,
+        reloads_rejected: rejected,
+    }));
+    outcome
+}
+
+/// How long the file watcher waits for an editor's burst of events to settle before reloading.
+pub const WATCH_SETTLE: Duration = Duration::from_millis(100);
