@@ -779,15 +779,253 @@ fn targets_self(url: &Url, name: &RouteName, server: &ServerConfig) -> bool {
         "rtsp" => server.rtsp.port(),
         _ => return false,
     };
-    let local = match url.host() {
-        Some(url::Host::Domain(d)) => d == "localhost",
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback() || ip.is_unspecified(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback() || ip.is_unspecified(),
-        None => false,
-    };
+    // rtmp:// and rtsp:// are not "special" schemes to the URL standard, so IPv4 hosts arrive as domains.
+    let host = url.host_str().unwrap_or_default().trim_matches(['[', ']']);
+    let local = host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified());
     let default_port = if url.scheme() == "rtmp" { 1935 } else { 554 };
     let path = url.path().trim_matches('/');
     local
         && url.port().unwrap_or(default_port) == port
         && (path == name.as_str() || path.starts_with(&format!("{name}/")))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::model::*;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "STUDIO_KEY" => Some("live_123".into()),
+            "CAM_PASS" => Some("hunter2".into()),
+            _ => None,
+        }
+    }
+
+    fn check(text: &str) -> Result<RouteTable, String> {
+        crate::config::parse(text, "routes.toml", &env).map_err(|e| e.to_string())
+    }
+
+    fn error(text: &str) -> String {
+        check(text).expect_err("invalid")
+    }
+
+    #[test]
+    fn a_full_file_validates_into_the_model() {
+        let table = check(
+            r#"
+[server]
+http = "127.0.0.1:9000"
+webrtc = { udp = "0.0.0.0:9001", public_ips = ["203.0.113.7"] }
+
+[defaults]
+to = ["whep"]
+auth = "jwt"
+max_readers = 50
+
+[plugins.jwt]
+source = "builtin:auth-jwt"
+config = { secret_env = "SLUICE_JWT_SECRET", issuer = "${STUDIO_KEY}" }
+limits = { memory = "8MiB", call_timeout = "20ms" }
+
+[plugins.mp4]
+source = "builtin:record-mp4"
+grants = { storage = { dir = "recordings", quota = "50GiB" } }
+
+[[route]]
+name = "frontdoor"
+from = "rtsp://admin:${CAM_PASS}@192.168.1.10:554/stream1"
+to = ["whep", "rtsp", "record:mp4"]
+on_demand = true
+
+[[route]]
+name = "studio"
+from = "rtmp"
+to = ["whep", "rtmp://live.example.com/app/${STUDIO_KEY}"]
+auth = "none"
+"#,
+        )
+        .expect("valid");
+        assert_eq!(table.server.http.to_string(), "127.0.0.1:9000");
+        assert_eq!(table.server.webrtc.public_ips.len(), 1);
+        assert_eq!(table.plugins["jwt"].limits.memory_bytes, 8 << 20);
+        assert_eq!(table.plugins["jwt"].config["issuer"], "live_123");
+        let front = &table.routes[0];
+        assert_eq!(front.auth.as_deref(), Some("jwt"), "inherited from [defaults]");
+        assert_eq!(front.max_readers, Some(50));
+        assert!(front.on_demand);
+        assert_eq!(front.from.redacted(), "rtsp://admin:***@192.168.1.10:554/stream1");
+        let studio = &table.routes[1];
+        assert_eq!(studio.auth, None);
+        assert_eq!(studio.to[1].to_string(), "rtmp://live.example.com/app/***", "stream keys are not shown");
+        assert!(matches!(&studio.to[1], Output::Push(u) if u.path() == "/app/live_123"));
+    }
+
+    #[test]
+    fn an_empty_file_is_a_valid_router_with_no_routes() {
+        let table = check("").expect("valid");
+        assert!(table.routes.is_empty());
+        assert_eq!(table.server, ServerConfig::default());
+    }
+
+    #[test]
+    fn unknown_key_suggests_the_closest() {
+        assert_eq!(
+            error("[[route]]\nname = \"a\"\nform = \"demo\"\nto = [\"whep\"]\n"),
+            "routes.toml:3:1: unknown key `form`\n  help: did you mean `from`? Keys allowed here: name, from, to, auth, on_demand, max_readers"
+        );
+    }
+
+    #[test]
+    fn syntax_errors_point_at_the_spot() {
+        let e = error("[[route]]\nname = \"a\nfrom = \"demo\"\n");
+        assert!(e.starts_with("routes.toml:2:"), "{e}");
+    }
+
+    #[test]
+    fn missing_and_mistyped_keys() {
+        assert_eq!(
+            error("[[route]]\nname = \"a\"\nto = [\"whep\"]\n"),
+            "routes.toml:1:1: missing key `from`\n  help: add `from = ...` to this table"
+        );
+        let e = error("[[route]]\nname = \"a\"\nfrom = \"demo\"\nto = [\"whep\"]\nmax_readers = \"ten\"\n");
+        assert!(e.starts_with("routes.toml:5:15: invalid type: string \"ten\", expected i64"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_route_names() {
+        assert_eq!(
+            error("[[route]]\nname = \"cam\"\nfrom = \"demo\"\nto = [\"whep\"]\n\n[[route]]\nname = \"cam\"\nfrom = \"demo\"\nto = [\"whep\"]\n"),
+            "routes.toml:7:8: route \"cam\" is defined twice (first on line 2)\n  help: give each route its own name; the name is its path in every protocol"
+        );
+    }
+
+    #[test]
+    fn outputs_the_source_cannot_feed() {
+        let route = |from: &str, to: &str| format!("[[route]]\nname = \"r\"\nfrom = \"{from}\"\nto = [{to}]\n");
+        assert_eq!(
+            error(&route("demo", "\"whip\"")),
+            "routes.toml:4:7: route \"r\": `to`: \"whip\" is a source, not an output\n  help: put it in `from`; outputs are \"whep\", \"rtsp\", \"rtmp\", \"record:<plugin>\", or an rtmp:// or rtsp:// URL to push to"
+        );
+        assert_eq!(
+            error(&route("rtmp://a.example/app/s", "\"rtmp://a.example/app/s\"")),
+            "routes.toml:4:7: route \"r\": `to`: pushing to the URL this route pulls from would feed the route its own output\n  help: push to another server or path"
+        );
+        assert_eq!(
+            error(&route("demo", "\"rtmp://127.0.0.1/r\"")),
+            "routes.toml:4:7: route \"r\": `to`: \"rtmp://127.0.0.1/r\" is this route on this router: it would feed itself\n  help: to serve it to readers here, write \"rtmp\" or \"rtsp\" instead of a URL"
+        );
+        assert_eq!(
+            error(&route("demo", "\"record:mp4\"")),
+            "routes.toml:4:7: route \"r\": `to`: there is no plugin \"mp4\" to record with\n  help: declare one first: [plugins.mp4] with source = \"builtin:record-mp4\""
+        );
+        assert_eq!(
+            error(&format!("[plugins.jwt]\nsource = \"builtin:auth-jwt\"\n{}", route("demo", "\"record:jwt\""))),
+            "routes.toml:6:7: route \"r\": `to`: plugin \"jwt\" cannot record: it is not a sink plugin\n  help: declare one first: [plugins.mp4] with source = \"builtin:record-mp4\""
+        );
+        assert_eq!(
+            error(&route("demo", "")),
+            "routes.toml:4:6: route \"r\": `to` is empty: nothing would read it\n  help: outputs are \"whep\", \"rtsp\", \"rtmp\", \"record:<plugin>\", or an rtmp:// or rtsp:// URL to push to"
+        );
+        assert_eq!(
+            error(&route("demo", "\"whep\", \"whep\"")),
+            "routes.toml:4:15: route \"r\": `to` lists \"whep\" twice\n  help: remove one"
+        );
+        assert_eq!(
+            error(&route("demo", "\"hls\"")),
+            "routes.toml:4:7: route \"r\": `to`: \"hls\" is not an output\n  help: outputs are \"whep\", \"rtsp\", \"rtmp\", \"record:<plugin>\", or an rtmp:// or rtsp:// URL to push to"
+        );
+    }
+
+    #[test]
+    fn bad_sources() {
+        let route = |from: &str| format!("[[route]]\nname = \"r\"\nfrom = \"{from}\"\nto = [\"whep\"]\n");
+        assert_eq!(
+            error(&route("whep")),
+            "routes.toml:3:8: route \"r\": `from`: \"whep\" is a playback protocol, not a source\n  help: to let browsers play this route put \"whep\" in `to`; for `from` write \"demo\"; \"whip\", \"rtmp\" or \"rtsp\" to take a publisher; or an rtsp:// or rtmp:// URL to pull from"
+        );
+        assert_eq!(
+            error(&route("http://cam/x")),
+            "routes.toml:3:8: route \"r\": `from`: cannot pull from http:// URLs\n  help: write \"demo\"; \"whip\", \"rtmp\" or \"rtsp\" to take a publisher; or an rtsp:// or rtmp:// URL to pull from"
+        );
+        assert_eq!(
+            error(&route("rtsp://")),
+            "routes.toml:3:8: route \"r\": `from`: \"rtsp://\" has no host\n  help: write the camera or server address, e.g. \"rtsp://192.168.1.10:554/stream1\""
+        );
+    }
+
+    #[test]
+    fn addresses_that_do_not_parse() {
+        assert_eq!(
+            error("[server]\nhttp = \"localhost:8889\"\n"),
+            "routes.toml:2:8: `server.http`: \"localhost:8889\" is not an IP address and port\n  help: write IP:PORT, e.g. \"0.0.0.0:8889\" for every interface or \"127.0.0.1:8889\" for this machine only"
+        );
+        assert_eq!(
+            error("[server]\nrtsp = \"0.0.0.0:8889\"\n"),
+            "routes.toml:2:8: `server.rtsp` uses port 8889 which `server.http` already uses\n  help: give each listener its own port"
+        );
+    }
+
+    #[test]
+    fn unset_environment_variables() {
+        assert_eq!(
+            error("[[route]]\nname = \"s\"\nfrom = \"rtmp\"\nto = [\"rtmp://x.example/app/${NOPE}\"]\n"),
+            "routes.toml:4:7: route \"s\": `to`: environment variable NOPE is not set\n  help: export it before starting sluice, or write `$${` for a literal `${`"
+        );
+    }
+
+    #[test]
+    fn auth_must_name_an_auth_plugin() {
+        assert_eq!(
+            error("[[route]]\nname = \"s\"\nfrom = \"demo\"\nto = [\"whep\"]\nauth = \"jtw\"\n"),
+            "routes.toml:5:8: route \"s\": `auth`: there is no plugin \"jtw\"\n  help: declare one first, e.g. [plugins.jwt] with source = \"builtin:auth-jwt\"; or write auth = \"none\""
+        );
+        assert_eq!(
+            error("[plugins.mp4]\nsource = \"builtin:record-mp4\"\n[defaults]\nauth = \"mp4\"\n"),
+            "routes.toml:4:8: `defaults.auth`: plugin \"mp4\" is not an auth plugin\n  help: declare one first, e.g. [plugins.jwt] with source = \"builtin:auth-jwt\"; or write auth = \"none\""
+        );
+    }
+
+    #[test]
+    fn plugin_mistakes() {
+        assert_eq!(
+            error("[plugins.x]\nsource = \"builtin:auth-jwk\"\n"),
+            "routes.toml:2:10: plugin \"x\": `source`: there is no built-in plugin \"auth-jwk\"\n  help: built-ins are builtin:auth-jwt, builtin:auth-users, builtin:record-mp4, builtin:signal-socketio"
+        );
+        assert_eq!(
+            error("[plugins.x]\nsource = \"plugins/x.wasm\"\n"),
+            "routes.toml:2:10: plugin \"x\": `source`: plugins/x.wasm does not exist\n  help: paths are relative to the directory of the routes file"
+        );
+        assert_eq!(
+            error("[plugins.x]\nsource = \"builtin:auth-jwt\"\nlimits = { memory = \"lots\" }\n"),
+            "routes.toml:3:21: plugin \"x\": `limits.memory`: \"lots\" is not a size\n  help: write a size such as \"16MiB\""
+        );
+    }
+
+    #[test]
+    fn route_names_and_numbers() {
+        assert_eq!(
+            error("[[route]]\nname = \"front door\"\nfrom = \"demo\"\nto = [\"whep\"]\n"),
+            "routes.toml:2:8: `name`: route name \"front door\" contains ' '; names use letters, digits, '-', '_' and '.'\n  help: use a name like \"front-door\""
+        );
+        assert_eq!(
+            error("[[route]]\nname = \"v1\"\nfrom = \"demo\"\nto = [\"whep\"]\n"),
+            "routes.toml:2:8: `name`: route name \"v1\" is reserved for the router's own HTTP paths\n  help: use a name like \"front-door\""
+        );
+        assert_eq!(
+            error("[[route]]\nname = \"r\"\nfrom = \"demo\"\nto = [\"whep\"]\nmax_readers = 0\n"),
+            "routes.toml:5:15: route \"r\": `max_readers` must be between 1 and 4294967295\n  help: leave it out for no limit"
+        );
+        assert_eq!(
+            error("[[route]]\nname = \"r\"\nfrom = \"whip\"\nto = [\"whep\"]\non_demand = true\n"),
+            "routes.toml:5:13: route \"r\": `on_demand` needs a source the router pulls, not a whip publisher\n  help: remove `on_demand`: a publish route simply waits for its publisher"
+        );
+    }
+
+    #[test]
+    fn every_error_in_the_file_is_reported_in_order() {
+        let e = error("[[route]]\nname = \"a\"\nfrom = \"nope\"\nto = [\"whep\"]\n[[route]]\nname = \"b\"\nfrom = \"demo\"\nto = [\"hls\"]\n");
+        let lines: Vec<&str> = e.lines().filter(|l| l.starts_with("routes.toml")).collect();
+        assert_eq!(lines.len(), 2);
+        assert!(lines[0].starts_with("routes.toml:3:8:") && lines[1].starts_with("routes.toml:8:7:"), "{e}");
+    }
 }

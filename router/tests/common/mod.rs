@@ -1,0 +1,105 @@
+//! Runs the real `sluice` binary for integration tests and follows its JSON log, so tests wait on events the
+//! router reports instead of sleeping.
+
+#![allow(dead_code, reason = "each test binary uses a different part of this module")]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// A running router; killed on drop so a failing test never leaves it behind.
+pub struct RouterProcess {
+    pub child: Child,
+    pub http: String,
+    logs: mpsc::Receiver<serde_json::Value>,
+    pub seen: Vec<serde_json::Value>,
+}
+
+impl RouterProcess {
+    /// Starts `sluice run CONFIG` and waits for it to report its HTTP address.
+    pub fn start(config: &Path) -> RouterProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["--log-format", "json", "run"])
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start sluice");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, logs) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let value = serde_json::from_str(&line).unwrap_or_else(|_| serde_json::json!({ "raw": line }));
+                if tx.send(value).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut router = RouterProcess { child, http: String::new(), logs, seen: Vec::new() };
+        let up = router.wait_log(|l| l["message"].as_str().is_some_and(|m| m.contains("is up")));
+        router.http = up["http"].as_str().expect("http address in the startup line").to_string();
+        router
+    }
+
+    /// Waits for a log line matching `pred` (lines seen before are skipped over, and kept in `seen`).
+    pub fn wait_log(&mut self, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.logs.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if pred(&line) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("no such log line within {WAIT:?}; saw:\n{:#?}", self.seen),
+            }
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http)
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill").args(["-s", signal, &self.child.id().to_string()]).status().expect("kill");
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit on its own and returns its status.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "sluice did not exit within {WAIT:?}");
+            // Polling a child's exit status has no event to await short of blocking; 20 ms steps keep it cheap.
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for RouterProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Replaces a file the way editors do: write a temporary file beside it, then rename over it.
+pub fn save_like_an_editor(path: &Path, text: &str) {
+    let tmp: PathBuf = path.with_extension("toml.swp");
+    std::fs::write(&tmp, text).expect("write temp");
+    std::fs::rename(&tmp, path).expect("rename");
+}
+
+pub fn sluice() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+}

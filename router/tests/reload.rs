@@ -1,0 +1,142 @@
+//! The router binary on a temporary routes file: the API, /metrics, and reloads (file edits, SIGHUP, the API)
+//! while a reader of the demo route keeps receiving frames with no gap in timestamps.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{RouterProcess, WAIT, save_like_an_editor};
+use tokio::sync::mpsc;
+
+const SERVER: &str = "[server]\nhttp = \"127.0.0.1:0\"\nrtsp = \"127.0.0.1:0\"\nrtmp = \"127.0.0.1:0\"\n\n";
+const DEMO: &str = "[[route]]\nname = \"demo\"\nfrom = \"demo\"\nto = [\"whep\"]\n\n";
+const SECOND: &str = "[[route]]\nname = \"second\"\nfrom = \"demo\"\nto = [\"whep\"]\n";
+const SECOND_CHANGED: &str = "[[route]]\nname = \"second\"\nfrom = \"demo\"\nto = [\"whep\", \"rtsp\"]\nmax_readers = 5\n";
+const BROKEN: &str = "[[route]]\nname = \"second\"\nfrom = \"demo\"\nto = [\"whep\"]\nmax_reader = 5\n";
+
+fn is_reload(line: &serde_json::Value, message: &str) -> bool {
+    line["message"].as_str().is_some_and(|m| m.starts_with(message))
+}
+
+/// Streams the frame tap of a route into a channel of (pts, keyframe).
+fn tap(client: reqwest::Client, url: String) -> mpsc::UnboundedReceiver<(i64, bool)> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut resp = client.get(url).send().await.expect("tap");
+        assert_eq!(resp.status(), 200);
+        let mut buf = Vec::new();
+        while let Ok(Some(chunk)) = resp.chunk().await {
+            buf.extend_from_slice(&chunk);
+            while let Some(nl) = buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=nl).collect();
+                let v: serde_json::Value = serde_json::from_slice(&line).expect("ndjson");
+                let _ = tx.send((v["pts"].as_i64().expect("pts"), v["keyframe"].as_bool().expect("keyframe")));
+            }
+        }
+    });
+    rx
+}
+
+async fn get_json(client: &reqwest::Client, url: String) -> serde_json::Value {
+    client.get(url).send().await.expect("get").json().await.expect("json")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reloads_keep_readers_flowing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("routes.toml");
+    std::fs::write(&path, format!("{SERVER}{DEMO}")).expect("write");
+    let mut router = RouterProcess::start(&path);
+    let client = reqwest::Client::new();
+
+    // A reader of the demo route for the whole test; its first frame is a keyframe.
+    let mut frames = tap(client.clone(), router.url("/v1/routes/demo/frames"));
+    let (first_pts, first_key) = tokio::time::timeout(WAIT, frames.recv()).await.expect("first frame").expect("tap");
+    assert!(first_key, "a reader starts on a keyframe");
+
+    let routes = get_json(&client, router.url("/v1/routes")).await;
+    assert_eq!(routes.as_array().map(Vec::len), Some(1));
+    assert_eq!(routes[0]["live"]["state"], "live");
+    assert_eq!(routes[0]["live"]["tracks"][0]["codec"], "h264");
+    let metrics = client.get(router.url("/metrics")).send().await.expect("metrics").text().await.expect("text");
+    assert!(metrics.contains("sluice_route_state{route=\"demo\",state=\"live\"} 1"), "{metrics}");
+    assert!(metrics.contains("sluice_route_readers{route=\"demo\"} 1"), "{metrics}");
+
+    // 1. Add a route by editing the file.
+    save_like_an_editor(&path, &format!("{SERVER}{DEMO}{SECOND}"));
+    let line = router.wait_log(|l| is_reload(l, "configuration reloaded"));
+    assert_eq!(line["added"], 1);
+    assert_eq!(line["unchanged"], 1);
+    let second = get_json(&client, router.url("/v1/routes/second")).await;
+    assert_eq!(second["config"]["to"], serde_json::json!(["whep"]));
+
+    // 2. Break the file: the error is reported with its position, the routes keep running.
+    save_like_an_editor(&path, &format!("{SERVER}{DEMO}{BROKEN}"));
+    router.wait_log(|l| is_reload(l, "routes file rejected"));
+    let status = get_json(&client, router.url("/v1/status")).await;
+    assert_eq!(status["config_valid"], false);
+    let message = status["config_error"]["message"].as_str().expect("message");
+    assert!(message.starts_with(&format!("{}:15:1: unknown key `max_reader`", path.display())), "{message}");
+    assert_eq!(status["routes"]["total"], 2);
+
+    // 3. Fix it, changing the second route: updated in place, the demo route untouched.
+    save_like_an_editor(&path, &format!("{SERVER}{DEMO}{SECOND_CHANGED}"));
+    let line = router.wait_log(|l| is_reload(l, "configuration reloaded"));
+    assert_eq!(line["updated"], 1);
+    assert_eq!(line["unchanged"], 1);
+    let second = get_json(&client, router.url("/v1/routes/second")).await;
+    assert_eq!(second["config"]["to"], serde_json::json!(["whep", "rtsp"]));
+    assert_eq!(second["config"]["max_readers"], 5);
+    let status = get_json(&client, router.url("/v1/status")).await;
+    assert_eq!(status["config_valid"], true);
+
+    // 4. SIGHUP and the API reload an unchanged file: nothing is touched.
+    router.signal("HUP");
+    router.wait_log(|l| l["message"].as_str().is_some_and(|m| m.contains("SIGHUP")));
+    let resp = client.post(router.url("/v1/reload")).send().await.expect("reload");
+    assert_eq!(resp.status(), 200);
+    let outcome: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(outcome["result"], "applied");
+    assert_eq!(outcome["changes"]["unchanged"], 2);
+
+    // 5. The API reports a broken file with 422 and the same shape as every error.
+    std::fs::write(&path, format!("{SERVER}{DEMO}{BROKEN}")).expect("write");
+    let resp = client.post(router.url("/v1/reload")).send().await.expect("reload");
+    assert_eq!(resp.status(), 422);
+    let body: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "invalid_config");
+    assert_eq!(body["error"]["details"]["errors"][0]["line"], 15);
+
+    let missing = client.get(router.url("/v1/routes/nope")).send().await.expect("get");
+    assert_eq!(missing.status(), 404);
+    let body: serde_json::Value = missing.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "route_not_found");
+
+    // Through all of it the demo reader saw every frame: one frame interval (3000 ticks at 30 fps) apart.
+    let mut last = first_pts;
+    let mut received = 1;
+    // Drain what arrived, then one more second of live frames.
+    let until = tokio::time::Instant::now() + Duration::from_secs(1);
+    while let Ok(Some((pts, _))) = tokio::time::timeout_at(until, frames.recv()).await {
+        assert_eq!(pts - last, 3000, "gap in timestamps after {received} frames");
+        last = pts;
+        received += 1;
+    }
+    assert!(received > 30, "frames kept arriving ({received})");
+
+    let metrics = client.get(router.url("/metrics")).send().await.expect("metrics").text().await.expect("text");
+    let metric = |name: &str| -> f64 {
+        let line = metrics.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name} in {metrics}"));
+        line.rsplit(' ').next().and_then(|v| v.parse().ok()).expect("a number")
+    };
+    assert!(metric("sluice_config_reloads_total{result=\"applied\"}") >= 4.0, "{metrics}");
+    // Step 5's write also wakes the file watcher, which may or may not have rejected it by now.
+    assert!(metric("sluice_config_reloads_total{result=\"rejected\"}") >= 2.0, "{metrics}");
+    assert!(metrics.contains("sluice_config_valid 0"), "{metrics}");
+    assert!(metrics.contains("sluice_route_frames_dropped_total{route=\"demo\"} 0"), "{metrics}");
+
+    // Graceful shutdown: the tap ends, the process exits 0.
+    router.signal("TERM");
+    assert!(router.wait_exit().success());
+    assert!(tokio::time::timeout(WAIT, async { while frames.recv().await.is_some() {} }).await.is_ok());
+}

@@ -1,0 +1,213 @@
+//! The route actor in-process: GOP start, the slow-reader policy, on-demand sources, in-place updates.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use sluice::config::model::RouteConfig;
+use sluice::media::{Codec, CodecParams, Frame, Track, TrackId};
+use sluice::route::actor::RouteSource;
+use sluice::route::{ReaderKind, RouteError, RouteHandle, SourceEvent, SourceFactory, SourceFeed, spawn_route};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::timeout;
+
+const GOP: i64 = 30;
+const WAIT: Duration = Duration::from_secs(10);
+
+fn route_config(extra: &str) -> Arc<RouteConfig> {
+    let text = format!("[[route]]\nname = \"r\"\nfrom = \"demo\"\nto = [\"whep\", \"rtsp\"]\n{extra}");
+    let table = sluice::config::parse(&text, "t.toml", &|_| None).expect("valid");
+    Arc::clone(&table.routes[0])
+}
+
+fn track() -> Arc<Track> {
+    Arc::new(Track {
+        id: TrackId(0),
+        codec: Codec::H264,
+        clock_rate: 90_000,
+        params: CodecParams::None,
+        description: "test".into(),
+    })
+}
+
+fn frame(track: &Arc<Track>, n: i64) -> Frame {
+    Frame { track: Arc::clone(track), pts: n * 3000, dts: n * 3000, keyframe: n % GOP == 0, data: Bytes::from(vec![0u8; 100]) }
+}
+
+/// A source the test drives frame by frame; counts how often the route started it.
+#[derive(Debug)]
+struct Scripted {
+    frames: Mutex<Option<mpsc::Receiver<Frame>>>,
+    starts: AtomicUsize,
+}
+
+impl Scripted {
+    fn new() -> (Arc<Scripted>, mpsc::Sender<Frame>) {
+        let (tx, rx) = mpsc::channel(8);
+        (Arc::new(Scripted { frames: Mutex::new(Some(rx)), starts: AtomicUsize::new(0) }), tx)
+    }
+}
+
+impl SourceFactory for Scripted {
+    fn start(&self, feed: SourceFeed) -> JoinHandle<()> {
+        self.starts.fetch_add(1, Ordering::SeqCst);
+        let rx = self.frames.lock().expect("lock").take();
+        tokio::spawn(async move {
+            let Some(mut rx) = rx else { return std::future::pending().await };
+            while let Some(f) = rx.recv().await {
+                if !feed.send(SourceEvent::Frame(f)).await {
+                    return;
+                }
+            }
+        })
+    }
+}
+
+async fn wait_frames_in(route: &RouteHandle, n: u64) {
+    for _ in 0..1000 {
+        if route.snapshot().await.expect("route").frames_in >= n {
+            return;
+        }
+        // The source channel is the only thing between the send and the count; yield until the actor drained it.
+        tokio::task::yield_now().await;
+    }
+    panic!("route never counted {n} frames");
+}
+
+/// Reads every frame as it comes, publishing how many it has so far.
+fn spawn_fast_reader(mut reader: sluice::route::RouteReader) -> (tokio::sync::watch::Receiver<usize>, JoinHandle<(Vec<i64>, u64)>) {
+    let (count_tx, count_rx) = tokio::sync::watch::channel(0);
+    let task = tokio::spawn(async move {
+        let mut pts = Vec::new();
+        while let Some(f) = reader.recv().await {
+            pts.push(f.pts);
+            count_tx.send_replace(pts.len());
+        }
+        (pts, reader.dropped())
+    });
+    (count_rx, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_stalled_reader_loses_frames_alone() {
+    let (source, tx) = Scripted::new();
+    let route = spawn_route(route_config(""), RouteSource::Pull(source));
+    let (mut count_a, fast_a) = spawn_fast_reader(route.add_reader(ReaderKind::Whep, None).await.expect("reader"));
+    let (mut count_b, fast_b) = spawn_fast_reader(route.add_reader(ReaderKind::Rtsp, None).await.expect("reader"));
+    let mut stalled = route.add_reader(ReaderKind::Whep, None).await.expect("reader");
+
+    // Three times the reader queue, in batches the fast readers finish before the next one: they keep up by
+    // construction, while the stalled reader reads nothing at all.
+    const N: i64 = 3000;
+    const BATCH: i64 = 100;
+    let t = track();
+    for batch in 0..N / BATCH {
+        for n in batch * BATCH..(batch + 1) * BATCH {
+            tx.send(frame(&t, n)).await.expect("route alive");
+        }
+        let done = ((batch + 1) * BATCH) as usize;
+        timeout(WAIT, count_a.wait_for(|c| *c >= done)).await.expect("fast reader a kept up").expect("a alive");
+        timeout(WAIT, count_b.wait_for(|c| *c >= done)).await.expect("fast reader b kept up").expect("b alive");
+    }
+
+    let snap = route.snapshot().await.expect("snapshot");
+    assert_eq!(snap.frames_in, N as u64, "the source was never held up");
+    let lost = stalled.dropped();
+    assert!(lost > 0, "the stalled reader overflowed");
+    assert_eq!(snap.frames_dropped, lost, "drops are counted on the route, and only the stalled reader's");
+
+    // The stalled reader wakes up: it gets its full queue (the oldest frames, contiguous)...
+    let mut got = Vec::new();
+    while let Some(f) = stalled.try_recv() {
+        got.push(f.pts);
+    }
+    assert_eq!(got.len() as u64 + lost, N as u64);
+    assert_eq!(got, (0..got.len() as i64).map(|n| n * 3000).collect::<Vec<_>>());
+    // ...and once it keeps up again, it resumes on the next keyframe, not on a frame it cannot decode.
+    for n in N + 1..N + 2 * GOP {
+        tx.send(frame(&t, n)).await.expect("route alive");
+    }
+    let resumed = timeout(WAIT, stalled.recv()).await.expect("frame").expect("reader alive");
+    assert!(resumed.keyframe);
+    assert_eq!(resumed.pts, (N + GOP) * 3000);
+    timeout(WAIT, count_a.wait_for(|c| *c >= (N + 2 * GOP - 1) as usize)).await.expect("a").expect("a");
+    timeout(WAIT, count_b.wait_for(|c| *c >= (N + 2 * GOP - 1) as usize)).await.expect("b").expect("b");
+
+    route.stop().await;
+    let expected: Vec<i64> = (0..N + 2 * GOP).filter(|n| *n != N).map(|n| n * 3000).collect();
+    for fast in [fast_a, fast_b] {
+        let (pts, dropped) = timeout(WAIT, fast).await.expect("reader ended with the route").expect("join");
+        assert_eq!(pts, expected, "every frame, in order");
+        assert_eq!(dropped, 0);
+    }
+}
+
+#[tokio::test]
+async fn a_new_reader_starts_on_the_latest_keyframe() {
+    let (source, tx) = Scripted::new();
+    let route = spawn_route(route_config(""), RouteSource::Pull(source));
+    let t = track();
+    for n in 0..(GOP + 5) {
+        tx.send(frame(&t, n)).await.expect("route alive");
+    }
+    wait_frames_in(&route, (GOP + 5) as u64).await;
+    let mut reader = route.add_reader(ReaderKind::Whep, None).await.expect("reader");
+    let first = reader.try_recv().expect("GOP delivered at once, without waiting for the source");
+    assert!(first.keyframe);
+    assert_eq!(first.pts, GOP * 3000);
+    let mut rest = 0;
+    while reader.try_recv().is_some() {
+        rest += 1;
+    }
+    assert_eq!(rest, 4);
+}
+
+#[tokio::test]
+async fn max_readers_and_outputs_are_enforced() {
+    let (source, _tx) = Scripted::new();
+    let route = spawn_route(route_config("max_readers = 1\n"), RouteSource::Pull(source));
+    let reader = route.add_reader(ReaderKind::Whep, None).await.expect("first reader");
+    let err = route.add_reader(ReaderKind::Whep, None).await.expect_err("second reader");
+    assert_eq!(err, RouteError::TooManyReaders { route: route.name().clone(), max: 1 });
+    drop(reader);
+    let err = route.add_reader(ReaderKind::Rtmp, None).await.expect_err("rtmp not in `to`");
+    assert_eq!(err.to_string(), "route r does not list `rtmp` in `to`");
+    route.add_reader(ReaderKind::Whep, None).await.expect("a slot freed up when the reader left");
+}
+
+#[tokio::test]
+async fn on_demand_source_starts_with_the_first_reader() {
+    let (source, _tx) = Scripted::new();
+    let route = spawn_route(route_config("on_demand = true\n"), RouteSource::Pull(Arc::clone(&source) as _));
+    let snap = route.snapshot().await.expect("snapshot");
+    assert_eq!(source.starts.load(Ordering::SeqCst), 0);
+    assert_eq!(snap.source_starts, 0);
+    let _reader = route.add_reader(ReaderKind::Whep, None).await.expect("reader");
+    assert_eq!(source.starts.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn removing_an_output_ends_only_its_readers() {
+    let (source, tx) = Scripted::new();
+    let route = spawn_route(route_config(""), RouteSource::Pull(source));
+    let mut whep = route.add_reader(ReaderKind::Whep, None).await.expect("reader");
+    let mut rtsp = route.add_reader(ReaderKind::Rtsp, None).await.expect("reader");
+    let table = sluice::config::parse("[[route]]\nname = \"r\"\nfrom = \"demo\"\nto = [\"whep\"]\n", "t.toml", &|_| None)
+        .expect("valid");
+    route.update(Arc::clone(&table.routes[0]), None).await.expect("update");
+    assert!(timeout(WAIT, rtsp.recv()).await.expect("ended").is_none(), "rtsp reader ended");
+    tx.send(frame(&track(), 0)).await.expect("route alive");
+    assert_eq!(timeout(WAIT, whep.recv()).await.expect("frame").expect("whep reader kept").pts, 0);
+}
+
+#[tokio::test]
+async fn stopping_a_route_ends_its_readers() {
+    let (source, _tx) = Scripted::new();
+    let route = spawn_route(route_config(""), RouteSource::Pull(source));
+    let mut reader = route.add_reader(ReaderKind::Whep, None).await.expect("reader");
+    route.stop().await;
+    assert!(timeout(WAIT, reader.recv()).await.expect("ended").is_none());
+    assert!(matches!(route.snapshot().await, Err(RouteError::Ended(_))));
+}
