@@ -4,17 +4,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-const SERVED: [&str; 9] = [
-    "html",
-    "js",
-    "mjs",
-    "css",
-    "svg",
-    "png",
-    "ico",
-    "webmanifest",
-    "txt",
-];
+const SERVED: [&str; 9] = ["html", "js", "mjs", "css", "svg", "png", "ico", "webmanifest", "txt"];
 /// Development-only folders: dependencies and browser tests are not part of the UI.
 const SKIPPED_DIRS: [&str; 3] = ["node_modules", "tests", "test-results"];
 
@@ -26,16 +16,10 @@ fn main() {
     let mut out = String::from("pub static WEB_ASSETS: &[(&str, &[u8])] = &[\n");
     for (rel, abs) in &files {
         println!("cargo:rerun-if-changed={}", abs.display());
-        writeln!(
-            out,
-            "    ({rel:?}, include_bytes!({:?})),",
-            abs.display().to_string()
-        )
-        .expect("write to string");
+        writeln!(out, "    ({rel:?}, include_bytes!({:?})),", abs.display().to_string()).expect("write to string");
     }
     out.push_str("];\n");
-    let dest =
-        PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("web_assets.rs");
+    let dest = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("web_assets.rs");
     std::fs::write(dest, out).expect("write web_assets.rs");
 }
 
@@ -51,16 +35,8 @@ fn collect(root: &Path, dir: &Path, files: &mut Vec<(String, PathBuf)>) {
             if !SKIPPED_DIRS.contains(&name.as_str()) && !name.starts_with('.') {
                 collect(root, &path, files);
             }
-        } else if path
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| SERVED.contains(&e))
-        {
-            let rel = path
-                .strip_prefix(root)
-                .expect("under root")
-                .to_string_lossy()
-                .replace('\\', "/");
+        } else if path.extension().and_then(|e| e.to_str()).is_some_and(|e| SERVED.contains(&e)) {
+            let rel = path.strip_prefix(root).expect("under root").to_string_lossy().replace('\\', "/");
             files.push((rel, std::fs::canonicalize(&path).unwrap_or(path)));
         }
     }

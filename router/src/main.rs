@@ -7,22 +7,12 @@ use clap::{Parser, Subcommand};
 use sluice::logging::{self, LogFormat};
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "sluice",
-    version,
-    about = "A media router: routes in routes.toml, WebAssembly plugins"
-)]
+#[command(name = "sluice", version, about = "A media router: routes in routes.toml, WebAssembly plugins")]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
     /// Log format (also SLUICE_LOG_FORMAT); RUST_LOG sets the filter.
-    #[arg(
-        long,
-        global = true,
-        value_enum,
-        env = "SLUICE_LOG_FORMAT",
-        default_value = "text"
-    )]
+    #[arg(long, global = true, value_enum, env = "SLUICE_LOG_FORMAT", default_value = "text")]
     log_format: LogFormat,
 }
 
@@ -43,17 +33,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command.unwrap_or(Command::Run {
-        config: PathBuf::from("routes.toml"),
-    }) {
+    match cli.command.unwrap_or(Command::Run { config: PathBuf::from("routes.toml") }) {
         Command::Check { config } => match sluice::config::load(&config) {
             Ok(table) => {
-                println!(
-                    "{}: ok ({} routes, {} plugins)",
-                    config.display(),
-                    table.routes.len(),
-                    table.plugins.len()
-                );
+                println!("{}: ok ({} routes, {} plugins)", config.display(), table.routes.len(), table.plugins.len());
                 ExitCode::SUCCESS
             }
             Err(errors) => {
@@ -63,10 +46,7 @@ fn main() -> ExitCode {
         },
         Command::Run { config } => {
             logging::init(cli.log_format);
-            let rt = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
+            let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("cannot start the async runtime: {e}");

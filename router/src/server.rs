@@ -26,20 +26,12 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
 
     let listener = tokio::net::TcpListener::bind(server.http)
         .await
-        .with_context(|| {
-            format!(
-                "binding the HTTP listener on {} (`server.http`)",
-                server.http
-            )
-        })?;
+        .with_context(|| format!("binding the HTTP listener on {} (`server.http`)", server.http))?;
     let local = listener.local_addr()?;
     tracing::info!(http = %local, routes = dir.routes.len(), config = %config_path.display(),
         "sluice {} is up; open http://{}/", env!("CARGO_PKG_VERSION"), browsable(local));
 
-    let app = api::router(AppState {
-        runtime: runtime.clone(),
-        started: Instant::now(),
-    });
+    let app = api::router(AppState { runtime: runtime.clone(), started: Instant::now() });
     let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
     let shutdown_runtime = runtime.clone();
     let shutdown = async move {
@@ -63,11 +55,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
 
 /// The address to print for people: 0.0.0.0 is not something a browser can open.
 fn browsable(addr: std::net::SocketAddr) -> String {
-    if addr.ip().is_unspecified() {
-        format!("localhost:{}", addr.port())
-    } else {
-        addr.to_string()
-    }
+    if addr.ip().is_unspecified() { format!("localhost:{}", addr.port()) } else { addr.to_string() }
 }
 
 async fn shutdown_signal() -> &'static str {

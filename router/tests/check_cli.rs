@@ -23,9 +23,8 @@ fn valid_file_passes() {
 
 #[test]
 fn invalid_file_fails_with_every_error() {
-    let (ok, stdout, stderr) = check(
-        "[server]\nhttp = \"8889\"\n\n[[route]]\nname = \"cam\"\nfrom = \"demo\"\nto = [\"whip\"]\n",
-    );
+    let (ok, stdout, stderr) =
+        check("[server]\nhttp = \"8889\"\n\n[[route]]\nname = \"cam\"\nfrom = \"demo\"\nto = [\"whip\"]\n");
     assert!(!ok);
     assert_eq!(stdout, "");
     assert_eq!(

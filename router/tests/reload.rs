@@ -11,7 +11,8 @@ use tokio::sync::mpsc;
 const SERVER: &str = "[server]\nhttp = \"127.0.0.1:0\"\nrtsp = \"127.0.0.1:0\"\nrtmp = \"127.0.0.1:0\"\n\n";
 const DEMO: &str = "[[route]]\nname = \"demo\"\nfrom = \"demo\"\nto = [\"whep\"]\n\n";
 const SECOND: &str = "[[route]]\nname = \"second\"\nfrom = \"demo\"\nto = [\"whep\"]\n";
-const SECOND_CHANGED: &str = "[[route]]\nname = \"second\"\nfrom = \"demo\"\nto = [\"whep\", \"rtsp\"]\nmax_readers = 5\n";
+const SECOND_CHANGED: &str =
+    "[[route]]\nname = \"second\"\nfrom = \"demo\"\nto = [\"whep\", \"rtsp\"]\nmax_readers = 5\n";
 const BROKEN: &str = "[[route]]\nname = \"second\"\nfrom = \"demo\"\nto = [\"whep\"]\nmax_reader = 5\n";
 
 fn is_reload(line: &serde_json::Value, message: &str) -> bool {

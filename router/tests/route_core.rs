@@ -33,7 +33,13 @@ fn track() -> Arc<Track> {
 }
 
 fn frame(track: &Arc<Track>, n: i64) -> Frame {
-    Frame { track: Arc::clone(track), pts: n * 3000, dts: n * 3000, keyframe: n % GOP == 0, data: Bytes::from(vec![0u8; 100]) }
+    Frame {
+        track: Arc::clone(track),
+        pts: n * 3000,
+        dts: n * 3000,
+        keyframe: n % GOP == 0,
+        data: Bytes::from(vec![0u8; 100]),
+    }
 }
 
 /// A source the test drives frame by frame; counts how often the route started it.
@@ -66,7 +72,8 @@ impl SourceFactory for Scripted {
 }
 
 async fn wait_frames_in(route: &RouteHandle, n: u64) {
-    for _ in 0..1000 {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while tokio::time::Instant::now() < deadline {
         if route.snapshot().await.expect("route").frames_in >= n {
             return;
         }
@@ -77,7 +84,9 @@ async fn wait_frames_in(route: &RouteHandle, n: u64) {
 }
 
 /// Reads every frame as it comes, publishing how many it has so far.
-fn spawn_fast_reader(mut reader: sluice::route::RouteReader) -> (tokio::sync::watch::Receiver<usize>, JoinHandle<(Vec<i64>, u64)>) {
+fn spawn_fast_reader(
+    mut reader: sluice::route::RouteReader,
+) -> (tokio::sync::watch::Receiver<usize>, JoinHandle<(Vec<i64>, u64)>) {
     let (count_tx, count_rx) = tokio::sync::watch::channel(0);
     let task = tokio::spawn(async move {
         let mut pts = Vec::new();
@@ -194,8 +203,9 @@ async fn removing_an_output_ends_only_its_readers() {
     let route = spawn_route(route_config(""), RouteSource::Pull(source));
     let mut whep = route.add_reader(ReaderKind::Whep, None).await.expect("reader");
     let mut rtsp = route.add_reader(ReaderKind::Rtsp, None).await.expect("reader");
-    let table = sluice::config::parse("[[route]]\nname = \"r\"\nfrom = \"demo\"\nto = [\"whep\"]\n", "t.toml", &|_| None)
-        .expect("valid");
+    let table =
+        sluice::config::parse("[[route]]\nname = \"r\"\nfrom = \"demo\"\nto = [\"whep\"]\n", "t.toml", &|_| None)
+            .expect("valid");
     route.update(Arc::clone(&table.routes[0]), None).await.expect("update");
     assert!(timeout(WAIT, rtsp.recv()).await.expect("ended").is_none(), "rtsp reader ended");
     tx.send(frame(&track(), 0)).await.expect("route alive");
@@ -210,4 +220,28 @@ async fn stopping_a_route_ends_its_readers() {
     route.stop().await;
     assert!(timeout(WAIT, reader.recv()).await.expect("ended").is_none());
     assert!(matches!(route.snapshot().await, Err(RouteError::Ended(_))));
+}
+
+#[tokio::test]
+async fn a_swapped_source_keeps_readers_and_timestamps_monotonic() {
+    let (first, tx1) = Scripted::new();
+    let route = spawn_route(route_config(""), RouteSource::Pull(first));
+    let mut reader = route.add_reader(ReaderKind::Whep, None).await.expect("reader");
+    let t = track();
+    for n in 0..10 {
+        tx1.send(frame(&t, n)).await.expect("route alive");
+    }
+    wait_frames_in(&route, 10).await;
+    // A reload points the route at another source whose clock starts over at 0.
+    let (second, tx2) = Scripted::new();
+    route.update(route_config("max_readers = 9\n"), Some(RouteSource::Pull(second))).await.expect("update");
+    for n in 0..10 {
+        tx2.send(frame(&t, n)).await.expect("route alive");
+    }
+    let mut pts = Vec::new();
+    while pts.len() < 20 {
+        pts.push(timeout(WAIT, reader.recv()).await.expect("frame").expect("reader kept").pts);
+    }
+    assert_eq!(pts, (0..20).map(|n| n * 3000).collect::<Vec<_>>(), "the new source continues the old clock");
+    assert_eq!(route.snapshot().await.expect("snapshot").source_starts, 2);
 }

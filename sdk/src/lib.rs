@@ -22,10 +22,7 @@ pub const PLUGIN_API_VERSION: &str = "0.1.0";
 mod tests {
     #[test]
     fn api_version_is_semver() {
-        let parts: Vec<u32> = super::PLUGIN_API_VERSION
-            .split('.')
-            .map(|p| p.parse().expect("numeric"))
-            .collect();
+        let parts: Vec<u32> = super::PLUGIN_API_VERSION.split('.').map(|p| p.parse().expect("numeric")).collect();
         assert_eq!(parts.len(), 3);
     }
 }

@@ -15,20 +15,11 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-            details: None,
-        }
+        ApiError { status, code, message: message.into(), details: None }
     }
 
     pub fn route_not_found(name: &str) -> Self {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "route_not_found",
-            format!("there is no route named \"{name}\""),
-        )
+        ApiError::new(StatusCode::NOT_FOUND, "route_not_found", format!("there is no route named \"{name}\""))
     }
 
     pub fn with_details(mut self, details: serde_json::Value) -> Self {

@@ -10,83 +10,36 @@ use futures_util::future::join_all;
 use super::AppState;
 use crate::route::{RouteSnapshot, RouteState};
 
+/// (name, Prometheus type, help, value of one route).
+type Series = (&'static str, &'static str, &'static str, fn(&RouteSnapshot) -> f64);
+
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let dir = state.runtime.directory();
-    let snapshots = join_all(
-        dir.routes
-            .iter()
-            .map(|(c, h)| async move { (c.name.clone(), h.snapshot().await) }),
-    )
-    .await;
+    let snapshots = join_all(dir.routes.iter().map(|(c, h)| async move { (c.name.clone(), h.snapshot().await) })).await;
     let mut out = String::with_capacity(4096 + snapshots.len() * 1024);
     let family = |out: &mut String, name: &str, kind: &str, help: &str| {
-        let _ = writeln!(
-            out,
-            "# HELP sluice_{name} {help}\n# TYPE sluice_{name} {kind}"
-        );
+        let _ = writeln!(out, "# HELP sluice_{name} {help}\n# TYPE sluice_{name} {kind}");
     };
-    family(
-        &mut out,
-        "build_info",
-        "gauge",
-        "Version of the running router.",
-    );
-    let _ = writeln!(
-        out,
-        "sluice_build_info{{version=\"{}\"}} 1",
-        env!("CARGO_PKG_VERSION")
-    );
-    family(
-        &mut out,
-        "uptime_seconds",
-        "gauge",
-        "Seconds since the router started.",
-    );
-    let _ = writeln!(
-        out,
-        "sluice_uptime_seconds {:.3}",
-        state.started.elapsed().as_secs_f64()
-    );
+    family(&mut out, "build_info", "gauge", "Version of the running router.");
+    let _ = writeln!(out, "sluice_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
+    family(&mut out, "uptime_seconds", "gauge", "Seconds since the router started.");
+    let _ = writeln!(out, "sluice_uptime_seconds {:.3}", state.started.elapsed().as_secs_f64());
     family(
         &mut out,
         "config_valid",
         "gauge",
         "1 if the routes file on disk is valid, 0 if the last reload was rejected.",
     );
-    let _ = writeln!(
-        out,
-        "sluice_config_valid {}",
-        u8::from(dir.config_error.is_none())
-    );
-    family(
-        &mut out,
-        "config_reloads_total",
-        "counter",
-        "Reloads of the routes file by result.",
-    );
-    let _ = writeln!(
-        out,
-        "sluice_config_reloads_total{{result=\"applied\"}} {}",
-        dir.reloads_applied
-    );
-    let _ = writeln!(
-        out,
-        "sluice_config_reloads_total{{result=\"rejected\"}} {}",
-        dir.reloads_rejected
-    );
+    let _ = writeln!(out, "sluice_config_valid {}", u8::from(dir.config_error.is_none()));
+    family(&mut out, "config_reloads_total", "counter", "Reloads of the routes file by result.");
+    let _ = writeln!(out, "sluice_config_reloads_total{{result=\"applied\"}} {}", dir.reloads_applied);
+    let _ = writeln!(out, "sluice_config_reloads_total{{result=\"rejected\"}} {}", dir.reloads_rejected);
     family(&mut out, "routes", "gauge", "Routes configured.");
     let _ = writeln!(out, "sluice_routes {}", dir.routes.len());
 
-    let live: Vec<(&str, &RouteSnapshot)> = snapshots
-        .iter()
-        .filter_map(|(n, s)| s.as_ref().ok().map(|s| (n.as_str(), s)))
-        .collect();
-    family(
-        &mut out,
-        "route_state",
-        "gauge",
-        "1 for the state each route is in.",
-    );
+    let live: Vec<(&str, &RouteSnapshot)> =
+        snapshots.iter().filter_map(|(n, s)| s.as_ref().ok().map(|s| (n.as_str(), s))).collect();
+    family(&mut out, "route_state", "gauge", "1 for the state each route is in.");
     for (name, s) in &live {
         for st in RouteState::ALL {
             let _ = writeln!(
@@ -97,67 +50,29 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             );
         }
     }
-    let series: [(&str, &str, &str, fn(&RouteSnapshot) -> f64); 10] = [
-        (
-            "route_readers",
-            "gauge",
-            "Readers attached to the route.",
-            |s| s.reader_count as f64,
-        ),
-        (
-            "route_frames_in_total",
-            "counter",
-            "Frames received from the source.",
-            |s| s.frames_in as f64,
-        ),
-        (
-            "route_bytes_in_total",
-            "counter",
-            "Payload bytes received from the source.",
-            |s| s.bytes_in as f64,
-        ),
-        (
-            "route_frames_out_total",
-            "counter",
-            "Frames queued to readers (summed over readers).",
-            |s| s.frames_out as f64,
-        ),
-        (
-            "route_bytes_out_total",
-            "counter",
-            "Payload bytes queued to readers (summed over readers).",
-            |s| s.bytes_out as f64,
-        ),
-        (
-            "route_frames_dropped_total",
-            "counter",
-            "Frames slow readers lost (dropped to the next keyframe).",
-            |s| s.frames_dropped as f64,
-        ),
-        (
-            "route_bitrate_in_bps",
-            "gauge",
-            "Source bitrate over the last second.",
-            |s| s.bitrate_in_bps as f64,
-        ),
-        (
-            "route_bitrate_out_bps",
-            "gauge",
-            "Bitrate to all readers over the last second.",
-            |s| s.bitrate_out_bps as f64,
-        ),
-        (
-            "route_uptime_seconds",
-            "gauge",
-            "Seconds since the route went live (0 when not live).",
-            |s| s.uptime_seconds.unwrap_or(0.0),
-        ),
-        (
-            "route_source_starts_total",
-            "counter",
-            "Times the route's source was started (restarts included).",
-            |s| s.source_starts as f64,
-        ),
+    let series: [Series; 10] = [
+        ("route_readers", "gauge", "Readers attached to the route.", |s| s.reader_count as f64),
+        ("route_frames_in_total", "counter", "Frames received from the source.", |s| s.frames_in as f64),
+        ("route_bytes_in_total", "counter", "Payload bytes received from the source.", |s| s.bytes_in as f64),
+        ("route_frames_out_total", "counter", "Frames queued to readers (summed over readers).", |s| {
+            s.frames_out as f64
+        }),
+        ("route_bytes_out_total", "counter", "Payload bytes queued to readers (summed over readers).", |s| {
+            s.bytes_out as f64
+        }),
+        ("route_frames_dropped_total", "counter", "Frames slow readers lost (dropped to the next keyframe).", |s| {
+            s.frames_dropped as f64
+        }),
+        ("route_bitrate_in_bps", "gauge", "Source bitrate over the last second.", |s| s.bitrate_in_bps as f64),
+        ("route_bitrate_out_bps", "gauge", "Bitrate to all readers over the last second.", |s| {
+            s.bitrate_out_bps as f64
+        }),
+        ("route_uptime_seconds", "gauge", "Seconds since the route went live (0 when not live).", |s| {
+            s.uptime_seconds.unwrap_or(0.0)
+        }),
+        ("route_source_starts_total", "counter", "Times the route's source was started (restarts included).", |s| {
+            s.source_starts as f64
+        }),
     ];
     for (name, kind, help, value) in series {
         family(&mut out, name, kind, help);
@@ -165,11 +80,5 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             let _ = writeln!(out, "sluice_{name}{{route=\"{route}\"}} {}", value(s));
         }
     }
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        out,
-    )
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out)
 }

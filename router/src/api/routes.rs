@@ -22,11 +22,7 @@ pub struct RouteView {
 }
 
 pub async fn view(config: &Arc<RouteConfig>, handle: &RouteHandle) -> RouteView {
-    RouteView {
-        name: config.name.to_string(),
-        config: Arc::clone(config),
-        live: handle.snapshot().await.ok(),
-    }
+    RouteView { name: config.name.to_string(), config: Arc::clone(config), live: handle.snapshot().await.ok() }
 }
 
 pub async fn list(State(state): State<AppState>) -> Json<Vec<RouteView>> {
@@ -34,27 +30,16 @@ pub async fn list(State(state): State<AppState>) -> Json<Vec<RouteView>> {
     Json(join_all(dir.routes.iter().map(|(c, h)| view(c, h))).await)
 }
 
-pub async fn show(
-    State(state): State<AppState>,
-    Path(name): Path<String>,
-) -> Result<Json<RouteView>, ApiError> {
+pub async fn show(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<RouteView>, ApiError> {
     let dir = state.runtime.directory();
-    let (config, handle) = dir
-        .route(&name)
-        .ok_or_else(|| ApiError::route_not_found(&name))?;
+    let (config, handle) = dir.route(&name).ok_or_else(|| ApiError::route_not_found(&name))?;
     Ok(Json(view(config, handle).await))
 }
 
 pub async fn status(State(state): State<AppState>) -> Json<serde_json::Value> {
     let dir = state.runtime.directory();
     let snapshots = join_all(dir.routes.iter().map(|(_, h)| h.snapshot())).await;
-    let live = snapshots
-        .iter()
-        .filter(|s| {
-            s.as_ref()
-                .is_ok_and(|s| s.state == crate::route::RouteState::Live)
-        })
-        .count();
+    let live = snapshots.iter().filter(|s| s.as_ref().is_ok_and(|s| s.state == crate::route::RouteState::Live)).count();
     Json(serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": state.started.elapsed().as_secs_f64(),
@@ -70,34 +55,20 @@ pub async fn status(State(state): State<AppState>) -> Json<serde_json::Value> {
 
 /// `POST /v1/reload`: 200 with what changed, or 422 with the file's errors (the old configuration stays).
 pub async fn reload(State(state): State<AppState>) -> Result<Json<ReloadOutcome>, ApiError> {
-    let outcome = state
-        .runtime
-        .reload(ReloadTrigger::Api)
-        .await
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "shutting_down",
-                "the router is shutting down",
-            )
-        })?;
+    let outcome = state.runtime.reload(ReloadTrigger::Api).await.ok_or_else(|| {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "the router is shutting down")
+    })?;
     match &outcome.result {
         ReloadResult::Applied { .. } => Ok(Json(outcome)),
         ReloadResult::Rejected { errors, message } => Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_config",
-            format!(
-                "the routes file is invalid; still running the previous configuration:\n{message}"
-            ),
+            format!("the routes file is invalid; still running the previous configuration:\n{message}"),
         )
         .with_details(serde_json::json!({ "errors": errors }))),
     }
 }
 
 pub async fn unknown_api(method: Method, uri: Uri) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        format!("no API endpoint {method} {}", uri.path()),
-    )
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no API endpoint {method} {}", uri.path()))
 }

@@ -23,34 +23,22 @@ pub async fn frames(
     Query(q): Query<TapQuery>,
 ) -> Result<Response, ApiError> {
     let dir = state.runtime.directory();
-    let (_, handle) = dir
-        .route(&name)
-        .ok_or_else(|| ApiError::route_not_found(&name))?;
-    let reader = handle
-        .add_reader(ReaderKind::Api, Some("http tap".into()))
-        .await
-        .map_err(|e| match e {
-            RouteError::TooManyReaders { .. } => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "too_many_readers",
-                e.to_string(),
-            ),
-            e => ApiError::new(StatusCode::GONE, "route_ended", e.to_string()),
-        })?;
+    let (_, handle) = dir.route(&name).ok_or_else(|| ApiError::route_not_found(&name))?;
+    let reader = handle.add_reader(ReaderKind::Api, Some("http tap".into())).await.map_err(|e| match e {
+        RouteError::TooManyReaders { .. } => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "too_many_readers", e.to_string())
+        }
+        e => ApiError::new(StatusCode::GONE, "route_ended", e.to_string()),
+    })?;
     let limit = q.limit.unwrap_or(u64::MAX);
-    let stream = futures_util::stream::unfold(
-        (reader, 0u64),
-        move |(mut reader, sent): (RouteReader, u64)| async move {
+    let stream =
+        futures_util::stream::unfold((reader, 0u64), move |(mut reader, sent): (RouteReader, u64)| async move {
             if sent >= limit {
                 return None;
             }
             let frame = reader.recv().await?;
-            Some((
-                Ok::<Bytes, std::convert::Infallible>(frame_line(&frame)),
-                (reader, sent + 1),
-            ))
-        },
-    );
+            Some((Ok::<Bytes, std::convert::Infallible>(frame_line(&frame)), (reader, sent + 1)))
+        });
     Response::builder()
         .header(header::CONTENT_TYPE, "application/x-ndjson")
         .header(header::CACHE_CONTROL, "no-store")

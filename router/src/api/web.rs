@@ -28,19 +28,9 @@ pub async fn serve(uri: Uri) -> Response {
     let path = uri.path().trim_start_matches('/');
     let path = if path.is_empty() { "index.html" } else { path };
     match asset(path) {
-        Some(bytes) => (
-            [
-                (header::CONTENT_TYPE, content_type(path)),
-                (header::CACHE_CONTROL, "no-cache"),
-            ],
-            bytes,
-        )
-            .into_response(),
-        None => ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("nothing at /{path}"),
-        )
-        .into_response(),
+        Some(bytes) => {
+            ([(header::CONTENT_TYPE, content_type(path)), (header::CACHE_CONTROL, "no-cache")], bytes).into_response()
+        }
+        None => ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("nothing at /{path}")).into_response(),
     }
 }

@@ -42,10 +42,8 @@ impl TableDiff {
 
 pub fn diff(old: &RouteTable, new: &RouteTable) -> TableDiff {
     let mut d = TableDiff::default();
-    let old_routes: HashMap<&RouteName, &Arc<RouteConfig>> =
-        old.routes.iter().map(|r| (&r.name, r)).collect();
-    let new_names: std::collections::HashSet<&RouteName> =
-        new.routes.iter().map(|r| &r.name).collect();
+    let old_routes: HashMap<&RouteName, &Arc<RouteConfig>> = old.routes.iter().map(|r| (&r.name, r)).collect();
+    let new_names: std::collections::HashSet<&RouteName> = new.routes.iter().map(|r| &r.name).collect();
     for route in &new.routes {
         match old_routes.get(&route.name) {
             None => d.added.push(Arc::clone(route)),
@@ -60,12 +58,7 @@ pub fn diff(old: &RouteTable, new: &RouteTable) -> TableDiff {
             }
         }
     }
-    d.removed = old
-        .routes
-        .iter()
-        .filter(|r| !new_names.contains(&r.name))
-        .map(|r| r.name.clone())
-        .collect();
+    d.removed = old.routes.iter().filter(|r| !new_names.contains(&r.name)).map(|r| r.name.clone()).collect();
     let (o, n) = (&old.server, &new.server);
     for (key, changed) in [
         ("server.http", o.http != n.http),
@@ -134,26 +127,10 @@ mod tests {
         );
         let d = diff(&old, &new);
         assert_eq!(d.unchanged, 1, "moving a route in the file is not a change");
-        assert_eq!(
-            d.added.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
-            ["new"]
-        );
-        assert_eq!(
-            d.removed.iter().map(RouteName::as_str).collect::<Vec<_>>(),
-            ["gone"]
-        );
-        let changed: Vec<(&str, RouteChange)> = d
-            .changed
-            .iter()
-            .map(|(r, c)| (r.name.as_str(), *c))
-            .collect();
-        assert_eq!(
-            changed,
-            [
-                ("source", RouteChange::Source),
-                ("settings", RouteChange::Settings)
-            ]
-        );
+        assert_eq!(d.added.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["new"]);
+        assert_eq!(d.removed.iter().map(RouteName::as_str).collect::<Vec<_>>(), ["gone"]);
+        let changed: Vec<(&str, RouteChange)> = d.changed.iter().map(|(r, c)| (r.name.as_str(), *c)).collect();
+        assert_eq!(changed, [("source", RouteChange::Source), ("settings", RouteChange::Settings)]);
         assert!(d.needs_restart.is_empty());
     }
 

@@ -17,32 +17,14 @@ pub struct ConfigError {
 
 impl ConfigError {
     /// An error at a byte range of `text`.
-    pub fn at(
-        file: &str,
-        text: &str,
-        span: Range<usize>,
-        message: impl Into<String>,
-        help: Option<String>,
-    ) -> Self {
+    pub fn at(file: &str, text: &str, span: Range<usize>, message: impl Into<String>, help: Option<String>) -> Self {
         let (line, column) = line_col(text, span.start);
-        ConfigError {
-            file: file.into(),
-            line: Some(line),
-            column: Some(column),
-            message: message.into(),
-            help,
-        }
+        ConfigError { file: file.into(), line: Some(line), column: Some(column), message: message.into(), help }
     }
 
     /// An error about the file as a whole.
     pub fn file(file: &str, message: impl Into<String>, help: Option<String>) -> Self {
-        ConfigError {
-            file: file.into(),
-            line: None,
-            column: None,
-            message: message.into(),
-            help,
-        }
+        ConfigError { file: file.into(), line: None, column: None, message: message.into(), help }
     }
 }
 
@@ -115,13 +97,7 @@ mod tests {
 
     #[test]
     fn display_includes_help_on_its_own_line() {
-        let e = ConfigError::at(
-            "r.toml",
-            "x = 1\n",
-            0..1,
-            "bad key `x`",
-            Some("remove it".into()),
-        );
+        let e = ConfigError::at("r.toml", "x = 1\n", 0..1, "bad key `x`", Some("remove it".into()));
         assert_eq!(e.to_string(), "r.toml:1:1: bad key `x`\n  help: remove it");
     }
 }

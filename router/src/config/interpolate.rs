@@ -11,15 +11,12 @@ pub fn expand(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, S
             out.push_str("${");
             rest = after;
         } else if let Some(after) = rest.strip_prefix("${") {
-            let end = after
-                .find('}')
-                .ok_or_else(|| format!("`${{` without a closing `}}` in \"{s}\""))?;
+            let end = after.find('}').ok_or_else(|| format!("`${{` without a closing `}}` in \"{s}\""))?;
             let name = &after[..end];
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 return Err(format!("\"${{{name}}}\" is not a valid variable name"));
             }
-            let value =
-                env(name).ok_or_else(|| format!("environment variable {name} is not set"))?;
+            let value = env(name).ok_or_else(|| format!("environment variable {name} is not set"))?;
             out.push_str(&value);
             rest = &after[end + 1..];
         } else {
@@ -41,29 +38,14 @@ mod tests {
 
     #[test]
     fn expands_known_variables_and_keeps_plain_dollars() {
-        assert_eq!(
-            expand("rtmp://h/app/${KEY}", &env).as_deref(),
-            Ok("rtmp://h/app/s3cret")
-        );
-        assert_eq!(
-            expand("cost $5 and $${KEY}", &env).as_deref(),
-            Ok("cost $5 and ${KEY}")
-        );
+        assert_eq!(expand("rtmp://h/app/${KEY}", &env).as_deref(), Ok("rtmp://h/app/s3cret"));
+        assert_eq!(expand("cost $5 and $${KEY}", &env).as_deref(), Ok("cost $5 and ${KEY}"));
     }
 
     #[test]
     fn unset_and_malformed_are_errors() {
-        assert_eq!(
-            expand("${NOPE}", &env),
-            Err("environment variable NOPE is not set".into())
-        );
-        assert_eq!(
-            expand("${KEY", &env),
-            Err("`${` without a closing `}` in \"${KEY\"".into())
-        );
-        assert_eq!(
-            expand("${a b}", &env),
-            Err("\"${a b}\" is not a valid variable name".into())
-        );
+        assert_eq!(expand("${NOPE}", &env), Err("environment variable NOPE is not set".into()));
+        assert_eq!(expand("${KEY", &env), Err("`${` without a closing `}` in \"${KEY\"".into()));
+        assert_eq!(expand("${a b}", &env), Err("\"${a b}\" is not a valid variable name".into()));
     }
 }

@@ -21,22 +21,13 @@ pub use model::RouteTable;
 /// Reads and validates a routes file, expanding `${VAR}` from the process environment.
 pub fn load(path: &Path) -> Result<RouteTable, ConfigErrors> {
     let label = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        ConfigErrors::single(ConfigError::file(
-            &label,
-            format!("cannot read the file: {e}"),
-            None,
-        ))
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigErrors::single(ConfigError::file(&label, format!("cannot read the file: {e}"), None)))?;
     parse(&text, &label, &|name| std::env::var(name).ok())
 }
 
 /// Validates routes-file text. `file` names it in messages; `env` resolves `${VAR}`.
-pub fn parse(
-    text: &str,
-    file: &str,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<RouteTable, ConfigErrors> {
+pub fn parse(text: &str, file: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<RouteTable, ConfigErrors> {
     let spec = spec::parse(text, file)?;
     validate::validate(spec, text, file, env)
 }

@@ -27,25 +27,16 @@ impl RouteName {
             return Err("a route name cannot be empty".into());
         }
         if name.len() > 64 {
-            return Err(format!(
-                "route name \"{name}\" is longer than 64 characters"
-            ));
+            return Err(format!("route name \"{name}\" is longer than 64 characters"));
         }
-        if let Some(c) = name
-            .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
-        {
-            return Err(format!(
-                "route name \"{name}\" contains {c:?}; names use letters, digits, '-', '_' and '.'"
-            ));
+        if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))) {
+            return Err(format!("route name \"{name}\" contains {c:?}; names use letters, digits, '-', '_' and '.'"));
         }
         if name.starts_with('.') {
             return Err(format!("route name \"{name}\" starts with '.'"));
         }
         if Self::RESERVED.contains(&name) {
-            return Err(format!(
-                "route name \"{name}\" is reserved for the router's own HTTP paths"
-            ));
+            return Err(format!("route name \"{name}\" is reserved for the router's own HTTP paths"));
         }
         Ok(RouteName(name.into()))
     }
@@ -92,10 +83,7 @@ impl Default for ServerConfig {
             http: SocketAddr::new(any, 8889),
             rtsp: SocketAddr::new(any, 8554),
             rtmp: SocketAddr::new(any, 1935),
-            webrtc: WebrtcConfig {
-                udp: SocketAddr::new(any, 8189),
-                public_ips: Vec::new(),
-            },
+            webrtc: WebrtcConfig { udp: SocketAddr::new(any, 8189), public_ips: Vec::new() },
             data_dir: PathBuf::from("data"),
         }
     }
@@ -133,12 +121,8 @@ pub enum BuiltinPlugin {
 }
 
 impl BuiltinPlugin {
-    pub const ALL: [BuiltinPlugin; 4] = [
-        BuiltinPlugin::AuthJwt,
-        BuiltinPlugin::AuthUsers,
-        BuiltinPlugin::RecordMp4,
-        BuiltinPlugin::SignalSocketio,
-    ];
+    pub const ALL: [BuiltinPlugin; 4] =
+        [BuiltinPlugin::AuthJwt, BuiltinPlugin::AuthUsers, BuiltinPlugin::RecordMp4, BuiltinPlugin::SignalSocketio];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -185,10 +169,7 @@ pub struct PluginLimits {
 
 impl Default for PluginLimits {
     fn default() -> Self {
-        PluginLimits {
-            memory_bytes: 16 << 20,
-            call_timeout: Duration::from_millis(50),
-        }
+        PluginLimits { memory_bytes: 16 << 20, call_timeout: Duration::from_millis(50) }
     }
 }
 

@@ -111,10 +111,7 @@ fn explain(message: &str) -> (String, Option<String>) {
         let (key, expected) = rest.split_once('`').unwrap_or((rest, ""));
         let valid: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
         let help = match closest(key, &valid) {
-            Some(best) => format!(
-                "did you mean `{best}`? Keys allowed here: {}",
-                valid.join(", ")
-            ),
+            Some(best) => format!("did you mean `{best}`? Keys allowed here: {}", valid.join(", ")),
             None if valid.is_empty() => "remove it".to_string(),
             None => format!("keys allowed here: {}", valid.join(", ")),
         };
@@ -122,10 +119,7 @@ fn explain(message: &str) -> (String, Option<String>) {
     }
     if let Some(rest) = message.strip_prefix("missing field `") {
         let key = rest.split('`').next().unwrap_or(rest);
-        return (
-            format!("missing key `{key}`"),
-            Some(format!("add `{key} = ...` to this table")),
-        );
+        return (format!("missing key `{key}`"), Some(format!("add `{key} = ...` to this table")));
     }
     (message.to_string(), None)
 }
@@ -146,9 +140,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, ca) in a.chars().enumerate() {
         let mut cur = vec![i + 1; b.len() + 1];
         for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
-                .min(prev[j + 1] + 1)
-                .min(cur[j] + 1);
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
         }
         prev = cur;
     }

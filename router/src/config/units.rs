@@ -5,9 +5,7 @@ use std::time::Duration;
 /// Parses a byte size: a number with an optional unit B, KB, MB, GB, TB (powers of 1000) or KiB, MiB, GiB, TiB.
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let num: f64 = num.parse().map_err(|_| format!("\"{s}\" is not a size"))?;
     let mult: u64 = match unit.trim() {
@@ -32,13 +30,9 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 /// Parses a duration: a number with a unit ms, s, m or h.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let num: f64 = num
-        .parse()
-        .map_err(|_| format!("\"{s}\" is not a duration"))?;
+    let num: f64 = num.parse().map_err(|_| format!("\"{s}\" is not a duration"))?;
     let secs = match unit.trim() {
         "ms" => num / 1000.0,
         "s" => num,
@@ -59,10 +53,7 @@ mod tests {
         assert_eq!(parse_size("16MiB"), Ok(16 << 20));
         assert_eq!(parse_size("1.5 KB"), Ok(1500));
         assert_eq!(parse_size("512"), Ok(512));
-        assert_eq!(
-            parse_size("5 parsecs"),
-            Err("unknown size unit \"parsecs\" in \"5 parsecs\"".into())
-        );
+        assert_eq!(parse_size("5 parsecs"), Err("unknown size unit \"parsecs\" in \"5 parsecs\"".into()));
         assert!(parse_size("MiB").is_err());
     }
 
@@ -70,9 +61,6 @@ mod tests {
     fn durations() {
         assert_eq!(parse_duration("50ms"), Ok(Duration::from_millis(50)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(
-            parse_duration("10"),
-            Err("\"10\" needs a unit (ms, s, m or h)".into())
-        );
+        assert_eq!(parse_duration("10"), Err("\"10\" needs a unit (ms, s, m or h)".into()));
     }
 }

@@ -15,8 +15,10 @@ use super::model::*;
 use super::spec::*;
 use super::units::{parse_duration, parse_size};
 
-const OUTPUTS_HELP: &str = "outputs are \"whep\", \"rtsp\", \"rtmp\", \"record:<plugin>\", or an rtmp:// or rtsp:// URL to push to";
-const SOURCES_HELP: &str = "write \"demo\"; \"whip\", \"rtmp\" or \"rtsp\" to take a publisher; or an rtsp:// or rtmp:// URL to pull from";
+const OUTPUTS_HELP: &str =
+    "outputs are \"whep\", \"rtsp\", \"rtmp\", \"record:<plugin>\", or an rtmp:// or rtsp:// URL to push to";
+const SOURCES_HELP: &str =
+    "write \"demo\"; \"whip\", \"rtmp\" or \"rtsp\" to take a publisher; or an rtsp:// or rtmp:// URL to pull from";
 
 pub fn validate(
     spec: FileSpec,
@@ -24,27 +26,14 @@ pub fn validate(
     file: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<RouteTable, ConfigErrors> {
-    let base_dir = Path::new(file)
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
-    let mut cx = Cx {
-        text,
-        file,
-        env,
-        base_dir,
-        errors: Vec::new(),
-    };
+    let base_dir = Path::new(file).parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut cx = Cx { text, file, env, base_dir, errors: Vec::new() };
     let server = cx.server(spec.server);
     let plugins = cx.plugins(spec.plugins);
     let defaults = cx.defaults(spec.defaults, &plugins);
     let routes = cx.routes(spec.routes, &defaults, &plugins, &server);
     if cx.errors.is_empty() {
-        Ok(RouteTable {
-            server,
-            plugins,
-            routes,
-        })
+        Ok(RouteTable { server, plugins, routes })
     } else {
         cx.errors.sort_by_key(|e| (e.line, e.column));
         Err(ConfigErrors(cx.errors))
@@ -69,19 +58,8 @@ struct Defaults {
 }
 
 impl Cx<'_> {
-    fn err(
-        &mut self,
-        span: Range<usize>,
-        message: impl Into<String>,
-        help: impl Into<Option<String>>,
-    ) {
-        self.errors.push(ConfigError::at(
-            self.file,
-            self.text,
-            span,
-            message,
-            help.into(),
-        ));
+    fn err(&mut self, span: Range<usize>, message: impl Into<String>, help: impl Into<Option<String>>) {
+        self.errors.push(ConfigError::at(self.file, self.text, span, message, help.into()));
     }
 
     /// Expands `${VAR}` in a string value, reporting at its position.
@@ -90,8 +68,7 @@ impl Cx<'_> {
             Ok(s) => Some(s),
             Err(e) => {
                 let help = if e.contains("is not set") {
-                    "export it before starting sluice, or write `$${` for a literal `${`"
-                        .to_string()
+                    "export it before starting sluice, or write `$${` for a literal `${`".to_string()
                 } else {
                     "write variables as ${NAME}, or `$${` for a literal `${`".to_string()
                 };
@@ -135,11 +112,7 @@ impl Cx<'_> {
             && let Some(s) = self.expand("`server.data_dir`", v)
         {
             if s.trim().is_empty() {
-                self.err(
-                    v.span(),
-                    "`server.data_dir` is empty",
-                    Some("write a directory, e.g. \"data\"".to_string()),
-                );
+                self.err(v.span(), "`server.data_dir` is empty", Some("write a directory, e.g. \"data\"".to_string()));
             } else {
                 server.data_dir = PathBuf::from(s);
             }
@@ -153,17 +126,12 @@ impl Cx<'_> {
         for (i, (name, addr, v)) in tcp.iter().enumerate() {
             for (other, other_addr, _) in &tcp[..i] {
                 let overlap = addr.port() == other_addr.port()
-                    && (addr.ip() == other_addr.ip()
-                        || addr.ip().is_unspecified()
-                        || other_addr.ip().is_unspecified());
+                    && (addr.ip() == other_addr.ip() || addr.ip().is_unspecified() || other_addr.ip().is_unspecified());
                 if overlap && addr.port() != 0 {
                     let span = v.as_ref().map_or(0..0, |v| v.span());
                     self.err(
                         span,
-                        format!(
-                            "`{name}` uses port {} which `{other}` already uses",
-                            addr.port()
-                        ),
+                        format!("`{name}` uses port {} which `{other}` already uses", addr.port()),
                         Some("give each listener its own port".to_string()),
                     );
                 }
@@ -192,25 +160,14 @@ impl Cx<'_> {
         }
     }
 
-    fn plugins(
-        &mut self,
-        specs: BTreeMap<String, Spanned<PluginSpec>>,
-    ) -> BTreeMap<String, PluginConfig> {
+    fn plugins(&mut self, specs: BTreeMap<String, Spanned<PluginSpec>>) -> BTreeMap<String, PluginConfig> {
         let mut plugins = BTreeMap::new();
         for (name, spec) in specs {
             let span = spec.span();
             let spec = spec.into_inner();
             let ctx = format!("plugin \"{name}\"");
-            if name.is_empty()
-                || !name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-            {
-                self.err(
-                    span.clone(),
-                    format!("{ctx}: plugin names use letters, digits, '-' and '_'"),
-                    None,
-                );
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+                self.err(span.clone(), format!("{ctx}: plugin names use letters, digits, '-' and '_'"), None);
                 continue;
             }
             let Some(source_text) = self.expand(&format!("{ctx}: `source`"), &spec.source) else {
@@ -220,10 +177,8 @@ impl Cx<'_> {
                 match BuiltinPlugin::ALL.iter().find(|b| b.name() == builtin) {
                     Some(b) => PluginSource::Builtin(*b),
                     None => {
-                        let names: Vec<String> = BuiltinPlugin::ALL
-                            .iter()
-                            .map(|b| format!("builtin:{}", b.name()))
-                            .collect();
+                        let names: Vec<String> =
+                            BuiltinPlugin::ALL.iter().map(|b| format!("builtin:{}", b.name())).collect();
                         self.err(
                             spec.source.span(),
                             format!("{ctx}: `source`: there is no built-in plugin \"{builtin}\""),
@@ -304,21 +259,20 @@ impl Cx<'_> {
             if let Some(storage) = spec.grants.and_then(|g| g.storage) {
                 let dir = self.expand(&format!("{ctx}: `grants.storage.dir`"), &storage.dir);
                 let quota = match &storage.quota {
-                    Some(q) => match self
-                        .expand(&format!("{ctx}: `grants.storage.quota`"), q)
-                        .map(|s| parse_size(&s))
-                    {
-                        Some(Ok(b)) => Some(b),
-                        Some(Err(e)) => {
-                            self.err(
-                                q.span(),
-                                format!("{ctx}: `grants.storage.quota`: {e}"),
-                                Some("write a size such as \"50GiB\"".to_string()),
-                            );
-                            None
+                    Some(q) => {
+                        match self.expand(&format!("{ctx}: `grants.storage.quota`"), q).map(|s| parse_size(&s)) {
+                            Some(Ok(b)) => Some(b),
+                            Some(Err(e)) => {
+                                self.err(
+                                    q.span(),
+                                    format!("{ctx}: `grants.storage.quota`: {e}"),
+                                    Some("write a size such as \"50GiB\"".to_string()),
+                                );
+                                None
+                            }
+                            None => None,
                         }
-                        None => None,
-                    },
+                    }
                     None => None,
                 };
                 match dir {
@@ -327,25 +281,11 @@ impl Cx<'_> {
                         format!("{ctx}: `grants.storage.dir` is empty"),
                         Some("write a directory, e.g. \"recordings\"".to_string()),
                     ),
-                    Some(d) => {
-                        grants.storage = Some(StorageGrant {
-                            dir: PathBuf::from(d),
-                            quota_bytes: quota,
-                        })
-                    }
+                    Some(d) => grants.storage = Some(StorageGrant { dir: PathBuf::from(d), quota_bytes: quota }),
                     None => {}
                 }
             }
-            plugins.insert(
-                name.clone(),
-                PluginConfig {
-                    name,
-                    source,
-                    config,
-                    limits,
-                    grants,
-                },
-            );
+            plugins.insert(name.clone(), PluginConfig { name, source, config, limits, grants });
         }
         plugins
     }
@@ -358,66 +298,39 @@ impl Cx<'_> {
             toml::Value::Float(f) => serde_json::Value::from(f),
             toml::Value::Boolean(b) => serde_json::Value::Bool(b),
             toml::Value::Datetime(d) => serde_json::Value::String(d.to_string()),
-            toml::Value::Array(a) => serde_json::Value::Array(
-                a.into_iter()
-                    .map(|v| self.table_to_json(v))
-                    .collect::<Result<_, _>>()?,
-            ),
+            toml::Value::Array(a) => {
+                serde_json::Value::Array(a.into_iter().map(|v| self.table_to_json(v)).collect::<Result<_, _>>()?)
+            }
             toml::Value::Table(t) => serde_json::Value::Object(
-                t.into_iter()
-                    .map(|(k, v)| Ok((k, self.table_to_json(v)?)))
-                    .collect::<Result<_, String>>()?,
+                t.into_iter().map(|(k, v)| Ok((k, self.table_to_json(v)?))).collect::<Result<_, String>>()?,
             ),
         })
     }
 
-    fn defaults(
-        &mut self,
-        spec: Option<DefaultsSpec>,
-        plugins: &BTreeMap<String, PluginConfig>,
-    ) -> Defaults {
+    fn defaults(&mut self, spec: Option<DefaultsSpec>, plugins: &BTreeMap<String, PluginConfig>) -> Defaults {
         let Some(spec) = spec else {
             return Defaults::default();
         };
         Defaults {
             to: spec.to.map(Spanned::into_inner),
-            auth: spec
-                .auth
-                .as_ref()
-                .map(|a| self.auth("`defaults.auth`", a, plugins)),
+            auth: spec.auth.as_ref().map(|a| self.auth("`defaults.auth`", a, plugins)),
             on_demand: spec.on_demand,
-            max_readers: spec
-                .max_readers
-                .as_ref()
-                .and_then(|m| self.max_readers("`defaults.max_readers`", m)),
+            max_readers: spec.max_readers.as_ref().and_then(|m| self.max_readers("`defaults.max_readers`", m)),
         }
     }
 
-    fn auth(
-        &mut self,
-        ctx: &str,
-        v: &Spanned<String>,
-        plugins: &BTreeMap<String, PluginConfig>,
-    ) -> Option<String> {
+    fn auth(&mut self, ctx: &str, v: &Spanned<String>, plugins: &BTreeMap<String, PluginConfig>) -> Option<String> {
         let name = v.get_ref();
         if name == "none" {
             return None;
         }
         let auth_plugins: Vec<&str> = plugins
             .values()
-            .filter(|p| {
-                p.source
-                    .known_world()
-                    .is_none_or(|w| w == PluginWorld::Auth)
-            })
+            .filter(|p| p.source.known_world().is_none_or(|w| w == PluginWorld::Auth))
             .map(|p| p.name.as_str())
             .collect();
         match plugins.get(name) {
-            Some(p)
-                if p.source
-                    .known_world()
-                    .is_some_and(|w| w != PluginWorld::Auth) =>
-            {
+            Some(p) if p.source.known_world().is_some_and(|w| w != PluginWorld::Auth) => {
                 self.err(
                     v.span(),
                     format!("{ctx}: plugin \"{name}\" is not an auth plugin"),
@@ -425,11 +338,7 @@ impl Cx<'_> {
                 );
             }
             Some(_) => {}
-            None => self.err(
-                v.span(),
-                format!("{ctx}: there is no plugin \"{name}\""),
-                Some(auth_help(&auth_plugins)),
-            ),
+            None => self.err(v.span(), format!("{ctx}: there is no plugin \"{name}\""), Some(auth_help(&auth_plugins))),
         }
         Some(name.clone())
     }
@@ -476,10 +385,7 @@ impl Cx<'_> {
                 self.err(
                     spec.name.span(),
                     format!("route \"{raw_name}\" is defined twice (first on line {first})"),
-                    Some(
-                        "give each route its own name; the name is its path in every protocol"
-                            .to_string(),
-                    ),
+                    Some("give each route its own name; the name is its path in every protocol".to_string()),
                 );
                 continue;
             }
@@ -514,16 +420,12 @@ impl Cx<'_> {
                 format!("{ctx} has no `to`: nothing would read it"),
                 Some("add `to = [\"whep\"]` (or set `to` in [defaults])".to_string()),
             ),
-            Some((list, span)) if list.is_empty() => self.err(
-                span,
-                format!("{ctx}: `to` is empty: nothing would read it"),
-                Some(OUTPUTS_HELP.to_string()),
-            ),
+            Some((list, span)) if list.is_empty() => {
+                self.err(span, format!("{ctx}: `to` is empty: nothing would read it"), Some(OUTPUTS_HELP.to_string()))
+            }
             Some((list, _)) => {
                 for entry in &list {
-                    if let Some(output) =
-                        self.output(&ctx, &name, entry, from.as_ref(), plugins, server)
-                    {
+                    if let Some(output) = self.output(&ctx, &name, entry, from.as_ref(), plugins, server) {
                         if to.contains(&output) {
                             self.err(
                                 entry.span(),
@@ -550,10 +452,7 @@ impl Cx<'_> {
                         "{ctx}: `on_demand` needs a source the router pulls, not a {} publisher",
                         protocol.as_str()
                     ),
-                    Some(
-                        "remove `on_demand`: a publish route simply waits for its publisher"
-                            .to_string(),
-                    ),
+                    Some("remove `on_demand`: a publish route simply waits for its publisher".to_string()),
                 );
                 false
             }
@@ -568,14 +467,7 @@ impl Cx<'_> {
         if self.errors.len() != errors_before {
             return None;
         }
-        Some(RouteConfig {
-            name,
-            from: from?,
-            to,
-            auth,
-            on_demand,
-            max_readers,
-        })
+        Some(RouteConfig { name, from: from?, to, auth, on_demand, max_readers })
     }
 
     fn source(&mut self, ctx: &str, v: &Spanned<String>) -> Option<Source> {
@@ -583,33 +475,26 @@ impl Cx<'_> {
         match s.as_str() {
             "demo" => return Some(Source::Demo),
             "whip" => {
-                return Some(Source::Publish {
-                    protocol: PublishProtocol::Whip,
-                });
+                return Some(Source::Publish { protocol: PublishProtocol::Whip });
             }
             "rtmp" => {
-                return Some(Source::Publish {
-                    protocol: PublishProtocol::Rtmp,
-                });
+                return Some(Source::Publish { protocol: PublishProtocol::Rtmp });
             }
             "rtsp" => {
-                return Some(Source::Publish {
-                    protocol: PublishProtocol::Rtsp,
-                });
+                return Some(Source::Publish { protocol: PublishProtocol::Rtsp });
             }
             "whep" => {
-                self.err(v.span(), format!("{ctx}: `from`: \"whep\" is a playback protocol, not a source"),
-                    Some(format!("to let browsers play this route put \"whep\" in `to`; for `from` {SOURCES_HELP}")));
+                self.err(
+                    v.span(),
+                    format!("{ctx}: `from`: \"whep\" is a playback protocol, not a source"),
+                    Some(format!("to let browsers play this route put \"whep\" in `to`; for `from` {SOURCES_HELP}")),
+                );
                 return None;
             }
             _ => {}
         }
         if !s.contains("://") {
-            self.err(
-                v.span(),
-                format!("{ctx}: `from`: \"{s}\" is not a source"),
-                Some(SOURCES_HELP.to_string()),
-            );
+            self.err(v.span(), format!("{ctx}: `from`: \"{s}\" is not a source"), Some(SOURCES_HELP.to_string()));
             return None;
         }
         match Url::parse(&s) {
@@ -620,8 +505,11 @@ impl Cx<'_> {
                 Some(Source::Pull { url: PullUrl(url) })
             }
             Ok(url) if matches!(url.scheme(), "rtsp" | "rtsps" | "rtmp" | "rtmps") => {
-                self.err(v.span(), format!("{ctx}: `from`: \"{}\" has no host", redact_url(&url)),
-                    Some("write the camera or server address, e.g. \"rtsp://192.168.1.10:554/stream1\"".to_string()));
+                self.err(
+                    v.span(),
+                    format!("{ctx}: `from`: \"{}\" has no host", redact_url(&url)),
+                    Some("write the camera or server address, e.g. \"rtsp://192.168.1.10:554/stream1\"".to_string()),
+                );
                 None
             }
             Ok(url) => {
@@ -633,11 +521,7 @@ impl Cx<'_> {
                 None
             }
             Err(e) => {
-                self.err(
-                    v.span(),
-                    format!("{ctx}: `from`: not a valid URL ({e})"),
-                    Some(SOURCES_HELP.to_string()),
-                );
+                self.err(v.span(), format!("{ctx}: `from`: not a valid URL ({e})"), Some(SOURCES_HELP.to_string()));
                 None
             }
         }
@@ -670,11 +554,7 @@ impl Cx<'_> {
         if let Some(plugin) = s.strip_prefix("record:") {
             let sinks: Vec<&str> = plugins
                 .values()
-                .filter(|p| {
-                    p.source
-                        .known_world()
-                        .is_none_or(|w| w == PluginWorld::Sink)
-                })
+                .filter(|p| p.source.known_world().is_none_or(|w| w == PluginWorld::Sink))
                 .map(|p| p.name.as_str())
                 .collect();
             let help = if sinks.is_empty() {
@@ -683,17 +563,15 @@ impl Cx<'_> {
                 format!("sink plugins here: {}", sinks.join(", "))
             };
             return match plugins.get(plugin) {
-                Some(p)
-                    if p.source
-                        .known_world()
-                        .is_some_and(|w| w != PluginWorld::Sink) =>
-                {
-                    self.err(v.span(), format!("{ctx}: `to`: plugin \"{plugin}\" cannot record: it is not a sink plugin"), Some(help));
+                Some(p) if p.source.known_world().is_some_and(|w| w != PluginWorld::Sink) => {
+                    self.err(
+                        v.span(),
+                        format!("{ctx}: `to`: plugin \"{plugin}\" cannot record: it is not a sink plugin"),
+                        Some(help),
+                    );
                     None
                 }
-                Some(_) => Some(Output::Record {
-                    plugin: plugin.to_string(),
-                }),
+                Some(_) => Some(Output::Record { plugin: plugin.to_string() }),
                 None => {
                     self.err(
                         v.span(),
@@ -705,11 +583,7 @@ impl Cx<'_> {
             };
         }
         if !s.contains("://") {
-            self.err(
-                v.span(),
-                format!("{ctx}: `to`: \"{s}\" is not an output"),
-                Some(OUTPUTS_HELP.to_string()),
-            );
+            self.err(v.span(), format!("{ctx}: `to`: \"{s}\" is not an output"), Some(OUTPUTS_HELP.to_string()));
             return None;
         }
         let url = match Url::parse(&s) {
@@ -728,19 +602,18 @@ impl Cx<'_> {
                 return None;
             }
             Err(e) => {
-                self.err(
-                    v.span(),
-                    format!("{ctx}: `to`: not a valid URL ({e})"),
-                    Some(OUTPUTS_HELP.to_string()),
-                );
+                self.err(v.span(), format!("{ctx}: `to`: not a valid URL ({e})"), Some(OUTPUTS_HELP.to_string()));
                 return None;
             }
         };
         if let Some(Source::Pull { url: pull }) = from
             && pull.0 == url
         {
-            self.err(v.span(), format!("{ctx}: `to`: pushing to the URL this route pulls from would feed the route its own output"),
-                Some("push to another server or path".to_string()));
+            self.err(
+                v.span(),
+                format!("{ctx}: `to`: pushing to the URL this route pulls from would feed the route its own output"),
+                Some("push to another server or path".to_string()),
+            );
             return None;
         }
         if targets_self(&url, name, server) {
@@ -750,10 +623,7 @@ impl Cx<'_> {
                     "{ctx}: `to`: \"{}\" is this route on this router: it would feed itself",
                     redact_push_url(&url)
                 ),
-                Some(
-                    "to serve it to readers here, write \"rtmp\" or \"rtsp\" instead of a URL"
-                        .to_string(),
-                ),
+                Some("to serve it to readers here, write \"rtmp\" or \"rtsp\" instead of a URL".to_string()),
             );
             return None;
         }
@@ -765,10 +635,7 @@ fn auth_help(auth_plugins: &[&str]) -> String {
     if auth_plugins.is_empty() {
         "declare one first, e.g. [plugins.jwt] with source = \"builtin:auth-jwt\"; or write auth = \"none\"".to_string()
     } else {
-        format!(
-            "auth plugins here: {}; or write auth = \"none\"",
-            auth_plugins.join(", ")
-        )
+        format!("auth plugins here: {}; or write auth = \"none\"", auth_plugins.join(", "))
     }
 }
 
@@ -894,7 +761,9 @@ auth = "none"
     #[test]
     fn duplicate_route_names() {
         assert_eq!(
-            error("[[route]]\nname = \"cam\"\nfrom = \"demo\"\nto = [\"whep\"]\n\n[[route]]\nname = \"cam\"\nfrom = \"demo\"\nto = [\"whep\"]\n"),
+            error(
+                "[[route]]\nname = \"cam\"\nfrom = \"demo\"\nto = [\"whep\"]\n\n[[route]]\nname = \"cam\"\nfrom = \"demo\"\nto = [\"whep\"]\n"
+            ),
             "routes.toml:7:8: route \"cam\" is defined twice (first on line 2)\n  help: give each route its own name; the name is its path in every protocol"
         );
     }
@@ -1023,7 +892,9 @@ auth = "none"
 
     #[test]
     fn every_error_in_the_file_is_reported_in_order() {
-        let e = error("[[route]]\nname = \"a\"\nfrom = \"nope\"\nto = [\"whep\"]\n[[route]]\nname = \"b\"\nfrom = \"demo\"\nto = [\"hls\"]\n");
+        let e = error(
+            "[[route]]\nname = \"a\"\nfrom = \"nope\"\nto = [\"whep\"]\n[[route]]\nname = \"b\"\nfrom = \"demo\"\nto = [\"hls\"]\n",
+        );
         let lines: Vec<&str> = e.lines().filter(|l| l.starts_with("routes.toml")).collect();
         assert_eq!(lines.len(), 2);
         assert!(lines[0].starts_with("routes.toml:3:8:") && lines[1].starts_with("routes.toml:8:7:"), "{e}");

@@ -79,17 +79,9 @@ impl fmt::Debug for CodecParams {
                 write!(f, "H264 {{ sps: {}B, pps: {}B }}", sps.len(), pps.len())
             }
             CodecParams::H265 { vps, sps, pps } => {
-                write!(
-                    f,
-                    "H265 {{ vps: {}B, sps: {}B, pps: {}B }}",
-                    vps.len(),
-                    sps.len(),
-                    pps.len()
-                )
+                write!(f, "H265 {{ vps: {}B, sps: {}B, pps: {}B }}", vps.len(), sps.len(), pps.len())
             }
-            CodecParams::Aac {
-                audio_specific_config,
-            } => write!(f, "Aac {{ asc: {}B }}", audio_specific_config.len()),
+            CodecParams::Aac { audio_specific_config } => write!(f, "Aac {{ asc: {}B }}", audio_specific_config.len()),
             CodecParams::None => f.write_str("None"),
         }
     }

@@ -118,10 +118,7 @@ pub struct SpsInfo {
 impl SpsInfo {
     /// The `profile-level-id` SDP parameter (RFC 6184), e.g. `42e01f`.
     pub fn profile_level_id(&self) -> String {
-        format!(
-            "{:02x}{:02x}{:02x}",
-            self.profile_idc, self.constraint_flags, self.level_idc
-        )
+        format!("{:02x}{:02x}{:02x}", self.profile_idc, self.constraint_flags, self.level_idc)
     }
 
     pub fn profile_name(&self) -> &'static str {
@@ -172,10 +169,7 @@ pub fn parse_sps(nal: &[u8]) -> Result<SpsInfo, SpsError> {
     let level_idc = r.bits(8)? as u8;
     r.ue()?; // seq_parameter_set_id
     let mut chroma_format_idc = 1;
-    if matches!(
-        profile_idc,
-        100 | 110 | 122 | 244 | 44 | 83 | 86 | 118 | 128 | 138 | 139 | 134 | 135
-    ) {
+    if matches!(profile_idc, 100 | 110 | 122 | 244 | 44 | 83 | 86 | 118 | 128 | 138 | 139 | 134 | 135) {
         chroma_format_idc = r.ue()?;
         if chroma_format_idc > 3 {
             return Err(SpsError::OutOfRange("chroma_format_idc"));
@@ -206,9 +200,7 @@ pub fn parse_sps(nal: &[u8]) -> Result<SpsInfo, SpsError> {
             r.se()?;
             let cycle = r.ue()?;
             if cycle > 255 {
-                return Err(SpsError::OutOfRange(
-                    "num_ref_frames_in_pic_order_cnt_cycle",
-                ));
+                return Err(SpsError::OutOfRange("num_ref_frames_in_pic_order_cnt_cycle"));
             }
             for _ in 0..cycle {
                 r.se()?;
@@ -242,16 +234,11 @@ pub fn parse_sps(nal: &[u8]) -> Result<SpsInfo, SpsError> {
         _ => (2, 2 - frame_mbs_only),
     };
     let width = (width_mbs * 16).checked_sub(crop_unit_x * (crop_l + crop_r));
-    let height =
-        ((2 - frame_mbs_only) * height_map_units * 16).checked_sub(crop_unit_y * (crop_t + crop_b));
+    let height = ((2 - frame_mbs_only) * height_map_units * 16).checked_sub(crop_unit_y * (crop_t + crop_b));
     match (width, height) {
-        (Some(width), Some(height)) if width > 0 && height > 0 => Ok(SpsInfo {
-            profile_idc,
-            constraint_flags,
-            level_idc,
-            width,
-            height,
-        }),
+        (Some(width), Some(height)) if width > 0 && height > 0 => {
+            Ok(SpsInfo { profile_idc, constraint_flags, level_idc, width, height })
+        }
         _ => Err(SpsError::OutOfRange("frame cropping")),
     }
 }
@@ -328,11 +315,7 @@ mod tests {
     /// The SPS x264 wrote for the demo clip (640x360 Constrained Baseline 3.1).
     fn demo_sps() -> Vec<u8> {
         let clip = include_bytes!("../../assets/demo.h264");
-        split_annex_b(clip)
-            .into_iter()
-            .find(|n| nal_type(n) == NAL_SPS)
-            .expect("sps")
-            .to_vec()
+        split_annex_b(clip).into_iter().find(|n| nal_type(n) == NAL_SPS).expect("sps").to_vec()
     }
 
     #[test]
@@ -356,14 +339,9 @@ mod tests {
 
     #[test]
     fn splits_three_and_four_byte_start_codes() {
-        let stream = [
-            0, 0, 0, 1, 0x67, 1, 2, 0, 0, 1, 0x68, 3, 0, 0, 0, 1, 0x65, 0x88, 0,
-        ];
+        let stream = [0, 0, 0, 1, 0x67, 1, 2, 0, 0, 1, 0x68, 3, 0, 0, 0, 1, 0x65, 0x88, 0];
         let nals = split_annex_b(&stream);
-        assert_eq!(
-            nals,
-            vec![&[0x67, 1, 2][..], &[0x68, 3][..], &[0x65, 0x88][..]]
-        );
+        assert_eq!(nals, vec![&[0x67, 1, 2][..], &[0x68, 3][..], &[0x65, 0x88][..]]);
     }
 
     #[test]
@@ -372,10 +350,7 @@ mod tests {
         let nals = split_annex_b(clip);
         let units = group_access_units(&nals);
         assert_eq!(units.len(), 120, "ffprobe counts 120 frames");
-        let keyframes = units
-            .iter()
-            .filter(|u| u.iter().any(|n| nal_type(n) == NAL_IDR))
-            .count();
+        let keyframes = units.iter().filter(|u| u.iter().any(|n| nal_type(n) == NAL_IDR)).count();
         assert_eq!(keyframes, 4, "a keyframe every 30 frames");
         assert!(units[0].iter().any(|n| nal_type(n) == NAL_SPS));
     }
@@ -400,9 +375,6 @@ mod tests {
 
     #[test]
     fn emulation_prevention_bytes_are_removed() {
-        assert_eq!(
-            remove_emulation_prevention(&[0, 0, 3, 1, 0, 0, 3]),
-            vec![0, 0, 1, 0, 0]
-        );
+        assert_eq!(remove_emulation_prevention(&[0, 0, 3, 1, 0, 0, 3]), vec![0, 0, 1, 0, 0]);
     }
 }

@@ -81,18 +81,10 @@ impl SourceFeed {
 }
 
 enum Command {
-    AddReader {
-        kind: ReaderKind,
-        remote: Option<String>,
-        reply: oneshot::Sender<Result<RouteReader, RouteError>>,
-    },
+    AddReader { kind: ReaderKind, remote: Option<String>, reply: oneshot::Sender<Result<RouteReader, RouteError>> },
     RemoveReader(ReaderId),
     Snapshot(oneshot::Sender<RouteSnapshot>),
-    Update {
-        config: Arc<RouteConfig>,
-        source: Option<RouteSource>,
-        reply: oneshot::Sender<()>,
-    },
+    Update { config: Arc<RouteConfig>, source: Option<RouteSource>, reply: oneshot::Sender<()> },
     Stop(oneshot::Sender<()>),
 }
 
@@ -105,9 +97,7 @@ pub struct RouteHandle {
 
 impl fmt::Debug for RouteHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RouteHandle")
-            .field("name", &self.name)
-            .finish()
+        f.debug_struct("RouteHandle").field("name", &self.name).finish()
     }
 }
 
@@ -121,48 +111,23 @@ impl RouteHandle {
     }
 
     /// Attaches a reader. Its first frames are the GOP cache (starting on a keyframe) when there is one.
-    pub async fn add_reader(
-        &self,
-        kind: ReaderKind,
-        remote: Option<String>,
-    ) -> Result<RouteReader, RouteError> {
+    pub async fn add_reader(&self, kind: ReaderKind, remote: Option<String>) -> Result<RouteReader, RouteError> {
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Command::AddReader {
-                kind,
-                remote,
-                reply,
-            })
-            .await
-            .map_err(|_| self.ended())?;
+        self.tx.send(Command::AddReader { kind, remote, reply }).await.map_err(|_| self.ended())?;
         rx.await.map_err(|_| self.ended())?
     }
 
     pub async fn snapshot(&self) -> Result<RouteSnapshot, RouteError> {
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Command::Snapshot(reply))
-            .await
-            .map_err(|_| self.ended())?;
+        self.tx.send(Command::Snapshot(reply)).await.map_err(|_| self.ended())?;
         rx.await.map_err(|_| self.ended())
     }
 
     /// Applies a changed configuration in place. With `source`, the old source stops and the new one starts;
     /// readers stay attached and resume at the new source's first keyframe.
-    pub async fn update(
-        &self,
-        config: Arc<RouteConfig>,
-        source: Option<RouteSource>,
-    ) -> Result<(), RouteError> {
+    pub async fn update(&self, config: Arc<RouteConfig>, source: Option<RouteSource>) -> Result<(), RouteError> {
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Command::Update {
-                config,
-                source,
-                reply,
-            })
-            .await
-            .map_err(|_| self.ended())?;
+        self.tx.send(Command::Update { config, source, reply }).await.map_err(|_| self.ended())?;
         rx.await.map_err(|_| self.ended())
     }
 
@@ -178,10 +143,7 @@ impl RouteHandle {
 /// Spawns a route actor.
 pub fn spawn_route(config: Arc<RouteConfig>, source: RouteSource) -> RouteHandle {
     let (tx, rx) = mpsc::channel(256);
-    let handle = RouteHandle {
-        name: config.name.clone(),
-        tx: tx.clone(),
-    };
+    let handle = RouteHandle { name: config.name.clone(), tx: tx.clone() };
     let actor = RouteActor::new(config, source, tx);
     tokio::spawn(actor.run(rx));
     handle
@@ -302,11 +264,7 @@ impl RouteActor {
 
     fn handle_command(&mut self, cmd: Command) {
         match cmd {
-            Command::AddReader {
-                kind,
-                remote,
-                reply,
-            } => {
+            Command::AddReader { kind, remote, reply } => {
                 let _ = reply.send(self.add_reader(kind, remote));
             }
             Command::RemoveReader(id) => {
@@ -318,11 +276,7 @@ impl RouteActor {
             Command::Snapshot(reply) => {
                 let _ = reply.send(self.snapshot());
             }
-            Command::Update {
-                config,
-                source,
-                reply,
-            } => {
+            Command::Update { config, source, reply } => {
                 self.config = config;
                 let before = self.readers.len();
                 let config = Arc::clone(&self.config);
@@ -356,26 +310,16 @@ impl RouteActor {
         }
     }
 
-    fn add_reader(
-        &mut self,
-        kind: ReaderKind,
-        remote: Option<String>,
-    ) -> Result<RouteReader, RouteError> {
+    fn add_reader(&mut self, kind: ReaderKind, remote: Option<String>) -> Result<RouteReader, RouteError> {
         let name = &self.config.name;
         if !self.config.allows_reader(kind) {
-            return Err(RouteError::OutputNotAllowed {
-                route: name.clone(),
-                kind: format!("{kind:?}").to_lowercase(),
-            });
+            return Err(RouteError::OutputNotAllowed { route: name.clone(), kind: format!("{kind:?}").to_lowercase() });
         }
         self.readers.retain(|r| !r.is_closed());
         if let Some(max) = self.config.max_readers
             && self.readers.len() >= max as usize
         {
-            return Err(RouteError::TooManyReaders {
-                route: name.clone(),
-                max,
-            });
+            return Err(RouteError::TooManyReaders { route: name.clone(), max });
         }
         let id = self.next_reader_id;
         self.next_reader_id += 1;
@@ -467,11 +411,7 @@ impl RouteActor {
     fn handle_frame(&mut self, mut frame: Frame) {
         self.timeline.rebase(&mut frame);
         let track = &frame.track;
-        if self
-            .tracks
-            .get(&track.id)
-            .is_none_or(|known| !Arc::ptr_eq(known, track))
-        {
+        if self.tracks.get(&track.id).is_none_or(|known| !Arc::ptr_eq(known, track)) {
             self.tracks.insert(track.id, Arc::clone(track));
         }
         let is_video = frame.kind() == MediaKind::Video;
@@ -530,8 +470,7 @@ impl RouteActor {
     fn handle_tick(&mut self, now: Instant) {
         let secs = now.duration_since(self.last_tick).as_secs_f64().max(1e-3);
         self.bitrate_in_bps = ((self.bytes_in - self.bytes_in_at_tick) as f64 * 8.0 / secs) as u64;
-        self.bitrate_out_bps =
-            ((self.bytes_out - self.bytes_out_at_tick) as f64 * 8.0 / secs) as u64;
+        self.bitrate_out_bps = ((self.bytes_out - self.bytes_out_at_tick) as f64 * 8.0 / secs) as u64;
         self.bytes_in_at_tick = self.bytes_in;
         self.bytes_out_at_tick = self.bytes_out;
         self.last_tick = now;
@@ -561,18 +500,10 @@ impl RouteActor {
     /// One warning per route per interval at most, however many readers drop.
     fn log_drops(&mut self, now: Instant) {
         let dropped = self.frames_dropped();
-        if dropped == self.dropped_at_drop_log
-            || self
-                .last_drop_log
-                .is_some_and(|t| now - t < DROP_LOG_INTERVAL)
-        {
+        if dropped == self.dropped_at_drop_log || self.last_drop_log.is_some_and(|t| now - t < DROP_LOG_INTERVAL) {
             return;
         }
-        let slow = self
-            .readers
-            .iter()
-            .filter(|r| r.counters.dropped.load(Ordering::Relaxed) > 0)
-            .count();
+        let slow = self.readers.iter().filter(|r| r.counters.dropped.load(Ordering::Relaxed) > 0).count();
         tracing::warn!(route = %self.config.name, frames = dropped - self.dropped_at_drop_log, slow_readers = slow,
             "slow readers: frames dropped to the next keyframe");
         self.dropped_at_drop_log = dropped;
@@ -580,12 +511,7 @@ impl RouteActor {
     }
 
     fn frames_dropped(&self) -> u64 {
-        self.dropped_by_departed
-            + self
-                .readers
-                .iter()
-                .map(|r| r.counters.dropped.load(Ordering::Relaxed))
-                .sum::<u64>()
+        self.dropped_by_departed + self.readers.iter().map(|r| r.counters.dropped.load(Ordering::Relaxed)).sum::<u64>()
     }
 
     fn snapshot(&self) -> RouteSnapshot {
@@ -595,11 +521,7 @@ impl RouteActor {
             last_error: self.last_error.clone(),
             source_starts: self.source_starts,
             uptime_seconds: self.live_since.map(|t| t.elapsed().as_secs_f64()),
-            tracks: self
-                .tracks
-                .values()
-                .map(|t| TrackInfo::from(&**t))
-                .collect(),
+            tracks: self.tracks.values().map(|t| TrackInfo::from(&**t)).collect(),
             reader_count: self.readers.len(),
             readers: self
                 .readers

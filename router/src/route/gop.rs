@@ -15,10 +15,7 @@ pub struct GopLimits {
 impl Default for GopLimits {
     fn default() -> Self {
         // 10 s of 30 fps video plus 50 audio frames/s; 32 MiB is 10 s of a 25 Mbit/s stream.
-        GopLimits {
-            max_frames: 800,
-            max_bytes: 32 << 20,
-        }
+        GopLimits { max_frames: 800, max_bytes: 32 << 20 }
     }
 }
 
@@ -33,12 +30,7 @@ pub struct GopCache {
 
 impl GopCache {
     pub fn new(limits: GopLimits) -> Self {
-        GopCache {
-            frames: Vec::new(),
-            bytes: 0,
-            valid: false,
-            limits,
-        }
+        GopCache { frames: Vec::new(), bytes: 0, valid: false, limits }
     }
 
     /// Records a frame; `sync_point` frames start a new group.
@@ -51,9 +43,7 @@ impl GopCache {
         if !self.valid {
             return;
         }
-        if self.frames.len() + 1 > self.limits.max_frames
-            || self.bytes + frame.data.len() > self.limits.max_bytes
-        {
+        if self.frames.len() + 1 > self.limits.max_frames || self.bytes + frame.data.len() > self.limits.max_bytes {
             self.clear();
             return;
         }
@@ -93,10 +83,7 @@ mod tests {
 
     #[test]
     fn overflow_empties_the_cache_until_the_next_keyframe() {
-        let mut gop = GopCache::new(GopLimits {
-            max_frames: 2,
-            max_bytes: usize::MAX,
-        });
+        let mut gop = GopCache::new(GopLimits { max_frames: 2, max_bytes: usize::MAX });
         gop.push(&video_frame(0, true), true);
         gop.push(&video_frame(1, false), false);
         gop.push(&video_frame(2, false), false);

@@ -64,9 +64,7 @@ impl ReaderSlot {
             Ok(()) => {
                 self.skipping = false;
                 self.counters.frames.fetch_add(1, Ordering::Relaxed);
-                self.counters
-                    .bytes
-                    .fetch_add(frame.data.len() as u64, Ordering::Relaxed);
+                self.counters.bytes.fetch_add(frame.data.len() as u64, Ordering::Relaxed);
                 Offer::Queued
             }
             Err(mpsc::error::TrySendError::Full(_)) => {
@@ -93,10 +91,7 @@ pub struct RouteReader {
 
 impl std::fmt::Debug for RouteReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RouteReader")
-            .field("id", &self.id)
-            .field("queued", &self.rx.len())
-            .finish()
+        f.debug_struct("RouteReader").field("id", &self.id).field("queued", &self.rx.len()).finish()
     }
 }
 
@@ -138,23 +133,8 @@ pub fn reader_pair(
 ) -> (ReaderSlot, RouteReader) {
     let (tx, rx) = mpsc::channel(capacity.max(1));
     let counters = Arc::new(ReaderCounters::default());
-    let slot = ReaderSlot {
-        id,
-        kind,
-        remote,
-        tx,
-        skipping: false,
-        counters: Arc::clone(&counters),
-    };
-    (
-        slot,
-        RouteReader {
-            id,
-            rx,
-            counters,
-            leave: Some(leave),
-        },
-    )
+    let slot = ReaderSlot { id, kind, remote, tx, skipping: false, counters: Arc::clone(&counters) };
+    (slot, RouteReader { id, rx, counters, leave: Some(leave) })
 }
 
 #[cfg(test)]
@@ -178,13 +158,7 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn video_frame(pts: i64, keyframe: bool) -> Arc<Frame> {
-        Arc::new(Frame {
-            track: video_track(),
-            pts,
-            dts: pts,
-            keyframe,
-            data: Bytes::from_static(b"frame"),
-        })
+        Arc::new(Frame { track: video_track(), pts, dts: pts, keyframe, data: Bytes::from_static(b"frame") })
     }
 
     fn pair(capacity: usize) -> (ReaderSlot, RouteReader) {
@@ -196,11 +170,7 @@ pub(crate) mod tests {
         let (mut slot, mut reader) = pair(2);
         assert_eq!(slot.offer(&video_frame(0, true), true), Offer::Queued);
         assert_eq!(slot.offer(&video_frame(1, false), false), Offer::Queued);
-        assert_eq!(
-            slot.offer(&video_frame(2, false), false),
-            Offer::Dropped,
-            "queue full"
-        );
+        assert_eq!(slot.offer(&video_frame(2, false), false), Offer::Dropped, "queue full");
         // The reader catches up, but frame 3 references frame 2, which it never got: still dropped.
         assert!(reader.try_recv().is_some());
         assert!(reader.try_recv().is_some());
@@ -221,13 +191,8 @@ pub(crate) mod tests {
     fn dropping_a_reader_calls_leave_once() {
         let left = Arc::new(AtomicU64::new(0));
         let l = Arc::clone(&left);
-        let (_slot, reader) = reader_pair(
-            7,
-            ReaderKind::Api,
-            None,
-            1,
-            Box::new(move |id| l.store(id, Ordering::SeqCst)),
-        );
+        let (_slot, reader) =
+            reader_pair(7, ReaderKind::Api, None, 1, Box::new(move |id| l.store(id, Ordering::SeqCst)));
         drop(reader);
         assert_eq!(left.load(Ordering::SeqCst), 7);
     }

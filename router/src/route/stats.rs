@@ -30,12 +30,8 @@ impl RouteState {
         }
     }
 
-    pub const ALL: [RouteState; 4] = [
-        RouteState::Waiting,
-        RouteState::Live,
-        RouteState::Reconnecting,
-        RouteState::Unavailable,
-    ];
+    pub const ALL: [RouteState; 4] =
+        [RouteState::Waiting, RouteState::Live, RouteState::Reconnecting, RouteState::Unavailable];
 }
 
 #[derive(Debug, Clone, Serialize)]

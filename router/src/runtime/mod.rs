@@ -35,20 +35,9 @@ impl RouteSet {
         let routes = table
             .routes
             .iter()
-            .map(|r| {
-                (
-                    r.name.clone(),
-                    (
-                        Arc::clone(r),
-                        spawn_route(Arc::clone(r), ingest::source_for(r)),
-                    ),
-                )
-            })
+            .map(|r| (r.name.clone(), (Arc::clone(r), spawn_route(Arc::clone(r), ingest::source_for(r)))))
             .collect();
-        RouteSet {
-            table: Arc::new(table),
-            routes,
-        }
+        RouteSet { table: Arc::new(table), routes }
     }
 
     pub fn table(&self) -> &Arc<RouteTable> {
@@ -83,8 +72,7 @@ impl RouteSet {
         }
         for route in &d.added {
             let handle = spawn_route(Arc::clone(route), ingest::source_for(route));
-            self.routes
-                .insert(route.name.clone(), (Arc::clone(route), handle));
+            self.routes.insert(route.name.clone(), (Arc::clone(route), handle));
             tracing::info!(route = %route.name, "route added");
         }
         self.table = Arc::new(table);
@@ -93,11 +81,7 @@ impl RouteSet {
 
     /// Routes in file order.
     pub fn in_order(&self) -> Vec<(Arc<RouteConfig>, RouteHandle)> {
-        self.table
-            .routes
-            .iter()
-            .filter_map(|r| self.routes.get(&r.name).cloned())
-            .collect()
+        self.table.routes.iter().filter_map(|r| self.routes.get(&r.name).cloned()).collect()
     }
 
     pub async fn stop_all(&mut self) {
@@ -131,13 +115,8 @@ pub struct ReloadSummary {
 
 impl From<&TableDiff> for ReloadSummary {
     fn from(d: &TableDiff) -> Self {
-        let names = |c: RouteChange| {
-            d.changed
-                .iter()
-                .filter(|(_, k)| *k == c)
-                .map(|(r, _)| r.name.to_string())
-                .collect()
-        };
+        let names =
+            |c: RouteChange| d.changed.iter().filter(|(_, k)| *k == c).map(|(r, _)| r.name.to_string()).collect();
         ReloadSummary {
             added: d.added.iter().map(|r| r.name.to_string()).collect(),
             removed: d.removed.iter().map(ToString::to_string).collect(),
@@ -162,20 +141,12 @@ pub struct ReloadOutcome {
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "result", rename_all = "lowercase")]
 pub enum ReloadResult {
-    Applied {
-        changes: ReloadSummary,
-    },
-    Rejected {
-        errors: ConfigErrors,
-        message: String,
-    },
+    Applied { changes: ReloadSummary },
+    Rejected { errors: ConfigErrors, message: String },
 }
 
 fn serialize_unix_time<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_f64(
-        t.duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64()),
-    )
+    s.serialize_f64(t.duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64()))
 }
 
 /// What the API sees: the routes as of the last successful reload, and how reloads went.
@@ -244,11 +215,7 @@ impl Runtime {
         let (req_tx, req_rx) = mpsc::channel(16);
         let (stop_tx, stop_rx) = mpsc::channel(1);
         tokio::spawn(run(path, set, dir_tx, req_rx, stop_rx));
-        Ok(Runtime {
-            requests: req_tx,
-            shutdown: stop_tx,
-            directory: dir_rx,
-        })
+        Ok(Runtime { requests: req_tx, shutdown: stop_tx, directory: dir_rx })
     }
 
     pub fn directory(&self) -> Arc<Directory> {
@@ -263,22 +230,13 @@ impl Runtime {
     /// Re-reads the file and applies it; resolves when done.
     pub async fn reload(&self, trigger: ReloadTrigger) -> Option<ReloadOutcome> {
         let (reply, rx) = oneshot::channel();
-        self.requests
-            .send(ReloadRequest {
-                trigger,
-                reply: Some(reply),
-            })
-            .await
-            .ok()?;
+        self.requests.send(ReloadRequest { trigger, reply: Some(reply) }).await.ok()?;
         rx.await.ok()
     }
 
     /// Asks for a reload without waiting (watchers and signals). Coalesces when one is already queued.
     pub fn request_reload(&self, trigger: ReloadTrigger) {
-        let _ = self.requests.try_send(ReloadRequest {
-            trigger,
-            reply: None,
-        });
+        let _ = self.requests.try_send(ReloadRequest { trigger, reply: None });
     }
 
     /// Stops every route; the runtime ends.
@@ -327,15 +285,13 @@ async fn reload(
     let began = Instant::now();
     let loaded = {
         let path = path.to_path_buf();
-        tokio::task::spawn_blocking(move || config::load(&path))
-            .await
-            .unwrap_or_else(|e| {
-                Err(ConfigErrors::single(config::ConfigError::file(
-                    "routes file",
-                    format!("validation panicked: {e}"),
-                    None,
-                )))
-            })
+        tokio::task::spawn_blocking(move || config::load(&path)).await.unwrap_or_else(|e| {
+            Err(ConfigErrors::single(config::ConfigError::file(
+                "routes file",
+                format!("validation panicked: {e}"),
+                None,
+            )))
+        })
     };
     let prev = directory.borrow().clone();
     let (result, config_error, applied, rejected) = match loaded {
@@ -353,41 +309,23 @@ async fn reload(
                 );
             }
             for key in &changes.needs_restart {
-                tracing::warn!(
-                    key,
-                    "changed in the routes file; takes effect at the next restart"
-                );
+                tracing::warn!(key, "changed in the routes file; takes effect at the next restart");
             }
-            (
-                ReloadResult::Applied { changes },
-                None,
-                prev.reloads_applied + 1,
-                prev.reloads_rejected,
-            )
+            (ReloadResult::Applied { changes }, None, prev.reloads_applied + 1, prev.reloads_rejected)
         }
         Err(errors) => {
-            tracing::error!(
-                ?trigger,
-                "routes file rejected, still running the previous configuration:\n{errors}"
-            );
+            tracing::error!(?trigger, "routes file rejected, still running the previous configuration:\n{errors}");
             let message = errors.to_string();
             (
-                ReloadResult::Rejected {
-                    errors: errors.clone(),
-                    message,
-                },
+                ReloadResult::Rejected { errors: errors.clone(), message },
                 Some(errors),
                 prev.reloads_applied,
                 prev.reloads_rejected + 1,
             )
         }
     };
-    let outcome = ReloadOutcome {
-        trigger,
-        at: SystemTime::now(),
-        duration_ms: began.elapsed().as_secs_f64() * 1000.0,
-        result,
-    };
+    let outcome =
+        ReloadOutcome { trigger, at: SystemTime::now(), duration_ms: began.elapsed().as_secs_f64() * 1000.0, result };
     directory.send_replace(Arc::new(Directory {
         table: Arc::clone(set.table()),
         routes: set.in_order(),

@@ -19,21 +19,13 @@ pub struct FileWatch {
 /// Starts watching `path`'s directory and reloading `runtime` when the file changes.
 pub fn watch_file(path: &Path, runtime: Runtime) -> notify::Result<FileWatch> {
     let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    let dir = path
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."));
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
     let name = path.file_name().map(|n| n.to_os_string());
     let (tx, mut rx) = mpsc::channel::<()>(1);
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let Ok(event) = event else { return };
-        let relevant = matches!(
-            event.kind,
-            EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_)
-        ) && event
-            .paths
-            .iter()
-            .any(|p| p.file_name().map(|n| n.to_os_string()) == name);
+        let relevant = matches!(event.kind, EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_))
+            && event.paths.iter().any(|p| p.file_name().map(|n| n.to_os_string()) == name);
         if relevant {
             // A full channel means a reload is already pending; that one will read the newest file.
             let _ = tx.try_send(());
