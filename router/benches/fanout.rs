@@ -15,7 +15,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 const READERS: usize = 1000;
-const FRAMES: i64 = 3000;
+/// Ends on a keyframe (3000 % 30 == 0), so a probe reader that dropped frames still sees the last one.
+const FRAMES: i64 = 3001;
 
 #[derive(Debug)]
 struct ChannelSource(Mutex<Option<mpsc::Receiver<Frame>>>);
@@ -46,6 +47,7 @@ async fn run(threads: usize) {
     let (tx, rx) = mpsc::channel(256);
     let route =
         spawn_route(Arc::clone(&table.routes[0]), RouteSource::Pull(Arc::new(ChannelSource(Mutex::new(Some(rx))))));
+    let mut probe = route.add_reader(ReaderKind::Api, None).await.expect("probe");
     let mut readers = Vec::with_capacity(READERS);
     for _ in 0..READERS {
         let mut reader = route.add_reader(ReaderKind::Whep, None).await.expect("reader");
@@ -81,10 +83,8 @@ async fn run(threads: usize) {
         tx.send(frame).await.expect("route alive");
     }
     drop(tx);
-    // Wait until the route has taken every frame, then end it so readers finish their queues and exit.
-    while route.snapshot().await.expect("route").frames_in < FRAMES as u64 {
-        tokio::task::yield_now().await;
-    }
+    // Once the probe sees the last frame the route has taken every frame; end it so readers finish their queues.
+    while probe.recv().await.expect("route alive").pts != (FRAMES - 1) * 3000 {}
     route.stop().await;
     let mut delivered = 0u64;
     let mut dropped = 0u64;

@@ -1,4 +1,5 @@
-//! The `sluice` command: `sluice [run] [FILE]` runs the router, `sluice check [FILE]` validates a routes file.
+//! The `sluice` command: `sluice` or `sluice run [FILE]` runs the router, `sluice check [FILE]` validates a routes
+//! file. FILE defaults to `routes.toml` in the working directory.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use sluice::config::model::RouteConfig;
 use sluice::media::{Codec, CodecParams, Frame, Track, TrackId};
 use sluice::route::actor::RouteSource;
-use sluice::route::{ReaderKind, RouteError, RouteHandle, SourceEvent, SourceFactory, SourceFeed, spawn_route};
+use sluice::route::{ReaderKind, RouteError, SourceEvent, SourceFactory, SourceFeed, spawn_route};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
@@ -71,16 +71,11 @@ impl SourceFactory for Scripted {
     }
 }
 
-async fn wait_frames_in(route: &RouteHandle, n: u64) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while tokio::time::Instant::now() < deadline {
-        if route.snapshot().await.expect("route").frames_in >= n {
-            return;
-        }
-        // The source channel is the only thing between the send and the count; yield until the actor drained it.
-        tokio::task::yield_now().await;
+/// Waits until `probe` (a reader attached before the frames were sent) has seen `n` frames.
+async fn wait_frames(probe: &mut sluice::route::RouteReader, n: usize) {
+    for _ in 0..n {
+        timeout(WAIT, probe.recv()).await.expect("frame in time").expect("route alive");
     }
-    panic!("route never counted {n} frames");
 }
 
 /// Reads every frame as it comes, publishing how many it has so far.
@@ -157,11 +152,12 @@ async fn one_stalled_reader_loses_frames_alone() {
 async fn a_new_reader_starts_on_the_latest_keyframe() {
     let (source, tx) = Scripted::new();
     let route = spawn_route(route_config(""), RouteSource::Pull(source));
+    let mut probe = route.add_reader(ReaderKind::Api, None).await.expect("probe");
     let t = track();
     for n in 0..(GOP + 5) {
         tx.send(frame(&t, n)).await.expect("route alive");
     }
-    wait_frames_in(&route, (GOP + 5) as u64).await;
+    wait_frames(&mut probe, (GOP + 5) as usize).await;
     let mut reader = route.add_reader(ReaderKind::Whep, None).await.expect("reader");
     let first = reader.try_recv().expect("GOP delivered at once, without waiting for the source");
     assert!(first.keyframe);
@@ -231,17 +227,61 @@ async fn a_swapped_source_keeps_readers_and_timestamps_monotonic() {
     for n in 0..10 {
         tx1.send(frame(&t, n)).await.expect("route alive");
     }
-    wait_frames_in(&route, 10).await;
-    // A reload points the route at another source whose clock starts over at 0.
-    let (second, tx2) = Scripted::new();
-    route.update(route_config("max_readers = 9\n"), Some(RouteSource::Pull(second))).await.expect("update");
-    for n in 0..10 {
-        tx2.send(frame(&t, n)).await.expect("route alive");
-    }
     let mut pts = Vec::new();
-    while pts.len() < 20 {
+    while pts.len() < 10 {
         pts.push(timeout(WAIT, reader.recv()).await.expect("frame").expect("reader kept").pts);
     }
-    assert_eq!(pts, (0..20).map(|n| n * 3000).collect::<Vec<_>>(), "the new source continues the old clock");
+    // A reload points the route at another source, which starts mid-GOP (frame 5) with its own clock.
+    let (second, tx2) = Scripted::new();
+    route.update(route_config("max_readers = 9\n"), Some(RouteSource::Pull(second))).await.expect("update");
+    for n in 5..GOP + 2 {
+        tx2.send(frame(&t, n)).await.expect("route alive");
+    }
+    // Frames 5..29 reference a keyframe this reader never saw: it resumes at the new source's keyframe (30),
+    // placed on the route's clock right after the old source's last frame.
+    while pts.len() < 12 {
+        pts.push(timeout(WAIT, reader.recv()).await.expect("frame").expect("reader kept").pts);
+    }
+    let resumed: Vec<i64> = (0..10).map(|n| n * 3000).chain([10 * 3000 + 25 * 3000, 10 * 3000 + 26 * 3000]).collect();
+    assert_eq!(pts, resumed, "the new source continues the old clock, from its first keyframe");
     assert_eq!(route.snapshot().await.expect("snapshot").source_starts, 2);
+}
+
+#[tokio::test]
+async fn a_reader_joining_without_a_cached_gop_starts_on_the_next_keyframe() {
+    let (source, tx) = Scripted::new();
+    let route = spawn_route(route_config(""), RouteSource::Pull(source));
+    let mut reader = route.add_reader(ReaderKind::Whep, None).await.expect("reader");
+    let t = track();
+    // The source starts mid-GOP (a camera connected between keyframes): nothing to cache, nothing to decode.
+    for n in 20..GOP + 1 {
+        tx.send(frame(&t, n)).await.expect("route alive");
+    }
+    let first = timeout(WAIT, reader.recv()).await.expect("frame").expect("reader");
+    assert!(first.keyframe);
+    assert_eq!(first.pts, GOP * 3000);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_on_demand_source_stops_after_the_last_reader_lingers_out() {
+    let (source, _tx) = Scripted::new();
+    let route = spawn_route(route_config("on_demand = true\n"), RouteSource::Pull(Arc::clone(&source) as _));
+    let reader = route.add_reader(ReaderKind::Whep, None).await.expect("reader");
+    assert_eq!(source.starts.load(Ordering::SeqCst), 1);
+    drop(reader);
+    // Paused time: advancing it fires the route's ticks deterministically.
+    tokio::time::advance(sluice::route::actor::ON_DEMAND_LINGER / 2).await;
+    let snap = route.snapshot().await.expect("snapshot");
+    assert_eq!(snap.reader_count, 0);
+    assert_ne!(snap.state, sluice::route::RouteState::Unavailable);
+    // A reader returning within the linger reuses the running source.
+    let reader = route.add_reader(ReaderKind::Whep, None).await.expect("reader");
+    assert_eq!(source.starts.load(Ordering::SeqCst), 1, "no reconnect for a page reload");
+    drop(reader);
+    for _ in 0..3 {
+        tokio::time::advance(sluice::route::actor::ON_DEMAND_LINGER).await;
+        route.snapshot().await.expect("snapshot");
+    }
+    let _reader = route.add_reader(ReaderKind::Whep, None).await.expect("reader");
+    assert_eq!(source.starts.load(Ordering::SeqCst), 2, "the source stopped after the linger and started again");
 }

@@ -35,5 +35,6 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/routes/{name}/frames", get(tap::frames))
         .route("/v1/{*rest}", axum::routing::any(routes::unknown_api))
         .fallback(web::serve)
+        .method_not_allowed_fallback(routes::method_not_allowed)
         .with_state(state)
 }

@@ -69,6 +69,14 @@ pub async fn reload(State(state): State<AppState>) -> Result<Json<ReloadOutcome>
     }
 }
 
+pub async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed on {}", uri.path()),
+    )
+}
+
 pub async fn unknown_api(method: Method, uri: Uri) -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no API endpoint {method} {}", uri.path()))
 }

@@ -3,6 +3,7 @@
 //! what reaches readers. `?limit=N` ends the stream after N frames.
 
 use axum::body::{Body, Bytes};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::Response;
@@ -20,8 +21,9 @@ pub struct TapQuery {
 pub async fn frames(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    Query(q): Query<TapQuery>,
+    query: Result<Query<TapQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_query", e.body_text()))?;
     let dir = state.runtime.directory();
     let (_, handle) = dir.route(&name).ok_or_else(|| ApiError::route_not_found(&name))?;
     let reader = handle.add_reader(ReaderKind::Api, Some("http tap".into())).await.map_err(|e| match e {

@@ -11,10 +11,9 @@ use super::model::{RouteConfig, RouteName, RouteTable};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RouteChange {
-    /// `to`, `auth` or `max_readers` changed: applied in place, the source keeps running.
+    /// `to`, `auth`, `on_demand` or `max_readers` changed: applied in place, the source keeps running.
     Settings,
-    /// `from` or `on_demand` changed: the source is restarted in place; readers stay and resume at its first
-    /// keyframe.
+    /// `from` changed: the new source starts in place of the old; readers stay and resume at its first keyframe.
     Source,
 }
 
@@ -30,16 +29,6 @@ pub struct TableDiff {
     pub plugins_changed: bool,
 }
 
-impl TableDiff {
-    pub fn is_empty(&self) -> bool {
-        self.added.is_empty()
-            && self.removed.is_empty()
-            && self.changed.is_empty()
-            && self.needs_restart.is_empty()
-            && !self.plugins_changed
-    }
-}
-
 pub fn diff(old: &RouteTable, new: &RouteTable) -> TableDiff {
     let mut d = TableDiff::default();
     let old_routes: HashMap<&RouteName, &Arc<RouteConfig>> = old.routes.iter().map(|r| (&r.name, r)).collect();
@@ -49,11 +38,7 @@ pub fn diff(old: &RouteTable, new: &RouteTable) -> TableDiff {
             None => d.added.push(Arc::clone(route)),
             Some(old) if ***old == **route => d.unchanged += 1,
             Some(old) => {
-                let change = if old.from != route.from || old.on_demand != route.on_demand {
-                    RouteChange::Source
-                } else {
-                    RouteChange::Settings
-                };
+                let change = if old.from != route.from { RouteChange::Source } else { RouteChange::Settings };
                 d.changed.push((Arc::clone(route), change));
             }
         }

@@ -101,8 +101,38 @@ pub fn parse(text: &str, file: &str) -> Result<FileSpec, ConfigErrors> {
 fn from_toml_error(e: &toml::de::Error, text: &str, file: &str) -> ConfigError {
     let span = e.span().unwrap_or(0..0);
     let message = e.message().trim().to_string();
-    let (message, help) = explain(&message);
+    let (mut message, mut help) = explain(&message);
+    if message.starts_with("invalid type") {
+        if let Some(key) = key_on_line(text, span.start) {
+            message = format!("`{key}`: {message}");
+        }
+        help = type_help(&message).map(str::to_string);
+    }
     ConfigError::at(file, text, span, message, help)
+}
+
+/// The `key` of a `key = value` line holding `offset`, for messages serde gives without one.
+fn key_on_line(text: &str, offset: usize) -> Option<&str> {
+    let start = text[..offset.min(text.len())].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[start..].lines().next()?;
+    let key = line.split_once('=')?.0.trim();
+    (!key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))).then_some(key)
+}
+
+fn type_help(message: &str) -> Option<&'static str> {
+    let expected = message.rsplit("expected ").next()?;
+    Some(match expected {
+        e if e.starts_with("i64") || e.starts_with("u") || e.starts_with("an integer") => {
+            "write a whole number, without quotes"
+        }
+        e if e.starts_with("a boolean") => "write true or false, without quotes",
+        e if e.starts_with("a string") => "write the value in double quotes",
+        e if e.starts_with("a sequence") => "write a list in brackets, e.g. [\"whep\"]",
+        e if e.contains("map") || e.starts_with("struct") => {
+            "write a table: [name] on its own line, or { key = value }"
+        }
+        _ => return None,
+    })
 }
 
 /// Rewrites serde's messages into ours, with a suggestion where one can be made.

@@ -20,6 +20,8 @@ const OUTPUTS_HELP: &str =
 const SOURCES_HELP: &str =
     "write \"demo\"; \"whip\", \"rtmp\" or \"rtsp\" to take a publisher; or an rtsp:// or rtmp:// URL to pull from";
 
+/// Messages quote values as written in the file, never after `${VAR}` expansion: expanded values are often
+/// secrets, and these messages reach logs and the API.
 pub fn validate(
     spec: FileSpec,
     text: &str,
@@ -36,6 +38,8 @@ pub fn validate(
         Ok(RouteTable { server, plugins, routes })
     } else {
         cx.errors.sort_by_key(|e| (e.line, e.column));
+        // An inherited `[defaults]` value that is wrong is reported once, not once per route inheriting it.
+        cx.errors.dedup_by_key(|e| (e.line, e.column));
         Err(ConfigErrors(cx.errors))
     }
 }
@@ -51,7 +55,7 @@ struct Cx<'a> {
 /// `[defaults]` after validation.
 #[derive(Default)]
 struct Defaults {
-    to: Option<Vec<Spanned<String>>>,
+    to: Option<Spanned<Vec<Spanned<String>>>>,
     auth: Option<Option<String>>,
     on_demand: Option<bool>,
     max_readers: Option<u32>,
@@ -102,7 +106,7 @@ impl Cx<'_> {
                     Ok(ip) => server.webrtc.public_ips.push(ip),
                     Err(_) => self.err(
                         ip.span(),
-                        format!("`server.webrtc.public_ips`: \"{s}\" is not an IP address"),
+                        format!("`server.webrtc.public_ips`: \"{}\" is not an IP address", ip.get_ref()),
                         Some("list the addresses clients reach this machine at, e.g. [\"203.0.113.7\"]".to_string()),
                     ),
                 }
@@ -149,7 +153,7 @@ impl Cx<'_> {
             Err(_) => {
                 self.err(
                     v.span(),
-                    format!("`{key}`: \"{s}\" is not an IP address and port"),
+                    format!("`{key}`: \"{}\" is not an IP address and port", v.get_ref()),
                     Some(format!(
                         "write IP:PORT, e.g. \"0.0.0.0:{0}\" for every interface or \"127.0.0.1:{0}\" for this machine only",
                         fallback.port()
@@ -312,7 +316,7 @@ impl Cx<'_> {
             return Defaults::default();
         };
         Defaults {
-            to: spec.to.map(Spanned::into_inner),
+            to: spec.to,
             auth: spec.auth.as_ref().map(|a| self.auth("`defaults.auth`", a, plugins)),
             on_demand: spec.on_demand,
             max_readers: spec.max_readers.as_ref().and_then(|m| self.max_readers("`defaults.max_readers`", m)),
@@ -410,7 +414,7 @@ impl Cx<'_> {
 
         let to_specs = match (&spec.to, &defaults.to) {
             (Some(to), _) => Some((to.get_ref().clone(), to.span())),
-            (None, Some(to)) => Some((to.clone(), spec.from.span())),
+            (None, Some(to)) => Some((to.get_ref().clone(), to.span())),
             (None, None) => None,
         };
         let mut to = Vec::new();
@@ -494,7 +498,11 @@ impl Cx<'_> {
             _ => {}
         }
         if !s.contains("://") {
-            self.err(v.span(), format!("{ctx}: `from`: \"{s}\" is not a source"), Some(SOURCES_HELP.to_string()));
+            self.err(
+                v.span(),
+                format!("{ctx}: `from`: \"{}\" is not a source", v.get_ref()),
+                Some(SOURCES_HELP.to_string()),
+            );
             return None;
         }
         match Url::parse(&s) {
@@ -544,7 +552,7 @@ impl Cx<'_> {
             "whip" | "demo" => {
                 self.err(
                     v.span(),
-                    format!("{ctx}: `to`: \"{s}\" is a source, not an output"),
+                    format!("{ctx}: `to`: \"{}\" is a source, not an output", v.get_ref()),
                     Some(format!("put it in `from`; {OUTPUTS_HELP}")),
                 );
                 return None;
@@ -583,7 +591,11 @@ impl Cx<'_> {
             };
         }
         if !s.contains("://") {
-            self.err(v.span(), format!("{ctx}: `to`: \"{s}\" is not an output"), Some(OUTPUTS_HELP.to_string()));
+            self.err(
+                v.span(),
+                format!("{ctx}: `to`: \"{}\" is not an output", v.get_ref()),
+                Some(OUTPUTS_HELP.to_string()),
+            );
             return None;
         }
         let url = match Url::parse(&s) {
@@ -754,8 +766,14 @@ auth = "none"
             error("[[route]]\nname = \"a\"\nto = [\"whep\"]\n"),
             "routes.toml:1:1: missing key `from`\n  help: add `from = ...` to this table"
         );
-        let e = error("[[route]]\nname = \"a\"\nfrom = \"demo\"\nto = [\"whep\"]\nmax_readers = \"ten\"\n");
-        assert!(e.starts_with("routes.toml:5:15: invalid type: string \"ten\", expected i64"), "{e}");
+        assert_eq!(
+            error("[[route]]\nname = \"a\"\nfrom = \"demo\"\nto = [\"whep\"]\nmax_readers = \"ten\"\n"),
+            "routes.toml:5:15: `max_readers`: invalid type: string \"ten\", expected i64\n  help: write a whole number, without quotes"
+        );
+        assert_eq!(
+            error("[[route]]\nname = \"a\"\nfrom = \"demo\"\nto = \"whep\"\n"),
+            "routes.toml:4:6: `to`: invalid type: string \"whep\", expected a sequence\n  help: write a list in brackets, e.g. [\"whep\"]"
+        );
     }
 
     #[test]
@@ -888,6 +906,26 @@ auth = "none"
             error("[[route]]\nname = \"r\"\nfrom = \"whip\"\nto = [\"whep\"]\non_demand = true\n"),
             "routes.toml:5:13: route \"r\": `on_demand` needs a source the router pulls, not a whip publisher\n  help: remove `on_demand`: a publish route simply waits for its publisher"
         );
+    }
+
+    #[test]
+    fn a_bad_inherited_default_is_reported_once_where_it_is_written() {
+        assert_eq!(
+            error(
+                "[defaults]\nto = [\"hls\"]\n\n[[route]]\nname = \"a\"\nfrom = \"demo\"\n\n[[route]]\nname = \"b\"\nfrom = \"demo\"\n"
+            ),
+            "routes.toml:2:7: route \"a\": `to`: \"hls\" is not an output\n  help: outputs are \"whep\", \"rtsp\", \"rtmp\", \"record:<plugin>\", or an rtmp:// or rtsp:// URL to push to"
+        );
+    }
+
+    #[test]
+    fn errors_quote_values_as_written_not_expanded_secrets() {
+        let e = error("[[route]]\nname = \"a\"\nfrom = \"${CAM_PASS}\"\nto = [\"whep\"]\n");
+        assert_eq!(
+            e,
+            "routes.toml:3:8: route \"a\": `from`: \"${CAM_PASS}\" is not a source\n  help: write \"demo\"; \"whip\", \"rtmp\" or \"rtsp\" to take a publisher; or an rtsp:// or rtmp:// URL to pull from"
+        );
+        assert!(!e.contains("hunter2"));
     }
 
     #[test]

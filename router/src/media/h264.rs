@@ -228,16 +228,18 @@ pub fn parse_sps(nal: &[u8]) -> Result<SpsInfo, SpsError> {
     if width_mbs > 1024 || height_map_units > 1024 {
         return Err(SpsError::OutOfRange("picture size"));
     }
-    let (crop_unit_x, crop_unit_y) = match chroma_format_idc {
-        0 | 3 => (1, 2 - frame_mbs_only),
-        1 => (2, 2 * (2 - frame_mbs_only)),
-        _ => (2, 2 - frame_mbs_only),
+    // u64 arithmetic: crop offsets are attacker-controlled ue(v) values up to 2^32.
+    let (crop_unit_x, crop_unit_y): (u64, u64) = match chroma_format_idc {
+        0 | 3 => (1, u64::from(2 - frame_mbs_only)),
+        1 => (2, 2 * u64::from(2 - frame_mbs_only)),
+        _ => (2, u64::from(2 - frame_mbs_only)),
     };
-    let width = (width_mbs * 16).checked_sub(crop_unit_x * (crop_l + crop_r));
-    let height = ((2 - frame_mbs_only) * height_map_units * 16).checked_sub(crop_unit_y * (crop_t + crop_b));
+    let (crop_x, crop_y) = (u64::from(crop_l) + u64::from(crop_r), u64::from(crop_t) + u64::from(crop_b));
+    let width = (u64::from(width_mbs) * 16).checked_sub(crop_unit_x * crop_x);
+    let height = (u64::from(2 - frame_mbs_only) * u64::from(height_map_units) * 16).checked_sub(crop_unit_y * crop_y);
     match (width, height) {
         (Some(width), Some(height)) if width > 0 && height > 0 => {
-            Ok(SpsInfo { profile_idc, constraint_flags, level_idc, width, height })
+            Ok(SpsInfo { profile_idc, constraint_flags, level_idc, width: width as u32, height: height as u32 })
         }
         _ => Err(SpsError::OutOfRange("frame cropping")),
     }

@@ -6,14 +6,14 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::config::model::{RouteConfig, RouteName};
 use crate::media::{Frame, MediaKind, Track, TrackId};
 use crate::route::gop::{GopCache, GopLimits};
-use crate::route::reader::{Offer, ReaderId, ReaderKind, ReaderSlot, RouteReader, reader_pair};
+use crate::route::reader::{Offer, ReaderCounters, ReaderId, ReaderKind, ReaderSlot, RouteReader, reader_pair};
 use crate::route::stats::{ReaderInfo, RouteSnapshot, RouteState, TrackInfo};
 use crate::route::timeline::Timeline;
 
@@ -22,10 +22,14 @@ use crate::route::timeline::Timeline;
 pub const READER_QUEUE_FRAMES: usize = 1024;
 /// How long an on-demand source keeps running after its last reader left, so a page reload does not reconnect.
 pub const ON_DEMAND_LINGER: Duration = Duration::from_secs(10);
+/// Events a source may queue before the route; generous for bursts (a GOP arriving at once after a stall).
+const SOURCE_QUEUE: usize = 512;
 const TICK: Duration = Duration::from_secs(1);
 const RESTART_BACKOFF_MIN: Duration = Duration::from_millis(500);
 const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(30);
 const DROP_LOG_INTERVAL: Duration = Duration::from_secs(10);
+/// Viewers ask for keyframes on every loss burst; the source hears at most one request per interval.
+pub const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RouteError {
@@ -35,6 +39,10 @@ pub enum RouteError {
     TooManyReaders { route: RouteName, max: u32 },
     #[error("route {route} does not list `{kind}` in `to`")]
     OutputNotAllowed { route: RouteName, kind: String },
+    #[error("route {0} already has a publisher")]
+    PublisherBusy(RouteName),
+    #[error("route {route} does not take publishers: {reason}")]
+    NotPublishable { route: RouteName, reason: String },
 }
 
 /// Starts a route's source. Implemented per source kind in `ingest`; the route only knows this trait.
@@ -67,10 +75,20 @@ pub enum SourceEvent {
     },
 }
 
-/// The source's handle into its route.
+/// The source's handle into its route. Dropping every clone ends the source session: a publisher leaving.
 #[derive(Debug, Clone)]
 pub struct SourceFeed {
     tx: mpsc::Sender<SourceEvent>,
+    keyframe: Arc<Notify>,
+}
+
+/// Why [`SourceFeed::try_send`] did not deliver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeedError {
+    /// The route is behind; the event was dropped.
+    Full,
+    /// The route stopped this source.
+    Closed,
 }
 
 impl SourceFeed {
@@ -78,15 +96,50 @@ impl SourceFeed {
     pub async fn send(&self, event: SourceEvent) -> bool {
         self.tx.send(event).await.is_ok()
     }
+
+    /// Sends without waiting, for drivers that serve many peers on one task and must not block on one route.
+    pub fn try_send(&self, event: SourceEvent) -> Result<(), FeedError> {
+        self.tx.try_send(event).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => FeedError::Full,
+            mpsc::error::TrySendError::Closed(_) => FeedError::Closed,
+        })
+    }
+
+    /// Resolves when a reader asked for a keyframe (a viewer's PLI/FIR, a new reader); rate-limited by the route.
+    pub async fn keyframe_requested(&self) {
+        self.keyframe.notified().await
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+}
+
+/// A viewer counted against `max_readers` on a reader that serves many (a WebRTC shard's route reader).
+/// Dropping it frees the slot.
+#[derive(Debug)]
+pub struct ViewerTicket {
+    counters: Arc<ReaderCounters>,
+}
+
+impl Drop for ViewerTicket {
+    fn drop(&mut self) {
+        self.counters.viewers.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 enum Command {
     AddReader { kind: ReaderKind, remote: Option<String>, reply: oneshot::Sender<Result<RouteReader, RouteError>> },
+    AdmitViewer { reader: ReaderId, reply: oneshot::Sender<Result<ViewerTicket, RouteError>> },
+    AttachPublisher { remote: Option<String>, reply: oneshot::Sender<Result<SourceFeed, RouteError>> },
+    RequestKeyframe,
     RemoveReader(ReaderId),
     Snapshot(oneshot::Sender<RouteSnapshot>),
     Update { config: Arc<RouteConfig>, source: Option<RouteSource>, reply: oneshot::Sender<()> },
     Stop(oneshot::Sender<()>),
 }
+
+type WeakCommands = mpsc::WeakSender<Command>;
 
 /// How the rest of the router talks to a route. Cheap to clone.
 #[derive(Clone)]
@@ -117,6 +170,25 @@ impl RouteHandle {
         rx.await.map_err(|_| self.ended())?
     }
 
+    /// Counts one more viewer on `reader` (which fans out to many), refusing past `max_readers`.
+    pub async fn admit_viewer(&self, reader: ReaderId) -> Result<ViewerTicket, RouteError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Command::AdmitViewer { reader, reply }).await.map_err(|_| self.ended())?;
+        rx.await.map_err(|_| self.ended())?
+    }
+
+    /// Becomes the route's source, for routes that take publishers. Fails while another publisher is attached.
+    pub async fn attach_publisher(&self, remote: Option<String>) -> Result<SourceFeed, RouteError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Command::AttachPublisher { remote, reply }).await.map_err(|_| self.ended())?;
+        rx.await.map_err(|_| self.ended())?
+    }
+
+    /// Asks the source for a keyframe (forwarded at most every [`KEYFRAME_REQUEST_INTERVAL`]).
+    pub fn request_keyframe(&self) {
+        let _ = self.tx.try_send(Command::RequestKeyframe);
+    }
+
     pub async fn snapshot(&self) -> Result<RouteSnapshot, RouteError> {
         let (reply, rx) = oneshot::channel();
         self.tx.send(Command::Snapshot(reply)).await.map_err(|_| self.ended())?;
@@ -140,25 +212,41 @@ impl RouteHandle {
     }
 }
 
-/// Spawns a route actor.
+/// Spawns a route actor. It runs until [`RouteHandle::stop`] or until every handle is dropped.
 pub fn spawn_route(config: Arc<RouteConfig>, source: RouteSource) -> RouteHandle {
     let (tx, rx) = mpsc::channel(256);
     let handle = RouteHandle { name: config.name.clone(), tx: tx.clone() };
-    let actor = RouteActor::new(config, source, tx);
+    // The actor and its readers hold weak senders, so dropping the last handle ends the route.
+    let actor = RouteActor::new(config, source, tx.downgrade());
     tokio::spawn(actor.run(rx));
     handle
 }
 
-/// Aborts the source task when dropped, so a stopped route never leaves its source running.
+/// A source session: the route's receiving end, and the task for pulled sources. Aborts the task when dropped,
+/// so a stopped route never leaves its source running.
 #[derive(Debug)]
 struct RunningSource {
-    task: JoinHandle<()>,
+    task: Option<JoinHandle<()>>,
     events: mpsc::Receiver<SourceEvent>,
+    keyframe: Arc<Notify>,
+    last_keyframe_request: Option<Instant>,
+}
+
+impl RunningSource {
+    /// A session and the feed its producer writes into.
+    fn new() -> (Self, SourceFeed) {
+        let (tx, events) = mpsc::channel(SOURCE_QUEUE);
+        let keyframe = Arc::new(Notify::new());
+        let feed = SourceFeed { tx, keyframe: Arc::clone(&keyframe) };
+        (RunningSource { task: None, events, keyframe, last_keyframe_request: None }, feed)
+    }
 }
 
 impl Drop for RunningSource {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(task) = &self.task {
+            task.abort();
+        }
     }
 }
 
@@ -171,7 +259,7 @@ struct RouteActor {
     restart_backoff: Duration,
     /// When an on-demand source with no readers is stopped.
     idle_since: Option<Instant>,
-    commands: mpsc::Sender<Command>,
+    commands: WeakCommands,
 
     state: RouteState,
     last_error: Option<String>,
@@ -200,7 +288,7 @@ struct RouteActor {
 }
 
 impl RouteActor {
-    fn new(config: Arc<RouteConfig>, source: RouteSource, commands: mpsc::Sender<Command>) -> Self {
+    fn new(config: Arc<RouteConfig>, source: RouteSource, commands: WeakCommands) -> Self {
         let now = Instant::now();
         RouteActor {
             config,
@@ -241,7 +329,8 @@ impl RouteActor {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                // Commands first: a reader joining or a stop must not queue behind a burst of frames.
+                // Commands first: a reader joining or a stop must not queue behind a burst of frames; then the
+                // tick, so a source that always has a frame ready cannot starve stats, sweeps and restarts.
                 biased;
                 cmd = commands.recv() => match cmd {
                     Some(Command::Stop(reply)) => {
@@ -253,11 +342,11 @@ impl RouteActor {
                     // Every handle is gone (the runtime dropped the route).
                     None => return self.shutdown(),
                 },
+                _ = tick.tick() => self.handle_tick(Instant::now()),
                 event = next_source_event(&mut self.running) => match event {
                     Some(event) => self.handle_source_event(event),
                     None => self.source_ended(),
                 },
-                _ = tick.tick() => self.handle_tick(Instant::now()),
             }
         }
     }
@@ -267,41 +356,40 @@ impl RouteActor {
             Command::AddReader { kind, remote, reply } => {
                 let _ = reply.send(self.add_reader(kind, remote));
             }
-            Command::RemoveReader(id) => {
-                if let Some(pos) = self.readers.iter().position(|r| r.id == id) {
-                    let slot = self.readers.swap_remove(pos);
-                    self.reader_left(&slot);
+            Command::AdmitViewer { reader, reply } => {
+                let _ = reply.send(self.admit_viewer(reader));
+            }
+            Command::AttachPublisher { remote, reply } => {
+                let _ = reply.send(self.attach_publisher(remote));
+            }
+            Command::RequestKeyframe => {
+                if let Some(running) = &mut self.running {
+                    let now = Instant::now();
+                    if running.last_keyframe_request.is_none_or(|t| now - t >= KEYFRAME_REQUEST_INTERVAL) {
+                        running.last_keyframe_request = Some(now);
+                        running.keyframe.notify_one();
+                    }
                 }
+            }
+            Command::RemoveReader(id) => {
+                self.retain_readers(|r| r.id != id);
             }
             Command::Snapshot(reply) => {
                 let _ = reply.send(self.snapshot());
             }
             Command::Update { config, source, reply } => {
                 self.config = config;
-                let before = self.readers.len();
                 let config = Arc::clone(&self.config);
-                let mut removed = Vec::new();
-                self.readers.retain(|r| {
-                    let keep = config.allows_reader(r.kind);
-                    if !keep {
-                        removed.push(r.counters.dropped.load(Ordering::Relaxed));
-                    }
-                    keep
-                });
-                self.dropped_by_departed += removed.iter().sum::<u64>();
-                if self.readers.len() != before {
-                    tracing::info!(route = %self.config.name, removed = before - self.readers.len(),
-                        "readers of outputs no longer in `to` disconnected");
-                    self.note_idle();
+                let removed = self.retain_readers(|r| config.allows_reader(r.kind));
+                if removed > 0 {
+                    tracing::info!(route = %self.config.name, removed, "readers of outputs no longer in `to` disconnected");
                 }
                 if let Some(source) = source {
                     self.source = source;
                     self.running = None;
                     self.restart_backoff = RESTART_BACKOFF_MIN;
                     self.source_changed();
-                } else if self.config.on_demand && self.readers.is_empty() {
-                    self.note_idle();
-                } else if !self.config.on_demand {
+                } else {
                     self.ensure_source();
                 }
                 let _ = reply.send(());
@@ -310,23 +398,49 @@ impl RouteActor {
         }
     }
 
-    fn add_reader(&mut self, kind: ReaderKind, remote: Option<String>) -> Result<RouteReader, RouteError> {
-        let name = &self.config.name;
-        if !self.config.allows_reader(kind) {
-            return Err(RouteError::OutputNotAllowed { route: name.clone(), kind: format!("{kind:?}").to_lowercase() });
+    /// Keeps the readers `keep` accepts; the rest leave, their drops stay counted. Returns how many left.
+    fn retain_readers(&mut self, mut keep: impl FnMut(&ReaderSlot) -> bool) -> usize {
+        let before = self.readers.len();
+        let mut departed_drops = 0;
+        self.readers.retain(|r| {
+            let stays = keep(r) && !r.is_closed();
+            if !stays {
+                departed_drops += r.counters.dropped.load(Ordering::Relaxed);
+            }
+            stays
+        });
+        self.dropped_by_departed += departed_drops;
+        let left = before - self.readers.len();
+        if left > 0 && self.readers.is_empty() && self.config.on_demand && self.idle_since.is_none() {
+            self.idle_since = Some(Instant::now());
         }
-        self.readers.retain(|r| !r.is_closed());
+        left
+    }
+
+    /// Readers and the viewers behind fan-out readers, as `max_readers` counts them.
+    fn audience(&self) -> usize {
+        self.readers.iter().map(|r| r.counters.viewers.load(Ordering::Relaxed).max(1)).sum()
+    }
+
+    fn add_reader(&mut self, kind: ReaderKind, remote: Option<String>) -> Result<RouteReader, RouteError> {
+        let name = self.config.name.clone();
+        if !self.config.allows_reader(kind) {
+            return Err(RouteError::OutputNotAllowed { route: name, kind: format!("{kind:?}").to_lowercase() });
+        }
+        self.retain_readers(|_| true);
         if let Some(max) = self.config.max_readers
-            && self.readers.len() >= max as usize
+            && self.audience() >= max as usize
         {
-            return Err(RouteError::TooManyReaders { route: name.clone(), max });
+            return Err(RouteError::TooManyReaders { route: name, max });
         }
         let id = self.next_reader_id;
         self.next_reader_id += 1;
         let commands = self.commands.clone();
         let leave = Box::new(move |id| {
             // Best effort: if the queue is full the actor still notices the closed reader on its next frame or tick.
-            let _ = commands.try_send(Command::RemoveReader(id));
+            if let Some(commands) = commands.upgrade() {
+                let _ = commands.try_send(Command::RemoveReader(id));
+            }
         });
         let (mut slot, reader) = reader_pair(id, kind, remote, READER_QUEUE_FRAMES, leave);
         for (i, frame) in self.gop.frames().iter().enumerate() {
@@ -342,27 +456,52 @@ impl RouteActor {
         Ok(reader)
     }
 
-    fn reader_left(&mut self, slot: &ReaderSlot) {
-        self.dropped_by_departed += slot.counters.dropped.load(Ordering::Relaxed);
-        tracing::debug!(route = %self.config.name, reader = slot.id, "reader left");
-        self.note_idle();
-    }
-
-    fn note_idle(&mut self) {
-        if self.readers.is_empty() && self.config.on_demand && self.idle_since.is_none() {
-            self.idle_since = Some(Instant::now());
+    fn admit_viewer(&mut self, reader: ReaderId) -> Result<ViewerTicket, RouteError> {
+        let Some(slot) = self.readers.iter().find(|r| r.id == reader) else {
+            return Err(RouteError::Ended(self.config.name.clone()));
+        };
+        let viewers = slot.counters.viewers.load(Ordering::Relaxed);
+        // The first viewer of a fan-out reader takes the slot the reader itself already counts.
+        if let Some(max) = self.config.max_readers
+            && viewers > 0
+            && self.audience() >= max as usize
+        {
+            return Err(RouteError::TooManyReaders { route: self.config.name.clone(), max });
         }
+        slot.counters.viewers.fetch_add(1, Ordering::Relaxed);
+        Ok(ViewerTicket { counters: Arc::clone(&slot.counters) })
     }
 
-    /// The source definition changed (or the route started): reset per-session state and start if wanted.
+    fn attach_publisher(&mut self, remote: Option<String>) -> Result<SourceFeed, RouteError> {
+        let route = self.config.name.clone();
+        match &self.source {
+            RouteSource::Publish => {}
+            RouteSource::Pull(_) => {
+                let reason = format!("its source is {}", self.config.from.redacted());
+                return Err(RouteError::NotPublishable { route, reason });
+            }
+            RouteSource::Unavailable(reason) => {
+                return Err(RouteError::NotPublishable { route, reason: reason.clone() });
+            }
+        }
+        if self.running.as_ref().is_some_and(|r| !r.events.is_closed()) {
+            return Err(RouteError::PublisherBusy(route));
+        }
+        let (running, feed) = RunningSource::new();
+        self.running = Some(running);
+        self.new_session();
+        tracing::info!(route = %self.config.name, remote = remote.as_deref().unwrap_or("-"), "publisher attached");
+        Ok(feed)
+    }
+
+    /// The source definition changed (or the route started): reset per-source state and start if wanted.
     fn source_changed(&mut self) {
-        self.gop.clear();
         self.tracks.clear();
         self.has_video = false;
-        self.timeline.new_session();
         self.live_since = None;
         self.last_error = None;
         self.restart_at = None;
+        self.gop.clear();
         self.state = RouteState::Waiting;
         if let RouteSource::Unavailable(reason) = &self.source {
             self.state = RouteState::Unavailable;
@@ -371,22 +510,37 @@ impl RouteActor {
         self.ensure_source();
     }
 
-    /// Starts the source if the route wants it running and it is not.
+    /// Starts a pulled source if the route wants it running and it is not; stops it for an idle on-demand route.
     fn ensure_source(&mut self) {
         let wanted = !self.config.on_demand || !self.readers.is_empty();
-        if !wanted || self.running.is_some() || self.restart_at.is_some() {
+        if !wanted {
+            if self.idle_since.is_none() && self.running.is_some() {
+                self.idle_since = Some(Instant::now());
+            }
+            return;
+        }
+        self.idle_since = None;
+        if self.running.is_some() || self.restart_at.is_some() {
             return;
         }
         let RouteSource::Pull(factory) = &self.source else {
             return;
         };
-        let (tx, events) = mpsc::channel(64);
-        let task = factory.start(SourceFeed { tx });
-        self.running = Some(RunningSource { task, events });
+        let (mut running, feed) = RunningSource::new();
+        running.task = Some(factory.start(feed));
+        self.running = Some(running);
+        self.new_session();
+        tracing::info!(route = %self.config.name, source = %self.config.from.redacted(), "source started");
+    }
+
+    /// A source session begins (pulled source started, publisher attached): readers resync on its first keyframe.
+    fn new_session(&mut self) {
         self.source_starts += 1;
         self.timeline.new_session();
         self.gop.clear();
-        tracing::info!(route = %self.config.name, source = %self.config.from.redacted(), "source started");
+        for reader in &mut self.readers {
+            reader.resync();
+        }
     }
 
     fn handle_source_event(&mut self, event: SourceEvent) {
@@ -401,8 +555,9 @@ impl RouteActor {
                 self.state = RouteState::Reconnecting;
                 self.last_error = Some(error);
                 self.live_since = None;
-                self.gop.clear();
-                self.timeline.new_session();
+                self.new_session();
+                // The source restarts by itself: count it as a session, not as a start by the route.
+                self.source_starts -= 1;
             }
         }
     }
@@ -439,30 +594,23 @@ impl RouteActor {
         self.frames_out += queued;
         self.bytes_out += queued * len;
         if closed {
-            self.sweep_closed_readers();
+            self.retain_readers(|_| true);
         }
-    }
-
-    fn sweep_closed_readers(&mut self) {
-        let mut departed = 0;
-        self.readers.retain(|r| {
-            let closed = r.is_closed();
-            if closed {
-                departed += r.counters.dropped.load(Ordering::Relaxed);
-            }
-            !closed
-        });
-        self.dropped_by_departed += departed;
-        self.note_idle();
     }
 
     fn source_ended(&mut self) {
         self.running = None;
+        self.live_since = None;
+        self.gop.clear();
+        if matches!(self.source, RouteSource::Publish) {
+            tracing::info!(route = %self.config.name, "publisher left; waiting for the next one");
+            self.state = RouteState::Waiting;
+            return;
+        }
         let error = "source ended".to_string();
         tracing::warn!(route = %self.config.name, backoff_ms = self.restart_backoff.as_millis() as u64, "{error}; restarting");
         self.state = RouteState::Reconnecting;
         self.last_error = Some(error);
-        self.live_since = None;
         self.restart_at = Some(Instant::now() + self.restart_backoff);
         self.restart_backoff = (self.restart_backoff * 2).min(RESTART_BACKOFF_MAX);
     }
@@ -475,24 +623,24 @@ impl RouteActor {
         self.bytes_out_at_tick = self.bytes_out;
         self.last_tick = now;
 
-        self.sweep_closed_readers();
+        self.retain_readers(|_| true);
         if let Some(at) = self.restart_at
             && now >= at
         {
             self.restart_at = None;
             self.ensure_source();
         }
-        if let Some(since) = self.idle_since {
-            if !self.readers.is_empty() || !self.config.on_demand {
-                self.idle_since = None;
-            } else if now.duration_since(since) >= ON_DEMAND_LINGER && self.running.is_some() {
-                tracing::info!(route = %self.config.name, "no readers left; on-demand source stopped");
-                self.running = None;
-                self.idle_since = None;
-                self.state = RouteState::Waiting;
-                self.live_since = None;
-                self.gop.clear();
-            }
+        if let Some(since) = self.idle_since
+            && now.duration_since(since) >= ON_DEMAND_LINGER
+            && self.readers.is_empty()
+            && self.running.is_some()
+        {
+            tracing::info!(route = %self.config.name, "no readers left; on-demand source stopped");
+            self.running = None;
+            self.idle_since = None;
+            self.state = RouteState::Waiting;
+            self.live_since = None;
+            self.gop.clear();
         }
         self.log_drops(now);
     }
@@ -500,7 +648,7 @@ impl RouteActor {
     /// One warning per route per interval at most, however many readers drop.
     fn log_drops(&mut self, now: Instant) {
         let dropped = self.frames_dropped();
-        if dropped == self.dropped_at_drop_log || self.last_drop_log.is_some_and(|t| now - t < DROP_LOG_INTERVAL) {
+        if dropped <= self.dropped_at_drop_log || self.last_drop_log.is_some_and(|t| now - t < DROP_LOG_INTERVAL) {
             return;
         }
         let slow = self.readers.iter().filter(|r| r.counters.dropped.load(Ordering::Relaxed) > 0).count();
@@ -522,7 +670,7 @@ impl RouteActor {
             source_starts: self.source_starts,
             uptime_seconds: self.live_since.map(|t| t.elapsed().as_secs_f64()),
             tracks: self.tracks.values().map(|t| TrackInfo::from(&**t)).collect(),
-            reader_count: self.readers.len(),
+            reader_count: self.audience(),
             readers: self
                 .readers
                 .iter()
@@ -530,6 +678,7 @@ impl RouteActor {
                     id: r.id,
                     kind: r.kind,
                     remote: r.remote.clone(),
+                    viewers: r.counters.viewers.load(Ordering::Relaxed),
                     frames: r.counters.frames.load(Ordering::Relaxed),
                     bytes: r.counters.bytes.load(Ordering::Relaxed),
                     dropped: r.counters.dropped.load(Ordering::Relaxed),

@@ -18,6 +18,8 @@ pub mod reader;
 pub mod stats;
 pub mod timeline;
 
-pub use actor::{RouteError, RouteHandle, SourceEvent, SourceFactory, SourceFeed, spawn_route};
+pub use actor::{
+    FeedError, RouteError, RouteHandle, SourceEvent, SourceFactory, SourceFeed, ViewerTicket, spawn_route,
+};
 pub use reader::{ReaderKind, RouteReader};
 pub use stats::{RouteSnapshot, RouteState};

@@ -25,6 +25,8 @@ pub type ReaderId = u64;
 /// Counters a reader shares with its route, readable without messaging the actor.
 #[derive(Debug, Default)]
 pub struct ReaderCounters {
+    /// Viewers served through this reader when it fans out further (a WebRTC shard); 0 for a plain reader.
+    pub viewers: std::sync::atomic::AtomicUsize,
     pub frames: AtomicU64,
     pub bytes: AtomicU64,
     pub dropped: AtomicU64,
@@ -78,6 +80,12 @@ impl ReaderSlot {
 
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
+    }
+
+    /// Drop everything until the next sync point: the source changed, and what follows may reference frames of
+    /// a stream this reader never saw.
+    pub fn resync(&mut self) {
+        self.skipping = true;
     }
 }
 
@@ -133,7 +141,8 @@ pub fn reader_pair(
 ) -> (ReaderSlot, RouteReader) {
     let (tx, rx) = mpsc::channel(capacity.max(1));
     let counters = Arc::new(ReaderCounters::default());
-    let slot = ReaderSlot { id, kind, remote, tx, skipping: false, counters: Arc::clone(&counters) };
+    // A new reader starts skipping: its first frame must be one a decoder can start from.
+    let slot = ReaderSlot { id, kind, remote, tx, skipping: true, counters: Arc::clone(&counters) };
     (slot, RouteReader { id, rx, counters, leave: Some(leave) })
 }
 
@@ -178,6 +187,17 @@ pub(crate) mod tests {
         assert_eq!(slot.offer(&video_frame(4, true), true), Offer::Queued);
         assert_eq!(reader.try_recv().map(|f| f.pts), Some(4));
         assert_eq!(reader.dropped(), 2);
+    }
+
+    #[test]
+    fn a_new_reader_waits_for_a_keyframe() {
+        let (mut slot, mut reader) = pair(4);
+        assert_eq!(slot.offer(&video_frame(0, false), false), Offer::Dropped);
+        assert_eq!(slot.offer(&video_frame(1, true), true), Offer::Queued);
+        slot.resync();
+        assert_eq!(slot.offer(&video_frame(2, false), false), Offer::Dropped);
+        assert_eq!(reader.try_recv().map(|f| f.pts), Some(1));
+        assert!(reader.try_recv().is_none());
     }
 
     #[test]

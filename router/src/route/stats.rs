@@ -60,6 +60,8 @@ pub struct ReaderInfo {
     pub id: ReaderId,
     pub kind: ReaderKind,
     pub remote: Option<String>,
+    /// Viewers behind this reader when it fans out (WebRTC); 0 otherwise.
+    pub viewers: usize,
     pub frames: u64,
     pub bytes: u64,
     pub dropped: u64,
@@ -78,6 +80,7 @@ pub struct RouteSnapshot {
     /// Seconds since the route last became live; `None` when not live.
     pub uptime_seconds: Option<f64>,
     pub tracks: Vec<TrackInfo>,
+    /// Readers, counting every viewer behind fan-out readers: what `max_readers` limits.
     pub reader_count: usize,
     pub readers: Vec<ReaderInfo>,
     pub frames_in: u64,

@@ -234,7 +234,8 @@ impl Runtime {
         rx.await.ok()
     }
 
-    /// Asks for a reload without waiting (watchers and signals). Coalesces when one is already queued.
+    /// Asks for a reload without waiting (signals). Dropped when 16 are already queued: those will read the
+    /// newest file anyway.
     pub fn request_reload(&self, trigger: ReloadTrigger) {
         let _ = self.requests.try_send(ReloadRequest { trigger, reply: None });
     }
@@ -298,16 +299,15 @@ async fn reload(
         Ok(table) => {
             let d = set.apply(table).await;
             let changes = ReloadSummary::from(&d);
-            if !d.is_empty() {
-                tracing::info!(
-                    ?trigger,
-                    added = changes.added.len(),
-                    removed = changes.removed.len(),
-                    updated = changes.updated.len() + changes.restarted_sources.len(),
-                    unchanged = changes.unchanged,
-                    "configuration reloaded"
-                );
-            }
+            // Logged even when nothing changed: an operator who sent SIGHUP wants to see it was heard.
+            tracing::info!(
+                ?trigger,
+                added = changes.added.len(),
+                removed = changes.removed.len(),
+                updated = changes.updated.len() + changes.restarted_sources.len(),
+                unchanged = changes.unchanged,
+                "configuration reloaded"
+            );
             for key in &changes.needs_restart {
                 tracing::warn!(key, "changed in the routes file; takes effect at the next restart");
             }
