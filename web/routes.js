@@ -23,8 +23,13 @@ async function refresh() {
     tbody.replaceChildren(...routes.map((r) => {
       const tr = document.createElement('tr');
       const live = r.live ?? {};
+      const name = document.createElement('td');
+      const link = document.createElement('a');
+      link.href = `/${encodeURIComponent(r.name)}`;
+      link.textContent = r.name;
+      name.append(link);
       tr.append(
-        cell(r.name),
+        name,
         cell(live.state ?? 'ended', `state-${live.state}`),
         cell(live.source ?? ''),
         cell(r.config.to.join(', ')),

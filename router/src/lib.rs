@@ -21,3 +21,4 @@ pub mod media;
 pub mod route;
 pub mod runtime;
 pub mod server;
+pub mod webrtc;

@@ -7,6 +7,7 @@ use anyhow::Context as _;
 
 use crate::api::{self, AppState};
 use crate::runtime::{Runtime, watch};
+use crate::webrtc::WebRtc;
 
 /// How long in-flight HTTP requests get to finish once the routes are stopped.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -31,7 +32,9 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     tracing::info!(http = %local, routes = dir.routes.len(), config = %config_path.display(),
         "sluice {} is up; open http://{}/", env!("CARGO_PKG_VERSION"), browsable(local));
 
-    let app = api::router(AppState { runtime: runtime.clone(), started: Instant::now() });
+    let webrtc = WebRtc::start(&server.webrtc)
+        .with_context(|| format!("binding the WebRTC UDP port {} (`server.webrtc.udp`)", server.webrtc.udp))?;
+    let app = api::router(AppState { runtime: runtime.clone(), webrtc, started: Instant::now() });
     let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
     let shutdown_runtime = runtime.clone();
     let shutdown = async move {
@@ -41,7 +44,8 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
         shutdown_runtime.shutdown().await;
         let _ = stopped_tx.send(());
     };
-    let serve = axum::serve(listener, app).with_graceful_shutdown(shutdown);
+    let serve = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(shutdown);
     tokio::select! {
         r = serve => r.context("HTTP server")?,
         _ = async {

@@ -8,19 +8,26 @@ pub mod metrics;
 pub mod routes;
 pub mod tap;
 pub mod web;
+pub mod webrtc;
 
 use std::time::Instant;
 
+use std::net::SocketAddr;
+
 use axum::Router;
-use axum::routing::{get, post};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path};
+use axum::routing::{get, patch, post};
 
 pub use error::ApiError;
 
 use crate::runtime::Runtime;
+use crate::webrtc::WebRtc;
+use webrtc::Side;
 
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub runtime: Runtime,
+    pub webrtc: WebRtc,
     pub started: Instant,
 }
 
@@ -34,6 +41,24 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/routes/{name}", get(routes::show))
         .route("/v1/routes/{name}/frames", get(tap::frames))
         .route("/v1/{*rest}", axum::routing::any(routes::unknown_api))
+        .route(
+            "/{route}/whep",
+            post(|s, Path(r): Path<String>, ConnectInfo(a): ConnectInfo<SocketAddr>, h, b| {
+                webrtc::offer(s, Side::Whep, r, a, h, b)
+            })
+            .options(webrtc::options),
+        )
+        .route(
+            "/{route}/whip",
+            post(|s, Path(r): Path<String>, ConnectInfo(a): ConnectInfo<SocketAddr>, h, b| {
+                webrtc::offer(s, Side::Whip, r, a, h, b)
+            })
+            .options(webrtc::options),
+        )
+        .route("/{route}/{side}/{id}", patch(webrtc::patch).delete(webrtc::delete).options(webrtc::options))
+        .route("/{route}", get(webrtc::route_page))
+        .route("/{route}/publish", get(webrtc::publish_page))
+        .layer(DefaultBodyLimit::max(crate::webrtc::MAX_SDP_BYTES))
         .fallback(web::serve)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .with_state(state)

@@ -34,3 +34,14 @@ pub async fn serve(uri: Uri) -> Response {
         None => ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("nothing at /{path}")).into_response(),
     }
 }
+
+/// An HTML page from `web/`, for routes that serve one page under many paths.
+pub fn page(name: &str) -> Response {
+    match asset(name) {
+        Some(bytes) => {
+            ([(header::CONTENT_TYPE, content_type(name)), (header::CACHE_CONTROL, "no-cache")], bytes).into_response()
+        }
+        None => ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("{name} is missing from this build"))
+            .into_response(),
+    }
+}

@@ -74,6 +74,17 @@ pub struct ServerConfig {
 pub struct WebrtcConfig {
     pub udp: SocketAddr,
     pub public_ips: Vec<IpAddr>,
+    /// STUN/TURN servers advertised to WHIP/WHEP clients (Link headers) and to the browser pages.
+    pub ice_servers: Vec<IceServer>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IceServer {
+    /// `stun:`, `turn:` or `turns:` URL.
+    pub url: String,
+    pub username: Option<String>,
+    #[serde(skip_serializing)]
+    pub credential: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -83,7 +94,7 @@ impl Default for ServerConfig {
             http: SocketAddr::new(any, 8889),
             rtsp: SocketAddr::new(any, 8554),
             rtmp: SocketAddr::new(any, 1935),
-            webrtc: WebrtcConfig { udp: SocketAddr::new(any, 8189), public_ips: Vec::new() },
+            webrtc: WebrtcConfig { udp: SocketAddr::new(any, 8189), public_ips: Vec::new(), ice_servers: Vec::new() },
             data_dir: PathBuf::from("data"),
         }
     }

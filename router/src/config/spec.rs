@@ -37,6 +37,16 @@ pub struct WebrtcSpec {
     pub udp: Option<Spanned<String>>,
     #[serde(default)]
     pub public_ips: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub ice_servers: Vec<IceServerSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IceServerSpec {
+    pub url: Spanned<String>,
+    pub username: Option<Spanned<String>>,
+    pub credential: Option<Spanned<String>>,
 }
 
 /// Values every route inherits unless it sets its own.

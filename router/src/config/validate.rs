@@ -98,6 +98,34 @@ impl Cx<'_> {
             if let Some(v) = &webrtc.udp {
                 server.webrtc.udp = self.addr("server.webrtc.udp", v, server.webrtc.udp);
             }
+            for server_spec in &webrtc.ice_servers {
+                let Some(url) = self.expand("`server.webrtc.ice_servers`", &server_spec.url) else { continue };
+                let scheme = url.split(':').next().unwrap_or_default();
+                if !matches!(scheme, "stun" | "turn" | "turns") || !url.contains(':') {
+                    self.err(
+                        server_spec.url.span(),
+                        format!(
+                            "`server.webrtc.ice_servers`: \"{}\" is not a stun:, turn: or turns: URL",
+                            server_spec.url.get_ref()
+                        ),
+                        Some("e.g. { url = \"stun:stun.example.com:3478\" }".to_string()),
+                    );
+                    continue;
+                }
+                let username =
+                    server_spec.username.as_ref().and_then(|u| self.expand("`server.webrtc.ice_servers`", u));
+                let credential =
+                    server_spec.credential.as_ref().and_then(|c| self.expand("`server.webrtc.ice_servers`", c));
+                if scheme != "stun" && (username.is_none() || credential.is_none()) {
+                    self.err(
+                        server_spec.url.span(),
+                        "`server.webrtc.ice_servers`: a TURN server needs `username` and `credential`",
+                        Some("add username = \"...\", credential = \"${TURN_PASSWORD}\"".to_string()),
+                    );
+                    continue;
+                }
+                server.webrtc.ice_servers.push(IceServer { url, username, credential });
+            }
             for ip in &webrtc.public_ips {
                 let Some(s) = self.expand("`server.webrtc.public_ips`", ip) else {
                     continue;

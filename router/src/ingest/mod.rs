@@ -8,12 +8,14 @@ pub mod demo;
 
 use std::sync::Arc;
 
-use crate::config::model::{RouteConfig, Source};
+use crate::config::model::{PublishProtocol, RouteConfig, Source};
 use crate::route::actor::RouteSource;
 
 pub fn source_for(route: &RouteConfig) -> RouteSource {
     match &route.from {
         Source::Demo => RouteSource::Pull(Arc::new(demo::DemoSource)),
+        // WHIP publishers attach through the WebRTC engine (`webrtc::WebRtc::publish`).
+        Source::Publish { protocol: PublishProtocol::Whip } => RouteSource::Publish,
         Source::Publish { protocol } => RouteSource::Unavailable(format!(
             "taking {} publishers is not available in this build yet",
             protocol.as_str().to_uppercase()

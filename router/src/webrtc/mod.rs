@@ -1,0 +1,396 @@
+//! WebRTC: WHIP publishers and WHEP viewers on one UDP port, with str0m.
+//!
+//! - [`WebRtc`] is the handle the HTTP API uses: it answers offers (building each peer's `Rtc` on the caller's
+//!   task, so SDP work never stalls media), then hands the session to the shard.
+//! - [`shard`] is the driver: one thread owns the UDP socket and every session.
+//! - [`session`] is one peer's state machine around str0m's `Rtc` (sans-IO).
+//! - [`packetize`] turns a route frame into RTP payloads once; every viewer shares them ([`subscription`] brings
+//!   each route's frames into the shard once, however many viewers it has).
+//! - [`publish`] turns a publisher's depacketized frames into route frames.
+//!
+//! Why str0m and not the `webrtc` crate: webrtc binds a UDP socket per connection and runs tasks per peer, while
+//! a media server needs every peer on one port (NAT, firewalls) and hundreds of peers driven by one thread.
+
+pub mod candidates;
+pub mod packetize;
+pub mod publish;
+pub mod session;
+pub mod shard;
+pub mod subscription;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use str0m::change::SdpOffer;
+use str0m::crypto::dtls::DtlsCert;
+use str0m::media::{Direction, MediaKind, Mid};
+use str0m::{Candidate, Rtc, RtcConfig};
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+use crate::config::model::{RouteName, WebrtcConfig};
+use crate::media::Codec;
+use crate::route::{RouteError, RouteHandle, RouteSnapshot};
+use session::{Outgoing, Publisher, Role, Session, SessionStats, Viewer, accepted_payload_types};
+use shard::{SessionInfo, Shard, ShardCommand};
+use subscription::{ShardFrame, Subscription};
+
+/// Offers and answers larger than this are refused (413): real ones are a few KB.
+pub const MAX_SDP_BYTES: usize = 64 * 1024;
+/// Retransmission buffer per viewer video stream, in packets: ~1 s of a 4 Mbit/s stream. Payloads are shared
+/// with every other viewer of the route, so this holds references, not copies.
+const SEND_BUFFER_VIDEO: usize = 400;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WebRtcError {
+    #[error("the SDP offer is not valid: {0}")]
+    BadOffer(String),
+    #[error("{0}")]
+    NoCommonCodec(String),
+    #[error(transparent)]
+    Route(#[from] RouteError),
+    #[error("no such WebRTC session")]
+    SessionNotFound,
+    #[error("the WebRTC engine is not running")]
+    Unavailable,
+}
+
+/// What the HTTP layer returns for a new session.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub session_id: String,
+    pub sdp: String,
+}
+
+/// The handle to the WebRTC engine. Cheap to clone.
+#[derive(Clone)]
+pub struct WebRtc {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for WebRtc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebRtc").field("local", &self.inner.local).finish()
+    }
+}
+
+struct Inner {
+    commands: mpsc::Sender<ShardCommand>,
+    frames: mpsc::Sender<ShardFrame>,
+    local: SocketAddr,
+    candidates: Vec<SocketAddr>,
+    cert: DtlsCert,
+    subscriptions: Mutex<HashMap<RouteName, std::sync::Weak<Subscription>>>,
+}
+
+impl WebRtc {
+    /// Binds the UDP port and starts the shard on its own thread.
+    pub fn start(config: &WebrtcConfig) -> std::io::Result<WebRtc> {
+        let socket = std::net::UdpSocket::bind(config.udp)?;
+        socket.set_nonblocking(true)?;
+        let local = socket.local_addr()?;
+        let candidates = candidates::candidate_addrs(local, &config.public_ips);
+        let provider = str0m::crypto::from_feature_flags();
+        let cert = provider
+            .dtls_provider
+            .generate_certificate()
+            .ok_or_else(|| std::io::Error::other("the crypto provider cannot make a DTLS certificate"))?;
+        let (cmd_tx, cmd_rx) = mpsc::channel(1024);
+        let (frame_tx, frame_rx) = mpsc::channel(1024);
+        std::thread::Builder::new().name("webrtc-shard".into()).spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => return tracing::error!(error = %e, "cannot start the WebRTC shard"),
+            };
+            rt.block_on(async move {
+                match UdpSocketFrom::from_std(socket).and_then(|s| Shard::new(s, cmd_rx, frame_rx)) {
+                    Ok(shard) => shard.run().await,
+                    Err(e) => tracing::error!(error = %e, "cannot start the WebRTC shard"),
+                }
+            });
+        })?;
+        tracing::info!(udp = %local, candidates = ?candidates, "WebRTC listening");
+        Ok(WebRtc {
+            inner: Arc::new(Inner {
+                commands: cmd_tx,
+                frames: frame_tx,
+                local,
+                candidates,
+                cert,
+                subscriptions: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.local
+    }
+
+    fn rtc(&self, rtp_mode: bool) -> Rtc {
+        let mut rtc = RtcConfig::new()
+            .set_ice_lite(true)
+            .set_rtp_mode(rtp_mode)
+            .set_dtls_cert(self.inner.cert.clone())
+            .clear_codecs()
+            .enable_h264(true)
+            .enable_vp8(true)
+            .enable_opus(true, false)
+            .enable_pcmu(true, false)
+            .enable_pcma(true, false)
+            .set_send_buffer_video(SEND_BUFFER_VIDEO)
+            .set_stats_interval(Some(std::time::Duration::from_secs(1)))
+            .build(Instant::now());
+        for addr in &self.inner.candidates {
+            if let Ok(c) = Candidate::host(*addr, "udp") {
+                rtc.add_local_candidate(c);
+            }
+        }
+        rtc
+    }
+
+    /// Answers a WHEP offer: a viewer of `route`.
+    pub async fn view(
+        &self,
+        route: &RouteHandle,
+        snapshot: &RouteSnapshot,
+        offer: &str,
+        remote: Option<SocketAddr>,
+    ) -> Result<Answer, WebRtcError> {
+        let mids = offered_media(offer)?;
+        let offer = parse_offer(offer)?;
+        let mut rtc = self.rtc(true);
+        let answer = rtc.sdp_api().accept_offer(offer).map_err(|e| WebRtcError::BadOffer(e.to_string()))?;
+        let now = Instant::now();
+        let media = negotiated_media(&rtc, &mids);
+        let profile =
+            snapshot.tracks.iter().find(|t| t.codec == Codec::H264).and_then(|t| h264_profile_idc(&t.description));
+        let mut video = None;
+        let mut audio = None;
+        for (mid, kind, direction) in media {
+            if !matches!(direction, Direction::SendOnly | Direction::SendRecv) {
+                continue;
+            }
+            let pts = accepted_payload_types(negotiated_params(&rtc, mid).into_iter(), profile);
+            match kind {
+                MediaKind::Video if video.is_none() => video = Some(Outgoing::new(mid, pts)),
+                MediaKind::Audio if audio.is_none() => audio = Some(Outgoing::new(mid, pts)),
+                _ => {}
+            }
+        }
+        check_codecs(snapshot, video.as_ref(), audio.as_ref())?;
+        let subscription = self.subscribe(route).await?;
+        let ticket = route.admit_viewer(subscription.reader).await?;
+        let id = session_id();
+        let session = Session {
+            id: id.clone(),
+            route: route.name().clone(),
+            rtc,
+            role: Role::Viewer(Viewer { subscription, _ticket: ticket, video, audio, synced: false }),
+            created: now,
+            connected_at: None,
+            stats: SessionStats::default(),
+            next_timeout: now,
+            remote,
+        };
+        self.inner.commands.send(ShardCommand::Add(Box::new(session))).await.map_err(|_| WebRtcError::Unavailable)?;
+        Ok(Answer { session_id: id, sdp: answer.to_sdp_string() })
+    }
+
+    /// Answers a WHIP offer: the publisher of `route`.
+    pub async fn publish(
+        &self,
+        route: &RouteHandle,
+        offer: &str,
+        remote: Option<SocketAddr>,
+    ) -> Result<Answer, WebRtcError> {
+        let mids = offered_media(offer)?;
+        let offer = parse_offer(offer)?;
+        let mut rtc = self.rtc(false);
+        let answer = rtc.sdp_api().accept_offer(offer).map_err(|e| WebRtcError::BadOffer(e.to_string()))?;
+        let media = negotiated_media(&rtc, &mids);
+        let receiving: Vec<_> =
+            media.iter().filter(|(_, _, d)| matches!(d, Direction::RecvOnly | Direction::SendRecv)).collect();
+        let usable = receiving.iter().any(|(mid, _, _)| {
+            negotiated_params(&rtc, *mid).iter().any(|p| publish::route_codec(p.spec().codec).is_some())
+        });
+        if !usable {
+            return Err(WebRtcError::NoCommonCodec(
+                "the offer sends no media in a codec the router takes (H.264, VP8, Opus, PCMU, PCMA)".into(),
+            ));
+        }
+        let feed = route.attach_publisher(remote.map(|r| r.to_string())).await?;
+        let id = session_id();
+        let keyframe_task = {
+            let feed = feed.clone();
+            let commands = self.inner.commands.clone();
+            let id = id.clone();
+            tokio::spawn(async move {
+                loop {
+                    feed.keyframe_requested().await;
+                    if commands.send(ShardCommand::KeyframeRequest { id: id.clone() }).await.is_err() {
+                        return;
+                    }
+                }
+            })
+        };
+        let now = Instant::now();
+        let session = Session {
+            id: id.clone(),
+            route: route.name().clone(),
+            rtc,
+            role: Role::Publisher(Publisher {
+                feed,
+                tracks: Default::default(),
+                video_mids: receiving.iter().filter(|(_, k, _)| *k == MediaKind::Video).map(|(m, _, _)| *m).collect(),
+                announced_tracks: 0,
+                keyframe_task: Some(keyframe_task),
+            }),
+            created: now,
+            connected_at: None,
+            stats: SessionStats::default(),
+            next_timeout: now,
+            remote,
+        };
+        self.inner.commands.send(ShardCommand::Add(Box::new(session))).await.map_err(|_| WebRtcError::Unavailable)?;
+        Ok(Answer { session_id: id, sdp: answer.to_sdp_string() })
+    }
+
+    /// Adds the `a=candidate` lines of a trickle-ICE SDP fragment (RFC 8840) to a session.
+    pub async fn trickle(&self, id: &str, fragment: &str) -> Result<(), WebRtcError> {
+        let candidates: Vec<Candidate> = fragment
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("a="))
+            .filter(|l| l.starts_with("candidate:"))
+            .map(|l| Candidate::from_sdp_string(l).map_err(|e| WebRtcError::BadOffer(format!("bad candidate: {e}"))))
+            .collect::<Result<_, _>>()?;
+        let (reply, rx) = oneshot::channel();
+        self.inner
+            .commands
+            .send(ShardCommand::Trickle { id: id.to_string(), candidates, reply })
+            .await
+            .map_err(|_| WebRtcError::Unavailable)?;
+        rx.await.map_err(|_| WebRtcError::Unavailable)?
+    }
+
+    /// Ends a session; `false` if there was none.
+    pub async fn end(&self, id: &str) -> Result<bool, WebRtcError> {
+        let (reply, rx) = oneshot::channel();
+        self.inner
+            .commands
+            .send(ShardCommand::End { id: id.to_string(), reply })
+            .await
+            .map_err(|_| WebRtcError::Unavailable)?;
+        rx.await.map_err(|_| WebRtcError::Unavailable)
+    }
+
+    pub async fn sessions(&self) -> Vec<SessionInfo> {
+        let (reply, rx) = oneshot::channel();
+        if self.inner.commands.send(ShardCommand::Sessions(reply)).await.is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+
+    /// The route's subscription into the shard, started on its first viewer.
+    async fn subscribe(&self, route: &RouteHandle) -> Result<Arc<Subscription>, RouteError> {
+        let mut subs = self.inner.subscriptions.lock().await;
+        if let Some(sub) = subs.get(route.name()).and_then(std::sync::Weak::upgrade)
+            && sub.is_alive()
+        {
+            return Ok(sub);
+        }
+        subs.retain(|_, s| s.strong_count() > 0);
+        let sub = Subscription::start(route, self.inner.frames.clone()).await?;
+        subs.insert(route.name().clone(), Arc::downgrade(&sub));
+        Ok(sub)
+    }
+}
+
+use tokio::net::UdpSocket as UdpSocketFrom;
+
+fn parse_offer(offer: &str) -> Result<SdpOffer, WebRtcError> {
+    if !offer.trim_start().starts_with("v=0") {
+        return Err(WebRtcError::BadOffer("it does not start with v=0".into()));
+    }
+    SdpOffer::from_sdp_string(offer).map_err(|e| WebRtcError::BadOffer(e.to_string()))
+}
+
+/// The `a=mid` of every audio/video media section of an offer. str0m reports media only once connected, and
+/// the answer must already reflect what the route can send.
+fn offered_media(offer: &str) -> Result<Vec<Mid>, WebRtcError> {
+    let mut mids = Vec::new();
+    let mut in_media = false;
+    for line in offer.lines() {
+        let line = line.trim_end();
+        if let Some(m) = line.strip_prefix("m=") {
+            in_media = m.starts_with("audio") || m.starts_with("video");
+        } else if let Some(mid) = line.strip_prefix("a=mid:")
+            && in_media
+        {
+            mids.push(Mid::from(mid.trim()));
+        }
+    }
+    if mids.is_empty() {
+        return Err(WebRtcError::BadOffer("it has no audio or video media sections with an a=mid".into()));
+    }
+    Ok(mids)
+}
+
+/// The media lines the answer accepted: (mid, kind, our direction).
+fn negotiated_media(rtc: &Rtc, mids: &[Mid]) -> Vec<(Mid, MediaKind, Direction)> {
+    mids.iter().filter_map(|mid| rtc.media(*mid).map(|m| (*mid, m.kind(), m.direction()))).collect()
+}
+
+/// The payload types both sides agreed on for a media line.
+fn negotiated_params(rtc: &Rtc, mid: Mid) -> Vec<str0m::format::PayloadParams> {
+    let Some(media) = rtc.media(mid) else { return Vec::new() };
+    let config = rtc.codec_config().params();
+    media.remote_pts().iter().filter_map(|pt| config.iter().find(|p| p.pt() == *pt).copied()).collect()
+}
+
+/// A viewer must be able to decode the route's video (or audio, for audio-only routes).
+fn check_codecs(
+    snapshot: &RouteSnapshot,
+    video: Option<&Outgoing>,
+    audio: Option<&Outgoing>,
+) -> Result<(), WebRtcError> {
+    let accepts =
+        |out: Option<&Outgoing>, codec: Codec| out.is_some_and(|o| o.payload_types.iter().any(|(c, _)| *c == codec));
+    let route_video = snapshot.tracks.iter().find(|t| t.kind == crate::media::MediaKind::Video);
+    let route_audio = snapshot.tracks.iter().find(|t| t.kind == crate::media::MediaKind::Audio);
+    match (route_video, route_audio) {
+        (Some(v), _) if !accepts(video, v.codec) => Err(WebRtcError::NoCommonCodec(format!(
+            "the route sends {} video and the offer does not accept it{}",
+            v.codec,
+            if v.codec == Codec::H264 { " (H.264 with packetization-mode=1)" } else { "" }
+        ))),
+        (None, Some(a)) if !accepts(audio, a.codec) => Err(WebRtcError::NoCommonCodec(format!(
+            "the route sends {} audio and the offer does not accept it",
+            a.codec
+        ))),
+        (None, None)
+            if video.is_none_or(|v| v.payload_types.is_empty()) && audio.is_none_or(|a| a.payload_types.is_empty()) =>
+        {
+            Err(WebRtcError::NoCommonCodec("the offer accepts none of H.264, VP8, Opus, PCMU, PCMA".into()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The profile_idc from a track description made by `SpsInfo::describe` ("640x360 High 4.0").
+fn h264_profile_idc(description: &str) -> Option<u8> {
+    let profile = ["Constrained Baseline", "Baseline", "Main", "High"].into_iter().find(|p| description.contains(p))?;
+    Some(match profile {
+        "Constrained Baseline" | "Baseline" => 66,
+        "Main" => 77,
+        _ => 100,
+    })
+}
+
+/// 128 random bits, hex: the session URL is the capability to end or update it.
+fn session_id() -> String {
+    let mut b = [0u8; 16];
+    let _ = getrandom::fill(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

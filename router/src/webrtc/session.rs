@@ -1,0 +1,318 @@
+//! One WebRTC peer: its str0m `Rtc` and what it does for the router (view a route or publish into one).
+//!
+//! No IO here: the shard feeds packets and time in, and takes the datagrams to send out through `out`.
+//! Every mutation of the `Rtc` is followed by [`Session::drain`], str0m's single-mutation invariant.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use str0m::format::Codec as WebrtcCodec;
+use str0m::media::{KeyframeRequestKind, MediaKind, Mid};
+use str0m::net::Transmit;
+use str0m::rtp::RtpWrite;
+use str0m::{Event, IceConnectionState, Output, Rtc};
+
+use super::packetize::RtpFrame;
+use super::publish::PublishedTracks;
+use super::subscription::Subscription;
+use crate::config::model::RouteName;
+use crate::media::Codec;
+use crate::route::{FeedError, SourceEvent, SourceFeed, ViewerTicket};
+
+/// A peer that has not connected by then is dropped (it never will: wrong candidates, blocked UDP).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RoleKind {
+    Viewer,
+    Publisher,
+}
+
+/// Per-session counters for /metrics and the route API.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SessionStats {
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub packets_sent: u64,
+    pub packets_received: u64,
+    pub nacks: u64,
+    pub plis: u64,
+    pub firs: u64,
+    /// Fraction lost, as the peer reports it (viewers) or as we measure it (publishers).
+    pub loss: Option<f32>,
+    pub rtt_ms: Option<f64>,
+    /// Frames a publisher sent that the route could not take in time.
+    pub frames_dropped: u64,
+}
+
+/// What the shard must act on after a session processed input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionEvent {
+    /// ICE and DTLS are up: a viewer gets the route's GOP now.
+    Connected,
+    /// A viewer lost a picture (PLI/FIR): ask the route's source for a keyframe.
+    KeyframeWanted,
+    /// The peer is gone or broken; remove the session.
+    Closed,
+}
+
+/// Where a viewer's media line sends, and the payload types the viewer accepted per codec.
+#[derive(Debug)]
+pub struct Outgoing {
+    pub mid: Mid,
+    pub payload_types: Vec<(Codec, str0m::format::PayloadParams)>,
+    seq: u64,
+}
+
+impl Outgoing {
+    pub fn new(mid: Mid, payload_types: Vec<(Codec, str0m::format::PayloadParams)>) -> Self {
+        // A random start keeps sequence numbers unguessable across sessions (RFC 3550 5.1); below 2^15 so the
+        // rollover counter stays 0 for the first half hour at least.
+        let mut b = [0u8; 2];
+        let _ = getrandom::fill(&mut b);
+        Outgoing { mid, payload_types, seq: u64::from(u16::from_be_bytes(b) & 0x7fff) }
+    }
+
+    fn pt(&self, codec: Codec) -> Option<str0m::format::PayloadParams> {
+        self.payload_types.iter().find(|(c, _)| *c == codec).map(|(_, p)| *p)
+    }
+}
+
+#[derive(Debug)]
+pub struct Viewer {
+    pub subscription: Arc<Subscription>,
+    pub _ticket: ViewerTicket,
+    pub video: Option<Outgoing>,
+    pub audio: Option<Outgoing>,
+    /// A keyframe went out: video frames before it would not decode, so they are not sent.
+    pub synced: bool,
+}
+
+#[derive(Debug)]
+pub struct Publisher {
+    pub feed: SourceFeed,
+    pub tracks: PublishedTracks,
+    /// Video media lines, where keyframe requests go.
+    pub video_mids: Vec<Mid>,
+    pub announced_tracks: usize,
+    /// Ends the task that turns the route's keyframe requests into shard commands.
+    pub keyframe_task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        if let Some(task) = &self.keyframe_task {
+            task.abort();
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum Role {
+    Viewer(Viewer),
+    Publisher(Publisher),
+}
+
+#[derive(Debug)]
+pub struct Session {
+    pub id: String,
+    pub route: RouteName,
+    pub rtc: Rtc,
+    pub role: Role,
+    pub created: Instant,
+    pub connected_at: Option<Instant>,
+    pub stats: SessionStats,
+    pub next_timeout: Instant,
+    pub remote: Option<std::net::SocketAddr>,
+}
+
+impl Session {
+    pub fn kind(&self) -> RoleKind {
+        match self.role {
+            Role::Viewer(_) => RoleKind::Viewer,
+            Role::Publisher(_) => RoleKind::Publisher,
+        }
+    }
+
+    /// Polls str0m until it has nothing more to say; datagrams go to `out`, what the shard must do to `events`.
+    pub fn drain(&mut self, now: Instant, out: &mut dyn FnMut(Transmit), events: &mut Vec<SessionEvent>) {
+        loop {
+            match self.rtc.poll_output() {
+                Ok(Output::Timeout(t)) => {
+                    self.next_timeout = t;
+                    break;
+                }
+                Ok(Output::Transmit(t)) => {
+                    self.stats.bytes_sent += t.contents.len() as u64;
+                    out(t);
+                }
+                Ok(Output::Event(e)) => self.handle_event(e, now, events),
+                Err(e) => {
+                    tracing::debug!(session = %self.id, error = %e, "session failed");
+                    events.push(SessionEvent::Closed);
+                    self.next_timeout = now + Duration::from_secs(3600);
+                    break;
+                }
+            }
+        }
+        if !self.rtc.is_alive() {
+            events.push(SessionEvent::Closed);
+        }
+        if self.connected_at.is_none() && now.duration_since(self.created) > CONNECT_TIMEOUT {
+            tracing::info!(session = %self.id, route = %self.route, "peer never connected; dropping the session");
+            events.push(SessionEvent::Closed);
+        }
+    }
+
+    fn handle_event(&mut self, event: Event, now: Instant, events: &mut Vec<SessionEvent>) {
+        match event {
+            Event::Connected => {
+                self.connected_at = Some(now);
+                tracing::info!(session = %self.id, route = %self.route, role = ?self.kind(),
+                    setup_ms = now.duration_since(self.created).as_millis() as u64, "WebRTC peer connected");
+                events.push(SessionEvent::Connected);
+            }
+            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                tracing::info!(session = %self.id, route = %self.route, "WebRTC peer disconnected");
+                events.push(SessionEvent::Closed);
+            }
+            Event::MediaAdded(added) => {
+                if let Role::Publisher(p) = &mut self.role
+                    && added.kind == MediaKind::Video
+                {
+                    p.video_mids.push(added.mid);
+                }
+            }
+            Event::MediaData(data) => {
+                self.stats.packets_received += 1;
+                self.stats.bytes_received += data.data.len() as u64;
+                if let Role::Publisher(p) = &mut self.role {
+                    let codec = data.params.spec().codec;
+                    if let Some(frame) = p.tracks.frame(data.mid, codec, data.time.numer(), &data.data) {
+                        let tracks = p.tracks.tracks();
+                        if tracks.len() != p.announced_tracks {
+                            p.announced_tracks = tracks.len();
+                            let _ = p.feed.try_send(SourceEvent::Tracks(tracks));
+                        }
+                        match p.feed.try_send(SourceEvent::Frame(frame)) {
+                            Ok(()) => {}
+                            Err(FeedError::Full) => self.stats.frames_dropped += 1,
+                            Err(FeedError::Closed) => events.push(SessionEvent::Closed),
+                        }
+                    }
+                }
+            }
+            Event::KeyframeRequest(req) => {
+                match req.kind {
+                    KeyframeRequestKind::Pli => self.stats.plis += 1,
+                    KeyframeRequestKind::Fir => self.stats.firs += 1,
+                }
+                events.push(SessionEvent::KeyframeWanted);
+            }
+            Event::PeerStats(s) => {
+                self.stats.rtt_ms = s.rtt.map(|d| d.as_secs_f64() * 1000.0);
+                self.stats.loss = s.egress_loss_fraction.or(s.ingress_loss_fraction);
+            }
+            Event::MediaEgressStats(s) => {
+                // Cumulative per media line; the video line dominates, so keep the largest.
+                self.stats.packets_sent = self.stats.packets_sent.max(s.packets);
+                self.stats.nacks = self.stats.nacks.max(s.nacks);
+                if s.loss.is_some() {
+                    self.stats.loss = s.loss;
+                }
+            }
+            Event::MediaIngressStats(s) => {
+                if s.loss.is_some() {
+                    self.stats.loss = s.loss;
+                }
+                self.stats.nacks = self.stats.nacks.max(s.nacks);
+            }
+            _ => {}
+        }
+    }
+
+    /// Sends one route frame to a viewer; no-op for publishers, unconnected viewers, codecs the viewer did not
+    /// accept, and video before the first keyframe.
+    pub fn send_frame(
+        &mut self,
+        frame: &RtpFrame,
+        now: Instant,
+        out: &mut dyn FnMut(Transmit),
+        events: &mut Vec<SessionEvent>,
+    ) {
+        if self.connected_at.is_none() {
+            return;
+        }
+        let Role::Viewer(viewer) = &mut self.role else { return };
+        let is_video = matches!(frame.codec, Codec::H264 | Codec::Vp8 | Codec::H265);
+        if is_video {
+            if !viewer.synced && !frame.keyframe {
+                return;
+            }
+            viewer.synced = true;
+        }
+        let track = if is_video { viewer.video.as_mut() } else { viewer.audio.as_mut() };
+        let Some(track) = track else { return };
+        let Some(params) = track.pt(frame.codec) else { return };
+        let mid = track.mid;
+        let first_seq = track.seq;
+        track.seq += frame.payloads.len() as u64;
+        for (i, payload) in frame.payloads.iter().enumerate() {
+            let seq = first_seq + i as u64;
+            let write = RtpWrite::new(params.pt(), seq.into(), frame.timestamp, now, Arc::clone(&payload.data))
+                .marker(payload.marker)
+                .nackable(is_video);
+            match self.rtc.direct_api().stream_tx_by_mid(mid, None) {
+                Some(stream) => stream.write_rtp(write),
+                None => return,
+            }
+            self.drain(now, out, events);
+        }
+    }
+
+    /// Asks a publisher for a keyframe on every video line.
+    pub fn request_keyframe(&mut self, now: Instant, out: &mut dyn FnMut(Transmit), events: &mut Vec<SessionEvent>) {
+        let Role::Publisher(p) = &self.role else { return };
+        for mid in p.video_mids.clone() {
+            if let Some(mut writer) = self.rtc.writer(mid)
+                && writer.is_request_keyframe_possible(KeyframeRequestKind::Pli)
+            {
+                let _ = writer.request_keyframe(None, KeyframeRequestKind::Pli);
+                self.drain(now, out, events);
+            }
+        }
+    }
+}
+
+/// The payload types a viewer's media line accepted, per route codec, preferring H.264 packetization mode 1 with
+/// the route's profile.
+pub fn accepted_payload_types(
+    params: impl Iterator<Item = str0m::format::PayloadParams>,
+    h264_profile_idc: Option<u8>,
+) -> Vec<(Codec, str0m::format::PayloadParams)> {
+    let mut out: Vec<(Codec, str0m::format::PayloadParams)> = Vec::new();
+    let mut h264: Vec<str0m::format::PayloadParams> = Vec::new();
+    for p in params {
+        let spec = p.spec();
+        match spec.codec {
+            WebrtcCodec::H264 if spec.format.packetization_mode == Some(1) => h264.push(p),
+            codec => {
+                if let Some((c, _)) = super::publish::route_codec(codec)
+                    && c != Codec::H264
+                    && !out.iter().any(|(x, _)| *x == c)
+                {
+                    out.push((c, p));
+                }
+            }
+        }
+    }
+    let profile_of = |p: &str0m::format::PayloadParams| p.spec().format.profile_level_id.map(|id| (id >> 16) as u8);
+    let best =
+        h264.iter().find(|p| h264_profile_idc.is_some() && profile_of(p) == h264_profile_idc).or_else(|| h264.first());
+    if let Some(p) = best {
+        out.push((Codec::H264, *p));
+    }
+    out
+}

@@ -1,0 +1,64 @@
+//! One route reader per route with WebRTC viewers: frames cross into the shard once, however many viewers.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::config::model::RouteName;
+use crate::media::Frame;
+use crate::route::reader::ReaderId;
+use crate::route::{ReaderKind, RouteError, RouteHandle};
+
+/// A frame for the shard, tagged with the subscription it came through.
+pub type ShardFrame = (Arc<Subscription>, Arc<Frame>);
+
+/// Forwards a route's frames to the shard while any viewer holds it; dropping the last `Arc` ends the reader.
+#[derive(Debug)]
+pub struct Subscription {
+    pub route: RouteHandle,
+    pub name: RouteName,
+    pub reader: ReaderId,
+    task: std::sync::OnceLock<JoinHandle<()>>,
+}
+
+impl Subscription {
+    /// Attaches a WHEP reader to `route` and starts forwarding into `frames`. The forwarder holds only a weak
+    /// reference, so the subscription ends with its last viewer.
+    pub async fn start(route: &RouteHandle, frames: mpsc::Sender<ShardFrame>) -> Result<Arc<Subscription>, RouteError> {
+        let mut reader = route.add_reader(ReaderKind::Whep, Some("webrtc".into())).await?;
+        let sub = Arc::new(Subscription {
+            route: route.clone(),
+            name: route.name().clone(),
+            reader: reader.id(),
+            task: std::sync::OnceLock::new(),
+        });
+        let weak = Arc::downgrade(&sub);
+        let task = tokio::spawn(async move {
+            while let Some(frame) = reader.recv().await {
+                let Some(sub) = weak.upgrade() else { return };
+                // Waiting here when the shard is behind fills this reader's queue at the route, which then drops
+                // to the next keyframe for all of this shard's viewers of the route: overload degrades, never
+                // stalls the route or other readers.
+                if frames.send((sub, frame)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let _ = sub.task.set(task);
+        Ok(sub)
+    }
+
+    /// Whether the route still feeds this subscription (it ends when the route does).
+    pub fn is_alive(&self) -> bool {
+        self.task.get().is_some_and(|t| !t.is_finished())
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.get() {
+            task.abort();
+        }
+    }
+}

@@ -1,0 +1,115 @@
+// Shared by the browser tests: starts the real `sluice` binary on a temporary routes file and headless Chromium,
+// and stops both however a test ends. Run inside a private network namespace (see router/tests/browser.rs) so
+// ICE only ever sees 127.0.0.1.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import readline from 'node:readline';
+import { chromium } from 'playwright-core';
+
+export const SLUICE_BIN = process.env.SLUICE_BIN ?? new URL('../../target/debug/sluice', import.meta.url).pathname;
+
+/** A running router. `logs` collects its JSON log lines; `waitLog` resolves on the first line matching. */
+export async function startRouter(routesToml) {
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-test-'));
+  const config = join(dir, 'routes.toml');
+  writeFileSync(config, routesToml);
+  const child = spawn(SLUICE_BIN, ['--log-format', 'json', 'run', config], {
+    env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'info' },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  const logs = [];
+  const waiters = [];
+  readline.createInterface({ input: child.stderr }).on('line', (line) => {
+    let entry;
+    try { entry = JSON.parse(line); } catch { entry = { raw: line }; }
+    logs.push(entry);
+    if (process.env.SLUICE_TEST_VERBOSE) console.error(line);
+    for (const w of [...waiters]) {
+      if (w.pred(entry)) { waiters.splice(waiters.indexOf(w), 1); w.resolve(entry); }
+    }
+  });
+  const exited = new Promise((resolve) => child.on('exit', resolve));
+  const waitLog = (pred, timeoutMs = 20000, what = 'log line') => {
+    const seen = logs.find(pred);
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      const w = { pred, resolve };
+      waiters.push(w);
+      setTimeout(() => {
+        waiters.splice(waiters.indexOf(w), 1);
+        reject(new Error(`timed out waiting for ${what}; log:\n${logs.slice(-30).map((l) => JSON.stringify(l)).join('\n')}`));
+      }, timeoutMs);
+    });
+  };
+  const up = await Promise.race([
+    waitLog((l) => l.message?.includes('is up'), 20000, 'router startup'),
+    exited.then((code) => { throw new Error(`sluice exited with ${code}: ${logs.map((l) => JSON.stringify(l)).join('\n')}`); }),
+  ]);
+  return {
+    base: `http://${up.http}`,
+    logs,
+    waitLog,
+    async stop() {
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(timer);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export const SERVER = `[server]
+http = "127.0.0.1:0"
+rtsp = "127.0.0.1:0"
+rtmp = "127.0.0.1:0"
+webrtc = { udp = "127.0.0.1:0" }
+data_dir = "data"
+`;
+
+/** Headless Chromium; playwright gives every launch a fresh temporary profile. */
+export async function startBrowser() {
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    headless: true,
+    args: [
+      '--no-sandbox', '--disable-gpu', '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
+      '--autoplay-policy=no-user-gesture-required', '--allow-loopback-in-peer-connection',
+      '--disable-features=WebRtcHideLocalIpsWithMdns', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', '--no-first-run',
+    ],
+  });
+  return {
+    browser,
+    async stop() {
+      await browser.close().catch(() => {});
+    },
+  };
+}
+
+/** The largest video stat `field` (framesDecoded, framesEncoded, ...) of the page's WebRTC session, or -1. */
+export function videoStat(page, field) {
+  return page.evaluate(async (f) => {
+    const pc = window.sluiceSession?.pc;
+    if (!pc) return -1;
+    let value = -1;
+    (await pc.getStats()).forEach((s) => { if (s.kind === 'video' && typeof s[f] === 'number') value = Math.max(value, s[f]); });
+    return value;
+  }, field);
+}
+
+/** Waits until the page's WebRTC session has decoded (or encoded) more than `n` video frames. Browsers offer
+ * no event for this, so it samples getStats every 100 ms until the deadline. */
+export async function waitFrames(page, field, n, timeoutMs = 10000) {
+  const deadline = Date.now() + timeoutMs;
+  let value = -1;
+  while (Date.now() < deadline) {
+    value = await videoStat(page, field);
+    if (value > n) return value;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const status = await page.evaluate(() => [document.getElementById('state')?.textContent, document.getElementById('error')?.textContent]);
+  throw new Error(`${field} reached ${value}, not more than ${n}, within ${timeoutMs} ms (page state: ${status})`);
+}

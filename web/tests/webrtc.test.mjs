@@ -1,0 +1,146 @@
+// WHIP and WHEP against real Chromium (and GStreamer webrtcbin as a publisher), on one UDP port.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { startRouter, startBrowser, waitFrames, videoStat, SERVER } from './harness.mjs';
+
+const ROUTES = `${SERVER}
+[[route]]
+name = "demo"
+from = "demo"
+to = ["whep"]
+
+[[route]]
+name = "cam"
+from = "whip"
+to = ["whep"]
+
+[[route]]
+name = "gst"
+from = "whip"
+to = ["whep"]
+
+[[route]]
+name = "private"
+from = "demo"
+to = ["rtsp"]
+`;
+
+let router;
+let chrome;
+
+before(async () => {
+  router = await startRouter(ROUTES);
+  chrome = await startBrowser();
+});
+
+after(async () => {
+  await chrome?.stop();
+  await router?.stop();
+});
+
+/** An SDP offer made by Chromium, for status-code tests that need a real one. */
+async function browserOffer(kind) {
+  const page = await chrome.browser.newPage();
+  await page.goto(`${router.base}/`); // getUserMedia needs a secure context; http://127.0.0.1 is one
+  const sdp = await page.evaluate(async (k) => {
+    const pc = new RTCPeerConnection();
+    if (k === 'recv') { pc.addTransceiver('video', { direction: 'recvonly' }); pc.addTransceiver('audio', { direction: 'recvonly' }); }
+    else { const s = await navigator.mediaDevices.getUserMedia({ video: true, audio: true }); s.getTracks().forEach((t) => pc.addTrack(t, s)); }
+    await pc.setLocalDescription(await pc.createOffer());
+    return pc.localDescription.sdp;
+  }, kind);
+  await page.close();
+  return sdp;
+}
+
+test('the demo route plays in Chromium over WHEP', async () => {
+  const page = await chrome.browser.newPage();
+  const started = Date.now();
+  await page.goto(`${router.base}/demo?autoplay`);
+  await waitFrames(page, 'framesDecoded', 0, 10000);
+  const firstFrameMs = Date.now() - started;
+  await waitFrames(page, 'framesDecoded', 60, 10000);
+  assert.equal(await videoStat(page, 'frameWidth'), 640);
+  assert.equal(await videoStat(page, 'frameHeight'), 360);
+  const playing = await page.evaluate(() => { const v = document.getElementById('video'); return !v.paused && v.videoWidth; });
+  assert.equal(playing, 640, 'the video element plays the stream');
+  console.log(`demo: first frame decoded ${firstFrameMs} ms after opening the page`);
+  await page.close();
+});
+
+test('Chromium publishes over WHIP and a second Chromium plays it over WHEP', async () => {
+  const publisher = await chrome.browser.newPage();
+  await publisher.goto(`${router.base}/cam/publish?autostart`);
+  await waitFrames(publisher, 'framesEncoded', 10, 10000);
+  await router.waitLog((l) => l.message === 'publisher attached' && l.route === 'cam');
+  const viewerContext = await chrome.browser.newContext();
+  const viewer = await viewerContext.newPage();
+  await viewer.goto(`${router.base}/cam?autoplay`);
+  await waitFrames(viewer, 'framesDecoded', 60, 10000);
+  const routes = await (await fetch(`${router.base}/v1/routes/cam`)).json();
+  assert.equal(routes.live.state, 'live');
+  assert.ok(routes.live.tracks.some((t) => t.codec === 'h264'), JSON.stringify(routes.live.tracks));
+
+  // A second publisher for the same route is refused.
+  const offer = await browserOffer('send');
+  const busy = await fetch(`${router.base}/cam/whip`, { method: 'POST', headers: { 'Content-Type': 'application/sdp' }, body: offer });
+  assert.equal(busy.status, 409);
+  assert.equal((await busy.json()).error.code, 'publisher_exists');
+
+  // (e) a viewer that vanishes without DELETE is cleaned up by the router.
+  await viewerContext.close();
+  await router.waitLog((l) => l.message === 'WebRTC session ended' && l.route === 'cam' && l.role === 'Viewer', 40000, 'vanished viewer cleanup');
+  await publisher.close();
+  await router.waitLog((l) => l.message === 'publisher left; waiting for the next one' && l.route === 'cam', 40000, 'publisher cleanup');
+});
+
+test('documented status codes for bad requests', async () => {
+  const post = (path, body, type = 'application/sdp') =>
+    fetch(`${router.base}${path}`, { method: 'POST', headers: { 'Content-Type': type }, body });
+  const recvOffer = await browserOffer('recv');
+
+  let r = await post('/demo/whep', 'this is not sdp');
+  assert.equal(r.status, 400);
+  assert.match((await r.json()).error.message, /SDP offer is not valid/);
+
+  r = await post('/nope/whep', recvOffer);
+  assert.equal(r.status, 404);
+
+  r = await post('/private/whep', recvOffer);
+  assert.equal(r.status, 403);
+
+  r = await post('/demo/whip', recvOffer);
+  assert.equal(r.status, 403);
+
+  r = await post('/demo/whep', recvOffer, 'application/json');
+  assert.equal(r.status, 415);
+
+  r = await post('/demo/whep', 'v=0\r\n' + 'a=x\r\n'.repeat(20000));
+  assert.equal(r.status, 413);
+
+  r = await fetch(`${router.base}/demo/whep`);
+  assert.equal(r.status, 405);
+
+  r = await fetch(`${router.base}/demo/whep`, { method: 'OPTIONS' });
+  assert.equal(r.status, 204);
+  assert.equal(r.headers.get('access-control-allow-origin'), '*');
+
+  r = await fetch(`${router.base}/demo/whep/0123456789abcdef`, { method: 'DELETE' });
+  assert.equal(r.status, 404);
+
+  // A valid offer: 201 with Location and ETag; DELETE ends it.
+  r = await post('/demo/whep', recvOffer);
+  assert.equal(r.status, 201);
+  assert.equal(r.headers.get('content-type'), 'application/sdp');
+  const location = r.headers.get('location');
+  assert.match(location, /^\/demo\/whep\/[0-9a-f]{32}$/);
+  assert.ok(r.headers.get('etag'));
+  r = await fetch(`${router.base}${location}`, {
+    method: 'PATCH', headers: { 'Content-Type': 'application/trickle-ice-sdpfrag' },
+    body: 'a=candidate:1 1 udp 2130706431 127.0.0.1 9 typ host\r\n',
+  });
+  assert.equal(r.status, 204);
+  r = await fetch(`${router.base}${location}`, { method: 'DELETE' });
+  assert.equal(r.status, 200);
+});

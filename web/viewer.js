@@ -1,0 +1,64 @@
+// The viewer page at /{route}: a play button (browsers allow autoplay only muted), connection state and stats.
+import { whepPlay, videoStats } from '/webrtc-client.js';
+
+const route = decodeURIComponent(location.pathname.split('/').filter(Boolean)[0]);
+const video = document.getElementById('video');
+const play = document.getElementById('play');
+const state = document.getElementById('state');
+const error = document.getElementById('error');
+const statsEl = document.getElementById('stats');
+document.getElementById('route').textContent = route;
+document.title = `${route} · Sluice`;
+
+let session = null;
+let lastBytes = 0;
+
+function show(text, ok) {
+  state.textContent = text;
+  state.className = `pill ${ok === undefined ? '' : ok ? 'ok' : 'bad'}`;
+}
+
+async function start() {
+  play.hidden = true;
+  error.hidden = true;
+  show('connecting');
+  try {
+    session = await whepPlay(`/${encodeURIComponent(route)}/whep`, video);
+    window.sluiceSession = session; // for tests and the curious: getStats() from the console
+    session.pc.addEventListener('connectionstatechange', () => {
+      const s = session.pc.connectionState;
+      show(s, s === 'connected' ? true : ['failed', 'closed', 'disconnected'].includes(s) ? false : undefined);
+      if (s === 'failed') { play.hidden = false; play.textContent = '↻ Retry'; }
+    });
+    video.muted = false;
+    await video.play().catch(() => { video.muted = true; return video.play(); });
+  } catch (e) {
+    show('error', false);
+    error.textContent = e.message;
+    error.hidden = false;
+    play.hidden = false;
+    play.textContent = '↻ Retry';
+  }
+}
+
+async function refreshStats() {
+  if (!session) return;
+  const s = await videoStats(session.pc);
+  const kbps = Math.round(((s.bytes || 0) - lastBytes) * 8 / 1000);
+  lastBytes = s.bytes || 0;
+  statsEl.replaceChildren(...Object.entries({
+    'frames decoded': s.framesDecoded ?? 0,
+    resolution: s.width ? `${s.width}×${s.height}` : '–',
+    bitrate: `${kbps} kbit/s`,
+    'packets lost': s.packetsLost ?? 0,
+  }).flatMap(([k, v]) => {
+    const dt = document.createElement('dt'); dt.textContent = k;
+    const dd = document.createElement('dd'); dd.textContent = v;
+    return [dt, dd];
+  }));
+}
+
+play.addEventListener('click', start);
+window.addEventListener('pagehide', () => session?.stop());
+setInterval(refreshStats, 1000);
+if (new URLSearchParams(location.search).has('autoplay')) start();
