@@ -18,7 +18,12 @@ function show(text, ok) {
   state.className = `pill ${ok === undefined ? '' : ok ? 'ok' : 'bad'}`;
 }
 
+// When the user asked to play and when the first frame showed: the time to first frame.
+window.sluiceTimings = {};
+video.addEventListener('loadeddata', () => { window.sluiceTimings.firstFrame ??= performance.now(); });
+
 async function start() {
+  window.sluiceTimings = { start: performance.now() };
   play.hidden = true;
   error.hidden = true;
   show('connecting');

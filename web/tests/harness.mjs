@@ -65,7 +65,7 @@ export const SERVER = `[server]
 http = "127.0.0.1:0"
 rtsp = "127.0.0.1:0"
 rtmp = "127.0.0.1:0"
-webrtc = { udp = "127.0.0.1:0" }
+webrtc = { udp = "0.0.0.0:0" }
 data_dir = "data"
 `;
 

@@ -17,6 +17,7 @@ pub mod publish;
 pub mod session;
 pub mod shard;
 pub mod subscription;
+pub mod udp;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -104,8 +105,8 @@ impl WebRtc {
                 Err(e) => return tracing::error!(error = %e, "cannot start the WebRTC shard"),
             };
             rt.block_on(async move {
-                match UdpSocketFrom::from_std(socket).and_then(|s| Shard::new(s, cmd_rx, frame_rx)) {
-                    Ok(shard) => shard.run().await,
+                match UdpSocketFrom::from_std(socket).and_then(udp::UdpIo::new) {
+                    Ok(io) => Shard::new(io, cmd_rx, frame_rx).run().await,
                     Err(e) => tracing::error!(error = %e, "cannot start the WebRTC shard"),
                 }
             });

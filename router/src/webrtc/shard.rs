@@ -12,17 +12,18 @@ use std::time::{Duration, Instant};
 
 use str0m::net::{Protocol, Receive, Transmit};
 use str0m::{Candidate, Input};
-use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
 use super::WebRtcError;
 use super::packetize::{RtpFrame, packetize};
 use super::session::{Role, RoleKind, Session, SessionEvent, SessionStats};
 use super::subscription::{ShardFrame, Subscription};
+use super::udp::{Received, UdpIo, recv_buffers};
 use crate::media::MediaKind;
 
-/// Packets read per wake before looking at other inputs, so one busy peer cannot starve timers or frames.
-const RECV_BATCH: usize = 64;
+/// Receive calls (each up to 32 datagrams) per wake before looking at other inputs, so a flood cannot starve
+/// timers or frames.
+const RECV_ROUNDS: usize = 4;
 /// Route frames handled per wake.
 const FRAME_BATCH: usize = 16;
 /// A route's packetized GOP is capped like the route's own GOP cache.
@@ -61,8 +62,8 @@ struct Fanout {
 
 #[derive(Debug)]
 pub struct Shard {
-    socket: UdpSocket,
-    local: SocketAddr,
+    io: UdpIo,
+    recv_bufs: Vec<Vec<u8>>,
     commands: mpsc::Receiver<ShardCommand>,
     frames: mpsc::Receiver<ShardFrame>,
     sessions: HashMap<Key, Session>,
@@ -71,19 +72,13 @@ pub struct Shard {
     timers: BTreeSet<(Instant, Key)>,
     fanouts: HashMap<crate::config::model::RouteName, Fanout>,
     next_key: Key,
-    send_errors: u64,
 }
 
 impl Shard {
-    pub fn new(
-        socket: UdpSocket,
-        commands: mpsc::Receiver<ShardCommand>,
-        frames: mpsc::Receiver<ShardFrame>,
-    ) -> std::io::Result<Shard> {
-        let local = socket.local_addr()?;
-        Ok(Shard {
-            socket,
-            local,
+    pub fn new(io: UdpIo, commands: mpsc::Receiver<ShardCommand>, frames: mpsc::Receiver<ShardFrame>) -> Shard {
+        Shard {
+            io,
+            recv_bufs: recv_buffers(),
             commands,
             frames,
             sessions: HashMap::new(),
@@ -92,12 +87,11 @@ impl Shard {
             timers: BTreeSet::new(),
             fanouts: HashMap::new(),
             next_key: 1,
-            send_errors: 0,
-        })
+        }
     }
 
     pub async fn run(mut self) {
-        let mut buf = vec![0u8; 2048];
+        let mut received = Vec::with_capacity(128);
         let mut housekeeping = tokio::time::interval(Duration::from_secs(1));
         loop {
             let deadline =
@@ -108,15 +102,9 @@ impl Shard {
                     Some(cmd) => self.handle_command(cmd),
                     None => return,
                 },
-                r = self.socket.recv_from(&mut buf) => {
-                    if let Ok((n, source)) = r {
-                        self.handle_datagram(&buf[..n], source);
-                    }
-                    for _ in 0..RECV_BATCH {
-                        match self.socket.try_recv_from(&mut buf) {
-                            Ok((n, source)) => self.handle_datagram(&buf[..n], source),
-                            Err(_) => break,
-                        }
+                r = self.io.readable() => {
+                    if r.is_ok() {
+                        self.receive(&mut received);
                     }
                 }
                 f = self.frames.recv() => {
@@ -195,10 +183,25 @@ impl Shard {
         }
     }
 
-    fn handle_datagram(&mut self, data: &[u8], source: SocketAddr) {
+    /// Reads and handles what the socket holds, a bounded number of rounds.
+    fn receive(&mut self, received: &mut Vec<Received>) {
+        let mut bufs = std::mem::take(&mut self.recv_bufs);
+        for _ in 0..RECV_ROUNDS {
+            received.clear();
+            if self.io.try_recv(&mut bufs, received).is_err() {
+                break;
+            }
+            for r in received.iter() {
+                self.handle_datagram(&bufs[r.slot][r.offset..r.offset + r.len], r.source, r.destination);
+            }
+        }
+        self.recv_bufs = bufs;
+    }
+
+    fn handle_datagram(&mut self, data: &[u8], source: SocketAddr, destination: SocketAddr) {
         let now = Instant::now();
         let Ok(contents) = data.try_into() else { return };
-        let input = Input::Receive(now, Receive { proto: Protocol::Udp, source, destination: self.local, contents });
+        let input = Input::Receive(now, Receive { proto: Protocol::Udp, source, destination, contents });
         let key = match self.by_addr.get(&source) {
             Some(k) => *k,
             None => {
@@ -263,14 +266,10 @@ impl Shard {
         let Some(session) = self.sessions.get_mut(&key) else { return };
         let before = session.next_timeout;
         let mut events = Vec::new();
-        let socket = &self.socket;
-        let send_errors = &mut self.send_errors;
-        let mut out = |t: Transmit| {
-            if socket.try_send_to(&t.contents, t.destination).is_err() {
-                *send_errors += 1;
-            }
-        };
+        let io = &mut self.io;
+        let mut out = |t: Transmit| io.send(t.destination, t.source, &t.contents);
         f(session, &mut out, &mut events);
+        self.io.flush();
         let after = session.next_timeout;
         if before != after || !self.timers.contains(&(after, key)) {
             self.timers.remove(&(before, key));
