@@ -7,7 +7,7 @@ use common::{RouterProcess, WAIT, save_like_an_editor};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-const SERVER: &str = "[server]\nhttp = \"127.0.0.1:0\"\nrtsp = \"127.0.0.1:0\"\nrtmp = \"127.0.0.1:0\"\n\n";
+const SERVER: &str = "[server]\nhttp = \"127.0.0.1:0\"\nrtsp = \"127.0.0.1:0\"\nrtmp = \"127.0.0.1:0\"\nwebrtc = { udp = \"127.0.0.1:0\" }\n\n";
 const DEMO: &str = "[[route]]\nname = \"demo\"\nfrom = \"demo\"\nto = [\"whep\"]\n\n";
 const SECOND: &str = "[[route]]\nname = \"second\"\nfrom = \"demo\"\nto = [\"whep\"]\n";
 const SECOND_CHANGED: &str =
@@ -84,7 +84,7 @@ async fn reloads_keep_readers_flowing() {
     let status = get_json(&client, router.url("/v1/status")).await;
     assert_eq!(status["config_valid"], false);
     let message = status["config_error"]["message"].as_str().expect("message");
-    assert!(message.starts_with(&format!("{}:15:1: unknown key `max_reader`", path.display())), "{message}");
+    assert!(message.starts_with(&format!("{}:16:1: unknown key `max_reader`", path.display())), "{message}");
     assert_eq!(status["routes"]["total"], 2);
 
     // 3. Fix it, changing the second route: updated in place, the demo route untouched.
@@ -114,7 +114,7 @@ async fn reloads_keep_readers_flowing() {
     assert_eq!(resp.status(), 422);
     let body: serde_json::Value = resp.json().await.expect("json");
     assert_eq!(body["error"]["code"], "invalid_config");
-    assert_eq!(body["error"]["details"]["errors"][0]["line"], 15);
+    assert_eq!(body["error"]["details"]["errors"][0]["line"], 16);
 
     let missing = client.get(router.url("/v1/routes/nope")).send().await.expect("get");
     assert_eq!(missing.status(), 404);

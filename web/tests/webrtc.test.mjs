@@ -81,6 +81,13 @@ test('Chromium publishes over WHIP and a second Chromium plays it over WHEP', as
   const routes = await (await fetch(`${router.base}/v1/routes/cam`)).json();
   assert.equal(routes.live.state, 'live');
   assert.ok(routes.live.tracks.some((t) => t.codec === 'h264'), JSON.stringify(routes.live.tracks));
+  const roles = routes.webrtc_sessions.filter((s) => s.connected).map((s) => s.role).sort();
+  assert.deepEqual(roles, ['publisher', 'viewer']);
+  assert.ok(routes.webrtc_sessions.find((s) => s.role === 'viewer').bytes_sent > 0);
+  assert.equal(routes.live.reader_count, 1, 'the viewer counts as a reader of the route');
+  const metrics = await (await fetch(`${router.base}/metrics`)).text();
+  assert.match(metrics, /sluice_webrtc_sessions\{role="publisher"\} 1/);
+  assert.match(metrics, /sluice_webrtc_session_packets_sent_total\{route="cam",session="[0-9a-f]{8}",role="viewer"\} [1-9]/);
 
   // A second publisher for the same route is refused.
   const offer = await browserOffer('send');

@@ -9,6 +9,8 @@ use futures_util::future::join_all;
 
 use super::AppState;
 use crate::route::{RouteSnapshot, RouteState};
+use crate::webrtc::session::RoleKind;
+use crate::webrtc::{SessionInfo, ShardStats};
 
 /// (name, Prometheus type, help, value of one route).
 type Series = (&'static str, &'static str, &'static str, fn(&RouteSnapshot) -> f64);
@@ -80,5 +82,55 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             let _ = writeln!(out, "sluice_{name}{{route=\"{route}\"}} {}", value(s));
         }
     }
+    webrtc_metrics(&mut out, &state.webrtc.stats().await, &family);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out)
+}
+
+/// (name, Prometheus type, help, value of one session).
+type SessionSeries = (&'static str, &'static str, &'static str, fn(&SessionInfo) -> Option<f64>);
+
+fn webrtc_metrics(out: &mut String, stats: &ShardStats, family: &impl Fn(&mut String, &str, &str, &str)) {
+    family(out, "webrtc_sessions", "gauge", "WebRTC sessions by role.");
+    for role in [RoleKind::Viewer, RoleKind::Publisher] {
+        let n = stats.sessions.iter().filter(|s| s.role == role).count();
+        let _ = writeln!(out, "sluice_webrtc_sessions{{role=\"{}\"}} {n}", role_label(role));
+    }
+    family(out, "webrtc_datagrams_sent_total", "counter", "UDP datagrams sent by the WebRTC socket.");
+    let _ = writeln!(out, "sluice_webrtc_datagrams_sent_total {}", stats.datagrams_sent);
+    family(out, "webrtc_send_calls_total", "counter", "Send system calls (GSO batches several datagrams in one).");
+    let _ = writeln!(out, "sluice_webrtc_send_calls_total {}", stats.send_calls);
+    family(out, "webrtc_send_errors_total", "counter", "Datagrams dropped because the socket buffer was full.");
+    let _ = writeln!(out, "sluice_webrtc_send_errors_total {}", stats.send_errors);
+    let series: [SessionSeries; 9] = [
+        ("webrtc_session_bytes_sent_total", "counter", "Bytes sent to the peer (SRTP, RTCP, STUN, DTLS).", |s| Some(s.stats.bytes_sent as f64)),
+        ("webrtc_session_bytes_received_total", "counter", "Media payload bytes received from the peer.", |s| Some(s.stats.bytes_received as f64)),
+        ("webrtc_session_packets_sent_total", "counter", "RTP packets sent.", |s| Some(s.stats.packets_sent as f64)),
+        ("webrtc_session_frames_received_total", "counter", "Media frames received from a publisher.", |s| Some(s.stats.frames_received as f64)),
+        ("webrtc_session_nacks_total", "counter", "NACKs (retransmission requests) seen.", |s| Some(s.stats.nacks as f64)),
+        ("webrtc_session_plis_total", "counter", "Picture loss indications from the viewer.", |s| Some(s.stats.plis as f64)),
+        ("webrtc_session_firs_total", "counter", "Full intra requests from the viewer.", |s| Some(s.stats.firs as f64)),
+        ("webrtc_session_loss_ratio", "gauge", "Fraction of packets lost, as last reported.", |s| s.stats.loss.map(f64::from)),
+        ("webrtc_session_rtt_seconds", "gauge", "Round-trip time, as last measured.", |s| s.stats.rtt_ms.map(|ms| ms / 1000.0)),
+    ];
+    for (name, kind, help, value) in series {
+        family(out, name, kind, help);
+        for s in &stats.sessions {
+            if let Some(v) = value(s) {
+                let _ = writeln!(
+                    out,
+                    "sluice_{name}{{route=\"{}\",session=\"{}\",role=\"{}\"}} {v}",
+                    s.route,
+                    &s.id[..8.min(s.id.len())],
+                    role_label(s.role)
+                );
+            }
+        }
+    }
+}
+
+fn role_label(role: RoleKind) -> &'static str {
+    match role {
+        RoleKind::Viewer => "viewer",
+        RoleKind::Publisher => "publisher",
+    }
 }

@@ -12,6 +12,7 @@ use super::{ApiError, AppState};
 use crate::config::model::RouteConfig;
 use crate::route::{RouteHandle, RouteSnapshot};
 use crate::runtime::{ReloadOutcome, ReloadResult, ReloadTrigger};
+use crate::webrtc::SessionInfo;
 
 #[derive(Debug, Serialize)]
 pub struct RouteView {
@@ -19,21 +20,30 @@ pub struct RouteView {
     pub config: Arc<RouteConfig>,
     /// `None` only if the route ended between listing and asking (a reload removed it).
     pub live: Option<RouteSnapshot>,
+    /// WHIP publisher and WHEP viewers of this route, with their traffic, loss and RTT.
+    pub webrtc_sessions: Vec<SessionInfo>,
 }
 
-pub async fn view(config: &Arc<RouteConfig>, handle: &RouteHandle) -> RouteView {
-    RouteView { name: config.name.to_string(), config: Arc::clone(config), live: handle.snapshot().await.ok() }
+pub async fn view(config: &Arc<RouteConfig>, handle: &RouteHandle, sessions: &[SessionInfo]) -> RouteView {
+    RouteView {
+        name: config.name.to_string(),
+        config: Arc::clone(config),
+        live: handle.snapshot().await.ok(),
+        webrtc_sessions: sessions.iter().filter(|s| s.route == config.name.as_str()).cloned().collect(),
+    }
 }
 
 pub async fn list(State(state): State<AppState>) -> Json<Vec<RouteView>> {
     let dir = state.runtime.directory();
-    Json(join_all(dir.routes.iter().map(|(c, h)| view(c, h))).await)
+    let sessions = state.webrtc.stats().await.sessions;
+    Json(join_all(dir.routes.iter().map(|(c, h)| view(c, h, &sessions))).await)
 }
 
 pub async fn show(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<RouteView>, ApiError> {
     let dir = state.runtime.directory();
     let (config, handle) = dir.route(&name).ok_or_else(|| ApiError::route_not_found(&name))?;
-    Ok(Json(view(config, handle).await))
+    let sessions = state.webrtc.stats().await.sessions;
+    Ok(Json(view(config, handle, &sessions).await))
 }
 
 pub async fn status(State(state): State<AppState>) -> Json<serde_json::Value> {

@@ -34,7 +34,8 @@ use crate::config::model::{RouteName, WebrtcConfig};
 use crate::media::Codec;
 use crate::route::{RouteError, RouteHandle, RouteSnapshot};
 use session::{Outgoing, Publisher, Role, Session, SessionStats, Viewer, accepted_payload_types};
-use shard::{SessionInfo, Shard, ShardCommand};
+pub use shard::{SessionInfo, ShardStats};
+use shard::{Shard, ShardCommand};
 use subscription::{ShardFrame, Subscription};
 
 /// Offers and answers larger than this are refused (413): real ones are a few KB.
@@ -285,10 +286,11 @@ impl WebRtc {
         rx.await.map_err(|_| WebRtcError::Unavailable)
     }
 
-    pub async fn sessions(&self) -> Vec<SessionInfo> {
+    /// Sessions and socket counters, for /metrics and the route API.
+    pub async fn stats(&self) -> ShardStats {
         let (reply, rx) = oneshot::channel();
-        if self.inner.commands.send(ShardCommand::Sessions(reply)).await.is_err() {
-            return Vec::new();
+        if self.inner.commands.send(ShardCommand::Stats(reply)).await.is_err() {
+            return ShardStats::default();
         }
         rx.await.unwrap_or_default()
     }

@@ -36,7 +36,7 @@ pub struct SessionStats {
     pub bytes_sent: u64,
     pub bytes_received: u64,
     pub packets_sent: u64,
-    pub packets_received: u64,
+    pub frames_received: u64,
     pub nacks: u64,
     pub plis: u64,
     pub firs: u64,
@@ -186,7 +186,7 @@ impl Session {
                 }
             }
             Event::MediaData(data) => {
-                self.stats.packets_received += 1;
+                self.stats.frames_received += 1;
                 self.stats.bytes_received += data.data.len() as u64;
                 if let Role::Publisher(p) = &mut self.role {
                     let codec = data.params.spec().codec;

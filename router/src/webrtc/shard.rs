@@ -35,7 +35,18 @@ pub enum ShardCommand {
     Trickle { id: String, candidates: Vec<Candidate>, reply: oneshot::Sender<Result<(), WebRtcError>> },
     End { id: String, reply: oneshot::Sender<bool> },
     KeyframeRequest { id: String },
-    Sessions(oneshot::Sender<Vec<SessionInfo>>),
+    Stats(oneshot::Sender<ShardStats>),
+}
+
+/// The shard's sessions and socket counters.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ShardStats {
+    pub sessions: Vec<SessionInfo>,
+    pub datagrams_sent: u64,
+    /// Send system calls: fewer than datagrams when GSO batches them.
+    pub send_calls: u64,
+    /// Datagrams dropped because the socket buffer was full.
+    pub send_errors: u64,
 }
 
 /// A session as /metrics and the API show it.
@@ -164,8 +175,8 @@ impl Shard {
                     self.with_session(key, now, |s, out, ev| s.request_keyframe(now, out, ev));
                 }
             }
-            ShardCommand::Sessions(reply) => {
-                let infos = self
+            ShardCommand::Stats(reply) => {
+                let sessions = self
                     .sessions
                     .values()
                     .map(|s| SessionInfo {
@@ -178,7 +189,12 @@ impl Shard {
                         stats: s.stats.clone(),
                     })
                     .collect();
-                let _ = reply.send(infos);
+                let _ = reply.send(ShardStats {
+                    sessions,
+                    datagrams_sent: self.io.datagrams_sent,
+                    send_calls: self.io.send_calls,
+                    send_errors: self.io.send_errors,
+                });
             }
         }
     }
