@@ -102,15 +102,29 @@ fn webrtc_metrics(out: &mut String, stats: &ShardStats, family: &impl Fn(&mut St
     family(out, "webrtc_send_errors_total", "counter", "Datagrams dropped because the socket buffer was full.");
     let _ = writeln!(out, "sluice_webrtc_send_errors_total {}", stats.send_errors);
     let series: [SessionSeries; 9] = [
-        ("webrtc_session_bytes_sent_total", "counter", "Bytes sent to the peer (SRTP, RTCP, STUN, DTLS).", |s| Some(s.stats.bytes_sent as f64)),
-        ("webrtc_session_bytes_received_total", "counter", "Media payload bytes received from the peer.", |s| Some(s.stats.bytes_received as f64)),
+        ("webrtc_session_bytes_sent_total", "counter", "Bytes sent to the peer (SRTP, RTCP, STUN, DTLS).", |s| {
+            Some(s.stats.bytes_sent as f64)
+        }),
+        ("webrtc_session_bytes_received_total", "counter", "Media payload bytes received from the peer.", |s| {
+            Some(s.stats.bytes_received as f64)
+        }),
         ("webrtc_session_packets_sent_total", "counter", "RTP packets sent.", |s| Some(s.stats.packets_sent as f64)),
-        ("webrtc_session_frames_received_total", "counter", "Media frames received from a publisher.", |s| Some(s.stats.frames_received as f64)),
-        ("webrtc_session_nacks_total", "counter", "NACKs (retransmission requests) seen.", |s| Some(s.stats.nacks as f64)),
-        ("webrtc_session_plis_total", "counter", "Picture loss indications from the viewer.", |s| Some(s.stats.plis as f64)),
+        ("webrtc_session_frames_received_total", "counter", "Media frames received from a publisher.", |s| {
+            Some(s.stats.frames_received as f64)
+        }),
+        ("webrtc_session_nacks_total", "counter", "NACKs (retransmission requests) seen.", |s| {
+            Some(s.stats.nacks as f64)
+        }),
+        ("webrtc_session_plis_total", "counter", "Picture loss indications from the viewer.", |s| {
+            Some(s.stats.plis as f64)
+        }),
         ("webrtc_session_firs_total", "counter", "Full intra requests from the viewer.", |s| Some(s.stats.firs as f64)),
-        ("webrtc_session_loss_ratio", "gauge", "Fraction of packets lost, as last reported.", |s| s.stats.loss.map(f64::from)),
-        ("webrtc_session_rtt_seconds", "gauge", "Round-trip time, as last measured.", |s| s.stats.rtt_ms.map(|ms| ms / 1000.0)),
+        ("webrtc_session_loss_ratio", "gauge", "Fraction of packets lost, as last reported.", |s| {
+            s.stats.loss.map(f64::from)
+        }),
+        ("webrtc_session_rtt_seconds", "gauge", "Round-trip time, as last measured.", |s| {
+            s.stats.rtt_ms.map(|ms| ms / 1000.0)
+        }),
     ];
     for (name, kind, help, value) in series {
         family(out, name, kind, help);
