@@ -26,7 +26,8 @@ async function start() {
     stream = await navigator.mediaDevices.getUserMedia({ video: { width: 1280, height: 720 }, audio: true });
     preview.srcObject = stream;
     show('connecting');
-    session = await whipPublish(`/${encodeURIComponent(route)}/whip`, stream);
+    const videoCodec = new URLSearchParams(location.search).get('codec') ?? 'h264';
+    session = await whipPublish(`/${encodeURIComponent(route)}/whip`, stream, { videoCodec });
     window.sluiceSession = session;
     session.pc.addEventListener('connectionstatechange', () => {
       const s = session.pc.connectionState;

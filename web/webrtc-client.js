@@ -72,16 +72,18 @@ export async function whepPlay(endpoint, video, { token } = {}) {
   return exchange(endpoint, pc, token);
 }
 
-/** Publishes a MediaStream to a route over WHIP, preferring H.264 (every browser and reader decodes it). */
-export async function whipPublish(endpoint, stream, { token } = {}) {
+/** Publishes a MediaStream to a route over WHIP, preferring H.264 (every browser and reader decodes it) unless
+ * `videoCodec` names another ('vp8'). */
+export async function whipPublish(endpoint, stream, { token, videoCodec = 'h264' } = {}) {
   const pc = new RTCPeerConnection({ iceServers: await iceServers(endpoint) });
   for (const track of stream.getTracks()) {
     const transceiver = pc.addTransceiver(track, { direction: 'sendonly', streams: [stream] });
     if (track.kind === 'video' && RTCRtpSender.getCapabilities) {
       const codecs = RTCRtpSender.getCapabilities('video').codecs;
-      const h264 = codecs.filter((c) => c.mimeType === 'video/H264' && /packetization-mode=1/.test(c.sdpFmtpLine || ''));
-      const rest = codecs.filter((c) => !h264.includes(c));
-      if (h264.length && transceiver.setCodecPreferences) transceiver.setCodecPreferences([...h264, ...rest]);
+      const wanted = codecs.filter((c) => c.mimeType.toLowerCase() === `video/${videoCodec}`
+        && (videoCodec !== 'h264' || /packetization-mode=1/.test(c.sdpFmtpLine || '')));
+      const rest = codecs.filter((c) => !wanted.includes(c));
+      if (wanted.length && transceiver.setCodecPreferences) transceiver.setCodecPreferences([...wanted, ...rest]);
     }
   }
   return exchange(endpoint, pc, token);

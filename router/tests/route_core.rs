@@ -285,3 +285,28 @@ async fn an_on_demand_source_stops_after_the_last_reader_lingers_out() {
     let _reader = route.add_reader(ReaderKind::Whep, None).await.expect("reader");
     assert_eq!(source.starts.load(Ordering::SeqCst), 2, "the source stopped after the linger and started again");
 }
+
+#[tokio::test(start_paused = true)]
+async fn keyframe_requests_reach_the_publisher_rate_limited() {
+    let table =
+        sluice::config::parse("[[route]]\nname = \"p\"\nfrom = \"whip\"\nto = [\"whep\"]\n", "t.toml", &|_| None)
+            .expect("valid");
+    let route = spawn_route(Arc::clone(&table.routes[0]), RouteSource::Publish);
+    let feed = route.attach_publisher(None).await.expect("first publisher");
+    assert!(matches!(route.attach_publisher(None).await, Err(RouteError::PublisherBusy(_))));
+    // Three viewers lose a picture at once: the publisher hears one request now, and one after the interval.
+    for _ in 0..3 {
+        route.request_keyframe();
+    }
+    timeout(WAIT, feed.keyframe_requested()).await.expect("a request");
+    route.request_keyframe();
+    route.snapshot().await.expect("alive"); // the actor has handled everything before this
+    assert!(timeout(std::time::Duration::from_millis(1), feed.keyframe_requested()).await.is_err(), "rate-limited");
+    tokio::time::advance(sluice::route::actor::KEYFRAME_REQUEST_INTERVAL).await;
+    route.request_keyframe();
+    timeout(WAIT, feed.keyframe_requested()).await.expect("a later request");
+    // The publisher leaving frees the route for the next one.
+    drop(feed);
+    route.snapshot().await.expect("alive");
+    route.attach_publisher(None).await.expect("next publisher");
+}

@@ -21,6 +21,11 @@ from = "whip"
 to = ["whep"]
 
 [[route]]
+name = "vp8"
+from = "whip"
+to = ["whep"]
+
+[[route]]
 name = "private"
 from = "demo"
 to = ["rtsp"]
@@ -45,7 +50,11 @@ async function browserOffer(kind) {
   await page.goto(`${router.base}/`); // getUserMedia needs a secure context; http://127.0.0.1 is one
   const sdp = await page.evaluate(async (k) => {
     const pc = new RTCPeerConnection();
-    if (k === 'recv') { pc.addTransceiver('video', { direction: 'recvonly' }); pc.addTransceiver('audio', { direction: 'recvonly' }); }
+    if (k === 'recv' || k === 'recv-vp8') {
+      const video = pc.addTransceiver('video', { direction: 'recvonly' });
+      pc.addTransceiver('audio', { direction: 'recvonly' });
+      if (k === 'recv-vp8') video.setCodecPreferences(RTCRtpReceiver.getCapabilities('video').codecs.filter((c) => c.mimeType === 'video/VP8'));
+    }
     else { const s = await navigator.mediaDevices.getUserMedia({ video: true, audio: true }); s.getTracks().forEach((t) => pc.addTrack(t, s)); }
     await pc.setLocalDescription(await pc.createOffer());
     return pc.localDescription.sdp;
@@ -78,8 +87,16 @@ test('Chromium publishes over WHIP and a second Chromium plays it over WHEP', as
   const viewer = await viewerContext.newPage();
   await viewer.goto(`${router.base}/cam?autoplay`);
   await waitFrames(viewer, 'framesDecoded', 60, 10000);
+  // Opus from the publisher's (fake) microphone reaches the viewer too.
+  const audioPackets = await viewer.evaluate(async () => {
+    let n = 0;
+    (await window.sluiceSession.pc.getStats()).forEach((s) => { if (s.type === 'inbound-rtp' && s.kind === 'audio') n = s.packetsReceived; });
+    return n;
+  });
+  assert.ok(audioPackets > 0, 'audio packets received');
   const routes = await (await fetch(`${router.base}/v1/routes/cam`)).json();
   assert.equal(routes.live.state, 'live');
+  assert.deepEqual(routes.live.tracks.map((t) => t.codec).sort(), ['h264', 'opus']);
   assert.ok(routes.live.tracks.some((t) => t.codec === 'h264'), JSON.stringify(routes.live.tracks));
   const roles = routes.webrtc_sessions.filter((s) => s.connected).map((s) => s.role).sort();
   assert.deepEqual(roles, ['publisher', 'viewer']);
@@ -122,6 +139,24 @@ test('GStreamer webrtcbin publishes H.264 over WHIP and Chromium plays it', asyn
   }
 });
 
+test('VP8 from a browser passes through to a WHEP viewer', async () => {
+  const publisher = await chrome.browser.newPage();
+  await publisher.goto(`${router.base}/vp8/publish?autostart&codec=vp8`);
+  await waitFrames(publisher, 'framesEncoded', 10, 10000);
+  const viewer = await chrome.browser.newPage();
+  await viewer.goto(`${router.base}/vp8?autoplay`);
+  await waitFrames(viewer, 'framesDecoded', 60, 10000);
+  const codec = await viewer.evaluate(async () => {
+    const stats = await window.sluiceSession.pc.getStats();
+    let id;
+    stats.forEach((s) => { if (s.type === 'inbound-rtp' && s.kind === 'video') id = s.codecId; });
+    return stats.get(id)?.mimeType;
+  });
+  assert.equal(codec, 'video/VP8');
+  await viewer.close();
+  await publisher.close();
+});
+
 test('documented status codes for bad requests', async () => {
   const post = (path, body, type = 'application/sdp') =>
     fetch(`${router.base}${path}`, { method: 'POST', headers: { 'Content-Type': type }, body });
@@ -130,6 +165,11 @@ test('documented status codes for bad requests', async () => {
   let r = await post('/demo/whep', 'this is not sdp');
   assert.equal(r.status, 400);
   assert.match((await r.json()).error.message, /SDP offer is not valid/);
+
+  // A viewer that cannot decode the route's H.264 gets a clear refusal, not a black screen.
+  r = await post('/demo/whep', await browserOffer('recv-vp8'));
+  assert.equal(r.status, 406);
+  assert.match((await r.json()).error.message, /route sends H\.264 video and the offer does not accept it/);
 
   r = await post('/nope/whep', recvOffer);
   assert.equal(r.status, 404);

@@ -129,14 +129,15 @@ impl WebRtc {
         self.inner.local
     }
 
-    fn rtc(&self, rtp_mode: bool) -> Rtc {
+    /// A peer's `Rtc`. `video` limits video to one codec (a publisher's first choice); `None` offers both.
+    fn rtc(&self, rtp_mode: bool, video: Option<Codec>) -> Rtc {
         let mut rtc = RtcConfig::new()
             .set_ice_lite(true)
             .set_rtp_mode(rtp_mode)
             .set_dtls_cert(self.inner.cert.clone())
             .clear_codecs()
-            .enable_h264(true)
-            .enable_vp8(true)
+            .enable_h264(video.is_none_or(|c| c == Codec::H264))
+            .enable_vp8(video.is_none_or(|c| c == Codec::Vp8))
             .enable_opus(true, false)
             .enable_pcmu(true, false)
             .enable_pcma(true, false)
@@ -161,7 +162,7 @@ impl WebRtc {
     ) -> Result<Answer, WebRtcError> {
         let mids = offered_media(offer)?;
         let offer = parse_offer(offer)?;
-        let mut rtc = self.rtc(true);
+        let mut rtc = self.rtc(true, None);
         let answer = rtc.sdp_api().accept_offer(offer).map_err(|e| WebRtcError::BadOffer(e.to_string()))?;
         let now = Instant::now();
         let media = negotiated_media(&rtc, &mids);
@@ -207,8 +208,9 @@ impl WebRtc {
         remote: Option<SocketAddr>,
     ) -> Result<Answer, WebRtcError> {
         let mids = offered_media(offer)?;
+        let video = preferred_video_codec(offer);
         let offer = parse_offer(offer)?;
-        let mut rtc = self.rtc(false);
+        let mut rtc = self.rtc(false, video);
         let answer = rtc.sdp_api().accept_offer(offer).map_err(|e| WebRtcError::BadOffer(e.to_string()))?;
         let media = negotiated_media(&rtc, &mids);
         let receiving: Vec<_> =
@@ -340,6 +342,42 @@ fn offered_media(offer: &str) -> Result<Vec<Mid>, WebRtcError> {
     Ok(mids)
 }
 
+/// The publisher's first choice among the video codecs routes carry (SDP lists formats in preference order),
+/// so the answer keeps it instead of imposing ours.
+fn preferred_video_codec(offer: &str) -> Option<Codec> {
+    let mut formats: Vec<&str> = Vec::new();
+    let mut in_video = false;
+    let mut rtpmap: HashMap<&str, &str> = HashMap::new();
+    let mut h264_mode1: Vec<&str> = Vec::new();
+    for line in offer.lines().map(str::trim_end) {
+        if let Some(m) = line.strip_prefix("m=") {
+            in_video = m.starts_with("video");
+            if in_video && formats.is_empty() {
+                formats = m.split_whitespace().skip(3).collect();
+            }
+        } else if in_video {
+            if let Some(rest) = line.strip_prefix("a=rtpmap:")
+                && let Some((pt, codec)) = rest.split_once(' ')
+            {
+                rtpmap.insert(pt, codec);
+            } else if let Some(rest) = line.strip_prefix("a=fmtp:")
+                && let Some((pt, params)) = rest.split_once(' ')
+                && params.contains("packetization-mode=1")
+            {
+                h264_mode1.push(pt);
+            }
+        }
+    }
+    formats.iter().find_map(|pt| {
+        let codec = rtpmap.get(pt)?.split('/').next()?.to_ascii_uppercase();
+        match codec.as_str() {
+            "H264" if h264_mode1.contains(pt) => Some(Codec::H264),
+            "VP8" => Some(Codec::Vp8),
+            _ => None,
+        }
+    })
+}
+
 /// The media lines the answer accepted: (mid, kind, our direction).
 fn negotiated_media(rtc: &Rtc, mids: &[Mid]) -> Vec<(Mid, MediaKind, Direction)> {
     mids.iter().filter_map(|mid| rtc.media(*mid).map(|m| (*mid, m.kind(), m.direction()))).collect()
@@ -396,4 +434,32 @@ fn session_id() -> String {
     let mut b = [0u8; 16];
     let _ = getrandom::fill(&mut b);
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_publishers_first_video_codec_wins() {
+        let offer = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\n\
+            m=video 9 UDP/TLS/RTP/SAVPF 96 102 103\r\na=mid:1\r\na=rtpmap:96 VP8/90000\r\n\
+            a=rtpmap:102 H264/90000\r\na=fmtp:102 packetization-mode=1;profile-level-id=42e01f\r\n";
+        assert_eq!(preferred_video_codec(offer), Some(Codec::Vp8));
+        let h264_first = offer
+            .replace("96 102 103", "103 102 96")
+            .replace("a=rtpmap:102", "a=rtpmap:103 H264/90000\r\na=rtpmap:102");
+        // 103 is H.264 without packetization mode 1: skipped, 102 qualifies.
+        assert_eq!(preferred_video_codec(&h264_first), Some(Codec::H264));
+        assert_eq!(offered_media(offer).map(|m| m.len()), Ok(1));
+    }
+
+    #[test]
+    fn offers_without_media_or_version_are_refused() {
+        assert_eq!(
+            offered_media("v=0\r\n"),
+            Err(WebRtcError::BadOffer("it has no audio or video media sections with an a=mid".into()))
+        );
+        assert!(matches!(parse_offer("hello"), Err(WebRtcError::BadOffer(_))));
+    }
 }
