@@ -270,7 +270,7 @@ async fn an_on_demand_source_stops_after_the_last_reader_lingers_out() {
     assert_eq!(source.starts.load(Ordering::SeqCst), 1);
     drop(reader);
     // Paused time: advancing it fires the route's ticks deterministically.
-    tokio::time::advance(sluice::route::actor::ON_DEMAND_LINGER / 2).await;
+    tokio::time::advance(sluice::config::model::DEFAULT_IDLE_TIMEOUT / 2).await;
     let snap = route.snapshot().await.expect("snapshot");
     assert_eq!(snap.reader_count, 0);
     assert_ne!(snap.state, sluice::route::RouteState::Unavailable);
@@ -279,7 +279,7 @@ async fn an_on_demand_source_stops_after_the_last_reader_lingers_out() {
     assert_eq!(source.starts.load(Ordering::SeqCst), 1, "no reconnect for a page reload");
     drop(reader);
     for _ in 0..3 {
-        tokio::time::advance(sluice::route::actor::ON_DEMAND_LINGER).await;
+        tokio::time::advance(sluice::config::model::DEFAULT_IDLE_TIMEOUT).await;
         route.snapshot().await.expect("snapshot");
     }
     let _reader = route.add_reader(ReaderKind::Whep, None).await.expect("reader");

@@ -52,7 +52,10 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             );
         }
     }
-    let series: [Series; 10] = [
+    let series: [Series; 11] = [
+        ("route_reconnects_total", "counter", "Times the source lost or could not reach its peer and retried.", |s| {
+            s.reconnects as f64
+        }),
         ("route_readers", "gauge", "Readers attached to the route.", |s| s.reader_count as f64),
         ("route_frames_in_total", "counter", "Frames received from the source.", |s| s.frames_in as f64),
         ("route_bytes_in_total", "counter", "Payload bytes received from the source.", |s| s.bytes_in as f64),

@@ -209,8 +209,43 @@ pub struct RouteConfig {
     pub auth: Option<String>,
     /// Run the source only while somebody reads.
     pub on_demand: bool,
+    /// How long an on-demand source keeps running after its last reader left.
+    #[serde(serialize_with = "serialize_duration_ms")]
+    pub idle_timeout: Duration,
     pub max_readers: Option<u32>,
+    /// Options for `rtsp://` pull sources; `None` for other sources.
+    pub rtsp: Option<RtspOptions>,
 }
+
+/// How to pull an RTSP camera: transport and camera quirks (retina's named policies, validated).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RtspOptions {
+    /// "tcp" (interleaved, the default: works through NAT and firewalls) or "udp".
+    pub transport: String,
+    pub teardown: String,
+    pub initial_timestamp: String,
+    pub initial_seq: String,
+    pub unknown_rtcp_ssrc: String,
+    pub unassigned_channel_data: String,
+    pub session_id: String,
+}
+
+impl Default for RtspOptions {
+    fn default() -> Self {
+        RtspOptions {
+            transport: "tcp".into(),
+            teardown: "auto".into(),
+            initial_timestamp: "default".into(),
+            initial_seq: "default".into(),
+            unknown_rtcp_ssrc: "default".into(),
+            unassigned_channel_data: "auto".into(),
+            session_id: "default".into(),
+        }
+    }
+}
+
+/// On-demand sources linger this long after their last reader unless the route says otherwise.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl RouteConfig {
     /// Whether a reader of this kind may attach, given `to`.

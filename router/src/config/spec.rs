@@ -56,6 +56,7 @@ pub struct DefaultsSpec {
     pub to: Option<Spanned<Vec<Spanned<String>>>>,
     pub auth: Option<Spanned<String>>,
     pub on_demand: Option<bool>,
+    pub idle_timeout: Option<Spanned<String>>,
     pub max_readers: Option<Spanned<i64>>,
 }
 
@@ -100,7 +101,22 @@ pub struct RouteSpec {
     pub to: Option<Spanned<Vec<Spanned<String>>>>,
     pub auth: Option<Spanned<String>>,
     pub on_demand: Option<Spanned<bool>>,
+    pub idle_timeout: Option<Spanned<String>>,
     pub max_readers: Option<Spanned<i64>>,
+    pub rtsp_transport: Option<Spanned<String>>,
+    pub rtsp_quirks: Option<Spanned<RtspQuirksSpec>>,
+}
+
+/// Workarounds for cameras that bend RTSP, each one of retina's named policies.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RtspQuirksSpec {
+    pub teardown: Option<Spanned<String>>,
+    pub initial_timestamp: Option<Spanned<String>>,
+    pub initial_seq: Option<Spanned<String>>,
+    pub unknown_rtcp_ssrc: Option<Spanned<String>>,
+    pub unassigned_channel_data: Option<Spanned<String>>,
+    pub session_id: Option<Spanned<String>>,
 }
 
 /// Parses the text into specs; syntax errors, unknown keys, missing keys and wrong types end up here.

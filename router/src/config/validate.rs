@@ -5,6 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use toml::Spanned;
 use url::Url;
@@ -58,6 +59,7 @@ struct Defaults {
     to: Option<Spanned<Vec<Spanned<String>>>>,
     auth: Option<Option<String>>,
     on_demand: Option<bool>,
+    idle_timeout: Option<Duration>,
     max_readers: Option<u32>,
 }
 
@@ -347,6 +349,7 @@ impl Cx<'_> {
             to: spec.to,
             auth: spec.auth.as_ref().map(|a| self.auth("`defaults.auth`", a, plugins)),
             on_demand: spec.on_demand,
+            idle_timeout: spec.idle_timeout.as_ref().and_then(|t| self.idle_timeout("`defaults.idle_timeout`", t)),
             max_readers: spec.max_readers.as_ref().and_then(|m| self.max_readers("`defaults.max_readers`", m)),
         }
     }
@@ -373,6 +376,118 @@ impl Cx<'_> {
             None => self.err(v.span(), format!("{ctx}: there is no plugin \"{name}\""), Some(auth_help(&auth_plugins))),
         }
         Some(name.clone())
+    }
+
+    fn idle_timeout(&mut self, ctx: &str, v: &Spanned<String>) -> Option<Duration> {
+        match parse_duration(v.get_ref()) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.err(
+                    v.span(),
+                    format!("{ctx}: {e}"),
+                    Some("write a duration such as \"10s\" or \"2m\"".to_string()),
+                );
+                None
+            }
+        }
+    }
+
+    /// `rtsp_transport` and `rtsp_quirks`, checked against retina's policy names.
+    fn rtsp_options(&mut self, ctx: &str, spec: &RouteSpec, from: Option<&Source>) -> Option<RtspOptions> {
+        let pulls_rtsp = matches!(from, Some(Source::Pull { url }) if url.0.scheme().starts_with("rtsp"));
+        if !pulls_rtsp {
+            for (key, span) in [
+                ("rtsp_transport", spec.rtsp_transport.as_ref().map(Spanned::span)),
+                ("rtsp_quirks", spec.rtsp_quirks.as_ref().map(Spanned::span)),
+            ] {
+                if let Some(span) = span {
+                    self.err(
+                        span,
+                        format!("{ctx}: `{key}` applies to rtsp:// sources only"),
+                        Some(format!("remove `{key}`")),
+                    );
+                }
+            }
+            return None;
+        }
+        let mut o = RtspOptions::default();
+        if let Some(t) = &spec.rtsp_transport {
+            match t.get_ref().as_str() {
+                "tcp" | "udp" => o.transport = t.get_ref().clone(),
+                other => self.err(
+                    t.span(),
+                    format!("{ctx}: `rtsp_transport`: \"{other}\" is not a transport"),
+                    Some("write \"tcp\" (interleaved, the default) or \"udp\"".to_string()),
+                ),
+            }
+        }
+        if let Some(q) = &spec.rtsp_quirks {
+            let q = q.get_ref();
+            use retina::client as rc;
+            type Check = fn(&str) -> bool;
+            let fields: [(&str, &Option<Spanned<String>>, &mut String, Check, &str); 6] = [
+                (
+                    "teardown",
+                    &q.teardown,
+                    &mut o.teardown,
+                    |v| v.parse::<rc::TeardownPolicy>().is_ok(),
+                    "auto, always, never",
+                ),
+                (
+                    "initial_timestamp",
+                    &q.initial_timestamp,
+                    &mut o.initial_timestamp,
+                    |v| v.parse::<rc::InitialTimestampPolicy>().is_ok(),
+                    "default, require, ignore, permissive",
+                ),
+                (
+                    "initial_seq",
+                    &q.initial_seq,
+                    &mut o.initial_seq,
+                    |v| v.parse::<rc::InitialSequenceNumberPolicy>().is_ok(),
+                    "default, respect, ignore-suspicious-values, ignore",
+                ),
+                (
+                    "unknown_rtcp_ssrc",
+                    &q.unknown_rtcp_ssrc,
+                    &mut o.unknown_rtcp_ssrc,
+                    |v| v.parse::<rc::UnknownRtcpSsrcPolicy>().is_ok(),
+                    "default, abort-session, drop-packets, process-packets",
+                ),
+                (
+                    "unassigned_channel_data",
+                    &q.unassigned_channel_data,
+                    &mut o.unassigned_channel_data,
+                    |v| v.parse::<rc::UnassignedChannelDataPolicy>().is_ok(),
+                    "auto, assume-stale-session, error, ignore",
+                ),
+                (
+                    "session_id",
+                    &q.session_id,
+                    &mut o.session_id,
+                    |v| v.parse::<rc::SessionIdPolicy>().is_ok(),
+                    "default, require-match, use-first",
+                ),
+            ];
+            let mut errors = Vec::new();
+            for (key, value, slot, valid, allowed) in fields {
+                if let Some(v) = value {
+                    if valid(v.get_ref()) {
+                        *slot = v.get_ref().clone();
+                    } else {
+                        errors.push((
+                            v.span(),
+                            format!("{ctx}: `rtsp_quirks.{key}`: \"{}\" is not a policy", v.get_ref()),
+                            format!("write one of {allowed}"),
+                        ));
+                    }
+                }
+            }
+            for (span, message, help) in errors {
+                self.err(span, message, Some(help));
+            }
+        }
+        Some(o)
     }
 
     fn max_readers(&mut self, ctx: &str, v: &Spanned<i64>) -> Option<u32> {
@@ -496,10 +611,16 @@ impl Cx<'_> {
             Some(m) => self.max_readers(&format!("{ctx}: `max_readers`"), m),
             None => defaults.max_readers,
         };
+        let idle_timeout = match &spec.idle_timeout {
+            Some(t) => self.idle_timeout(&format!("{ctx}: `idle_timeout`"), t),
+            None => defaults.idle_timeout,
+        }
+        .unwrap_or(DEFAULT_IDLE_TIMEOUT);
+        let rtsp = self.rtsp_options(&ctx, &spec, from.as_ref());
         if self.errors.len() != errors_before {
             return None;
         }
-        Some(RouteConfig { name, from: from?, to, auth, on_demand, max_readers })
+        Some(RouteConfig { name, from: from?, to, auth, on_demand, idle_timeout, max_readers, rtsp })
     }
 
     fn source(&mut self, ctx: &str, v: &Spanned<String>) -> Option<Source> {
@@ -778,7 +899,7 @@ auth = "none"
     fn unknown_key_suggests_the_closest() {
         assert_eq!(
             error("[[route]]\nname = \"a\"\nform = \"demo\"\nto = [\"whep\"]\n"),
-            "routes.toml:3:1: unknown key `form`\n  help: did you mean `from`? Keys allowed here: name, from, to, auth, on_demand, max_readers"
+            "routes.toml:3:1: unknown key `form`\n  help: did you mean `from`? Keys allowed here: name, from, to, auth, on_demand, idle_timeout, max_readers, rtsp_transport, rtsp_quirks"
         );
     }
 
@@ -913,6 +1034,27 @@ auth = "none"
         assert_eq!(
             error("[plugins.x]\nsource = \"builtin:auth-jwt\"\nlimits = { memory = \"lots\" }\n"),
             "routes.toml:3:21: plugin \"x\": `limits.memory`: \"lots\" is not a size\n  help: write a size such as \"16MiB\""
+        );
+    }
+
+    #[test]
+    fn rtsp_options_are_checked_against_retinas_policies() {
+        let table = check("[[route]]\nname = \"cam\"\nfrom = \"rtsp://10.0.0.2/s\"\nto = [\"whep\"]\nrtsp_transport = \"udp\"\nrtsp_quirks = { teardown = \"always\", initial_seq = \"ignore\" }\nidle_timeout = \"3s\"\n").expect("valid");
+        let rtsp = table.routes[0].rtsp.as_ref().expect("rtsp options");
+        assert_eq!(
+            (rtsp.transport.as_str(), rtsp.teardown.as_str(), rtsp.initial_seq.as_str()),
+            ("udp", "always", "ignore")
+        );
+        assert_eq!(table.routes[0].idle_timeout, std::time::Duration::from_secs(3));
+        assert_eq!(
+            error(
+                "[[route]]\nname = \"cam\"\nfrom = \"rtsp://10.0.0.2/s\"\nto = [\"whep\"]\nrtsp_quirks = { teardown = \"sometimes\" }\n"
+            ),
+            "routes.toml:5:28: route \"cam\": `rtsp_quirks.teardown`: \"sometimes\" is not a policy\n  help: write one of auto, always, never"
+        );
+        assert_eq!(
+            error("[[route]]\nname = \"d\"\nfrom = \"demo\"\nto = [\"whep\"]\nrtsp_transport = \"udp\"\n"),
+            "routes.toml:5:18: route \"d\": `rtsp_transport` applies to rtsp:// sources only\n  help: remove `rtsp_transport`"
         );
     }
 

@@ -5,6 +5,7 @@
 //! of a route that silently never goes live.
 
 pub mod demo;
+pub mod rtsp;
 
 use std::sync::Arc;
 
@@ -20,6 +21,9 @@ pub fn source_for(route: &RouteConfig) -> RouteSource {
             "taking {} publishers is not available in this build yet",
             protocol.as_str().to_uppercase()
         )),
+        Source::Pull { url } if url.0.scheme() == "rtsp" => {
+            RouteSource::Pull(Arc::new(rtsp::RtspSource::new(url.0.clone(), route.rtsp.clone().unwrap_or_default())))
+        }
         Source::Pull { url } => RouteSource::Unavailable(format!(
             "pulling {}:// sources is not available in this build yet",
             url.0.scheme()

@@ -105,6 +105,62 @@ pub fn avcc_nals(payload: &[u8]) -> impl Iterator<Item = &[u8]> {
     })
 }
 
+/// SPS and PPS from an AVCDecoderConfigurationRecord (ISO/IEC 14496-15 5.3.3.1, the `avcC` box and RTMP's
+/// sequence header): the first of each.
+pub fn parse_avc_decoder_config(record: &[u8]) -> Result<(Bytes, Bytes), &'static str> {
+    let sps_count = record.get(5).ok_or("AVCDecoderConfigurationRecord too short")? & 0x1f;
+    let mut r = &record[6..];
+    let take = |r: &mut &[u8]| -> Result<Bytes, &'static str> {
+        let len = usize::from(u16::from_be_bytes([*r.first().ok_or("truncated")?, *r.get(1).ok_or("truncated")?]));
+        let nal = r.get(2..2 + len).ok_or("parameter set longer than the record")?;
+        *r = &r[2 + len..];
+        Ok(Bytes::copy_from_slice(nal))
+    };
+    if sps_count == 0 {
+        return Err("no SPS in the record");
+    }
+    let sps = take(&mut r)?;
+    for _ in 1..sps_count {
+        take(&mut r)?;
+    }
+    let pps_count = *r.first().ok_or("no PPS count")?;
+    r = &r[1..];
+    if pps_count == 0 {
+        return Err("no PPS in the record");
+    }
+    let pps = take(&mut r)?;
+    Ok((sps, pps))
+}
+
+/// VPS, SPS and PPS from an HEVCDecoderConfigurationRecord (ISO/IEC 14496-15 8.3.3.1, the `hvcC` box).
+pub fn parse_hevc_decoder_config(record: &[u8]) -> Result<(Bytes, Bytes, Bytes), &'static str> {
+    let mut r = record.get(22..).ok_or("HEVCDecoderConfigurationRecord too short")?;
+    let arrays = *r.first().ok_or("truncated")?;
+    r = &r[1..];
+    let (mut vps, mut sps, mut pps) = (None, None, None);
+    for _ in 0..arrays {
+        let nal_type = r.first().ok_or("truncated")? & 0x3f;
+        let count = u16::from_be_bytes([*r.get(1).ok_or("truncated")?, *r.get(2).ok_or("truncated")?]);
+        r = &r[3..];
+        for _ in 0..count {
+            let len = usize::from(u16::from_be_bytes([*r.first().ok_or("truncated")?, *r.get(1).ok_or("truncated")?]));
+            let nal = Bytes::copy_from_slice(r.get(2..2 + len).ok_or("parameter set longer than the record")?);
+            r = &r[2 + len..];
+            let slot = match nal_type {
+                32 => &mut vps,
+                33 => &mut sps,
+                34 => &mut pps,
+                _ => continue,
+            };
+            slot.get_or_insert(nal);
+        }
+    }
+    match (vps, sps, pps) {
+        (Some(v), Some(s), Some(p)) => Ok((v, s, p)),
+        _ => Err("the record lacks a VPS, SPS or PPS"),
+    }
+}
+
 /// The fields of a sequence parameter set that the router reports and negotiates with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SpsInfo {
@@ -373,6 +429,36 @@ mod tests {
         assert_eq!(nals, vec![&[0x65, 1][..], &[0x41, 2, 3][..]]);
         let broken = [0, 0, 0, 9, 1, 2];
         assert_eq!(avcc_nals(&broken).count(), 0);
+    }
+
+    #[test]
+    fn avc_decoder_config_round_trip() {
+        let sps = demo_sps();
+        let pps = [0x68u8, 0xce, 0x3c, 0x80];
+        let mut record = vec![1, sps[1], sps[2], sps[3], 0xff, 0xe1];
+        record.extend_from_slice(&(sps.len() as u16).to_be_bytes());
+        record.extend_from_slice(&sps);
+        record.push(1);
+        record.extend_from_slice(&(pps.len() as u16).to_be_bytes());
+        record.extend_from_slice(&pps);
+        let (s, p) = parse_avc_decoder_config(&record).expect("valid");
+        assert_eq!((&s[..], &p[..]), (&sps[..], &pps[..]));
+        for len in 0..record.len() {
+            assert!(parse_avc_decoder_config(&record[..len]).is_err(), "truncated at {len}");
+        }
+    }
+
+    #[test]
+    fn hevc_decoder_config_needs_all_three_sets() {
+        let mut record = vec![0u8; 22];
+        record.push(3);
+        for (t, nal) in [(32u8, &[0x40u8, 1][..]), (33, &[0x42, 1]), (34, &[0x44, 1])] {
+            record.extend_from_slice(&[0x80 | t, 0, 1, 0, nal.len() as u8]);
+            record.extend_from_slice(nal);
+        }
+        let (v, s, p) = parse_hevc_decoder_config(&record).expect("valid");
+        assert_eq!((&v[..], &s[..], &p[..]), (&[0x40, 1][..], &[0x42, 1][..], &[0x44, 1][..]));
+        assert!(parse_hevc_decoder_config(&record[..record.len() - 3]).is_err());
     }
 
     #[test]

@@ -20,8 +20,6 @@ use crate::route::timeline::Timeline;
 /// Frames a reader may have queued before it starts losing frames. Generous because tokio's channel allocates
 /// lazily: an idle or fast reader costs far less than this.
 pub const READER_QUEUE_FRAMES: usize = 1024;
-/// How long an on-demand source keeps running after its last reader left, so a page reload does not reconnect.
-pub const ON_DEMAND_LINGER: Duration = Duration::from_secs(10);
 /// Events a source may queue before the route; generous for bursts (a GOP arriving at once after a stall).
 const SOURCE_QUEUE: usize = 512;
 const TICK: Duration = Duration::from_secs(1);
@@ -69,10 +67,12 @@ pub enum SourceEvent {
     /// The tracks the source will send, known before the first frame (from SDP, FLV headers, a file).
     Tracks(Vec<Arc<Track>>),
     Frame(Frame),
-    /// The source lost its peer and is retrying by itself; readers stay.
+    /// The source lost its peer (or could not reach it) and is retrying by itself, with backoff; readers stay.
     Reconnecting {
         error: String,
     },
+    /// The source reached its peer again: it is setting up streams, frames follow.
+    Connected,
 }
 
 /// The source's handle into its route. Dropping every clone ends the source session: a publisher leaving.
@@ -265,6 +265,7 @@ struct RouteActor {
     last_error: Option<String>,
     live_since: Option<Instant>,
     source_starts: u64,
+    reconnects: u64,
     tracks: BTreeMap<TrackId, Arc<Track>>,
     has_video: bool,
     timeline: Timeline,
@@ -302,6 +303,7 @@ impl RouteActor {
             last_error: None,
             live_since: None,
             source_starts: 0,
+            reconnects: 0,
             tracks: BTreeMap::new(),
             has_video: false,
             timeline: Timeline::default(),
@@ -551,13 +553,19 @@ impl RouteActor {
                 self.has_video = self.tracks.values().any(|t| t.kind() == MediaKind::Video);
             }
             SourceEvent::Reconnecting { error } => {
-                tracing::warn!(route = %self.config.name, %error, "source reconnecting");
+                // The source logs its own failures (rate-limited); the route records state for the API.
+                self.reconnects += 1;
                 self.state = RouteState::Reconnecting;
                 self.last_error = Some(error);
                 self.live_since = None;
                 self.new_session();
                 // The source restarts by itself: count it as a session, not as a start by the route.
                 self.source_starts -= 1;
+            }
+            SourceEvent::Connected => {
+                if self.state == RouteState::Reconnecting {
+                    self.state = RouteState::Waiting;
+                }
             }
         }
     }
@@ -631,7 +639,7 @@ impl RouteActor {
             self.ensure_source();
         }
         if let Some(since) = self.idle_since
-            && now.duration_since(since) >= ON_DEMAND_LINGER
+            && now.duration_since(since) >= self.config.idle_timeout
             && self.readers.is_empty()
             && self.running.is_some()
         {
@@ -668,6 +676,7 @@ impl RouteActor {
             source: self.config.from.redacted(),
             last_error: self.last_error.clone(),
             source_starts: self.source_starts,
+            reconnects: self.reconnects,
             uptime_seconds: self.live_since.map(|t| t.elapsed().as_secs_f64()),
             tracks: self.tracks.values().map(|t| TrackInfo::from(&**t)).collect(),
             reader_count: self.audience(),

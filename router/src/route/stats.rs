@@ -77,6 +77,8 @@ pub struct RouteSnapshot {
     pub last_error: Option<String>,
     /// Source (re)starts since the route was created.
     pub source_starts: u64,
+    /// Times the source lost or failed to reach its peer and retried (cameras, pulled streams).
+    pub reconnects: u64,
     /// Seconds since the route last became live; `None` when not live.
     pub uptime_seconds: Option<f64>,
     pub tracks: Vec<TrackInfo>,

@@ -1,0 +1,278 @@
+//! `from = "rtsp://..."`: pulls an IP camera with retina, reconnecting with backoff for as long as the route
+//! wants it.
+//!
+//! retina owns the protocol (RTSP state machine, RTP/RTCP, depacketizing, camera quirks as named policies); this
+//! is the thin driver: connect, pick the streams a route can carry, turn retina's frames into route frames, and
+//! retry with exponential backoff and jitter when the camera drops, restarts or refuses us.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use retina::client::{PlayOptions, Session, SessionOptions, SetupOptions};
+use retina::codec::{CodecItem, ParametersRef};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use url::Url;
+
+use crate::config::model::{RtspOptions, redact_url};
+use crate::media::h264;
+use crate::media::{Codec, CodecParams, Frame, Track, TrackId};
+use crate::route::actor::{SourceEvent, SourceFactory, SourceFeed};
+
+const BACKOFF_MIN: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// A session that delivered frames this long resets the backoff: the next drop retries quickly.
+const HEALTHY_AFTER: Duration = Duration::from_secs(10);
+/// Connecting (DESCRIBE, SETUP, PLAY) must finish in this time, or it counts as a failure.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// No frame for this long on a playing session means the camera stalled.
+const STALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone)]
+pub struct RtspSource {
+    url: Url,
+    options: RtspOptions,
+}
+
+impl RtspSource {
+    pub fn new(url: Url, options: RtspOptions) -> Self {
+        RtspSource { url, options }
+    }
+}
+
+impl SourceFactory for RtspSource {
+    fn start(&self, feed: SourceFeed) -> JoinHandle<()> {
+        tokio::spawn(run(self.clone(), feed))
+    }
+}
+
+/// Why a session ended: the route stopped us, or the camera failed (with what to tell the user).
+enum Ended {
+    RouteStopped,
+    Failed { error: String, delivered_for: Option<Duration> },
+}
+
+async fn run(source: RtspSource, feed: SourceFeed) {
+    let name = redact_url(&source.url);
+    let mut backoff = BACKOFF_MIN;
+    let mut last_error: Option<String> = None;
+    let mut failures = 0u64;
+    loop {
+        match session(&source, &feed).await {
+            Ended::RouteStopped => return,
+            Ended::Failed { error, delivered_for } => {
+                if delivered_for.is_some_and(|d| d >= HEALTHY_AFTER) {
+                    backoff = BACKOFF_MIN;
+                    failures = 0;
+                }
+                failures += 1;
+                // One warning per distinct error, then quiet retries: a camera that is down for a day must not
+                // write a line every 30 seconds for a day.
+                if last_error.as_deref() != Some(error.as_str()) {
+                    tracing::warn!(camera = %name, %error, retry_in_ms = backoff.as_millis() as u64, "RTSP source failed; retrying with backoff");
+                } else {
+                    tracing::debug!(camera = %name, %error, failures, "RTSP source still failing");
+                }
+                last_error = Some(error.clone());
+                if !feed.send(SourceEvent::Reconnecting { error }).await {
+                    return;
+                }
+                tokio::time::sleep(jittered(backoff)).await;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+    }
+}
+
+/// Up to 25% less than `d`, so cameras that dropped together do not reconnect in lockstep.
+fn jittered(d: Duration) -> Duration {
+    let mut b = [0u8; 2];
+    let _ = getrandom::fill(&mut b);
+    let fraction = f64::from(u16::from_le_bytes(b)) / f64::from(u16::MAX) * 0.25;
+    d.mul_f64(1.0 - fraction)
+}
+
+async fn session(source: &RtspSource, feed: &SourceFeed) -> Ended {
+    let failed = |error: String| Ended::Failed { error, delivered_for: None };
+    let connect = tokio::time::timeout(CONNECT_TIMEOUT, connect(source));
+    let (mut demuxed, mut tracks) = match connect.await {
+        Ok(Ok(x)) => x,
+        Ok(Err(e)) => return failed(e),
+        Err(_) => return failed(format!("the camera did not answer within {}s", CONNECT_TIMEOUT.as_secs())),
+    };
+    if !feed.send(SourceEvent::Connected).await {
+        return Ended::RouteStopped;
+    }
+    let mut announced = false;
+    let mut first_frame: Option<Instant> = None;
+    loop {
+        let item = match tokio::time::timeout(STALL_TIMEOUT, demuxed.next()).await {
+            Ok(Some(Ok(item))) => item,
+            Ok(Some(Err(e))) => {
+                return Ended::Failed { error: e.to_string(), delivered_for: first_frame.map(|t| t.elapsed()) };
+            }
+            Ok(None) => {
+                return Ended::Failed {
+                    error: "the camera ended the stream".into(),
+                    delivered_for: first_frame.map(|t| t.elapsed()),
+                };
+            }
+            Err(_) => {
+                return Ended::Failed {
+                    error: format!("no media from the camera for {}s", STALL_TIMEOUT.as_secs()),
+                    delivered_for: first_frame.map(|t| t.elapsed()),
+                };
+            }
+        };
+        let frame = match item {
+            CodecItem::VideoFrame(f) => {
+                let Some(slot) = tracks.iter_mut().find(|t| t.stream == f.stream_id()) else { continue };
+                if f.has_new_parameters() || slot.track.is_none() {
+                    if let Some(ParametersRef::Video(p)) = demuxed.streams()[f.stream_id()].parameters() {
+                        slot.set_video(p);
+                        announced = false;
+                    }
+                }
+                let Some(track) = slot.track.clone() else { continue };
+                let ts = f.timestamp().elapsed();
+                let keyframe = f.is_random_access_point();
+                Frame { track, pts: ts, dts: ts, keyframe, data: Bytes::from(f.into_data()) }
+            }
+            CodecItem::AudioFrame(f) => {
+                let Some(slot) = tracks.iter_mut().find(|t| t.stream == f.stream_id()) else { continue };
+                if slot.track.is_none()
+                    && let Some(ParametersRef::Audio(p)) = demuxed.streams()[f.stream_id()].parameters()
+                {
+                    slot.set_audio(p);
+                    announced = false;
+                }
+                let Some(track) = slot.track.clone() else { continue };
+                let ts = f.timestamp().elapsed();
+                Frame { track, pts: ts, dts: ts, keyframe: true, data: Bytes::copy_from_slice(f.data()) }
+            }
+            _ => continue,
+        };
+        if !announced {
+            announced = true;
+            let list: Vec<Arc<Track>> = tracks.iter().filter_map(|t| t.track.clone()).collect();
+            if !feed.send(SourceEvent::Tracks(list)).await {
+                return Ended::RouteStopped;
+            }
+        }
+        first_frame.get_or_insert_with(Instant::now);
+        if !feed.send(SourceEvent::Frame(frame)).await {
+            return Ended::RouteStopped;
+        }
+    }
+}
+
+/// One stream of the camera that the route carries.
+struct PulledTrack {
+    stream: usize,
+    id: TrackId,
+    codec: Codec,
+    track: Option<Arc<Track>>,
+}
+
+impl PulledTrack {
+    fn set_video(&mut self, p: &retina::codec::VideoParameters) {
+        let (w, h) = p.pixel_dimensions();
+        let params = match self.codec {
+            Codec::H264 => match h264::parse_avc_decoder_config(p.extra_data()) {
+                Ok((sps, pps)) => CodecParams::H264 { sps, pps },
+                Err(_) => CodecParams::None,
+            },
+            Codec::H265 => match h264::parse_hevc_decoder_config(p.extra_data()) {
+                Ok((vps, sps, pps)) => CodecParams::H265 { vps, sps, pps },
+                Err(_) => CodecParams::None,
+            },
+            _ => CodecParams::None,
+        };
+        let description = format!("{w}x{h} {}", p.rfc6381_codec());
+        self.track = Some(Arc::new(Track { id: self.id, codec: self.codec, clock_rate: 90_000, params, description }));
+    }
+
+    fn set_audio(&mut self, p: &retina::codec::AudioParameters) {
+        let params = match self.codec {
+            Codec::Aac => CodecParams::Aac { audio_specific_config: Bytes::copy_from_slice(p.extra_data()) },
+            _ => CodecParams::None,
+        };
+        let description = format!("{} Hz, {} ch", p.clock_rate(), p.channels());
+        self.track =
+            Some(Arc::new(Track { id: self.id, codec: self.codec, clock_rate: p.clock_rate(), params, description }));
+    }
+}
+
+/// The route codec for a camera stream, or why it is not carried.
+fn stream_codec(media: &str, encoding: &str) -> Result<Codec, String> {
+    match (media, encoding) {
+        ("video", "h264") => Ok(Codec::H264),
+        ("video", "h265") => Ok(Codec::H265),
+        ("audio", "mpeg4-generic") => Ok(Codec::Aac),
+        ("audio", "pcmu") => Ok(Codec::Pcmu),
+        ("audio", "pcma") => Ok(Codec::Pcma),
+        // retina has no Opus depacketizer; a route that drops the audio says so rather than failing the video.
+        ("audio", "opus") => Err("Opus audio over RTSP is not supported (retina cannot depacketize it)".into()),
+        (m, e) => Err(format!("{m} in {e} is not carried by routes")),
+    }
+}
+
+async fn connect(source: &RtspSource) -> Result<(retina::client::Demuxed, Vec<PulledTrack>), String> {
+    let o = &source.options;
+    let mut url = source.url.clone();
+    let creds = (!url.username().is_empty()).then(|| retina::client::Credentials {
+        username: percent_decode(url.username()),
+        password: percent_decode(url.password().unwrap_or_default()),
+    });
+    // retina takes credentials separately; they must not also travel in the request URL.
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    let options = SessionOptions::default()
+        .creds(creds)
+        .user_agent(format!("Sluice/{}", env!("CARGO_PKG_VERSION")))
+        .teardown(o.teardown.parse().map_err(|e: retina::Error| e.to_string())?)
+        .unassigned_channel_data(o.unassigned_channel_data.parse().map_err(|e: retina::Error| e.to_string())?)
+        .session_id(o.session_id.parse().map_err(|e: retina::Error| e.to_string())?);
+    let mut session = Session::describe(url, options).await.map_err(|e| e.to_string())?;
+    let mut tracks = Vec::new();
+    let mut skipped = Vec::new();
+    for (i, stream) in session.streams().iter().enumerate() {
+        let codec = stream_codec(stream.media(), &stream.encoding_name().to_ascii_lowercase());
+        let already = tracks
+            .iter()
+            .any(|t: &PulledTrack| t.codec.kind() == codec.as_ref().map(|c| c.kind()).unwrap_or(t.codec.kind()));
+        match codec {
+            // One video and one audio track: the first of each kind the camera offers.
+            Ok(c) if !already => tracks.push(PulledTrack { stream: i, id: TrackId(i as u32), codec: c, track: None }),
+            Ok(_) => {}
+            Err(why) => skipped.push(why),
+        }
+    }
+    if tracks.is_empty() {
+        return Err(format!("the camera offers no stream a route can carry: {}", skipped.join("; ")));
+    }
+    for why in &skipped {
+        tracing::info!(camera = %redact_url(&source.url), "skipping a stream: {why}");
+    }
+    for t in &tracks {
+        let transport = o.transport.parse().map_err(|e: retina::Error| e.to_string())?;
+        session.setup(t.stream, SetupOptions::default().transport(transport)).await.map_err(|e| e.to_string())?;
+    }
+    let mut play = PlayOptions::default()
+        .initial_timestamp(o.initial_timestamp.parse().map_err(|e: retina::Error| e.to_string())?)
+        .initial_seq(o.initial_seq.parse().map_err(|e: retina::Error| e.to_string())?)
+        .unknown_rtcp_ssrc(o.unknown_rtcp_ssrc.parse().map_err(|e: retina::Error| e.to_string())?);
+    if let Some(secs) = NonZeroU32::new(10) {
+        play = play.enforce_timestamps_with_max_jump_secs(secs);
+    }
+    let playing = session.play(play).await.map_err(|e| e.to_string())?;
+    let demuxed = playing.demuxed().map_err(|e| e.to_string())?;
+    Ok((demuxed, tracks))
+}
+
+fn percent_decode(s: &str) -> String {
+    url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default()
+}
