@@ -27,11 +27,16 @@ async function start() {
   play.hidden = true;
   error.hidden = true;
   show('connecting');
+  await session?.stop(); // a retry replaces the old session instead of leaking it on the server
+  session = null;
+  lastBytes = 0;
   try {
-    session = await whepPlay(`/${encodeURIComponent(route)}/whep`, video);
-    window.sluiceSession = session; // for tests and the curious: getStats() from the console
-    session.pc.addEventListener('connectionstatechange', () => {
-      const s = session.pc.connectionState;
+    const current = await whepPlay(`/${encodeURIComponent(route)}/whep`, video);
+    session = current;
+    window.sluiceSession = current; // for tests and the curious: getStats() from the console
+    current.pc.addEventListener('connectionstatechange', () => {
+      if (session !== current) return;
+      const s = current.pc.connectionState;
       show(s, s === 'connected' ? true : ['failed', 'closed', 'disconnected'].includes(s) ? false : undefined);
       if (s === 'failed') { play.hidden = false; play.textContent = '↻ Retry'; }
     });

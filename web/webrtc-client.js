@@ -50,7 +50,8 @@ async function exchange(endpoint, pc, token) {
     location,
     async stop() {
       pc.close();
-      await fetch(location, { method: 'DELETE' }).catch(() => {});
+      // keepalive: the DELETE must survive the page unloading (pagehide).
+      await fetch(location, { method: 'DELETE', keepalive: true }).catch(() => {});
     },
   };
 }

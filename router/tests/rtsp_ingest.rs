@@ -265,7 +265,7 @@ async fn unreachable_cameras_and_garbage_servers_fail_clearly() {
     for name in ["down", "junk"] {
         router.wait_log(|l| {
             l["message"] == "RTSP source failed; retrying with backoff"
-                && l["camera"].as_str().is_some_and(|c| c.contains(&format!("/x")))
+                && l["camera"].as_str().is_some_and(|c| c.contains("/x"))
                 && l["error"].is_string()
         });
         let r = route_json(&router, name).await;

@@ -35,12 +35,13 @@ export async function startRouter(routesToml) {
     const seen = logs.find(pred);
     if (seen) return Promise.resolve(seen);
     return new Promise((resolve, reject) => {
-      const w = { pred, resolve };
-      waiters.push(w);
-      setTimeout(() => {
-        waiters.splice(waiters.indexOf(w), 1);
+      const timer = setTimeout(() => {
+        const i = waiters.indexOf(w);
+        if (i >= 0) waiters.splice(i, 1);
         reject(new Error(`timed out waiting for ${what}; log:\n${logs.slice(-30).map((l) => JSON.stringify(l)).join('\n')}`));
       }, timeoutMs);
+      const w = { pred, resolve: (entry) => { clearTimeout(timer); resolve(entry); } };
+      waiters.push(w);
     });
   };
   const up = await Promise.race([

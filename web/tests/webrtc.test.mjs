@@ -2,9 +2,15 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import net from 'node:net';
 import { startRouter, startBrowser, waitFrames, videoStat, SERVER } from './harness.mjs';
 
-const ROUTES = `${SERVER}
+const routes = (cameraPort) => `${SERVER}
+[[route]]
+name = "ipcam"
+from = "rtsp://127.0.0.1:${cameraPort}/test"
+to = ["whep"]
+
 [[route]]
 name = "demo"
 from = "demo"
@@ -33,15 +39,32 @@ to = ["rtsp"]
 
 let router;
 let chrome;
+let camera;
+
+/** The IP-camera stand-in (gst-rtsp-server, H.264) from router/tests/peers, on a free port. */
+async function startCamera() {
+  const port = await new Promise((resolve) => {
+    const srv = net.createServer().listen(0, '127.0.0.1', () => { const p = srv.address().port; srv.close(() => resolve(p)); });
+  });
+  const script = new URL('../../router/tests/peers/rtsp_camera.py', import.meta.url).pathname;
+  const child = spawn('/usr/bin/python3', [script, String(port), 'h264'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  await new Promise((resolve, reject) => {
+    child.stdout.on('data', (d) => { if (String(d).includes('ready')) resolve(); });
+    child.on('exit', (code) => reject(new Error(`camera exited with ${code}`)));
+  });
+  return { port, stop: () => child.kill() };
+}
 
 before(async () => {
-  router = await startRouter(ROUTES);
+  camera = await startCamera();
+  router = await startRouter(routes(camera.port));
   chrome = await startBrowser();
 });
 
 after(async () => {
   await chrome?.stop();
   await router?.stop();
+  camera?.stop();
 });
 
 /** An SDP offer made by Chromium, for status-code tests that need a real one. */
@@ -75,6 +98,14 @@ test('the demo route plays in Chromium over WHEP', async () => {
   const playing = await page.evaluate(() => { const v = document.getElementById('video'); return !v.paused && v.videoWidth; });
   assert.equal(playing, 640, 'the video element plays the stream');
   console.log(`demo: first frame shown ${firstFrameMs} ms after play (WHEP offer, ICE, DTLS, GOP cache)`);
+  await page.close();
+});
+
+test('an RTSP camera pulled by the router plays in Chromium over WHEP', async () => {
+  const page = await chrome.browser.newPage();
+  await page.goto(`${router.base}/ipcam?autoplay`);
+  await waitFrames(page, 'framesDecoded', 60, 15000);
+  assert.equal(await videoStat(page, 'frameWidth'), 320);
   await page.close();
 });
 
@@ -112,15 +143,17 @@ test('Chromium publishes over WHIP and a second Chromium plays it over WHEP', as
   assert.equal(busy.status, 409);
   assert.equal((await busy.json()).error.code, 'publisher_exists');
 
-  // (e) a viewer that vanishes without DELETE is cleaned up by the router.
+  // (e) a viewer that goes away without DELETE (the request never arrives) is cleaned up by the router.
+  await viewerContext.route('**/cam/whep/*', (r) => r.abort());
   await viewerContext.close();
-  await router.waitLog((l) => l.message === 'WebRTC session ended' && l.route === 'cam' && l.role === 'Viewer', 40000, 'vanished viewer cleanup');
+  const ended = await router.waitLog((l) => l.message === 'WebRTC session ended' && l.route === 'cam' && l.role === 'Viewer', 40000, 'vanished viewer cleanup');
+  assert.equal(ended.why, 'peer gone');
   await publisher.close();
   await router.waitLog((l) => l.message === 'publisher left; waiting for the next one' && l.route === 'cam', 40000, 'publisher cleanup');
 });
 
 test('GStreamer webrtcbin publishes H.264 over WHIP and Chromium plays it', async () => {
-  const gst = spawn('/usr/bin/python3', [new URL('./gst_whip_publish.py', import.meta.url).pathname, `${router.base}/gst/whip`, '8'],
+  const gst = spawn('/usr/bin/python3', [new URL('./gst_whip_publish.py', import.meta.url).pathname, `${router.base}/gst/whip`, '30'],
     { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   gst.stdout.on('data', (d) => { output += d; });
@@ -133,9 +166,10 @@ test('GStreamer webrtcbin publishes H.264 over WHIP and Chromium plays it', asyn
     await waitFrames(page, 'framesDecoded', 60, 10000);
     assert.equal(await videoStat(page, 'frameWidth'), 640);
     await page.close();
-    assert.equal(await exited, 0, `gst_whip_publish.py failed:\n${output}`);
+    assert.match(output, /published to http/, output);
   } finally {
-    gst.kill();
+    gst.kill('SIGINT');
+    await exited;
   }
 });
 
@@ -203,11 +237,17 @@ test('documented status codes for bad requests', async () => {
   const location = r.headers.get('location');
   assert.match(location, /^\/demo\/whep\/[0-9a-f]{32}$/);
   assert.ok(r.headers.get('etag'));
-  r = await fetch(`${router.base}${location}`, {
-    method: 'PATCH', headers: { 'Content-Type': 'application/trickle-ice-sdpfrag' },
-    body: 'a=candidate:1 1 udp 2130706431 127.0.0.1 9 typ host\r\n',
-  });
+  const patch = (path, body, type = 'application/trickle-ice-sdpfrag') =>
+    fetch(`${router.base}${path}`, { method: 'PATCH', headers: { 'Content-Type': type }, body });
+  r = await patch(location, 'a=candidate:1 1 udp 2130706431 127.0.0.1 9 typ host\r\n');
   assert.equal(r.status, 204);
+  assert.equal((await patch(location, 'a=candidate:garbage\r\n')).status, 400);
+  assert.equal((await patch(location, 'a=ice-ufrag:abcd\r\na=ice-pwd:0123456789abcdef012345\r\n')).status, 422);
+  assert.equal((await patch(location, 'a=candidate:1 1 udp 1 127.0.0.1 9 typ host', 'text/plain')).status, 415);
+  assert.equal((await patch('/demo/whep/00000000000000000000000000000000', 'a=candidate:1 1 udp 1 127.0.0.1 9 typ host')).status, 404);
+  assert.equal((await patch(location.replace('/demo/', '/cam/'), 'a=candidate:1 1 udp 1 127.0.0.1 9 typ host')).status, 404, 'a session belongs to its route');
+  const many = Array.from({ length: 25 }, (_, i) => `a=candidate:${i} 1 udp 1 127.0.0.${i + 1} 9 typ host`).join('\r\n');
+  assert.equal((await patch(location, many)).status, 400, 'remote candidates are capped');
   r = await fetch(`${router.base}${location}`, { method: 'DELETE' });
   assert.equal(r.status, 200);
 });

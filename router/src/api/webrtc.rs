@@ -12,7 +12,8 @@ use axum::response::{IntoResponse, Response};
 use super::{ApiError, AppState};
 use crate::config::model::{Output, PublishProtocol, Source};
 use crate::route::RouteError;
-use crate::webrtc::{MAX_SDP_BYTES, WebRtcError};
+use crate::webrtc::session::RoleKind;
+use crate::webrtc::{MAX_SDP_BYTES, SessionRef, WebRtcError};
 
 /// Which side of WebRTC an endpoint serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +65,9 @@ fn webrtc_error(e: WebRtcError) -> ApiError {
         WebRtcError::BadOffer(_) => ApiError::new(StatusCode::BAD_REQUEST, "bad_sdp", e.to_string()),
         WebRtcError::NoCommonCodec(_) => ApiError::new(StatusCode::NOT_ACCEPTABLE, "no_common_codec", e.to_string()),
         WebRtcError::SessionNotFound => ApiError::new(StatusCode::NOT_FOUND, "session_not_found", e.to_string()),
+        WebRtcError::IceRestart => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "ice_restart_unsupported", e.to_string())
+        }
         WebRtcError::Unavailable => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "webrtc_unavailable", e.to_string()),
         WebRtcError::Route(r) => route_error(r),
     }
@@ -192,15 +196,26 @@ pub async fn options(State(state): State<AppState>) -> Response {
     response
 }
 
+/// The session a `/{route}/{whip|whep}/{id}` URL names.
+fn session_ref(route: String, side: &str, id: String) -> Result<SessionRef, ApiError> {
+    let role = match side {
+        "whep" => RoleKind::Viewer,
+        "whip" => RoleKind::Publisher,
+        _ => return Err(webrtc_error(WebRtcError::SessionNotFound)),
+    };
+    Ok(SessionRef { route, role, id })
+}
+
 pub async fn patch(
     State(state): State<AppState>,
-    Path((_route, _side, id)): Path<(String, String, String)>,
+    Path((route, side, id)): Path<(String, String, String)>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let result = async {
+        let session = session_ref(route, &side, id)?;
         let fragment = sdp_body(&headers, body, "application/trickle-ice-sdpfrag")?;
-        state.webrtc.trickle(&id, &fragment).await.map_err(webrtc_error)?;
+        state.webrtc.trickle(session, &fragment).await.map_err(webrtc_error)?;
         Ok::<_, ApiError>(StatusCode::NO_CONTENT.into_response())
     }
     .await;
@@ -209,9 +224,13 @@ pub async fn patch(
 
 pub async fn delete(
     State(state): State<AppState>,
-    Path((_route, _side, id)): Path<(String, String, String)>,
+    Path((route, side, id)): Path<(String, String, String)>,
 ) -> Response {
-    with_cors(match state.webrtc.end(&id).await {
+    let session = match session_ref(route, &side, id) {
+        Ok(s) => s,
+        Err(e) => return with_cors(e.into_response()),
+    };
+    with_cors(match state.webrtc.end(session).await {
         Ok(true) => StatusCode::OK.into_response(),
         Ok(false) => webrtc_error(WebRtcError::SessionNotFound).into_response(),
         Err(e) => webrtc_error(e).into_response(),

@@ -425,7 +425,9 @@ impl Cx<'_> {
             let q = q.get_ref();
             use retina::client as rc;
             type Check = fn(&str) -> bool;
-            let fields: [(&str, &Option<Spanned<String>>, &mut String, Check, &str); 6] = [
+            /// (key, value as written, where it goes, validity check, the values allowed).
+            type Field<'a> = (&'a str, &'a Option<Spanned<String>>, &'a mut String, Check, &'a str);
+            let fields: [Field<'_>; 6] = [
                 (
                     "teardown",
                     &q.teardown,

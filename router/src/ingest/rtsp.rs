@@ -130,11 +130,11 @@ async fn session(source: &RtspSource, feed: &SourceFeed) -> Ended {
         let frame = match item {
             CodecItem::VideoFrame(f) => {
                 let Some(slot) = tracks.iter_mut().find(|t| t.stream == f.stream_id()) else { continue };
-                if f.has_new_parameters() || slot.track.is_none() {
-                    if let Some(ParametersRef::Video(p)) = demuxed.streams()[f.stream_id()].parameters() {
-                        slot.set_video(p);
-                        announced = false;
-                    }
+                if (f.has_new_parameters() || slot.track.is_none())
+                    && let Some(ParametersRef::Video(p)) = demuxed.streams()[f.stream_id()].parameters()
+                {
+                    slot.set_video(p);
+                    announced = false;
                 }
                 let Some(track) = slot.track.clone() else { continue };
                 let ts = f.timestamp().elapsed();

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::media::{Codec, MediaKind, Track};
+use crate::media::{Codec, CodecParams, MediaKind, Track};
 use crate::route::reader::{ReaderId, ReaderKind};
 
 /// Where a route is in its life.
@@ -41,16 +41,23 @@ pub struct TrackInfo {
     pub codec: Codec,
     pub clock_rate: u32,
     pub description: String,
+    /// H.264 `profile_idc` from the SPS (66 baseline, 77 main, 100 high): what a viewer's decoder must handle.
+    pub h264_profile_idc: Option<u8>,
 }
 
 impl From<&Track> for TrackInfo {
     fn from(t: &Track) -> Self {
+        let h264_profile_idc = match &t.params {
+            CodecParams::H264 { sps, .. } => sps.get(1).copied(),
+            _ => None,
+        };
         TrackInfo {
             id: t.id.0,
             kind: t.kind(),
             codec: t.codec,
             clock_rate: t.clock_rate,
             description: t.description.clone(),
+            h264_profile_idc,
         }
     }
 }

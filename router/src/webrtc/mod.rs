@@ -27,14 +27,14 @@ use std::time::Instant;
 use str0m::change::SdpOffer;
 use str0m::crypto::dtls::DtlsCert;
 use str0m::media::{Direction, MediaKind, Mid};
-use str0m::{Candidate, Rtc, RtcConfig};
+use str0m::{Candidate, IceCreds, Rtc, RtcConfig};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::config::model::{RouteName, WebrtcConfig};
 use crate::media::Codec;
 use crate::route::{RouteError, RouteHandle, RouteSnapshot};
 use session::{Outgoing, Publisher, Role, Session, SessionStats, Viewer, accepted_payload_types};
-pub use shard::{SessionInfo, ShardStats};
+pub use shard::{SessionInfo, SessionRef, ShardStats};
 use shard::{Shard, ShardCommand};
 use subscription::{ShardFrame, Subscription};
 
@@ -54,6 +54,8 @@ pub enum WebRtcError {
     Route(#[from] RouteError),
     #[error("no such WebRTC session")]
     SessionNotFound,
+    #[error("ICE restarts are not supported: end this session and start a new one")]
+    IceRestart,
     #[error("the WebRTC engine is not running")]
     Unavailable,
 }
@@ -130,8 +132,10 @@ impl WebRtc {
     }
 
     /// A peer's `Rtc`. `video` limits video to one codec (a publisher's first choice); `None` offers both.
-    fn rtc(&self, rtp_mode: bool, video: Option<Codec>) -> Rtc {
+    fn rtc(&self, rtp_mode: bool, video: Option<Codec>, ufrag: &str) -> Rtc {
+        let creds = IceCreds { ufrag: ufrag.to_string(), pass: random_hex(12) };
         let mut rtc = RtcConfig::new()
+            .set_local_ice_credentials(creds)
             .set_ice_lite(true)
             .set_rtp_mode(rtp_mode)
             .set_dtls_cert(self.inner.cert.clone())
@@ -162,12 +166,12 @@ impl WebRtc {
     ) -> Result<Answer, WebRtcError> {
         let mids = offered_media(offer)?;
         let offer = parse_offer(offer)?;
-        let mut rtc = self.rtc(true, None);
+        let ufrag = random_hex(4);
+        let mut rtc = self.rtc(true, None, &ufrag);
         let answer = rtc.sdp_api().accept_offer(offer).map_err(|e| WebRtcError::BadOffer(e.to_string()))?;
         let now = Instant::now();
         let media = negotiated_media(&rtc, &mids);
-        let profile =
-            snapshot.tracks.iter().find(|t| t.codec == Codec::H264).and_then(|t| h264_profile_idc(&t.description));
+        let profile = snapshot.tracks.iter().find(|t| t.codec == Codec::H264).and_then(|t| t.h264_profile_idc);
         let mut video = None;
         let mut audio = None;
         for (mid, kind, direction) in media {
@@ -195,6 +199,10 @@ impl WebRtc {
             stats: SessionStats::default(),
             next_timeout: now,
             remote,
+            ufrag,
+            addrs: Vec::new(),
+            remote_candidates: 0,
+            egress: HashMap::new(),
         };
         self.inner.commands.send(ShardCommand::Add(Box::new(session))).await.map_err(|_| WebRtcError::Unavailable)?;
         Ok(Answer { session_id: id, sdp: answer.to_sdp_string() })
@@ -210,7 +218,8 @@ impl WebRtc {
         let mids = offered_media(offer)?;
         let video = preferred_video_codec(offer);
         let offer = parse_offer(offer)?;
-        let mut rtc = self.rtc(false, video);
+        let ufrag = random_hex(4);
+        let mut rtc = self.rtc(false, video, &ufrag);
         let answer = rtc.sdp_api().accept_offer(offer).map_err(|e| WebRtcError::BadOffer(e.to_string()))?;
         let media = negotiated_media(&rtc, &mids);
         let receiving: Vec<_> =
@@ -247,7 +256,7 @@ impl WebRtc {
                 feed,
                 tracks: Default::default(),
                 video_mids: receiving.iter().filter(|(_, k, _)| *k == MediaKind::Video).map(|(m, _, _)| *m).collect(),
-                announced_tracks: 0,
+                announced: Vec::new(),
                 keyframe_task: Some(keyframe_task),
             }),
             created: now,
@@ -255,13 +264,20 @@ impl WebRtc {
             stats: SessionStats::default(),
             next_timeout: now,
             remote,
+            ufrag,
+            addrs: Vec::new(),
+            remote_candidates: 0,
+            egress: HashMap::new(),
         };
         self.inner.commands.send(ShardCommand::Add(Box::new(session))).await.map_err(|_| WebRtcError::Unavailable)?;
         Ok(Answer { session_id: id, sdp: answer.to_sdp_string() })
     }
 
     /// Adds the `a=candidate` lines of a trickle-ICE SDP fragment (RFC 8840) to a session.
-    pub async fn trickle(&self, id: &str, fragment: &str) -> Result<(), WebRtcError> {
+    pub async fn trickle(&self, session: SessionRef, fragment: &str) -> Result<(), WebRtcError> {
+        if fragment.lines().any(|l| l.trim().starts_with("a=ice-ufrag:") || l.trim().starts_with("a=ice-pwd:")) {
+            return Err(WebRtcError::IceRestart);
+        }
         let candidates: Vec<Candidate> = fragment
             .lines()
             .filter_map(|l| l.trim().strip_prefix("a="))
@@ -271,18 +287,18 @@ impl WebRtc {
         let (reply, rx) = oneshot::channel();
         self.inner
             .commands
-            .send(ShardCommand::Trickle { id: id.to_string(), candidates, reply })
+            .send(ShardCommand::Trickle { id: session, candidates, reply })
             .await
             .map_err(|_| WebRtcError::Unavailable)?;
         rx.await.map_err(|_| WebRtcError::Unavailable)?
     }
 
     /// Ends a session; `false` if there was none.
-    pub async fn end(&self, id: &str) -> Result<bool, WebRtcError> {
+    pub async fn end(&self, session: SessionRef) -> Result<bool, WebRtcError> {
         let (reply, rx) = oneshot::channel();
         self.inner
             .commands
-            .send(ShardCommand::End { id: id.to_string(), reply })
+            .send(ShardCommand::End { id: session, reply })
             .await
             .map_err(|_| WebRtcError::Unavailable)?;
         rx.await.map_err(|_| WebRtcError::Unavailable)
@@ -419,19 +435,13 @@ fn check_codecs(
     }
 }
 
-/// The profile_idc from a track description made by `SpsInfo::describe` ("640x360 High 4.0").
-fn h264_profile_idc(description: &str) -> Option<u8> {
-    let profile = ["Constrained Baseline", "Baseline", "Main", "High"].into_iter().find(|p| description.contains(p))?;
-    Some(match profile {
-        "Constrained Baseline" | "Baseline" => 66,
-        "Main" => 77,
-        _ => 100,
-    })
-}
-
 /// 128 random bits, hex: the session URL is the capability to end or update it.
 fn session_id() -> String {
-    let mut b = [0u8; 16];
+    random_hex(16)
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut b = vec![0u8; bytes];
     let _ = getrandom::fill(&mut b);
     b.iter().map(|x| format!("{x:02x}")).collect()
 }

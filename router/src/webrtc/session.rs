@@ -96,7 +96,8 @@ pub struct Publisher {
     pub tracks: PublishedTracks,
     /// Video media lines, where keyframe requests go.
     pub video_mids: Vec<Mid>,
-    pub announced_tracks: usize,
+    /// The tracks last announced to the route.
+    pub announced: Vec<Arc<crate::media::Track>>,
     /// Ends the task that turns the route's keyframe requests into shard commands.
     pub keyframe_task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -125,7 +126,16 @@ pub struct Session {
     pub connected_at: Option<Instant>,
     pub stats: SessionStats,
     pub next_timeout: Instant,
+    /// The peer's media address once known (the HTTP client address until then).
     pub remote: Option<std::net::SocketAddr>,
+    /// Our ICE username fragment: how the shard finds this session for a STUN check from a new address.
+    pub ufrag: String,
+    /// Addresses the shard routes to this session.
+    pub addrs: Vec<std::net::SocketAddr>,
+    /// Remote candidates added by trickle ICE (capped).
+    pub remote_candidates: usize,
+    /// Per media line (packets, nacks), summed into `stats`.
+    pub egress: std::collections::HashMap<Mid, (u64, u64)>,
 }
 
 impl Session {
@@ -181,6 +191,7 @@ impl Session {
             Event::MediaAdded(added) => {
                 if let Role::Publisher(p) = &mut self.role
                     && added.kind == MediaKind::Video
+                    && !p.video_mids.contains(&added.mid)
                 {
                     p.video_mids.push(added.mid);
                 }
@@ -191,10 +202,12 @@ impl Session {
                 if let Role::Publisher(p) = &mut self.role {
                     let codec = data.params.spec().codec;
                     if let Some(frame) = p.tracks.frame(data.mid, codec, data.time.numer(), &data.data) {
+                        // Announce again whenever a track changed (a new Arc: SPS/PPS arrived or changed).
                         let tracks = p.tracks.tracks();
-                        if tracks.len() != p.announced_tracks {
-                            p.announced_tracks = tracks.len();
-                            let _ = p.feed.try_send(SourceEvent::Tracks(tracks));
+                        let same = tracks.len() == p.announced.len()
+                            && tracks.iter().zip(&p.announced).all(|(a, b)| Arc::ptr_eq(a, b));
+                        if !same && p.feed.try_send(SourceEvent::Tracks(tracks.clone())).is_ok() {
+                            p.announced = tracks;
                         }
                         match p.feed.try_send(SourceEvent::Frame(frame)) {
                             Ok(()) => {}
@@ -213,21 +226,22 @@ impl Session {
             }
             Event::PeerStats(s) => {
                 self.stats.rtt_ms = s.rtt.map(|d| d.as_secs_f64() * 1000.0);
-                self.stats.loss = s.egress_loss_fraction.or(s.ingress_loss_fraction);
             }
             Event::MediaEgressStats(s) => {
-                // Cumulative per media line; the video line dominates, so keep the largest.
-                self.stats.packets_sent = self.stats.packets_sent.max(s.packets);
-                self.stats.nacks = self.stats.nacks.max(s.nacks);
-                if s.loss.is_some() {
-                    self.stats.loss = s.loss;
+                // Cumulative per media line: keep each line's latest and sum them.
+                self.egress.insert(s.mid, (s.packets, s.nacks));
+                self.stats.packets_sent = self.egress.values().map(|v| v.0).sum();
+                self.stats.nacks = self.egress.values().map(|v| v.1).sum();
+                if let Some(loss) = s.loss {
+                    self.stats.loss = Some(loss);
                 }
             }
             Event::MediaIngressStats(s) => {
-                if s.loss.is_some() {
-                    self.stats.loss = s.loss;
+                self.egress.insert(s.mid, (0, s.nacks));
+                self.stats.nacks = self.egress.values().map(|v| v.1).sum();
+                if let Some(loss) = s.loss {
+                    self.stats.loss = Some(loss);
                 }
-                self.stats.nacks = self.stats.nacks.max(s.nacks);
             }
             _ => {}
         }
@@ -309,8 +323,19 @@ pub fn accepted_payload_types(
         }
     }
     let profile_of = |p: &str0m::format::PayloadParams| p.spec().format.profile_level_id.map(|id| (id >> 16) as u8);
-    let best =
-        h264.iter().find(|p| h264_profile_idc.is_some() && profile_of(p) == h264_profile_idc).or_else(|| h264.first());
+    // Constrained Baseline (66) < Main (77) < High (100): a decoder of a higher profile decodes the lower ones.
+    let rank = |idc: u8| match idc {
+        66 => 0,
+        77 => 1,
+        _ => 2,
+    };
+    let best = match h264_profile_idc {
+        Some(route) => h264
+            .iter()
+            .find(|p| profile_of(p) == Some(route))
+            .or_else(|| h264.iter().find(|p| profile_of(p).is_some_and(|v| rank(v) >= rank(route)))),
+        None => h264.first(),
+    };
     if let Some(p) = best {
         out.push((Codec::H264, *p));
     }

@@ -26,14 +26,29 @@ use crate::media::MediaKind;
 const RECV_ROUNDS: usize = 4;
 /// Route frames handled per wake.
 const FRAME_BATCH: usize = 16;
-/// A route's packetized GOP is capped like the route's own GOP cache.
+/// A route's packetized GOP is capped like the route's own GOP cache...
 const MAX_GOP_FRAMES: usize = 800;
+/// ...and by what a newly connected viewer can take in one burst without overflowing socket buffers: ~4 s of a
+/// 4 Mbit/s stream. Longer GOPs (browsers publishing without periodic keyframes) make new viewers ask the
+/// publisher for a keyframe instead.
+const MAX_GOP_REPLAY_BYTES: usize = 2 << 20;
+
+/// A session as its URL names it: `/{route}/{whip|whep}/{id}`.
+#[derive(Debug, Clone)]
+pub struct SessionRef {
+    pub route: String,
+    pub role: RoleKind,
+    pub id: String,
+}
+
+/// Remote candidates one session may add by trickle ICE; every one costs connectivity checks.
+const MAX_REMOTE_CANDIDATES: usize = 20;
 
 #[derive(Debug)]
 pub enum ShardCommand {
     Add(Box<Session>),
-    Trickle { id: String, candidates: Vec<Candidate>, reply: oneshot::Sender<Result<(), WebRtcError>> },
-    End { id: String, reply: oneshot::Sender<bool> },
+    Trickle { id: SessionRef, candidates: Vec<Candidate>, reply: oneshot::Sender<Result<(), WebRtcError>> },
+    End { id: SessionRef, reply: oneshot::Sender<bool> },
     KeyframeRequest { id: String },
     Stats(oneshot::Sender<ShardStats>),
 }
@@ -69,6 +84,9 @@ type Key = u64;
 struct Fanout {
     viewers: Vec<Key>,
     gop: Vec<Arc<RtpFrame>>,
+    gop_bytes: usize,
+    /// False until a keyframe, and after an overflow until the next one.
+    gop_valid: bool,
 }
 
 #[derive(Debug)]
@@ -80,6 +98,7 @@ pub struct Shard {
     sessions: HashMap<Key, Session>,
     ids: HashMap<String, Key>,
     by_addr: HashMap<SocketAddr, Key>,
+    by_ufrag: HashMap<String, Key>,
     timers: BTreeSet<(Instant, Key)>,
     fanouts: HashMap<crate::config::model::RouteName, Fanout>,
     next_key: Key,
@@ -95,6 +114,7 @@ impl Shard {
             sessions: HashMap::new(),
             ids: HashMap::new(),
             by_addr: HashMap::new(),
+            by_ufrag: HashMap::new(),
             timers: BTreeSet::new(),
             fanouts: HashMap::new(),
             next_key: 1,
@@ -117,17 +137,15 @@ impl Shard {
                     if r.is_ok() {
                         self.receive(&mut received);
                     }
+                    // A busy socket must not starve timers (RTCP, NACK, consent) or route frames.
+                    self.handle_timeouts();
+                    self.handle_frame_batch();
                 }
                 f = self.frames.recv() => {
                     if let Some((sub, frame)) = f {
                         self.handle_frame(&sub, &frame);
                     }
-                    for _ in 0..FRAME_BATCH {
-                        match self.frames.try_recv() {
-                            Ok((sub, frame)) => self.handle_frame(&sub, &frame),
-                            Err(_) => break,
-                        }
-                    }
+                    self.handle_frame_batch();
                 }
                 _ = tokio::time::sleep_until(deadline.into()) => self.handle_timeouts(),
                 _ = housekeeping.tick() => self.end_viewers_of_ended_routes(),
@@ -145,12 +163,26 @@ impl Shard {
                     self.fanouts.entry(v.subscription.name.clone()).or_default().viewers.push(key);
                 }
                 self.ids.insert(session.id.clone(), key);
+                self.by_ufrag.insert(session.ufrag.clone(), key);
                 self.sessions.insert(key, *session);
                 self.with_session(key, now, |s, out, ev| s.drain(now, out, ev));
             }
             ShardCommand::Trickle { id, candidates, reply } => {
-                let result = match self.ids.get(&id).copied() {
+                let result = match self.lookup(&id) {
+                    Some(key)
+                        if self
+                            .sessions
+                            .get(&key)
+                            .is_some_and(|s| s.remote_candidates + candidates.len() > MAX_REMOTE_CANDIDATES) =>
+                    {
+                        Err(WebRtcError::BadOffer(format!(
+                            "more than {MAX_REMOTE_CANDIDATES} remote candidates for one session"
+                        )))
+                    }
                     Some(key) => {
+                        if let Some(s) = self.sessions.get_mut(&key) {
+                            s.remote_candidates += candidates.len();
+                        }
                         for c in candidates {
                             self.with_session(key, now, |s, out, ev| {
                                 s.rtc.add_remote_candidate(c);
@@ -164,7 +196,7 @@ impl Shard {
                 let _ = reply.send(result);
             }
             ShardCommand::End { id, reply } => {
-                let found = self.ids.get(&id).copied();
+                let found = self.lookup(&id);
                 if let Some(key) = found {
                     self.remove(key, "ended by DELETE");
                 }
@@ -214,20 +246,34 @@ impl Shard {
         self.recv_bufs = bufs;
     }
 
+    /// The session a URL names, if the route and role in the URL are its own.
+    fn lookup(&self, r: &SessionRef) -> Option<Key> {
+        let key = *self.ids.get(&r.id)?;
+        let s = self.sessions.get(&key)?;
+        (s.route.as_str() == r.route && s.kind() == r.role).then_some(key)
+    }
+
     fn handle_datagram(&mut self, data: &[u8], source: SocketAddr, destination: SocketAddr) {
         let now = Instant::now();
         let Ok(contents) = data.try_into() else { return };
         let input = Input::Receive(now, Receive { proto: Protocol::Udp, source, destination, contents });
-        let key = match self.by_addr.get(&source) {
-            Some(k) => *k,
+        let known = self.by_addr.get(&source).copied().filter(|k| {
+            // A STUN check from a known address for another session (a peer reusing a port) re-points it.
+            self.sessions.get(k).is_some_and(|s| s.rtc.accepts(&input))
+        });
+        let key = match known {
+            Some(k) => k,
             None => {
-                // A new address: whichever session's ICE credentials or DTLS state claim the packet.
-                let Some(k) = self.sessions.iter().find(|(_, s)| s.rtc.accepts(&input)).map(|(k, _)| *k) else {
+                // A new address: only a STUN check naming one of our sessions' ICE username can open it; anything
+                // else from an unknown address is dropped without touching any session.
+                let Some(k) = stun_local_ufrag(data).and_then(|u| self.by_ufrag.get(u)).copied() else { return };
+                if !self.sessions.get(&k).is_some_and(|s| s.rtc.accepts(&input)) {
                     return;
-                };
+                }
                 self.by_addr.insert(source, k);
                 if let Some(s) = self.sessions.get_mut(&k) {
-                    s.remote.get_or_insert(source);
+                    s.addrs.push(source);
+                    s.remote = Some(source);
                 }
                 k
             }
@@ -240,29 +286,56 @@ impl Shard {
         });
     }
 
+    fn handle_frame_batch(&mut self) {
+        for _ in 0..FRAME_BATCH {
+            match self.frames.try_recv() {
+                Ok((sub, frame)) => self.handle_frame(&sub, &frame),
+                Err(_) => break,
+            }
+        }
+    }
+
     fn handle_frame(&mut self, sub: &Arc<Subscription>, frame: &Arc<crate::media::Frame>) {
         let Some(fanout) = self.fanouts.get_mut(&sub.name) else { return };
         let Some(rtp) = packetize(frame) else { return };
         let rtp = Arc::new(rtp);
+        // The GOP starts at a video keyframe; audio-only routes keep none (every audio frame stands alone).
         if frame.kind() == MediaKind::Video && rtp.keyframe {
             fanout.gop.clear();
+            fanout.gop_bytes = 0;
+            fanout.gop_valid = true;
         }
-        if fanout.gop.len() < MAX_GOP_FRAMES && (!fanout.gop.is_empty() || rtp.keyframe) {
-            fanout.gop.push(Arc::clone(&rtp));
+        if fanout.gop_valid {
+            let bytes: usize = rtp.payloads.iter().map(|p| p.data.len()).sum();
+            if fanout.gop.len() >= MAX_GOP_FRAMES || fanout.gop_bytes + bytes > MAX_GOP_REPLAY_BYTES {
+                // Too long to replay to a new viewer: drop it, and new viewers wait for (and ask for) a keyframe.
+                fanout.gop.clear();
+                fanout.gop_bytes = 0;
+                fanout.gop_valid = false;
+            } else {
+                fanout.gop_bytes += bytes;
+                fanout.gop.push(Arc::clone(&rtp));
+            }
         }
         let now = Instant::now();
-        for key in fanout.viewers.clone() {
+        for i in 0..fanout.viewers.len() {
+            let Some(key) = self.fanouts.get(&sub.name).and_then(|f| f.viewers.get(i)).copied() else { break };
             self.with_session(key, now, |s, out, ev| s.send_frame(&rtp, now, out, ev));
         }
     }
 
     fn handle_timeouts(&mut self) {
         let now = Instant::now();
+        // Collect first: a session may ask to be woken at `now` again, which belongs to the next wake.
+        let mut due = Vec::new();
         while let Some(&(t, key)) = self.timers.first() {
             if t > now {
                 break;
             }
             self.timers.pop_first();
+            due.push(key);
+        }
+        for key in due {
             self.with_session(key, now, |s, out, ev| {
                 if let Err(e) = s.rtc.handle_input(Input::Timeout(now)) {
                     tracing::debug!(session = %s.id, error = %e, "timeout handling failed");
@@ -318,12 +391,15 @@ impl Shard {
         }
     }
 
-    /// A route that ended (removed by a reload) ends its viewers' sessions.
+    /// A route that ended (removed by a reload) ends its viewers' and publisher's sessions.
     fn end_viewers_of_ended_routes(&mut self) {
         let ended: Vec<Key> = self
             .sessions
             .iter()
-            .filter(|(_, s)| matches!(&s.role, Role::Viewer(v) if !v.subscription.is_alive()))
+            .filter(|(_, s)| match &s.role {
+                Role::Viewer(v) => !v.subscription.is_alive(),
+                Role::Publisher(p) => p.feed.is_closed(),
+            })
             .map(|(k, _)| *k)
             .collect();
         for key in ended {
@@ -332,10 +408,20 @@ impl Shard {
     }
 
     fn remove(&mut self, key: Key, why: &str) {
+        // Tell the peer (RTCP BYE, DTLS close_notify) so it does not wait for an ICE timeout to notice.
+        self.with_session(key, Instant::now(), |s, out, _| {
+            let _ = s.rtc.close();
+            s.drain(Instant::now(), out, &mut Vec::new());
+        });
         let Some(session) = self.sessions.remove(&key) else { return };
         self.timers.remove(&(session.next_timeout, key));
         self.ids.remove(&session.id);
-        self.by_addr.retain(|_, k| *k != key);
+        self.by_ufrag.remove(&session.ufrag);
+        for addr in &session.addrs {
+            if self.by_addr.get(addr) == Some(&key) {
+                self.by_addr.remove(addr);
+            }
+        }
         if let Role::Viewer(v) = &session.role
             && let Some(fanout) = self.fanouts.get_mut(&v.subscription.name)
         {
@@ -345,5 +431,43 @@ impl Shard {
             }
         }
         tracing::info!(session = %session.id, route = %session.route, role = ?session.kind(), why, "WebRTC session ended");
+    }
+}
+
+/// The local (our) ufrag of a STUN binding request: its USERNAME attribute is "ourufrag:theirufrag" (RFC 8445
+/// 7.2.2). `None` for anything that is not STUN.
+pub fn stun_local_ufrag(data: &[u8]) -> Option<&str> {
+    // STUN: first two bits zero, magic cookie 0x2112A442 at bytes 4..8 (RFC 5389 6).
+    if data.len() < 20 || data[0] & 0xc0 != 0 || data[4..8] != [0x21, 0x12, 0xa4, 0x42] {
+        return None;
+    }
+    let mut attrs = &data[20..];
+    while attrs.len() >= 4 {
+        let kind = u16::from_be_bytes([attrs[0], attrs[1]]);
+        let len = usize::from(u16::from_be_bytes([attrs[2], attrs[3]]));
+        let value = attrs.get(4..4 + len)?;
+        if kind == 0x0006 {
+            let username = std::str::from_utf8(value).ok()?;
+            return username.split(':').next();
+        }
+        attrs = attrs.get(4 + len.div_ceil(4) * 4..)?;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stun_username_gives_our_ufrag() {
+        let mut msg = vec![0x00, 0x01, 0x00, 0x10, 0x21, 0x12, 0xa4, 0x42];
+        msg.extend_from_slice(&[7u8; 12]);
+        msg.extend_from_slice(&[0x00, 0x06, 0x00, 0x09]);
+        msg.extend_from_slice(b"abcd:wxyz\0\0\0");
+        assert_eq!(stun_local_ufrag(&msg), Some("abcd"));
+        assert_eq!(stun_local_ufrag(&msg[..30]), None, "truncated");
+        assert_eq!(stun_local_ufrag(b"\x80\x60 this is RTP, not STUN......"), None);
+        assert_eq!(stun_local_ufrag(&[]), None);
     }
 }
