@@ -79,6 +79,7 @@ async fn run(threads: usize) {
             dts: n * 3000,
             keyframe: n % 30 == 0,
             data: payload.clone(),
+            received: std::time::Instant::now(),
         };
         tx.send(frame).await.expect("route alive");
     }

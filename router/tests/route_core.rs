@@ -39,6 +39,7 @@ fn frame(track: &Arc<Track>, n: i64) -> Frame {
         dts: n * 3000,
         keyframe: n % GOP == 0,
         data: Bytes::from(vec![0u8; 100]),
+        received: std::time::Instant::now(),
     }
 }
 

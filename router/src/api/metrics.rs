@@ -98,6 +98,18 @@ fn webrtc_metrics(out: &mut String, stats: &ShardStats, family: &impl Fn(&mut St
         let n = stats.sessions.iter().filter(|s| s.role == role).count();
         let _ = writeln!(out, "sluice_webrtc_sessions{{role=\"{}\"}} {n}", role_label(role));
     }
+    family(
+        out,
+        "webrtc_frame_latency_seconds",
+        "histogram",
+        "From a frame's arrival at the router to its first packet leaving for a WHEP viewer.",
+    );
+    for (count, le) in stats.frame_latency.buckets.iter().zip(crate::webrtc::shard::LATENCY_BUCKETS) {
+        let _ = writeln!(out, "sluice_webrtc_frame_latency_seconds_bucket{{le=\"{le}\"}} {count}");
+    }
+    let _ = writeln!(out, "sluice_webrtc_frame_latency_seconds_bucket{{le=\"+Inf\"}} {}", stats.frame_latency.count);
+    let _ = writeln!(out, "sluice_webrtc_frame_latency_seconds_sum {}", stats.frame_latency.sum_seconds);
+    let _ = writeln!(out, "sluice_webrtc_frame_latency_seconds_count {}", stats.frame_latency.count);
     family(out, "webrtc_datagrams_sent_total", "counter", "UDP datagrams sent by the WebRTC socket.");
     let _ = writeln!(out, "sluice_webrtc_datagrams_sent_total {}", stats.datagrams_sent);
     family(out, "webrtc_send_calls_total", "counter", "Send system calls (GSO batches several datagrams in one).");

@@ -5,7 +5,6 @@
 //! is the thin driver: connect, pick the streams a route can carry, turn retina's frames into route frames, and
 //! retry with exponential backoff and jitter when the camera drops, restarts or refuses us.
 
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -139,7 +138,14 @@ async fn session(source: &RtspSource, feed: &SourceFeed) -> Ended {
                 let Some(track) = slot.track.clone() else { continue };
                 let ts = f.timestamp().elapsed();
                 let keyframe = f.is_random_access_point();
-                Frame { track, pts: ts, dts: ts, keyframe, data: Bytes::from(f.into_data()) }
+                Frame {
+                    track,
+                    pts: ts,
+                    dts: ts,
+                    keyframe,
+                    data: Bytes::from(f.into_data()),
+                    received: std::time::Instant::now(),
+                }
             }
             CodecItem::AudioFrame(f) => {
                 let Some(slot) = tracks.iter_mut().find(|t| t.stream == f.stream_id()) else { continue };
@@ -151,7 +157,14 @@ async fn session(source: &RtspSource, feed: &SourceFeed) -> Ended {
                 }
                 let Some(track) = slot.track.clone() else { continue };
                 let ts = f.timestamp().elapsed();
-                Frame { track, pts: ts, dts: ts, keyframe: true, data: Bytes::copy_from_slice(f.data()) }
+                Frame {
+                    track,
+                    pts: ts,
+                    dts: ts,
+                    keyframe: true,
+                    data: Bytes::copy_from_slice(f.data()),
+                    received: std::time::Instant::now(),
+                }
             }
             _ => continue,
         };
@@ -261,13 +274,12 @@ async fn connect(source: &RtspSource) -> Result<(retina::client::Demuxed, Vec<Pu
         let transport = o.transport.parse().map_err(|e: retina::Error| e.to_string())?;
         session.setup(t.stream, SetupOptions::default().transport(transport)).await.map_err(|e| e.to_string())?;
     }
-    let mut play = PlayOptions::default()
+    // No timestamp enforcement in retina: some servers step back a frame for late joiners (gst-rtsp-server's
+    // shared media does), and the route's timeline already keeps what readers see monotonic.
+    let play = PlayOptions::default()
         .initial_timestamp(o.initial_timestamp.parse().map_err(|e: retina::Error| e.to_string())?)
         .initial_seq(o.initial_seq.parse().map_err(|e: retina::Error| e.to_string())?)
         .unknown_rtcp_ssrc(o.unknown_rtcp_ssrc.parse().map_err(|e: retina::Error| e.to_string())?);
-    if let Some(secs) = NonZeroU32::new(10) {
-        play = play.enforce_timestamps_with_max_jump_secs(secs);
-    }
     let playing = session.play(play).await.map_err(|e| e.to_string())?;
     let demuxed = playing.demuxed().map_err(|e| e.to_string())?;
     Ok((demuxed, tracks))

@@ -117,6 +117,8 @@ pub struct Frame {
     /// A video frame a decoder can start from (IDR); always true for audio.
     pub keyframe: bool,
     pub data: Bytes,
+    /// When the router got the frame (its last packet, for packetized sources): latency is measured from here.
+    pub received: std::time::Instant,
 }
 
 impl Frame {

@@ -167,7 +167,14 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn video_frame(pts: i64, keyframe: bool) -> Arc<Frame> {
-        Arc::new(Frame { track: video_track(), pts, dts: pts, keyframe, data: Bytes::from_static(b"frame") })
+        Arc::new(Frame {
+            track: video_track(),
+            pts,
+            dts: pts,
+            keyframe,
+            data: Bytes::from_static(b"frame"),
+            received: std::time::Instant::now(),
+        })
     }
 
     fn pair(capacity: usize) -> (ReaderSlot, RouteReader) {

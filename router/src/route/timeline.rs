@@ -109,7 +109,7 @@ mod tests {
             params: CodecParams::None,
             description: String::new(),
         });
-        Frame { track, pts: dts, dts, keyframe: true, data: bytes::Bytes::new() }
+        Frame { track, pts: dts, dts, keyframe: true, data: bytes::Bytes::new(), received: std::time::Instant::now() }
     }
 
     #[test]

@@ -179,7 +179,14 @@ mod tests {
     fn demo_frame(index: usize) -> Frame {
         let clip = demo::clip();
         let (data, keyframe) = &clip.frames[index];
-        Frame { track: Arc::clone(&clip.track), pts: 3000, dts: 3000, keyframe: *keyframe, data: data.clone() }
+        Frame {
+            track: Arc::clone(&clip.track),
+            pts: 3000,
+            dts: 3000,
+            keyframe: *keyframe,
+            data: data.clone(),
+            received: std::time::Instant::now(),
+        }
     }
 
     #[test]

@@ -63,7 +63,14 @@ impl PublishedTracks {
             Codec::Vp8 => (Bytes::copy_from_slice(data), data[0] & 1 == 0),
             _ => (Bytes::copy_from_slice(data), true),
         };
-        Some(Frame { track: Arc::clone(track), pts: ts, dts: ts, keyframe, data: payload })
+        Some(Frame {
+            track: Arc::clone(track),
+            pts: ts,
+            dts: ts,
+            keyframe,
+            data: payload,
+            received: std::time::Instant::now(),
+        })
     }
 
     pub fn tracks(&self) -> Vec<Arc<Track>> {

@@ -247,29 +247,29 @@ impl Session {
         }
     }
 
-    /// Sends one route frame to a viewer; no-op for publishers, unconnected viewers, codecs the viewer did not
-    /// accept, and video before the first keyframe.
+    /// Sends one route frame to a viewer, returning whether it did: not for publishers, unconnected viewers,
+    /// codecs the viewer did not accept, or video before the first keyframe.
     pub fn send_frame(
         &mut self,
         frame: &RtpFrame,
         now: Instant,
         out: &mut dyn FnMut(Transmit),
         events: &mut Vec<SessionEvent>,
-    ) {
+    ) -> bool {
         if self.connected_at.is_none() {
-            return;
+            return false;
         }
-        let Role::Viewer(viewer) = &mut self.role else { return };
+        let Role::Viewer(viewer) = &mut self.role else { return false };
         let is_video = matches!(frame.codec, Codec::H264 | Codec::Vp8 | Codec::H265);
         if is_video {
             if !viewer.synced && !frame.keyframe {
-                return;
+                return false;
             }
             viewer.synced = true;
         }
         let track = if is_video { viewer.video.as_mut() } else { viewer.audio.as_mut() };
-        let Some(track) = track else { return };
-        let Some(params) = track.pt(frame.codec) else { return };
+        let Some(track) = track else { return false };
+        let Some(params) = track.pt(frame.codec) else { return false };
         let mid = track.mid;
         let first_seq = track.seq;
         track.seq += frame.payloads.len() as u64;
@@ -280,10 +280,11 @@ impl Session {
                 .nackable(is_video);
             match self.rtc.direct_api().stream_tx_by_mid(mid, None) {
                 Some(stream) => stream.write_rtp(write),
-                None => return,
+                None => return false,
             }
             self.drain(now, out, events);
         }
+        true
     }
 
     /// Asks a publisher for a keyframe on every video line.

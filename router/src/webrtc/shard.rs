@@ -53,9 +53,34 @@ pub enum ShardCommand {
     Stats(oneshot::Sender<ShardStats>),
 }
 
+/// Upper bounds (seconds) of the frame latency histogram buckets.
+pub const LATENCY_BUCKETS: [f64; 10] = [0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1];
+
+/// How long frames took from arriving at the router (last packet in) to their first packet leaving for a WHEP
+/// viewer: the latency the router adds. Cumulative counts per bucket, as Prometheus histograms want them.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct LatencyHistogram {
+    pub buckets: [u64; LATENCY_BUCKETS.len()],
+    pub count: u64,
+    pub sum_seconds: f64,
+}
+
+impl LatencyHistogram {
+    pub fn record(&mut self, seconds: f64) {
+        for (bucket, le) in self.buckets.iter_mut().zip(LATENCY_BUCKETS) {
+            if seconds <= le {
+                *bucket += 1;
+            }
+        }
+        self.count += 1;
+        self.sum_seconds += seconds;
+    }
+}
+
 /// The shard's sessions and socket counters.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct ShardStats {
+    pub frame_latency: LatencyHistogram,
     pub sessions: Vec<SessionInfo>,
     pub datagrams_sent: u64,
     /// Send system calls: fewer than datagrams when GSO batches them.
@@ -102,6 +127,7 @@ pub struct Shard {
     timers: BTreeSet<(Instant, Key)>,
     fanouts: HashMap<crate::config::model::RouteName, Fanout>,
     next_key: Key,
+    latency: LatencyHistogram,
 }
 
 impl Shard {
@@ -118,6 +144,7 @@ impl Shard {
             timers: BTreeSet::new(),
             fanouts: HashMap::new(),
             next_key: 1,
+            latency: LatencyHistogram::default(),
         }
     }
 
@@ -222,6 +249,7 @@ impl Shard {
                     })
                     .collect();
                 let _ = reply.send(ShardStats {
+                    frame_latency: self.latency.clone(),
                     sessions,
                     datagrams_sent: self.io.datagrams_sent,
                     send_calls: self.io.send_calls,
@@ -318,9 +346,16 @@ impl Shard {
             }
         }
         let now = Instant::now();
+        let mut measured = false;
         for i in 0..fanout.viewers.len() {
             let Some(key) = self.fanouts.get(&sub.name).and_then(|f| f.viewers.get(i)).copied() else { break };
-            self.with_session(key, now, |s, out, ev| s.send_frame(&rtp, now, out, ev));
+            let mut sent = false;
+            self.with_session(key, now, |s, out, ev| sent = s.send_frame(&rtp, now, out, ev));
+            if sent && !measured {
+                // Once per frame: its first packets are in the kernel now.
+                measured = true;
+                self.latency.record(frame.received.elapsed().as_secs_f64());
+            }
         }
     }
 
@@ -385,7 +420,9 @@ impl Shard {
                     v.subscription.route.request_keyframe();
                 }
                 for frame in gop {
-                    self.with_session(key, now, |s, out, ev| s.send_frame(&frame, now, out, ev));
+                    self.with_session(key, now, |s, out, ev| {
+                        s.send_frame(&frame, now, out, ev);
+                    });
                 }
             }
         }

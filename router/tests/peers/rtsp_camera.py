@@ -2,7 +2,7 @@
 """An IP camera stand-in: gst-rtsp-server serving a live test stream at rtsp://127.0.0.1:PORT/test.
 
 Usage: rtsp_camera.py PORT CODEC [USER PASS]
-  CODEC: h264 | h265 | h264+pcma | h264+opus
+  CODEC: h264 | h264-4m | h265 | h264+pcma | h264+opus
   USER PASS: require Digest authentication with these credentials.
 Prints "ready" once listening, and "client connected" / "client disconnected" per RTSP connection, flushed,
 so tests can wait on them.
@@ -19,6 +19,10 @@ from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
 VIDEO = {
     "h264": "videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framerate=30/1 "
     "! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30 ! rtph264pay name=pay0 pt=96",
+    # A 4 Mbit/s stream for the RTSP load benchmark (720p keeps the one shared encoder cheap).
+    "h264-4m": "videotestsrc is-live=true pattern=smpte ! video/x-raw,width=1280,height=720,framerate=30/1 "
+    "! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=60 bitrate=4000 vbv-buf-capacity=1000 "
+    "! rtph264pay name=pay0 pt=96",
     "h265": "videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framerate=30/1 "
     "! x265enc tune=zerolatency speed-preset=ultrafast key-int-max=30 ! rtph265pay name=pay0 pt=96",
 }
