@@ -80,6 +80,7 @@ async fn run(threads: usize) {
             keyframe: n % 30 == 0,
             data: payload.clone(),
             received: std::time::Instant::now(),
+            wallclock: None,
         };
         tx.send(frame).await.expect("route alive");
     }

@@ -40,6 +40,7 @@ fn frame(track: &Arc<Track>, n: i64) -> Frame {
         keyframe: n % GOP == 0,
         data: Bytes::from(vec![0u8; 100]),
         received: std::time::Instant::now(),
+        wallclock: None,
     }
 }
 

@@ -277,3 +277,30 @@ async fn unreachable_cameras_and_garbage_servers_fail_clearly() {
     // The rest of the router is unaffected.
     assert_eq!(frames(&router, "demo", 5).await.len(), 5);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sender_reports_give_frames_their_wall_clock_time() {
+    let camera = Camera::start(free_port(), "h264", None);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let router = RouterProcess::start(&routes_file(dir.path(), &route("cam", &camera.url(""), "")));
+    let mut tap = reqwest::get(router.url("/v1/routes/cam/frames")).await.expect("tap");
+    let mut buf = Vec::new();
+    // gst-rtsp-server sends an RTCP sender report every few seconds; frames after the first one carry the time.
+    let wallclock = tokio::time::timeout(WAIT, async {
+        loop {
+            while let Some(nl) = buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=nl).collect();
+                let v: serde_json::Value = serde_json::from_slice(&line).expect("ndjson");
+                if let Some(w) = v["wallclock"].as_f64() {
+                    return w;
+                }
+            }
+            let chunk = tap.chunk().await.expect("chunk").expect("tap open");
+            buf.extend_from_slice(&chunk);
+        }
+    })
+    .await
+    .expect("a frame with wall-clock time from a sender report");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs_f64();
+    assert!((now - wallclock).abs() < 5.0, "the camera's clock is this machine's: {wallclock} vs {now}");
+}

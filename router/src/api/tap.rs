@@ -57,6 +57,7 @@ pub fn frame_line(f: &Frame) -> Bytes {
         "dts": f.dts,
         "keyframe": f.keyframe,
         "size": f.data.len(),
+        "wallclock": f.wallclock.and_then(|w| w.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_secs_f64()),
     }))
     .unwrap_or_default();
     line.push(b'\n');

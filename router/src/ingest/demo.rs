@@ -89,6 +89,7 @@ async fn run(feed: SourceFeed) {
             keyframe: *keyframe,
             data: data.clone(),
             received: std::time::Instant::now(),
+            wallclock: None,
         };
         if !feed.send(SourceEvent::Frame(frame)).await {
             return;

@@ -145,6 +145,7 @@ async fn session(source: &RtspSource, feed: &SourceFeed) -> Ended {
                     keyframe,
                     data: Bytes::from(f.into_data()),
                     received: std::time::Instant::now(),
+                    wallclock: None,
                 }
             }
             CodecItem::AudioFrame(f) => {
@@ -164,7 +165,21 @@ async fn session(source: &RtspSource, feed: &SourceFeed) -> Ended {
                     keyframe: true,
                     data: Bytes::copy_from_slice(f.data()),
                     received: std::time::Instant::now(),
+                    wallclock: None,
                 }
+            }
+            CodecItem::Rtcp(rtcp) => {
+                // Sender reports tie the camera's RTP clock to its wall clock (NTP).
+                let Some(ts) = rtcp.rtp_timestamp() else { continue };
+                let Some(slot) = tracks.iter().find(|t| t.stream == rtcp.stream_id()) else { continue };
+                let sr = rtcp.pkts().find_map(|p| p.as_sender_report().ok().flatten());
+                if let Some(sr) = sr
+                    && let Some(wallclock) = ntp_to_system_time(sr.ntp_timestamp().0)
+                    && !feed.send(SourceEvent::Clock { track: slot.id, pts: ts.elapsed(), wallclock }).await
+                {
+                    return Ended::RouteStopped;
+                }
+                continue;
             }
             _ => continue,
         };
@@ -287,4 +302,33 @@ async fn connect(source: &RtspSource) -> Result<(retina::client::Demuxed, Vec<Pu
 
 fn percent_decode(s: &str) -> String {
     url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default()
+}
+
+/// NTP time (seconds since 1900 in the upper 32 bits, fraction in the lower) as system time.
+fn ntp_to_system_time(ntp: u64) -> Option<std::time::SystemTime> {
+    const UNIX_EPOCH_AS_NTP_SECS: u64 = 2_208_988_800;
+    let secs = (ntp >> 32).checked_sub(UNIX_EPOCH_AS_NTP_SECS)?;
+    let nanos = ((ntp & 0xffff_ffff) * 1_000_000_000) >> 32;
+    std::time::UNIX_EPOCH.checked_add(Duration::new(secs, nanos as u32))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ntp_timestamps_map_to_unix_time() {
+        let ntp = ((2_208_988_800u64 + 1_700_000_000) << 32) | (1u64 << 31);
+        let t = ntp_to_system_time(ntp).expect("valid");
+        assert_eq!(t.duration_since(std::time::UNIX_EPOCH).ok(), Some(Duration::from_millis(1_700_000_000_500)));
+        assert_eq!(ntp_to_system_time(5 << 32), None, "before 1970");
+    }
+
+    #[test]
+    fn camera_codecs() {
+        assert_eq!(stream_codec("video", "h264"), Ok(Codec::H264));
+        assert_eq!(stream_codec("audio", "pcma"), Ok(Codec::Pcma));
+        assert!(stream_codec("audio", "opus").is_err_and(|e| e.contains("Opus")));
+        assert!(stream_codec("application", "vnd.onvif.metadata").is_err());
+    }
 }

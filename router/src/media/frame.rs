@@ -119,6 +119,8 @@ pub struct Frame {
     pub data: Bytes,
     /// When the router got the frame (its last packet, for packetized sources): latency is measured from here.
     pub received: std::time::Instant,
+    /// When the source captured it, in wall-clock time, where the source says (RTCP sender reports).
+    pub wallclock: Option<std::time::SystemTime>,
 }
 
 impl Frame {

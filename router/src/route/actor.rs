@@ -73,6 +73,13 @@ pub enum SourceEvent {
     },
     /// The source reached its peer again: it is setting up streams, frames follow.
     Connected,
+    /// The source's clock for a track: `pts` (in the source's own timeline, like its frames) was captured at
+    /// `wallclock` (from an RTCP sender report). Frames after it carry their wall-clock time.
+    Clock {
+        track: TrackId,
+        pts: i64,
+        wallclock: std::time::SystemTime,
+    },
 }
 
 /// The source's handle into its route. Dropping every clone ends the source session: a publisher leaving.
@@ -269,6 +276,8 @@ struct RouteActor {
     tracks: BTreeMap<TrackId, Arc<Track>>,
     has_video: bool,
     timeline: Timeline,
+    /// Per track, the source's latest (pts, wall clock) pair; cleared with each new source session.
+    clocks: std::collections::HashMap<TrackId, (i64, std::time::SystemTime)>,
     gop: GopCache,
     readers: Vec<ReaderSlot>,
     next_reader_id: ReaderId,
@@ -307,6 +316,7 @@ impl RouteActor {
             tracks: BTreeMap::new(),
             has_video: false,
             timeline: Timeline::default(),
+            clocks: Default::default(),
             gop: GopCache::new(GopLimits::default()),
             readers: Vec::new(),
             next_reader_id: 1,
@@ -539,6 +549,7 @@ impl RouteActor {
     fn new_session(&mut self) {
         self.source_starts += 1;
         self.timeline.new_session();
+        self.clocks.clear();
         self.gop.clear();
         for reader in &mut self.readers {
             reader.resync();
@@ -562,6 +573,9 @@ impl RouteActor {
                 // The source restarts by itself: count it as a session, not as a start by the route.
                 self.source_starts -= 1;
             }
+            SourceEvent::Clock { track, pts, wallclock } => {
+                self.clocks.insert(track, (pts, wallclock));
+            }
             SourceEvent::Connected => {
                 if self.state == RouteState::Reconnecting {
                     self.state = RouteState::Waiting;
@@ -572,6 +586,17 @@ impl RouteActor {
 
     /// The hot path: one frame in, offered to every reader without waiting on any.
     fn handle_frame(&mut self, mut frame: Frame) {
+        // Wall-clock time from the source's clock mapping, in the source's own timeline (before rebasing).
+        if frame.wallclock.is_none()
+            && let Some((pts, wall)) = self.clocks.get(&frame.track.id)
+        {
+            let secs = (frame.pts - pts) as f64 / f64::from(frame.track.clock_rate.max(1));
+            frame.wallclock = if secs >= 0.0 {
+                wall.checked_add(Duration::from_secs_f64(secs))
+            } else {
+                wall.checked_sub(Duration::from_secs_f64(-secs))
+            };
+        }
         self.timeline.rebase(&mut frame);
         let track = &frame.track;
         if self.tracks.get(&track.id).is_none_or(|known| !Arc::ptr_eq(known, track)) {

@@ -174,6 +174,7 @@ pub(crate) mod tests {
             keyframe,
             data: Bytes::from_static(b"frame"),
             received: std::time::Instant::now(),
+            wallclock: None,
         })
     }
 

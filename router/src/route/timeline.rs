@@ -109,7 +109,15 @@ mod tests {
             params: CodecParams::None,
             description: String::new(),
         });
-        Frame { track, pts: dts, dts, keyframe: true, data: bytes::Bytes::new(), received: std::time::Instant::now() }
+        Frame {
+            track,
+            pts: dts,
+            dts,
+            keyframe: true,
+            data: bytes::Bytes::new(),
+            received: std::time::Instant::now(),
+            wallclock: None,
+        }
     }
 
     #[test]

@@ -186,6 +186,7 @@ mod tests {
             keyframe: *keyframe,
             data: data.clone(),
             received: std::time::Instant::now(),
+            wallclock: None,
         }
     }
 

@@ -70,6 +70,7 @@ impl PublishedTracks {
             keyframe,
             data: payload,
             received: std::time::Instant::now(),
+            wallclock: None,
         })
     }
 
