@@ -19,6 +19,7 @@ pub mod ingest;
 pub mod logging;
 pub mod media;
 pub mod route;
+pub mod rtmp;
 pub mod runtime;
 pub mod server;
 pub mod webrtc;

@@ -29,7 +29,11 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding the HTTP listener on {} (`server.http`)", server.http))?;
     let local = listener.local_addr()?;
-    tracing::info!(http = %local, routes = dir.routes.len(), config = %config_path.display(),
+    let rtmp = crate::rtmp::serve(server.rtmp, runtime.clone())
+        .await
+        .with_context(|| format!("binding the RTMP listener on {} (`server.rtmp`)", server.rtmp))?;
+
+    tracing::info!(http = %local, rtmp = %rtmp, routes = dir.routes.len(), config = %config_path.display(),
         "sluice {} is up; open http://{}/", env!("CARGO_PKG_VERSION"), browsable(local));
 
     let webrtc = WebRtc::start(&server.webrtc)

@@ -41,6 +41,7 @@ fn frame(track: &Arc<Track>, n: i64) -> Frame {
         data: Bytes::from(vec![0u8; 100]),
         received: std::time::Instant::now(),
         wallclock: None,
+        flv: Default::default(),
     }
 }
 
@@ -294,8 +295,8 @@ async fn keyframe_requests_reach_the_publisher_rate_limited() {
         sluice::config::parse("[[route]]\nname = \"p\"\nfrom = \"whip\"\nto = [\"whep\"]\n", "t.toml", &|_| None)
             .expect("valid");
     let route = spawn_route(Arc::clone(&table.routes[0]), RouteSource::Publish);
-    let feed = route.attach_publisher(None).await.expect("first publisher");
-    assert!(matches!(route.attach_publisher(None).await, Err(RouteError::PublisherBusy(_))));
+    let feed = route.attach_publisher(None, false).await.expect("first publisher");
+    assert!(matches!(route.attach_publisher(None, false).await, Err(RouteError::PublisherBusy(_))));
     // Three viewers lose a picture at once: the publisher hears one request now, and one after the interval.
     for _ in 0..3 {
         route.request_keyframe();
@@ -310,5 +311,5 @@ async fn keyframe_requests_reach_the_publisher_rate_limited() {
     // The publisher leaving frees the route for the next one.
     drop(feed);
     route.snapshot().await.expect("alive");
-    route.attach_publisher(None).await.expect("next publisher");
+    route.attach_publisher(None, false).await.expect("next publisher");
 }

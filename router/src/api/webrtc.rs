@@ -170,7 +170,7 @@ async fn offer_inner(
             let snapshot = route.snapshot().await.map_err(route_error)?;
             state.webrtc.view(route, &snapshot, &sdp, Some(remote)).await
         }
-        Side::Whip => state.webrtc.publish(route, &sdp, Some(remote)).await,
+        Side::Whip => state.webrtc.publish(route, &sdp, Some(remote), config.override_publisher).await,
     }
     .map_err(webrtc_error)?;
     let location = format!("/{route_name}/{}/{}", side.as_str(), answer.session_id);

@@ -215,6 +215,11 @@ pub struct RouteConfig {
     pub max_readers: Option<u32>,
     /// Options for `rtsp://` pull sources; `None` for other sources.
     pub rtsp: Option<RtspOptions>,
+    /// The stream key RTMP publishers must present (OBS "Stream Key", or `?key=`); `None` accepts any.
+    #[serde(skip_serializing)]
+    pub publish_key: Option<String>,
+    /// A new publisher replaces the current one instead of being refused.
+    pub override_publisher: bool,
 }
 
 /// How to pull an RTSP camera: transport and camera quirks (retina's named policies, validated).

@@ -105,6 +105,8 @@ pub struct RouteSpec {
     pub max_readers: Option<Spanned<i64>>,
     pub rtsp_transport: Option<Spanned<String>>,
     pub rtsp_quirks: Option<Spanned<RtspQuirksSpec>>,
+    pub publish_key: Option<Spanned<String>>,
+    pub override_publisher: Option<Spanned<bool>>,
 }
 
 /// Workarounds for cameras that bend RTSP, each one of retina's named policies.

@@ -619,10 +619,56 @@ impl Cx<'_> {
         }
         .unwrap_or(DEFAULT_IDLE_TIMEOUT);
         let rtsp = self.rtsp_options(&ctx, &spec, from.as_ref());
+        let publishes = matches!(from, Some(Source::Publish { .. }));
+        let publish_key = match &spec.publish_key {
+            Some(k) if !matches!(from, Some(Source::Publish { protocol: PublishProtocol::Rtmp })) => {
+                self.err(
+                    k.span(),
+                    format!("{ctx}: `publish_key` applies to `from = \"rtmp\"` routes"),
+                    Some("remove `publish_key`".to_string()),
+                );
+                None
+            }
+            Some(k) => match self.expand(&format!("{ctx}: `publish_key`"), k) {
+                Some(v) if v.is_empty() => {
+                    self.err(
+                        k.span(),
+                        format!("{ctx}: `publish_key` is empty"),
+                        Some("leave it out to accept any key".to_string()),
+                    );
+                    None
+                }
+                v => v,
+            },
+            None => None,
+        };
+        let override_publisher = match &spec.override_publisher {
+            Some(v) if !publishes => {
+                self.err(
+                    v.span(),
+                    format!("{ctx}: `override_publisher` applies to routes that take publishers"),
+                    Some("remove it".to_string()),
+                );
+                false
+            }
+            Some(v) => *v.get_ref(),
+            None => false,
+        };
         if self.errors.len() != errors_before {
             return None;
         }
-        Some(RouteConfig { name, from: from?, to, auth, on_demand, idle_timeout, max_readers, rtsp })
+        Some(RouteConfig {
+            name,
+            from: from?,
+            to,
+            auth,
+            on_demand,
+            idle_timeout,
+            max_readers,
+            rtsp,
+            publish_key,
+            override_publisher,
+        })
     }
 
     fn source(&mut self, ctx: &str, v: &Spanned<String>) -> Option<Source> {
@@ -901,7 +947,7 @@ auth = "none"
     fn unknown_key_suggests_the_closest() {
         assert_eq!(
             error("[[route]]\nname = \"a\"\nform = \"demo\"\nto = [\"whep\"]\n"),
-            "routes.toml:3:1: unknown key `form`\n  help: did you mean `from`? Keys allowed here: name, from, to, auth, on_demand, idle_timeout, max_readers, rtsp_transport, rtsp_quirks"
+            "routes.toml:3:1: unknown key `form`\n  help: did you mean `from`? Keys allowed here: name, from, to, auth, on_demand, idle_timeout, max_readers, rtsp_transport, rtsp_quirks, publish_key, override_publisher"
         );
     }
 

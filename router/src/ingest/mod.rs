@@ -15,8 +15,8 @@ use crate::route::actor::RouteSource;
 pub fn source_for(route: &RouteConfig) -> RouteSource {
     match &route.from {
         Source::Demo => RouteSource::Pull(Arc::new(demo::DemoSource)),
-        // WHIP publishers attach through the WebRTC engine (`webrtc::WebRtc::publish`).
-        Source::Publish { protocol: PublishProtocol::Whip } => RouteSource::Publish,
+        // Publishers attach through their protocol's server: WHIP via `webrtc`, RTMP via `rtmp`.
+        Source::Publish { protocol: PublishProtocol::Whip | PublishProtocol::Rtmp } => RouteSource::Publish,
         Source::Publish { protocol } => RouteSource::Unavailable(format!(
             "taking {} publishers is not available in this build yet",
             protocol.as_str().to_uppercase()

@@ -146,6 +146,7 @@ async fn session(source: &RtspSource, feed: &SourceFeed) -> Ended {
                     data: Bytes::from(f.into_data()),
                     received: std::time::Instant::now(),
                     wallclock: None,
+                    flv: Default::default(),
                 }
             }
             CodecItem::AudioFrame(f) => {
@@ -166,6 +167,7 @@ async fn session(source: &RtspSource, feed: &SourceFeed) -> Ended {
                     data: Bytes::copy_from_slice(f.data()),
                     received: std::time::Instant::now(),
                     wallclock: None,
+                    flv: Default::default(),
                 }
             }
             CodecItem::Rtcp(rtcp) => {

@@ -121,6 +121,9 @@ pub struct Frame {
     pub received: std::time::Instant,
     /// When the source captured it, in wall-clock time, where the source says (RTCP sender reports).
     pub wallclock: Option<std::time::SystemTime>,
+    /// The frame as an RTMP message (is video, timestamp ms, FLV tag body), made by the first RTMP player that
+    /// needs it and shared by the rest: converted once per route, not once per reader.
+    pub flv: std::sync::OnceLock<Option<(bool, u32, bytes::Bytes)>>,
 }
 
 impl Frame {

@@ -138,7 +138,7 @@ impl Drop for ViewerTicket {
 enum Command {
     AddReader { kind: ReaderKind, remote: Option<String>, reply: oneshot::Sender<Result<RouteReader, RouteError>> },
     AdmitViewer { reader: ReaderId, reply: oneshot::Sender<Result<ViewerTicket, RouteError>> },
-    AttachPublisher { remote: Option<String>, reply: oneshot::Sender<Result<SourceFeed, RouteError>> },
+    AttachPublisher { remote: Option<String>, replace: bool, reply: oneshot::Sender<Result<SourceFeed, RouteError>> },
     RequestKeyframe,
     RemoveReader(ReaderId),
     Snapshot(oneshot::Sender<RouteSnapshot>),
@@ -184,10 +184,11 @@ impl RouteHandle {
         rx.await.map_err(|_| self.ended())?
     }
 
-    /// Becomes the route's source, for routes that take publishers. Fails while another publisher is attached.
-    pub async fn attach_publisher(&self, remote: Option<String>) -> Result<SourceFeed, RouteError> {
+    /// Becomes the route's source, for routes that take publishers. Fails while another publisher is attached,
+    /// unless `replace`: then the old publisher's feed closes and it is dropped.
+    pub async fn attach_publisher(&self, remote: Option<String>, replace: bool) -> Result<SourceFeed, RouteError> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Command::AttachPublisher { remote, reply }).await.map_err(|_| self.ended())?;
+        self.tx.send(Command::AttachPublisher { remote, replace, reply }).await.map_err(|_| self.ended())?;
         rx.await.map_err(|_| self.ended())?
     }
 
@@ -371,8 +372,8 @@ impl RouteActor {
             Command::AdmitViewer { reader, reply } => {
                 let _ = reply.send(self.admit_viewer(reader));
             }
-            Command::AttachPublisher { remote, reply } => {
-                let _ = reply.send(self.attach_publisher(remote));
+            Command::AttachPublisher { remote, replace, reply } => {
+                let _ = reply.send(self.attach_publisher(remote, replace));
             }
             Command::RequestKeyframe => {
                 if let Some(running) = &mut self.running {
@@ -484,7 +485,7 @@ impl RouteActor {
         Ok(ViewerTicket { counters: Arc::clone(&slot.counters) })
     }
 
-    fn attach_publisher(&mut self, remote: Option<String>) -> Result<SourceFeed, RouteError> {
+    fn attach_publisher(&mut self, remote: Option<String>, replace: bool) -> Result<SourceFeed, RouteError> {
         let route = self.config.name.clone();
         match &self.source {
             RouteSource::Publish => {}
@@ -497,7 +498,10 @@ impl RouteActor {
             }
         }
         if self.running.as_ref().is_some_and(|r| !r.events.is_closed()) {
-            return Err(RouteError::PublisherBusy(route));
+            if !replace {
+                return Err(RouteError::PublisherBusy(route));
+            }
+            tracing::info!(route = %self.config.name, "a new publisher replaces the current one (override_publisher)");
         }
         let (running, feed) = RunningSource::new();
         self.running = Some(running);

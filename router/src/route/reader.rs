@@ -175,6 +175,7 @@ pub(crate) mod tests {
             data: Bytes::from_static(b"frame"),
             received: std::time::Instant::now(),
             wallclock: None,
+            flv: Default::default(),
         })
     }
 

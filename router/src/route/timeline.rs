@@ -117,6 +117,7 @@ mod tests {
             data: bytes::Bytes::new(),
             received: std::time::Instant::now(),
             wallclock: None,
+            flv: Default::default(),
         }
     }
 

@@ -208,12 +208,13 @@ impl WebRtc {
         Ok(Answer { session_id: id, sdp: answer.to_sdp_string() })
     }
 
-    /// Answers a WHIP offer: the publisher of `route`.
+    /// Answers a WHIP offer: the publisher of `route` (replacing a current one when `replace`).
     pub async fn publish(
         &self,
         route: &RouteHandle,
         offer: &str,
         remote: Option<SocketAddr>,
+        replace: bool,
     ) -> Result<Answer, WebRtcError> {
         let mids = offered_media(offer)?;
         let video = preferred_video_codec(offer);
@@ -232,7 +233,7 @@ impl WebRtc {
                 "the offer sends no media in a codec the router takes (H.264, VP8, Opus, PCMU, PCMA)".into(),
             ));
         }
-        let feed = route.attach_publisher(remote.map(|r| r.to_string())).await?;
+        let feed = route.attach_publisher(remote.map(|r| r.to_string()), replace).await?;
         let id = session_id();
         let keyframe_task = {
             let feed = feed.clone();

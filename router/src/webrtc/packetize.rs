@@ -187,6 +187,7 @@ mod tests {
             data: data.clone(),
             received: std::time::Instant::now(),
             wallclock: None,
+            flv: Default::default(),
         }
     }
 

@@ -1,0 +1,381 @@
+//! One RTMP connection: handshake, then publish into a route or play one.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
+use rml_rtmp::sessions::{ServerSession, ServerSessionConfig, ServerSessionEvent, ServerSessionResult};
+use rml_rtmp::time::RtmpTimestamp;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::flv::{self, AudioTag, VideoTag};
+use crate::config::model::{Output, PublishProtocol, RouteConfig, Source};
+use crate::media::{Codec, CodecParams, Frame, Track, TrackId, h264};
+use crate::route::{FeedError, ReaderKind, RouteHandle, RouteReader, SourceEvent, SourceFeed};
+use crate::runtime::Runtime;
+
+/// A peer that sends nothing for this long (no media, no acknowledgements) is dropped.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// The handshake must complete in this time.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+enum ConnError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("RTMP handshake failed: {0:?}")]
+    Handshake(rml_rtmp::handshake::HandshakeError),
+    #[error("RTMP protocol error: {0:?}")]
+    Session(rml_rtmp::sessions::ServerSessionError),
+    #[error("{0}")]
+    Refused(String),
+    #[error("{0}")]
+    Media(#[from] flv::FlvError),
+    #[error("no data for {0:?}")]
+    Idle(Duration),
+}
+
+impl From<rml_rtmp::sessions::ServerSessionError> for ConnError {
+    fn from(e: rml_rtmp::sessions::ServerSessionError) -> Self {
+        ConnError::Session(e)
+    }
+}
+
+pub async fn run(stream: TcpStream, peer: SocketAddr, runtime: Runtime) {
+    let mut conn = Connection { stream, peer, runtime, publishing: None, playing: None, buf: vec![0u8; 64 * 1024] };
+    match conn.serve().await {
+        Ok(()) => tracing::debug!(%peer, "RTMP connection closed"),
+        Err(ConnError::Io(e)) => tracing::debug!(%peer, error = %e, "RTMP connection ended"),
+        Err(e) => tracing::warn!(%peer, error = %e, "RTMP connection closed"),
+    }
+}
+
+/// What a publishing connection feeds.
+struct Publishing {
+    route: String,
+    feed: SourceFeed,
+    video: Option<Arc<Track>>,
+    audio: Option<Arc<Track>>,
+}
+
+/// What a playing connection reads.
+struct Playing {
+    stream_id: u32,
+    reader: RouteReader,
+    /// Parameter sets last sent to the player, per track (a change sends a new sequence header).
+    sent_params: Vec<(TrackId, CodecParams)>,
+}
+
+struct Connection {
+    stream: TcpStream,
+    peer: SocketAddr,
+    runtime: Runtime,
+    publishing: Option<Publishing>,
+    playing: Option<Playing>,
+    buf: Vec<u8>,
+}
+
+impl Connection {
+    async fn serve(&mut self) -> Result<(), ConnError> {
+        let remaining = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.handshake())
+            .await
+            .map_err(|_| ConnError::Idle(HANDSHAKE_TIMEOUT))??;
+        let (mut session, results) = ServerSession::new(ServerSessionConfig::new())?;
+        self.handle_results(&mut session, results).await?;
+        let results = session.handle_input(&remaining)?;
+        self.handle_results(&mut session, results).await?;
+        loop {
+            tokio::select! {
+                read = tokio::time::timeout(IDLE_TIMEOUT, self.stream.read(&mut self.buf)) => {
+                    let n = read.map_err(|_| ConnError::Idle(IDLE_TIMEOUT))??;
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    let results = session.handle_input(&self.buf[..n])?;
+                    self.handle_results(&mut session, results).await?;
+                }
+                frame = next_frame(&mut self.playing) => match frame {
+                    Some(frame) => self.play_frame(&mut session, &frame).await?,
+                    None => {
+                        // The route ended (removed by a reload) or dropped this reader.
+                        return Err(ConnError::Refused("the route stopped serving this player".into()));
+                    }
+                },
+            }
+        }
+    }
+
+    async fn handshake(&mut self) -> Result<Vec<u8>, ConnError> {
+        let mut handshake = Handshake::new(PeerType::Server);
+        loop {
+            let n = self.stream.read(&mut self.buf).await?;
+            if n == 0 {
+                return Err(ConnError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+            }
+            match handshake.process_bytes(&self.buf[..n]).map_err(ConnError::Handshake)? {
+                HandshakeProcessResult::InProgress { response_bytes } => self.stream.write_all(&response_bytes).await?,
+                HandshakeProcessResult::Completed { response_bytes, remaining_bytes } => {
+                    self.stream.write_all(&response_bytes).await?;
+                    return Ok(remaining_bytes);
+                }
+            }
+        }
+    }
+
+    async fn handle_results(
+        &mut self,
+        session: &mut ServerSession,
+        results: Vec<ServerSessionResult>,
+    ) -> Result<(), ConnError> {
+        for result in results {
+            match result {
+                ServerSessionResult::OutboundResponse(packet) => self.stream.write_all(&packet.bytes).await?,
+                ServerSessionResult::RaisedEvent(event) => self.handle_event(session, event).await?,
+                ServerSessionResult::UnhandleableMessageReceived(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_event(&mut self, session: &mut ServerSession, event: ServerSessionEvent) -> Result<(), ConnError> {
+        match event {
+            ServerSessionEvent::ConnectionRequested { request_id, .. } => {
+                let results = session.accept_request(request_id)?;
+                Box::pin(self.handle_results(session, results)).await?;
+            }
+            ServerSessionEvent::PublishStreamRequested { request_id, app_name, stream_key, .. } => {
+                match self.start_publishing(&app_name, &stream_key).await {
+                    Ok(p) => {
+                        tracing::info!(peer = %self.peer, route = %p.route, "RTMP publisher connected");
+                        self.publishing = Some(p);
+                        let results = session.accept_request(request_id)?;
+                        Box::pin(self.handle_results(session, results)).await?;
+                    }
+                    Err(why) => {
+                        let results = session.reject_request(request_id, "NetStream.Publish.BadName", &why)?;
+                        Box::pin(self.handle_results(session, results)).await?;
+                        return Err(ConnError::Refused(format!("publish refused: {why}")));
+                    }
+                }
+            }
+            ServerSessionEvent::PlayStreamRequested { request_id, app_name, stream_key, stream_id, .. } => {
+                match self.start_playing(&app_name, &stream_key, stream_id).await {
+                    Ok(p) => {
+                        self.playing = Some(p);
+                        let results = session.accept_request(request_id)?;
+                        Box::pin(self.handle_results(session, results)).await?;
+                    }
+                    Err(why) => {
+                        let results = session.reject_request(request_id, "NetStream.Play.StreamNotFound", &why)?;
+                        Box::pin(self.handle_results(session, results)).await?;
+                        return Err(ConnError::Refused(format!("play refused: {why}")));
+                    }
+                }
+            }
+            ServerSessionEvent::VideoDataReceived { data, timestamp, .. } => self.video(&data, timestamp)?,
+            ServerSessionEvent::AudioDataReceived { data, timestamp, .. } => self.audio(&data, timestamp)?,
+            ServerSessionEvent::PublishStreamFinished { .. } => {
+                if let Some(p) = self.publishing.take() {
+                    tracing::info!(peer = %self.peer, route = %p.route, "RTMP publisher finished");
+                }
+            }
+            ServerSessionEvent::PlayStreamFinished { .. } => self.playing = None,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    async fn start_publishing(&mut self, app: &str, stream: &str) -> Result<Publishing, String> {
+        let (config, route, key) = self.resolve(app, stream)?;
+        if config.from != (Source::Publish { protocol: PublishProtocol::Rtmp }) {
+            return Err(format!(
+                "route \"{}\" takes its media from {}, not from RTMP publishers",
+                config.name,
+                config.from.redacted()
+            ));
+        }
+        if let Some(expected) = &config.publish_key
+            && key.as_deref() != Some(expected.as_str())
+        {
+            return Err(format!("wrong or missing stream key for route \"{}\"", config.name));
+        }
+        let feed = route
+            .attach_publisher(Some(self.peer.to_string()), config.override_publisher)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Publishing { route: config.name.to_string(), feed, video: None, audio: None })
+    }
+
+    async fn start_playing(&mut self, app: &str, stream: &str, stream_id: u32) -> Result<Playing, String> {
+        let (config, route, _) = self.resolve(app, stream)?;
+        if !config.to.contains(&Output::Rtmp) {
+            return Err(format!("route \"{}\" does not list \"rtmp\" in `to`", config.name));
+        }
+        let reader =
+            route.add_reader(ReaderKind::Rtmp, Some(self.peer.to_string())).await.map_err(|e| e.to_string())?;
+        tracing::info!(peer = %self.peer, route = %config.name, "RTMP player connected");
+        Ok(Playing { stream_id, reader, sent_params: Vec::new() })
+    }
+
+    /// The route an (app, stream name) pair names, and the stream key presented.
+    fn resolve(&self, app: &str, stream: &str) -> Result<(Arc<RouteConfig>, RouteHandle, Option<String>), String> {
+        let (app, app_query) = app.split_once('?').unwrap_or((app, ""));
+        let (stream, stream_query) = stream.split_once('?').unwrap_or((stream, ""));
+        let query_key = [app_query, stream_query]
+            .iter()
+            .flat_map(|q| url::form_urlencoded::parse(q.as_bytes()))
+            .find(|(k, _)| k == "key" || k == "token")
+            .map(|(_, v)| v.into_owned());
+        let dir = self.runtime.directory();
+        let app = app.trim_matches('/');
+        let (name, key) = if dir.route(app).is_some() {
+            (app.to_string(), query_key.or_else(|| (!stream.is_empty()).then(|| stream.to_string())))
+        } else if dir.route(stream).is_some() {
+            (stream.to_string(), query_key)
+        } else {
+            return Err(format!(
+                "there is no route \"{app}\" (use rtmp://host/ROUTE with the stream key as the stream name)"
+            ));
+        };
+        let (config, handle) = dir.route(&name).ok_or_else(|| format!("there is no route \"{name}\""))?;
+        Ok((Arc::clone(config), handle.clone(), key))
+    }
+
+    fn video(&mut self, data: &Bytes, timestamp: RtmpTimestamp) -> Result<(), ConnError> {
+        let Some(p) = &mut self.publishing else { return Ok(()) };
+        match flv::parse_video(data)? {
+            VideoTag::AvcSequenceHeader { sps, pps } => {
+                let description = h264::parse_sps(&sps).map(|i| i.describe()).unwrap_or_default();
+                let params = CodecParams::H264 { sps, pps };
+                if p.video.as_ref().is_none_or(|t| t.params != params) {
+                    p.video = Some(Arc::new(Track {
+                        id: TrackId(0),
+                        codec: Codec::H264,
+                        clock_rate: 90_000,
+                        params,
+                        description,
+                    }));
+                    announce(p);
+                }
+            }
+            VideoTag::AvcNalus { keyframe, composition_time_ms, data: nalus } => {
+                let Some(track) = p.video.clone() else { return Ok(()) };
+                let dts = i64::from(timestamp.value) * 90;
+                let pts = dts + i64::from(composition_time_ms) * 90;
+                let payload = data.slice_ref(nalus);
+                send(
+                    p,
+                    Frame {
+                        track,
+                        pts,
+                        dts,
+                        keyframe,
+                        data: payload,
+                        received: std::time::Instant::now(),
+                        wallclock: None,
+                        flv: Default::default(),
+                    },
+                )?;
+            }
+            VideoTag::Ignored => {}
+        }
+        Ok(())
+    }
+
+    fn audio(&mut self, data: &Bytes, timestamp: RtmpTimestamp) -> Result<(), ConnError> {
+        let Some(p) = &mut self.publishing else { return Ok(()) };
+        match flv::parse_audio(data)? {
+            AudioTag::AacConfig { config, sample_rate, channels } => {
+                let params = CodecParams::Aac { audio_specific_config: config };
+                if p.audio.as_ref().is_none_or(|t| t.params != params) {
+                    let description = format!("{sample_rate} Hz, {channels} ch");
+                    p.audio = Some(Arc::new(Track {
+                        id: TrackId(1),
+                        codec: Codec::Aac,
+                        clock_rate: sample_rate,
+                        params,
+                        description,
+                    }));
+                    announce(p);
+                }
+            }
+            AudioTag::AacRaw(raw) => {
+                let Some(track) = p.audio.clone() else { return Ok(()) };
+                let ts = i64::from(timestamp.value) * i64::from(track.clock_rate) / 1000;
+                let payload = data.slice_ref(raw);
+                send(
+                    p,
+                    Frame {
+                        track,
+                        pts: ts,
+                        dts: ts,
+                        keyframe: true,
+                        data: payload,
+                        received: std::time::Instant::now(),
+                        wallclock: None,
+                        flv: Default::default(),
+                    },
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn play_frame(&mut self, session: &mut ServerSession, frame: &Arc<Frame>) -> Result<(), ConnError> {
+        let Some(p) = &mut self.playing else { return Ok(()) };
+        let stream_id = p.stream_id;
+        let sent = p.sent_params.iter().find(|(id, _)| *id == frame.track.id).map(|(_, params)| params);
+        let mut packets = Vec::new();
+        if sent != Some(&frame.track.params)
+            && let Some((is_video, header)) = flv::sequence_header(&frame.track.params)
+        {
+            let ts = RtmpTimestamp::new(0);
+            packets.push(if is_video {
+                session.send_video_data(stream_id, header, ts, false)?
+            } else {
+                session.send_audio_data(stream_id, header, ts, false)?
+            });
+            p.sent_params.retain(|(id, _)| *id != frame.track.id);
+            p.sent_params.push((frame.track.id, frame.track.params.clone()));
+        }
+        // Built once per route frame, shared by every RTMP player of the route.
+        let message = frame.flv.get_or_init(|| flv::frame_message(frame).map(|(v, ts, body)| (v, ts, body)));
+        if let Some((is_video, ts, body)) = message {
+            let ts = RtmpTimestamp::new(*ts);
+            let droppable = !frame.keyframe;
+            packets.push(if *is_video {
+                session.send_video_data(stream_id, body.clone(), ts, droppable)?
+            } else {
+                session.send_audio_data(stream_id, body.clone(), ts, droppable)?
+            });
+        }
+        for packet in packets {
+            self.stream.write_all(&packet.bytes).await?;
+        }
+        Ok(())
+    }
+}
+
+fn announce(p: &Publishing) {
+    let tracks: Vec<Arc<Track>> = [&p.video, &p.audio].into_iter().flatten().cloned().collect();
+    let _ = p.feed.try_send(SourceEvent::Tracks(tracks));
+}
+
+fn send(p: &Publishing, frame: Frame) -> Result<(), ConnError> {
+    match p.feed.try_send(SourceEvent::Frame(frame)) {
+        Ok(()) | Err(FeedError::Full) => Ok(()),
+        Err(FeedError::Closed) => {
+            Err(ConnError::Refused("another publisher replaced this one, or the route ended".into()))
+        }
+    }
+}
+
+async fn next_frame(playing: &mut Option<Playing>) -> Option<Arc<Frame>> {
+    match playing {
+        Some(p) => p.reader.recv().await,
+        None => std::future::pending().await,
+    }
+}

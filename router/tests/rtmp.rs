@@ -1,0 +1,142 @@
+//! RTMP against ffmpeg: publish H.264 + AAC with a stream key, read it back with ffmpeg/ffprobe, refuse wrong
+//! keys and second publishers, survive a publisher killed mid-stream.
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use common::RouterProcess;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+fn start_router(dir: &Path, rtmp_port: u16) -> RouterProcess {
+    let path = dir.join("routes.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[server]\nhttp = \"127.0.0.1:0\"\nrtsp = \"127.0.0.1:0\"\nrtmp = \"127.0.0.1:{rtmp_port}\"\nwebrtc = {{ udp = \"127.0.0.1:0\" }}\n\n\
+             [[route]]\nname = \"cam\"\nfrom = \"rtmp\"\nto = [\"whep\", \"rtmp\"]\npublish_key = \"s3cret\"\n\n\
+             [[route]]\nname = \"studio\"\nfrom = \"rtmp\"\nto = [\"rtmp\"]\noverride_publisher = true\n\n\
+             [[route]]\nname = \"demo\"\nfrom = \"demo\"\nto = [\"rtmp\"]\n"
+        ),
+    )
+    .expect("write routes");
+    RouterProcess::start(&path)
+}
+
+/// ffmpeg publishing a live test pattern and tone (H.264 + AAC) for `seconds`.
+fn publish(url: &str, seconds: u32) -> Child {
+    Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi", "-i", "testsrc=size=640x360:rate=30"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=48000", "-t", &seconds.to_string()])
+        .args(["-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-pix_fmt", "yuv420p", "-g", "30"])
+        .args(["-c:a", "aac", "-b:a", "96k", "-f", "flv", url])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ffmpeg")
+}
+
+/// Reads `seconds` of a stream over RTMP into an FLV file and returns ffprobe's (codec, frames) per stream.
+fn read_back(url: &str, seconds: u32, out: &Path) -> Vec<(String, u64)> {
+    let status = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-rw_timeout",
+            "10000000",
+            "-i",
+            url,
+            "-t",
+            &seconds.to_string(),
+        ])
+        .args(["-map", "0:v", "-map", "0:a?", "-c", "copy"])
+        .arg(out)
+        .status()
+        .expect("ffmpeg reader");
+    assert!(status.success(), "ffmpeg could not read {url}");
+    let probe = Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-show_entries", "stream=codec_name,nb_read_frames", "-of", "json"])
+        .arg(out)
+        .output()
+        .expect("ffprobe");
+    let v: serde_json::Value = serde_json::from_slice(&probe.stdout).expect("ffprobe json");
+    v["streams"]
+        .as_array()
+        .expect("streams")
+        .iter()
+        .map(|s| {
+            let frames = s["nb_read_frames"].as_str().and_then(|n| n.parse().ok()).unwrap_or(0);
+            (s["codec_name"].as_str().unwrap_or_default().to_string(), frames)
+        })
+        .collect()
+}
+
+#[test]
+fn ffmpeg_publishes_and_reads_back_over_rtmp() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let mut router = start_router(dir.path(), port);
+    let mut publisher = publish(&format!("rtmp://127.0.0.1:{port}/cam/s3cret"), 12);
+    router.wait_log(|l| l["message"] == "RTMP publisher connected" && l["route"] == "cam");
+
+    let streams = read_back(&format!("rtmp://127.0.0.1:{port}/cam"), 4, &dir.path().join("back.flv"));
+    let video = streams.iter().find(|(c, _)| c == "h264").expect("h264 video read back");
+    let audio = streams.iter().find(|(c, _)| c == "aac").expect("aac audio read back");
+    // 4 s at 30 fps and 48 kHz AAC (1024 samples per frame): within a few frames of what was sent.
+    assert!((110..=130).contains(&video.1), "video frames: {streams:?}");
+    assert!((170..=200).contains(&audio.1), "audio frames: {streams:?}");
+
+    // A wrong key is refused with the reason, and the running publisher is untouched.
+    let wrong = publish(&format!("rtmp://127.0.0.1:{port}/cam/nope"), 2).wait_with_output().expect("ffmpeg");
+    assert!(!wrong.status.success());
+    assert!(
+        String::from_utf8_lossy(&wrong.stderr).contains("wrong or missing stream key"),
+        "{}",
+        String::from_utf8_lossy(&wrong.stderr)
+    );
+    // A second publisher with the right key is refused while the first is live.
+    let second = publish(&format!("rtmp://127.0.0.1:{port}/cam?key=s3cret"), 2).wait_with_output().expect("ffmpeg");
+    assert!(!second.status.success());
+    assert!(String::from_utf8_lossy(&second.stderr).contains("already has a publisher"));
+
+    // The publisher killed mid-stream: the route goes back to waiting for the next one.
+    publisher.kill().expect("kill ffmpeg");
+    let _ = publisher.wait();
+    router.wait_log(|l| l["message"] == "publisher left; waiting for the next one" && l["route"] == "cam");
+}
+
+#[test]
+fn routes_play_over_rtmp_and_override_publishers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let mut router = start_router(dir.path(), port);
+    // The demo route (no audio) plays over RTMP too: late joiners start on the GOP cache's keyframe.
+    let streams = read_back(&format!("rtmp://127.0.0.1:{port}/demo"), 2, &dir.path().join("demo.flv"));
+    assert_eq!(streams.iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>(), ["h264"]);
+    assert!(streams[0].1 >= 50, "{streams:?}");
+
+    // override_publisher: the newcomer takes over the route, the old publisher is dropped.
+    let mut first = publish(&format!("rtmp://127.0.0.1:{port}/studio/a"), 20);
+    router.wait_log(|l| l["message"] == "RTMP publisher connected" && l["route"] == "studio");
+    let mut second = publish(&format!("rtmp://127.0.0.1:{port}/studio/b"), 20);
+    router.wait_log(|l| l["message"].as_str().is_some_and(|m| m.starts_with("a new publisher replaces")));
+    let first_status = first.wait().expect("first ffmpeg");
+    assert!(!first_status.success(), "the replaced publisher was disconnected");
+    let _ = second.kill();
+    let _ = second.wait();
+
+    // Garbage on the RTMP port closes that connection only.
+    use std::io::Write;
+    let mut junk = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let _ = junk.write_all(&[0x55; 4096]);
+    drop(junk);
+    let again = read_back(&format!("rtmp://127.0.0.1:{port}/demo"), 1, &dir.path().join("demo2.flv"));
+    assert!(!again.is_empty());
+}
