@@ -140,3 +140,95 @@ fn routes_play_over_rtmp_and_override_publishers() {
     let again = read_back(&format!("rtmp://127.0.0.1:{port}/demo"), 1, &dir.path().join("demo2.flv"));
     assert!(!again.is_empty());
 }
+
+/// nginx with nginx-rtmp on a free port: the other server a route pushes to and pulls from. Killed on drop.
+struct Nginx {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    fn start() -> Nginx {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let conf = dir.path().join("nginx.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;\ndaemon off;\nmaster_process off;\n\
+                 error_log stderr warn;\npid {pid};\nevents {{}}\n\
+                 rtmp {{ server {{ listen 127.0.0.1:{port}; application live {{ live on; }} }} }}\n",
+                pid = dir.path().join("nginx.pid").display()
+            ),
+        )
+        .expect("write nginx.conf");
+        let child = Command::new("nginx")
+            .arg("-c")
+            .arg(&conf)
+            .arg("-p")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nginx (installed by .ci/test)");
+        // nginx has no readiness signal on stdout; its port accepting connections is the event to wait for.
+        let deadline = std::time::Instant::now() + common::WAIT;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "nginx did not listen");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Nginx { child, port, _dir: dir }
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_to_nginx_rtmp_and_pull_back() {
+    let nginx = Nginx::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let path = dir.path().join("routes.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[server]\nhttp = \"127.0.0.1:0\"\nrtsp = \"127.0.0.1:0\"\nrtmp = \"127.0.0.1:{port}\"\nwebrtc = {{ udp = \"127.0.0.1:0\" }}\n\n\
+             [[route]]\nname = \"out\"\nfrom = \"demo\"\nto = [\"rtmp://127.0.0.1:{n}/live/restream\"]\n\n\
+             [[route]]\nname = \"back\"\nfrom = \"rtmp://127.0.0.1:{n}/live/restream\"\nto = [\"rtmp\"]\n",
+            n = nginx.port
+        ),
+    )
+    .expect("write routes");
+    let mut router = RouterProcess::start(&path);
+    router.wait_log(|l| l["message"] == "RTMP push connected");
+
+    // What nginx relays is the demo clip: read it from nginx directly...
+    let from_nginx = read_back(&format!("rtmp://127.0.0.1:{}/live/restream", nginx.port), 2, &dir.path().join("n.flv"));
+    assert_eq!(from_nginx.iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>(), ["h264"]);
+    assert!(from_nginx[0].1 >= 40, "{from_nginx:?}");
+    // ...and through the route that pulls it back from nginx.
+    let pulled = read_back(&format!("rtmp://127.0.0.1:{port}/back"), 2, &dir.path().join("b.flv"));
+    assert_eq!(pulled.iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>(), ["h264"]);
+    assert!(pulled[0].1 >= 40, "{pulled:?}");
+
+    let out: serde_json::Value =
+        reqwest::get(router.url("/v1/routes/out")).await.expect("get").json().await.expect("json");
+    assert_eq!(out["pushes"][0]["state"], "live", "{out}");
+    assert_eq!(out["pushes"][0]["target"], format!("rtmp://127.0.0.1:{}/live/***", nginx.port), "the key is masked");
+    let back: serde_json::Value =
+        reqwest::get(router.url("/v1/routes/back")).await.expect("get").json().await.expect("json");
+    assert_eq!(back["live"]["state"], "live");
+
+    // nginx goes away: the push retries with backoff and says why; the pull reconnects.
+    drop(nginx);
+    router.wait_log(|l| l["message"] == "RTMP push failed; retrying with backoff");
+    let out: serde_json::Value =
+        reqwest::get(router.url("/v1/routes/out")).await.expect("get").json().await.expect("json");
+    assert_ne!(out["pushes"][0]["state"], "live");
+}

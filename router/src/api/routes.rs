@@ -11,6 +11,8 @@ use serde::Serialize;
 use super::{ApiError, AppState};
 use crate::config::model::RouteConfig;
 use crate::route::{RouteHandle, RouteSnapshot};
+use crate::rtmp::client::PushStatus;
+use crate::runtime::Directory;
 use crate::runtime::{ReloadOutcome, ReloadResult, ReloadTrigger};
 use crate::webrtc::SessionInfo;
 
@@ -22,10 +24,23 @@ pub struct RouteView {
     pub live: Option<RouteSnapshot>,
     /// WHIP publisher and WHEP viewers of this route, with their traffic, loss and RTT.
     pub webrtc_sessions: Vec<SessionInfo>,
+    /// Push outputs (`to = ["rtmp://..."]`): state, attempts, last error.
+    pub pushes: Vec<PushStatus>,
 }
 
-pub async fn view(config: &Arc<RouteConfig>, handle: &RouteHandle, sessions: &[SessionInfo]) -> RouteView {
+pub async fn view(
+    dir: &Directory,
+    config: &Arc<RouteConfig>,
+    handle: &RouteHandle,
+    sessions: &[SessionInfo],
+) -> RouteView {
     RouteView {
+        pushes: dir
+            .pushes
+            .iter()
+            .filter(|(r, _)| *r == config.name)
+            .filter_map(|(_, s)| s.lock().ok().map(|s| s.clone()))
+            .collect(),
         name: config.name.to_string(),
         config: Arc::clone(config),
         live: handle.snapshot().await.ok(),
@@ -36,14 +51,14 @@ pub async fn view(config: &Arc<RouteConfig>, handle: &RouteHandle, sessions: &[S
 pub async fn list(State(state): State<AppState>) -> Json<Vec<RouteView>> {
     let dir = state.runtime.directory();
     let sessions = state.webrtc.stats().await.sessions;
-    Json(join_all(dir.routes.iter().map(|(c, h)| view(c, h, &sessions))).await)
+    Json(join_all(dir.routes.iter().map(|(c, h)| view(&dir, c, h, &sessions))).await)
 }
 
 pub async fn show(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<RouteView>, ApiError> {
     let dir = state.runtime.directory();
     let (config, handle) = dir.route(&name).ok_or_else(|| ApiError::route_not_found(&name))?;
     let sessions = state.webrtc.stats().await.sessions;
-    Ok(Json(view(config, handle, &sessions).await))
+    Ok(Json(view(&dir, config, handle, &sessions).await))
 }
 
 pub async fn status(State(state): State<AppState>) -> Json<serde_json::Value> {

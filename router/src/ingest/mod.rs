@@ -24,6 +24,9 @@ pub fn source_for(route: &RouteConfig) -> RouteSource {
         Source::Pull { url } if url.0.scheme() == "rtsp" => {
             RouteSource::Pull(Arc::new(rtsp::RtspSource::new(url.0.clone(), route.rtsp.clone().unwrap_or_default())))
         }
+        Source::Pull { url } if url.0.scheme() == "rtmp" => {
+            RouteSource::Pull(Arc::new(crate::rtmp::client::RtmpPullSource::new(url.0.clone())))
+        }
         Source::Pull { url } => RouteSource::Unavailable(format!(
             "pulling {}:// sources is not available in this build yet",
             url.0.scheme()

@@ -16,15 +16,12 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use url::Url;
 
+use crate::backoff::Backoff;
 use crate::config::model::{RtspOptions, redact_url};
 use crate::media::h264;
 use crate::media::{Codec, CodecParams, Frame, Track, TrackId};
 use crate::route::actor::{SourceEvent, SourceFactory, SourceFeed};
 
-const BACKOFF_MIN: Duration = Duration::from_millis(500);
-const BACKOFF_MAX: Duration = Duration::from_secs(30);
-/// A session that delivered frames this long resets the backoff: the next drop retries quickly.
-const HEALTHY_AFTER: Duration = Duration::from_secs(10);
 /// Connecting (DESCRIBE, SETUP, PLAY) must finish in this time, or it counts as a failure.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// No frame for this long on a playing session means the camera stalled.
@@ -56,42 +53,28 @@ enum Ended {
 
 async fn run(source: RtspSource, feed: SourceFeed) {
     let name = redact_url(&source.url);
-    let mut backoff = BACKOFF_MIN;
+    let mut backoff = Backoff::default();
     let mut last_error: Option<String> = None;
-    let mut failures = 0u64;
     loop {
         match session(&source, &feed).await {
             Ended::RouteStopped => return,
             Ended::Failed { error, delivered_for } => {
-                if delivered_for.is_some_and(|d| d >= HEALTHY_AFTER) {
-                    backoff = BACKOFF_MIN;
-                    failures = 0;
-                }
-                failures += 1;
+                let wait = backoff.failed(delivered_for);
                 // One warning per distinct error, then quiet retries: a camera that is down for a day must not
                 // write a line every 30 seconds for a day.
                 if last_error.as_deref() != Some(error.as_str()) {
-                    tracing::warn!(camera = %name, %error, retry_in_ms = backoff.as_millis() as u64, "RTSP source failed; retrying with backoff");
+                    tracing::warn!(camera = %name, %error, retry_in_ms = wait.as_millis() as u64, "RTSP source failed; retrying with backoff");
                 } else {
-                    tracing::debug!(camera = %name, %error, failures, "RTSP source still failing");
+                    tracing::debug!(camera = %name, %error, failures = backoff.failures, "RTSP source still failing");
                 }
                 last_error = Some(error.clone());
                 if !feed.send(SourceEvent::Reconnecting { error }).await {
                     return;
                 }
-                tokio::time::sleep(jittered(backoff)).await;
-                backoff = (backoff * 2).min(BACKOFF_MAX);
+                tokio::time::sleep(wait).await;
             }
         }
     }
-}
-
-/// Up to 25% less than `d`, so cameras that dropped together do not reconnect in lockstep.
-fn jittered(d: Duration) -> Duration {
-    let mut b = [0u8; 2];
-    let _ = getrandom::fill(&mut b);
-    let fraction = f64::from(u16::from_le_bytes(b)) / f64::from(u16::MAX) * 0.25;
-    d.mul_f64(1.0 - fraction)
 }
 
 async fn session(source: &RtspSource, feed: &SourceFeed) -> Ended {

@@ -11,9 +11,10 @@ use rml_rtmp::time::RtmpTimestamp;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::flv::{self, AudioTag, VideoTag};
+use super::flv;
+use super::ingest::FlvTracks;
 use crate::config::model::{Output, PublishProtocol, RouteConfig, Source};
-use crate::media::{Codec, CodecParams, Frame, Track, TrackId, h264};
+use crate::media::{CodecParams, Frame, TrackId};
 use crate::route::{FeedError, ReaderKind, RouteHandle, RouteReader, SourceEvent, SourceFeed};
 use crate::runtime::Runtime;
 
@@ -57,8 +58,7 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, runtime: Runtime) {
 struct Publishing {
     route: String,
     feed: SourceFeed,
-    video: Option<Arc<Track>>,
-    audio: Option<Arc<Track>>,
+    tracks: FlvTracks,
 }
 
 /// What a playing connection reads.
@@ -206,7 +206,7 @@ impl Connection {
             .attach_publisher(Some(self.peer.to_string()), config.override_publisher)
             .await
             .map_err(|e| e.to_string())?;
-        Ok(Publishing { route: config.name.to_string(), feed, video: None, audio: None })
+        Ok(Publishing { route: config.name.to_string(), feed, tracks: FlvTracks::default() })
     }
 
     async fn start_playing(&mut self, app: &str, stream: &str, stream_id: u32) -> Result<Playing, String> {
@@ -246,82 +246,14 @@ impl Connection {
 
     fn video(&mut self, data: &Bytes, timestamp: RtmpTimestamp) -> Result<(), ConnError> {
         let Some(p) = &mut self.publishing else { return Ok(()) };
-        match flv::parse_video(data)? {
-            VideoTag::AvcSequenceHeader { sps, pps } => {
-                let description = h264::parse_sps(&sps).map(|i| i.describe()).unwrap_or_default();
-                let params = CodecParams::H264 { sps, pps };
-                if p.video.as_ref().is_none_or(|t| t.params != params) {
-                    p.video = Some(Arc::new(Track {
-                        id: TrackId(0),
-                        codec: Codec::H264,
-                        clock_rate: 90_000,
-                        params,
-                        description,
-                    }));
-                    announce(p);
-                }
-            }
-            VideoTag::AvcNalus { keyframe, composition_time_ms, data: nalus } => {
-                let Some(track) = p.video.clone() else { return Ok(()) };
-                let dts = i64::from(timestamp.value) * 90;
-                let pts = dts + i64::from(composition_time_ms) * 90;
-                let payload = data.slice_ref(nalus);
-                send(
-                    p,
-                    Frame {
-                        track,
-                        pts,
-                        dts,
-                        keyframe,
-                        data: payload,
-                        received: std::time::Instant::now(),
-                        wallclock: None,
-                        flv: Default::default(),
-                    },
-                )?;
-            }
-            VideoTag::Ignored => {}
-        }
-        Ok(())
+        let events = p.tracks.video(data, timestamp.value)?;
+        deliver(&p.feed, events)
     }
 
     fn audio(&mut self, data: &Bytes, timestamp: RtmpTimestamp) -> Result<(), ConnError> {
         let Some(p) = &mut self.publishing else { return Ok(()) };
-        match flv::parse_audio(data)? {
-            AudioTag::AacConfig { config, sample_rate, channels } => {
-                let params = CodecParams::Aac { audio_specific_config: config };
-                if p.audio.as_ref().is_none_or(|t| t.params != params) {
-                    let description = format!("{sample_rate} Hz, {channels} ch");
-                    p.audio = Some(Arc::new(Track {
-                        id: TrackId(1),
-                        codec: Codec::Aac,
-                        clock_rate: sample_rate,
-                        params,
-                        description,
-                    }));
-                    announce(p);
-                }
-            }
-            AudioTag::AacRaw(raw) => {
-                let Some(track) = p.audio.clone() else { return Ok(()) };
-                let ts = i64::from(timestamp.value) * i64::from(track.clock_rate) / 1000;
-                let payload = data.slice_ref(raw);
-                send(
-                    p,
-                    Frame {
-                        track,
-                        pts: ts,
-                        dts: ts,
-                        keyframe: true,
-                        data: payload,
-                        received: std::time::Instant::now(),
-                        wallclock: None,
-                        flv: Default::default(),
-                    },
-                )?;
-            }
-        }
-        Ok(())
+        let events = p.tracks.audio(data, timestamp.value)?;
+        deliver(&p.feed, events)
     }
 
     async fn play_frame(&mut self, session: &mut ServerSession, frame: &Arc<Frame>) -> Result<(), ConnError> {
@@ -342,7 +274,7 @@ impl Connection {
             p.sent_params.push((frame.track.id, frame.track.params.clone()));
         }
         // Built once per route frame, shared by every RTMP player of the route.
-        let message = frame.flv.get_or_init(|| flv::frame_message(frame).map(|(v, ts, body)| (v, ts, body)));
+        let message = frame.flv.get_or_init(|| flv::frame_message(frame));
         if let Some((is_video, ts, body)) = message {
             let ts = RtmpTimestamp::new(*ts);
             let droppable = !frame.keyframe;
@@ -359,18 +291,16 @@ impl Connection {
     }
 }
 
-fn announce(p: &Publishing) {
-    let tracks: Vec<Arc<Track>> = [&p.video, &p.audio].into_iter().flatten().cloned().collect();
-    let _ = p.feed.try_send(SourceEvent::Tracks(tracks));
-}
-
-fn send(p: &Publishing, frame: Frame) -> Result<(), ConnError> {
-    match p.feed.try_send(SourceEvent::Frame(frame)) {
-        Ok(()) | Err(FeedError::Full) => Ok(()),
-        Err(FeedError::Closed) => {
-            Err(ConnError::Refused("another publisher replaced this one, or the route ended".into()))
+fn deliver(feed: &SourceFeed, events: Vec<SourceEvent>) -> Result<(), ConnError> {
+    for event in events {
+        match feed.try_send(event) {
+            Ok(()) | Err(FeedError::Full) => {}
+            Err(FeedError::Closed) => {
+                return Err(ConnError::Refused("another publisher replaced this one, or the route ended".into()));
+            }
         }
     }
+    Ok(())
 }
 
 async fn next_frame(playing: &mut Option<Playing>) -> Option<Arc<Frame>> {

@@ -7,8 +7,10 @@
 //! `rtmp://host/{route}/{key}`, or `?key=`/`?token=`). The route is the RTMP "app"; if the app is not a route,
 //! the stream name is tried, so `rtmp://host/live/{route}` works for tools that insist on an app.
 
+pub mod client;
 pub mod connection;
 pub mod flv;
+pub mod ingest;
 
 use std::net::SocketAddr;
 

@@ -17,16 +17,33 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch as tokio_watch};
 
 use crate::config::diff::{RouteChange, TableDiff, diff};
-use crate::config::model::{RouteConfig, RouteName, RouteTable};
+use crate::config::model::{Output, RouteConfig, RouteName, RouteTable};
 use crate::config::{self, ConfigErrors};
 use crate::ingest;
 use crate::route::{RouteHandle, spawn_route};
+use crate::rtmp::client::PushStatus;
 
-/// The running routes, keyed by name.
+/// The running routes, keyed by name, and their push outputs.
 #[derive(Debug)]
 pub struct RouteSet {
     table: Arc<RouteTable>,
     routes: HashMap<RouteName, (Arc<RouteConfig>, RouteHandle)>,
+    pushes: HashMap<(RouteName, String), Push>,
+}
+
+/// A running (or impossible) push to another server, from a route's `to`.
+#[derive(Debug)]
+struct Push {
+    task: Option<tokio::task::JoinHandle<()>>,
+    status: Arc<std::sync::Mutex<PushStatus>>,
+}
+
+impl Drop for Push {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
 }
 
 impl RouteSet {
@@ -37,7 +54,44 @@ impl RouteSet {
             .iter()
             .map(|r| (r.name.clone(), (Arc::clone(r), spawn_route(Arc::clone(r), ingest::source_for(r)))))
             .collect();
-        RouteSet { table: Arc::new(table), routes }
+        let mut set = RouteSet { table: Arc::new(table), routes, pushes: HashMap::new() };
+        set.sync_pushes();
+        set
+    }
+
+    /// Starts the pushes the table lists and stops the ones it no longer does; running ones are untouched.
+    fn sync_pushes(&mut self) {
+        let mut wanted = std::collections::HashSet::new();
+        for route in &self.table.routes {
+            let Some((_, handle)) = self.routes.get(&route.name) else { continue };
+            for output in &route.to {
+                let Output::Push(url) = output else { continue };
+                let key = (route.name.clone(), url.to_string());
+                wanted.insert(key.clone());
+                if self.pushes.contains_key(&key) {
+                    continue;
+                }
+                let push = if url.scheme() == "rtmp" {
+                    let (task, status) = crate::rtmp::client::spawn_push(handle.clone(), url.clone());
+                    Push { task: Some(task), status }
+                } else {
+                    let status = PushStatus {
+                        target: crate::config::model::redact_push_url(url),
+                        state: "unavailable",
+                        last_error: Some(format!("pushing to {}:// is not available in this build yet", url.scheme())),
+                        ..Default::default()
+                    };
+                    Push { task: None, status: Arc::new(std::sync::Mutex::new(status)) }
+                };
+                self.pushes.insert(key, push);
+            }
+        }
+        self.pushes.retain(|k, _| wanted.contains(k));
+    }
+
+    /// Push statuses, by route.
+    pub fn push_statuses(&self) -> Vec<(RouteName, Arc<std::sync::Mutex<PushStatus>>)> {
+        self.pushes.iter().map(|((route, _), p)| (route.clone(), Arc::clone(&p.status))).collect()
     }
 
     pub fn table(&self) -> &Arc<RouteTable> {
@@ -76,6 +130,7 @@ impl RouteSet {
             tracing::info!(route = %route.name, "route added");
         }
         self.table = Arc::new(table);
+        self.sync_pushes();
         d
     }
 
@@ -85,6 +140,7 @@ impl RouteSet {
     }
 
     pub async fn stop_all(&mut self) {
+        self.pushes.clear();
         for (_, (_, handle)) in self.routes.drain() {
             handle.stop().await;
         }
@@ -160,6 +216,8 @@ pub struct Directory {
     pub config_error: Option<ConfigErrors>,
     pub reloads_applied: u64,
     pub reloads_rejected: u64,
+    /// Push outputs and how they are doing.
+    pub pushes: Vec<(RouteName, Arc<std::sync::Mutex<PushStatus>>)>,
 }
 
 impl Directory {
@@ -210,6 +268,7 @@ impl Runtime {
             config_error: None,
             reloads_applied: 0,
             reloads_rejected: 0,
+            pushes: set.push_statuses(),
         });
         let (dir_tx, dir_rx) = tokio_watch::channel(directory);
         let (req_tx, req_rx) = mpsc::channel(16);
@@ -334,6 +393,7 @@ async fn reload(
         config_error,
         reloads_applied: applied,
         reloads_rejected: rejected,
+        pushes: set.push_statuses(),
     }));
     outcome
 }
