@@ -50,6 +50,7 @@ export async function startRouter(routesToml) {
   ]);
   return {
     base: `http://${up.http}`,
+    rtmp: up.rtmp,
     logs,
     waitLog,
     async stop() {

@@ -27,6 +27,11 @@ from = "whip"
 to = ["whep"]
 
 [[route]]
+name = "obs"
+from = "rtmp"
+to = ["whep", "rtmp"]
+
+[[route]]
 name = "vp8"
 from = "whip"
 to = ["whep"]
@@ -107,6 +112,23 @@ test('an RTSP camera pulled by the router plays in Chromium over WHEP', async ()
   await waitFrames(page, 'framesDecoded', 60, 15000);
   assert.equal(await videoStat(page, 'frameWidth'), 320);
   await page.close();
+});
+
+test('ffmpeg publishes H.264 + AAC over RTMP and Chromium plays the video over WHEP', async () => {
+  const ffmpeg = spawn('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-re', '-f', 'lavfi', '-i', 'testsrc=size=640x360:rate=30',
+    '-f', 'lavfi', '-i', 'sine=frequency=1000:sample_rate=48000', '-t', '30', '-c:v', 'libx264', '-preset', 'veryfast',
+    '-tune', 'zerolatency', '-pix_fmt', 'yuv420p', '-g', '30', '-c:a', 'aac', '-f', 'flv', `rtmp://${router.rtmp}/obs/key`],
+  { stdio: 'ignore' });
+  try {
+    await router.waitLog((l) => l.message === 'RTMP publisher connected' && l.route === 'obs');
+    const page = await chrome.browser.newPage();
+    await page.goto(`${router.base}/obs?autoplay`);
+    await waitFrames(page, 'framesDecoded', 60, 15000);
+    assert.equal(await videoStat(page, 'frameWidth'), 640);
+    await page.close();
+  } finally {
+    ffmpeg.kill();
+  }
 });
 
 test('Chromium publishes over WHIP and a second Chromium plays it over WHEP', async () => {

@@ -325,6 +325,8 @@ pub fn accepted_payload_types(
     }
     let profile_of = |p: &str0m::format::PayloadParams| p.spec().format.profile_level_id.map(|id| (id >> 16) as u8);
     // Constrained Baseline (66) < Main (77) < High (100): a decoder of a higher profile decodes the lower ones.
+    // When the viewer lists nothing at or above the route's profile, still send: browsers decode High even when
+    // they only advertise Baseline/Main (Chromium's software decoder does), and OBS/ffmpeg publish High.
     let rank = |idc: u8| match idc {
         66 => 0,
         77 => 1,
@@ -334,7 +336,8 @@ pub fn accepted_payload_types(
         Some(route) => h264
             .iter()
             .find(|p| profile_of(p) == Some(route))
-            .or_else(|| h264.iter().find(|p| profile_of(p).is_some_and(|v| rank(v) >= rank(route)))),
+            .or_else(|| h264.iter().find(|p| profile_of(p).is_some_and(|v| rank(v) >= rank(route))))
+            .or_else(|| h264.iter().max_by_key(|p| profile_of(p).map(rank))),
         None => h264.first(),
     };
     if let Some(p) = best {
