@@ -94,9 +94,20 @@ pub fn http(host: &str, method: &str, path: &str, content_type: &str, body: &str
 impl Router {
     /// Starts the release router on core 0 with these routes.
     pub fn start(routes: &str) -> Router {
+        Router::start_file(Router::file(routes))
+    }
+
+    /// The same, with the RTMP listener on `rtmp_port`.
+    pub fn start_with_rtmp(rtmp_port: u16, routes: &str) -> Router {
+        Router::start_file(
+            Router::file(routes).replace("rtmp = \"127.0.0.1:0\"", &format!("rtmp = \"127.0.0.1:{rtmp_port}\"")),
+        )
+    }
+
+    fn start_file(text: String) -> Router {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("routes.toml");
-        std::fs::write(&config, Router::file(routes)).expect("write config");
+        std::fs::write(&config, text).expect("write config");
         let mut child = Command::new("taskset")
             .args(["-c", "0", env!("CARGO_BIN_EXE_sluice"), "--log-format", "json", "run"])
             .arg(&config)
@@ -141,13 +152,28 @@ impl Router {
 
     /// User + system CPU seconds the router has used.
     pub fn cpu_seconds(&self) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        let after = stat.rsplit(')').next().unwrap_or_default();
-        let fields: Vec<&str> = after.split_whitespace().collect();
-        // Fields 14 and 15 of stat (utime, stime), counted after the ")" that ends the command name.
-        let ticks: f64 = fields.get(11..13).map_or(0.0, |f| f.iter().filter_map(|x| x.parse::<f64>().ok()).sum());
-        ticks / 100.0
+        cpu_seconds(self.child.id())
     }
+}
+
+/// User + system CPU seconds a process has used.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or_default();
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // Fields 14 and 15 of stat (utime, stime), counted after the ")" that ends the command name.
+    let ticks: f64 = fields.get(11..13).map_or(0.0, |f| f.iter().filter_map(|x| x.parse::<f64>().ok()).sum());
+    ticks / 100.0
+}
+
+/// Resident memory of a process, in bytes.
+pub fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
 }
 
 impl Drop for Router {
