@@ -116,9 +116,11 @@ impl Connection {
                 return Err(ConnError::Io(std::io::ErrorKind::UnexpectedEof.into()));
             }
             match handshake.process_bytes(&self.buf[..n]).map_err(ConnError::Handshake)? {
-                HandshakeProcessResult::InProgress { response_bytes } => self.stream.write_all(&response_bytes).await?,
+                HandshakeProcessResult::InProgress { response_bytes } => {
+                    write(&mut self.stream, &response_bytes).await?
+                }
                 HandshakeProcessResult::Completed { response_bytes, remaining_bytes } => {
-                    self.stream.write_all(&response_bytes).await?;
+                    write(&mut self.stream, &response_bytes).await?;
                     return Ok(remaining_bytes);
                 }
             }
@@ -132,7 +134,7 @@ impl Connection {
     ) -> Result<(), ConnError> {
         for result in results {
             match result {
-                ServerSessionResult::OutboundResponse(packet) => self.stream.write_all(&packet.bytes).await?,
+                ServerSessionResult::OutboundResponse(packet) => write(&mut self.stream, &packet.bytes).await?,
                 ServerSessionResult::RaisedEvent(event) => self.handle_event(session, event).await?,
                 ServerSessionResult::UnhandleableMessageReceived(_) => {}
             }
@@ -285,10 +287,17 @@ impl Connection {
             });
         }
         for packet in packets {
-            self.stream.write_all(&packet.bytes).await?;
+            write(&mut self.stream, &packet.bytes).await?;
         }
         Ok(())
     }
+}
+
+/// Writes with a deadline: a player that stops reading (its TCP window stays full) is disconnected instead of
+/// holding this task, and its route reader, forever.
+async fn write(stream: &mut TcpStream, bytes: &[u8]) -> Result<(), ConnError> {
+    tokio::time::timeout(IDLE_TIMEOUT, stream.write_all(bytes)).await.map_err(|_| ConnError::Idle(IDLE_TIMEOUT))??;
+    Ok(())
 }
 
 fn deliver(feed: &SourceFeed, events: Vec<SourceEvent>) -> Result<(), ConnError> {
