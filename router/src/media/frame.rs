@@ -121,9 +121,10 @@ pub struct Frame {
     pub received: std::time::Instant,
     /// When the source captured it, in wall-clock time, where the source says (RTCP sender reports).
     pub wallclock: Option<std::time::SystemTime>,
-    /// The frame as an RTMP message (is video, timestamp ms, FLV tag body), made by the first RTMP player that
-    /// needs it and shared by the rest: converted once per route, not once per reader.
-    pub flv: std::sync::OnceLock<Option<(bool, u32, bytes::Bytes)>>,
+    /// The frame as an RTMP message (is video, timestamp ms, FLV tag body, that body already chunked for
+    /// players), made by the first RTMP player or push that needs it and shared by the rest: converted once per
+    /// route, not once per reader.
+    pub flv: std::sync::OnceLock<Option<(bool, u32, bytes::Bytes, bytes::Bytes)>>,
 }
 
 impl Frame {

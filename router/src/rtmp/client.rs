@@ -325,7 +325,7 @@ async fn push_once(
                     sent_params.retain(|(id, _)| *id != frame.track.id);
                     sent_params.push((frame.track.id, frame.track.params.clone()));
                 }
-                if let Some((is_video, ts, body)) = frame.flv.get_or_init(|| flv::frame_message(&frame)) {
+                if let Some((is_video, ts, body, _)) = frame.flv.get_or_init(|| flv::route_message(&frame)) {
                     results.push(publish(&mut client.session, *is_video, body.clone(), *ts, !frame.keyframe).map_err(failed)?);
                     set(status, |s| s.frames_sent += 1);
                 }

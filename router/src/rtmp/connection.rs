@@ -276,18 +276,27 @@ impl Connection {
             p.sent_params.push((frame.track.id, frame.track.params.clone()));
         }
         // Built once per route frame, shared by every RTMP player of the route.
-        let message = frame.flv.get_or_init(|| flv::frame_message(frame));
-        if let Some((is_video, ts, body)) = message {
-            let ts = RtmpTimestamp::new(*ts);
-            let droppable = !frame.keyframe;
-            packets.push(if *is_video {
-                session.send_video_data(stream_id, body.clone(), ts, droppable)?
+        let message = frame.flv.get_or_init(|| flv::route_message(frame));
+        let mut shared = None;
+        if let Some((is_video, ts, body, chunked)) = message {
+            if stream_id == flv::PLAYER_STREAM_ID {
+                // Full-header chunks on our own chunk streams: the same bytes for every player, no copy.
+                shared = Some(chunked.clone());
             } else {
-                session.send_audio_data(stream_id, body.clone(), ts, droppable)?
-            });
+                let ts = RtmpTimestamp::new(*ts);
+                let droppable = !frame.keyframe;
+                packets.push(if *is_video {
+                    session.send_video_data(stream_id, body.clone(), ts, droppable)?
+                } else {
+                    session.send_audio_data(stream_id, body.clone(), ts, droppable)?
+                });
+            }
         }
         for packet in packets {
             write(&mut self.stream, &packet.bytes).await?;
+        }
+        if let Some(bytes) = shared {
+            write(&mut self.stream, &bytes).await?;
         }
         Ok(())
     }
