@@ -156,6 +156,56 @@ pub fn frame_message(frame: &Frame) -> Option<(bool, u32, Bytes)> {
     }
 }
 
+/// Chunk stream ids for media Sluice chunks itself (rml_rtmp uses 2 to 6).
+pub const VIDEO_CSID: u8 = 7;
+pub const AUDIO_CSID: u8 = 8;
+/// The outbound chunk size every server session announces (rml_rtmp's `ServerSessionConfig` default).
+pub const PLAYER_CHUNK_SIZE: usize = 4096;
+/// The message stream id players get for their first stream (`createStream` answers 1).
+pub const PLAYER_STREAM_ID: u32 = 1;
+
+/// One RTMP message as chunks with a full (type 0) header, so the bytes depend on nothing a session remembers:
+/// every player of a route can be sent the same bytes. Continuation chunks are type 3; timestamps from
+/// 0xFFFFFF up go in the extended timestamp field of every chunk (RTMP 5.3.1.3).
+pub fn chunk_message(
+    csid: u8,
+    timestamp: u32,
+    type_id: u8,
+    stream_id: u32,
+    payload: &[u8],
+    chunk_size: usize,
+) -> Bytes {
+    let extended = timestamp >= 0x00ff_ffff;
+    let chunks = payload.len().div_ceil(chunk_size).max(1);
+    let mut b = BytesMut::with_capacity(payload.len() + 16 + chunks * 5);
+    for (i, part) in payload.chunks(chunk_size).enumerate() {
+        if i == 0 {
+            b.put_u8(csid & 0x3f);
+            let ts = if extended { 0x00ff_ffff } else { timestamp };
+            b.put_slice(&ts.to_be_bytes()[1..]);
+            b.put_slice(&(payload.len() as u32).to_be_bytes()[1..]);
+            b.put_u8(type_id);
+            b.put_u32_le(stream_id);
+        } else {
+            b.put_u8(0xc0 | (csid & 0x3f));
+        }
+        if extended {
+            b.put_u32(timestamp);
+        }
+        b.put_slice(part);
+    }
+    b.freeze()
+}
+
+/// The frame as an RTMP message: (is video, timestamp ms, FLV tag body, the body chunked for players of stream
+/// id 1). Built once per route frame and cached on it (`Frame::flv`), shared by every player and push.
+pub fn route_message(frame: &Frame) -> Option<(bool, u32, Bytes, Bytes)> {
+    let (video, ts, body) = frame_message(frame)?;
+    let (csid, type_id) = if video { (VIDEO_CSID, 9) } else { (AUDIO_CSID, 8) };
+    let chunked = chunk_message(csid, ts, type_id, PLAYER_STREAM_ID, &body, PLAYER_CHUNK_SIZE);
+    Some((video, ts, body, chunked))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,54 +272,4 @@ mod tests {
             Ok(true)
         );
     }
-}
-
-/// Chunk stream ids for media Sluice chunks itself (rml_rtmp uses 2 to 6).
-pub const VIDEO_CSID: u8 = 7;
-pub const AUDIO_CSID: u8 = 8;
-/// The outbound chunk size every server session announces (rml_rtmp's `ServerSessionConfig` default).
-pub const PLAYER_CHUNK_SIZE: usize = 4096;
-/// The message stream id players get for their first stream (`createStream` answers 1).
-pub const PLAYER_STREAM_ID: u32 = 1;
-
-/// One RTMP message as chunks with a full (type 0) header, so the bytes depend on nothing a session remembers:
-/// every player of a route can be sent the same bytes. Continuation chunks are type 3; timestamps from
-/// 0xFFFFFF up go in the extended timestamp field of every chunk (RTMP 5.3.1.3).
-pub fn chunk_message(
-    csid: u8,
-    timestamp: u32,
-    type_id: u8,
-    stream_id: u32,
-    payload: &[u8],
-    chunk_size: usize,
-) -> Bytes {
-    let extended = timestamp >= 0x00ff_ffff;
-    let chunks = payload.len().div_ceil(chunk_size).max(1);
-    let mut b = BytesMut::with_capacity(payload.len() + 16 + chunks * 5);
-    for (i, part) in payload.chunks(chunk_size).enumerate() {
-        if i == 0 {
-            b.put_u8(csid & 0x3f);
-            let ts = if extended { 0x00ff_ffff } else { timestamp };
-            b.put_slice(&ts.to_be_bytes()[1..]);
-            b.put_slice(&(payload.len() as u32).to_be_bytes()[1..]);
-            b.put_u8(type_id);
-            b.put_u32_le(stream_id);
-        } else {
-            b.put_u8(0xc0 | (csid & 0x3f));
-        }
-        if extended {
-            b.put_u32(timestamp);
-        }
-        b.put_slice(part);
-    }
-    b.freeze()
-}
-
-/// The frame as an RTMP message: (is video, timestamp ms, FLV tag body, the body chunked for players of stream
-/// id 1). Built once per route frame and cached on it (`Frame::flv`), shared by every player and push.
-pub fn route_message(frame: &Frame) -> Option<(bool, u32, Bytes, Bytes)> {
-    let (video, ts, body) = frame_message(frame)?;
-    let (csid, type_id) = if video { (VIDEO_CSID, 9) } else { (AUDIO_CSID, 8) };
-    let chunked = chunk_message(csid, ts, type_id, PLAYER_STREAM_ID, &body, PLAYER_CHUNK_SIZE);
-    Some((video, ts, body, chunked))
 }
