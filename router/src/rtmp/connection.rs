@@ -98,7 +98,7 @@ impl Connection {
                     self.handle_results(&mut session, results).await?;
                 }
                 frame = next_frame(&mut self.playing) => match frame {
-                    Some(frame) => self.play_frame(&mut session, &frame).await?,
+                    Some(frame) => self.play_frames(&mut session, frame).await?,
                     None => {
                         // The route ended (removed by a reload) or dropped this reader.
                         return Err(ConnError::Refused("the route stopped serving this player".into()));
@@ -258,48 +258,95 @@ impl Connection {
         deliver(&p.feed, events)
     }
 
-    async fn play_frame(&mut self, session: &mut ServerSession, frame: &Arc<Frame>) -> Result<(), ConnError> {
+    /// Sends `first` and whatever else the player's queue already holds, in one vectored write: when a server
+    /// is busy, queues deepen and each wake carries more frames per system call.
+    async fn play_frames(&mut self, session: &mut ServerSession, first: Arc<Frame>) -> Result<(), ConnError> {
+        let mut out: Vec<Bytes> = Vec::new();
+        self.queue_frame(session, &first, &mut out)?;
+        for _ in 0..MAX_FRAMES_PER_WRITE {
+            let Some(next) = self.playing.as_mut().and_then(|p| p.reader.try_recv()) else { break };
+            self.queue_frame(session, &next, &mut out)?;
+        }
+        if let [one] = &out[..] {
+            // The common case when keeping up: one frame, one plain write.
+            return write(&mut self.stream, one).await;
+        }
+        tokio::time::timeout(IDLE_TIMEOUT, write_all_vectored(&mut self.stream, &mut out))
+            .await
+            .map_err(|_| ConnError::Idle(IDLE_TIMEOUT))??;
+        Ok(())
+    }
+
+    /// Appends what one frame needs on the wire (a sequence header first if the track's parameters changed).
+    fn queue_frame(
+        &mut self,
+        session: &mut ServerSession,
+        frame: &Arc<Frame>,
+        out: &mut Vec<Bytes>,
+    ) -> Result<(), ConnError> {
         let Some(p) = &mut self.playing else { return Ok(()) };
         let stream_id = p.stream_id;
         let sent = p.sent_params.iter().find(|(id, _)| *id == frame.track.id).map(|(_, params)| params);
-        let mut packets = Vec::new();
         if sent != Some(&frame.track.params)
             && let Some((is_video, header)) = flv::sequence_header(&frame.track.params)
         {
             let ts = RtmpTimestamp::new(0);
-            packets.push(if is_video {
+            let packet = if is_video {
                 session.send_video_data(stream_id, header, ts, false)?
             } else {
                 session.send_audio_data(stream_id, header, ts, false)?
-            });
+            };
+            out.push(Bytes::from(packet.bytes));
             p.sent_params.retain(|(id, _)| *id != frame.track.id);
             p.sent_params.push((frame.track.id, frame.track.params.clone()));
         }
         // Built once per route frame, shared by every RTMP player of the route.
-        let message = frame.flv.get_or_init(|| flv::route_message(frame));
-        let mut shared = None;
-        if let Some((is_video, ts, body, chunked)) = message {
+        if let Some((is_video, ts, body, chunked)) = frame.flv.get_or_init(|| flv::route_message(frame)) {
             if stream_id == flv::PLAYER_STREAM_ID {
                 // Full-header chunks on our own chunk streams: the same bytes for every player, no copy.
-                shared = Some(chunked.clone());
+                out.push(chunked.clone());
             } else {
                 let ts = RtmpTimestamp::new(*ts);
                 let droppable = !frame.keyframe;
-                packets.push(if *is_video {
+                let packet = if *is_video {
                     session.send_video_data(stream_id, body.clone(), ts, droppable)?
                 } else {
                     session.send_audio_data(stream_id, body.clone(), ts, droppable)?
-                });
+                };
+                out.push(Bytes::from(packet.bytes));
             }
-        }
-        for packet in packets {
-            write(&mut self.stream, &packet.bytes).await?;
-        }
-        if let Some(bytes) = shared {
-            write(&mut self.stream, &bytes).await?;
         }
         Ok(())
     }
+}
+
+/// Frames coalesced into one write at most.
+const MAX_FRAMES_PER_WRITE: usize = 32;
+
+/// `write_all` for several buffers with `writev`, resuming after partial writes.
+async fn write_all_vectored(stream: &mut TcpStream, bufs: &mut [Bytes]) -> std::io::Result<()> {
+    let mut i = 0;
+    while i < bufs.len() {
+        let slices: Vec<std::io::IoSlice<'_>> = bufs[i..].iter().map(|b| std::io::IoSlice::new(b)).collect();
+        let mut n = stream.write_vectored(&slices).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while n > 0 && i < bufs.len() {
+            let len = bufs[i].len();
+            if n >= len {
+                n -= len;
+                i += 1;
+            } else {
+                bufs[i] = bufs[i].slice(n..);
+                n = 0;
+            }
+        }
+        while i < bufs.len() && bufs[i].is_empty() {
+            i += 1;
+        }
+    }
+    Ok(())
 }
 
 /// Writes with a deadline: a player that stops reading (its TCP window stays full) is disconnected instead of
