@@ -132,13 +132,15 @@ fn routes_play_over_rtmp_and_override_publishers() {
     let _ = second.kill();
     let _ = second.wait();
 
-    // Garbage on the RTMP port closes that connection only.
-    use std::io::Write;
-    let mut junk = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    let _ = junk.write_all(&[0x55; 4096]);
-    drop(junk);
+    // Hostile peers that get through the handshake close their own connection only.
+    hostile(port, &deeply_nested_amf_command());
+    hostile(port, &inconsistent_chunk_lengths());
+    hostile(port, &[0x55; 4096]);
     let again = read_back(&format!("rtmp://127.0.0.1:{port}/demo"), 1, &dir.path().join("demo2.flv"));
-    assert!(!again.is_empty());
+    assert!(!again.is_empty(), "the router still serves");
+    router.wait_log(|l| {
+        l["message"] == "RTMP connection closed" && l["error"].as_str().is_some_and(|e| e.contains("RTMP"))
+    });
 }
 
 /// nginx with nginx-rtmp on a free port: the other server a route pushes to and pulls from. Killed on drop.
@@ -231,4 +233,55 @@ async fn push_to_nginx_rtmp_and_pull_back() {
     let out: serde_json::Value =
         reqwest::get(router.url("/v1/routes/out")).await.expect("get").json().await.expect("json");
     assert_ne!(out["pushes"][0]["state"], "live");
+}
+
+/// Completes an RTMP handshake as a client, then sends `payload` and waits for the router to hang up.
+fn hostile(port: u16, payload: &[u8]) {
+    use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
+    use std::io::{Read, Write};
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    tcp.set_read_timeout(Some(common::WAIT)).expect("timeout");
+    let mut hs = Handshake::new(PeerType::Client);
+    tcp.write_all(&hs.generate_outbound_p0_and_p1().expect("p0p1")).expect("write");
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = tcp.read(&mut buf).expect("handshake read");
+        assert!(n > 0, "closed during the handshake");
+        match hs.process_bytes(&buf[..n]).expect("handshake") {
+            HandshakeProcessResult::InProgress { response_bytes } => tcp.write_all(&response_bytes).expect("write"),
+            HandshakeProcessResult::Completed { response_bytes, .. } => {
+                tcp.write_all(&response_bytes).expect("write");
+                break;
+            }
+        }
+    }
+    let _ = tcp.write_all(payload);
+    // The router closes the connection (EOF or reset) instead of crashing or hanging.
+    loop {
+        match tcp.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// An AMF0 command (message type 20) whose object is nested 20,000 levels deep: once enough to overflow the
+/// stack of the decoder's recursion.
+fn deeply_nested_amf_command() -> Vec<u8> {
+    let mut amf = vec![0x02, 0x00, 0x07];
+    amf.extend_from_slice(b"connect");
+    amf.extend_from_slice(&[0x00, 0x3f, 0xf0, 0, 0, 0, 0, 0, 0]); // transaction id 1.0
+    for _ in 0..20_000 {
+        amf.extend_from_slice(&[0x03, 0x00, 0x01, b'a']);
+    }
+    sluice::rtmp::flv::chunk_message(3, 0, 20, 0, &amf, 128).to_vec()
+}
+
+/// A message on chunk stream 3 declared 1000 bytes long but cut off after one chunk, then a new message on
+/// chunk stream 4: lengths that made rml_rtmp's decoder underflow.
+fn inconsistent_chunk_lengths() -> Vec<u8> {
+    let mut b = sluice::rtmp::flv::chunk_message(3, 0, 20, 0, &[0x02; 1000], 128)[..12 + 128].to_vec();
+    b.extend_from_slice(&sluice::rtmp::flv::chunk_message(4, 0, 20, 0, &[0x02; 10], 128));
+    b.extend_from_slice(&[0xc3; 200]);
+    b
 }

@@ -84,6 +84,9 @@ pub fn route_error(e: RouteError) -> ApiError {
         }
         RouteError::PublisherBusy(_) => ApiError::new(StatusCode::CONFLICT, "publisher_exists", e.to_string()),
         RouteError::NotPublishable { .. } => ApiError::new(StatusCode::FORBIDDEN, "not_publishable", e.to_string()),
+        RouteError::AuthUnavailable { .. } => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "auth_unavailable", e.to_string())
+        }
     }
 }
 

@@ -355,14 +355,20 @@ impl Serialize for Output {
     }
 }
 
-/// Hides the password of `user:pass@` URLs.
+/// Hides the password of `user:pass@` URLs and every query value (`?token=...`, `?key=...`).
 pub fn redact_url(url: &Url) -> String {
-    if url.password().is_some() {
-        let mut u = url.clone();
+    let mut u = url.clone();
+    if u.password().is_some() {
         let _ = u.set_password(Some("***"));
-        u.to_string()
-    } else {
-        url.to_string()
+    }
+    mask_query(&mut u);
+    u.to_string()
+}
+
+fn mask_query(u: &mut Url) {
+    if let Some(q) = u.query() {
+        let masked: Vec<String> = url::form_urlencoded::parse(q.as_bytes()).map(|(k, _)| format!("{k}=***")).collect();
+        u.set_query(Some(&masked.join("&")));
     }
 }
 
@@ -372,6 +378,7 @@ pub fn redact_push_url(url: &Url) -> String {
     if u.password().is_some() {
         let _ = u.set_password(Some("***"));
     }
+    mask_query(&mut u);
     if u.scheme().starts_with("rtmp") {
         let segments: Vec<&str> = u.path().split('/').filter(|s| !s.is_empty()).collect();
         if segments.len() >= 2 {

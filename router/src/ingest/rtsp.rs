@@ -61,13 +61,15 @@ async fn run(source: RtspSource, feed: SourceFeed) {
             Ended::Failed { error, delivered_for } => {
                 let wait = backoff.failed(delivered_for);
                 // One warning per distinct error, then quiet retries: a camera that is down for a day must not
-                // write a line every 30 seconds for a day.
-                if last_error.as_deref() != Some(error.as_str()) {
+                // write a line every 30 seconds for a day. retina appends per-connection context (ports, times)
+                // after the first line, so errors are compared by that line.
+                let kind = error.lines().next().unwrap_or_default().to_string();
+                if last_error.as_deref() != Some(kind.as_str()) {
                     tracing::warn!(camera = %name, %error, retry_in_ms = wait.as_millis() as u64, "RTSP source failed; retrying with backoff");
                 } else {
                     tracing::debug!(camera = %name, %error, failures = backoff.failures, "RTSP source still failing");
                 }
-                last_error = Some(error.clone());
+                last_error = Some(kind);
                 if !feed.send(SourceEvent::Reconnecting { error }).await {
                     return;
                 }
@@ -90,8 +92,10 @@ async fn session(source: &RtspSource, feed: &SourceFeed) -> Ended {
     }
     let mut announced = false;
     let mut first_frame: Option<Instant> = None;
+    // Measured from the last media frame: a camera whose encoder froze may still send RTCP reports.
+    let mut stall_at = Instant::now() + STALL_TIMEOUT;
     loop {
-        let item = match tokio::time::timeout(STALL_TIMEOUT, demuxed.next()).await {
+        let item = match tokio::time::timeout_at(stall_at, demuxed.next()).await {
             Ok(Some(Ok(item))) => item,
             Ok(Some(Err(e))) => {
                 return Ended::Failed { error: e.to_string(), delivered_for: first_frame.map(|t| t.elapsed()) };
@@ -176,6 +180,7 @@ async fn session(source: &RtspSource, feed: &SourceFeed) -> Ended {
             }
         }
         first_frame.get_or_insert_with(Instant::now);
+        stall_at = Instant::now() + STALL_TIMEOUT;
         if !feed.send(SourceEvent::Frame(frame)).await {
             return Ended::RouteStopped;
         }
@@ -285,8 +290,9 @@ async fn connect(source: &RtspSource) -> Result<(retina::client::Demuxed, Vec<Pu
     Ok((demuxed, tracks))
 }
 
+/// URL userinfo is percent-encoded (RFC 3986), where '+' is a literal plus, not a space as in forms.
 fn percent_decode(s: &str) -> String {
-    url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default()
+    percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
 }
 
 /// NTP time (seconds since 1900 in the upper 32 bits, fraction in the lower) as system time.
@@ -307,6 +313,11 @@ mod tests {
         let t = ntp_to_system_time(ntp).expect("valid");
         assert_eq!(t.duration_since(std::time::UNIX_EPOCH).ok(), Some(Duration::from_millis(1_700_000_000_500)));
         assert_eq!(ntp_to_system_time(5 << 32), None, "before 1970");
+    }
+
+    #[test]
+    fn passwords_keep_their_plus_signs() {
+        assert_eq!(percent_decode("p%40ss+w0rd"), "p@ss+w0rd");
     }
 
     #[test]

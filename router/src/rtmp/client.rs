@@ -25,6 +25,8 @@ use crate::route::actor::{SourceEvent, SourceFactory, SourceFeed};
 use crate::route::{ReaderKind, RouteError, RouteHandle};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// A server that does not take our data for this long is treated as gone.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// A pulled stream that sends nothing for this long is considered stalled.
 const STALL_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -70,7 +72,14 @@ enum Mode {
 }
 
 impl Client {
+    /// Connects, handshakes and gets publishing or playing accepted, all within [`CONNECT_TIMEOUT`].
     async fn connect(target: &RtmpTarget, mode: Mode) -> Result<(Client, Vec<ClientSessionEvent>), String> {
+        tokio::time::timeout(CONNECT_TIMEOUT * 2, Client::connect_inner(target, mode))
+            .await
+            .map_err(|_| format!("{} did not complete the RTMP setup in time", target.addr))?
+    }
+
+    async fn connect_inner(target: &RtmpTarget, mode: Mode) -> Result<(Client, Vec<ClientSessionEvent>), String> {
         let mut tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&target.addr))
             .await
             .map_err(|_| format!("{} did not answer within {}s", target.addr, CONNECT_TIMEOUT.as_secs()))?
@@ -146,7 +155,10 @@ impl Client {
     }
 
     async fn input(&mut self, data: &[u8]) -> Result<Vec<ClientSessionEvent>, String> {
-        let results = self.session.handle_input(data).map_err(|e| format!("RTMP protocol error: {e:?}"))?;
+        // rml_rtmp's chunk decoder can panic on crafted lengths: a bad server ends this connection, nothing else.
+        let results = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.session.handle_input(data)))
+            .map_err(|_| "malformed RTMP chunk from the server".to_string())?
+            .map_err(|e| format!("RTMP protocol error: {e:?}"))?;
         self.apply(results).await
     }
 
@@ -156,7 +168,10 @@ impl Client {
         for r in results {
             match r {
                 ClientSessionResult::OutboundResponse(p) => {
-                    self.tcp.write_all(&p.bytes).await.map_err(|e| e.to_string())?
+                    tokio::time::timeout(WRITE_TIMEOUT, self.tcp.write_all(&p.bytes))
+                        .await
+                        .map_err(|_| format!("the server stopped reading for {}s", WRITE_TIMEOUT.as_secs()))?
+                        .map_err(|e| e.to_string())?
                 }
                 ClientSessionResult::RaisedEvent(e) => events.push(e),
                 ClientSessionResult::UnhandleableMessageReceived(_) => {}
@@ -279,18 +294,21 @@ async fn push(route: RouteHandle, url: Url, status: Arc<Mutex<PushStatus>>) {
             s.attempts += 1;
         });
         let (error, healthy_for) = match push_once(&route, &url, &status).await {
-            Ok(()) => return, // the route ended
+            Ok(()) => {
+                set(&status, |s| s.state = "stopped");
+                return; // the route ended
+            }
             Err(e) => e,
         };
         let wait = backoff.failed(healthy_for);
+        set(&status, |s| {
+            s.state = "retrying";
+            s.last_error = Some(error.clone());
+        });
         if last_error.as_deref() != Some(error.as_str()) {
             tracing::warn!(route = %route.name(), target = %name, %error, retry_in_ms = wait.as_millis() as u64, "RTMP push failed; retrying with backoff");
         }
-        last_error = Some(error.clone());
-        set(&status, |s| {
-            s.state = "retrying";
-            s.last_error = Some(error);
-        });
+        last_error = Some(error);
         tokio::time::sleep(wait).await;
     }
 }
@@ -321,7 +339,8 @@ async fn push_once(
                 if sent != Some(&frame.track.params)
                     && let Some((is_video, header)) = flv::sequence_header(&frame.track.params)
                 {
-                    results.push(publish(&mut client.session, is_video, header, 0, false).map_err(failed)?);
+                    let ts = (frame.dts.max(0) * 1000 / i64::from(frame.track.clock_rate.max(1))) as u32;
+                    results.push(publish(&mut client.session, is_video, header, ts, false).map_err(failed)?);
                     sent_params.retain(|(id, _)| *id != frame.track.id);
                     sent_params.push((frame.track.id, frame.track.params.clone()));
                 }

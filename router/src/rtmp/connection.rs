@@ -15,13 +15,16 @@ use super::flv;
 use super::ingest::FlvTracks;
 use crate::config::model::{Output, PublishProtocol, RouteConfig, Source};
 use crate::media::{CodecParams, Frame, TrackId};
-use crate::route::{FeedError, ReaderKind, RouteHandle, RouteReader, SourceEvent, SourceFeed};
+use crate::route::{ReaderKind, RouteHandle, RouteReader, SourceEvent, SourceFeed};
 use crate::runtime::Runtime;
 
 /// A peer that sends nothing for this long (no media, no acknowledgements) is dropped.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// The handshake must complete in this time.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A connection must be publishing or playing this long after it opened, or it is closed: idle sockets and
+/// command floods do not get to hold resources.
+const START_DEADLINE: Duration = Duration::from_secs(15);
 
 #[derive(Debug, thiserror::Error)]
 enum ConnError {
@@ -46,7 +49,7 @@ impl From<rml_rtmp::sessions::ServerSessionError> for ConnError {
 }
 
 pub async fn run(stream: TcpStream, peer: SocketAddr, runtime: Runtime) {
-    let mut conn = Connection { stream, peer, runtime, publishing: None, playing: None, buf: vec![0u8; 64 * 1024] };
+    let mut conn = Connection { stream, peer, runtime, publishing: None, playing: None, buf: vec![0u8; 16 * 1024] };
     match conn.serve().await {
         Ok(()) => tracing::debug!(%peer, "RTMP connection closed"),
         Err(ConnError::Io(e)) => tracing::debug!(%peer, error = %e, "RTMP connection ended"),
@@ -85,16 +88,21 @@ impl Connection {
             .map_err(|_| ConnError::Idle(HANDSHAKE_TIMEOUT))??;
         let (mut session, results) = ServerSession::new(ServerSessionConfig::new())?;
         self.handle_results(&mut session, results).await?;
-        let results = session.handle_input(&remaining)?;
+        let results = handle_input(&mut session, &remaining)?;
         self.handle_results(&mut session, results).await?;
+        let start_deadline = tokio::time::Instant::now() + START_DEADLINE;
         loop {
+            let started = self.publishing.is_some() || self.playing.is_some();
             tokio::select! {
+                _ = tokio::time::sleep_until(start_deadline), if !started => {
+                    return Err(ConnError::Refused(format!("neither publishing nor playing after {}s", START_DEADLINE.as_secs())));
+                }
                 read = tokio::time::timeout(IDLE_TIMEOUT, self.stream.read(&mut self.buf)) => {
                     let n = read.map_err(|_| ConnError::Idle(IDLE_TIMEOUT))??;
                     if n == 0 {
                         return Ok(());
                     }
-                    let results = session.handle_input(&self.buf[..n])?;
+                    let results = handle_input(&mut session, &self.buf[..n])?;
                     self.handle_results(&mut session, results).await?;
                 }
                 frame = next_frame(&mut self.playing) => match frame {
@@ -177,8 +185,8 @@ impl Connection {
                     }
                 }
             }
-            ServerSessionEvent::VideoDataReceived { data, timestamp, .. } => self.video(&data, timestamp)?,
-            ServerSessionEvent::AudioDataReceived { data, timestamp, .. } => self.audio(&data, timestamp)?,
+            ServerSessionEvent::VideoDataReceived { data, timestamp, .. } => self.video(&data, timestamp).await?,
+            ServerSessionEvent::AudioDataReceived { data, timestamp, .. } => self.audio(&data, timestamp).await?,
             ServerSessionEvent::PublishStreamFinished { .. } => {
                 if let Some(p) = self.publishing.take() {
                     tracing::info!(peer = %self.peer, route = %p.route, "RTMP publisher finished");
@@ -246,16 +254,16 @@ impl Connection {
         Ok((Arc::clone(config), handle.clone(), key))
     }
 
-    fn video(&mut self, data: &Bytes, timestamp: RtmpTimestamp) -> Result<(), ConnError> {
+    async fn video(&mut self, data: &Bytes, timestamp: RtmpTimestamp) -> Result<(), ConnError> {
         let Some(p) = &mut self.publishing else { return Ok(()) };
         let events = p.tracks.video(data, timestamp.value)?;
-        deliver(&p.feed, events)
+        deliver(&p.feed, events).await
     }
 
-    fn audio(&mut self, data: &Bytes, timestamp: RtmpTimestamp) -> Result<(), ConnError> {
+    async fn audio(&mut self, data: &Bytes, timestamp: RtmpTimestamp) -> Result<(), ConnError> {
         let Some(p) = &mut self.publishing else { return Ok(()) };
         let events = p.tracks.audio(data, timestamp.value)?;
-        deliver(&p.feed, events)
+        deliver(&p.feed, events).await
     }
 
     /// Sends `first` and whatever else the player's queue already holds, in one vectored write: when a server
@@ -290,7 +298,7 @@ impl Connection {
         if sent != Some(&frame.track.params)
             && let Some((is_video, header)) = flv::sequence_header(&frame.track.params)
         {
-            let ts = RtmpTimestamp::new(0);
+            let ts = RtmpTimestamp::new((frame.dts.max(0) * 1000 / i64::from(frame.track.clock_rate.max(1))) as u32);
             let packet = if is_video {
                 session.send_video_data(stream_id, header, ts, false)?
             } else {
@@ -349,6 +357,15 @@ async fn write_all_vectored(stream: &mut TcpStream, bufs: &mut [Bytes]) -> std::
     Ok(())
 }
 
+/// Feeds peer bytes to rml_rtmp. Its chunk deserializer can panic on crafted lengths (an integer underflow);
+/// a panic here ends this connection like any protocol error instead of unwinding through the task.
+fn handle_input(session: &mut ServerSession, data: &[u8]) -> Result<Vec<ServerSessionResult>, ConnError> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| session.handle_input(data))) {
+        Ok(r) => Ok(r?),
+        Err(_) => Err(ConnError::Refused("malformed RTMP chunk (the decoder rejected it)".into())),
+    }
+}
+
 /// Writes with a deadline: a player that stops reading (its TCP window stays full) is disconnected instead of
 /// holding this task, and its route reader, forever.
 async fn write(stream: &mut TcpStream, bytes: &[u8]) -> Result<(), ConnError> {
@@ -356,13 +373,12 @@ async fn write(stream: &mut TcpStream, bytes: &[u8]) -> Result<(), ConnError> {
     Ok(())
 }
 
-fn deliver(feed: &SourceFeed, events: Vec<SourceEvent>) -> Result<(), ConnError> {
+/// Hands events to the route, waiting when it is behind: TCP backpressure slows the publisher rather than the
+/// route losing frames mid-GOP.
+async fn deliver(feed: &SourceFeed, events: Vec<SourceEvent>) -> Result<(), ConnError> {
     for event in events {
-        match feed.try_send(event) {
-            Ok(()) | Err(FeedError::Full) => {}
-            Err(FeedError::Closed) => {
-                return Err(ConnError::Refused("another publisher replaced this one, or the route ended".into()));
-            }
+        if !feed.send(event).await {
+            return Err(ConnError::Refused("another publisher replaced this one, or the route ended".into()));
         }
     }
     Ok(())

@@ -18,17 +18,27 @@ use tokio::net::TcpListener;
 
 use crate::runtime::Runtime;
 
+/// RTMP connections served at once (publishers and players).
+pub const MAX_CONNECTIONS: usize = 10_000;
+
 /// Binds the RTMP listener and serves connections until the process ends.
 pub async fn serve(addr: SocketAddr, runtime: Runtime) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     tracing::info!(rtmp = %local, "RTMP listening");
+    // Bounds what connection floods can take; beyond it new connections wait in the kernel's accept queue.
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     tokio::spawn(async move {
         loop {
+            let Ok(slot) = std::sync::Arc::clone(&slots).acquire_owned().await else { return };
             match listener.accept().await {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    tokio::spawn(connection::run(stream, peer, runtime.clone()));
+                    let runtime = runtime.clone();
+                    tokio::spawn(async move {
+                        connection::run(stream, peer, runtime).await;
+                        drop(slot);
+                    });
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "RTMP accept failed");

@@ -68,7 +68,8 @@ impl RouteSet {
                 let Output::Push(url) = output else { continue };
                 let key = (route.name.clone(), url.to_string());
                 wanted.insert(key.clone());
-                if self.pushes.contains_key(&key) {
+                // A push whose task ended (its route actor was recreated) is started again on the new handle.
+                if self.pushes.get(&key).is_some_and(|p| p.task.as_ref().is_none_or(|t| !t.is_finished())) {
                     continue;
                 }
                 let push = if url.scheme() == "rtmp" {

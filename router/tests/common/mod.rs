@@ -63,6 +63,22 @@ impl RouterProcess {
         }
     }
 
+    /// A log line matching `pred` printed at any time (during startup included), waiting if there is none yet.
+    pub fn saw_or_wait(&mut self, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        self.drain();
+        if let Some(line) = self.seen.iter().find(|l| pred(l)) {
+            return line.clone();
+        }
+        self.wait_log(pred)
+    }
+
+    /// Takes every log line printed so far into `seen`, without waiting.
+    pub fn drain(&mut self) {
+        while let Ok(line) = self.logs.try_recv() {
+            self.seen.push(line);
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.http)
     }
