@@ -264,6 +264,11 @@ test('documented status codes for bad requests', async () => {
   r = await patch(location, 'a=candidate:1 1 udp 2130706431 127.0.0.1 9 typ host\r\n');
   assert.equal(r.status, 204);
   assert.equal((await patch(location, 'a=candidate:garbage\r\n')).status, 400);
+  const wrongTag = await fetch(`${router.base}${location}`, {
+    method: 'PATCH', headers: { 'Content-Type': 'application/trickle-ice-sdpfrag', 'If-Match': '"not-this-one"' },
+    body: 'a=candidate:1 1 udp 2130706431 127.0.0.1 9 typ host\r\n',
+  });
+  assert.equal(wrongTag.status, 412);
   assert.equal((await patch(location, 'a=ice-ufrag:abcd\r\na=ice-pwd:0123456789abcdef012345\r\n')).status, 422);
   assert.equal((await patch(location, 'a=candidate:1 1 udp 1 127.0.0.1 9 typ host', 'text/plain')).status, 415);
   assert.equal((await patch('/demo/whep/00000000000000000000000000000000', 'a=candidate:1 1 udp 1 127.0.0.1 9 typ host')).status, 404);

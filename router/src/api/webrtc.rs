@@ -216,6 +216,18 @@ pub async fn patch(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let result = async {
+        // The ETag we handed out is the session id; a PATCH meant for another ICE session is refused
+        // (RFC 9725 4.3.1).
+        if let Some(tag) = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok())
+            && tag != "*"
+            && tag != format!("\"{id}\"")
+        {
+            return Err(ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                "etag_mismatch",
+                "If-Match does not match this session's ETag",
+            ));
+        }
         let session = session_ref(route, &side, id)?;
         let fragment = sdp_body(&headers, body, "application/trickle-ice-sdpfrag")?;
         state.webrtc.trickle(session, &fragment).await.map_err(webrtc_error)?;

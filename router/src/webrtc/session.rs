@@ -20,8 +20,9 @@ use crate::config::model::RouteName;
 use crate::media::Codec;
 use crate::route::{FeedError, SourceEvent, SourceFeed, ViewerTicket};
 
-/// A peer that has not connected by then is dropped (it never will: wrong candidates, blocked UDP).
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// A peer that has not connected by then is dropped (it never will: wrong candidates, blocked UDP). Short,
+/// because a WHIP publisher that never connects holds its route's publisher slot until then.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
