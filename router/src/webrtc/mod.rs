@@ -33,7 +33,7 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use crate::config::model::{RouteName, WebrtcConfig};
 use crate::media::Codec;
 use crate::route::{RouteError, RouteHandle, RouteSnapshot};
-use session::{Outgoing, Publisher, Role, Session, SessionStats, Viewer, accepted_payload_types};
+use session::{Outgoing, Publisher, Role, Session, Viewer, accepted_payload_types};
 pub use shard::{SessionInfo, SessionRef, ShardStats};
 use shard::{Shard, ShardCommand};
 use subscription::{ShardFrame, Subscription};
@@ -189,22 +189,9 @@ impl WebRtc {
         let subscription = self.subscribe(route).await?;
         let ticket = route.admit_viewer(subscription.reader).await?;
         let id = session_id();
-        let session = Session {
-            id: id.clone(),
-            route: route.name().clone(),
-            rtc,
-            role: Role::Viewer(Viewer { subscription, _ticket: ticket, video, audio, synced: false }),
-            created: now,
-            connected_at: None,
-            stats: SessionStats::default(),
-            next_timeout: now,
-            remote,
-            ufrag,
-            addrs: Vec::new(),
-            remote_candidates: 0,
-            egress: HashMap::new(),
-        };
-        self.inner.commands.send(ShardCommand::Add(Box::new(session))).await.map_err(|_| WebRtcError::Unavailable)?;
+        let role = Role::Viewer(Viewer { subscription, _ticket: ticket, video, audio, synced: false });
+        let session = Session::new(id.clone(), route.name().clone(), rtc, role, ufrag, remote, now);
+        self.add(session).await?;
         Ok(Answer { session_id: id, sdp: answer.to_sdp_string() })
     }
 
@@ -249,29 +236,21 @@ impl WebRtc {
             })
         };
         let now = Instant::now();
-        let session = Session {
-            id: id.clone(),
-            route: route.name().clone(),
-            rtc,
-            role: Role::Publisher(Publisher {
-                feed,
-                tracks: Default::default(),
-                video_mids: receiving.iter().filter(|(_, k, _)| *k == MediaKind::Video).map(|(m, _, _)| *m).collect(),
-                announced: Vec::new(),
-                keyframe_task: Some(keyframe_task),
-            }),
-            created: now,
-            connected_at: None,
-            stats: SessionStats::default(),
-            next_timeout: now,
-            remote,
-            ufrag,
-            addrs: Vec::new(),
-            remote_candidates: 0,
-            egress: HashMap::new(),
-        };
-        self.inner.commands.send(ShardCommand::Add(Box::new(session))).await.map_err(|_| WebRtcError::Unavailable)?;
+        let role = Role::Publisher(Publisher {
+            feed,
+            tracks: Default::default(),
+            video_mids: receiving.iter().filter(|(_, k, _)| *k == MediaKind::Video).map(|(m, _, _)| *m).collect(),
+            announced: Vec::new(),
+            keyframe_task: Some(keyframe_task),
+        });
+        let session = Session::new(id.clone(), route.name().clone(), rtc, role, ufrag, remote, now);
+        self.add(session).await?;
         Ok(Answer { session_id: id, sdp: answer.to_sdp_string() })
+    }
+
+    /// Hands a new session to the shard.
+    async fn add(&self, session: Session) -> Result<(), WebRtcError> {
+        self.inner.commands.send(ShardCommand::Add(Box::new(session))).await.map_err(|_| WebRtcError::Unavailable)
     }
 
     /// Adds the `a=candidate` lines of a trickle-ICE SDP fragment (RFC 8840) to a session.

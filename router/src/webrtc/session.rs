@@ -140,6 +140,33 @@ pub struct Session {
 }
 
 impl Session {
+    /// A session that has answered its offer and waits for the peer to connect.
+    pub fn new(
+        id: String,
+        route: RouteName,
+        rtc: Rtc,
+        role: Role,
+        ufrag: String,
+        remote: Option<std::net::SocketAddr>,
+        now: Instant,
+    ) -> Session {
+        Session {
+            id,
+            route,
+            rtc,
+            role,
+            created: now,
+            connected_at: None,
+            stats: SessionStats::default(),
+            next_timeout: now,
+            remote,
+            ufrag,
+            addrs: Vec::new(),
+            remote_candidates: 0,
+            egress: std::collections::HashMap::new(),
+        }
+    }
+
     pub fn kind(&self) -> RoleKind {
         match self.role {
             Role::Viewer(_) => RoleKind::Viewer,
