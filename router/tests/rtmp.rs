@@ -285,3 +285,29 @@ fn inconsistent_chunk_lengths() -> Vec<u8> {
     b.extend_from_slice(&[0xc3; 200]);
     b
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsupported_audio_is_dropped_and_reported_video_flows() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let mut router = start_router(dir.path(), port);
+    // H.264 with MP3 audio: routes carry AAC, so the audio goes and the video stays.
+    let mut publisher = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=30"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100", "-t", "15"])
+        .args(["-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-g", "30", "-c:a", "libmp3lame"])
+        .args(["-f", "flv", &format!("rtmp://127.0.0.1:{port}/cam/s3cret")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ffmpeg");
+    router.wait_log(|l| l["message"] == "source problem" && l["route"] == "cam");
+    let streams = read_back(&format!("rtmp://127.0.0.1:{port}/cam"), 2, &dir.path().join("v.flv"));
+    assert_eq!(streams.iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>(), ["h264"], "{streams:?}");
+    let cam: serde_json::Value =
+        reqwest::get(router.url("/v1/routes/cam")).await.expect("get").json().await.expect("json");
+    let error = cam["live"]["last_error"].as_str().unwrap_or_default();
+    assert!(error.contains("audio format 2") && error.contains("video continues"), "{cam}");
+    let _ = publisher.kill();
+    let _ = publisher.wait();
+}

@@ -77,6 +77,11 @@ pub enum SourceEvent {
     },
     /// The source reached its peer again: it is setting up streams, frames follow.
     Connected,
+    /// Something the user should know about the source that does not stop it (an unsupported audio codec):
+    /// shown as the route's `last_error`.
+    Problem {
+        error: String,
+    },
     /// The source's clock for a track: `pts` (in the source's own timeline, like its frames) was captured at
     /// `wallclock` (from an RTCP sender report). Frames after it carry their wall-clock time.
     Clock {
@@ -593,6 +598,10 @@ impl RouteActor {
                 self.new_session();
                 // The source restarts by itself: count it as a session, not as a start by the route.
                 self.source_starts -= 1;
+            }
+            SourceEvent::Problem { error } => {
+                tracing::warn!(route = %self.config.name, %error, "source problem");
+                self.last_error = Some(error);
             }
             SourceEvent::Clock { track, pts, wallclock } => {
                 self.clocks.insert(track, (pts, wallclock));

@@ -256,7 +256,14 @@ impl Connection {
 
     async fn video(&mut self, data: &Bytes, timestamp: RtmpTimestamp) -> Result<(), ConnError> {
         let Some(p) = &mut self.publishing else { return Ok(()) };
-        let events = p.tracks.video(data, timestamp.value)?;
+        let events = match p.tracks.video(data, timestamp.value) {
+            Ok(events) => events,
+            Err(e) => {
+                // Tell whoever looks at the route why its publisher was dropped (Enhanced RTMP, another codec).
+                let _ = p.feed.send(SourceEvent::Problem { error: format!("publisher refused: {e}") }).await;
+                return Err(e.into());
+            }
+        };
         deliver(&p.feed, events).await
     }
 

@@ -14,6 +14,8 @@ use crate::route::SourceEvent;
 pub struct FlvTracks {
     video: Option<Arc<Track>>,
     audio: Option<Arc<Track>>,
+    /// Audio in a codec routes do not carry (MP3, Speex...): dropped, the video still flows; said once.
+    audio_refused: bool,
 }
 
 impl FlvTracks {
@@ -46,9 +48,19 @@ impl FlvTracks {
         }
     }
 
-    /// Events for one audio message.
+    /// Events for one audio message. Unsupported audio codecs are dropped (reported once), not fatal.
     pub fn audio(&mut self, data: &Bytes, timestamp_ms: u32) -> Result<Vec<SourceEvent>, FlvError> {
-        match flv::parse_audio(data)? {
+        let tag = match flv::parse_audio(data) {
+            Err(e @ FlvError::AudioCodec(_)) => {
+                if self.audio_refused {
+                    return Ok(Vec::new());
+                }
+                self.audio_refused = true;
+                return Ok(vec![SourceEvent::Problem { error: format!("{e}; the audio is dropped, video continues") }]);
+            }
+            other => other?,
+        };
+        match tag {
             AudioTag::AacConfig { config, sample_rate, channels } => {
                 let params = CodecParams::Aac { audio_specific_config: config };
                 if self.audio.as_ref().is_some_and(|t| t.params == params) {
