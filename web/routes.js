@@ -1,4 +1,61 @@
-// The routes overview: polls the REST API and renders one row per route.
+// The home page: a grid of playable routes (click to play inline over WHEP) and the routes table, both from
+// the REST API.
+import { whepPlay } from '/webrtc-client.js';
+
+const grid = document.getElementById('grid');
+/** Tiles by route name, kept across refreshes so a playing tile keeps playing. */
+const tiles = new Map();
+
+function tile(route) {
+  const el = document.createElement('figure');
+  el.className = 'tile';
+  el.dataset.route = route;
+  const video = document.createElement('video');
+  video.muted = true;
+  video.playsInline = true;
+  video.autoplay = true;
+  const caption = document.createElement('figcaption');
+  const link = document.createElement('a');
+  link.href = `/${encodeURIComponent(route)}`;
+  link.textContent = route;
+  const state = document.createElement('span');
+  state.className = 'tile-state';
+  caption.append(link, state);
+  const play = document.createElement('button');
+  play.className = 'play';
+  play.textContent = '▶';
+  play.title = `Play ${route}`;
+  play.addEventListener('click', async () => {
+    play.hidden = true;
+    try {
+      const session = await whepPlay(`/${encodeURIComponent(route)}/whep`, video);
+      el.session = session;
+    } catch (e) {
+      play.hidden = false;
+      state.textContent = e.message;
+    }
+  });
+  el.append(video, play, caption);
+  el.stateEl = state;
+  return el;
+}
+
+function renderGrid(routes) {
+  const playable = routes.filter((r) => r.config.to.includes('whep'));
+  for (const r of playable) {
+    if (!tiles.has(r.name)) tiles.set(r.name, tile(r.name));
+    const t = tiles.get(r.name);
+    if (!t.session) t.stateEl.textContent = r.live?.state ?? 'ended';
+  }
+  for (const [name, t] of tiles) {
+    if (!playable.some((r) => r.name === name)) {
+      t.session?.stop();
+      tiles.delete(name);
+    }
+  }
+  grid.replaceChildren(...playable.map((r) => tiles.get(r.name)));
+}
+window.addEventListener('pagehide', () => tiles.forEach((t) => t.session?.stop()));
 const tbody = document.querySelector('#routes tbody');
 const configState = document.getElementById('config-state');
 const configError = document.getElementById('config-error');
@@ -20,6 +77,7 @@ async function refresh() {
       fetch('/v1/routes').then((r) => r.json()),
       fetch('/v1/status').then((r) => r.json()),
     ]);
+    renderGrid(routes);
     tbody.replaceChildren(...routes.map((r) => {
       const tr = document.createElement('tr');
       const live = r.live ?? {};

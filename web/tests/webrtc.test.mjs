@@ -106,6 +106,16 @@ test('the demo route plays in Chromium over WHEP', async () => {
   await page.close();
 });
 
+test('the home page grid plays a route inline', async () => {
+  const page = await chrome.browser.newPage();
+  await page.goto(`${router.base}/`);
+  await page.click('figure.tile[data-route="demo"] button.play');
+  await page.waitForFunction(() => document.querySelector('figure.tile[data-route="demo"] video').videoWidth === 640, null, { timeout: 10000 });
+  const tiles = await page.$$eval('figure.tile', (els) => els.map((e) => e.dataset.route));
+  assert.ok(!tiles.includes('private'), 'routes without whep are not offered to browsers');
+  await page.close();
+});
+
 test('an RTSP camera pulled by the router plays in Chromium over WHEP', async () => {
   const page = await chrome.browser.newPage();
   await page.goto(`${router.base}/ipcam?autoplay`);
