@@ -430,14 +430,7 @@ impl Generator {
     }
 
     fn send(&self, t: &str0m::net::Transmit) {
-        let transmit = UdpTransmit {
-            destination: t.destination,
-            ecn: None,
-            contents: &t.contents,
-            segment_size: None,
-            src_ip: Some(t.source.ip()),
-        };
-        let _ = self.state.try_send((&self.socket).into(), &transmit);
+        send_transmit(&self.state, &self.socket, t);
     }
 
     fn poll_viewer(&mut self, i: usize, now: Instant) {
@@ -512,20 +505,23 @@ impl Generator {
             // Drain after every write (str0m's single-mutation invariant).
             loop {
                 match p.rtc.poll_output() {
-                    Ok(Output::Transmit(t)) => {
-                        let transmit = UdpTransmit {
-                            destination: t.destination,
-                            ecn: None,
-                            contents: &t.contents,
-                            segment_size: None,
-                            src_ip: Some(t.source.ip()),
-                        };
-                        let _ = self.state.try_send((&self.socket).into(), &transmit);
-                    }
+                    Ok(Output::Transmit(t)) => send_transmit(&self.state, &self.socket, &t),
                     Ok(Output::Timeout(_)) | Err(_) => break,
                     Ok(Output::Event(_)) => {}
                 }
             }
         }
     }
+}
+
+/// Sends one str0m datagram from the local address str0m chose (each peer has its own loopback address).
+fn send_transmit(state: &UdpSocketState, socket: &UdpSocket, t: &str0m::net::Transmit) {
+    let transmit = UdpTransmit {
+        destination: t.destination,
+        ecn: None,
+        contents: &t.contents,
+        segment_size: None,
+        src_ip: Some(t.source.ip()),
+    };
+    let _ = state.try_send(socket.into(), &transmit);
 }
