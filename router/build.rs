@@ -1,5 +1,10 @@
-//! Embeds the browser files in `../web` into the binary, so `sluice` serves its UI with nothing beside it.
-//! Writes `$OUT_DIR/web_assets.rs`: a table of (path, bytes) that `api::web` serves.
+//! Puts into the binary what `sluice` needs beside its code, so `cargo run` needs no extra step:
+//! - the browser files in `../web`: `$OUT_DIR/web_assets.rs`, a table of (path, bytes) that `api::web` serves;
+//! - the built-in plugins in `../plugins`, compiled to wasm32-wasip2 components: `$OUT_DIR/builtin_plugins.rs`
+//!   (see `build/plugins.rs`).
+
+#[path = "build/plugins.rs"]
+mod plugins;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -9,6 +14,11 @@ const SERVED: [&str; 9] = ["html", "js", "mjs", "css", "svg", "png", "ico", "web
 const SKIPPED_DIRS: [&str; 3] = ["node_modules", "tests", "test-results"];
 
 fn main() {
+    web_assets();
+    plugins::build();
+}
+
+fn web_assets() {
     let web = Path::new(env!("CARGO_MANIFEST_DIR")).join("../web");
     let mut files = Vec::new();
     collect(&web, &web, &mut files);

@@ -57,6 +57,8 @@ impl fmt::Display for RouteName {
 pub struct RouteTable {
     pub server: ServerConfig,
     pub plugins: BTreeMap<String, PluginConfig>,
+    /// What anyone may do on routes whose `auth` is "none" (`[defaults] anonymous`).
+    pub anonymous: Vec<Access>,
     /// In file order.
     pub routes: Vec<Arc<RouteConfig>>,
 }
@@ -68,6 +70,8 @@ pub struct ServerConfig {
     pub rtmp: SocketAddr,
     pub webrtc: WebrtcConfig,
     pub data_dir: PathBuf,
+    /// The auth plugin guarding the REST API (`/v1`); `None` leaves it open.
+    pub api_auth: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -96,6 +100,7 @@ impl Default for ServerConfig {
             rtmp: SocketAddr::new(any, 1935),
             webrtc: WebrtcConfig { udp: SocketAddr::new(any, 8189), public_ips: Vec::new(), ice_servers: Vec::new() },
             data_dir: PathBuf::from("data"),
+            api_auth: None,
         }
     }
 }
@@ -141,6 +146,16 @@ impl BuiltinPlugin {
             BuiltinPlugin::AuthUsers => "auth-users",
             BuiltinPlugin::RecordMp4 => "record-mp4",
             BuiltinPlugin::SignalSocketio => "signal-socketio",
+        }
+    }
+
+    /// Limits when routes.toml sets none: password hashing (argon2, 19 MiB per check) needs more than the usual.
+    pub fn default_limits(self) -> PluginLimits {
+        match self {
+            BuiltinPlugin::AuthUsers => {
+                PluginLimits { memory_bytes: 64 << 20, call_timeout: Duration::from_millis(1000) }
+            }
+            _ => PluginLimits::default(),
         }
     }
 
@@ -191,6 +206,29 @@ fn serialize_duration_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct PluginGrants {
     pub storage: Option<StorageGrant>,
+    /// Environment variables the plugin may read (e.g. a key); it sees no others.
+    pub env: Vec<String>,
+}
+
+/// An action a client may take on a route, as `[defaults] anonymous` lists them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Access {
+    Publish,
+    Read,
+    Playback,
+}
+
+impl Access {
+    pub const ALL: [Access; 3] = [Access::Publish, Access::Read, Access::Playback];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Access::Publish => "publish",
+            Access::Read => "read",
+            Access::Playback => "playback",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

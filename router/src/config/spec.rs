@@ -29,6 +29,7 @@ pub struct ServerSpec {
     pub rtmp: Option<Spanned<String>>,
     pub webrtc: Option<WebrtcSpec>,
     pub data_dir: Option<Spanned<String>>,
+    pub api_auth: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -58,6 +59,7 @@ pub struct DefaultsSpec {
     pub on_demand: Option<bool>,
     pub idle_timeout: Option<Spanned<String>>,
     pub max_readers: Option<Spanned<i64>>,
+    pub anonymous: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -83,6 +85,8 @@ pub struct LimitsSpec {
 #[serde(deny_unknown_fields)]
 pub struct GrantsSpec {
     pub storage: Option<StorageGrantSpec>,
+    #[serde(default)]
+    pub env: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

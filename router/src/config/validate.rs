@@ -31,12 +31,17 @@ pub fn validate(
 ) -> Result<RouteTable, ConfigErrors> {
     let base_dir = Path::new(file).parent().map(Path::to_path_buf).unwrap_or_default();
     let mut cx = Cx { text, file, env, base_dir, errors: Vec::new() };
-    let server = cx.server(spec.server);
+    let api_auth_spec = spec.server.as_ref().and_then(|s| s.api_auth.clone());
+    let mut server = cx.server(spec.server);
     let plugins = cx.plugins(spec.plugins);
+    if let Some(a) = &api_auth_spec {
+        server.api_auth = cx.auth("`server.api_auth`", a, &plugins);
+    }
+    let anonymous = cx.anonymous(spec.defaults.as_ref().and_then(|d| d.anonymous.as_ref()));
     let defaults = cx.defaults(spec.defaults, &plugins);
     let routes = cx.routes(spec.routes, &defaults, &plugins, &server);
     if cx.errors.is_empty() {
-        Ok(RouteTable { server, plugins, routes })
+        Ok(RouteTable { server, plugins, anonymous, routes })
     } else {
         cx.errors.sort_by_key(|e| (e.line, e.column));
         // An inherited `[defaults]` value that is wrong is reported once, not once per route inheriting it.
@@ -252,7 +257,10 @@ impl Cx<'_> {
                 },
                 None => serde_json::Value::Object(Default::default()),
             };
-            let mut limits = PluginLimits::default();
+            let mut limits = match source {
+                PluginSource::Builtin(b) => b.default_limits(),
+                PluginSource::File(_) => PluginLimits::default(),
+            };
             if let Some(l) = &spec.limits {
                 if let Some(m) = &l.memory
                     && let Some(s) = self.expand(&format!("{ctx}: `limits.memory`"), m)
@@ -290,6 +298,18 @@ impl Cx<'_> {
                 }
             }
             let mut grants = PluginGrants::default();
+            for var in spec.grants.iter().flat_map(|g| &g.env) {
+                let v = var.get_ref();
+                if v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    self.err(
+                        var.span(),
+                        format!("{ctx}: `grants.env`: \"{v}\" is not an environment variable name"),
+                        Some("list variable names, e.g. env = [\"SLUICE_JWT_SECRET\"]".to_string()),
+                    );
+                } else {
+                    grants.env.push(v.clone());
+                }
+            }
             if let Some(storage) = spec.grants.and_then(|g| g.storage) {
                 let dir = self.expand(&format!("{ctx}: `grants.storage.dir`"), &storage.dir);
                 let quota = match &storage.quota {
@@ -339,6 +359,25 @@ impl Cx<'_> {
                 t.into_iter().map(|(k, v)| Ok((k, self.table_to_json(v)?))).collect::<Result<_, String>>()?,
             ),
         })
+    }
+
+    /// `[defaults] anonymous`: what anyone may do on routes without an auth plugin. Unset: everything, as
+    /// routes.toml's `auth = "none"` promises.
+    fn anonymous(&mut self, spec: Option<&Spanned<Vec<Spanned<String>>>>) -> Vec<Access> {
+        let Some(list) = spec else { return Access::ALL.to_vec() };
+        let mut out = Vec::new();
+        for item in list.get_ref() {
+            match Access::ALL.iter().find(|a| a.name() == item.get_ref()) {
+                Some(a) if !out.contains(a) => out.push(*a),
+                Some(_) => {}
+                None => self.err(
+                    item.span(),
+                    format!("`defaults.anonymous`: \"{}\" is not an action", item.get_ref()),
+                    Some("actions are \"read\", \"publish\" and \"playback\"".to_string()),
+                ),
+            }
+        }
+        out
     }
 
     fn defaults(&mut self, spec: Option<DefaultsSpec>, plugins: &BTreeMap<String, PluginConfig>) -> Defaults {

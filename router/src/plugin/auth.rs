@@ -1,0 +1,233 @@
+//! The host side of the `auth` world: a pool of instances per plugin, calls under a deadline and a memory cap,
+//! and the decision cache.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use wasmtime::Store;
+use wasmtime::component::{Component, HasSelf, Linker};
+
+use super::LoadError;
+use super::engine::{PluginHost, deadline_ticks};
+use super::state::HostState;
+use super::stats::{CallFailure, PluginStats};
+use crate::config::model::PluginConfig;
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        world: "auth",
+        path: "../sdk/wit",
+        additional_derives: [PartialEq, Eq, Hash],
+    });
+}
+
+pub use bindings::sluice::plugin::auth_types::{
+    Action, Allow, BasicCredentials, Credentials, Decision, Protocol, Request,
+};
+use bindings::sluice::plugin::host::{Host, LogLevel};
+
+/// `auth-types` has no functions; its host trait is empty.
+impl bindings::sluice::plugin::auth_types::Host for HostState {}
+
+impl Host for HostState {
+    fn log(&mut self, level: LogLevel, message: String) {
+        let level = match level {
+            LogLevel::Trace => tracing::Level::TRACE,
+            LogLevel::Debug => tracing::Level::DEBUG,
+            LogLevel::Info => tracing::Level::INFO,
+            LogLevel::Warn => tracing::Level::WARN,
+            LogLevel::Error => tracing::Level::ERROR,
+        };
+        HostState::log(self, level, &message);
+    }
+}
+
+/// Idle instances kept per plugin; concurrent calls beyond it instantiate more and drop them afterwards.
+const MAX_IDLE: usize = 8;
+/// Decisions cached per plugin; when full, expired ones go first, then everything.
+const MAX_CACHED: usize = 10_000;
+
+/// An auth plugin, loaded: its `InstancePre`, idle instances and cached decisions.
+pub struct AuthPlugin {
+    name: Arc<str>,
+    pre: bindings::AuthPre<HostState>,
+    config_json: String,
+    memory_cap: u64,
+    timeout: Duration,
+    env: Vec<(String, String)>,
+    idle: Mutex<Vec<Instance>>,
+    cache: Mutex<HashMap<[u8; 32], (Allow, Instant)>>,
+    stats: PluginStats,
+}
+
+impl std::fmt::Debug for AuthPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthPlugin").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+struct Instance {
+    store: Store<HostState>,
+    auth: bindings::Auth,
+}
+
+impl AuthPlugin {
+    /// Links and pre-instantiates the plugin, then starts one instance to run `init` with its config: a config
+    /// the plugin rejects fails the load, with the plugin's message.
+    pub fn new(host: &PluginHost, config: &PluginConfig, component: &Component) -> Result<AuthPlugin, LoadError> {
+        let name = config.name.as_str();
+        let link_error = |e: wasmtime::Error| LoadError::new(name, format!("cannot link: {e:#}"));
+        let mut linker = Linker::<HostState>::new(host.engine());
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(link_error)?;
+        bindings::Auth::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s).map_err(link_error)?;
+        let pre = linker.instantiate_pre(component).map_err(link_error)?;
+        let pre = bindings::AuthPre::new(pre).map_err(link_error)?;
+        let env = config.grants.env.iter().filter_map(|k| std::env::var(k).ok().map(|v| (k.clone(), v))).collect();
+        let plugin = AuthPlugin {
+            name: Arc::from(name),
+            pre,
+            config_json: config.config.to_string(),
+            memory_cap: config.limits.memory_bytes,
+            timeout: config.limits.call_timeout,
+            env,
+            idle: Mutex::new(Vec::new()),
+            cache: Mutex::new(HashMap::new()),
+            stats: PluginStats::default(),
+        };
+        let first = plugin.instantiate().map_err(|e| LoadError::new(name, e.to_string()))?;
+        plugin.idle.lock().unwrap_or_else(|p| p.into_inner()).push(first);
+        Ok(plugin)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn stats(&self) -> &PluginStats {
+        &self.stats
+    }
+
+    /// A decision cached for this request, if one is still fresh. Cheap: no plugin call.
+    pub fn cached(&self, request: &Request) -> Option<Allow> {
+        let key = cache_key(request);
+        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache.get(&key).filter(|(_, until)| *until > Instant::now()).map(|(allow, _)| allow.clone())
+    }
+
+    /// Asks the plugin. Blocks for up to the call timeout: call it from a blocking-capable thread, never from an
+    /// async task. An `allow` with a TTL is cached.
+    pub fn authorize(&self, request: &Request) -> Result<Decision, CallFailure> {
+        let decision = self.call(request)?;
+        if let Decision::Allow(allow) = &decision
+            && allow.cache_ttl_ms > 0
+        {
+            let until = Instant::now() + Duration::from_millis(u64::from(allow.cache_ttl_ms));
+            let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            if cache.len() >= MAX_CACHED {
+                let now = Instant::now();
+                cache.retain(|_, (_, until)| *until > now);
+                if cache.len() >= MAX_CACHED {
+                    cache.clear();
+                }
+            }
+            cache.insert(cache_key(request), (allow.clone(), until));
+        }
+        Ok(decision)
+    }
+
+    /// One call into the plugin on a pooled instance. A failed instance is dropped, never reused.
+    pub fn call(&self, request: &Request) -> Result<Decision, CallFailure> {
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let mut instance = match idle {
+            Some(i) => i,
+            None => self.instantiate()?,
+        };
+        self.stats.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let started = Instant::now();
+        instance.store.set_epoch_deadline(deadline_ticks(self.timeout));
+        let result = instance.auth.sluice_plugin_authorizer().call_authorize(&mut instance.store, request);
+        let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.stats.call_nanos.fetch_add(nanos, std::sync::atomic::Ordering::Relaxed);
+        match result {
+            Ok(decision) => {
+                let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+                if idle.len() < MAX_IDLE {
+                    idle.push(instance);
+                }
+                Ok(decision)
+            }
+            Err(e) => {
+                let failure =
+                    CallFailure::classify(&e, instance.store.data().memory.hit, self.timeout, self.memory_cap);
+                self.stats.failed(&failure);
+                self.stats.recycled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(plugin = %self.name, error = %failure, "plugin call failed; its instance is recycled");
+                Err(failure)
+            }
+        }
+    }
+
+    /// Instantiates from the `InstancePre` and drops the instance, without running `init`: what the
+    /// instantiation benchmark measures.
+    pub fn instantiate_bare(&self) -> Result<(), CallFailure> {
+        let cap = usize::try_from(self.memory_cap).unwrap_or(usize::MAX);
+        let mut store = Store::new(self.pre.engine(), HostState::new(Arc::clone(&self.name), cap, &self.env));
+        store.limiter(|s| &mut s.memory);
+        self.pre.instantiate(&mut store).map(drop).map_err(|e| CallFailure::Instantiate(format!("{e:#}")))
+    }
+
+    /// A fresh instance from the `InstancePre`, initialised with the plugin's config.
+    fn instantiate(&self) -> Result<Instance, CallFailure> {
+        let fail = |failure: CallFailure| {
+            self.stats.failed(&failure);
+            failure
+        };
+        let cap = usize::try_from(self.memory_cap).unwrap_or(usize::MAX);
+        let mut store = Store::new(self.pre.engine(), HostState::new(Arc::clone(&self.name), cap, &self.env));
+        store.limiter(|s| &mut s.memory);
+        store.set_epoch_deadline(deadline_ticks(self.timeout));
+        let auth = self.pre.instantiate(&mut store).map_err(|e| {
+            let memory_hit = store.data().memory.hit;
+            fail(CallFailure::classify(&e, memory_hit, self.timeout, self.memory_cap))
+        })?;
+        self.stats.instantiations.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        store.set_epoch_deadline(deadline_ticks(self.timeout));
+        match auth.sluice_plugin_authorizer().call_init(&mut store, &self.config_json) {
+            Ok(Ok(())) => Ok(Instance { store, auth }),
+            Ok(Err(message)) => Err(fail(CallFailure::Instantiate(format!("its init refused the config: {message}")))),
+            Err(e) => {
+                let memory_hit = store.data().memory.hit;
+                Err(fail(CallFailure::classify(&e, memory_hit, self.timeout, self.memory_cap)))
+            }
+        }
+    }
+}
+
+/// What a cached decision is filed under: a hash of (action, route, credentials), so secrets are not kept.
+/// The address and query are not part of it: a plugin whose decision depends on them returns TTL 0.
+fn cache_key(request: &Request) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update([request.action as u8]);
+    h.update(request.route.as_bytes());
+    h.update([0]);
+    match &request.credentials {
+        Credentials::None => h.update([0]),
+        Credentials::Basic(b) => {
+            h.update([1]);
+            h.update(b.user.as_bytes());
+            h.update([0]);
+            h.update(b.password.as_bytes());
+        }
+        Credentials::Bearer(t) => {
+            h.update([2]);
+            h.update(t.as_bytes());
+        }
+        Credentials::StreamKey(k) => {
+            h.update([3]);
+            h.update(k.as_bytes());
+        }
+    }
+    h.finalize().into()
+}

@@ -1,0 +1,110 @@
+//! The process's one wasmtime engine, its epoch ticker and plugin loading.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
+
+use super::imports::{self, Inspected};
+use super::{LoadError, Plugin, auth, compile};
+use crate::config::model::{PluginConfig, PluginWorld};
+
+/// How often the epoch advances: the granularity of call deadlines.
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// Instances alive at once across all plugins (pooled slots). Each slot reserves address space, not memory.
+const POOLED_INSTANCES: u32 = 1000;
+/// The largest linear memory any plugin may have; per-plugin caps (`limits.memory`) sit below it.
+const MAX_MEMORY_BYTES: usize = 1 << 30;
+
+/// The plugin host: one engine for the whole process, shared by every loaded plugin.
+#[derive(Clone)]
+pub struct PluginHost {
+    engine: Engine,
+    cache_dir: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for PluginHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginHost").field("cache_dir", &self.cache_dir).finish_non_exhaustive()
+    }
+}
+
+impl PluginHost {
+    /// The process-wide host. `cache_dir` keeps compiled artifacts between starts (the first caller's wins).
+    pub fn shared(cache_dir: Option<PathBuf>) -> Result<PluginHost, String> {
+        static ENGINE: OnceLock<Result<Engine, String>> = OnceLock::new();
+        let engine = ENGINE.get_or_init(|| new_engine().map_err(|e| format!("{e:#}"))).clone()?;
+        Ok(PluginHost { engine, cache_dir })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Checks, compiles and prepares one plugin.
+    pub fn load(&self, config: &PluginConfig, bytes: &[u8]) -> Result<Plugin, LoadError> {
+        let name = config.name.as_str();
+        let component = compile(&self.engine, bytes, self.cache_dir.as_deref()).map_err(|e| {
+            LoadError::new(name, format!("not a WebAssembly component this router can run: {}", root_cause(&e)))
+        })?;
+        let Inspected { world } =
+            imports::inspect(&self.engine, &component, config).map_err(|m| LoadError::new(name, m))?;
+        if let Some(expected) = config.source.known_world()
+            && expected != world
+        {
+            return Err(LoadError::new(name, format!("expected a {expected:?} plugin, this one implements {world:?}")));
+        }
+        match world {
+            PluginWorld::Auth => Ok(Plugin::Auth(auth::AuthPlugin::new(self, config, &component)?)),
+            PluginWorld::Sink | PluginWorld::Signaling => Err(LoadError::new(
+                name,
+                format!("{world:?} plugins cannot be hosted by this build yet (only auth plugins)").to_lowercase(),
+            )),
+        }
+    }
+}
+
+fn new_engine() -> wasmtime::Result<Engine> {
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(POOLED_INSTANCES)
+        .total_core_instances(POOLED_INSTANCES * 4)
+        .total_memories(POOLED_INSTANCES)
+        .total_tables(POOLED_INSTANCES * 2)
+        .max_memory_size(MAX_MEMORY_BYTES);
+    let mut config = Config::new();
+    config
+        .wasm_component_model(true)
+        .epoch_interruption(true)
+        .cranelift_opt_level(OptLevel::Speed)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    let engine = Engine::new(&config)?;
+    start_ticker(&engine);
+    Ok(engine)
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`]: a call whose deadline (in ticks) passes traps.
+fn start_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    let spawned = std::thread::Builder::new().name("plugin-epoch".into()).spawn(move || {
+        while let Some(engine) = weak.upgrade() {
+            engine.increment_epoch();
+            drop(engine);
+            std::thread::sleep(EPOCH_TICK);
+        }
+    });
+    if let Err(e) = spawned {
+        // Without a ticker deadlines never fire; say so loudly rather than hang later.
+        tracing::error!(error = %e, "cannot start the plugin epoch ticker: plugin call timeouts will not work");
+    }
+}
+
+/// Epoch ticks for a call timeout (at least one).
+pub fn deadline_ticks(timeout: Duration) -> u64 {
+    (timeout.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64
+}
+
+fn root_cause(e: &wasmtime::Error) -> String {
+    e.chain().last().map(|c| c.to_string()).unwrap_or_default()
+}

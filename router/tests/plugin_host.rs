@@ -1,0 +1,273 @@
+//! Plugins loaded and called through the real wasmtime host: the embedded built-ins (`builtin:auth-jwt`,
+//! `builtin:auth-users`), the SDK's example, and hostile plugins that must be stopped or refused.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use sluice::config::model::{BuiltinPlugin, PluginConfig, PluginGrants, PluginLimits, PluginSource};
+use sluice::plugin::auth::{Action, BasicCredentials, Credentials, Decision, Protocol, Request};
+use sluice::plugin::{CallFailure, Plugin, PluginHost, PluginStats};
+
+fn test_plugin(file: &str) -> PathBuf {
+    PathBuf::from(env!("SLUICE_TEST_PLUGINS")).join(file)
+}
+
+fn config(name: &str, source: PluginSource, config: serde_json::Value) -> PluginConfig {
+    let limits = match &source {
+        PluginSource::Builtin(b) => b.default_limits(),
+        PluginSource::File(_) => PluginLimits::default(),
+    };
+    PluginConfig { name: name.to_string(), source, config, limits, grants: PluginGrants::default() }
+}
+
+fn load(config: &PluginConfig) -> Result<Plugin, String> {
+    let host = PluginHost::shared(None).expect("engine");
+    let bytes = match &config.source {
+        PluginSource::Builtin(b) => sluice::plugin::builtin_bytes(*b).expect("built in").to_vec(),
+        PluginSource::File(p) => std::fs::read(p).expect("read plugin"),
+    };
+    host.load(config, &bytes).map_err(|e| e.to_string())
+}
+
+fn request(action: Action, route: &str, credentials: Credentials) -> Request {
+    Request {
+        action,
+        protocol: Protocol::Whep,
+        route: route.to_string(),
+        target: format!("/{route}/whep"),
+        query: Vec::new(),
+        remote_ip: "127.0.0.1".to_string(),
+        credentials,
+    }
+}
+
+fn bearer(token: &str) -> Credentials {
+    Credentials::Bearer(token.to_string())
+}
+
+const JWT_SECRET: &str = "host-test-secret";
+const RSA_PUBLIC: &str = include_str!("../../plugins/auth-jwt/testdata/rs256-public.pem");
+
+/// HS256 tokens signed by hand (the router does not link a JWT library): header.claims.signature.
+fn hs256(claims: serde_json::Value, secret: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    fn b64(data: &[u8]) -> String {
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let mut out = String::new();
+        for chunk in data.chunks(3) {
+            let n = chunk.iter().fold(0u32, |acc, &b| (acc << 8) | u32::from(b)) << (8 * (3 - chunk.len()));
+            for i in 0..=chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            }
+        }
+        out
+    }
+    // HMAC-SHA256 (RFC 2104), 64-byte block.
+    let mut key = [0u8; 64];
+    if secret.len() > 64 {
+        key[..32].copy_from_slice(&Sha256::digest(secret));
+    } else {
+        key[..secret.len()].copy_from_slice(secret);
+    }
+    let signing_input = format!("{}.{}", b64(br#"{"alg":"HS256","typ":"JWT"}"#), b64(claims.to_string().as_bytes()));
+    let inner = Sha256::new().chain_update(key.map(|b| b ^ 0x36)).chain_update(signing_input.as_bytes()).finalize();
+    let mac = Sha256::new().chain_update(key.map(|b| b ^ 0x5c)).chain_update(inner).finalize();
+    format!("{signing_input}.{}", b64(&mac))
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs()
+}
+
+fn jwt_plugin() -> Plugin {
+    let c = config(
+        "jwt",
+        PluginSource::Builtin(BuiltinPlugin::AuthJwt),
+        json!({ "secret": JWT_SECRET, "public_key": RSA_PUBLIC, "audience": "sluice" }),
+    );
+    load(&c).expect("builtin:auth-jwt loads")
+}
+
+fn deny_reason(d: Result<Decision, CallFailure>) -> String {
+    match d {
+        Ok(Decision::Deny(reason)) => reason,
+        other => panic!("expected a denial, got {other:?}"),
+    }
+}
+
+#[test]
+fn builtin_auth_jwt_decides_under_the_real_host() {
+    let plugin = jwt_plugin();
+    let auth = plugin.as_auth().expect("an auth plugin");
+    let claims = |extra: serde_json::Value| {
+        let mut c = json!({ "sub": "ana", "aud": "sluice", "exp": now() + 600, "sluice": ["read:cams/*"] });
+        for (k, v) in extra.as_object().expect("object") {
+            c[k] = v.clone();
+        }
+        c
+    };
+    let good = hs256(claims(json!({})), JWT_SECRET.as_bytes());
+    match auth.authorize(&request(Action::Read, "cams/1", bearer(&good))) {
+        Ok(Decision::Allow(a)) => assert_eq!(a.identity, "ana"),
+        other => panic!("{other:?}"),
+    }
+    assert!(auth.cached(&request(Action::Read, "cams/1", bearer(&good))).is_some(), "allow is cached");
+    assert!(auth.cached(&request(Action::Publish, "cams/1", bearer(&good))).is_none(), "per action");
+
+    let expired = hs256(claims(json!({ "exp": now() - 120 })), JWT_SECRET.as_bytes());
+    assert_eq!(
+        deny_reason(auth.authorize(&request(Action::Read, "cams/1", bearer(&expired)))),
+        "the token has expired"
+    );
+    let wrong_aud = hs256(claims(json!({ "aud": "elsewhere" })), JWT_SECRET.as_bytes());
+    assert_eq!(
+        deny_reason(auth.authorize(&request(Action::Read, "cams/1", bearer(&wrong_aud)))),
+        "the token is for another audience"
+    );
+    let none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJldmUiLCJleHAiOjQxMDI0NDQ4MDAsInNsdWljZSI6WyIqOioiXX0.";
+    assert_eq!(deny_reason(auth.authorize(&request(Action::Read, "cams/1", bearer(none)))), "the token is not a JWT");
+    // HS/RS confusion: HS256 with the RSA public key as the secret.
+    let confused = hs256(claims(json!({})), RSA_PUBLIC.as_bytes());
+    assert_eq!(
+        deny_reason(auth.authorize(&request(Action::Read, "cams/1", bearer(&confused)))),
+        "the token's signature does not verify"
+    );
+    let mut tampered = good.clone();
+    let flipped = if tampered.ends_with('A') { 'B' } else { 'A' };
+    tampered.pop();
+    tampered.push(flipped);
+    assert_eq!(
+        deny_reason(auth.authorize(&request(Action::Read, "cams/1", bearer(&tampered)))),
+        "the token's signature does not verify"
+    );
+    assert_eq!(
+        deny_reason(auth.authorize(&request(Action::Publish, "cams/1", bearer(&good)))),
+        "the token does not allow publish on \"cams/1\""
+    );
+    assert_eq!(
+        auth.authorize(&request(Action::Read, "cams/1", Credentials::None)),
+        Ok(Decision::Challenge("sluice".into()))
+    );
+}
+
+#[test]
+fn builtin_auth_users_checks_argon2_passwords() {
+    let hash = "$argon2id$v=19$m=19456,t=2,p=1$YW5hLXNhbHQtMTIz$9ek1O8vea3hRkGsQGnKSmH/AkzV1kgq4Ep1at13JXCI";
+    let c = config(
+        "users",
+        PluginSource::Builtin(BuiltinPlugin::AuthUsers),
+        json!({ "users": [{ "name": "ana", "password_hash": hash, "permissions": ["publish:studio"] }] }),
+    );
+    let plugin = load(&c).expect("builtin:auth-users loads");
+    let auth = plugin.as_auth().expect("auth");
+    let basic = |p: &str| Credentials::Basic(BasicCredentials { user: "ana".into(), password: p.into() });
+    assert!(matches!(auth.authorize(&request(Action::Publish, "studio", basic("opensesame"))), Ok(Decision::Allow(_))));
+    assert_eq!(
+        deny_reason(auth.authorize(&request(Action::Publish, "studio", basic("guess")))),
+        "wrong user name or password"
+    );
+}
+
+#[test]
+fn a_config_the_plugin_rejects_fails_the_load_with_its_message() {
+    let c =
+        config("jwt", PluginSource::Builtin(BuiltinPlugin::AuthJwt), json!({ "secret_env": "SLUICE_UNSET_FOR_TEST" }));
+    let e = load(&c).expect_err("no key");
+    assert!(
+        e.starts_with("plugin \"jwt\": could not be instantiated: its init refused the config: `secret_env`"),
+        "{e}"
+    );
+    assert!(e.contains("grants = { env = [\"SLUICE_UNSET_FOR_TEST\"] }"), "{e}");
+}
+
+#[test]
+fn granted_environment_variables_reach_the_plugin() {
+    // SAFETY of the test: the variable name is unique to this test; nothing else reads it.
+    let var = "SLUICE_PLUGIN_HOST_TEST_SECRET";
+    // Set before any plugin instance starts; Rust 2024 marks set_var unsafe because of other threads reading
+    // the environment, which this test binary's other tests do not do for this name.
+    #[allow(unsafe_code)]
+    unsafe {
+        std::env::set_var(var, JWT_SECRET)
+    };
+    let mut c = config("jwt", PluginSource::Builtin(BuiltinPlugin::AuthJwt), json!({ "secret_env": var }));
+    assert!(load(&c).expect_err("not granted").contains("not granted"), "an ungranted variable stays invisible");
+    c.grants.env = vec![var.to_string()];
+    let plugin = load(&c).expect("granted");
+    let token = hs256(json!({ "sub": "env", "exp": now() + 60, "sluice": ["*"] }), JWT_SECRET.as_bytes());
+    let d = plugin.as_auth().expect("auth").authorize(&request(Action::Read, "x", bearer(&token)));
+    assert!(matches!(d, Ok(Decision::Allow(_))), "{d:?}");
+}
+
+fn counters(stats: &PluginStats) -> (u64, u64, u64, u64) {
+    (
+        PluginStats::get(&stats.timeouts),
+        PluginStats::get(&stats.out_of_memory),
+        PluginStats::get(&stats.traps),
+        PluginStats::get(&stats.recycled),
+    )
+}
+
+#[test]
+fn hostile_plugins_are_stopped_and_the_host_keeps_serving() {
+    let mut c = config("hostile", PluginSource::File(test_plugin("sluice_test_hostile.wasm")), json!({}));
+    c.limits = PluginLimits { memory_bytes: 8 << 20, call_timeout: Duration::from_millis(50) };
+    let plugin = load(&c).expect("the hostile plugin loads (it only misbehaves when called)");
+    let auth = plugin.as_auth().expect("auth");
+    let call = |route: &str| auth.authorize(&request(Action::Read, route, Credentials::None));
+
+    let started = Instant::now();
+    assert_eq!(call("loop"), Err(CallFailure::Timeout(Duration::from_millis(50))));
+    assert!(started.elapsed() < Duration::from_secs(5), "the deadline stopped the loop: {:?}", started.elapsed());
+    assert_eq!(counters(auth.stats()), (1, 0, 0, 1));
+
+    assert_eq!(call("oom"), Err(CallFailure::OutOfMemory(8 << 20)));
+    assert_eq!(counters(auth.stats()), (1, 1, 0, 2));
+
+    match call("trap") {
+        Err(CallFailure::Trap(_)) => {}
+        other => panic!("expected a trap, got {other:?}"),
+    }
+    assert_eq!(counters(auth.stats()), (1, 1, 1, 3));
+
+    // After each failure a fresh instance answers normally.
+    for _ in 0..3 {
+        assert!(matches!(call("fine"), Ok(Decision::Allow(_))));
+    }
+    assert!(matches!(call("log"), Ok(Decision::Allow(_))));
+}
+
+#[test]
+fn a_plugin_importing_the_network_is_refused_at_load() {
+    let c = config("phone-home", PluginSource::File(test_plugin("sluice_test_network.wasm")), json!({}));
+    let e = load(&c).expect_err("refused");
+    assert!(e.starts_with("plugin \"phone-home\": it imports wasi:sockets/"), "{e}");
+    assert!(e.ends_with("which it was not granted: plugins get no network access"), "{e}");
+}
+
+#[test]
+fn garbage_and_plain_modules_are_refused_clearly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let garbage = dir.path().join("garbage.wasm");
+    std::fs::write(&garbage, b"\0asm not really").expect("write");
+    let e = load(&config("g", PluginSource::File(garbage), json!({}))).expect_err("garbage");
+    assert!(e.starts_with("plugin \"g\": not a WebAssembly component this router can run"), "{e}");
+}
+
+#[test]
+fn the_sdk_example_runs_under_the_real_host() {
+    let c = config(
+        "lan",
+        PluginSource::File(test_plugin("example_allowlist.wasm")),
+        json!({ "readers": ["192.168.1."], "publish_key": "k" }),
+    );
+    let plugin = load(&c).expect("example loads");
+    let auth = plugin.as_auth().expect("auth");
+    let mut lan = request(Action::Read, "cam", Credentials::None);
+    lan.remote_ip = "192.168.1.7".into();
+    assert!(matches!(auth.authorize(&lan), Ok(Decision::Allow(_))));
+    assert!(auth.cached(&lan).is_none(), "TTL 0 decisions are not cached");
+    lan.remote_ip = "203.0.113.1".into();
+    assert_eq!(auth.authorize(&lan), Ok(Decision::Deny("not on the list".into())));
+}
