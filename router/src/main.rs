@@ -1,5 +1,6 @@
 //! The `sluice` command: `sluice` or `sluice run [FILE]` runs the router, `sluice check [FILE]` validates a routes
-//! file. FILE defaults to `routes.toml` in the working directory.
+//! file (and loads its plugins), `sluice plugin test PLUGIN.wasm --world auth --cases CASES.toml` runs a plugin
+//! under the real host against a table of cases. FILE defaults to `routes.toml` in the working directory.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,13 +31,34 @@ enum Command {
         #[arg(default_value = "routes.toml")]
         config: PathBuf,
     },
+    /// Work with plugins.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginCommand {
+    /// Run a plugin under the real host (limits, no network) against a table of cases; print each decision with
+    /// its time and memory. Exit 0 when every case got its `expect`ed decision.
+    Test {
+        /// The plugin's .wasm component.
+        plugin: PathBuf,
+        /// The world it implements (only `auth` can be tested yet).
+        #[arg(long, default_value = "auth")]
+        world: String,
+        /// The cases: `config`, optional `limits` and `grants` as in routes.toml, and one [[case]] per request.
+        #[arg(long)]
+        cases: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Run { config: PathBuf::from("routes.toml") }) {
-        Command::Check { config } => match sluice::config::load(&config) {
-            Ok(table) => {
+        Command::Check { config } => match sluice::runtime::load_config(&config, &Default::default()) {
+            Ok((table, _, _)) => {
                 println!("{}: ok ({} routes, {} plugins)", config.display(), table.routes.len(), table.plugins.len());
                 ExitCode::SUCCESS
             }
@@ -45,6 +67,18 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Plugin { command: PluginCommand::Test { plugin, world, cases } } => {
+            match sluice::plugin::cases::run(&plugin, &world, &cases) {
+                Ok(report) => {
+                    print!("{}", report.text);
+                    if report.all_passed { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Run { config } => {
             logging::init(cli.log_format);
             let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

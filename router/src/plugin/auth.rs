@@ -139,11 +139,30 @@ impl AuthPlugin {
 
     /// One call into the plugin on a pooled instance. A failed instance is dropped, never reused.
     pub fn call(&self, request: &Request) -> Result<Decision, CallFailure> {
-        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let mut instance = match idle {
+        self.call_measured(request).0
+    }
+
+    /// [`call`](Self::call), also returning the instance's linear memory size afterwards (bytes).
+    pub fn call_measured(&self, request: &Request) -> (Result<Decision, CallFailure>, usize) {
+        let mut instance = match self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop() {
             Some(i) => i,
-            None => self.instantiate()?,
+            None => match self.instantiate() {
+                Ok(i) => i,
+                Err(e) => return (Err(e), 0),
+            },
         };
+        let result = self.call_on(&mut instance, request);
+        let memory = instance.store.data().memory.peak;
+        if result.is_ok() {
+            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+            if idle.len() < MAX_IDLE {
+                idle.push(instance);
+            }
+        }
+        (result, memory)
+    }
+
+    fn call_on(&self, instance: &mut Instance, request: &Request) -> Result<Decision, CallFailure> {
         self.stats.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let started = Instant::now();
         instance.store.set_epoch_deadline(deadline_ticks(self.timeout));
@@ -151,13 +170,7 @@ impl AuthPlugin {
         let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
         self.stats.call_nanos.fetch_add(nanos, std::sync::atomic::Ordering::Relaxed);
         match result {
-            Ok(decision) => {
-                let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-                if idle.len() < MAX_IDLE {
-                    idle.push(instance);
-                }
-                Ok(decision)
-            }
+            Ok(decision) => Ok(decision),
             Err(e) => {
                 let failure =
                     CallFailure::classify(&e, instance.store.data().memory.hit, self.timeout, self.memory_cap);

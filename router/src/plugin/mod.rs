@@ -9,6 +9,7 @@
 //! the router keeps going.
 
 pub mod auth;
+pub mod cases;
 mod engine;
 mod imports;
 mod state;
@@ -110,14 +111,13 @@ impl Plugins {
     pub fn load(
         host: &PluginHost,
         wanted: &BTreeMap<String, PluginConfig>,
-        base_dir: &Path,
         previous: &Plugins,
     ) -> Result<(Plugins, Vec<String>), Vec<LoadError>> {
         let mut loaded = BTreeMap::new();
         let mut reloaded = Vec::new();
         let mut errors = Vec::new();
         for (name, config) in wanted {
-            let bytes = match read_source(name, &config.source, base_dir) {
+            let bytes = match read_source(name, &config.source) {
                 Ok(b) => b,
                 Err(e) => {
                     errors.push(e);
@@ -144,12 +144,12 @@ impl Plugins {
         if errors.is_empty() { Ok((Plugins { loaded }, reloaded)) } else { Err(errors) }
     }
 
-    /// The files plugins were loaded from, to watch for changes.
-    pub fn files(wanted: &BTreeMap<String, PluginConfig>, base_dir: &Path) -> Vec<PathBuf> {
+    /// The files plugins are loaded from (absolute when the routes file's path is), to watch for changes.
+    pub fn files(wanted: &BTreeMap<String, PluginConfig>) -> Vec<PathBuf> {
         wanted
             .values()
             .filter_map(|p| match &p.source {
-                PluginSource::File(path) => Some(base_dir.join(path)),
+                PluginSource::File(path) => Some(std::path::absolute(path).unwrap_or_else(|_| path.clone())),
                 PluginSource::Builtin(_) => None,
             })
             .collect()
@@ -168,14 +168,14 @@ pub fn builtin_bytes(builtin: BuiltinPlugin) -> Option<&'static [u8]> {
     BUILTIN_PLUGINS.iter().find(|(n, _)| *n == builtin.name()).map(|(_, b)| *b)
 }
 
-fn read_source(name: &str, source: &PluginSource, base_dir: &Path) -> Result<Vec<u8>, LoadError> {
+fn read_source(name: &str, source: &PluginSource) -> Result<Vec<u8>, LoadError> {
     match source {
         PluginSource::Builtin(b) => builtin_bytes(*b).map(<[u8]>::to_vec).ok_or_else(|| {
             LoadError::new(name, format!("the built-in \"{}\" is not part of this build yet", b.name()))
         }),
+        // Validation made the path relative to the routes file already.
         PluginSource::File(path) => {
-            let full = base_dir.join(path);
-            std::fs::read(&full).map_err(|e| LoadError::new(name, format!("cannot read {}: {e}", full.display())))
+            std::fs::read(path).map_err(|e| LoadError::new(name, format!("cannot read {}: {e}", path.display())))
         }
     }
 }

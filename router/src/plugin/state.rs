@@ -29,7 +29,7 @@ impl HostState {
         HostState {
             wasi: wasi.build(),
             table: ResourceTable::new(),
-            memory: MemoryCap { cap: memory_cap, hit: false },
+            memory: MemoryCap { cap: memory_cap, hit: false, peak: 0 },
             plugin,
         }
     }
@@ -63,6 +63,8 @@ impl WasiView for HostState {
 pub struct MemoryCap {
     cap: usize,
     pub hit: bool,
+    /// The largest linear memory granted so far, in bytes.
+    pub peak: usize,
 }
 
 /// Table elements a plugin may have: far above what real code uses, low enough to bound host memory.
@@ -74,6 +76,7 @@ impl ResourceLimiter for MemoryCap {
             self.hit = true;
             return Ok(false);
         }
+        self.peak = self.peak.max(desired);
         Ok(true)
     }
 

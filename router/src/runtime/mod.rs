@@ -17,9 +17,11 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch as tokio_watch};
 
 use crate::config::diff::{RouteChange, TableDiff, diff};
+use crate::config::model::PluginWorld;
 use crate::config::model::{Output, RouteConfig, RouteName, RouteTable};
 use crate::config::{self, ConfigErrors};
 use crate::ingest;
+use crate::plugin::{PluginHost, Plugins};
 use crate::route::{RouteHandle, spawn_route};
 use crate::rtmp::client::PushStatus;
 
@@ -168,6 +170,8 @@ pub struct ReloadSummary {
     pub unchanged: usize,
     /// `[server]` keys that changed and need a restart to take effect.
     pub needs_restart: Vec<&'static str>,
+    /// Plugins loaded afresh because their file or settings changed (new sessions use the new version).
+    pub plugins_reloaded: Vec<String>,
 }
 
 impl From<&TableDiff> for ReloadSummary {
@@ -181,6 +185,7 @@ impl From<&TableDiff> for ReloadSummary {
             restarted_sources: names(RouteChange::Source),
             unchanged: d.unchanged,
             needs_restart: d.needs_restart.clone(),
+            plugins_reloaded: Vec::new(),
         }
     }
 }
@@ -210,6 +215,8 @@ fn serialize_unix_time<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::
 #[derive(Debug, Clone)]
 pub struct Directory {
     pub table: Arc<RouteTable>,
+    /// The plugins of `table`, loaded.
+    pub plugins: Plugins,
     pub routes: Vec<(Arc<RouteConfig>, RouteHandle)>,
     pub config_path: PathBuf,
     pub last_reload: ReloadOutcome,
@@ -232,6 +239,41 @@ struct ReloadRequest {
     reply: Option<oneshot::Sender<ReloadOutcome>>,
 }
 
+/// Reads and validates the routes file and loads its plugins (reusing unchanged ones from `previous`): what
+/// startup, every reload and `sluice check` do. Blocking (plugins compile): call it off the async threads.
+pub fn load_config(
+    path: &std::path::Path,
+    previous: &Plugins,
+) -> Result<(RouteTable, Plugins, Vec<String>), ConfigErrors> {
+    let table = config::load(path)?;
+    let label = path.display().to_string();
+    let file_error =
+        |message: String, help: Option<String>| ConfigErrors::single(config::ConfigError::file(&label, message, help));
+    let host = PluginHost::shared(Some(table.server.data_dir.join("plugin-cache")))
+        .map_err(|e| file_error(format!("cannot start the plugin host: {e}"), None))?;
+    let (plugins, reloaded) = Plugins::load(&host, &table.plugins, previous).map_err(|errors| {
+        ConfigErrors(errors.into_iter().map(|e| config::ConfigError::file(&label, e.to_string(), None)).collect())
+    })?;
+    // Plugins from files reveal their world only when loaded: check the auth references now.
+    let auth_refs = table
+        .routes
+        .iter()
+        .filter_map(|r| r.auth.as_ref().map(|a| (format!("route \"{}\": `auth`", r.name), a)))
+        .chain(table.server.api_auth.as_ref().map(|a| ("`server.api_auth`".to_string(), a)));
+    for (ctx, name) in auth_refs {
+        if let Some(p) = plugins.get(name)
+            && p.plugin.world() != PluginWorld::Auth
+        {
+            return Err(file_error(
+                format!("{ctx}: plugin \"{name}\" is a {:?} plugin, not an auth plugin", p.plugin.world())
+                    .to_lowercase(),
+                Some("name a plugin that exports sluice:plugin/authorizer".to_string()),
+            ));
+        }
+    }
+    Ok((table, plugins, reloaded))
+}
+
 /// A handle to the runtime actor. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Runtime {
@@ -245,7 +287,7 @@ impl Runtime {
     /// configuration to keep.
     pub fn start(path: PathBuf) -> Result<Runtime, ConfigErrors> {
         let began = Instant::now();
-        let table = config::load(&path)?;
+        let (table, plugins, _) = load_config(&path, &Plugins::default())?;
         let summary = ReloadSummary {
             added: table.routes.iter().map(|r| r.name.to_string()).collect(),
             removed: Vec::new(),
@@ -253,6 +295,7 @@ impl Runtime {
             restarted_sources: Vec::new(),
             unchanged: 0,
             needs_restart: Vec::new(),
+            plugins_reloaded: Vec::new(),
         };
         let set = RouteSet::start(table);
         let outcome = ReloadOutcome {
@@ -263,6 +306,7 @@ impl Runtime {
         };
         let directory = Arc::new(Directory {
             table: Arc::clone(set.table()),
+            plugins,
             routes: set.in_order(),
             config_path: path.clone(),
             last_reload: outcome,
@@ -344,9 +388,11 @@ async fn reload(
     directory: &tokio_watch::Sender<Arc<Directory>>,
 ) -> ReloadOutcome {
     let began = Instant::now();
+    let prev = directory.borrow().clone();
     let loaded = {
         let path = path.to_path_buf();
-        tokio::task::spawn_blocking(move || config::load(&path)).await.unwrap_or_else(|e| {
+        let previous = prev.plugins.clone();
+        tokio::task::spawn_blocking(move || load_config(&path, &previous)).await.unwrap_or_else(|e| {
             Err(ConfigErrors::single(config::ConfigError::file(
                 "routes file",
                 format!("validation panicked: {e}"),
@@ -354,11 +400,16 @@ async fn reload(
             )))
         })
     };
-    let prev = directory.borrow().clone();
+    let mut plugins = prev.plugins.clone();
     let (result, config_error, applied, rejected) = match loaded {
-        Ok(table) => {
+        Ok((table, new_plugins, plugins_reloaded)) => {
+            plugins = new_plugins;
             let d = set.apply(table).await;
-            let changes = ReloadSummary::from(&d);
+            let mut changes = ReloadSummary::from(&d);
+            for name in &plugins_reloaded {
+                tracing::info!(plugin = %name, "plugin reloaded: new sessions use the new version");
+            }
+            changes.plugins_reloaded = plugins_reloaded;
             // Logged even when nothing changed: an operator who sent SIGHUP wants to see it was heard.
             tracing::info!(
                 ?trigger,
@@ -388,6 +439,7 @@ async fn reload(
         ReloadOutcome { trigger, at: SystemTime::now(), duration_ms: began.elapsed().as_secs_f64() * 1000.0, result };
     directory.send_replace(Arc::new(Directory {
         table: Arc::clone(set.table()),
+        plugins,
         routes: set.in_order(),
         config_path: path.to_path_buf(),
         last_reload: outcome.clone(),
