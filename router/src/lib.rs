@@ -16,6 +16,7 @@
 #![deny(unsafe_code)]
 
 pub mod api;
+pub mod auth;
 pub mod backoff;
 pub mod config;
 pub mod ingest;

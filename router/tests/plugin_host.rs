@@ -1,6 +1,8 @@
 //! Plugins loaded and called through the real wasmtime host: the embedded built-ins (`builtin:auth-jwt`,
 //! `builtin:auth-users`), the SDK's example, and hostile plugins that must be stopped or refused.
 
+mod common;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -8,6 +10,8 @@ use serde_json::json;
 use sluice::config::model::{BuiltinPlugin, PluginConfig, PluginGrants, PluginLimits, PluginSource};
 use sluice::plugin::auth::{Action, BasicCredentials, Credentials, Decision, Protocol, Request};
 use sluice::plugin::{CallFailure, Plugin, PluginHost, PluginStats};
+
+use common::jwt::hs256;
 
 fn test_plugin(file: &str) -> PathBuf {
     PathBuf::from(env!("SLUICE_TEST_PLUGINS")).join(file)
@@ -48,33 +52,6 @@ fn bearer(token: &str) -> Credentials {
 
 const JWT_SECRET: &str = "host-test-secret";
 const RSA_PUBLIC: &str = include_str!("../../plugins/auth-jwt/testdata/rs256-public.pem");
-
-/// HS256 tokens signed by hand (the router does not link a JWT library): header.claims.signature.
-fn hs256(claims: serde_json::Value, secret: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    fn b64(data: &[u8]) -> String {
-        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-        let mut out = String::new();
-        for chunk in data.chunks(3) {
-            let n = chunk.iter().fold(0u32, |acc, &b| (acc << 8) | u32::from(b)) << (8 * (3 - chunk.len()));
-            for i in 0..=chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            }
-        }
-        out
-    }
-    // HMAC-SHA256 (RFC 2104), 64-byte block.
-    let mut key = [0u8; 64];
-    if secret.len() > 64 {
-        key[..32].copy_from_slice(&Sha256::digest(secret));
-    } else {
-        key[..secret.len()].copy_from_slice(secret);
-    }
-    let signing_input = format!("{}.{}", b64(br#"{"alg":"HS256","typ":"JWT"}"#), b64(claims.to_string().as_bytes()));
-    let inner = Sha256::new().chain_update(key.map(|b| b ^ 0x36)).chain_update(signing_input.as_bytes()).finalize();
-    let mac = Sha256::new().chain_update(key.map(|b| b ^ 0x5c)).chain_update(inner).finalize();
-    format!("{signing_input}.{}", b64(&mac))
-}
 
 fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs()

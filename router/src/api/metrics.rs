@@ -38,6 +38,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let _ = writeln!(out, "sluice_config_reloads_total{{result=\"rejected\"}} {}", dir.reloads_rejected);
     family(&mut out, "routes", "gauge", "Routes configured.");
     let _ = writeln!(out, "sluice_routes {}", dir.routes.len());
+    plugin_metrics(&mut out, &dir.plugins);
 
     let live: Vec<(&str, &RouteSnapshot)> =
         snapshots.iter().filter_map(|(n, s)| s.as_ref().ok().map(|s| (n.as_str(), s))).collect();
@@ -161,5 +162,68 @@ fn role_label(role: RoleKind) -> &'static str {
     match role {
         RoleKind::Viewer => "viewer",
         RoleKind::Publisher => "publisher",
+    }
+}
+
+/// Per loaded plugin: calls, failures by kind (each failure recycles an instance), instantiations, time inside.
+fn plugin_metrics(out: &mut String, plugins: &crate::plugin::Plugins) {
+    use crate::plugin::PluginStats;
+    let family = |out: &mut String, name: &str, kind: &str, help: &str| {
+        let _ = writeln!(out, "# HELP sluice_{name} {help}\n# TYPE sluice_{name} {kind}");
+    };
+    family(out, "plugin_calls_total", "counter", "Calls into each plugin.");
+    for (name, p) in plugins.iter() {
+        let _ = writeln!(
+            out,
+            "sluice_plugin_calls_total{{plugin=\"{name}\"}} {}",
+            PluginStats::get(&p.plugin.stats().calls)
+        );
+    }
+    family(
+        out,
+        "plugin_failures_total",
+        "counter",
+        "Plugin calls that trapped, timed out or ran out of memory; each recycled its instance.",
+    );
+    for (name, p) in plugins.iter() {
+        let s = p.plugin.stats();
+        for (kind, counter) in [
+            ("timeout", &s.timeouts),
+            ("out_of_memory", &s.out_of_memory),
+            ("trap", &s.traps),
+            ("instantiate", &s.instantiate_failures),
+        ] {
+            let _ = writeln!(
+                out,
+                "sluice_plugin_failures_total{{plugin=\"{name}\",kind=\"{kind}\"}} {}",
+                PluginStats::get(counter)
+            );
+        }
+    }
+    family(out, "plugin_instances_recycled_total", "counter", "Plugin instances thrown away after a failure.");
+    for (name, p) in plugins.iter() {
+        let _ = writeln!(
+            out,
+            "sluice_plugin_instances_recycled_total{{plugin=\"{name}\"}} {}",
+            PluginStats::get(&p.plugin.stats().recycled)
+        );
+    }
+    family(
+        out,
+        "plugin_instantiations_total",
+        "counter",
+        "Plugin instances created from the pre-instantiated component.",
+    );
+    for (name, p) in plugins.iter() {
+        let _ = writeln!(
+            out,
+            "sluice_plugin_instantiations_total{{plugin=\"{name}\"}} {}",
+            PluginStats::get(&p.plugin.stats().instantiations)
+        );
+    }
+    family(out, "plugin_call_seconds_total", "counter", "Time spent inside each plugin's calls.");
+    for (name, p) in plugins.iter() {
+        let nanos = PluginStats::get(&p.plugin.stats().call_nanos);
+        let _ = writeln!(out, "sluice_plugin_call_seconds_total{{plugin=\"{name}\"}} {:.6}", nanos as f64 / 1e9);
     }
 }

@@ -3,6 +3,7 @@
 //! Handlers are thin: they read the runtime's [`Directory`](crate::runtime::Directory) or message a route actor,
 //! and every error leaves as [`ApiError`]'s one JSON shape.
 
+pub mod auth;
 pub mod error;
 pub mod metrics;
 pub mod routes;
@@ -32,26 +33,30 @@ pub struct AppState {
 }
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/metrics", get(metrics::metrics))
+    // `[server] api_auth` guards the REST API; WHIP/WHEP check their route's own auth.
+    let api = Router::new()
         .route("/v1/status", get(routes::status))
         .route("/v1/reload", post(routes::reload))
         .route("/v1/routes", get(routes::list))
         .route("/v1/routes/{name}", get(routes::show))
         .route("/v1/routes/{name}/frames", get(tap::frames))
         .route("/v1/{*rest}", axum::routing::any(routes::unknown_api))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_api));
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics::metrics))
+        .merge(api)
         .route(
             "/{route}/whep",
-            post(|s, Path(r): Path<String>, ConnectInfo(a): ConnectInfo<SocketAddr>, h, b| {
-                webrtc::offer(s, Side::Whep, r, a, h, b)
+            post(|s, Path(r): Path<String>, ConnectInfo(a): ConnectInfo<SocketAddr>, u, h, b| {
+                webrtc::offer(s, Side::Whep, r, a, u, h, b)
             })
             .options(webrtc::options),
         )
         .route(
             "/{route}/whip",
-            post(|s, Path(r): Path<String>, ConnectInfo(a): ConnectInfo<SocketAddr>, h, b| {
-                webrtc::offer(s, Side::Whip, r, a, h, b)
+            post(|s, Path(r): Path<String>, ConnectInfo(a): ConnectInfo<SocketAddr>, u, h, b| {
+                webrtc::offer(s, Side::Whip, r, a, u, h, b)
             })
             .options(webrtc::options),
         )

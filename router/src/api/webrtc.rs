@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
 use super::{ApiError, AppState};
+use crate::auth::{Action, Protocol};
 use crate::config::model::{Output, PublishProtocol, Source};
 use crate::route::RouteError;
 use crate::webrtc::session::RoleKind;
@@ -84,9 +85,6 @@ pub fn route_error(e: RouteError) -> ApiError {
         }
         RouteError::PublisherBusy(_) => ApiError::new(StatusCode::CONFLICT, "publisher_exists", e.to_string()),
         RouteError::NotPublishable { .. } => ApiError::new(StatusCode::FORBIDDEN, "not_publishable", e.to_string()),
-        RouteError::AuthUnavailable { .. } => {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "auth_unavailable", e.to_string())
-        }
     }
 }
 
@@ -128,10 +126,11 @@ pub async fn offer(
     side: Side,
     route_name: String,
     remote: SocketAddr,
+    uri: Uri,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    with_cors(match offer_inner(&state, side, &route_name, remote, &headers, body).await {
+    with_cors(match offer_inner(&state, side, &route_name, remote, &uri, &headers, body).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     })
@@ -142,11 +141,30 @@ async fn offer_inner(
     side: Side,
     route_name: &str,
     remote: SocketAddr,
+    uri: &Uri,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let dir = state.runtime.directory();
     let (config, route) = dir.route(route_name).ok_or_else(|| ApiError::route_not_found(route_name))?;
+    let (credentials, query) = super::auth::credentials_and_query(headers, uri);
+    let (action, protocol) = match side {
+        Side::Whep => (Action::Read, Protocol::Whep),
+        Side::Whip => (Action::Publish, Protocol::Whip),
+    };
+    let request = crate::auth::request(
+        action,
+        protocol,
+        route_name,
+        uri.path().to_string(),
+        Some(remote.ip()),
+        query,
+        credentials,
+    );
+    let outcome = state.runtime.authorize(config.auth.as_deref(), request).await;
+    if !outcome.is_allowed() {
+        return Err(super::auth::refusal(&outcome, &["Bearer"]));
+    }
     match side {
         Side::Whep if !config.to.contains(&Output::Whep) => {
             return Err(ApiError::new(

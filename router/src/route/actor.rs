@@ -41,10 +41,6 @@ pub enum RouteError {
     PublisherBusy(RouteName),
     #[error("route {route} does not take publishers: {reason}")]
     NotPublishable { route: RouteName, reason: String },
-    #[error(
-        "route {route} requires auth plugin \"{plugin}\", and this build cannot load plugins yet: access is refused"
-    )]
-    AuthUnavailable { route: RouteName, plugin: String },
 }
 
 /// Starts a route's source. Implemented per source kind in `ingest`; the route only knows this trait.
@@ -444,19 +440,7 @@ impl RouteActor {
         self.readers.iter().map(|r| r.counters.viewers.load(Ordering::Relaxed).max(1)).sum()
     }
 
-    /// Until the plugin host lands, a route that names an auth plugin fails closed for outside clients; the
-    /// router's own readers (pushes, recordings, the API tap) are not clients.
-    fn check_auth(&self, external: bool) -> Result<(), RouteError> {
-        match &self.config.auth {
-            Some(plugin) if external => {
-                Err(RouteError::AuthUnavailable { route: self.config.name.clone(), plugin: plugin.clone() })
-            }
-            _ => Ok(()),
-        }
-    }
-
     fn add_reader(&mut self, kind: ReaderKind, remote: Option<String>) -> Result<RouteReader, RouteError> {
-        self.check_auth(matches!(kind, ReaderKind::Whep | ReaderKind::Rtsp | ReaderKind::Rtmp))?;
         let name = self.config.name.clone();
         if !self.config.allows_reader(kind) {
             return Err(RouteError::OutputNotAllowed { route: name, kind: format!("{kind:?}").to_lowercase() });
@@ -507,7 +491,6 @@ impl RouteActor {
     }
 
     fn attach_publisher(&mut self, remote: Option<String>, replace: bool) -> Result<SourceFeed, RouteError> {
-        self.check_auth(true)?;
         let route = self.config.name.clone();
         match &self.source {
             RouteSource::Publish => {}

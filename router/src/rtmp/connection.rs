@@ -13,6 +13,7 @@ use tokio::net::TcpStream;
 
 use super::flv;
 use super::ingest::FlvTracks;
+use crate::auth::{Action, Credentials, Protocol};
 use crate::config::model::{Output, PublishProtocol, RouteConfig, Source};
 use crate::media::{CodecParams, Frame, TrackId};
 use crate::route::{ReaderKind, RouteHandle, RouteReader, SourceEvent, SourceFeed};
@@ -208,10 +209,11 @@ impl Connection {
             ));
         }
         if let Some(expected) = &config.publish_key
-            && key.as_deref() != Some(expected.as_str())
+            && key.stream_key() != Some(expected.as_str())
         {
             return Err(format!("wrong or missing stream key for route \"{}\"", config.name));
         }
+        self.authorize(&config, Action::Publish, app, stream, key.into_credentials()).await?;
         let feed = route
             .attach_publisher(Some(self.peer.to_string()), config.override_publisher)
             .await
@@ -220,31 +222,57 @@ impl Connection {
     }
 
     async fn start_playing(&mut self, app: &str, stream: &str, stream_id: u32) -> Result<Playing, String> {
-        let (config, route, _) = self.resolve(app, stream)?;
+        let (config, route, key) = self.resolve(app, stream)?;
         if !config.to.contains(&Output::Rtmp) {
             return Err(format!("route \"{}\" does not list \"rtmp\" in `to`", config.name));
         }
+        self.authorize(&config, Action::Read, app, stream, key.into_credentials()).await?;
         let reader =
             route.add_reader(ReaderKind::Rtmp, Some(self.peer.to_string())).await.map_err(|e| e.to_string())?;
         tracing::info!(peer = %self.peer, route = %config.name, "RTMP player connected");
         Ok(Playing { stream_id, reader, sent_params: Vec::new() })
     }
 
-    /// The route an (app, stream name) pair names, and the stream key presented.
-    fn resolve(&self, app: &str, stream: &str) -> Result<(Arc<RouteConfig>, RouteHandle, Option<String>), String> {
+    /// Asks the route's auth (plugin or `[defaults] anonymous`); a refusal becomes the publish/play error.
+    async fn authorize(
+        &self,
+        config: &RouteConfig,
+        action: Action,
+        app: &str,
+        stream: &str,
+        credentials: Credentials,
+    ) -> Result<(), String> {
+        let strip = |s: &str| s.split_once('?').map_or(s, |(p, _)| p).to_string();
+        let target = format!("{}/{}", strip(app), strip(stream));
+        let request = crate::auth::request(
+            action,
+            Protocol::Rtmp,
+            config.name.as_str(),
+            target,
+            Some(self.peer.ip()),
+            Vec::new(),
+            credentials,
+        );
+        let outcome = self.runtime.authorize(config.auth.as_deref(), request).await;
+        if outcome.is_allowed() { Ok(()) } else { Err(outcome.describe()) }
+    }
+
+    /// The route an (app, stream name) pair names, and the key or token presented.
+    fn resolve(&self, app: &str, stream: &str) -> Result<(Arc<RouteConfig>, RouteHandle, StreamKey), String> {
         let (app, app_query) = app.split_once('?').unwrap_or((app, ""));
         let (stream, stream_query) = stream.split_once('?').unwrap_or((stream, ""));
         let query_key = [app_query, stream_query]
             .iter()
             .flat_map(|q| url::form_urlencoded::parse(q.as_bytes()))
             .find(|(k, _)| k == "key" || k == "token")
-            .map(|(_, v)| v.into_owned());
+            .map(|(k, v)| if k == "token" { StreamKey::Token(v.into_owned()) } else { StreamKey::Key(v.into_owned()) });
         let dir = self.runtime.directory();
         let app = app.trim_matches('/');
         let (name, key) = if dir.route(app).is_some() {
-            (app.to_string(), query_key.or_else(|| (!stream.is_empty()).then(|| stream.to_string())))
+            let key = query_key.or_else(|| (!stream.is_empty()).then(|| StreamKey::Key(stream.to_string())));
+            (app.to_string(), key.unwrap_or(StreamKey::None))
         } else if dir.route(stream).is_some() {
-            (stream.to_string(), query_key)
+            (stream.to_string(), query_key.unwrap_or(StreamKey::None))
         } else {
             return Err(format!(
                 "there is no route \"{app}\" (use rtmp://host/ROUTE with the stream key as the stream name)"
@@ -395,5 +423,30 @@ async fn next_frame(playing: &mut Option<Playing>) -> Option<Arc<Frame>> {
     match playing {
         Some(p) => p.reader.recv().await,
         None => std::future::pending().await,
+    }
+}
+
+/// What an RTMP client presented: OBS's stream key (or `?key=`), a `?token=`, or nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum StreamKey {
+    None,
+    Key(String),
+    Token(String),
+}
+
+impl StreamKey {
+    fn stream_key(&self) -> Option<&str> {
+        match self {
+            StreamKey::Key(k) => Some(k),
+            _ => None,
+        }
+    }
+
+    fn into_credentials(self) -> Credentials {
+        match self {
+            StreamKey::None => Credentials::None,
+            StreamKey::Key(k) => Credentials::StreamKey(k),
+            StreamKey::Token(t) => Credentials::Bearer(t),
+        }
     }
 }

@@ -277,6 +277,8 @@ pub fn load_config(
 /// A handle to the runtime actor. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Runtime {
+    /// Access decisions for every entry point (one per process: it counts failed attempts per address).
+    pub gate: Arc<crate::auth::AuthGate>,
     requests: mpsc::Sender<ReloadRequest>,
     shutdown: mpsc::Sender<oneshot::Sender<()>>,
     directory: tokio_watch::Receiver<Arc<Directory>>,
@@ -319,11 +321,18 @@ impl Runtime {
         let (req_tx, req_rx) = mpsc::channel(16);
         let (stop_tx, stop_rx) = mpsc::channel(1);
         tokio::spawn(run(path, set, dir_tx, req_rx, stop_rx));
-        Ok(Runtime { requests: req_tx, shutdown: stop_tx, directory: dir_rx })
+        Ok(Runtime { gate: Arc::default(), requests: req_tx, shutdown: stop_tx, directory: dir_rx })
     }
 
     pub fn directory(&self) -> Arc<Directory> {
         Arc::clone(&self.directory.borrow())
+    }
+
+    /// Decides `request` against `plugin` (a route's or the API's auth; `None` = "none") with the plugins and
+    /// `[defaults] anonymous` in force now.
+    pub async fn authorize(&self, plugin: Option<&str>, request: crate::auth::Request) -> crate::auth::Outcome {
+        let dir = self.directory();
+        self.gate.check(&dir.plugins, &dir.table.anonymous, plugin, request).await
     }
 
     /// A receiver that sees every new directory (after each reload).

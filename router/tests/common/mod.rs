@@ -9,6 +9,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+pub mod jwt;
+
 pub const WAIT: Duration = Duration::from_secs(20);
 
 /// A running router; killed on drop so a failing test never leaves it behind.
@@ -22,10 +24,16 @@ pub struct RouterProcess {
 impl RouterProcess {
     /// Starts `sluice run CONFIG` and waits for it to report its HTTP address.
     pub fn start(config: &Path) -> RouterProcess {
+        Self::start_with_env(config, &[])
+    }
+
+    /// [`start`](Self::start) with extra environment variables.
+    pub fn start_with_env(config: &Path, env: &[(&str, &str)]) -> RouterProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
             .args(["--log-format", "json", "run"])
             .arg(config)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

@@ -1,0 +1,89 @@
+//! HTTP's side of access control: credentials from `Authorization` (Bearer or Basic) or `?token=`, the API guard
+//! (`[server] api_auth`), and how refusals look (401 with `WWW-Authenticate`, 403, 429 with `Retry-After`, 503).
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+
+use super::{ApiError, AppState};
+use crate::auth::{Action, BasicCredentials, Credentials, Outcome, Protocol};
+
+/// The query's parameters, decoded, with a `token` moved out into the credentials when no header carried any.
+pub fn credentials_and_query(headers: &HeaderMap, uri: &Uri) -> (Credentials, Vec<(String, String)>) {
+    let mut query: Vec<(String, String)> =
+        uri.query().map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default();
+    let mut credentials = from_header(headers);
+    if let Some(i) = query.iter().position(|(k, _)| k == "token") {
+        let (_, token) = query.remove(i);
+        if credentials == Credentials::None {
+            credentials = Credentials::Bearer(token);
+        }
+    }
+    (credentials, query)
+}
+
+fn from_header(headers: &HeaderMap) -> Credentials {
+    let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+        return Credentials::None;
+    };
+    let (scheme, rest) = value.trim().split_once(' ').unwrap_or((value, ""));
+    let rest = rest.trim();
+    if scheme.eq_ignore_ascii_case("bearer") && !rest.is_empty() {
+        return Credentials::Bearer(rest.to_string());
+    }
+    if scheme.eq_ignore_ascii_case("basic")
+        && let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(rest)
+        && let Ok(text) = String::from_utf8(decoded)
+        && let Some((user, password)) = text.split_once(':')
+    {
+        return Credentials::Basic(BasicCredentials { user: user.to_string(), password: password.to_string() });
+    }
+    Credentials::None
+}
+
+/// A refusal as HTTP. `schemes` are offered in `WWW-Authenticate` on 401.
+pub fn refusal(outcome: &Outcome, schemes: &[&str]) -> ApiError {
+    match outcome {
+        Outcome::Allowed { .. } => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "allowed"),
+        Outcome::Challenge { realm } => {
+            let mut e = ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "credentials required");
+            for scheme in schemes {
+                e = e.with_header(header::WWW_AUTHENTICATE, &format!("{scheme} realm=\"{realm}\""));
+            }
+            e
+        }
+        Outcome::Denied { reason } => ApiError::new(StatusCode::FORBIDDEN, "forbidden", reason.clone()),
+        Outcome::TooManyFailures { retry_after } => {
+            ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_failures", outcome.describe())
+                .with_header(header::RETRY_AFTER, &retry_after.as_secs().max(1).to_string())
+        }
+        Outcome::Unavailable { reason } => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "auth_unavailable", reason.clone())
+        }
+    }
+}
+
+/// Guards `/v1`: with `[server] api_auth` set, every call needs credentials that plugin accepts for action
+/// `api` (route: the route the path names, if any).
+pub async fn require_api(
+    State(state): State<AppState>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(plugin) = state.runtime.directory().table.server.api_auth.clone() else {
+        return next.run(request).await;
+    };
+    let path = request.uri().path().to_string();
+    let route = path.strip_prefix("/v1/routes/").map(|r| r.split('/').next().unwrap_or_default()).unwrap_or("");
+    let (credentials, query) = credentials_and_query(request.headers(), request.uri());
+    let target = format!("{} {path}", request.method());
+    let auth_request =
+        crate::auth::request(Action::Api, Protocol::Http, route, target, Some(remote.ip()), query, credentials);
+    let outcome = state.runtime.authorize(Some(&plugin), auth_request).await;
+    if outcome.is_allowed() { next.run(request).await } else { refusal(&outcome, &["Bearer", "Basic"]).into_response() }
+}
