@@ -27,7 +27,9 @@ async function start() {
     preview.srcObject = stream;
     show('connecting');
     const videoCodec = new URLSearchParams(location.search).get('codec') ?? 'h264';
-    session = await whipPublish(`/${encodeURIComponent(route)}/whip`, stream, { videoCodec });
+    // A token in the page's URL (/ROUTE/publish?token=...) is sent as the WHIP request's Bearer token.
+    const token = new URLSearchParams(location.search).get('token') ?? undefined;
+    session = await whipPublish(`/${encodeURIComponent(route)}/whip`, stream, { videoCodec, token });
     window.sluiceSession = session;
     session.pc.addEventListener('connectionstatechange', () => {
       const s = session.pc.connectionState;

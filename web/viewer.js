@@ -31,7 +31,9 @@ async function start() {
   session = null;
   lastBytes = 0;
   try {
-    const current = await whepPlay(`/${encodeURIComponent(route)}/whep`, video);
+    // A token in the page's URL (/ROUTE?token=...) is sent as the WHEP request's Bearer token.
+    const token = new URLSearchParams(location.search).get('token') ?? undefined;
+    const current = await whepPlay(`/${encodeURIComponent(route)}/whep`, video, { token });
     session = current;
     window.sluiceSession = current; // for tests and the curious: getStats() from the console
     current.pc.addEventListener('connectionstatechange', () => {

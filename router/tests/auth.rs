@@ -167,7 +167,18 @@ async fn tokens_guard_every_entry_point() {
     // RTMP play with ?token=: refused without, played with.
     let probe = |url: String| {
         Command::new("ffprobe")
-            .args(["-v", "error", "-rw_timeout", "5000000", "-select_streams", "v", "-show_entries", "stream=codec_name", "-of", "csv=p=0"])
+            .args([
+                "-v",
+                "error",
+                "-rw_timeout",
+                "5000000",
+                "-select_streams",
+                "v",
+                "-show_entries",
+                "stream=codec_name",
+                "-of",
+                "csv=p=0",
+            ])
             .arg(url)
             .stderr(Stdio::piped())
             .output()
