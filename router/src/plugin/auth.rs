@@ -188,6 +188,7 @@ impl AuthPlugin {
         let cap = usize::try_from(self.memory_cap).unwrap_or(usize::MAX);
         let mut store = Store::new(self.pre.engine(), HostState::new(Arc::clone(&self.name), cap, &self.env));
         store.limiter(|s| &mut s.memory);
+        store.set_epoch_deadline(deadline_ticks(self.timeout));
         self.pre.instantiate(&mut store).map(drop).map_err(|e| CallFailure::Instantiate(format!("{e:#}")))
     }
 
