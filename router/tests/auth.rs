@@ -84,6 +84,11 @@ from = "whip"
 auth = "jwt"
 
 [[route]]
+name = "studio"
+from = "rtmp"
+auth = "jwt"
+
+[[route]]
 name = "byfile"
 from = "demo"
 to = ["whep"]
@@ -189,6 +194,26 @@ async fn tokens_guard_every_entry_point() {
     let played = probe(format!("rtmp://127.0.0.1:{rtmp_port}/secure?token={reader}"));
     assert!(played.status.success(), "{}", String::from_utf8_lossy(&played.stderr));
     assert_eq!(String::from_utf8_lossy(&played.stdout).trim(), "h264");
+
+    // RTMP publish: the token as OBS's stream key. A reader's token is refused, a publisher's accepted.
+    let publish_with = |key: &str| {
+        Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=30"])
+            .args(["-t", "2", "-c:v", "libx264", "-preset", "ultrafast", "-g", "30", "-f", "flv"])
+            .arg(format!("rtmp://127.0.0.1:{rtmp_port}/studio/{key}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("ffmpeg")
+    };
+    assert!(!publish_with(&reader).success(), "a read-only token cannot publish");
+    // The refusal carries the plugin's reason (the client sees it in the NetStream status; the log keeps it).
+    router.saw_or_wait(|l| {
+        l["message"] == "RTMP connection closed"
+            && l["error"].as_str().is_some_and(|e| e.contains("the token does not allow publish on \"studio\""))
+    });
+    assert!(publish_with(&token(&["publish:studio"])).success());
+    router.saw_or_wait(|l| l["message"] == "RTMP publisher connected" && l["route"] == "studio");
 
     // A hostile plugin that spins forever: the request fails closed in ~100 ms; the router keeps serving.
     let started = Instant::now();

@@ -248,3 +248,39 @@ fn the_sdk_example_runs_under_the_real_host() {
     lan.remote_ip = "203.0.113.1".into();
     assert_eq!(auth.authorize(&lan), Ok(Decision::Deny("not on the list".into())));
 }
+
+#[test]
+fn sluice_plugin_test_runs_a_table_of_cases() {
+    let run = |cases: &str| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("cases.toml");
+        std::fs::write(&path, cases).expect("write cases");
+        common::sluice()
+            .args(["plugin", "test"])
+            .arg(test_plugin("example_allowlist.wasm"))
+            .args(["--world", "auth", "--cases"])
+            .arg(&path)
+            .output()
+            .expect("run sluice plugin test")
+    };
+    let shipped =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../plugins/example-allowlist/cases.toml"))
+            .expect("example cases");
+    let out = run(&shipped);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("ok   a reader on the LAN: allow (identity \"192.168.1.20\", cache 0 ms) in "), "{stdout}");
+    assert!(stdout.contains(" µs, memory "), "time and memory per case: {stdout}");
+    assert!(stdout.ends_with("all cases passed\n"), "{stdout}");
+
+    let wrong = "config = { readers = [], publish_key = \"k\" }\n[[case]]\naction = \"read\"\nroute = \"cam\"\nexpect = \"allow\"\n";
+    let out = run(wrong);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(stdout.contains("FAIL case 1: deny (expected allow)"), "{stdout}");
+
+    let bad_config = "config = { readers = \"oops\" }\n[[case]]\naction = \"read\"\n";
+    let out = run(bad_config);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("its init refused the config: invalid config"));
+}
