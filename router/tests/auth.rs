@@ -220,7 +220,8 @@ async fn tokens_guard_every_entry_point() {
     let r = post_sdp(&client, router.url("/loop/whep"), &view, None).await;
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body: serde_json::Value = r.json().await.expect("json");
-    assert!(body["error"]["message"].as_str().expect("message").contains("timed out"), "{body}");
+    assert_eq!(body["error"]["code"], "auth_unavailable", "{body}");
+    router.saw_or_wait(|l| l["plugin"] == "hostile" && l["error"].as_str().is_some_and(|e| e.contains("timed out")));
     assert!(started.elapsed().as_secs() < 5);
     let r = post_sdp(&client, router.url("/open/whep"), &view, None).await;
     assert_eq!(r.status(), StatusCode::CREATED, "other routes unaffected");

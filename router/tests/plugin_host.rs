@@ -208,6 +208,14 @@ fn hostile_plugins_are_stopped_and_the_host_keeps_serving() {
     }
     assert_eq!(counters(auth.stats()), (1, 1, 1, 3));
 
+    let started = Instant::now();
+    match call("sleep") {
+        Err(CallFailure::Trap(reason)) => assert!(reason.contains("plugins may not block"), "{reason}"),
+        other => panic!("expected a refused wait, got {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(5), "the 30 s sleep was cut short");
+    assert_eq!(counters(auth.stats()), (1, 1, 2, 4));
+
     // After each failure a fresh instance answers normally.
     for _ in 0..3 {
         assert!(matches!(call("fine"), Ok(Decision::Allow(_))));

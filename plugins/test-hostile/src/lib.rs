@@ -1,6 +1,7 @@
 //! Misbehaves on purpose, chosen by the route name of each request, so one loaded instance exercises every way
-//! a plugin can go wrong: "loop" spins forever, "oom" allocates until memory runs out, "trap" panics, "log"
-//! logs and allows; anything else is allowed. The router's tests check each is contained.
+//! a plugin can go wrong: "loop" spins forever, "oom" allocates until memory runs out, "trap" panics, "sleep"
+//! blocks in a WASI wait, "log" logs and allows; anything else is allowed. The router's tests check each is
+//! contained.
 
 use sluice_sdk::auth::{Authorizer, Decision, Request};
 
@@ -30,6 +31,11 @@ impl Authorizer for Hostile {
                 }
             }
             "trap" => panic!("hostile plugin: trap requested"),
+            "sleep" => {
+                // Blocks inside the host, where an epoch deadline cannot reach: the host must refuse to wait.
+                std::thread::sleep(std::time::Duration::from_secs(30));
+                Decision::allow("sleeper", 0)
+            }
             "log" => {
                 sluice_sdk::log::info("hostile plugin: hello from inside");
                 Decision::allow("logger", 0)

@@ -79,11 +79,16 @@ pub async fn require_api(
         return next.run(request).await;
     };
     let path = request.uri().path().to_string();
-    let route = path.strip_prefix("/v1/routes/").map(|r| r.split('/').next().unwrap_or_default()).unwrap_or("");
+    // Decoded as the handlers' `Path` extractor decodes it, so the plugin judges the route that will be served.
+    let route = path
+        .strip_prefix("/v1/routes/")
+        .and_then(|r| r.split('/').next())
+        .map(|r| percent_encoding::percent_decode_str(r).decode_utf8_lossy().into_owned())
+        .unwrap_or_default();
     let (credentials, query) = credentials_and_query(request.headers(), request.uri());
     let target = format!("{} {path}", request.method());
     let auth_request =
-        crate::auth::request(Action::Api, Protocol::Http, route, target, Some(remote.ip()), query, credentials);
+        crate::auth::request(Action::Api, Protocol::Http, &route, target, Some(remote.ip()), query, credentials);
     let outcome = state.runtime.authorize(Some(&plugin), auth_request).await;
     if outcome.is_allowed() { next.run(request).await } else { refusal(&outcome, &["Bearer", "Basic"]).into_response() }
 }

@@ -71,6 +71,27 @@ impl Outcome {
 struct FailureWindow {
     started: Instant,
     count: u32,
+    /// Checks under way: counted against the limit too, so a burst of parallel attempts cannot all get through
+    /// before the first failure is recorded.
+    pending: u32,
+}
+
+impl FailureWindow {
+    fn expired(&self) -> bool {
+        self.started.elapsed() >= FAILURE_WINDOW
+    }
+
+    fn blocked(&self) -> bool {
+        !self.expired() && self.count >= MAX_FAILURES
+    }
+}
+
+/// What failures are counted under: the address, or for IPv6 its /64 (one subscriber usually holds a whole /64).
+fn client_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
+        v4 => v4,
+    }
 }
 
 /// Decides access; one per process, shared by every entry point.
@@ -92,9 +113,6 @@ impl AuthGate {
             return open_access(anonymous, &request);
         };
         let ip = request.remote_ip.parse::<IpAddr>().ok();
-        if let Some(retry_after) = ip.and_then(|ip| self.blocked(ip)) {
-            return Outcome::TooManyFailures { retry_after };
-        }
         let Some(loaded) = plugins.get(name).cloned() else {
             return Outcome::Unavailable { reason: format!("auth plugin \"{name}\" is not loaded") };
         };
@@ -104,54 +122,92 @@ impl AuthGate {
         if let Some(allow) = auth.cached(&request) {
             return Outcome::Allowed { identity: Some(allow.identity) };
         }
+        if let Err(retry_after) = self.admit(ip) {
+            return Outcome::TooManyFailures { retry_after };
+        }
         let had_credentials = request.credentials != Credentials::None;
-        let plugin_name = name.to_string();
         let decided = tokio::task::spawn_blocking(move || {
             let auth = loaded.plugin.as_auth().expect("checked above");
             auth.authorize(&request)
         })
         .await;
         let outcome = match decided {
-            Ok(Ok(Decision::Allow(a))) => return Outcome::Allowed { identity: Some(a.identity) },
-            Ok(Ok(Decision::Challenge(realm))) if !had_credentials => return Outcome::Challenge { realm },
+            Ok(Ok(Decision::Allow(a))) => Outcome::Allowed { identity: Some(a.identity) },
+            Ok(Ok(Decision::Challenge(realm))) if !had_credentials => Outcome::Challenge { realm },
             Ok(Ok(Decision::Challenge(_))) => Outcome::Denied { reason: "the credentials were not accepted".into() },
             Ok(Ok(Decision::Deny(reason))) => Outcome::Denied { reason },
-            Ok(Err(failure)) => {
-                Outcome::Unavailable { reason: format!("auth plugin \"{plugin_name}\" failed ({failure})") }
+            // The details (trap message, timeout) are in the log, written where the call failed; clients only
+            // learn that no decision could be made.
+            Ok(Err(_)) | Err(_) => {
+                Outcome::Unavailable { reason: format!("auth plugin \"{name}\" could not decide; access refused") }
             }
-            Err(e) => Outcome::Unavailable { reason: format!("auth plugin \"{plugin_name}\" panicked: {e}") },
         };
-        if let (Some(ip), Outcome::Denied { .. }) = (ip, &outcome) {
-            self.failed(ip);
-            tokio::time::sleep(FAILURE_DELAY).await;
-        }
+        self.settle(ip, matches!(outcome, Outcome::Denied { .. })).await;
         outcome
     }
 
-    fn blocked(&self, ip: IpAddr) -> Option<Duration> {
-        let failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let w = failures.get(&ip)?;
-        let age = w.started.elapsed();
-        (w.count >= MAX_FAILURES && age < FAILURE_WINDOW).then(|| FAILURE_WINDOW - age)
+    /// Checks a secret that needs no plugin (an RTMP route's `publish_key`) under the same per-address limit
+    /// and delay as plugin decisions.
+    pub async fn check_secret(&self, ip: Option<IpAddr>, presented: Option<&str>, expected: &str) -> Outcome {
+        if let Err(retry_after) = self.admit(ip) {
+            return Outcome::TooManyFailures { retry_after };
+        }
+        let matches = presented.is_some_and(|p| constant_time_eq(p.as_bytes(), expected.as_bytes()));
+        self.settle(ip, !matches).await;
+        if matches {
+            Outcome::Allowed { identity: None }
+        } else {
+            Outcome::Denied { reason: "wrong or missing stream key".into() }
+        }
     }
 
-    fn failed(&self, ip: IpAddr) {
+    /// Starts a check from `ip`, unless that address is over the limit.
+    fn admit(&self, ip: Option<IpAddr>) -> Result<(), Duration> {
+        let Some(ip) = ip else { return Ok(()) };
+        let key = client_key(ip);
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        if failures.len() >= MAX_TRACKED && !failures.contains_key(&ip) {
-            failures.retain(|_, w| w.started.elapsed() < FAILURE_WINDOW);
+        if failures.len() >= MAX_TRACKED && !failures.contains_key(&key) {
+            // Forget what no longer matters; never forget a blocked address or one with checks under way.
+            failures.retain(|_, w| !w.expired() || w.pending > 0);
             if failures.len() >= MAX_TRACKED {
-                failures.clear();
+                failures.retain(|_, w| w.blocked() || w.pending > 0);
             }
         }
-        let w = failures.entry(ip).or_insert(FailureWindow { started: Instant::now(), count: 0 });
-        if w.started.elapsed() >= FAILURE_WINDOW {
-            *w = FailureWindow { started: Instant::now(), count: 0 };
+        let w = failures.entry(key).or_insert(FailureWindow { started: Instant::now(), count: 0, pending: 0 });
+        if w.expired() && w.pending == 0 {
+            *w = FailureWindow { started: Instant::now(), count: 0, pending: 0 };
         }
-        w.count += 1;
-        if w.count == MAX_FAILURES {
-            tracing::warn!(%ip, "{MAX_FAILURES} failed access attempts within {FAILURE_WINDOW:?}: refusing this address for the rest of the window");
+        if !w.expired() && w.count + w.pending >= MAX_FAILURES {
+            return Err(FAILURE_WINDOW.saturating_sub(w.started.elapsed()).max(Duration::from_secs(1)));
+        }
+        w.pending += 1;
+        Ok(())
+    }
+
+    /// Ends a check started by [`admit`](Self::admit); a failure counts and is answered after [`FAILURE_DELAY`].
+    async fn settle(&self, ip: Option<IpAddr>, failed: bool) {
+        let Some(ip) = ip else { return };
+        {
+            let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(w) = failures.get_mut(&client_key(ip)) {
+                w.pending = w.pending.saturating_sub(1);
+                if failed {
+                    w.count += 1;
+                    if w.count == MAX_FAILURES {
+                        tracing::warn!(%ip, "{MAX_FAILURES} failed access attempts within {FAILURE_WINDOW:?}: refusing this address for the rest of the window");
+                    }
+                }
+            }
+        }
+        if failed {
+            tokio::time::sleep(FAILURE_DELAY).await;
         }
     }
+}
+
+/// Compares without stopping at the first difference, so timing does not reveal how much of a key was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Routes without an auth plugin: what `[defaults] anonymous` lists. The API is open without `api_auth`.
@@ -219,19 +275,43 @@ mod tests {
         );
     }
 
-    #[test]
-    fn an_address_is_blocked_after_too_many_failures_and_others_are_not() {
+    #[tokio::test(start_paused = true)]
+    async fn an_address_is_blocked_after_too_many_failures_and_others_are_not() {
         let gate = AuthGate::default();
         let bad: IpAddr = "192.0.2.1".parse().expect("ip");
         let good: IpAddr = "192.0.2.2".parse().expect("ip");
         for _ in 0..MAX_FAILURES - 1 {
-            gate.failed(bad);
+            assert_eq!(gate.check_secret(Some(bad), Some("guess"), "key").await.is_allowed(), false);
         }
-        assert_eq!(gate.blocked(bad), None);
-        gate.failed(bad);
-        let retry = gate.blocked(bad).expect("blocked");
+        assert!(gate.check_secret(Some(bad), Some("key"), "key").await.is_allowed());
+        assert!(!gate.check_secret(Some(bad), None, "key").await.is_allowed());
+        let retry = match gate.check_secret(Some(bad), Some("key"), "key").await {
+            Outcome::TooManyFailures { retry_after } => retry_after,
+            other => panic!("{other:?}"),
+        };
         assert!(retry <= FAILURE_WINDOW && retry > FAILURE_WINDOW - Duration::from_secs(5));
-        assert_eq!(gate.blocked(good), None);
+        assert!(gate.check_secret(Some(good), Some("key"), "key").await.is_allowed());
+    }
+
+    #[test]
+    fn checks_under_way_count_against_the_limit() {
+        let gate = AuthGate::default();
+        let ip = Some("192.0.2.9".parse().expect("ip"));
+        for _ in 0..MAX_FAILURES {
+            assert!(gate.admit(ip).is_ok());
+        }
+        assert!(gate.admit(ip).is_err(), "a parallel burst stops at the limit");
+    }
+
+    #[test]
+    fn ipv6_addresses_count_per_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().expect("ip");
+        let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().expect("ip");
+        let c: IpAddr = "2001:db8:1:3::1".parse().expect("ip");
+        assert_eq!(client_key(a), client_key(b));
+        assert_ne!(client_key(a), client_key(c));
+        let mapped: IpAddr = "::ffff:192.0.2.1".parse().expect("ip");
+        assert_eq!(client_key(mapped), "192.0.2.1".parse::<IpAddr>().expect("ip"));
     }
 
     #[tokio::test]

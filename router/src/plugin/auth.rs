@@ -81,6 +81,7 @@ impl AuthPlugin {
         let link_error = |e: wasmtime::Error| LoadError::new(name, format!("cannot link: {e:#}"));
         let mut linker = Linker::<HostState>::new(host.engine());
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(link_error)?;
+        super::state::forbid_blocking(&mut linker).map_err(link_error)?;
         bindings::Auth::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s).map_err(link_error)?;
         let pre = linker.instantiate_pre(component).map_err(link_error)?;
         let pre = bindings::AuthPre::new(pre).map_err(link_error)?;
@@ -144,7 +145,9 @@ impl AuthPlugin {
 
     /// [`call`](Self::call), also returning the instance's linear memory size afterwards (bytes).
     pub fn call_measured(&self, request: &Request) -> (Result<Decision, CallFailure>, usize) {
-        let mut instance = match self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop() {
+        // Popped in its own statement: the lock must not be held while a new instance is made and initialised.
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let mut instance = match idle {
             Some(i) => i,
             None => match self.instantiate() {
                 Ok(i) => i,
@@ -219,28 +222,33 @@ impl AuthPlugin {
     }
 }
 
-/// What a cached decision is filed under: a hash of (action, route, credentials), so secrets are not kept.
-/// The address and query are not part of it: a plugin whose decision depends on them returns TTL 0.
+/// What a cached decision is filed under: a hash of (action, protocol, route, credentials) and, for API calls,
+/// the method and path, so secrets are not kept and an allow for `GET /v1/status` is not reused for
+/// `POST /v1/reload`. Every field is length-prefixed. The address and query are not part of it: a plugin whose
+/// decision depends on them returns TTL 0.
 fn cache_key(request: &Request) -> [u8; 32] {
     let mut h = Sha256::new();
-    h.update([request.action as u8]);
-    h.update(request.route.as_bytes());
-    h.update([0]);
+    let mut field = |bytes: &[u8]| {
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    };
+    field(&[request.action as u8, request.protocol as u8]);
+    field(request.route.as_bytes());
+    field(if request.action == Action::Api { request.target.as_bytes() } else { b"" });
     match &request.credentials {
-        Credentials::None => h.update([0]),
+        Credentials::None => field(b"none"),
         Credentials::Basic(b) => {
-            h.update([1]);
-            h.update(b.user.as_bytes());
-            h.update([0]);
-            h.update(b.password.as_bytes());
+            field(b"basic");
+            field(b.user.as_bytes());
+            field(b.password.as_bytes());
         }
         Credentials::Bearer(t) => {
-            h.update([2]);
-            h.update(t.as_bytes());
+            field(b"bearer");
+            field(t.as_bytes());
         }
         Credentials::StreamKey(k) => {
-            h.update([3]);
-            h.update(k.as_bytes());
+            field(b"key");
+            field(k.as_bytes());
         }
     }
     h.finalize().into()

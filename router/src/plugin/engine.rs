@@ -72,6 +72,11 @@ fn new_engine() -> wasmtime::Result<Engine> {
         .total_core_instances(POOLED_INSTANCES * 4)
         .total_memories(POOLED_INSTANCES)
         .total_tables(POOLED_INSTANCES * 2)
+        // A plugin is a handful of core modules with one memory; more is not a plugin we host, and unbounded
+        // counts would let one component take every pooled slot.
+        .max_core_instances_per_component(50)
+        .max_memories_per_component(4)
+        .max_tables_per_component(16)
         .max_memory_size(MAX_MEMORY_BYTES);
     let mut config = Config::new();
     config

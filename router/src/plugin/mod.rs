@@ -207,10 +207,18 @@ fn compile(engine: &wasmtime::Engine, bytes: &[u8], cache_dir: Option<&Path>) ->
     }
     let component = Component::new(engine, bytes)?;
     // A cache that cannot be written only costs the next start a compile.
+    // Written under a name of its own (two processes may compile the same plugin at once), made durable, then
+    // renamed: the cache never holds a partly written artifact.
     let write = || -> std::io::Result<()> {
-        std::fs::create_dir_all(dir)?;
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, component.serialize().map_err(std::io::Error::other)?)?;
+        use std::io::Write as _;
+        use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+        static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = path.with_extension(format!("{}.{n}.tmp", std::process::id()));
+        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+        file.write_all(&component.serialize().map_err(std::io::Error::other)?)?;
+        file.sync_all()?;
         std::fs::rename(&tmp, &path)
     };
     if let Err(e) = write() {

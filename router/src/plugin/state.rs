@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use wasmtime::ResourceLimiter;
-use wasmtime::component::ResourceTable;
+use wasmtime::component::{Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 /// The longest log line a plugin can write; the rest is cut (a plugin must not flood the router's log).
@@ -29,7 +29,7 @@ impl HostState {
         HostState {
             wasi: wasi.build(),
             table: ResourceTable::new(),
-            memory: MemoryCap { cap: memory_cap, hit: false, peak: 0 },
+            memory: MemoryCap { cap: memory_cap, hit: false, peak: 0, total: 0 },
             plugin,
         }
     }
@@ -63,24 +63,46 @@ impl WasiView for HostState {
 pub struct MemoryCap {
     cap: usize,
     pub hit: bool,
-    /// The largest linear memory granted so far, in bytes.
+    /// The instance's linear memory so far, in bytes (all its memories together).
     pub peak: usize,
+    total: usize,
 }
 
 /// Table elements a plugin may have: far above what real code uses, low enough to bound host memory.
 const MAX_TABLE_ELEMENTS: usize = 100_000;
 
 impl ResourceLimiter for MemoryCap {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        if desired > self.cap {
+    /// Counts every memory of the instance against one cap: a component of many modules gets no more.
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let total = self.total.saturating_add(desired.saturating_sub(current));
+        if total > self.cap {
             self.hit = true;
             return Ok(false);
         }
-        self.peak = self.peak.max(desired);
+        self.total = total;
+        self.peak = self.peak.max(total);
         Ok(true)
     }
 
     fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         Ok(desired <= MAX_TABLE_ELEMENTS)
     }
+}
+
+/// The WASI version wasmtime-wasi 48 defines; guests built against older 0.2.x versions link to it.
+const WASI_IO: &str = "wasi:io/poll@0.2.12";
+
+/// Replaces WASI's blocking waits (`poll`, `pollable.block`) with a trap. A call blocked inside the host cannot be
+/// interrupted by the epoch deadline, so a plugin that sleeps or waits would hold a thread for as long as it
+/// likes; plugins answer from what they are given and never need to wait.
+pub fn forbid_blocking(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    linker.allow_shadowing(true);
+    let mut poll = linker.instance(WASI_IO)?;
+    for name in ["poll", "[method]pollable.block"] {
+        poll.func_new(name, move |_store, _ty, _params, _results| {
+            Err(wasmtime::Error::msg(format!("plugins may not block (wasi:io/poll {name})")))
+        })?;
+    }
+    linker.allow_shadowing(false);
+    Ok(())
 }

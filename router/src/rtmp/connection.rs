@@ -208,12 +208,13 @@ impl Connection {
                 config.from.redacted()
             ));
         }
-        if let Some(expected) = &config.publish_key
-            && key.stream_key() != Some(expected.as_str())
-        {
-            return Err(format!("wrong or missing stream key for route \"{}\"", config.name));
+        if let Some(expected) = &config.publish_key {
+            let outcome = self.runtime.gate.check_secret(Some(self.peer.ip()), key.stream_key(), expected).await;
+            if !outcome.is_allowed() {
+                return Err(format!("route \"{}\": {}", config.name, outcome.describe()));
+            }
         }
-        self.authorize(&config, Action::Publish, app, stream, key.into_credentials()).await?;
+        self.authorize(&config, Action::Publish, key.into_credentials()).await?;
         let feed = route
             .attach_publisher(Some(self.peer.to_string()), config.override_publisher)
             .await
@@ -226,7 +227,7 @@ impl Connection {
         if !config.to.contains(&Output::Rtmp) {
             return Err(format!("route \"{}\" does not list \"rtmp\" in `to`", config.name));
         }
-        self.authorize(&config, Action::Read, app, stream, key.into_credentials()).await?;
+        self.authorize(&config, Action::Read, key.into_credentials()).await?;
         let reader =
             route.add_reader(ReaderKind::Rtmp, Some(self.peer.to_string())).await.map_err(|e| e.to_string())?;
         tracing::info!(peer = %self.peer, route = %config.name, "RTMP player connected");
@@ -234,16 +235,9 @@ impl Connection {
     }
 
     /// Asks the route's auth (plugin or `[defaults] anonymous`); a refusal becomes the publish/play error.
-    async fn authorize(
-        &self,
-        config: &RouteConfig,
-        action: Action,
-        app: &str,
-        stream: &str,
-        credentials: Credentials,
-    ) -> Result<(), String> {
-        let strip = |s: &str| s.split_once('?').map_or(s, |(p, _)| p).to_string();
-        let target = format!("{}/{}", strip(app), strip(stream));
+    async fn authorize(&self, config: &RouteConfig, action: Action, credentials: Credentials) -> Result<(), String> {
+        // The target is the route's path, never the stream name: that is often the key itself.
+        let target = format!("/{}", config.name);
         let request = crate::auth::request(
             action,
             Protocol::Rtmp,

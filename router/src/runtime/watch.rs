@@ -79,8 +79,10 @@ pub fn watch_file(path: &Path, runtime: Runtime) -> notify::Result<FileWatch> {
 
 fn watch_dir(watcher: &mut notify::RecommendedWatcher, dirs: &mut HashSet<PathBuf>, file: &Path) -> notify::Result<()> {
     let dir = file.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
-    if dirs.insert(dir.clone()) {
+    if !dirs.contains(&dir) {
+        // Recorded only once the watch is in place, so a failed one is tried again after the next reload.
         watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+        dirs.insert(dir);
     }
     Ok(())
 }
