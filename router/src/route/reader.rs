@@ -113,16 +113,6 @@ impl RouteReader {
         self.rx.try_recv().ok()
     }
 
-    /// The next queued frame without waiting: `Ok(None)` when the queue is empty, `Err(())` once the route ended
-    /// or dropped this reader.
-    pub fn poll_queued(&mut self) -> Result<Option<Arc<Frame>>, ()> {
-        match self.rx.try_recv() {
-            Ok(frame) => Ok(Some(frame)),
-            Err(mpsc::error::TryRecvError::Empty) => Ok(None),
-            Err(mpsc::error::TryRecvError::Disconnected) => Err(()),
-        }
-    }
-
     pub fn id(&self) -> ReaderId {
         self.id
     }

@@ -49,9 +49,8 @@ impl From<rml_rtmp::sessions::ServerSessionError> for ConnError {
     }
 }
 
-pub async fn run(stream: TcpStream, peer: SocketAddr, runtime: Runtime, tick: PlayerTick) {
-    let mut conn =
-        Connection { stream, peer, runtime, tick, publishing: None, playing: None, buf: vec![0u8; 16 * 1024] };
+pub async fn run(stream: TcpStream, peer: SocketAddr, runtime: Runtime) {
+    let mut conn = Connection { stream, peer, runtime, publishing: None, playing: None, buf: vec![0u8; 16 * 1024] };
     match conn.serve().await {
         Ok(()) => tracing::debug!(%peer, "RTMP connection closed"),
         Err(ConnError::Io(e)) => tracing::debug!(%peer, error = %e, "RTMP connection ended"),
@@ -74,20 +73,10 @@ struct Playing {
     sent_params: Vec<(TrackId, CodecParams)>,
 }
 
-/// Fires every [`PLAYER_BATCH`]: players send what their queue holds on each tick.
-pub type PlayerTick = tokio::sync::watch::Receiver<()>;
-
-/// Merged writes: a player's frames go out together once per this interval, not one write per frame. Waking
-/// thousands of player tasks 77 times a second (30 video + 47 AAC frames) cost more than the data itself; once
-/// per 50 ms is 20 wakes and 20 `writev`s. RTMP players buffer seconds, so the ≤ 50 ms added is invisible (SRS
-/// does the same with its 350 ms default "merged write").
-pub const PLAYER_BATCH: Duration = Duration::from_millis(50);
-
 struct Connection {
     stream: TcpStream,
     peer: SocketAddr,
     runtime: Runtime,
-    tick: PlayerTick,
     publishing: Option<Publishing>,
     playing: Option<Playing>,
     buf: Vec<u8>,
@@ -117,12 +106,13 @@ impl Connection {
                     let results = handle_input(&mut session, &self.buf[..n])?;
                     self.handle_results(&mut session, results).await?;
                 }
-                ticked = self.tick.changed(), if self.playing.is_some() => {
-                    if ticked.is_err() {
-                        return Err(ConnError::Refused("the RTMP server is shutting down".into()));
+                frame = next_frame(&mut self.playing) => match frame {
+                    Some(frame) => self.play_frames(&mut session, frame).await?,
+                    None => {
+                        // The route ended (removed by a reload) or dropped this reader.
+                        return Err(ConnError::Refused("the route stopped serving this player".into()));
                     }
-                    self.play_queued(&mut session).await?;
-                }
+                },
             }
         }
     }
@@ -305,26 +295,23 @@ impl Connection {
         deliver(&p.feed, events).await
     }
 
-    /// Sends everything the player's queue holds (up to [`MAX_FRAMES_PER_WRITE`]) in one vectored write.
-    async fn play_queued(&mut self, session: &mut ServerSession) -> Result<(), ConnError> {
+    /// Sends `first` and whatever else the player's queue already holds, in one vectored write: when a server
+    /// is busy, queues deepen and each wake carries more frames per system call.
+    async fn play_frames(&mut self, session: &mut ServerSession, first: Arc<Frame>) -> Result<(), ConnError> {
         let mut out: Vec<Bytes> = Vec::new();
+        self.queue_frame(session, &first, &mut out)?;
         for _ in 0..MAX_FRAMES_PER_WRITE {
-            let Some(p) = self.playing.as_mut() else { break };
-            match p.reader.poll_queued() {
-                Ok(Some(frame)) => self.queue_frame(session, &frame, &mut out)?,
-                Ok(None) => break,
-                // The route ended (removed by a reload) or dropped this reader.
-                Err(()) => return Err(ConnError::Refused("the route stopped serving this player".into())),
-            }
+            let Some(next) = self.playing.as_mut().and_then(|p| p.reader.try_recv()) else { break };
+            self.queue_frame(session, &next, &mut out)?;
         }
-        match &out[..] {
-            [] => Ok(()),
-            [one] => write(&mut self.stream, one).await,
-            _ => tokio::time::timeout(IDLE_TIMEOUT, write_all_vectored(&mut self.stream, &mut out))
-                .await
-                .map_err(|_| ConnError::Idle(IDLE_TIMEOUT))?
-                .map_err(ConnError::from),
+        if let [one] = &out[..] {
+            // The common case when keeping up: one frame, one plain write.
+            return write(&mut self.stream, one).await;
         }
+        tokio::time::timeout(IDLE_TIMEOUT, write_all_vectored(&mut self.stream, &mut out))
+            .await
+            .map_err(|_| ConnError::Idle(IDLE_TIMEOUT))??;
+        Ok(())
     }
 
     /// Appends what one frame needs on the wire (a sequence header first if the track's parameters changed).
@@ -370,9 +357,8 @@ impl Connection {
     }
 }
 
-/// Frames coalesced into one write at most: a 50 ms batch is ~4 frames; a new player's GOP (~80 frames) goes
-/// out over the first ticks.
-const MAX_FRAMES_PER_WRITE: usize = 64;
+/// Frames coalesced into one write at most.
+const MAX_FRAMES_PER_WRITE: usize = 32;
 
 /// `write_all` for several buffers with `writev`, resuming after partial writes.
 async fn write_all_vectored(stream: &mut TcpStream, bufs: &mut [Bytes]) -> std::io::Result<()> {
@@ -425,6 +411,13 @@ async fn deliver(feed: &SourceFeed, events: Vec<SourceEvent>) -> Result<(), Conn
         }
     }
     Ok(())
+}
+
+async fn next_frame(playing: &mut Option<Playing>) -> Option<Arc<Frame>> {
+    match playing {
+        Some(p) => p.reader.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// What an RTMP client presented: OBS's stream key (or `?key=`), a `?token=`, or nothing.

@@ -28,18 +28,6 @@ pub async fn serve(addr: SocketAddr, runtime: Runtime) -> std::io::Result<Socket
     tracing::info!(rtmp = %local, "RTMP listening");
     // Bounds what connection floods can take; beyond it new connections wait in the kernel's accept queue.
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    // One ticker for every player of this listener (see `connection::PLAYER_BATCH`).
-    let (tick_tx, tick) = tokio::sync::watch::channel(());
-    tokio::spawn(async move {
-        let mut interval = tokio::time::interval(connection::PLAYER_BATCH);
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        loop {
-            interval.tick().await;
-            if tick_tx.send(()).is_err() {
-                return;
-            }
-        }
-    });
     tokio::spawn(async move {
         loop {
             let Ok(slot) = std::sync::Arc::clone(&slots).acquire_owned().await else { return };
@@ -47,9 +35,8 @@ pub async fn serve(addr: SocketAddr, runtime: Runtime) -> std::io::Result<Socket
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
                     let runtime = runtime.clone();
-                    let tick = tick.clone();
                     tokio::spawn(async move {
-                        connection::run(stream, peer, runtime, tick).await;
+                        connection::run(stream, peer, runtime).await;
                         drop(slot);
                     });
                 }
