@@ -168,22 +168,30 @@ fn role_label(role: RoleKind) -> &'static str {
 /// Per loaded plugin: calls, failures by kind (each failure recycles an instance), instantiations, time inside.
 fn plugin_metrics(out: &mut String, plugins: &crate::plugin::Plugins) {
     use crate::plugin::PluginStats;
-    let family = |out: &mut String, name: &str, kind: &str, help: &str| {
-        let _ = writeln!(out, "# HELP sluice_{name} {help}\n# TYPE sluice_{name} {kind}");
-    };
-    family(out, "plugin_calls_total", "counter", "Calls into each plugin.");
-    for (name, p) in plugins.iter() {
-        let _ = writeln!(
-            out,
-            "sluice_plugin_calls_total{{plugin=\"{name}\"}} {}",
-            PluginStats::get(&p.plugin.stats().calls)
-        );
+    /// (name, help, value of one plugin's stats).
+    type PluginSeries = (&'static str, &'static str, fn(&PluginStats) -> f64);
+    let series: [PluginSeries; 4] = [
+        ("plugin_calls_total", "Calls into each plugin.", |s| PluginStats::get(&s.calls) as f64),
+        ("plugin_instances_recycled_total", "Plugin instances thrown away after a failure.", |s| {
+            PluginStats::get(&s.recycled) as f64
+        }),
+        ("plugin_instantiations_total", "Plugin instances created from the pre-instantiated component.", |s| {
+            PluginStats::get(&s.instantiations) as f64
+        }),
+        ("plugin_call_seconds_total", "Time spent inside each plugin's calls.", |s| {
+            PluginStats::get(&s.call_nanos) as f64 / 1e9
+        }),
+    ];
+    for (family, help, value) in series {
+        let _ = writeln!(out, "# HELP sluice_{family} {help}\n# TYPE sluice_{family} counter");
+        for (name, p) in plugins.iter() {
+            let _ = writeln!(out, "sluice_{family}{{plugin=\"{name}\"}} {}", value(p.plugin.stats()));
+        }
     }
-    family(
+    let _ = writeln!(
         out,
-        "plugin_failures_total",
-        "counter",
-        "Plugin calls that trapped, timed out or ran out of memory; each recycled its instance.",
+        "# HELP sluice_plugin_failures_total Plugin calls that trapped, timed out or ran out of memory; each \
+         recycled its instance.\n# TYPE sluice_plugin_failures_total counter"
     );
     for (name, p) in plugins.iter() {
         let s = p.plugin.stats();
@@ -199,31 +207,5 @@ fn plugin_metrics(out: &mut String, plugins: &crate::plugin::Plugins) {
                 PluginStats::get(counter)
             );
         }
-    }
-    family(out, "plugin_instances_recycled_total", "counter", "Plugin instances thrown away after a failure.");
-    for (name, p) in plugins.iter() {
-        let _ = writeln!(
-            out,
-            "sluice_plugin_instances_recycled_total{{plugin=\"{name}\"}} {}",
-            PluginStats::get(&p.plugin.stats().recycled)
-        );
-    }
-    family(
-        out,
-        "plugin_instantiations_total",
-        "counter",
-        "Plugin instances created from the pre-instantiated component.",
-    );
-    for (name, p) in plugins.iter() {
-        let _ = writeln!(
-            out,
-            "sluice_plugin_instantiations_total{{plugin=\"{name}\"}} {}",
-            PluginStats::get(&p.plugin.stats().instantiations)
-        );
-    }
-    family(out, "plugin_call_seconds_total", "counter", "Time spent inside each plugin's calls.");
-    for (name, p) in plugins.iter() {
-        let nanos = PluginStats::get(&p.plugin.stats().call_nanos);
-        let _ = writeln!(out, "sluice_plugin_call_seconds_total{{plugin=\"{name}\"}} {:.6}", nanos as f64 / 1e9);
     }
 }
