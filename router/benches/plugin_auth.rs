@@ -32,11 +32,7 @@ fn report(what: &str, mut samples: Vec<Duration>) {
 }
 
 fn plugin_config(name: &str, source: PluginSource, config: serde_json::Value) -> PluginConfig {
-    let limits = match &source {
-        PluginSource::Builtin(b) => b.default_limits(),
-        PluginSource::File(_) => Default::default(),
-    };
-    PluginConfig { name: name.into(), source, config, limits, grants: PluginGrants::default() }
+    PluginConfig { name: name.into(), limits: source.default_limits(), source, config, grants: PluginGrants::default() }
 }
 
 fn main() {

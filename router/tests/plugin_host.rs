@@ -18,11 +18,13 @@ fn test_plugin(file: &str) -> PathBuf {
 }
 
 fn config(name: &str, source: PluginSource, config: serde_json::Value) -> PluginConfig {
-    let limits = match &source {
-        PluginSource::Builtin(b) => b.default_limits(),
-        PluginSource::File(_) => PluginLimits::default(),
-    };
-    PluginConfig { name: name.to_string(), source, config, limits, grants: PluginGrants::default() }
+    PluginConfig {
+        name: name.to_string(),
+        limits: source.default_limits(),
+        source,
+        config,
+        grants: PluginGrants::default(),
+    }
 }
 
 fn load(config: &PluginConfig) -> Result<Plugin, String> {

@@ -281,7 +281,7 @@ mod tests {
         let bad: IpAddr = "192.0.2.1".parse().expect("ip");
         let good: IpAddr = "192.0.2.2".parse().expect("ip");
         for _ in 0..MAX_FAILURES - 1 {
-            assert_eq!(gate.check_secret(Some(bad), Some("guess"), "key").await.is_allowed(), false);
+            assert!(!gate.check_secret(Some(bad), Some("guess"), "key").await.is_allowed());
         }
         assert!(gate.check_secret(Some(bad), Some("key"), "key").await.is_allowed());
         assert!(!gate.check_secret(Some(bad), None, "key").await.is_allowed());

@@ -177,6 +177,14 @@ pub enum PluginWorld {
 }
 
 impl PluginSource {
+    /// Limits when routes.toml sets none (see [`BuiltinPlugin::default_limits`]).
+    pub fn default_limits(&self) -> PluginLimits {
+        match self {
+            PluginSource::Builtin(b) => b.default_limits(),
+            PluginSource::File(_) => PluginLimits::default(),
+        }
+    }
+
     /// The world this plugin implements, when known without loading it.
     pub fn known_world(&self) -> Option<PluginWorld> {
         match self {

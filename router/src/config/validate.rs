@@ -257,10 +257,7 @@ impl Cx<'_> {
                 },
                 None => serde_json::Value::Object(Default::default()),
             };
-            let mut limits = match source {
-                PluginSource::Builtin(b) => b.default_limits(),
-                PluginSource::File(_) => PluginLimits::default(),
-            };
+            let mut limits = source.default_limits();
             if let Some(l) = &spec.limits {
                 if let Some(m) = &l.memory
                     && let Some(s) = self.expand(&format!("{ctx}: `limits.memory`"), m)

@@ -102,10 +102,6 @@ impl AuthPlugin {
         Ok(plugin)
     }
 
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     pub fn stats(&self) -> &PluginStats {
         &self.stats
     }
@@ -188,11 +184,17 @@ impl AuthPlugin {
     /// Instantiates from the `InstancePre` and drops the instance, without running `init`: what the
     /// instantiation benchmark measures.
     pub fn instantiate_bare(&self) -> Result<(), CallFailure> {
+        let mut store = self.new_store();
+        self.pre.instantiate(&mut store).map(drop).map_err(|e| CallFailure::Instantiate(format!("{e:#}")))
+    }
+
+    /// A store for one instance: the plugin's WASI context, its memory cap and a deadline for instantiation.
+    fn new_store(&self) -> Store<HostState> {
         let cap = usize::try_from(self.memory_cap).unwrap_or(usize::MAX);
         let mut store = Store::new(self.pre.engine(), HostState::new(Arc::clone(&self.name), cap, &self.env));
         store.limiter(|s| &mut s.memory);
         store.set_epoch_deadline(deadline_ticks(self.timeout));
-        self.pre.instantiate(&mut store).map(drop).map_err(|e| CallFailure::Instantiate(format!("{e:#}")))
+        store
     }
 
     /// A fresh instance from the `InstancePre`, initialised with the plugin's config.
@@ -201,10 +203,7 @@ impl AuthPlugin {
             self.stats.failed(&failure);
             failure
         };
-        let cap = usize::try_from(self.memory_cap).unwrap_or(usize::MAX);
-        let mut store = Store::new(self.pre.engine(), HostState::new(Arc::clone(&self.name), cap, &self.env));
-        store.limiter(|s| &mut s.memory);
-        store.set_epoch_deadline(deadline_ticks(self.timeout));
+        let mut store = self.new_store();
         let auth = self.pre.instantiate(&mut store).map_err(|e| {
             let memory_hit = store.data().memory.hit;
             fail(CallFailure::classify(&e, memory_hit, self.timeout, self.memory_cap))

@@ -18,7 +18,6 @@ mod stats;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
@@ -92,7 +91,6 @@ pub struct LoadedPlugin {
     pub config: PluginConfig,
     pub origin: PluginOrigin,
     pub plugin: Plugin,
-    pub loaded_at: Instant,
 }
 
 impl Plugins {
@@ -134,8 +132,7 @@ impl Plugins {
                     if previous.get(name).is_some() {
                         reloaded.push(name.clone());
                     }
-                    let loaded_plugin =
-                        LoadedPlugin { config: config.clone(), origin, plugin, loaded_at: Instant::now() };
+                    let loaded_plugin = LoadedPlugin { config: config.clone(), origin, plugin };
                     loaded.insert(name.clone(), Arc::new(loaded_plugin));
                 }
                 Err(e) => errors.push(e),
