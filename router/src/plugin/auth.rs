@@ -147,7 +147,10 @@ impl AuthPlugin {
             Some(i) => i,
             None => match self.instantiate() {
                 Ok(i) => i,
-                Err(e) => return (Err(e), 0),
+                Err(e) => {
+                    tracing::warn!(plugin = %self.name, error = %e, "plugin instance could not be started");
+                    return (Err(e), 0);
+                }
             },
         };
         let result = self.call_on(&mut instance, request);
