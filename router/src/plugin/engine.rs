@@ -32,7 +32,7 @@ impl std::fmt::Debug for PluginHost {
 }
 
 impl PluginHost {
-    /// The process-wide host. `cache_dir` keeps compiled artifacts between starts (the first caller's wins).
+    /// A host on the process-wide engine. `cache_dir` keeps compiled artifacts between starts.
     pub fn shared(cache_dir: Option<PathBuf>) -> Result<PluginHost, String> {
         static ENGINE: OnceLock<Result<Engine, String>> = OnceLock::new();
         let engine = ENGINE.get_or_init(|| new_engine().map_err(|e| format!("{e:#}"))).clone()?;
