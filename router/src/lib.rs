@@ -23,6 +23,7 @@ pub mod ingest;
 pub mod logging;
 pub mod media;
 pub mod plugin;
+pub mod recording;
 pub mod route;
 pub mod rtmp;
 pub mod runtime;

@@ -295,3 +295,65 @@ fn sluice_plugin_test_runs_a_table_of_cases() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("its init refused the config: invalid config"));
 }
+
+/// `builtin:record-mp4` under the real host: the demo clip recorded through the sink world and the storage
+/// interface into rotating segments, each one a complete fragmented MP4 that ffprobe reads with every frame.
+#[test]
+fn record_mp4_writes_segments_ffprobe_reads() {
+    use sluice::config::model::StorageGrant;
+    use sluice::plugin::sink::{Batch, Sample};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config(
+        "mp4",
+        PluginSource::Builtin(BuiltinPlugin::RecordMp4),
+        json!({ "segment_duration": "2s", "part_duration": "500ms" }),
+    );
+    cfg.grants.storage = Some(StorageGrant { dir: dir.path().to_path_buf(), quota_bytes: None, max_age: None });
+    let plugin = load(&cfg).expect("record-mp4 loads");
+    let sink = plugin.as_sink().expect("a sink plugin");
+    let clip = sluice::ingest::demo::clip();
+    let track = sluice::recording::recorder::wit_track(&clip.track);
+    assert_eq!((track.width, track.height), (640, 360));
+    let mut session = sink.open("cam", &[track]).expect("recorder starts");
+
+    // 8 s: the 4 s clip twice, in batches of 8 frames (about 250 ms) as the router sends them.
+    let frames: Vec<_> = clip.frames.iter().chain(clip.frames.iter()).collect();
+    let start_ms = 1_795_219_200_000u64;
+    for (n, chunk) in frames.chunks(8).enumerate() {
+        let mut batch = Batch { payload: Vec::new(), samples: Vec::new() };
+        for (i, (data, keyframe)) in chunk.iter().enumerate() {
+            let index = (n * 8 + i) as i64;
+            batch.samples.push(Sample {
+                track: 0,
+                pts: index * 3000,
+                dts: index * 3000,
+                keyframe: *keyframe,
+                offset: batch.payload.len() as u32,
+                len: data.len() as u32,
+                wallclock_ms: Some(start_ms + index as u64 * 1000 / 30),
+            });
+            batch.payload.extend_from_slice(data);
+        }
+        session.write(&batch).expect("write");
+    }
+    session.finish().expect("finish");
+
+    let storage = sink.storage().expect("storage").expect("granted");
+    let files = storage.list("").expect("list");
+    assert!(files.len() >= 2, "2 s segments of an 8 s recording: {files:?}");
+    assert!(files.iter().all(|(p, _)| p.starts_with("cam/2026-11-21_") && p.ends_with(".mp4")), "{files:?}");
+    assert!(storage.orphans().is_empty(), "everything committed");
+    let mut total_frames = 0;
+    let mut total_duration = 0.0;
+    for (path, _) in &files {
+        let probed = sluice::recording::probe::probe(&dir.path().join(path)).expect("probe");
+        assert_eq!(probed.codecs, ["h264"]);
+        assert!(probed.fragments.first().is_some_and(|f| f.starts_with_keyframe), "{path} starts on a keyframe");
+        let (frames, duration) = common::ffprobe_video(&dir.path().join(path));
+        total_frames += frames;
+        total_duration += duration;
+    }
+    assert_eq!(total_frames, frames.len() as u64, "every frame recorded once");
+    assert!((total_duration - 8.0).abs() < 0.1, "segments add up to 8 s: {total_duration}");
+}

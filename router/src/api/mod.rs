@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod error;
 pub mod metrics;
+pub mod recordings;
 pub mod routes;
 pub mod tap;
 pub mod web;
@@ -40,6 +41,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/routes", get(routes::list))
         .route("/v1/routes/{name}", get(routes::show))
         .route("/v1/routes/{name}/frames", get(tap::frames))
+        .route("/v1/routes/{name}/record", post(recordings::record))
+        .route("/v1/recordings", get(recordings::list))
+        .route("/v1/recordings/download", get(recordings::download))
+        .route("/v1/recordings/{id}/file", get(recordings::file))
         .route("/v1/{*rest}", axum::routing::any(routes::unknown_api))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_api));
     Router::new()

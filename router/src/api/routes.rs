@@ -26,6 +26,8 @@ pub struct RouteView {
     pub webrtc_sessions: Vec<SessionInfo>,
     /// Push outputs (`to = ["rtmp://..."]`): state, attempts, last error.
     pub pushes: Vec<PushStatus>,
+    /// Recordings of this route (from `to` or started through the API).
+    pub recordings: Vec<crate::recording::recorder::RecordingStatus>,
 }
 
 pub async fn view(
@@ -40,6 +42,12 @@ pub async fn view(
             .iter()
             .filter(|(r, _)| *r == config.name)
             .filter_map(|(_, s)| s.lock().ok().map(|s| s.clone()))
+            .collect(),
+        recordings: dir
+            .recordings
+            .iter()
+            .filter(|(r, _)| *r == config.name)
+            .map(|(_, s)| s.lock().unwrap_or_else(|p| p.into_inner()).clone())
             .collect(),
         name: config.name.to_string(),
         config: Arc::clone(config),

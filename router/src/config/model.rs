@@ -241,8 +241,20 @@ impl Access {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StorageGrant {
+    /// Relative to the routes file's directory, like plugin files.
     pub dir: PathBuf,
+    /// Oldest files are deleted to stay below it; writes past it fail.
     pub quota_bytes: Option<u64>,
+    /// Files older than this are deleted.
+    #[serde(serialize_with = "serialize_option_duration_s")]
+    pub max_age: Option<Duration>,
+}
+
+fn serialize_option_duration_s<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_some(&d.as_secs_f64()),
+        None => s.serialize_none(),
+    }
 }
 
 /// One `[[route]]` with `[defaults]` applied.
@@ -301,7 +313,8 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 impl RouteConfig {
     /// Whether a reader of this kind may attach, given `to`.
     pub fn allows_reader(&self, kind: ReaderKind) -> bool {
-        self.to.iter().any(|o| o.reader_kind() == kind) || kind == ReaderKind::Api
+        // Recordings are started and stopped by the runtime (`to` and `POST /v1/routes/{name}/record`), not here.
+        self.to.iter().any(|o| o.reader_kind() == kind) || matches!(kind, ReaderKind::Api | ReaderKind::Record)
     }
 }
 

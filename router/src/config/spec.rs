@@ -94,6 +94,7 @@ pub struct GrantsSpec {
 pub struct StorageGrantSpec {
     pub dir: Spanned<String>,
     pub quota: Option<Spanned<String>>,
+    pub max_age: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -27,7 +27,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     Ok(bytes as u64)
 }
 
-/// Parses a duration: a number with a unit ms, s, m or h.
+/// Parses a duration: a number with a unit ms, s, m, h or d.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
@@ -38,7 +38,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "s" => num,
         "m" | "min" => num * 60.0,
         "h" => num * 3600.0,
-        "" => return Err(format!("\"{s}\" needs a unit (ms, s, m or h)")),
+        "d" => num * 86_400.0,
+        "" => return Err(format!("\"{s}\" needs a unit (ms, s, m, h or d)")),
         other => return Err(format!("unknown duration unit \"{other}\" in \"{s}\"")),
     };
     Duration::try_from_secs_f64(secs).map_err(|_| format!("\"{s}\" is out of range"))
@@ -61,6 +62,7 @@ mod tests {
     fn durations() {
         assert_eq!(parse_duration("50ms"), Ok(Duration::from_millis(50)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("10"), Err("\"10\" needs a unit (ms, s, m or h)".into()));
+        assert_eq!(parse_duration("10"), Err("\"10\" needs a unit (ms, s, m, h or d)".into()));
+        assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86_400)));
     }
 }

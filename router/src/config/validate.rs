@@ -326,13 +326,30 @@ impl Cx<'_> {
                     }
                     None => None,
                 };
+                let max_age = storage.max_age.as_ref().and_then(|a| {
+                    let ctx = format!("{ctx}: `grants.storage.max_age`");
+                    match self.expand(&ctx, a).map(|s| parse_duration(&s)) {
+                        Some(Ok(d)) if !d.is_zero() => Some(d),
+                        Some(Ok(_)) => {
+                            self.err(a.span(), format!("{ctx} is zero: every file would be deleted"), Some("write an age such as \"30d\", or leave it out to keep files until the quota needs room".to_string()));
+                            None
+                        }
+                        Some(Err(e)) => {
+                            self.err(a.span(), format!("{ctx}: {e}"), Some("write an age such as \"30d\"".to_string()));
+                            None
+                        }
+                        None => None,
+                    }
+                });
                 match dir {
                     Some(d) if d.trim().is_empty() => self.err(
                         storage.dir.span(),
                         format!("{ctx}: `grants.storage.dir` is empty"),
                         Some("write a directory, e.g. \"recordings\"".to_string()),
                     ),
-                    Some(d) => grants.storage = Some(StorageGrant { dir: PathBuf::from(d), quota_bytes: quota }),
+                    Some(d) => {
+                        grants.storage = Some(StorageGrant { dir: self.base_dir.join(d), quota_bytes: quota, max_age })
+                    }
                     None => {}
                 }
             }

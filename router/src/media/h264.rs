@@ -161,6 +161,33 @@ pub fn parse_hevc_decoder_config(record: &[u8]) -> Result<(Bytes, Bytes, Bytes),
     }
 }
 
+/// An HEVCDecoderConfigurationRecord for one VPS, SPS and PPS (the inverse of [`parse_hevc_decoder_config`]), with
+/// the general profile, tier and level copied from the SPS, 4-byte NAL lengths and 4:2:0 8-bit defaults where
+/// the SPS would need full parsing (decoders read those from the SPS itself).
+pub fn hevc_decoder_config(vps: &[u8], sps: &[u8], pps: &[u8]) -> Bytes {
+    // SPS: 2-byte NAL header, 1 byte of ids, then general_profile_tier_level: 12 bytes.
+    let rbsp = remove_emulation_prevention(sps.get(..32).unwrap_or(sps));
+    let ptl = rbsp.get(3..15).map_or([0; 12], |p| <[u8; 12]>::try_from(p).unwrap_or([0; 12]));
+    let mut b = Vec::with_capacity(23 + 15 + vps.len() + sps.len() + pps.len());
+    b.push(1); // configurationVersion
+    b.extend_from_slice(&ptl); // profile space/tier/idc, compatibility flags, constraint flags, level
+    b.extend_from_slice(&[0xf0, 0x00]); // min_spatial_segmentation_idc = 0
+    b.push(0xfc); // parallelismType = 0
+    b.push(0xfd); // chroma_format_idc = 1 (4:2:0)
+    b.push(0xf8); // bit_depth_luma_minus8 = 0
+    b.push(0xf8); // bit_depth_chroma_minus8 = 0
+    b.extend_from_slice(&[0, 0]); // avgFrameRate unknown
+    b.push(0x0f); // constantFrameRate 0, numTemporalLayers 1, temporalIdNested 1, lengthSizeMinusOne 3
+    b.push(3);
+    for (nal_type, nal) in [(32u8, vps), (33, sps), (34, pps)] {
+        b.push(0x80 | nal_type); // array_completeness: all parameter sets of this type are here
+        b.extend_from_slice(&1u16.to_be_bytes());
+        b.extend_from_slice(&(nal.len().min(usize::from(u16::MAX)) as u16).to_be_bytes());
+        b.extend_from_slice(&nal[..nal.len().min(usize::from(u16::MAX))]);
+    }
+    Bytes::from(b)
+}
+
 /// The fields of a sequence parameter set that the router reports and negotiates with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SpsInfo {
@@ -369,6 +396,17 @@ impl<'a> BitReader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hevc_record_round_trips() {
+        let (vps, sps, pps) =
+            (&[0x40, 1, 0xc][..], &[0x42, 1, 1, 1, 0x60, 0, 0, 0, 0x90, 0, 0, 0, 0, 0, 0x5d][..], &[0x44, 1, 0xc1][..]);
+        let record = hevc_decoder_config(vps, sps, pps);
+        let (v, s, p) = parse_hevc_decoder_config(&record).expect("parses");
+        assert_eq!((&v[..], &s[..], &p[..]), (vps, sps, pps));
+        assert_eq!(record[1], 0x01, "general_profile_idc Main");
+        assert_eq!(record[12], 0x5d, "general_level_idc 3.1");
+    }
 
     /// The SPS x264 wrote for the demo clip (640x360 Constrained Baseline 3.1).
     fn demo_sps() -> Vec<u8> {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
 
 use super::imports::{self, Inspected};
-use super::{LoadError, Plugin, auth, compile};
+use super::{LoadError, Plugin, auth, compile, sink};
 use crate::config::model::{PluginConfig, PluginWorld};
 
 /// How often the epoch advances: the granularity of call deadlines.
@@ -58,9 +58,10 @@ impl PluginHost {
         }
         match world {
             PluginWorld::Auth => Ok(Plugin::Auth(auth::AuthPlugin::new(self, config, &component)?)),
-            PluginWorld::Sink | PluginWorld::Signaling => Err(LoadError::new(
+            PluginWorld::Sink => Ok(Plugin::Sink(sink::SinkPlugin::new(self, config, &component)?)),
+            PluginWorld::Signaling => Err(LoadError::new(
                 name,
-                format!("{world:?} plugins cannot be hosted by this build yet (only auth plugins)").to_lowercase(),
+                "signaling plugins cannot be hosted by this build yet (only auth and sink plugins)",
             )),
         }
     }

@@ -159,7 +159,7 @@ mod tests {
         let e = check_names(&sink, &storage, &PluginGrants::default()).expect_err("no grant");
         assert!(e.contains("has no `grants.storage`"), "{e}");
         let granted = PluginGrants {
-            storage: Some(StorageGrant { dir: PathBuf::from("rec"), quota_bytes: None }),
+            storage: Some(StorageGrant { dir: PathBuf::from("rec"), quota_bytes: None, max_age: None }),
             ..PluginGrants::default()
         };
         assert_eq!(check_names(&sink, &storage, &granted), Ok(Inspected { world: PluginWorld::Sink }));

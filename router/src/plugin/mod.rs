@@ -12,6 +12,7 @@ pub mod auth;
 pub mod cases;
 mod engine;
 mod imports;
+pub mod sink;
 mod state;
 mod stats;
 
@@ -36,24 +37,35 @@ static BUILTIN_PLUGINS: &[(&str, &[u8])] = include!(concat!(env!("OUT_DIR"), "/b
 #[derive(Debug)]
 pub enum Plugin {
     Auth(auth::AuthPlugin),
+    Sink(sink::SinkPlugin),
 }
 
 impl Plugin {
     pub fn world(&self) -> PluginWorld {
         match self {
             Plugin::Auth(_) => PluginWorld::Auth,
+            Plugin::Sink(_) => PluginWorld::Sink,
         }
     }
 
     pub fn stats(&self) -> &PluginStats {
         match self {
             Plugin::Auth(p) => p.stats(),
+            Plugin::Sink(p) => p.stats(),
         }
     }
 
     pub fn as_auth(&self) -> Option<&auth::AuthPlugin> {
         match self {
             Plugin::Auth(p) => Some(p),
+            Plugin::Sink(_) => None,
+        }
+    }
+
+    pub fn as_sink(&self) -> Option<&sink::SinkPlugin> {
+        match self {
+            Plugin::Sink(p) => Some(p),
+            Plugin::Auth(_) => None,
         }
     }
 }

@@ -15,6 +15,8 @@ pub struct HostState {
     table: ResourceTable,
     pub memory: MemoryCap,
     pub plugin: Arc<str>,
+    /// Sink plugins: the granted directory (`grants.storage`); `None` for other worlds.
+    pub storage: Option<super::sink::StorageAccess>,
 }
 
 impl HostState {
@@ -31,7 +33,13 @@ impl HostState {
             table: ResourceTable::new(),
             memory: MemoryCap { cap: memory_cap, hit: false, peak: 0, total: 0 },
             plugin,
+            storage: None,
         }
+    }
+
+    /// Host resources handed to the guest (storage files).
+    pub fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
     }
 
     pub fn log(&self, level: tracing::Level, message: &str) {

@@ -22,6 +22,8 @@ use crate::config::model::{Output, RouteConfig, RouteName, RouteTable};
 use crate::config::{self, ConfigErrors};
 use crate::ingest;
 use crate::plugin::{PluginHost, Plugins};
+use crate::recording::index::Index;
+use crate::recording::recorder::{Recording, RecordingStatus};
 use crate::route::{RouteHandle, spawn_route};
 use crate::rtmp::client::PushStatus;
 
@@ -31,6 +33,21 @@ pub struct RouteSet {
     table: Arc<RouteTable>,
     routes: HashMap<RouteName, (Arc<RouteConfig>, RouteHandle)>,
     pushes: HashMap<(RouteName, String), Push>,
+    /// The plugins of `table` (recordings need their sink plugins).
+    plugins: Plugins,
+    /// Running recordings by (route, sink plugin).
+    recordings: HashMap<(RouteName, String), Recording>,
+    /// Recordings started (true) or stopped (false) through the API, overriding `to` while the route exists.
+    record_overrides: HashMap<(RouteName, String), bool>,
+}
+
+/// Why a recording could not be started or stopped from the API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordError {
+    NoRoute,
+    /// No plugin named, and the route records with none or several: the message says which.
+    Ambiguous(String),
+    NotASink(String),
 }
 
 /// A running (or impossible) push to another server, from a route's `to`.
@@ -56,9 +73,101 @@ impl RouteSet {
             .iter()
             .map(|r| (r.name.clone(), (Arc::clone(r), spawn_route(Arc::clone(r), ingest::source_for(r)))))
             .collect();
-        let mut set = RouteSet { table: Arc::new(table), routes, pushes: HashMap::new() };
+        let mut set = RouteSet {
+            table: Arc::new(table),
+            routes,
+            pushes: HashMap::new(),
+            plugins: Plugins::default(),
+            recordings: HashMap::new(),
+            record_overrides: HashMap::new(),
+        };
         set.sync_pushes();
         set
+    }
+
+    /// Uses `plugins` (those of the current table) and starts the recordings they make possible.
+    pub fn use_plugins(&mut self, plugins: Plugins) {
+        self.plugins = plugins;
+        self.sync_recordings();
+    }
+
+    /// Starts the recordings `to` and the API ask for, stops the others, and moves running ones to a reloaded
+    /// plugin's new version (at their next keyframe).
+    fn sync_recordings(&mut self) {
+        let routes: std::collections::HashSet<&RouteName> = self.routes.keys().collect();
+        self.record_overrides.retain(|(route, _), _| routes.contains(route));
+        let mut wanted = std::collections::HashSet::new();
+        for route in &self.table.routes {
+            for output in &route.to {
+                if let Output::Record { plugin } = output {
+                    wanted.insert((route.name.clone(), plugin.clone()));
+                }
+            }
+        }
+        for (key, on) in &self.record_overrides {
+            if *on {
+                wanted.insert(key.clone());
+            } else {
+                wanted.remove(key);
+            }
+        }
+        self.recordings.retain(|key, r| wanted.contains(key) && !r.task.is_finished());
+        for key in wanted {
+            let Some(plugin) = self.plugins.get(&key.1).filter(|p| p.plugin.as_sink().is_some()) else { continue };
+            match self.recordings.get(&key) {
+                Some(recording) => recording.switch_plugin(plugin),
+                None => {
+                    let Some((_, handle)) = self.routes.get(&key.0) else { continue };
+                    let by_api = self.record_overrides.get(&key) == Some(&true);
+                    tracing::info!(route = %key.0, plugin = %key.1, "recording started");
+                    let recording = Recording::start(handle.clone(), &key.1, Arc::clone(plugin), by_api);
+                    self.recordings.insert(key, recording);
+                }
+            }
+        }
+    }
+
+    /// Starts or stops recording `route` with `plugin` (default: the sink the route records with, or the only
+    /// sink plugin there is), whatever `to` says, until the route is removed.
+    pub fn set_recording(
+        &mut self,
+        route: &str,
+        plugin: Option<&str>,
+        on: bool,
+    ) -> Result<(String, Option<RecordingStatus>), RecordError> {
+        let Some((config, _)) = self.routes.iter().find(|(n, _)| n.as_str() == route).map(|(_, r)| r.clone()) else {
+            return Err(RecordError::NoRoute);
+        };
+        let sinks: Vec<&String> =
+            self.plugins.iter().filter(|(_, p)| p.plugin.as_sink().is_some()).map(|(n, _)| n).collect();
+        let plugin = match plugin {
+            Some(p) if sinks.iter().any(|s| s.as_str() == p) => p.to_string(),
+            Some(p) => return Err(RecordError::NotASink(p.to_string())),
+            None => {
+                let in_to: Vec<&String> = config
+                    .to
+                    .iter()
+                    .filter_map(|o| if let Output::Record { plugin } = o { Some(plugin) } else { None })
+                    .collect();
+                match (in_to.as_slice(), sinks.as_slice()) {
+                    ([one], _) | ([], [one]) => one.to_string(),
+                    ([], []) => return Err(RecordError::Ambiguous("no sink plugin is configured: add one, e.g. [plugins.mp4] with source = \"builtin:record-mp4\"".into())),
+                    (_, _) => return Err(RecordError::Ambiguous(format!(
+                        "name the plugin to record with: {}",
+                        if in_to.is_empty() { &sinks } else { &in_to }.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                    ))),
+                }
+            }
+        };
+        let key = (config.name.clone(), plugin.clone());
+        self.record_overrides.insert(key.clone(), on);
+        self.sync_recordings();
+        Ok((plugin, self.recordings.get(&key).map(Recording::status)))
+    }
+
+    /// Recording statuses, by route.
+    pub fn recording_statuses(&self) -> Vec<(RouteName, Arc<std::sync::Mutex<RecordingStatus>>)> {
+        self.recordings.iter().map(|((route, _), r)| (route.clone(), Arc::clone(&r.status))).collect()
     }
 
     /// Starts the pushes the table lists and stops the ones it no longer does; running ones are untouched.
@@ -134,6 +243,7 @@ impl RouteSet {
         }
         self.table = Arc::new(table);
         self.sync_pushes();
+        self.sync_recordings();
         d
     }
 
@@ -144,6 +254,20 @@ impl RouteSet {
 
     pub async fn stop_all(&mut self) {
         self.pushes.clear();
+        // Recordings first, while their routes still run: each commits its segment (bounded wait).
+        let tasks: Vec<_> = self
+            .recordings
+            .drain()
+            .map(|(_, r)| {
+                r.stop();
+                r
+            })
+            .collect();
+        for mut r in tasks {
+            if tokio::time::timeout(Duration::from_secs(10), &mut r.task).await.is_err() {
+                tracing::warn!("a recording did not finish within 10 s of shutdown");
+            }
+        }
         for (_, (_, handle)) in self.routes.drain() {
             handle.stop().await;
         }
@@ -226,6 +350,8 @@ pub struct Directory {
     pub reloads_rejected: u64,
     /// Push outputs and how they are doing.
     pub pushes: Vec<(RouteName, Arc<std::sync::Mutex<PushStatus>>)>,
+    /// Recordings and how they are doing.
+    pub recordings: Vec<(RouteName, Arc<std::sync::Mutex<RecordingStatus>>)>,
 }
 
 impl Directory {
@@ -237,6 +363,14 @@ impl Directory {
 struct ReloadRequest {
     trigger: ReloadTrigger,
     reply: Option<oneshot::Sender<ReloadOutcome>>,
+}
+
+/// A recording started or stopped from the API.
+struct RecordRequest {
+    route: String,
+    plugin: Option<String>,
+    on: bool,
+    reply: oneshot::Sender<Result<(String, Option<RecordingStatus>), RecordError>>,
 }
 
 /// Reads and validates the routes file and loads its plugins (reusing unchanged ones from `previous`): what
@@ -279,7 +413,10 @@ pub fn load_config(
 pub struct Runtime {
     /// Access decisions for every entry point (one per process: it counts failed attempts per address).
     pub gate: Arc<crate::auth::AuthGate>,
+    /// The recordings index (`data_dir/sluice.db`).
+    pub index: Arc<Index>,
     requests: mpsc::Sender<ReloadRequest>,
+    records: mpsc::Sender<RecordRequest>,
     shutdown: mpsc::Sender<oneshot::Sender<()>>,
     directory: tokio_watch::Receiver<Arc<Directory>>,
 }
@@ -299,7 +436,16 @@ impl Runtime {
             needs_restart: Vec::new(),
             plugins_reloaded: Vec::new(),
         };
-        let set = RouteSet::start(table);
+        let index = crate::recording::start(&table.server.data_dir).map_err(|e| {
+            ConfigErrors::single(config::ConfigError::file(
+                &path.display().to_string(),
+                format!("recordings index: {e}"),
+                None,
+            ))
+        })?;
+        let mut set = RouteSet::start(table);
+        recover_and_index(&plugins, &Plugins::default(), &index);
+        set.use_plugins(plugins.clone());
         let outcome = ReloadOutcome {
             trigger: ReloadTrigger::Startup,
             at: SystemTime::now(),
@@ -316,12 +462,34 @@ impl Runtime {
             reloads_applied: 0,
             reloads_rejected: 0,
             pushes: set.push_statuses(),
+            recordings: set.recording_statuses(),
         });
         let (dir_tx, dir_rx) = tokio_watch::channel(directory);
         let (req_tx, req_rx) = mpsc::channel(16);
+        let (rec_tx, rec_rx) = mpsc::channel(16);
         let (stop_tx, stop_rx) = mpsc::channel(1);
-        tokio::spawn(run(path, set, dir_tx, req_rx, stop_rx));
-        Ok(Runtime { gate: Arc::default(), requests: req_tx, shutdown: stop_tx, directory: dir_rx })
+        tokio::spawn(run(path, set, dir_tx, req_rx, rec_rx, stop_rx, Arc::clone(&index)));
+        Ok(Runtime {
+            gate: Arc::default(),
+            index,
+            requests: req_tx,
+            records: rec_tx,
+            shutdown: stop_tx,
+            directory: dir_rx,
+        })
+    }
+
+    /// Starts (`on`) or stops recording `route`, with `plugin` or the route's default sink.
+    pub async fn record(
+        &self,
+        route: &str,
+        plugin: Option<String>,
+        on: bool,
+    ) -> Result<(String, Option<RecordingStatus>), RecordError> {
+        let (reply, rx) = oneshot::channel();
+        let request = RecordRequest { route: route.to_string(), plugin, on, reply };
+        self.records.send(request).await.map_err(|_| RecordError::NoRoute)?;
+        rx.await.map_err(|_| RecordError::NoRoute)?
     }
 
     pub fn directory(&self) -> Arc<Directory> {
@@ -367,16 +535,25 @@ async fn run(
     mut set: RouteSet,
     directory: tokio_watch::Sender<Arc<Directory>>,
     mut requests: mpsc::Receiver<ReloadRequest>,
+    mut records: mpsc::Receiver<RecordRequest>,
     mut shutdown: mpsc::Receiver<oneshot::Sender<()>>,
+    index: Arc<Index>,
 ) {
     loop {
         tokio::select! {
             req = requests.recv() => {
                 let Some(req) = req else { break };
-                let outcome = reload(&path, &mut set, req.trigger, &directory).await;
+                let outcome = reload(&path, &mut set, req.trigger, &directory, &index).await;
                 if let Some(reply) = req.reply {
                     let _ = reply.send(outcome);
                 }
+            }
+            Some(req) = records.recv() => {
+                let result = set.set_recording(&req.route, req.plugin.as_deref(), req.on);
+                let mut dir = (**directory.borrow()).clone();
+                dir.recordings = set.recording_statuses();
+                directory.send_replace(Arc::new(dir));
+                let _ = req.reply.send(result);
             }
             reply = shutdown.recv() => {
                 set.stop_all().await;
@@ -395,6 +572,7 @@ async fn reload(
     set: &mut RouteSet,
     trigger: ReloadTrigger,
     directory: &tokio_watch::Sender<Arc<Directory>>,
+    index: &Arc<Index>,
 ) -> ReloadOutcome {
     let began = Instant::now();
     let prev = directory.borrow().clone();
@@ -412,7 +590,9 @@ async fn reload(
     let mut plugins = prev.plugins.clone();
     let (result, config_error, applied, rejected) = match loaded {
         Ok((table, new_plugins, plugins_reloaded)) => {
+            recover_and_index(&new_plugins, &plugins, index);
             plugins = new_plugins;
+            set.plugins = plugins.clone();
             let d = set.apply(table).await;
             let mut changes = ReloadSummary::from(&d);
             for name in &plugins_reloaded {
@@ -456,8 +636,39 @@ async fn reload(
         reloads_applied: applied,
         reloads_rejected: rejected,
         pushes: set.push_statuses(),
+        recordings: set.recording_statuses(),
     }));
     outcome
+}
+
+/// For each sink plugin new in `plugins` (not in `previous`): repairs the files a crash left uncommitted in its
+/// storage, then brings the index in line with what is on disk. In the background: recordings may start
+/// meanwhile (recovery never touches a file being written).
+fn recover_and_index(plugins: &Plugins, previous: &Plugins, index: &Arc<Index>) {
+    for (name, loaded) in plugins.iter() {
+        if previous.get(name).is_some_and(|p| Arc::ptr_eq(p, loaded)) || loaded.plugin.as_sink().is_none() {
+            continue;
+        }
+        let (loaded, index, name) = (Arc::clone(loaded), Arc::clone(index), name.clone());
+        tokio::task::spawn_blocking(move || {
+            let Some(sink) = loaded.plugin.as_sink() else { return };
+            let storage = match sink.storage() {
+                Ok(Some(s)) => s,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::error!(plugin = %name, error = %e, "recording storage unavailable");
+                    return;
+                }
+            };
+            let recovered = sink.recover_orphans();
+            match index.rebuild(&storage) {
+                Ok((added, removed)) => {
+                    tracing::info!(plugin = %name, dir = %storage.root().display(), recovered, added, removed, "recordings indexed")
+                }
+                Err(e) => tracing::error!(plugin = %name, error = %e, "cannot index recordings"),
+            }
+        });
+    }
 }
 
 /// How long the file watcher waits for an editor's burst of events to settle before reloading.

@@ -127,3 +127,18 @@ pub fn save_like_an_editor(path: &Path, text: &str) {
 pub fn sluice() -> Command {
     Command::new(env!("CARGO_BIN_EXE_sluice"))
 }
+
+/// ffprobe's decoded video frame count and the container duration (s) of a file.
+pub fn ffprobe_video(path: &Path) -> (u64, f64) {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+        .args(["-show_entries", "stream=codec_name,nb_read_frames:format=duration", "-of", "json"])
+        .arg(path)
+        .output()
+        .expect("run ffprobe (installed by .ci/test)");
+    assert!(out.status.success(), "ffprobe failed on {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ffprobe json");
+    let frames = v["streams"][0]["nb_read_frames"].as_str().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let duration = v["format"]["duration"].as_str().and_then(|s| s.parse().ok()).unwrap_or(0.0);
+    (frames, duration)
+}

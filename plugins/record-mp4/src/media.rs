@@ -1,0 +1,66 @@
+//! Plain media types the muxer and the segmenter take: the crate's own mirror of WIT `media`, so native users (the
+//! router's benchmark, tests) need neither the SDK's guest bindings nor a wasm host.
+
+/// A track's codec, as WIT `media.codec` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Codec {
+    H264,
+    H265,
+    Vp8,
+    Opus,
+    Aac,
+    Pcmu,
+    Pcma,
+}
+
+impl Codec {
+    pub fn is_video(self) -> bool {
+        matches!(self, Codec::H264 | Codec::H265 | Codec::Vp8)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Codec::H264 => "H.264",
+            Codec::H265 => "H.265",
+            Codec::Vp8 => "VP8",
+            Codec::Opus => "Opus",
+            Codec::Aac => "AAC",
+            Codec::Pcmu => "G.711 µ-law",
+            Codec::Pcma => "G.711 A-law",
+        }
+    }
+}
+
+/// One track of the route, as the host describes it (WIT `media.track`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackInfo {
+    /// The id samples name their track by; any u32 (MP4 track ids are assigned separately, from 1).
+    pub id: u32,
+    pub codec: Codec,
+    /// Timestamps are in 1/clock_rate seconds; also the MP4 media timescale.
+    pub clock_rate: u32,
+    /// Coded size for video; 0 when unknown (players read it from the parameter sets then).
+    pub width: u32,
+    pub height: u32,
+    /// Audio only; 0 for video.
+    pub channels: u32,
+    pub sample_rate: u32,
+    /// AVCDecoderConfigurationRecord (H.264), HEVCDecoderConfigurationRecord (H.265), AudioSpecificConfig (AAC);
+    /// empty otherwise.
+    pub config: Vec<u8>,
+}
+
+/// One access unit inside a batch payload (WIT `media.sample`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sample {
+    pub track: u32,
+    pub pts: i64,
+    pub dts: i64,
+    pub keyframe: bool,
+    /// The sample's bytes are `payload[offset..offset + len]`: video as 4-byte length-prefixed NAL units (MP4's
+    /// own sample format), audio as raw frames.
+    pub offset: u32,
+    pub len: u32,
+    /// Capture time in milliseconds since the Unix epoch, when the source reports one.
+    pub wallclock_ms: Option<u64>,
+}

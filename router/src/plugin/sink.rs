@@ -1,0 +1,400 @@
+//! The host side of the `sink` world: one store and instance per recording (a recorder keeps state between
+//! calls, so instances are not pooled), calls under a deadline and a memory cap, the `storage` interface over the
+//! granted directory, and crash recovery of files a recorder left uncommitted.
+
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use wasmtime::Store;
+use wasmtime::component::{Component, HasSelf, Linker, Resource, ResourceAny};
+
+use super::LoadError;
+use super::engine::{PluginHost, deadline_ticks};
+use super::state::HostState;
+use super::stats::{CallFailure, PluginStats};
+use crate::config::model::{PluginConfig, StorageGrant};
+use crate::recording::storage::{OpenFile, Storage, StorageError};
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        world: "sink",
+        path: "../sdk/wit",
+        with: { "sluice:plugin/storage.file": crate::recording::storage::OpenFile },
+        imports: { default: trappable },
+    });
+}
+
+pub use bindings::sluice::plugin::media::{Batch, Codec, Sample, Track};
+use bindings::sluice::plugin::storage::{Entry, StorageError as WitStorageError};
+
+/// What a recorder instance may touch: the storage, and whose recording it writes (for the index).
+#[derive(Debug)]
+pub struct StorageAccess {
+    storage: Arc<Storage>,
+    owner: Option<String>,
+    /// Set while `recover` runs: it may remove uncommitted files.
+    recovering: bool,
+}
+
+impl From<StorageError> for WitStorageError {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::InvalidPath(p) => WitStorageError::InvalidPath(p),
+            StorageError::QuotaExceeded => WitStorageError::QuotaExceeded,
+            StorageError::NotFound => WitStorageError::NotFound,
+            StorageError::Closed => WitStorageError::Closed,
+            StorageError::Io(m) => WitStorageError::Io(m),
+        }
+    }
+}
+
+impl HostState {
+    fn storage(&self) -> Result<&StorageAccess, WitStorageError> {
+        // Unreachable in practice: a plugin importing storage without a grant is refused at load.
+        self.storage.as_ref().ok_or_else(|| WitStorageError::Io("no storage was granted".to_string()))
+    }
+}
+
+type StorageResult<T> = wasmtime::Result<Result<T, WitStorageError>>;
+
+impl bindings::sluice::plugin::storage::Host for HostState {
+    fn create(&mut self, path: String) -> StorageResult<Resource<OpenFile>> {
+        let opened = self.storage().and_then(|a| Ok(a.storage.create(&path, a.owner.clone())?));
+        Ok(match opened {
+            Ok(file) => Ok(self.table().push(file)?),
+            Err(e) => Err(e),
+        })
+    }
+
+    fn reopen(&mut self, path: String) -> StorageResult<Resource<OpenFile>> {
+        let opened = self.storage().and_then(|a| Ok(a.storage.reopen(&path)?));
+        Ok(match opened {
+            Ok(file) => Ok(self.table().push(file)?),
+            Err(e) => Err(e),
+        })
+    }
+
+    fn remove(&mut self, path: String) -> StorageResult<()> {
+        Ok(self.storage().and_then(|a| Ok(a.storage.remove(&path, a.recovering)?)))
+    }
+
+    fn list_files(&mut self, dir: String) -> StorageResult<Vec<Entry>> {
+        Ok(self.storage().and_then(|a| {
+            let unix = |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            Ok(a.storage
+                .list(&dir)?
+                .into_iter()
+                .map(|(path, e)| Entry { path, size: e.size, modified: unix(e.modified) })
+                .collect())
+        }))
+    }
+
+    fn usage(&mut self) -> wasmtime::Result<(u64, Option<u64>)> {
+        Ok(self.storage.as_ref().map_or((0, None), |a| a.storage.usage()))
+    }
+}
+
+impl bindings::sluice::plugin::storage::HostFile for HostState {
+    fn append(&mut self, file: Resource<OpenFile>, data: Vec<u8>) -> StorageResult<()> {
+        Ok(self.table().get_mut(&file)?.append(&data).map_err(Into::into))
+    }
+
+    fn read_at(&mut self, file: Resource<OpenFile>, offset: u64, len: u32) -> StorageResult<Vec<u8>> {
+        Ok(self.table().get(&file)?.read_at(offset, len).map_err(Into::into))
+    }
+
+    fn write_at(&mut self, file: Resource<OpenFile>, offset: u64, data: Vec<u8>) -> StorageResult<()> {
+        Ok(self.table().get_mut(&file)?.write_at(offset, &data).map_err(Into::into))
+    }
+
+    fn sync(&mut self, file: Resource<OpenFile>) -> StorageResult<()> {
+        Ok(self.table().get(&file)?.sync().map_err(Into::into))
+    }
+
+    fn size(&mut self, file: Resource<OpenFile>) -> wasmtime::Result<u64> {
+        Ok(self.table().get(&file)?.size())
+    }
+
+    fn truncate(&mut self, file: Resource<OpenFile>, size: u64) -> StorageResult<()> {
+        Ok(self.table().get_mut(&file)?.truncate(size).map_err(Into::into))
+    }
+
+    fn commit(&mut self, file: Resource<OpenFile>) -> StorageResult<()> {
+        Ok(self.table().get_mut(&file)?.commit().map_err(Into::into))
+    }
+
+    fn drop(&mut self, file: Resource<OpenFile>) -> wasmtime::Result<()> {
+        self.table().delete(file)?;
+        Ok(())
+    }
+}
+
+impl bindings::sluice::plugin::media::Host for HostState {}
+
+impl bindings::sluice::plugin::host::Host for HostState {
+    fn log(&mut self, level: bindings::sluice::plugin::host::LogLevel, message: String) -> wasmtime::Result<()> {
+        use bindings::sluice::plugin::host::LogLevel;
+        let level = match level {
+            LogLevel::Trace => tracing::Level::TRACE,
+            LogLevel::Debug => tracing::Level::DEBUG,
+            LogLevel::Info => tracing::Level::INFO,
+            LogLevel::Warn => tracing::Level::WARN,
+            LogLevel::Error => tracing::Level::ERROR,
+        };
+        HostState::log(self, level, &message);
+        Ok(())
+    }
+}
+
+/// A sink plugin, loaded.
+pub struct SinkPlugin {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    name: Arc<str>,
+    pre: bindings::SinkPre<HostState>,
+    config_json: String,
+    memory_cap: u64,
+    timeout: Duration,
+    env: Vec<(String, String)>,
+    grant: Option<StorageGrant>,
+    /// Opened on first use, not at load: `sluice check` loads plugins and must not create directories.
+    storage: OnceLock<Result<Arc<Storage>, String>>,
+    stats: PluginStats,
+}
+
+impl std::fmt::Debug for SinkPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SinkPlugin").field("name", &self.inner.name).finish_non_exhaustive()
+    }
+}
+
+/// Why a recorder stopped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecorderError {
+    /// The plugin said no (bad config, a track it cannot record, quota exceeded...).
+    #[error("{0}")]
+    Refused(String),
+    /// The instance trapped, timed out or ran out of memory; it is gone.
+    #[error("plugin {0}")]
+    Failed(CallFailure),
+}
+
+impl SinkPlugin {
+    /// Links and pre-instantiates the plugin and starts one instance to check that it can run.
+    pub fn new(host: &PluginHost, config: &PluginConfig, component: &Component) -> Result<SinkPlugin, LoadError> {
+        let name = config.name.as_str();
+        let link_error = |e: wasmtime::Error| LoadError::new(name, format!("cannot link: {e:#}"));
+        let mut linker = Linker::<HostState>::new(host.engine());
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(link_error)?;
+        super::state::forbid_blocking(&mut linker).map_err(link_error)?;
+        bindings::Sink::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s).map_err(link_error)?;
+        let pre = linker.instantiate_pre(component).map_err(link_error)?;
+        let pre = bindings::SinkPre::new(pre).map_err(link_error)?;
+        let env = config.grants.env.iter().filter_map(|k| std::env::var(k).ok().map(|v| (k.clone(), v))).collect();
+        let inner = Inner {
+            name: Arc::from(name),
+            pre,
+            config_json: config.config.to_string(),
+            memory_cap: config.limits.memory_bytes,
+            timeout: config.limits.call_timeout,
+            env,
+            grant: config.grants.storage.clone(),
+            storage: OnceLock::new(),
+            stats: PluginStats::default(),
+        };
+        inner.instantiate(None, false).map_err(|e| LoadError::new(name, e.to_string()))?;
+        Ok(SinkPlugin { inner: Arc::new(inner) })
+    }
+
+    pub fn stats(&self) -> &PluginStats {
+        &self.inner.stats
+    }
+
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The granted storage, opened (and its directory created) on first use.
+    pub fn storage(&self) -> Result<Option<Arc<Storage>>, String> {
+        self.inner.storage()
+    }
+
+    /// Starts a recorder for `route`. Blocking: call it off the async threads.
+    pub fn open(&self, route: &str, tracks: &[Track]) -> Result<RecorderSession, RecorderError> {
+        let (mut store, sink) = self.inner.instantiate(Some(route), false).map_err(RecorderError::Failed)?;
+        let inner = &self.inner;
+        let started = Instant::now();
+        store.set_epoch_deadline(deadline_ticks(inner.timeout));
+        inner.stats.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let made = sink.sluice_plugin_recorder_api().recorder().call_constructor(
+            &mut store,
+            route,
+            tracks,
+            &inner.config_json,
+        );
+        inner.count_time(started);
+        match made {
+            Ok(recorder) => Ok(RecorderSession { inner: Arc::clone(inner), store, sink, recorder: Some(recorder) }),
+            Err(e) => Err(RecorderError::Failed(inner.failed(&e, &store))),
+        }
+    }
+
+    /// Hands every uncommitted file nobody is writing (what a crash or a failed recorder left) to the plugin's
+    /// `recover`, which repairs and commits or removes it. Returns how many it handled. Blocking.
+    pub fn recover_orphans(&self) -> usize {
+        let storage = match self.inner.storage() {
+            Ok(Some(s)) => s,
+            Ok(None) => return 0,
+            Err(e) => {
+                tracing::warn!(plugin = %self.inner.name, error = %e, "storage unavailable; nothing recovered");
+                return 0;
+            }
+        };
+        let mut recovered = 0;
+        let mut instance = None;
+        for path in storage.orphans() {
+            let (store, sink) = match instance.as_mut() {
+                Some(i) => i,
+                None => match self.inner.instantiate(None, true) {
+                    Ok(i) => instance.insert(i),
+                    Err(e) => {
+                        tracing::warn!(plugin = %self.inner.name, error = %e, "cannot start the plugin to recover files");
+                        return recovered;
+                    }
+                },
+            };
+            store.set_epoch_deadline(deadline_ticks(self.inner.timeout.max(Duration::from_secs(10))));
+            let result = sink.sluice_plugin_recorder_api().call_recover(&mut *store, &path, &self.inner.config_json);
+            match result {
+                Ok(Ok(())) => {
+                    recovered += 1;
+                    tracing::info!(plugin = %self.inner.name, path, "recovered a file left unfinished");
+                }
+                Ok(Err(message)) => {
+                    tracing::warn!(plugin = %self.inner.name, path, error = %message, "could not recover a file")
+                }
+                Err(e) => {
+                    let failure = self.inner.failed(&e, store);
+                    tracing::warn!(plugin = %self.inner.name, path, error = %failure, "could not recover a file");
+                    instance = None;
+                }
+            }
+        }
+        recovered
+    }
+}
+
+impl Inner {
+    fn storage(&self) -> Result<Option<Arc<Storage>>, String> {
+        let Some(grant) = &self.grant else { return Ok(None) };
+        self.storage.get_or_init(|| Storage::open(&grant.dir, grant.quota_bytes, grant.max_age)).clone().map(Some)
+    }
+
+    /// A fresh instance whose storage writes are attributed to `owner`.
+    fn instantiate(
+        &self,
+        owner: Option<&str>,
+        recovering: bool,
+    ) -> Result<(Store<HostState>, bindings::Sink), CallFailure> {
+        let cap = usize::try_from(self.memory_cap).unwrap_or(usize::MAX);
+        let mut state = HostState::new(Arc::clone(&self.name), cap, &self.env);
+        if let Some(storage) = self.storage().map_err(CallFailure::Instantiate)? {
+            state.storage = Some(StorageAccess { storage, owner: owner.map(str::to_string), recovering });
+        }
+        let mut store = Store::new(self.pre.engine(), state);
+        store.limiter(|s| &mut s.memory);
+        store.set_epoch_deadline(deadline_ticks(self.timeout));
+        match self.pre.instantiate(&mut store) {
+            Ok(sink) => {
+                self.stats.instantiations.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Ok((store, sink))
+            }
+            Err(e) => {
+                let failure = CallFailure::classify(&e, store.data().memory.hit, self.timeout, self.memory_cap);
+                self.stats.failed(&failure);
+                Err(failure)
+            }
+        }
+    }
+
+    fn failed(&self, e: &wasmtime::Error, store: &Store<HostState>) -> CallFailure {
+        let failure = CallFailure::classify(e, store.data().memory.hit, self.timeout, self.memory_cap);
+        self.stats.failed(&failure);
+        self.stats.recycled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        failure
+    }
+
+    fn count_time(&self, started: Instant) {
+        let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.stats.call_nanos.fetch_add(nanos, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// One recording's instance and recorder resource. Dropping it without [`finish`](Self::finish) leaves what the
+/// recorder was writing uncommitted, for [`SinkPlugin::recover_orphans`].
+pub struct RecorderSession {
+    inner: Arc<Inner>,
+    store: Store<HostState>,
+    sink: bindings::Sink,
+    recorder: Option<ResourceAny>,
+}
+
+impl std::fmt::Debug for RecorderSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecorderSession").field("plugin", &self.inner.name).finish_non_exhaustive()
+    }
+}
+
+impl RecorderSession {
+    pub fn write(&mut self, batch: &Batch) -> Result<(), RecorderError> {
+        self.call(|store, api, recorder| api.recorder().call_write(store, recorder, batch))
+    }
+
+    pub fn update_tracks(&mut self, tracks: &[Track]) -> Result<(), RecorderError> {
+        self.call(|store, api, recorder| api.recorder().call_update_tracks(store, recorder, tracks))
+    }
+
+    /// Flushes and commits; the session ends either way.
+    pub fn finish(mut self) -> Result<(), RecorderError> {
+        let result = self.call(|store, api, recorder| api.recorder().call_finish(store, recorder));
+        if let Some(recorder) = self.recorder.take() {
+            let _ = recorder.resource_drop(&mut self.store);
+        }
+        result
+    }
+
+    /// The instance's linear memory so far (bytes).
+    pub fn memory(&self) -> usize {
+        self.store.data().memory.peak
+    }
+
+    fn call(
+        &mut self,
+        f: impl FnOnce(
+            &mut Store<HostState>,
+            &bindings::exports::sluice::plugin::recorder_api::Guest,
+            ResourceAny,
+        ) -> wasmtime::Result<Result<(), String>>,
+    ) -> Result<(), RecorderError> {
+        let Some(recorder) = self.recorder else {
+            return Err(RecorderError::Refused("the recorder has stopped".to_string()));
+        };
+        let inner = &self.inner;
+        inner.stats.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let started = Instant::now();
+        self.store.set_epoch_deadline(deadline_ticks(inner.timeout));
+        let result = f(&mut self.store, self.sink.sluice_plugin_recorder_api(), recorder);
+        inner.count_time(started);
+        match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(message)) => Err(RecorderError::Refused(message)),
+            Err(e) => {
+                // The instance is unusable after a trap: no further calls on it.
+                self.recorder = None;
+                Err(RecorderError::Failed(inner.failed(&e, &self.store)))
+            }
+        }
+    }
+}

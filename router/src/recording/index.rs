@@ -1,0 +1,222 @@
+//! The recordings index: one SQLite row per committed file (route, wall-clock start, duration, size, codecs,
+//! where it is). The files are the truth; the index is rebuilt from them at start ([`Index::rebuild`]) and kept
+//! current by the storage's commit and delete notifications ([`run_indexer`]).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use super::probe;
+use super::storage::{Change, Storage};
+
+/// One recording file.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Recording {
+    pub id: i64,
+    pub route: String,
+    /// Wall-clock time of the first sample, ms since the Unix epoch.
+    pub start_ms: i64,
+    pub duration_ms: i64,
+    pub size: i64,
+    /// Codecs by track, comma-separated ("h264,aac").
+    pub codecs: String,
+    /// Relative to the storage directory.
+    pub path: String,
+    #[serde(skip)]
+    pub root: PathBuf,
+}
+
+impl Recording {
+    pub fn end_ms(&self) -> i64 {
+        self.start_ms + self.duration_ms
+    }
+
+    pub fn file(&self) -> PathBuf {
+        self.root.join(&self.path)
+    }
+}
+
+/// The index database (`data_dir/sluice.db`).
+#[derive(Debug)]
+pub struct Index {
+    conn: Mutex<Connection>,
+}
+
+impl Index {
+    pub fn open(path: &Path) -> Result<Arc<Index>, String> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+        let conn = Connection::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        Self::init(conn).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// An index held in memory (tests, benchmarks).
+    pub fn in_memory() -> Result<Arc<Index>, String> {
+        Self::init(Connection::open_in_memory().map_err(|e| e.to_string())?).map_err(|e| e.to_string())
+    }
+
+    fn init(conn: Connection) -> rusqlite::Result<Arc<Index>> {
+        // WAL: readers (the API) do not wait for the indexer's writes.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS recordings (
+                id INTEGER PRIMARY KEY,
+                root TEXT NOT NULL,
+                path TEXT NOT NULL,
+                route TEXT NOT NULL,
+                start_ms INTEGER NOT NULL,
+                duration_ms INTEGER NOT NULL,
+                size INTEGER NOT NULL,
+                codecs TEXT NOT NULL,
+                UNIQUE (root, path)
+            );
+            CREATE INDEX IF NOT EXISTS recordings_by_route_start ON recordings (route, start_ms);",
+        )?;
+        Ok(Arc::new(Index { conn: Mutex::new(conn) }))
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Probes the committed file `path` under `root` and records it; `route` defaults to the first folder of
+    /// the path (how the default name template files recordings).
+    pub fn add(&self, root: &Path, path: &str, route: Option<&str>) -> Result<(), String> {
+        let full = root.join(path);
+        let meta = std::fs::metadata(&full).map_err(|e| format!("{}: {e}", full.display()))?;
+        let probed = probe::probe(&full)?;
+        let duration_ms = (probed.duration * 1000.0).round() as i64;
+        let start_ms = match probed.start_ms {
+            Some(ms) => ms as i64,
+            // No prft: the file was last written when its last sample arrived.
+            None => {
+                let modified = meta.modified().unwrap_or(std::time::SystemTime::UNIX_EPOCH);
+                modified.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64) - duration_ms
+            }
+        };
+        let route = route.unwrap_or_else(|| path.split('/').next().unwrap_or(path));
+        self.conn()
+            .execute(
+                "INSERT INTO recordings (root, path, route, start_ms, duration_ms, size, codecs)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (root, path) DO UPDATE SET route = ?3, start_ms = ?4, duration_ms = ?5, size = ?6,
+                 codecs = ?7",
+                params![
+                    root.to_string_lossy(),
+                    path,
+                    route,
+                    start_ms,
+                    duration_ms,
+                    meta.len() as i64,
+                    probed.codecs.join(",")
+                ],
+            )
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    pub fn remove(&self, root: &Path, path: &str) -> Result<(), String> {
+        self.conn()
+            .execute("DELETE FROM recordings WHERE root = ?1 AND path = ?2", params![root.to_string_lossy(), path])
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Makes the rows of `storage`'s directory match its committed files: rows of missing files go, files
+    /// without a row (or whose size changed) are probed and added. Returns (added, removed).
+    pub fn rebuild(&self, storage: &Storage) -> Result<(usize, usize), String> {
+        let root = storage.root();
+        let files = storage.list("").map_err(|e| e.to_string())?;
+        let known: Vec<(String, i64)> = {
+            let conn = self.conn();
+            let mut stmt =
+                conn.prepare("SELECT path, size FROM recordings WHERE root = ?1").map_err(|e| e.to_string())?;
+            let rows = stmt
+                .query_map(params![root.to_string_lossy()], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(|e| e.to_string())?;
+            rows.collect::<Result<_, _>>().map_err(|e| e.to_string())?
+        };
+        let on_disk: std::collections::HashMap<&str, u64> = files.iter().map(|(p, e)| (p.as_str(), e.size)).collect();
+        let mut removed = 0;
+        for (path, _) in known.iter().filter(|(p, _)| !on_disk.contains_key(p.as_str())) {
+            self.remove(root, path)?;
+            removed += 1;
+        }
+        let mut added = 0;
+        for (path, size) in &on_disk {
+            if known.iter().any(|(p, s)| p == path && *s as u64 == *size) {
+                continue;
+            }
+            match self.add(root, path, None) {
+                Ok(()) => added += 1,
+                Err(e) => tracing::warn!(path, error = %e, "not indexed: unreadable as a recording"),
+            }
+        }
+        Ok((added, removed))
+    }
+
+    /// Recordings of `route` (all when `None`) overlapping [from_ms, to_ms), oldest first.
+    pub fn query(
+        &self,
+        route: Option<&str>,
+        from_ms: Option<i64>,
+        to_ms: Option<i64>,
+    ) -> Result<Vec<Recording>, String> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT id, route, start_ms, duration_ms, size, codecs, path, root FROM recordings
+                 WHERE (?1 IS NULL OR route = ?1) AND (?2 IS NULL OR start_ms + duration_ms > ?2)
+                   AND (?3 IS NULL OR start_ms < ?3)
+                 ORDER BY start_ms, id LIMIT 10000",
+            )
+            .map_err(|e| e.to_string())?;
+        let rows = stmt.query_map(params![route, from_ms, to_ms], row).map_err(|e| e.to_string())?;
+        rows.collect::<Result<_, _>>().map_err(|e| e.to_string())
+    }
+
+    pub fn get(&self, id: i64) -> Result<Option<Recording>, String> {
+        self.conn()
+            .query_row(
+                "SELECT id, route, start_ms, duration_ms, size, codecs, path, root FROM recordings WHERE id = ?1",
+                params![id],
+                row,
+            )
+            .optional()
+            .map_err(|e| e.to_string())
+    }
+}
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Recording> {
+    Ok(Recording {
+        id: r.get(0)?,
+        route: r.get(1)?,
+        start_ms: r.get(2)?,
+        duration_ms: r.get(3)?,
+        size: r.get(4)?,
+        codecs: r.get(5)?,
+        path: r.get(6)?,
+        root: PathBuf::from(r.get::<_, String>(7)?),
+    })
+}
+
+/// Applies storage changes to the index as they happen (probing files off the async threads).
+pub async fn run_indexer(index: Arc<Index>, mut changes: mpsc::UnboundedReceiver<Change>) {
+    while let Some(change) = changes.recv().await {
+        let index = Arc::clone(&index);
+        let done = tokio::task::spawn_blocking(move || match &change {
+            Change::Committed { root, path, route } => index.add(root, path, route.as_deref()),
+            Change::Removed { root, path } => index.remove(root, path),
+        })
+        .await;
+        match done {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "recordings index not updated"),
+            Err(e) => tracing::error!(error = %e, "recordings indexer task failed"),
+        }
+    }
+}

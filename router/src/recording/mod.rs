@@ -1,0 +1,41 @@
+//! Recordings: sink plugins fed by route readers ([`recorder`]), the directories they write to ([`storage`]),
+//! retention, the SQLite index of what was recorded ([`index`]) and what the playback API reads from the files
+//! ([`probe`], [`stitch`]).
+
+pub mod index;
+pub mod probe;
+pub mod recorder;
+pub mod stitch;
+pub mod storage;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use index::Index;
+use storage::Storage;
+
+/// How often retention (age and quota) runs; writes also make room at once when the quota is reached.
+pub const RETENTION_EVERY: Duration = Duration::from_secs(30);
+
+/// Opens the index in `data_dir`, connects it to every storage's changes and starts retention.
+pub fn start(data_dir: &std::path::Path) -> Result<Arc<Index>, String> {
+    let index = Index::open(&data_dir.join("sluice.db"))?;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    storage::set_listener(tx);
+    tokio::spawn(index::run_indexer(Arc::clone(&index), rx));
+    tokio::spawn(async {
+        let mut tick = tokio::time::interval(RETENTION_EVERY);
+        loop {
+            tick.tick().await;
+            let _ = tokio::task::spawn_blocking(|| {
+                for storage in Storage::all() {
+                    for path in storage.enforce_retention(SystemTime::now()) {
+                        tracing::info!(dir = %storage.root().display(), path, "recording deleted by retention");
+                    }
+                }
+            })
+            .await;
+        }
+    });
+    Ok(index)
+}

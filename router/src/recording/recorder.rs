@@ -1,0 +1,418 @@
+//! One recording of one route with one sink plugin: a route reader, a batcher and a writer.
+//!
+//! ```text
+//! route ──frames──▶ batcher (async task) ──batches, bounded queue──▶ writer (plugin calls on blocking threads)
+//! ```
+//!
+//! The batcher always drains the route reader, so the route never waits for the recorder. It groups frames into
+//! one payload plus a sample index (flushed every [`FLUSH_EVERY`] or at [`FLUSH_BYTES`]): one copy into the
+//! plugin per batch, not per frame. When the writer falls behind and the queue is full, the batch is dropped
+//! (counted) and the batcher skips to the next keyframe. A recorder that fails (the plugin refuses, traps, times
+//! out) ends its session; what it left uncommitted goes through the plugin's `recover`, and a new session starts
+//! after a backoff, at a keyframe.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::Serialize;
+use tokio::sync::{mpsc, watch};
+
+use crate::backoff::Backoff;
+use crate::media::{Codec, CodecParams, Frame, MediaKind, Track, TrackId};
+use crate::plugin::LoadedPlugin;
+use crate::plugin::sink::{self, RecorderError, RecorderSession};
+use crate::route::{ReaderKind, RouteHandle};
+
+/// A batch is handed to the plugin after this long...
+pub const FLUSH_EVERY: Duration = Duration::from_millis(250);
+/// ...or once it holds this many bytes.
+pub const FLUSH_BYTES: usize = 1 << 20;
+/// Batches waiting for the writer; beyond it they are dropped (about 2 s of media).
+const QUEUE_BATCHES: usize = 8;
+
+/// How a recording is doing, for the API.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RecordingStatus {
+    pub plugin: String,
+    /// "starting", "recording", "retrying" (after a failure) or "stopped".
+    pub state: &'static str,
+    /// Started from the API rather than by the route's `to`.
+    pub started_by_api: bool,
+    pub frames: u64,
+    pub bytes: u64,
+    pub batches: u64,
+    /// Frames not recorded because the recorder fell behind or was restarting.
+    pub frames_dropped: u64,
+    /// Sessions that ended in a failure.
+    pub failures: u64,
+    pub last_error: Option<String>,
+}
+
+/// A running recording. Dropping it stops the recording cleanly (the current segment is committed).
+#[derive(Debug)]
+pub struct Recording {
+    plugin: watch::Sender<Option<Arc<LoadedPlugin>>>,
+    pub status: Arc<Mutex<RecordingStatus>>,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+impl Recording {
+    /// Starts recording `route` with `plugin` (a sink).
+    pub fn start(route: RouteHandle, plugin_name: &str, plugin: Arc<LoadedPlugin>, started_by_api: bool) -> Recording {
+        let status = Arc::new(Mutex::new(RecordingStatus {
+            plugin: plugin_name.to_string(),
+            state: "starting",
+            started_by_api,
+            ..Default::default()
+        }));
+        let (tx, rx) = watch::channel(Some(plugin));
+        let task = tokio::spawn(run(route, rx, Arc::clone(&status)));
+        Recording { plugin: tx, status, task }
+    }
+
+    /// A new version of the plugin (a reload changed it): the current session ends at the next keyframe and
+    /// the next one runs on the new version.
+    pub fn switch_plugin(&self, plugin: &Arc<LoadedPlugin>) {
+        self.plugin.send_if_modified(|current| {
+            if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, plugin)) {
+                return false;
+            }
+            *current = Some(Arc::clone(plugin));
+            true
+        });
+    }
+
+    /// Stops the recording; the task finishes the current segment and ends.
+    pub fn stop(&self) {
+        let _ = self.plugin.send(None);
+    }
+
+    pub fn status(&self) -> RecordingStatus {
+        self.status.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl Drop for Recording {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// What the batcher sends the writer.
+enum Job {
+    Write {
+        batch: sink::Batch,
+        frames: u64,
+        tracks: Arc<[Arc<Track>]>,
+    },
+    /// End the session (plugin switched); the next batch opens a new one.
+    Rotate,
+}
+
+async fn run(
+    route: RouteHandle,
+    mut plugin: watch::Receiver<Option<Arc<LoadedPlugin>>>,
+    status: Arc<Mutex<RecordingStatus>>,
+) {
+    let Ok(mut reader) = route.add_reader(ReaderKind::Record, None).await else {
+        set(&status, |s| s.state = "stopped");
+        return;
+    };
+    let (jobs, queue) = mpsc::channel(QUEUE_BATCHES);
+    let writer = tokio::spawn(write(queue, plugin.clone(), Arc::clone(&status), route.name().to_string()));
+    let mut batcher = Batcher::default();
+    let mut tick = tokio::time::interval(FLUSH_EVERY / 5);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut rotate = false;
+    loop {
+        tokio::select! {
+            frame = reader.recv() => {
+                let Some(frame) = frame else { break };
+                if rotate && frame.kind() == MediaKind::Video && frame.keyframe {
+                    send(&jobs, &mut batcher, &status);
+                    rotate = jobs.send(Job::Rotate).await.is_err();
+                }
+                if batcher.push(&frame) {
+                    send(&jobs, &mut batcher, &status);
+                }
+            }
+            _ = tick.tick() => {
+                if batcher.started.is_some_and(|t| t.elapsed() >= FLUSH_EVERY) {
+                    send(&jobs, &mut batcher, &status);
+                }
+            }
+            changed = plugin.changed() => {
+                if changed.is_err() || plugin.borrow_and_update().is_none() {
+                    break;
+                }
+                rotate = true;
+            }
+        }
+    }
+    // Stopped or the route ended: what is batched is written, then the writer finishes the segment.
+    if !batcher.samples.is_empty() {
+        let _ = jobs.send(batcher.take()).await;
+    }
+    drop(jobs);
+    let _ = writer.await;
+    set(&status, |s| s.state = "stopped");
+}
+
+/// Queues the current batch without waiting: a full queue drops it and the batcher resyncs on a keyframe.
+fn send(jobs: &mpsc::Sender<Job>, batcher: &mut Batcher, status: &Mutex<RecordingStatus>) {
+    if batcher.samples.is_empty() {
+        return;
+    }
+    let job = batcher.take();
+    if let Err(mpsc::error::TrySendError::Full(Job::Write { frames, .. })) = jobs.try_send(job) {
+        batcher.skip_to_keyframe = true;
+        set(status, |s| s.frames_dropped += frames);
+        tracing::warn!(frames, "recorder falling behind: a batch was dropped");
+    }
+}
+
+fn set(status: &Mutex<RecordingStatus>, f: impl FnOnce(&mut RecordingStatus)) {
+    f(&mut status.lock().unwrap_or_else(|p| p.into_inner()));
+}
+
+/// Frames collected into one payload and its sample index.
+#[derive(Default)]
+struct Batcher {
+    payload: Vec<u8>,
+    samples: Vec<sink::Sample>,
+    /// The latest version of every track seen, by id.
+    tracks: BTreeMap<TrackId, Arc<Track>>,
+    tracks_sent: Option<Arc<[Arc<Track>]>>,
+    started: Option<Instant>,
+    /// After a dropped batch: nothing until the next video keyframe.
+    skip_to_keyframe: bool,
+}
+
+impl Batcher {
+    /// Adds a frame; true when the batch should be flushed now.
+    fn push(&mut self, frame: &Frame) -> bool {
+        let video = frame.kind() == MediaKind::Video;
+        if self.skip_to_keyframe {
+            if !(video && frame.keyframe) {
+                return false;
+            }
+            self.skip_to_keyframe = false;
+        }
+        let Ok(offset) = u32::try_from(self.payload.len()) else { return true };
+        let Ok(len) = u32::try_from(frame.data.len()) else { return false };
+        if self.tracks.get(&frame.track.id).is_none_or(|t| !Arc::ptr_eq(t, &frame.track)) {
+            self.tracks.insert(frame.track.id, Arc::clone(&frame.track));
+            self.tracks_sent = None;
+        }
+        self.payload.extend_from_slice(&frame.data);
+        let wallclock = frame.wallclock.unwrap_or_else(|| SystemTime::now() - frame.received.elapsed());
+        self.samples.push(sink::Sample {
+            track: frame.track.id.0,
+            pts: frame.pts,
+            dts: frame.dts,
+            keyframe: frame.keyframe,
+            offset,
+            len,
+            wallclock_ms: wallclock.duration_since(SystemTime::UNIX_EPOCH).ok().map(|d| d.as_millis() as u64),
+        });
+        self.started.get_or_insert_with(Instant::now);
+        self.payload.len() >= FLUSH_BYTES
+    }
+
+    fn take(&mut self) -> Job {
+        let tracks = match &self.tracks_sent {
+            Some(t) => Arc::clone(t),
+            None => {
+                let t: Arc<[Arc<Track>]> = self.tracks.values().cloned().collect();
+                self.tracks_sent = Some(Arc::clone(&t));
+                t
+            }
+        };
+        self.started = None;
+        let frames = self.samples.len() as u64;
+        let batch = sink::Batch {
+            payload: std::mem::replace(&mut self.payload, Vec::with_capacity(64 << 10)),
+            samples: std::mem::take(&mut self.samples),
+        };
+        Job::Write { batch, frames, tracks }
+    }
+}
+
+/// The open session and the tracks it was told about.
+struct Open {
+    session: RecorderSession,
+    tracks: Arc<[Arc<Track>]>,
+    plugin: Arc<LoadedPlugin>,
+}
+
+async fn write(
+    mut jobs: mpsc::Receiver<Job>,
+    plugin: watch::Receiver<Option<Arc<LoadedPlugin>>>,
+    status: Arc<Mutex<RecordingStatus>>,
+    route: String,
+) {
+    let mut open: Option<Open> = None;
+    let mut backoff = Backoff::default();
+    let mut retry_at: Option<Instant> = None;
+    let mut opened_at = Instant::now();
+    while let Some(job) = jobs.recv().await {
+        let (batch, frames, tracks) = match job {
+            Job::Write { batch, frames, tracks } => (batch, frames, tracks),
+            Job::Rotate => {
+                if let Some(o) = open.take() {
+                    finish(o, &status, &route).await;
+                }
+                continue;
+            }
+        };
+        if open.is_none() {
+            if retry_at.is_some_and(|t| Instant::now() < t) {
+                set(&status, |s| s.frames_dropped += frames);
+                continue;
+            }
+            let Some(current) = plugin.borrow().clone() else { break };
+            let route_name = route.clone();
+            let wit_tracks = tracks.iter().map(|t| wit_track(t)).collect::<Vec<_>>();
+            let p = Arc::clone(&current);
+            let opened = blocking(move || match p.plugin.as_sink() {
+                Some(s) => s.open(&route_name, &wit_tracks),
+                None => Err(RecorderError::Refused("the plugin is not a sink".to_string())),
+            })
+            .await;
+            match opened {
+                Ok(session) => {
+                    open = Some(Open { session, tracks: Arc::clone(&tracks), plugin: current });
+                    opened_at = Instant::now();
+                    retry_at = None;
+                    set(&status, |s| s.state = "recording");
+                }
+                Err(e) => {
+                    failed(e, &current, &mut backoff, None, &mut retry_at, &status, &route).await;
+                    set(&status, |s| s.frames_dropped += frames);
+                    continue;
+                }
+            }
+        }
+        let Some(mut o) = open.take() else { continue };
+        let changed =
+            o.tracks.len() != tracks.len() || o.tracks.iter().zip(tracks.iter()).any(|(a, b)| !Arc::ptr_eq(a, b));
+        let bytes = batch.payload.len() as u64;
+        let (o_back, result) = blocking(move || {
+            let mut result = Ok(());
+            if changed {
+                let wit_tracks = tracks.iter().map(|t| wit_track(t)).collect::<Vec<_>>();
+                result = o.session.update_tracks(&wit_tracks);
+                o.tracks = tracks;
+            }
+            if result.is_ok() {
+                result = o.session.write(&batch);
+            }
+            (o, result)
+        })
+        .await;
+        match result {
+            Ok(()) => {
+                open = Some(o_back);
+                set(&status, |s| {
+                    s.frames += frames;
+                    s.bytes += bytes;
+                    s.batches += 1;
+                });
+            }
+            Err(e) => {
+                let plugin = Arc::clone(&o_back.plugin);
+                drop(o_back);
+                failed(e, &plugin, &mut backoff, Some(opened_at.elapsed()), &mut retry_at, &status, &route).await;
+                set(&status, |s| s.frames_dropped += frames);
+            }
+        }
+    }
+    if let Some(o) = open.take() {
+        finish(o, &status, &route).await;
+    }
+}
+
+async fn finish(open: Open, status: &Mutex<RecordingStatus>, route: &str) {
+    let plugin = Arc::clone(&open.plugin);
+    let result = blocking(move || open.session.finish()).await;
+    if let Err(e) = result {
+        tracing::warn!(route, error = %e, "recorder could not finish its segment");
+        set(status, |s| s.last_error = Some(e.to_string()));
+        recover(&plugin).await;
+    }
+}
+
+/// A session failed: report, repair what it left, and wait before the next one.
+async fn failed(
+    e: RecorderError,
+    plugin: &Arc<LoadedPlugin>,
+    backoff: &mut Backoff,
+    healthy_for: Option<Duration>,
+    retry_at: &mut Option<Instant>,
+    status: &Mutex<RecordingStatus>,
+    route: &str,
+) {
+    let wait = backoff.failed(healthy_for);
+    tracing::warn!(route, error = %e, retry_in = ?wait, "recorder failed; the route keeps flowing");
+    set(status, |s| {
+        s.state = "retrying";
+        s.failures += 1;
+        s.last_error = Some(e.to_string());
+    });
+    *retry_at = Some(Instant::now() + wait);
+    recover(plugin).await;
+}
+
+async fn recover(plugin: &Arc<LoadedPlugin>) {
+    let p = Arc::clone(plugin);
+    blocking(move || p.plugin.as_sink().map_or(0, |s| s.recover_orphans())).await;
+}
+
+/// Runs a plugin call on a blocking thread (calls take up to the plugin's timeout).
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(t) => t,
+        // A panic in the host code of a plugin call: nothing sensible to continue with.
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // Cancelled: the runtime is shutting down and this task with it.
+        Err(_) => std::future::pending().await,
+    }
+}
+
+/// A route track as the sink world describes it.
+pub fn wit_track(track: &Track) -> sink::Track {
+    let codec = match track.codec {
+        Codec::H264 => sink::Codec::H264,
+        Codec::H265 => sink::Codec::H265,
+        Codec::Vp8 => sink::Codec::Vp8,
+        Codec::Opus => sink::Codec::Opus,
+        Codec::Aac => sink::Codec::Aac,
+        Codec::Pcmu => sink::Codec::Pcmu,
+        Codec::Pcma => sink::Codec::Pcma,
+    };
+    let (mut width, mut height, mut channels, mut sample_rate) = (0, 0, 0, 0);
+    let config = match &track.params {
+        CodecParams::H264 { sps, pps } => {
+            if let Ok(info) = crate::media::h264::parse_sps(sps) {
+                (width, height) = (info.width, info.height);
+            }
+            crate::rtmp::flv::avc_decoder_config(sps, pps).to_vec()
+        }
+        CodecParams::H265 { vps, sps, pps } => crate::media::h264::hevc_decoder_config(vps, sps, pps).to_vec(),
+        CodecParams::Aac { audio_specific_config } => {
+            if let Some((rate, ch)) = crate::rtmp::flv::aac_config(audio_specific_config) {
+                (sample_rate, channels) = (rate, u32::from(ch));
+            }
+            audio_specific_config.to_vec()
+        }
+        CodecParams::None => Vec::new(),
+    };
+    match track.codec {
+        Codec::Opus => (sample_rate, channels) = (48_000, 2),
+        Codec::Pcmu | Codec::Pcma => (sample_rate, channels) = (track.clock_rate, 1),
+        Codec::Aac if sample_rate == 0 => (sample_rate, channels) = (track.clock_rate, 2),
+        _ => {}
+    }
+    sink::Track { id: track.id.0, codec, clock_rate: track.clock_rate, width, height, channels, sample_rate, config }
+}
