@@ -84,8 +84,8 @@ impl Index {
     }
 
     /// Probes the committed file `path` under `root` and records it; `route` defaults to the first folder of
-    /// the path (how the default name template files recordings).
-    pub fn add(&self, root: &Path, path: &str, route: Option<&str>) -> Result<(), String> {
+    /// the path (how the default name template files recordings). Returns the route it was filed under.
+    pub fn add(&self, root: &Path, path: &str, route: Option<&str>) -> Result<String, String> {
         let full = root.join(path);
         let meta = std::fs::metadata(&full).map_err(|e| format!("{}: {e}", full.display()))?;
         let probed = probe::probe(&full)?;
@@ -116,7 +116,7 @@ impl Index {
                 ],
             )
             .map_err(|e| e.to_string())?;
-        Ok(())
+        Ok(route.to_string())
     }
 
     pub fn remove(&self, root: &Path, path: &str) -> Result<(), String> {
@@ -152,7 +152,7 @@ impl Index {
                 continue;
             }
             match self.add(root, path, None) {
-                Ok(()) => added += 1,
+                Ok(_) => added += 1,
                 Err(e) => tracing::warn!(path, error = %e, "not indexed: unreadable as a recording"),
             }
         }
@@ -209,7 +209,9 @@ pub async fn run_indexer(index: Arc<Index>, mut changes: mpsc::UnboundedReceiver
     while let Some(change) = changes.recv().await {
         let index = Arc::clone(&index);
         let done = tokio::task::spawn_blocking(move || match &change {
-            Change::Committed { root, path, route } => index.add(root, path, route.as_deref()),
+            Change::Committed { root, path, route } => index.add(root, path, route.as_deref()).map(|route| {
+                tracing::info!(path, route, dir = %root.display(), "recording indexed");
+            }),
             Change::Removed { root, path } => index.remove(root, path),
         })
         .await;
