@@ -23,6 +23,7 @@ fn browser_and_gstreamer_peers() {
         .args(["--net", "--", "sh", "-c", &format!("{NETNS_SETUP} && exec node --test --test-reporter=spec tests/")])
         .current_dir(&web)
         .env("SLUICE_BIN", env!("CARGO_BIN_EXE_sluice"))
+        .env("SLUICE_TEST_PLUGINS", env!("SLUICE_TEST_PLUGINS"))
         .output()
         .expect("run unshare (util-linux)");
     let stdout = String::from_utf8_lossy(&out.stdout);
