@@ -155,6 +155,10 @@ impl BuiltinPlugin {
             BuiltinPlugin::AuthUsers => {
                 PluginLimits { memory_bytes: 64 << 20, call_timeout: Duration::from_millis(1000) }
             }
+            // A write may flush a part of a high-bitrate stream to a slow disk: room for a few MB and a stall.
+            BuiltinPlugin::RecordMp4 => {
+                PluginLimits { memory_bytes: 64 << 20, call_timeout: Duration::from_millis(2000) }
+            }
             _ => PluginLimits::default(),
         }
     }
