@@ -18,6 +18,8 @@ use crate::recording::recorder::RecordingStatus;
 use crate::recording::stitch::{self, Piece};
 use crate::runtime::RecordError;
 
+/// The longest span one download stitches (its fragment headers are prepared in memory before sending).
+const MAX_DOWNLOAD_MS: i64 = 24 * 3600 * 1000;
 /// Bytes read from disk per chunk of a response.
 const CHUNK: usize = 256 << 10;
 
@@ -183,6 +185,13 @@ pub async fn download(State(state): State<AppState>, Query(q): Query<SpanQuery>)
     let (Some(route), (Some(from), Some(to))) = (q.route.clone(), span(&q)?) else {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_request", "`route`, `from` and `to` are required"));
     };
+    if to - from > MAX_DOWNLOAD_MS {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "span_too_long",
+            "a download spans at most 24 hours: fetch longer periods in parts, or the segments one by one",
+        ));
+    }
     let recordings = query(&state, Some(route.clone()), Some(from), Some(to)).await?;
     let pieces = tokio::task::spawn_blocking(move || stitch::plan(&recordings, from, to))
         .await
@@ -277,8 +286,14 @@ fn parse_range(value: &str, size: u64) -> RangeRequest {
 /// Parses RFC 3339 (`2026-11-21T10:00:00Z`, `...+01:00`, fractions allowed) or Unix seconds; ms since the epoch.
 pub fn parse_time(s: &str) -> Result<i64, String> {
     let s = s.trim();
+    // Years 0 to 9999 either way: times outside them are mistakes, and arithmetic on them could overflow.
+    const MAX_SECS: i64 = 253_402_300_799;
+    const MIN_SECS: i64 = -62_167_219_200;
     if let Ok(secs) = s.parse::<i64>() {
-        return secs.checked_mul(1000).ok_or_else(|| format!("\"{s}\" is out of range"));
+        if !(MIN_SECS..=MAX_SECS).contains(&secs) {
+            return Err(format!("\"{s}\" is out of range"));
+        }
+        return Ok(secs * 1000);
     }
     let bad = || format!("\"{s}\" is neither RFC 3339 (2026-11-21T10:00:00Z) nor Unix seconds");
     let b = s.as_bytes();
@@ -309,8 +324,9 @@ pub fn parse_time(s: &str) -> Result<i64, String> {
     }
     let offset_min = match rest {
         "Z" | "z" => 0,
-        o if o.len() == 6 && (o.starts_with('+') || o.starts_with('-')) && &o[3..4] == ":" => {
-            let (oh, om) = (o[1..3].parse::<i64>().map_err(|_| bad())?, o[4..6].parse::<i64>().map_err(|_| bad())?);
+        o if o.len() == 6 && (o.starts_with('+') || o.starts_with('-')) && o.as_bytes()[3] == b':' => {
+            let part = |r: std::ops::Range<usize>| o.get(r).and_then(|v| v.parse::<i64>().ok()).ok_or_else(bad);
+            let (oh, om) = (part(1..3)?, part(4..6)?);
             let m = oh * 60 + om;
             if o.starts_with('-') { -m } else { m }
         }
@@ -377,6 +393,8 @@ mod tests {
         assert_eq!(parse_time("2024-02-29T12:00:00Z"), Ok(1_709_208_000_000));
         assert!(parse_time("2026-13-01T00:00:00Z").is_err());
         assert!(parse_time("yesterday").is_err());
+        assert!(parse_time("2026-11-21T10:00:00+0\u{e9}0").is_err(), "non-ASCII offset: an error, not a panic");
+        assert!(parse_time("-9223372036854775808").is_err());
         assert_eq!(format_time(1_795_219_200_500), "2026-11-21T00:00:00.500Z");
         assert_eq!(format_time(1_709_208_000_000), "2024-02-29T12:00:00.000Z");
         for ms in [0, 951_782_400_000, 4_102_444_800_123] {

@@ -67,7 +67,13 @@ impl bindings::sluice::plugin::storage::Host for HostState {
     }
 
     fn reopen(&mut self, path: String) -> StorageResult<Resource<OpenFile>> {
-        let opened = self.storage().and_then(|a| Ok(a.storage.reopen(&path)?));
+        // Only `recover` repairs files: a live recorder must not reach into another recording's unfinished file.
+        let opened = self.storage().and_then(|a| {
+            if !a.recovering {
+                return Err(WitStorageError::Io("reopen is only available during recover".to_string()));
+            }
+            Ok(a.storage.reopen(&path)?)
+        });
         Ok(match opened {
             Ok(file) => Ok(self.table().push(file)?),
             Err(e) => Err(e),
@@ -146,6 +152,17 @@ impl bindings::sluice::plugin::host::Host for HostState {
     }
 }
 
+/// What an instance may do with the storage.
+#[derive(Debug, Clone, Copy)]
+enum Access<'a> {
+    /// Nothing: the check at load, which must not open (create) the directory.
+    None,
+    /// Write the recordings of this route.
+    Record(&'a str),
+    /// Repair unfinished files (`recover`): may reopen and remove them.
+    Recover,
+}
+
 /// A sink plugin, loaded.
 pub struct SinkPlugin {
     inner: Arc<Inner>,
@@ -204,7 +221,7 @@ impl SinkPlugin {
             storage: OnceLock::new(),
             stats: PluginStats::default(),
         };
-        inner.instantiate(None, false).map_err(|e| LoadError::new(name, e.to_string()))?;
+        inner.instantiate(Access::None).map_err(|e| LoadError::new(name, e.to_string()))?;
         Ok(SinkPlugin { inner: Arc::new(inner) })
     }
 
@@ -223,7 +240,7 @@ impl SinkPlugin {
 
     /// Starts a recorder for `route`. Blocking: call it off the async threads.
     pub fn open(&self, route: &str, tracks: &[Track]) -> Result<RecorderSession, RecorderError> {
-        let (mut store, sink) = self.inner.instantiate(Some(route), false).map_err(RecorderError::Failed)?;
+        let (mut store, sink) = self.inner.instantiate(Access::Record(route)).map_err(RecorderError::Failed)?;
         let inner = &self.inner;
         let started = Instant::now();
         store.set_epoch_deadline(deadline_ticks(inner.timeout));
@@ -257,7 +274,7 @@ impl SinkPlugin {
         for path in storage.orphans() {
             let (store, sink) = match instance.as_mut() {
                 Some(i) => i,
-                None => match self.inner.instantiate(None, true) {
+                None => match self.inner.instantiate(Access::Recover) {
                     Ok(i) => instance.insert(i),
                     Err(e) => {
                         tracing::warn!(plugin = %self.inner.name, error = %e, "cannot start the plugin to recover files");
@@ -292,16 +309,19 @@ impl Inner {
         self.storage.get_or_init(|| Storage::open(&grant.dir, grant.quota_bytes, grant.max_age)).clone().map(Some)
     }
 
-    /// A fresh instance whose storage writes are attributed to `owner`.
-    fn instantiate(
-        &self,
-        owner: Option<&str>,
-        recovering: bool,
-    ) -> Result<(Store<HostState>, bindings::Sink), CallFailure> {
+    /// A fresh instance with the storage access `access` gives.
+    fn instantiate(&self, access: Access<'_>) -> Result<(Store<HostState>, bindings::Sink), CallFailure> {
         let cap = usize::try_from(self.memory_cap).unwrap_or(usize::MAX);
         let mut state = HostState::new(Arc::clone(&self.name), cap, &self.env);
-        if let Some(storage) = self.storage().map_err(CallFailure::Instantiate)? {
-            state.storage = Some(StorageAccess { storage, owner: owner.map(str::to_string), recovering });
+        let (owner, recovering) = match access {
+            Access::None => (None, false),
+            Access::Record(route) => (Some(route.to_string()), false),
+            Access::Recover => (None, true),
+        };
+        if !matches!(access, Access::None)
+            && let Some(storage) = self.storage().map_err(CallFailure::Instantiate)?
+        {
+            state.storage = Some(StorageAccess { storage, owner, recovering });
         }
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.memory);

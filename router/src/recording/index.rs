@@ -31,7 +31,7 @@ pub struct Recording {
 
 impl Recording {
     pub fn end_ms(&self) -> i64 {
-        self.start_ms + self.duration_ms
+        self.start_ms.saturating_add(self.duration_ms)
     }
 
     pub fn file(&self) -> PathBuf {
@@ -89,13 +89,17 @@ impl Index {
         let full = root.join(path);
         let meta = std::fs::metadata(&full).map_err(|e| format!("{}: {e}", full.display()))?;
         let probed = probe::probe(&full)?;
-        let duration_ms = (probed.duration * 1000.0).round() as i64;
+        // Clamped: the file was written by a plugin, and a wild timestamp must not overflow the arithmetic below.
+        let duration_ms = (probed.duration * 1000.0).round().clamp(0.0, 1e12) as i64;
         let start_ms = match probed.start_ms {
-            Some(ms) => ms as i64,
+            Some(ms) => ms.min(1 << 50) as i64,
             // No prft: the file was last written when its last sample arrived.
             None => {
                 let modified = meta.modified().unwrap_or(std::time::SystemTime::UNIX_EPOCH);
-                modified.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64) - duration_ms
+                modified
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as i64)
+                    .saturating_sub(duration_ms)
             }
         };
         let route = route.unwrap_or_else(|| path.split('/').next().unwrap_or(path));
@@ -130,7 +134,7 @@ impl Index {
     /// without a row (or whose size changed) are probed and added. Returns (added, removed).
     pub fn rebuild(&self, storage: &Storage) -> Result<(usize, usize), String> {
         let root = storage.root();
-        let files = storage.list("").map_err(|e| e.to_string())?;
+        // Rows first, files second: a file committed in between is then on disk and keeps its row.
         let known: Vec<(String, i64)> = {
             let conn = self.conn();
             let mut stmt =
@@ -140,6 +144,7 @@ impl Index {
                 .map_err(|e| e.to_string())?;
             rows.collect::<Result<_, _>>().map_err(|e| e.to_string())?
         };
+        let files = storage.list("").map_err(|e| e.to_string())?;
         let on_disk: std::collections::HashMap<&str, u64> = files.iter().map(|(p, e)| (p.as_str(), e.size)).collect();
         let mut removed = 0;
         for (path, _) in known.iter().filter(|(p, _)| !on_disk.contains_key(p.as_str())) {

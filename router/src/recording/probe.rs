@@ -160,10 +160,23 @@ fn fragment_times(moof: &Moof, reference: u32, timescales: &BTreeMap<u32, u32>) 
     let mut ticks = 0u64;
     let mut first_flags = None;
     for trun in &traf.trun {
-        for entry in trun.samples.iter() {
-            ticks += u64::from(entry.duration.or(traf.tfhd.default_sample_duration).unwrap_or(0));
-            if first_flags.is_none() {
-                first_flags = Some(entry.flags.or(traf.tfhd.default_sample_flags).unwrap_or(0));
+        match &trun.samples {
+            // Counted, not iterated: the count comes from a file and may be anything up to 2^32.
+            mp4_atom::TrunSamples::Inherited { count, first_flags: first } => {
+                let each = u64::from(traf.tfhd.default_sample_duration.unwrap_or(0));
+                ticks = ticks.saturating_add(each.saturating_mul(u64::from(*count)));
+                if first_flags.is_none() && *count > 0 {
+                    first_flags = Some(first.or(traf.tfhd.default_sample_flags).unwrap_or(0));
+                }
+            }
+            samples => {
+                for entry in samples.iter() {
+                    let d = u64::from(entry.duration.or(traf.tfhd.default_sample_duration).unwrap_or(0));
+                    ticks = ticks.saturating_add(d);
+                    if first_flags.is_none() {
+                        first_flags = Some(entry.flags.or(traf.tfhd.default_sample_flags).unwrap_or(0));
+                    }
+                }
             }
         }
     }

@@ -115,9 +115,15 @@ async fn run(
     mut plugin: watch::Receiver<Option<Arc<LoadedPlugin>>>,
     status: Arc<Mutex<RecordingStatus>>,
 ) {
-    let Ok(mut reader) = route.add_reader(ReaderKind::Record, None).await else {
-        set(&status, |s| s.state = "stopped");
-        return;
+    let mut reader = match route.add_reader(ReaderKind::Record, None).await {
+        Ok(r) => r,
+        Err(e) => {
+            set(&status, |s| {
+                s.state = "stopped";
+                s.last_error = Some(e.to_string());
+            });
+            return;
+        }
     };
     let (jobs, queue) = mpsc::channel(QUEUE_BATCHES);
     let writer = tokio::spawn(write(queue, plugin.clone(), Arc::clone(&status), route.name().to_string()));
@@ -129,12 +135,24 @@ async fn run(
         tokio::select! {
             frame = reader.recv() => {
                 let Some(frame) = frame else { break };
-                if rotate && frame.kind() == MediaKind::Video && frame.keyframe {
+                if rotate && batcher.sync_point(&frame) {
                     send(&jobs, &mut batcher, &status);
-                    rotate = jobs.send(Job::Rotate).await.is_err();
+                    if jobs.send(Job::Rotate).await.is_err() {
+                        break;
+                    }
+                    rotate = false;
+                }
+                // A parameter change starts a new batch: the plugin learns of it before the frames that need it.
+                if batcher.tracks.get(&frame.track.id).is_some_and(|t| !Arc::ptr_eq(t, &frame.track)) {
+                    send(&jobs, &mut batcher, &status);
                 }
                 if batcher.push(&frame) {
                     send(&jobs, &mut batcher, &status);
+                }
+                if jobs.is_closed() {
+                    // The writer is gone (it never should be): stop rather than batch for nobody.
+                    tracing::error!(route = %route.name(), "recording writer ended; recording stopped");
+                    break;
                 }
             }
             _ = tick.tick() => {
@@ -192,9 +210,8 @@ struct Batcher {
 impl Batcher {
     /// Adds a frame; true when the batch should be flushed now.
     fn push(&mut self, frame: &Frame) -> bool {
-        let video = frame.kind() == MediaKind::Video;
         if self.skip_to_keyframe {
-            if !(video && frame.keyframe) {
+            if !self.sync_point(frame) {
                 return false;
             }
             self.skip_to_keyframe = false;
@@ -218,6 +235,14 @@ impl Batcher {
         });
         self.started.get_or_insert_with(Instant::now);
         self.payload.len() >= FLUSH_BYTES
+    }
+
+    /// Where a recording can resume: a video keyframe, or any frame of a route without video.
+    fn sync_point(&self, frame: &Frame) -> bool {
+        match frame.kind() {
+            MediaKind::Video => frame.keyframe,
+            MediaKind::Audio => !self.tracks.values().any(|t| t.kind() == MediaKind::Video),
+        }
     }
 
     fn take(&mut self) -> Job {

@@ -23,6 +23,8 @@ const MAX_READ: u32 = 16 << 20;
 /// Under quota pressure, room is made down to this share of the quota, so deletions come in batches rather
 /// than one per write.
 const QUOTA_LOW_WATER: f64 = 0.9;
+/// Files being written at once in one directory: bounds file descriptors a plugin can hold.
+const MAX_OPEN_FILES: usize = 4096;
 
 /// Why a storage call failed; maps one to one onto the WIT `storage-error`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -161,29 +163,47 @@ impl Storage {
         let full = self.resolve(path)?;
         let temp = partial_name(&full);
         {
-            let state = self.lock();
-            if state.committed.contains_key(path) || full.exists() {
+            // Claimed in one critical section: two creates of one name cannot both pass, and an unfinished file
+            // waiting for `recover` is never overwritten (the plugin picks another name).
+            let mut state = self.lock();
+            if state.committed.contains_key(path) || state.partial.contains_key(path) || full.exists() {
                 return Err(StorageError::Io(format!("{path} exists already")));
             }
-            if state.open.contains(path) {
+            if state.open.len() >= MAX_OPEN_FILES {
+                return Err(StorageError::Io(format!("more than {MAX_OPEN_FILES} files open in this directory")));
+            }
+            if !state.open.insert(path.to_string()) {
                 return Err(StorageError::Io(format!("{path} is being written already")));
             }
         }
-        if let Some(parent) = full.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        if std::fs::symlink_metadata(&temp).is_ok_and(|m| m.file_type().is_symlink()) {
-            return Err(StorageError::InvalidPath(format!("{path}: its temporary name is a symbolic link")));
-        }
-        let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&temp)?;
+        let opened = (|| {
+            if let Some(parent) = full.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            if std::fs::symlink_metadata(&temp).is_ok_and(|m| m.file_type().is_symlink()) {
+                return Err(StorageError::InvalidPath(format!("{path}: its temporary name is a symbolic link")));
+            }
+            Ok(std::fs::OpenOptions::new().read(true).write(true).create_new(true).open(&temp)?)
+        })();
         let mut state = self.lock();
-        // A stale partial file of the same name (repaired or not) is replaced: its bytes leave the usage.
-        if let Some(old) = state.partial.insert(path.to_string(), 0) {
-            state.used = state.used.saturating_sub(old);
+        match opened {
+            Ok(file) => {
+                state.partial.insert(path.to_string(), 0);
+                drop(state);
+                Ok(OpenFile {
+                    storage: Arc::clone(self),
+                    path: path.to_string(),
+                    temp,
+                    file: Some(file),
+                    size: 0,
+                    owner,
+                })
+            }
+            Err(e) => {
+                state.open.remove(path);
+                Err(e)
+            }
         }
-        state.open.insert(path.to_string());
-        drop(state);
-        Ok(OpenFile { storage: Arc::clone(self), path: path.to_string(), temp, file: Some(file), size: 0, owner })
     }
 
     /// Reopens a file a crash left uncommitted.
@@ -324,17 +344,21 @@ impl Storage {
 
     /// Accounts for `len` more bytes, deleting the oldest committed files first when they would not fit.
     fn reserve(&self, len: u64) -> Result<(), StorageError> {
-        let quota = self.lock().quota;
-        if let Some(quota) = quota {
-            let fits = |s: &Storage| s.lock().used.saturating_add(len) <= quota;
-            if !fits(self) {
-                self.make_room((quota as f64 * QUOTA_LOW_WATER) as u64, len);
-                if !fits(self) {
-                    return Err(StorageError::QuotaExceeded);
+        // Checked and counted under one lock, so concurrent writers cannot overshoot the quota together.
+        let try_reserve = |s: &Storage| {
+            let mut state = s.lock();
+            match state.quota {
+                Some(quota) if state.used.saturating_add(len) > quota => Err(quota),
+                _ => {
+                    state.used += len;
+                    Ok(())
                 }
             }
+        };
+        if let Err(quota) = try_reserve(self) {
+            self.make_room((quota as f64 * QUOTA_LOW_WATER) as u64, len);
+            try_reserve(self).map_err(|_| StorageError::QuotaExceeded)?;
         }
-        self.lock().used += len;
         Ok(())
     }
 
@@ -419,22 +443,24 @@ impl OpenFile {
 
     /// Renames the file to its final name (durably: the file and then its directory are synced).
     pub fn commit(&mut self) -> Result<(), StorageError> {
-        let file = self.file.take().ok_or(StorageError::Closed)?;
         let full = self.storage.resolve(&self.path)?;
+        let file = self.file.take().ok_or(StorageError::Closed)?;
         let result = (|| {
             file.sync_all()?;
             if full.exists() {
                 return Err(StorageError::Io(format!("{} exists already", self.path)));
             }
-            std::fs::rename(&self.temp, &full)?;
-            if let Some(dir) = full.parent() {
-                File::open(dir)?.sync_all()?;
-            }
-            Ok(())
+            Ok(std::fs::rename(&self.temp, &full)?)
         })();
         if let Err(e) = result {
             self.file = Some(file);
             return Err(e);
+        }
+        // Renamed: committed whatever happens next; a directory that cannot be synced only weakens durability.
+        if let Some(dir) = full.parent()
+            && let Err(e) = File::open(dir).and_then(|d| d.sync_all())
+        {
+            tracing::warn!(path = %full.display(), error = %e, "cannot sync the directory after a commit");
         }
         let modified = std::fs::metadata(&full).and_then(|m| m.modified()).unwrap_or_else(|_| SystemTime::now());
         let mut state = self.storage.lock();

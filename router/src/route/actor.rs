@@ -446,7 +446,9 @@ impl RouteActor {
             return Err(RouteError::OutputNotAllowed { route: name, kind: format!("{kind:?}").to_lowercase() });
         }
         self.retain_readers(|_| true);
+        // `max_readers` limits viewers; a recording the admin asked for is not one of them.
         if let Some(max) = self.config.max_readers
+            && kind != ReaderKind::Record
             && self.audience() >= max as usize
         {
             return Err(RouteError::TooManyReaders { route: name, max });

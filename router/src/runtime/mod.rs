@@ -254,19 +254,17 @@ impl RouteSet {
 
     pub async fn stop_all(&mut self) {
         self.pushes.clear();
-        // Recordings first, while their routes still run: each commits its segment (bounded wait).
+        // Recordings first, while their routes still run: each commits its segment (one deadline for all).
         let tasks: Vec<_> = self
             .recordings
             .drain()
-            .map(|(_, r)| {
+            .map(|(_, mut r)| {
                 r.stop();
-                r
+                std::mem::replace(&mut r.task, tokio::spawn(async {}))
             })
             .collect();
-        for mut r in tasks {
-            if tokio::time::timeout(Duration::from_secs(10), &mut r.task).await.is_err() {
-                tracing::warn!("a recording did not finish within 10 s of shutdown");
-            }
+        if tokio::time::timeout(Duration::from_secs(10), futures_util::future::join_all(tasks)).await.is_err() {
+            tracing::warn!("recordings did not all finish within 10 s of shutdown");
         }
         for (_, (_, handle)) in self.routes.drain() {
             handle.stop().await;
