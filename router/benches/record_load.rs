@@ -172,7 +172,6 @@ fn run_plugin(
     base: &std::path::Path,
     print: bool,
 ) -> Duration {
-    // Plugin path.
     let dir = tempfile::tempdir_in(base).expect("tempdir");
     let source = PluginSource::Builtin(BuiltinPlugin::RecordMp4);
     let config = PluginConfig {
@@ -203,12 +202,8 @@ fn run_plugin(
     }
     if print {
         report("plugin (wasmtime, storage host)", streams, seconds, plugin_busy);
-    }
-    if print {
         println!("  largest recorder instance memory: {:.1} MiB", memory as f64 / (1 << 20) as f64);
     }
-    drop(dir);
-
     plugin_busy
 }
 

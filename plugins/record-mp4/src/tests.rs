@@ -114,7 +114,7 @@ fn av_stream(video: u32, audio: u32, seconds: u32, gop: u32, skip: u32) -> Vec<I
 }
 
 /// Feeds `samples` in batches of about `per_batch` samples.
-fn feed(seg: &mut Segmenter<MemFiles>, samples: &[In], per_batch: usize) {
+fn feed<F: crate::segmenter::Files>(seg: &mut Segmenter<F>, samples: &[In], per_batch: usize) {
     for chunk in samples.chunks(per_batch) {
         let mut payload = Vec::new();
         let mut index = Vec::new();
@@ -687,23 +687,7 @@ fn host_view(source: &File) -> (Vec<TrackInfo>, Vec<In>) {
 fn remux(dir: &std::path::Path, tracks: &[TrackInfo], samples: &[In], segment: &str) -> Vec<std::path::PathBuf> {
     let files = crate::segmenter::DirFiles::new(dir);
     let mut seg = Segmenter::new(files, "demo", tracks.to_vec(), config("1s", segment)).expect("new");
-    for chunk in samples.chunks(12) {
-        let mut payload = Vec::new();
-        let mut index = Vec::new();
-        for s in chunk {
-            index.push(Sample {
-                track: s.track,
-                pts: s.pts,
-                dts: s.dts,
-                keyframe: s.keyframe,
-                offset: payload.len() as u32,
-                len: s.data.len() as u32,
-                wallclock_ms: Some(s.wallclock_ms),
-            });
-            payload.extend_from_slice(&s.data);
-        }
-        seg.write(&payload, &index).expect("write");
-    }
+    feed(&mut seg, samples, 12);
     seg.finish().expect("finish");
     seg.committed().iter().map(|p| dir.join(p)).collect()
 }

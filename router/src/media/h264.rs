@@ -105,6 +105,21 @@ pub fn avcc_nals(payload: &[u8]) -> impl Iterator<Item = &[u8]> {
     })
 }
 
+/// An AVCDecoderConfigurationRecord for one SPS and one PPS.
+pub fn avc_decoder_config(sps: &[u8], pps: &[u8]) -> Bytes {
+    let mut b = BytesMut::with_capacity(11 + sps.len() + pps.len());
+    b.put_u8(1);
+    b.put_slice(sps.get(1..4).unwrap_or(&[0x42, 0xc0, 0x1f]));
+    b.put_u8(0xff); // 4-byte NAL lengths
+    b.put_u8(0xe1); // one SPS
+    b.put_u16(sps.len() as u16);
+    b.put_slice(sps);
+    b.put_u8(1);
+    b.put_u16(pps.len() as u16);
+    b.put_slice(pps);
+    b.freeze()
+}
+
 /// SPS and PPS from an AVCDecoderConfigurationRecord (ISO/IEC 14496-15 5.3.3.1, the `avcC` box and RTMP's
 /// sequence header): the first of each.
 pub fn parse_avc_decoder_config(record: &[u8]) -> Result<(Bytes, Bytes), &'static str> {

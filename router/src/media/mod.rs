@@ -8,6 +8,7 @@
 //! form RTMP, MP4 and retina already use; parameter sets live in the track (they may also appear in-band).
 //! Audio frames are raw codec frames (an AAC raw data block, an Opus packet, G.711 bytes).
 
+pub mod aac;
 pub mod frame;
 pub mod h264;
 

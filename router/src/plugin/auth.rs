@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use wasmtime::Store;
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{Component, HasSelf};
 
 use super::LoadError;
 use super::engine::{PluginHost, deadline_ticks};
@@ -79,13 +79,11 @@ impl AuthPlugin {
     pub fn new(host: &PluginHost, config: &PluginConfig, component: &Component) -> Result<AuthPlugin, LoadError> {
         let name = config.name.as_str();
         let link_error = |e: wasmtime::Error| LoadError::new(name, format!("cannot link: {e:#}"));
-        let mut linker = Linker::<HostState>::new(host.engine());
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(link_error)?;
-        super::state::forbid_blocking(&mut linker).map_err(link_error)?;
+        let mut linker = super::state::base_linker(host.engine()).map_err(link_error)?;
         bindings::Auth::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s).map_err(link_error)?;
         let pre = linker.instantiate_pre(component).map_err(link_error)?;
         let pre = bindings::AuthPre::new(pre).map_err(link_error)?;
-        let env = config.grants.env.iter().filter_map(|k| std::env::var(k).ok().map(|v| (k.clone(), v))).collect();
+        let env = super::state::granted_env(&config.grants);
         let plugin = AuthPlugin {
             name: Arc::from(name),
             pre,
@@ -194,10 +192,8 @@ impl AuthPlugin {
     /// A store for one instance: the plugin's WASI context, its memory cap and a deadline for instantiation.
     fn new_store(&self) -> Store<HostState> {
         let cap = usize::try_from(self.memory_cap).unwrap_or(usize::MAX);
-        let mut store = Store::new(self.pre.engine(), HostState::new(Arc::clone(&self.name), cap, &self.env));
-        store.limiter(|s| &mut s.memory);
-        store.set_epoch_deadline(deadline_ticks(self.timeout));
-        store
+        let state = HostState::new(Arc::clone(&self.name), cap, &self.env);
+        super::state::new_store(self.pre.engine(), state, self.timeout)
     }
 
     /// A fresh instance from the `InstancePre`, initialised with the plugin's config.

@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use wasmtime::Store;
-use wasmtime::component::{Component, HasSelf, Linker, Resource, ResourceAny};
+use wasmtime::component::{Component, HasSelf, Resource, ResourceAny};
 
 use super::LoadError;
 use super::engine::{PluginHost, deadline_ticks};
@@ -203,13 +203,11 @@ impl SinkPlugin {
     pub fn new(host: &PluginHost, config: &PluginConfig, component: &Component) -> Result<SinkPlugin, LoadError> {
         let name = config.name.as_str();
         let link_error = |e: wasmtime::Error| LoadError::new(name, format!("cannot link: {e:#}"));
-        let mut linker = Linker::<HostState>::new(host.engine());
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(link_error)?;
-        super::state::forbid_blocking(&mut linker).map_err(link_error)?;
+        let mut linker = super::state::base_linker(host.engine()).map_err(link_error)?;
         bindings::Sink::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s).map_err(link_error)?;
         let pre = linker.instantiate_pre(component).map_err(link_error)?;
         let pre = bindings::SinkPre::new(pre).map_err(link_error)?;
-        let env = config.grants.env.iter().filter_map(|k| std::env::var(k).ok().map(|v| (k.clone(), v))).collect();
+        let env = super::state::granted_env(&config.grants);
         let inner = Inner {
             name: Arc::from(name),
             pre,
@@ -323,9 +321,7 @@ impl Inner {
         {
             state.storage = Some(StorageAccess { storage, owner, recovering });
         }
-        let mut store = Store::new(self.pre.engine(), state);
-        store.limiter(|s| &mut s.memory);
-        store.set_epoch_deadline(deadline_ticks(self.timeout));
+        let mut store = super::state::new_store(self.pre.engine(), state, self.timeout);
         match self.pre.instantiate(&mut store) {
             Ok(sink) => {
                 self.stats.instantiations.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

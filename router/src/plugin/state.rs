@@ -97,13 +97,38 @@ impl ResourceLimiter for MemoryCap {
     }
 }
 
+/// A linker with what every plugin gets: WASI p2 (an empty context unless granted) whose blocking waits trap.
+pub fn base_linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<HostState>> {
+    let mut linker = Linker::<HostState>::new(engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    forbid_blocking(&mut linker)?;
+    Ok(linker)
+}
+
+/// The granted environment variables (`grants.env`) that are set.
+pub fn granted_env(grants: &crate::config::model::PluginGrants) -> Vec<(String, String)> {
+    grants.env.iter().filter_map(|k| std::env::var(k).ok().map(|v| (k.clone(), v))).collect()
+}
+
+/// A store for one instance of `state`: its memory cap enforced and a deadline for what runs first.
+pub fn new_store(
+    engine: &wasmtime::Engine,
+    state: HostState,
+    timeout: std::time::Duration,
+) -> wasmtime::Store<HostState> {
+    let mut store = wasmtime::Store::new(engine, state);
+    store.limiter(|s| &mut s.memory);
+    store.set_epoch_deadline(super::engine::deadline_ticks(timeout));
+    store
+}
+
 /// The WASI version wasmtime-wasi 48 defines; guests built against older 0.2.x versions link to it.
 const WASI_IO: &str = "wasi:io/poll@0.2.12";
 
 /// Replaces WASI's blocking waits (`poll`, `pollable.block`) with a trap. A call blocked inside the host cannot be
 /// interrupted by the epoch deadline, so a plugin that sleeps or waits would hold a thread for as long as it
 /// likes; plugins answer from what they are given and never need to wait.
-pub fn forbid_blocking(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+fn forbid_blocking(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     linker.allow_shadowing(true);
     let mut poll = linker.instance(WASI_IO)?;
     for name in ["poll", "[method]pollable.block"] {

@@ -65,7 +65,7 @@ pub fn probe_reader<R: Read + Seek>(r: &mut R, len: u64) -> Result<Probe, String
     let mut fragment_start = None;
     let mut pending: Option<(f64, f64, bool)> = None;
     while pos < len {
-        let (kind, header_len, box_len) = read_header(r, len - pos)?;
+        let (kind, box_len) = read_header(r, len - pos)?;
         let end = pos + box_len;
         let body = |r: &mut R| -> Result<Vec<u8>, String> {
             if box_len > MAX_META_BOX {
@@ -118,7 +118,6 @@ pub fn probe_reader<R: Read + Seek>(r: &mut R, len: u64) -> Result<Probe, String
             }
             _ => {}
         }
-        let _ = header_len;
         pos = end;
         r.seek(SeekFrom::Start(pos)).map_err(|e| e.to_string())?;
     }
@@ -130,8 +129,8 @@ pub fn probe_reader<R: Read + Seek>(r: &mut R, len: u64) -> Result<Probe, String
     Ok(Probe { init_len, tracks, timescales, codecs, start_ms, duration, fragments })
 }
 
-/// (type, header length, whole box length), checked against the bytes left.
-fn read_header<R: Read>(r: &mut R, left: u64) -> Result<(FourCC, u64, u64), String> {
+/// (type, whole box length), checked against the bytes left.
+fn read_header<R: Read>(r: &mut R, left: u64) -> Result<(FourCC, u64), String> {
     let mut h = [0u8; 8];
     r.read_exact(&mut h).map_err(|e| format!("truncated box header: {e}"))?;
     let kind = FourCC::new(&[h[4], h[5], h[6], h[7]]);
@@ -148,7 +147,7 @@ fn read_header<R: Read>(r: &mut R, left: u64) -> Result<(FourCC, u64, u64), Stri
     if box_len < header_len || box_len > left {
         return Err(format!("a {kind} box of {box_len} bytes does not fit the {left} bytes left"));
     }
-    Ok((kind, header_len, box_len))
+    Ok((kind, box_len))
 }
 
 /// (start s, duration s, starts with a sync sample) of the reference track in `moof`.

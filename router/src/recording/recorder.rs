@@ -422,11 +422,11 @@ pub fn wit_track(track: &Track) -> sink::Track {
             if let Ok(info) = crate::media::h264::parse_sps(sps) {
                 (width, height) = (info.width, info.height);
             }
-            crate::rtmp::flv::avc_decoder_config(sps, pps).to_vec()
+            crate::media::h264::avc_decoder_config(sps, pps).to_vec()
         }
         CodecParams::H265 { vps, sps, pps } => crate::media::h264::hevc_decoder_config(vps, sps, pps).to_vec(),
         CodecParams::Aac { audio_specific_config } => {
-            if let Some((rate, ch)) = crate::rtmp::flv::aac_config(audio_specific_config) {
+            if let Some((rate, ch)) = crate::media::aac::aac_config(audio_specific_config) {
                 (sample_rate, channels) = (rate, u32::from(ch));
             }
             audio_specific_config.to_vec()

@@ -4,6 +4,8 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use crate::media::aac::aac_config;
+use crate::media::h264::avc_decoder_config;
 use crate::media::{Codec, CodecParams, Frame, h264};
 
 const CODEC_AVC: u8 = 7;
@@ -86,30 +88,6 @@ pub fn parse_audio(data: &[u8]) -> Result<AudioTag<'_>, FlvError> {
         }
         _ => Ok(AudioTag::AacRaw(&data[2..])),
     }
-}
-
-/// Sample rate and channel count from an AudioSpecificConfig (ISO/IEC 14496-3 1.6.2.1).
-pub fn aac_config(asc: &[u8]) -> Option<(u32, u8)> {
-    const RATES: [u32; 13] = [96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350];
-    let bits = u32::from(*asc.first()?) << 8 | u32::from(*asc.get(1)?);
-    let index = ((bits >> 7) & 0x0f) as usize;
-    let channels = ((bits >> 3) & 0x0f) as u8;
-    Some((*RATES.get(index)?, channels))
-}
-
-/// An AVCDecoderConfigurationRecord for one SPS and one PPS.
-pub fn avc_decoder_config(sps: &[u8], pps: &[u8]) -> Bytes {
-    let mut b = BytesMut::with_capacity(11 + sps.len() + pps.len());
-    b.put_u8(1);
-    b.put_slice(sps.get(1..4).unwrap_or(&[0x42, 0xc0, 0x1f]));
-    b.put_u8(0xff); // 4-byte NAL lengths
-    b.put_u8(0xe1); // one SPS
-    b.put_u16(sps.len() as u16);
-    b.put_slice(sps);
-    b.put_u8(1);
-    b.put_u16(pps.len() as u16);
-    b.put_slice(pps);
-    b.freeze()
 }
 
 /// The sequence-header message for a track, sent to a player before its first frame (and on changes).
@@ -263,9 +241,7 @@ mod tests {
     }
 
     #[test]
-    fn aac_config_fields() {
-        // AAC-LC, 44.1 kHz (index 4), stereo: 0x12 0x10.
-        assert_eq!(aac_config(&[0x12, 0x10]), Some((44100, 2)));
+    fn aac_sequence_header_fields() {
         assert_eq!(
             parse_audio(&[0xaf, 0, 0x11, 0x90])
                 .map(|t| matches!(t, AudioTag::AacConfig { sample_rate: 48000, channels: 2, .. })),
