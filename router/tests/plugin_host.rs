@@ -301,7 +301,7 @@ fn sluice_plugin_test_runs_a_table_of_cases() {
 #[test]
 fn record_mp4_writes_segments_ffprobe_reads() {
     use sluice::config::model::StorageGrant;
-    use sluice::plugin::sink::{Batch, Sample};
+    use sluice::plugin::sink::{MediaBatch, Sample};
 
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cfg = config(
@@ -321,21 +321,21 @@ fn record_mp4_writes_segments_ffprobe_reads() {
     let frames: Vec<_> = clip.frames.iter().chain(clip.frames.iter()).collect();
     let start_ms = 1_795_219_200_000u64;
     for (n, chunk) in frames.chunks(8).enumerate() {
-        let mut batch = Batch { payload: Vec::new(), samples: Vec::new() };
+        let (mut payload, mut samples) = (Vec::new(), Vec::new());
         for (i, (data, keyframe)) in chunk.iter().enumerate() {
             let index = (n * 8 + i) as i64;
-            batch.samples.push(Sample {
+            samples.push(Sample {
                 track: 0,
                 pts: index * 3000,
                 dts: index * 3000,
                 keyframe: *keyframe,
-                offset: batch.payload.len() as u32,
+                offset: payload.len() as u32,
                 len: data.len() as u32,
                 wallclock_ms: Some(start_ms + index as u64 * 1000 / 30),
             });
-            batch.payload.extend_from_slice(data);
+            payload.extend_from_slice(data);
         }
-        session.write(&batch).expect("write");
+        session.write(MediaBatch { payload: payload.into(), samples }).expect("write");
     }
     session.finish().expect("finish");
 

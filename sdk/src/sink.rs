@@ -1,7 +1,9 @@
 //! The `sink` world: consume a route's media, e.g. record it to files through the host's `storage`.
 //!
 //! Implement [`Recorder`] and call [`export_sink!`](crate::export_sink). The router creates one recorder per
-//! recording and feeds it batches of samples (one payload buffer plus an index).
+//! recording and feeds it batches of samples: a [`Payload`] handle to the bytes, which stay in the router, plus an
+//! index. Write ranges of payloads to files with `storage::File::append_chunks` (no copy through the plugin), copy
+//! in only what must be inspected (`Payload::read`), and drop a payload once nothing refers to it.
 
 use serde::de::DeserializeOwned;
 
@@ -17,7 +19,7 @@ pub mod bindings {
     });
 }
 
-pub use bindings::sluice::plugin::media::{Batch, Codec, Sample, Track};
+pub use bindings::sluice::plugin::media::{Batch, Codec, Payload, Sample, Track};
 /// Files in the directory granted to the plugin (`grants.storage`).
 pub use bindings::sluice::plugin::storage;
 

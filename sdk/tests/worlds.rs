@@ -50,12 +50,14 @@ sluice_sdk::export_signaling!(Echo);
 
 #[test]
 fn a_recorder_slot_reports_a_failed_start_on_every_call() {
+    // (A batch's payload is a host resource, which a native test cannot make: these calls take none.)
     let mut failed = Slot::<Counting>::open(String::new(), Vec::new(), "{}");
-    let batch = || Batch { payload: Vec::new(), samples: Vec::new() };
-    assert_eq!(failed.with(|r| r.write(batch())), Err("no route".to_string()));
+    assert_eq!(failed.with(|r| r.update_tracks(Vec::new())), Err("no route".to_string()));
+    assert_eq!(failed.with(|r| r.finish()), Err("no route".to_string()));
     let mut ok = Slot::<Counting>::open("cam".into(), Vec::new(), "{}");
-    assert_eq!(ok.with(|r| r.write(batch())), Ok(()));
+    assert_eq!(ok.with(|r| r.update_tracks(Vec::new())), Err("this recorder cannot follow track changes".into()));
     assert_eq!(ok.with(|r| r.finish()), Ok(()));
+    assert_eq!(ok.with(|r| Ok(r.finished)), Ok(true));
     let mut bad_config = Slot::<Counting>::open("cam".into(), Vec::new(), "[1]");
     assert!(bad_config.with(|r| r.finish()).expect_err("config").starts_with("invalid config"));
 }

@@ -35,7 +35,8 @@ pub mod segmenter;
 use sluice_sdk::sink::{self, Batch, Recorder, storage};
 
 use crate::config::{Config, ConfigSpec};
-use crate::media::{Codec, Sample, TrackInfo};
+use crate::media::{Codec, Payload, Sample, TrackInfo};
+use crate::mux::Part;
 use crate::recover::Verdict;
 use crate::segmenter::{CreateError, Files, Segmenter};
 
@@ -55,20 +56,17 @@ impl Recorder for RecordMp4 {
     }
 
     fn write(&mut self, batch: Batch) -> Result<(), String> {
-        let samples: Vec<Sample> = batch
-            .samples
-            .iter()
-            .map(|s| Sample {
-                track: s.track,
-                pts: s.pts,
-                dts: s.dts,
-                keyframe: s.keyframe,
-                offset: s.offset,
-                len: s.len,
-                wallclock_ms: s.wallclock_ms,
-            })
-            .collect();
-        self.segmenter.write(&batch.payload, &samples)
+        let samples = batch.samples.iter().map(|s| Sample {
+            track: s.track,
+            pts: s.pts,
+            dts: s.dts,
+            keyframe: s.keyframe,
+            offset: s.offset,
+            len: s.len,
+            wallclock_ms: s.wallclock_ms,
+        });
+        let len = batch.payload.len() as usize;
+        self.segmenter.write(std::rc::Rc::new(HostPayload { handle: batch.payload, len }), samples)
     }
 
     fn update_tracks(&mut self, tracks: Vec<sink::Track>) -> Result<(), String> {
@@ -134,10 +132,24 @@ fn track_info(t: sink::Track) -> TrackInfo {
 fn storage_error(e: &storage::StorageError) -> String {
     match e {
         storage::StorageError::InvalidPath(p) => format!("invalid path: {p}"),
+        storage::StorageError::OutOfRange(m) => format!("out of range: {m}"),
         storage::StorageError::QuotaExceeded => "the storage quota is exhausted".to_string(),
         storage::StorageError::NotFound => "not found".to_string(),
         storage::StorageError::Closed => "the file was committed or aborted already".to_string(),
         storage::StorageError::Io(e) => e.clone(),
+    }
+}
+
+/// A batch payload: a handle to bytes the host keeps (dropping it lets the host free them).
+#[derive(Debug)]
+struct HostPayload {
+    handle: sink::Payload,
+    len: usize,
+}
+
+impl Payload for HostPayload {
+    fn len(&self) -> usize {
+        self.len
     }
 }
 
@@ -147,6 +159,7 @@ struct HostFiles;
 
 impl Files for HostFiles {
     type File = storage::File;
+    type Payload = HostPayload;
 
     fn create(&mut self, path: &str) -> Result<storage::File, CreateError> {
         storage::create(path).map_err(|e| match e {
@@ -159,6 +172,31 @@ impl Files for HostFiles {
 
     fn append(&mut self, file: &mut storage::File, data: &[u8]) -> Result<(), String> {
         file.append(data).map_err(|e| storage_error(&e))
+    }
+
+    /// The head from here, the samples straight from the host's payloads: media never passes through this memory.
+    fn append_part(&mut self, file: &mut storage::File, part: Part<HostPayload>) -> Result<(), String> {
+        // Each payload is named once; the ranges refer to it by index (ranges come grouped by track, so the
+        // same few payloads recur).
+        let mut payloads: Vec<&sink::Payload> = Vec::new();
+        let mut chunks = Vec::with_capacity(part.data.len() + 1);
+        chunks.push(storage::Chunk::Bytes(part.head));
+        for d in &part.data {
+            let handle = &d.payload.handle;
+            let index = match payloads.iter().rposition(|p| std::ptr::eq(*p, handle)) {
+                Some(i) => i,
+                None => {
+                    payloads.push(handle);
+                    payloads.len() - 1
+                }
+            };
+            chunks.push(storage::Chunk::Media(storage::MediaRange {
+                payload: index as u32,
+                offset: d.offset,
+                len: d.len,
+            }));
+        }
+        file.append_chunks(&payloads, &chunks).map_err(|e| storage_error(&e))
     }
 
     fn sync(&mut self, file: &mut storage::File) -> Result<(), String> {

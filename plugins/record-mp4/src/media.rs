@@ -64,3 +64,36 @@ pub struct Sample {
     /// Capture time in milliseconds since the Unix epoch, when the source reports one.
     pub wallclock_ms: Option<u64>,
 }
+
+/// The bytes of one batch, which the segmenter shares among the samples that came in it until their part is
+/// written: host memory behind a handle in the plugin, a plain buffer natively.
+pub trait Payload {
+    fn len(&self) -> usize;
+}
+
+impl Payload for Vec<u8> {
+    fn len(&self) -> usize {
+        Vec::len(self)
+    }
+}
+
+/// A sample's bytes: `len` bytes at `offset` of a batch payload.
+#[derive(Debug)]
+pub struct SampleData<P> {
+    pub payload: std::rc::Rc<P>,
+    pub offset: u32,
+    pub len: u32,
+}
+
+impl<P> Clone for SampleData<P> {
+    fn clone(&self) -> Self {
+        SampleData { payload: std::rc::Rc::clone(&self.payload), offset: self.offset, len: self.len }
+    }
+}
+
+impl<P> SampleData<P> {
+    /// Whether `next` starts where this ends in the same payload (so the two can be written as one range).
+    pub fn continues_with(&self, next: &SampleData<P>) -> bool {
+        std::rc::Rc::ptr_eq(&self.payload, &next.payload) && self.offset.checked_add(self.len) == Some(next.offset)
+    }
+}

@@ -12,7 +12,7 @@ use mp4_atom::{
 
 use mp4_atom::esds::{DecoderConfig, DecoderSpecific, EsDescriptor};
 
-use crate::media::{Codec, TrackInfo};
+use crate::media::{Codec, Payload, SampleData, TrackInfo};
 
 /// `sample_flags` of a sync sample: sample_depends_on = 2 (depends on no other sample).
 pub const SYNC: u32 = 0x0200_0000;
@@ -231,8 +231,21 @@ fn patch_sample_entry(moov: &mut [u8], trak_index: usize, fourcc: FourCC) -> Res
     Ok(())
 }
 
+/// Sets the data_offset of the trun in traf `traf_index` of an encoded moof (which [`Fragment::finish`] always
+/// encodes with one trun per traf and a data offset present).
+fn patch_data_offset(moof: &mut [u8], traf_index: usize, value: i32) -> Result<(), String> {
+    let fail = || format!("internal error: no trun in traf {traf_index} of the encoded moof");
+    let (moof_body, _) = find_child(moof, 0, moof.len(), b"moof", 0).ok_or_else(fail)?;
+    let (traf, traf_end) = find_child(moof, moof_body, moof.len(), b"traf", traf_index).ok_or_else(fail)?;
+    let (trun, _) = find_child(moof, traf, traf_end, b"trun", 0).ok_or_else(fail)?;
+    // trun body: version + flags (4), sample_count (4), then data_offset (4).
+    let at = trun + 8;
+    moof.get_mut(at..at + 4).ok_or_else(fail)?.copy_from_slice(&value.to_be_bytes());
+    Ok(())
+}
+
 /// The `nth` child box named `kind` in `buf[start..end]`: (body start, box end). Only 32-bit sizes: this reads what
-/// [`init_segment`] just encoded.
+/// [`init_segment`] or [`Fragment::finish`] just encoded.
 fn find_child(buf: &[u8], start: usize, end: usize, kind: &[u8; 4], mut nth: usize) -> Option<(usize, usize)> {
     let mut at = start;
     while at + 8 <= end {
@@ -252,8 +265,8 @@ fn find_child(buf: &[u8], start: usize, end: usize, kind: &[u8; 4], mut nth: usi
 }
 
 /// One sample handed to [`Fragment::push`], its timing already relative to the segment's start.
-#[derive(Debug, Clone, Copy)]
-pub struct FragmentSample<'a> {
+#[derive(Debug, Clone)]
+pub struct FragmentSample<P> {
     /// Decode time in the track's timescale, counted from the segment's start.
     pub decode_time: u64,
     pub duration: u32,
@@ -261,27 +274,38 @@ pub struct FragmentSample<'a> {
     pub composition_offset: i32,
     pub sync: bool,
     pub wallclock_ms: Option<u64>,
-    pub data: &'a [u8],
+    pub data: SampleData<P>,
 }
 
-/// The samples of one part, per track, until [`Fragment::finish`] encodes them.
+/// A part ready to append: its boxes up to the mdat header (prft + moof + mdat header), then the mdat's contents as
+/// ranges of the batch payloads, in file order.
 #[derive(Debug)]
-pub struct Fragment {
-    trafs: Vec<TrafBuf>,
+pub struct Part<P> {
+    pub head: Vec<u8>,
+    pub data: Vec<SampleData<P>>,
+}
+
+/// The samples of one part, per track, until [`Fragment::finish`] encodes them. Sample bytes are not copied: the
+/// fragment holds ranges of the payloads they came in.
+#[derive(Debug)]
+pub struct Fragment<P> {
+    trafs: Vec<TrafBuf<P>>,
 }
 
 #[derive(Debug)]
-struct TrafBuf {
+struct TrafBuf<P> {
     video: bool,
     /// The first sample's decode time (the traf's tfdt) and wall-clock time.
     first: Option<(u64, Option<u64>)>,
     entries: Vec<TrunEntry>,
-    data: Vec<u8>,
+    /// The run's bytes; adjacent ranges of one payload are merged.
+    data: Vec<SampleData<P>>,
+    data_len: usize,
     duration: u64,
 }
 
-impl Fragment {
-    pub fn new(tracks: &[TrackInfo]) -> Fragment {
+impl<P: Payload> Fragment<P> {
+    pub fn new(tracks: &[TrackInfo]) -> Fragment<P> {
         Fragment {
             trafs: tracks
                 .iter()
@@ -290,6 +314,7 @@ impl Fragment {
                     first: None,
                     entries: Vec::new(),
                     data: Vec::new(),
+                    data_len: 0,
                     duration: 0,
                 })
                 .collect(),
@@ -297,19 +322,23 @@ impl Fragment {
     }
 
     /// Adds a sample to track `index`'s run; samples of a track must come in decode order.
-    pub fn push(&mut self, index: usize, sample: FragmentSample<'_>) {
+    pub fn push(&mut self, index: usize, sample: FragmentSample<P>) {
         let Some(traf) = self.trafs.get_mut(index) else { return };
         if traf.first.is_none() {
             traf.first = Some((sample.decode_time, sample.wallclock_ms));
         }
         traf.entries.push(TrunEntry {
             duration: Some(sample.duration),
-            size: Some(u32::try_from(sample.data.len()).unwrap_or(u32::MAX)),
+            size: Some(sample.data.len),
             flags: Some(if sample.sync { SYNC } else { NON_SYNC }),
             cts: traf.video.then_some(i64::from(sample.composition_offset)),
         });
-        traf.data.extend_from_slice(sample.data);
+        traf.data_len += sample.data.len as usize;
         traf.duration += u64::from(sample.duration);
+        match traf.data.last_mut() {
+            Some(last) if last.continues_with(&sample.data) => last.len += sample.data.len,
+            _ => traf.data.push(sample.data),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -328,14 +357,14 @@ impl Fragment {
 
     /// Bytes of sample data held.
     pub fn data_len(&self) -> usize {
-        self.trafs.iter().map(|t| t.data.len()).sum()
+        self.trafs.iter().map(|t| t.data_len).sum()
     }
 
-    /// Encodes the part as prft + moof + mdat (nothing when no sample was pushed) and empties the fragment.
+    /// Encodes the part as prft + moof + mdat (`None` when no sample was pushed) and empties the fragment.
     /// `sequence` is the mfhd sequence number, increasing within a file.
-    pub fn finish(&mut self, sequence: u32) -> Result<Vec<u8>, String> {
+    pub fn finish(&mut self, sequence: u32) -> Result<Option<Part<P>>, String> {
         if self.is_empty() {
-            return Ok(Vec::new());
+            return Ok(None);
         }
         let used: Vec<usize> = (0..self.trafs.len()).filter(|&i| !self.trafs[i].entries.is_empty()).collect();
 
@@ -351,6 +380,7 @@ impl Fragment {
             })
         });
 
+        let samples: usize = used.iter().map(|&i| self.trafs[i].entries.len()).sum();
         let mut moof = Moof {
             mfhd: Mfhd { sequence_number: sequence },
             traf: used
@@ -370,37 +400,37 @@ impl Fragment {
                 .collect(),
         };
 
-        // The data offsets are relative to the moof's first byte (default-base-is-moof); the moof's size does not
-        // depend on their values, so encode once to learn it, then again with the offsets filled in.
-        let data_len: usize = used.iter().map(|&i| self.trafs[i].data.len()).sum();
-        let mdat_header = Header { kind: FourCC::new(b"mdat"), size: Some(data_len) };
-        let mut header_bytes = Vec::with_capacity(16);
-        mdat_header.encode(&mut header_bytes).map_err(|e| format!("encoding mdat: {e}"))?;
-        let mut probe = Vec::new();
-        moof.encode(&mut probe).map_err(|e| format!("encoding moof: {e}"))?;
-        let mut offset = probe.len() + header_bytes.len();
-        for (traf, &i) in moof.traf.iter_mut().zip(&used) {
-            let at = i32::try_from(offset).map_err(|_| "a part exceeds 2 GiB".to_string())?;
-            for trun in &mut traf.trun {
-                trun.data_offset = Some(at);
-            }
-            offset += self.trafs[i].data.len();
-        }
-
-        let mut out = Vec::with_capacity(probe.len() + header_bytes.len() + data_len + 64);
+        // The data offsets are relative to the moof's first byte (default-base-is-moof) and the moof's size does not
+        // depend on their values: encode once with zeros, then write each trun's offset into the bytes.
+        let data_len: usize = used.iter().map(|&i| self.trafs[i].data_len).sum();
+        let mut head = Vec::with_capacity(256 + 16 * samples);
         if let Some(prft) = prft {
-            prft.encode(&mut out).map_err(|e| format!("encoding prft: {e}"))?;
+            prft.encode(&mut head).map_err(|e| format!("encoding prft: {e}"))?;
         }
-        moof.encode(&mut out).map_err(|e| format!("encoding moof: {e}"))?;
-        out.extend_from_slice(&header_bytes);
-        for &i in &used {
+        let moof_at = head.len();
+        moof.encode(&mut head).map_err(|e| format!("encoding moof: {e}"))?;
+        let mdat_header = Header { kind: FourCC::new(b"mdat"), size: Some(data_len) };
+        mdat_header.encode(&mut head).map_err(|e| format!("encoding mdat: {e}"))?;
+        let mut offset = head.len() - moof_at;
+        for (n, &i) in used.iter().enumerate() {
+            let at = i32::try_from(offset).map_err(|_| "a part exceeds 2 GiB".to_string())?;
+            patch_data_offset(&mut head[moof_at..], n, at)?;
+            offset += self.trafs[i].data_len;
+        }
+        let mut data = Vec::with_capacity(used.iter().map(|&i| self.trafs[i].data.len()).sum());
+        for (traf, &i) in moof.traf.iter_mut().zip(&used) {
             let t = &mut self.trafs[i];
-            out.extend_from_slice(&t.data);
-            t.data.clear();
+            // The run's entries go back for the next part: their capacity is reused rather than regrown.
+            if let Some(TrunSamples::Explicit(entries)) = traf.trun.pop().map(|trun| trun.samples) {
+                t.entries = entries;
+                t.entries.clear();
+            }
+            data.append(&mut t.data);
+            t.data_len = 0;
             t.first = None;
             t.duration = 0;
         }
-        Ok(out)
+        Ok(Some(Part { head, data }))
     }
 }
 

@@ -14,16 +14,22 @@
 
 use std::time::Duration;
 
+use std::rc::Rc;
+
 use crate::config::Config;
-use crate::media::{Codec, Sample, TrackInfo};
-use crate::mux::{self, Fragment, FragmentSample};
+use crate::media::{Codec, Payload, Sample, SampleData, TrackInfo};
+use crate::mux::{self, Fragment, FragmentSample, Part};
 
 /// Where segments are written. Implementations map these onto the host's `storage` interface, memory, or files.
 pub trait Files {
     type File;
+    /// What a batch's bytes are held as.
+    type Payload: Payload;
     /// Starts a new file. [`CreateError::Exists`] makes the segmenter try the next name ("-2", "-3", …).
     fn create(&mut self, path: &str) -> Result<Self::File, CreateError>;
     fn append(&mut self, file: &mut Self::File, data: &[u8]) -> Result<(), String>;
+    /// Appends a part: its head, then its sample ranges, as one write.
+    fn append_part(&mut self, file: &mut Self::File, part: Part<Self::Payload>) -> Result<(), String>;
     /// Makes everything appended durable.
     fn sync(&mut self, file: &mut Self::File) -> Result<(), String>;
     /// Gives the file its final name; no writes follow.
@@ -57,11 +63,15 @@ pub struct Segmenter<F: Files> {
     files: F,
     route: String,
     config: Config,
-    tracks: Vec<TrackState>,
+    tracks: Vec<TrackState<F::Payload>>,
     /// Index into `tracks` of the track that decides where segments and parts start.
     primary: Option<usize>,
+    /// `config.part_duration` and `config.segment_duration` in the primary track's clock: compared with every
+    /// primary sample's dts, so converted once.
+    part_ticks: i64,
+    segment_ticks: i64,
     segment: Option<Segment<F::File>>,
-    fragment: Fragment,
+    fragment: Fragment<F::Payload>,
     /// Host track ids that are not recorded, already reported once.
     ignored: Vec<u32>,
     last_wallclock_ms: u64,
@@ -69,23 +79,25 @@ pub struct Segmenter<F: Files> {
 }
 
 #[derive(Debug)]
-struct TrackState {
+struct TrackState<P> {
     info: TrackInfo,
     /// This track's clock at the segment's start.
     base: i64,
     last_dts: Option<i64>,
     last_duration: Option<u32>,
-    pending: Option<Pending>,
+    pending: Option<Pending<P>>,
+    /// [`STALLED_PARTS`] part durations in this track's clock.
+    stalled_ticks: u64,
 }
 
 /// A track's latest sample, waiting for the next one to know its duration.
 #[derive(Debug)]
-struct Pending {
+struct Pending<P> {
     dts: i64,
     pts: i64,
     keyframe: bool,
     wallclock_ms: Option<u64>,
-    data: Vec<u8>,
+    data: SampleData<P>,
 }
 
 #[derive(Debug)]
@@ -109,6 +121,8 @@ impl<F: Files> Segmenter<F> {
             config,
             tracks: Vec::new(),
             primary: None,
+            part_ticks: 0,
+            segment_ticks: 0,
             segment: None,
             fragment: Fragment::new(&[]),
             ignored: Vec::new(),
@@ -147,8 +161,9 @@ impl<F: Files> Segmenter<F> {
         self.tracks.iter().map(|t| &t.info)
     }
 
-    /// One batch: `samples` index into `payload`.
-    pub fn write(&mut self, payload: &[u8], samples: &[Sample]) -> Result<(), String> {
+    /// One batch: `samples` index into `payload`, which is kept (not copied) until the last part using it is written.
+    /// Any iterator of samples: the plugin maps the host's sample records on the fly rather than collecting them.
+    pub fn write(&mut self, payload: Rc<F::Payload>, samples: impl IntoIterator<Item = Sample>) -> Result<(), String> {
         for s in samples {
             let Some(index) = self.tracks.iter().position(|t| t.info.id == s.track) else {
                 if !self.ignored.contains(&s.track) {
@@ -160,20 +175,18 @@ impl<F: Files> Segmenter<F> {
                 }
                 continue;
             };
-            let data = usize::try_from(s.offset)
-                .ok()
-                .zip(usize::try_from(s.len).ok())
-                .and_then(|(o, l)| payload.get(o..o.checked_add(l)?))
-                .ok_or_else(|| {
-                    format!(
-                        "a sample of track {} at bytes {}..+{} lies outside the batch payload of {} bytes",
-                        s.track,
-                        s.offset,
-                        s.len,
-                        payload.len()
-                    )
-                })?;
-            self.handle_sample(index, s, data)?;
+            let inside = s.offset.checked_add(s.len).is_some_and(|end| end as usize <= payload.len());
+            if !inside {
+                return Err(format!(
+                    "a sample of track {} at bytes {}..+{} lies outside the batch payload of {} bytes",
+                    s.track,
+                    s.offset,
+                    s.len,
+                    payload.len()
+                ));
+            }
+            let data = SampleData { payload: Rc::clone(&payload), offset: s.offset, len: s.len };
+            self.handle_sample(index, &s, data)?;
         }
         Ok(())
     }
@@ -220,15 +233,20 @@ impl<F: Files> Segmenter<F> {
             }
             // A track that continues keeps its last duration: a better guess than a codec default.
             let last_duration = last.iter().find(|t| t.info.id == info.id).and_then(|t| t.last_duration);
-            self.tracks.push(TrackState { info, base: 0, last_dts: None, last_duration, pending: None });
+            let stalled = self.config.part_duration.saturating_mul(STALLED_PARTS);
+            let stalled_ticks = u64::try_from(ticks(stalled, info.clock_rate)).unwrap_or(u64::MAX);
+            self.tracks.push(TrackState { info, base: 0, last_dts: None, last_duration, pending: None, stalled_ticks });
         }
         self.primary =
             self.tracks.iter().position(|t| t.info.codec.is_video()).or((!self.tracks.is_empty()).then_some(0));
+        let clock = self.primary.map_or(1, |p| self.tracks[p].info.clock_rate);
+        self.part_ticks = ticks(self.config.part_duration, clock);
+        self.segment_ticks = ticks(self.config.segment_duration, clock);
         let infos: Vec<TrackInfo> = self.tracks.iter().map(|t| t.info.clone()).collect();
         self.fragment = Fragment::new(&infos);
     }
 
-    fn handle_sample(&mut self, index: usize, s: &Sample, data: &[u8]) -> Result<(), String> {
+    fn handle_sample(&mut self, index: usize, s: &Sample, data: SampleData<F::Payload>) -> Result<(), String> {
         if let Some(w) = s.wallclock_ms {
             self.last_wallclock_ms = w;
         }
@@ -240,7 +258,7 @@ impl<F: Files> Segmenter<F> {
         match &self.segment {
             None if !starts => return Ok(()),
             None => self.open_segment(s)?,
-            Some(seg) if starts && self.elapsed(s.dts - seg.start_dts) >= self.config.segment_duration => {
+            Some(seg) if starts && s.dts.saturating_sub(seg.start_dts) >= self.segment_ticks => {
                 self.close_segment()?;
                 self.open_segment(s)?;
             }
@@ -255,29 +273,24 @@ impl<F: Files> Segmenter<F> {
         track.last_dts = Some(s.dts);
 
         let mut flush = false;
-        let mut buf = Vec::new();
         if let Some(p) = track.pending.take() {
             let clock = i64::from(track.info.clock_rate);
             let gap = s.dts - p.dts;
             let duration = if gap > GAP_SECONDS * clock {
                 flush = true;
-                default_duration(track, p.data.len())
+                default_duration(track, p.data.len)
             } else {
                 u32::try_from(gap).unwrap_or(u32::MAX)
             };
             track.last_duration = Some(duration);
-            self.fragment.push(index, fragment_sample(track, &p, duration));
-            // Reuse the held-back sample's buffer for the new one.
-            buf = p.data;
+            self.fragment.push(index, fragment_sample(track, p, duration));
         }
-        buf.clear();
-        buf.extend_from_slice(data);
         track.pending =
-            Some(Pending { dts: s.dts, pts: s.pts, keyframe: s.keyframe, wallclock_ms: s.wallclock_ms, data: buf });
+            Some(Pending { dts: s.dts, pts: s.pts, keyframe: s.keyframe, wallclock_ms: s.wallclock_ms, data });
 
         if is_primary {
             match self.segment.as_ref().and_then(|seg| seg.part_start_dts) {
-                Some(start) => flush |= self.elapsed(s.dts - start) >= self.config.part_duration,
+                Some(start) => flush |= s.dts.saturating_sub(start) >= self.part_ticks,
                 None => {
                     if let Some(seg) = &mut self.segment {
                         seg.part_start_dts = Some(s.dts);
@@ -285,9 +298,7 @@ impl<F: Files> Segmenter<F> {
                 }
             }
         } else {
-            let clock = u64::from(self.tracks[index].info.clock_rate).max(1);
-            let held = Duration::from_millis(self.fragment.duration(index).saturating_mul(1000) / clock);
-            flush |= held >= self.config.part_duration.saturating_mul(STALLED_PARTS);
+            flush |= self.fragment.duration(index) >= self.tracks[index].stalled_ticks;
         }
         flush |= self.fragment.data_len() >= MAX_PART_BYTES;
         if flush {
@@ -298,13 +309,6 @@ impl<F: Files> Segmenter<F> {
             }
         }
         Ok(())
-    }
-
-    /// `ticks` of the primary track's clock as a duration.
-    fn elapsed(&self, ticks: i64) -> Duration {
-        let clock = self.primary.map_or(1, |p| u64::from(self.tracks[p].info.clock_rate).max(1));
-        let ticks = u64::try_from(ticks).unwrap_or(0);
-        Duration::from_millis(u64::try_from(u128::from(ticks) * 1000 / u128::from(clock)).unwrap_or(u64::MAX))
     }
 
     fn open_segment(&mut self, first: &Sample) -> Result<(), String> {
@@ -344,12 +348,9 @@ impl<F: Files> Segmenter<F> {
     /// Appends the collected part to the segment's file.
     fn flush_part(&mut self) -> Result<(), String> {
         let Some(seg) = &mut self.segment else { return Ok(()) };
-        if self.fragment.is_empty() {
-            return Ok(());
-        }
-        let bytes = self.fragment.finish(seg.sequence)?;
+        let Some(part) = self.fragment.finish(seg.sequence)? else { return Ok(()) };
         seg.sequence = seg.sequence.wrapping_add(1);
-        if let Err(e) = self.files.append(&mut seg.file, &bytes) {
+        if let Err(e) = self.files.append_part(&mut seg.file, part) {
             // The file's tail may be torn: leave it uncommitted for `recover` at the next start, and start a new
             // segment at the next keyframe.
             let path = seg.path.clone();
@@ -367,8 +368,8 @@ impl<F: Files> Segmenter<F> {
         for index in 0..self.tracks.len() {
             let track = &mut self.tracks[index];
             if let Some(p) = track.pending.take() {
-                let duration = track.last_duration.unwrap_or_else(|| default_duration(track, p.data.len()));
-                self.fragment.push(index, fragment_sample(track, &p, duration));
+                let duration = track.last_duration.unwrap_or_else(|| default_duration(track, p.data.len));
+                self.fragment.push(index, fragment_sample(track, p, duration));
             }
         }
         self.flush_part()?;
@@ -380,7 +381,13 @@ impl<F: Files> Segmenter<F> {
     }
 }
 
-fn fragment_sample<'a>(track: &TrackState, p: &'a Pending, duration: u32) -> FragmentSample<'a> {
+/// `d` in ticks of `clock`, rounded up: `elapsed >= ticks(d)` exactly when `elapsed` ticks last at least `d`.
+fn ticks(d: Duration, clock: u32) -> i64 {
+    let nanos = d.as_nanos().saturating_mul(u128::from(clock.max(1)));
+    i64::try_from(nanos.div_ceil(1_000_000_000)).unwrap_or(i64::MAX)
+}
+
+fn fragment_sample<P>(track: &TrackState<P>, p: Pending<P>, duration: u32) -> FragmentSample<P> {
     let cts = p.pts.saturating_sub(p.dts);
     FragmentSample {
         decode_time: u64::try_from(p.dts - track.base).unwrap_or(0),
@@ -388,19 +395,19 @@ fn fragment_sample<'a>(track: &TrackState, p: &'a Pending, duration: u32) -> Fra
         composition_offset: i32::try_from(cts).unwrap_or(if cts < 0 { i32::MIN } else { i32::MAX }),
         sync: p.keyframe || !track.info.codec.is_video(),
         wallclock_ms: p.wallclock_ms,
-        data: &p.data,
+        data: p.data,
     }
 }
 
 /// The duration of a track's last sample when no later one tells: one typical frame of the codec.
-fn default_duration(track: &TrackState, len: usize) -> u32 {
+fn default_duration<P>(track: &TrackState<P>, len: u32) -> u32 {
     let clock = track.info.clock_rate;
     match track.info.codec {
         Codec::Aac => 1024,
         // 20 ms, what WebRTC and most encoders send.
         Codec::Opus => clock / 50,
         // One byte per sample and channel.
-        Codec::Pcmu | Codec::Pcma => u32::try_from(len).unwrap_or(u32::MAX) / track.info.channels.max(1),
+        Codec::Pcmu | Codec::Pcma => len / track.info.channels.max(1),
         // 30 frames per second.
         Codec::H264 | Codec::H265 | Codec::Vp8 => clock / 30,
     }
@@ -419,6 +426,7 @@ pub struct MemFiles {
 
 impl Files for MemFiles {
     type File = String;
+    type Payload = Vec<u8>;
 
     fn create(&mut self, path: &str) -> Result<String, CreateError> {
         if self.files.contains_key(path) {
@@ -431,6 +439,16 @@ impl Files for MemFiles {
     fn append(&mut self, file: &mut String, data: &[u8]) -> Result<(), String> {
         self.appends += 1;
         self.files.get_mut(file.as_str()).ok_or("no such file")?.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn append_part(&mut self, file: &mut String, part: Part<Vec<u8>>) -> Result<(), String> {
+        self.appends += 1;
+        let out = self.files.get_mut(file.as_str()).ok_or("no such file")?;
+        out.extend_from_slice(&part.head);
+        for d in &part.data {
+            out.extend_from_slice(&d.payload[d.offset as usize..][..d.len as usize]);
+        }
         Ok(())
     }
 
@@ -448,7 +466,7 @@ impl Files for MemFiles {
 /// [`Files`] in a directory of the local file system: the native baseline the router's benchmark compares the
 /// plugin with. Files are written as `NAME.part` and renamed on commit, as the host's storage does.
 #[cfg(not(target_arch = "wasm32"))]
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct DirFiles {
     root: std::path::PathBuf,
 }
@@ -471,6 +489,7 @@ pub struct DirFile {
 #[cfg(not(target_arch = "wasm32"))]
 impl Files for DirFiles {
     type File = DirFile;
+    type Payload = Vec<u8>;
 
     fn create(&mut self, path: &str) -> Result<DirFile, CreateError> {
         let full = self.root.join(path);
@@ -490,6 +509,24 @@ impl Files for DirFiles {
     fn append(&mut self, file: &mut DirFile, data: &[u8]) -> Result<(), String> {
         use std::io::Write;
         file.file.write_all(data).map_err(|e| e.to_string())
+    }
+
+    /// One vectored write straight from the batch buffers, as the host's storage does.
+    fn append_part(&mut self, file: &mut DirFile, part: Part<Vec<u8>>) -> Result<(), String> {
+        use std::io::{IoSlice, Write};
+        let mut slices = Vec::with_capacity(part.data.len() + 1);
+        slices.push(IoSlice::new(&part.head));
+        slices.extend(part.data.iter().map(|d| IoSlice::new(&d.payload[d.offset as usize..][..d.len as usize])));
+        let mut slices = &mut slices[..];
+        while !slices.is_empty() {
+            match file.file.write_vectored(slices) {
+                Ok(0) => return Err("the disk took no bytes".to_string()),
+                Ok(n) => IoSlice::advance_slices(&mut slices, n),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Ok(())
     }
 
     fn sync(&mut self, file: &mut DirFile) -> Result<(), String> {

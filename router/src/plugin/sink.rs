@@ -19,13 +19,30 @@ mod bindings {
     wasmtime::component::bindgen!({
         world: "sink",
         path: "../sdk/wit",
-        with: { "sluice:plugin/storage.file": crate::recording::storage::OpenFile },
+        with: {
+            "sluice:plugin/storage.file": crate::recording::storage::OpenFile,
+            "sluice:plugin/media.payload": super::HeldPayload,
+        },
         imports: { default: trappable },
     });
 }
 
-pub use bindings::sluice::plugin::media::{Batch, Codec, Sample, Track};
-use bindings::sluice::plugin::storage::{Entry, StorageError as WitStorageError};
+pub use bindings::sluice::plugin::media::{Codec, Sample, Track};
+use bindings::sluice::plugin::storage::{Chunk, Entry, StorageError as WitStorageError};
+
+/// A batch as the router hands it to a recorder: one payload and the index of the samples in it.
+#[derive(Debug, Clone)]
+pub struct MediaBatch {
+    pub payload: bytes::Bytes,
+    pub samples: Vec<Sample>,
+}
+
+/// A batch payload a plugin holds (WIT `media.payload`): the bytes stay here, the plugin gets a handle.
+#[derive(Debug)]
+pub struct HeldPayload(bytes::Bytes);
+
+/// The most a plugin may copy out of a payload in one `read`.
+const MAX_PAYLOAD_READ: u32 = 16 << 20;
 
 /// What a recorder instance may touch: the storage, and whose recording it writes (for the index).
 #[derive(Debug)]
@@ -105,6 +122,37 @@ impl bindings::sluice::plugin::storage::HostFile for HostState {
         Ok(self.table().get_mut(&file)?.append(&data).map_err(Into::into))
     }
 
+    fn append_chunks(
+        &mut self,
+        file: Resource<OpenFile>,
+        payloads: Vec<Resource<HeldPayload>>,
+        chunks: Vec<Chunk>,
+    ) -> StorageResult<()> {
+        // The payloads are reference-counted: holding them here frees the table to lend out the file.
+        let held = payloads.iter().map(|p| Ok(self.table().get(p)?.0.clone())).collect::<wasmtime::Result<Vec<_>>>()?;
+        let mut slices: Vec<&[u8]> = Vec::with_capacity(chunks.len());
+        for chunk in &chunks {
+            match chunk {
+                Chunk::Bytes(data) => slices.push(data),
+                Chunk::Media(range) => {
+                    let (offset, len) = (range.offset as usize, range.len as usize);
+                    let bytes = held.get(range.payload as usize).and_then(|p| p.get(offset..offset.checked_add(len)?));
+                    match bytes {
+                        Some(b) => slices.push(b),
+                        None => {
+                            return Ok(Err(WitStorageError::OutOfRange(format!(
+                                "payload {} of {}, bytes {offset}..+{len}",
+                                range.payload,
+                                held.len()
+                            ))));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(self.table().get_mut(&file)?.append_all(&slices).map_err(Into::into))
+    }
+
     fn read_at(&mut self, file: Resource<OpenFile>, offset: u64, len: u32) -> StorageResult<Vec<u8>> {
         Ok(self.table().get(&file)?.read_at(offset, len).map_err(Into::into))
     }
@@ -136,6 +184,26 @@ impl bindings::sluice::plugin::storage::HostFile for HostState {
 }
 
 impl bindings::sluice::plugin::media::Host for HostState {}
+
+impl bindings::sluice::plugin::media::HostPayload for HostState {
+    fn len(&mut self, payload: Resource<HeldPayload>) -> wasmtime::Result<u32> {
+        // Batches are built below 4 GiB (sample offsets are u32).
+        Ok(u32::try_from(self.table().get(&payload)?.0.len()).unwrap_or(u32::MAX))
+    }
+
+    fn read(&mut self, payload: Resource<HeldPayload>, offset: u32, len: u32) -> wasmtime::Result<Vec<u8>> {
+        let held = &self.table().get(&payload)?.0;
+        let start = (offset as usize).min(held.len());
+        let end = start.saturating_add(len.min(MAX_PAYLOAD_READ) as usize).min(held.len());
+        Ok(held[start..end].to_vec())
+    }
+
+    fn drop(&mut self, payload: Resource<HeldPayload>) -> wasmtime::Result<()> {
+        let held = self.table().delete(payload)?;
+        self.memory.release(held.0.len());
+        Ok(())
+    }
+}
 
 impl bindings::sluice::plugin::host::Host for HostState {
     fn log(&mut self, level: bindings::sluice::plugin::host::LogLevel, message: String) -> wasmtime::Result<()> {
@@ -364,8 +432,26 @@ impl std::fmt::Debug for RecorderSession {
 }
 
 impl RecorderSession {
-    pub fn write(&mut self, batch: &Batch) -> Result<(), RecorderError> {
-        self.call(|store, api, recorder| api.recorder().call_write(store, recorder, batch))
+    /// Hands the batch to the recorder; its payload stays in the router until the plugin drops it.
+    pub fn write(&mut self, batch: MediaBatch) -> Result<(), RecorderError> {
+        if self.recorder.is_none() {
+            return Err(RecorderError::Refused("the recorder has stopped".to_string()));
+        }
+        let state = self.store.data_mut();
+        // Payloads the plugin keeps count against its memory limit, with its linear memory.
+        if !state.memory.hold(batch.payload.len()) {
+            self.recorder = None;
+            let failure = CallFailure::OutOfMemory(self.inner.memory_cap);
+            self.inner.stats.failed(&failure);
+            self.inner.stats.recycled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Err(RecorderError::Failed(failure));
+        }
+        let payload = match state.table().push(HeldPayload(batch.payload)) {
+            Ok(p) => p,
+            Err(e) => return Err(RecorderError::Failed(CallFailure::Trap(e.to_string()))),
+        };
+        let batch = bindings::sluice::plugin::media::Batch { payload, samples: batch.samples };
+        self.call(|store, api, recorder| api.recorder().call_write(store, recorder, &batch))
     }
 
     pub fn update_tracks(&mut self, tracks: &[Track]) -> Result<(), RecorderError> {

@@ -31,7 +31,7 @@ impl HostState {
         HostState {
             wasi: wasi.build(),
             table: ResourceTable::new(),
-            memory: MemoryCap { cap: memory_cap, hit: false, peak: 0, total: 0 },
+            memory: MemoryCap { cap: memory_cap, hit: false, peak: 0, total: 0, held: 0 },
             plugin,
             storage: None,
         }
@@ -71,9 +71,31 @@ impl WasiView for HostState {
 pub struct MemoryCap {
     cap: usize,
     pub hit: bool,
-    /// The instance's linear memory so far, in bytes (all its memories together).
+    /// The most the instance used so far, in bytes: its linear memories and the batch payloads it held.
     pub peak: usize,
+    /// Its linear memories now.
     total: usize,
+    /// Batch payloads it holds (the sink world's `payload` handles).
+    held: usize,
+}
+
+impl MemoryCap {
+    /// Counts `len` bytes of payload the instance is handed; false (and nothing counted) past the cap.
+    pub fn hold(&mut self, len: usize) -> bool {
+        let held = self.held.saturating_add(len);
+        if self.total.saturating_add(held) > self.cap {
+            self.hit = true;
+            return false;
+        }
+        self.held = held;
+        self.peak = self.peak.max(self.total + held);
+        true
+    }
+
+    /// The instance dropped a payload of `len` bytes.
+    pub fn release(&mut self, len: usize) {
+        self.held = self.held.saturating_sub(len);
+    }
 }
 
 /// Table elements a plugin may have: far above what real code uses, low enough to bound host memory.
@@ -83,12 +105,12 @@ impl ResourceLimiter for MemoryCap {
     /// Counts every memory of the instance against one cap: a component of many modules gets no more.
     fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         let total = self.total.saturating_add(desired.saturating_sub(current));
-        if total > self.cap {
+        if total.saturating_add(self.held) > self.cap {
             self.hit = true;
             return Ok(false);
         }
         self.total = total;
-        self.peak = self.peak.max(total);
+        self.peak = self.peak.max(total + self.held);
         Ok(true)
     }
 

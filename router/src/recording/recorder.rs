@@ -5,8 +5,9 @@
 //! ```
 //!
 //! The batcher always drains the route reader, so the route never waits for the recorder. It groups frames into
-//! one payload plus a sample index (flushed every [`FLUSH_EVERY`] or at [`FLUSH_BYTES`]): one copy into the
-//! plugin per batch, not per frame. When the writer falls behind and the queue is full, the batch is dropped
+//! one payload plus a sample index (flushed every [`FLUSH_EVERY`] or at [`FLUSH_BYTES`]): one plugin call per
+//! batch, not per frame, and the payload stays in the router (the plugin gets a handle and has the storage write
+//! ranges of it). When the writer falls behind and the queue is full, the batch is dropped
 //! (counted) and the batcher skips to the next keyframe. A recorder that fails (the plugin refuses, traps, times
 //! out) ends its session; what it left uncommitted goes through the plugin's `recover`, and a new session starts
 //! after a backoff, at a keyframe.
@@ -102,7 +103,7 @@ impl Drop for Recording {
 /// What the batcher sends the writer.
 enum Job {
     Write {
-        batch: sink::Batch,
+        batch: sink::MediaBatch,
         frames: u64,
         tracks: Arc<[Arc<Track>]>,
     },
@@ -197,7 +198,11 @@ fn set(status: &Mutex<RecordingStatus>, f: impl FnOnce(&mut RecordingStatus)) {
 /// Frames collected into one payload and its sample index.
 #[derive(Default)]
 struct Batcher {
-    payload: Vec<u8>,
+    /// The bytes of each sample (shared with the route, not copied) until the batch is sent: then they are copied
+    /// into one payload track by track, so a track's samples form one range (a sink writes it as one piece).
+    data: Vec<bytes::Bytes>,
+    bytes: usize,
+    /// In arrival order; offsets are set when the payload is laid out.
     samples: Vec<sink::Sample>,
     /// The latest version of every track seen, by id.
     tracks: BTreeMap<TrackId, Arc<Track>>,
@@ -216,25 +221,28 @@ impl Batcher {
             }
             self.skip_to_keyframe = false;
         }
-        let Ok(offset) = u32::try_from(self.payload.len()) else { return true };
+        if u32::try_from(self.bytes + frame.data.len()).is_err() {
+            return true;
+        }
         let Ok(len) = u32::try_from(frame.data.len()) else { return false };
         if self.tracks.get(&frame.track.id).is_none_or(|t| !Arc::ptr_eq(t, &frame.track)) {
             self.tracks.insert(frame.track.id, Arc::clone(&frame.track));
             self.tracks_sent = None;
         }
-        self.payload.extend_from_slice(&frame.data);
+        self.data.push(frame.data.clone());
+        self.bytes += frame.data.len();
         let wallclock = frame.wallclock.unwrap_or_else(|| SystemTime::now() - frame.received.elapsed());
         self.samples.push(sink::Sample {
             track: frame.track.id.0,
             pts: frame.pts,
             dts: frame.dts,
             keyframe: frame.keyframe,
-            offset,
+            offset: 0,
             len,
             wallclock_ms: wallclock.duration_since(SystemTime::UNIX_EPOCH).ok().map(|d| d.as_millis() as u64),
         });
         self.started.get_or_insert_with(Instant::now);
-        self.payload.len() >= FLUSH_BYTES
+        self.bytes >= FLUSH_BYTES
     }
 
     /// Where a recording can resume: a video keyframe, or any frame of a route without video.
@@ -256,10 +264,16 @@ impl Batcher {
         };
         self.started = None;
         let frames = self.samples.len() as u64;
-        let batch = sink::Batch {
-            payload: std::mem::replace(&mut self.payload, Vec::with_capacity(64 << 10)),
-            samples: std::mem::take(&mut self.samples),
-        };
+        let mut payload = Vec::with_capacity(self.bytes);
+        for track in self.tracks.keys() {
+            for (sample, data) in self.samples.iter_mut().zip(&self.data).filter(|(s, _)| s.track == track.0) {
+                sample.offset = payload.len() as u32;
+                payload.extend_from_slice(data);
+            }
+        }
+        self.data.clear();
+        self.bytes = 0;
+        let batch = sink::MediaBatch { payload: payload.into(), samples: std::mem::take(&mut self.samples) };
         Job::Write { batch, frames, tracks }
     }
 }
@@ -331,7 +345,7 @@ async fn write(
                 o.tracks = tracks;
             }
             if result.is_ok() {
-                result = o.session.write(&batch);
+                result = o.session.write(batch);
             }
             (o, result)
         })
@@ -440,4 +454,56 @@ pub fn wit_track(track: &Track) -> sink::Track {
         _ => {}
     }
     sink::Track { id: track.id.0, codec, clock_rate: track.clock_rate, width, height, channels, sample_rate, config }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::{Codec, CodecParams, TrackId};
+    use crate::route::reader::tests::video_frame;
+
+    fn audio(dts: i64, data: &'static [u8]) -> Frame {
+        let track = Arc::new(Track {
+            id: TrackId(1),
+            codec: Codec::Opus,
+            clock_rate: 48_000,
+            params: CodecParams::None,
+            description: String::new(),
+        });
+        Frame {
+            track,
+            pts: dts,
+            dts,
+            keyframe: true,
+            data: bytes::Bytes::from_static(data),
+            received: Instant::now(),
+            wallclock: None,
+            flv: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_batch_lays_its_payload_out_track_by_track() {
+        let mut batcher = Batcher::default();
+        let v0 = video_frame(0, true);
+        let v1 = video_frame(3000, false);
+        for frame in [&*v0, &audio(0, b"a0"), &*v1, &audio(960, b"a1")] {
+            assert!(!batcher.push(frame), "far below the flush size");
+        }
+        let Job::Write { batch, frames, .. } = batcher.take() else { panic!("a write") };
+        assert_eq!(frames, 4);
+        // Samples stay in arrival order; the bytes are video first (track 0), then audio (track 1).
+        let order: Vec<u32> = batch.samples.iter().map(|s| s.track).collect();
+        assert_eq!(order, [v0.track.id.0, 1, v1.track.id.0, 1]);
+        let bytes = |i: usize| {
+            let s = &batch.samples[i];
+            &batch.payload[s.offset as usize..(s.offset + s.len) as usize]
+        };
+        assert_eq!((bytes(0), bytes(2)), (&v0.data[..], &v1.data[..]));
+        assert_eq!((bytes(1), bytes(3)), (&b"a0"[..], &b"a1"[..]));
+        assert_eq!(batch.samples[2].offset, batch.samples[0].offset + batch.samples[0].len, "video is one range");
+        assert_eq!(batch.samples[3].offset, batch.samples[1].offset + 2, "audio is one range");
+        assert_eq!(batch.payload.len(), v0.data.len() + v1.data.len() + 4);
+        assert!(batcher.data.is_empty() && batcher.samples.is_empty() && batcher.bytes == 0);
+    }
 }

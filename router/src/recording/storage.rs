@@ -395,8 +395,22 @@ impl OpenFile {
     }
 
     pub fn append(&mut self, data: &[u8]) -> Result<(), StorageError> {
-        let offset = self.size;
-        self.write_at(offset, data)
+        self.append_all(&[data])
+    }
+
+    /// Appends `pieces` in order with one vectored write (a fragment's header and its samples, wherever they are).
+    pub fn append_all(&mut self, pieces: &[&[u8]]) -> Result<(), StorageError> {
+        let file = self.file()?;
+        let len: u64 = pieces.iter().map(|p| p.len() as u64).sum();
+        self.storage.reserve(len)?;
+        if let Err(e) = write_all_vectored_at(file, pieces, self.size) {
+            // A short write leaves a torn tail past `size`: the next write overwrites it, recovery cuts it.
+            self.storage.release(len);
+            return Err(e.into());
+        }
+        self.size += len;
+        self.storage.lock().partial.insert(self.path.clone(), self.size);
+        Ok(())
     }
 
     /// Writes at `offset` (at most the current size: no holes), growing the file as needed.
@@ -484,6 +498,24 @@ impl Drop for OpenFile {
             self.storage.lock().open.remove(&self.path);
         }
     }
+}
+
+/// Writes every byte of `pieces` at `offset`. The file's own position is used for nothing else (every other write
+/// and read is positional), so seeking it is safe.
+fn write_all_vectored_at(mut file: &File, pieces: &[&[u8]], offset: u64) -> io::Result<()> {
+    use std::io::{IoSlice, Seek, SeekFrom, Write};
+    file.seek(SeekFrom::Start(offset))?;
+    let mut slices: Vec<IoSlice<'_>> = pieces.iter().filter(|p| !p.is_empty()).map(|p| IoSlice::new(p)).collect();
+    let mut slices = &mut slices[..];
+    while !slices.is_empty() {
+        match file.write_vectored(slices) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Refuses anything that is not a plain relative path inside the directory.
