@@ -357,3 +357,39 @@ fn record_mp4_writes_segments_ffprobe_reads() {
     assert_eq!(total_frames, frames.len() as u64, "every frame recorded once");
     assert!((total_duration - 8.0).abs() < 0.1, "segments add up to 8 s: {total_duration}");
 }
+
+/// Batch payloads stay in the router while a sink holds their handles; what it holds counts against its memory
+/// limit, so a sink that keeps every payload is stopped (out of memory) instead of growing the router without bound.
+#[test]
+fn payloads_a_sink_holds_count_against_its_memory_limit() {
+    use sluice::config::model::StorageGrant;
+    use sluice::plugin::sink::{MediaBatch, RecorderError};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut c = config(
+        "hoarder",
+        PluginSource::File(test_plugin("sluice_test_trap_sink.wasm")),
+        json!({ "trap_after": 1_000_000, "hold_payloads": true }),
+    );
+    c.limits = PluginLimits { memory_bytes: 8 << 20, call_timeout: Duration::from_secs(2) };
+    c.grants.storage = Some(StorageGrant { dir: dir.path().to_path_buf(), quota_bytes: None, max_age: None });
+    let plugin = load(&c).expect("loads");
+    let sink = plugin.as_sink().expect("a sink");
+    let track = sluice::recording::recorder::wit_track(&sluice::ingest::demo::clip().track);
+    let mut session = sink.open("cam", &[track]).expect("recorder starts");
+
+    let payload = bytes::Bytes::from(vec![0u8; 1 << 20]);
+    let mut accepted = 0;
+    let failure = loop {
+        match session.write(MediaBatch { payload: payload.clone(), samples: Vec::new() }) {
+            Ok(()) => accepted += 1,
+            Err(e) => break e,
+        }
+        assert!(accepted < 8, "8 MiB of payloads held past an 8 MiB limit");
+    };
+    assert_eq!(failure, RecorderError::Failed(CallFailure::OutOfMemory(8 << 20)));
+    assert!(accepted >= 4, "a few 1 MiB batches fit beside the instance's own memory: {accepted}");
+    assert!(session.memory() <= 8 << 20, "peak {} within the limit", session.memory());
+    assert_eq!(counters(sink.stats()).1, 1, "counted as out of memory");
+    assert!(session.write(MediaBatch { payload, samples: Vec::new() }).is_err(), "the recorder is gone");
+}

@@ -130,27 +130,11 @@ impl bindings::sluice::plugin::storage::HostFile for HostState {
     ) -> StorageResult<()> {
         // The payloads are reference-counted: holding them here frees the table to lend out the file.
         let held = payloads.iter().map(|p| Ok(self.table().get(p)?.0.clone())).collect::<wasmtime::Result<Vec<_>>>()?;
-        let mut slices: Vec<&[u8]> = Vec::with_capacity(chunks.len());
-        for chunk in &chunks {
-            match chunk {
-                Chunk::Bytes(data) => slices.push(data),
-                Chunk::Media(range) => {
-                    let (offset, len) = (range.offset as usize, range.len as usize);
-                    let bytes = held.get(range.payload as usize).and_then(|p| p.get(offset..offset.checked_add(len)?));
-                    match bytes {
-                        Some(b) => slices.push(b),
-                        None => {
-                            return Ok(Err(WitStorageError::OutOfRange(format!(
-                                "payload {} of {}, bytes {offset}..+{len}",
-                                range.payload,
-                                held.len()
-                            ))));
-                        }
-                    }
-                }
-            }
-        }
-        Ok(self.table().get_mut(&file)?.append_all(&slices).map_err(Into::into))
+        let pieces = match chunk_pieces(&held, &chunks) {
+            Ok(p) => p,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(self.table().get_mut(&file)?.append_all(&pieces).map_err(Into::into))
     }
 
     fn read_at(&mut self, file: Resource<OpenFile>, offset: u64, len: u32) -> StorageResult<Vec<u8>> {
@@ -181,6 +165,34 @@ impl bindings::sluice::plugin::storage::HostFile for HostState {
         self.table().delete(file)?;
         Ok(())
     }
+}
+
+/// The bytes `chunks` name, in order: the plugin's own bytes, or ranges of `payloads` (by index). An index or range
+/// that is not there refuses the whole write.
+fn chunk_pieces<'a>(payloads: &'a [bytes::Bytes], chunks: &'a [Chunk]) -> Result<Vec<&'a [u8]>, WitStorageError> {
+    chunks
+        .iter()
+        .map(|chunk| match chunk {
+            Chunk::Bytes(data) => Ok(data.as_slice()),
+            Chunk::Media(range) => {
+                let (offset, len) = (range.offset as usize, range.len as usize);
+                let payload = payloads.get(range.payload as usize).ok_or_else(|| {
+                    WitStorageError::OutOfRange(format!(
+                        "payload {} of a call that names {}",
+                        range.payload,
+                        payloads.len()
+                    ))
+                })?;
+                offset.checked_add(len).and_then(|end| payload.get(offset..end)).ok_or_else(|| {
+                    WitStorageError::OutOfRange(format!(
+                        "bytes {offset}..+{len} of payload {}, which has {} bytes",
+                        range.payload,
+                        payload.len()
+                    ))
+                })
+            }
+        })
+        .collect()
 }
 
 impl bindings::sluice::plugin::media::Host for HostState {}
@@ -497,6 +509,25 @@ impl RecorderSession {
                 self.recorder = None;
                 Err(RecorderError::Failed(inner.failed(&e, &self.store)))
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bindings::sluice::plugin::storage::MediaRange;
+
+    #[test]
+    fn chunks_resolve_to_bytes_and_payload_ranges_in_order() {
+        let payloads = [bytes::Bytes::from_static(b"0123456789"), bytes::Bytes::from_static(b"abc")];
+        let media = |payload, offset, len| Chunk::Media(MediaRange { payload, offset, len });
+        let chunks = [Chunk::Bytes(b"head".to_vec()), media(0, 2, 3), media(1, 0, 3), media(0, 10, 0)];
+        let pieces = chunk_pieces(&payloads, &chunks).expect("all there");
+        assert_eq!(pieces.concat(), b"head234abc");
+        for bad in [media(2, 0, 1), media(0, 8, 3), media(1, u32::MAX, 2), media(0, 11, 0)] {
+            let chunks = [Chunk::Bytes(b"head".to_vec()), bad];
+            assert!(matches!(chunk_pieces(&payloads, &chunks), Err(WitStorageError::OutOfRange(_))), "{:?}", chunks[1]);
         }
     }
 }

@@ -161,3 +161,22 @@ fn forbid_blocking(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     linker.allow_shadowing(false);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn held_payloads_and_linear_memory_share_one_cap() {
+        let mut cap = MemoryCap { cap: 1000, hit: false, peak: 0, total: 0, held: 0 };
+        assert!(cap.memory_growing(0, 600, None).expect("grow"));
+        assert!(cap.hold(300));
+        assert!(!cap.hold(200), "600 + 300 + 200 > 1000");
+        assert!(cap.hit);
+        assert!(!cap.memory_growing(600, 800, None).expect("grow"), "the held payloads leave no room");
+        cap.release(300);
+        assert!(cap.memory_growing(600, 800, None).expect("grow"));
+        assert!(cap.hold(200));
+        assert_eq!(cap.peak, 1000);
+    }
+}
