@@ -69,6 +69,10 @@ pub struct Sample {
 /// written: host memory behind a handle in the plugin, a plain buffer natively.
 pub trait Payload {
     fn len(&self) -> usize;
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 impl Payload for Vec<u8> {
