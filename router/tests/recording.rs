@@ -252,3 +252,65 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     files
 }
+
+/// Reading recordings is `playback` on their route, decided by the route's own auth: a viewer token for the route
+/// is enough (no API rights), a token for another action is not, and listing every route's recordings at once is
+/// an API call.
+#[tokio::test(flavor = "multi_thread")]
+async fn recordings_are_authorized_as_playback_on_their_route() {
+    use common::jwt::{hs256, now};
+    const SECRET: &str = "recording-test-secret";
+    let token = |permissions: &[&str]| {
+        hs256(json!({ "sub": "viewer", "aud": "sluice", "exp": now() + 600, "sluice": permissions }), SECRET.as_bytes())
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let storage = dir.path().join("recordings");
+    let plugin = format!(
+        "config = {{ segment_duration = \"2s\", part_duration = \"1s\" }}\ngrants = {{ storage = {{ dir = \"{}\" }} }}",
+        storage.display()
+    );
+    let routes = format!(
+        "[plugins.jwt]\nsource = \"builtin:auth-jwt\"\nconfig = {{ secret = \"{SECRET}\", audience = \"sluice\" }}\n\n\
+         [defaults]\nanonymous = []\n\n\
+         [[route]]\nname = \"guarded\"\nfrom = \"demo\"\nto = [\"record:mp4\"]\nauth = \"jwt\"\n"
+    );
+    let text = std::fs::read_to_string(config(dir.path(), &plugin, &routes)).expect("read");
+    let path = dir.path().join("routes.toml");
+    std::fs::write(&path, text.replacen("[server]\n", "[server]\napi_auth = \"jwt\"\n", 1)).expect("write");
+    let mut router = RouterProcess::start(&path);
+    router.wait_log(indexed("guarded"));
+    let client = reqwest::Client::new();
+    let status = |url: String, bearer: Option<String>| {
+        let client = client.clone();
+        async move {
+            let mut req = client.get(&url);
+            if let Some(t) = bearer {
+                req = req.bearer_auth(t);
+            }
+            req.send().await.expect("GET").status().as_u16()
+        }
+    };
+    let list = router.url("/v1/recordings?route=guarded");
+    assert_eq!(status(list.clone(), None).await, 401);
+    assert_eq!(status(list.clone(), Some(token(&["read:guarded"]))).await, 403, "read is not playback");
+    assert_eq!(status(list.clone(), Some(token(&["api"]))).await, 403, "API rights are not playback either");
+    let viewer = token(&["playback:guarded"]);
+    let r = client.get(&list).bearer_auth(&viewer).send().await.expect("GET");
+    assert_eq!(r.status().as_u16(), 200);
+    let body: Value = r.json().await.expect("json");
+    let id = body["recordings"][0]["id"].as_i64().expect("a recording");
+
+    // The file, as a <video> tag fetches it (?token=), and a stitched span.
+    let file = router.url(&format!("/v1/recordings/{id}/file"));
+    assert_eq!(status(file.clone(), None).await, 401);
+    assert_eq!(status(file.clone(), Some(token(&["playback:other"]))).await, 403);
+    assert_eq!(status(format!("{file}?token={viewer}"), None).await, 200);
+    let start = body["recordings"][0]["start_ms"].as_i64().expect("start") / 1000;
+    let download = router.url(&format!("/v1/recordings/download?route=guarded&from={start}&to={}", start + 1));
+    assert_eq!(status(download.clone(), Some(token(&["read:guarded"]))).await, 403);
+    assert_eq!(status(download, Some(viewer.clone())).await, 200);
+
+    // Every route's recordings at once: the API's business.
+    assert_eq!(status(router.url("/v1/recordings"), Some(viewer)).await, 403);
+    assert_eq!(status(router.url("/v1/recordings"), Some(token(&["api"]))).await, 200);
+}

@@ -68,7 +68,8 @@ pub fn refusal(outcome: &Outcome, schemes: &[&str]) -> ApiError {
 }
 
 /// Guards `/v1`: with `[server] api_auth` set, every call needs credentials that plugin accepts for action
-/// `api` (route: the route the path names, if any).
+/// `api` (route: the route the path names, if any) — except reading one route's recordings, which its handlers
+/// authorize as `playback` on that route.
 pub async fn require_api(
     State(state): State<AppState>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
@@ -79,13 +80,17 @@ pub async fn require_api(
         return next.run(request).await;
     };
     let path = request.uri().path().to_string();
+    let (credentials, query) = credentials_and_query(request.headers(), request.uri());
+    // One route's recordings are media: their handlers authorize `playback` on that route instead.
+    if super::recordings::is_playback(request.method(), &path, &query) {
+        return next.run(request).await;
+    }
     // Decoded as the handlers' `Path` extractor decodes it, so the plugin judges the route that will be served.
     let route = path
         .strip_prefix("/v1/routes/")
         .and_then(|r| r.split('/').next())
         .map(|r| percent_encoding::percent_decode_str(r).decode_utf8_lossy().into_owned())
         .unwrap_or_default();
-    let (credentials, query) = credentials_and_query(request.headers(), request.uri());
     let target = format!("{} {path}", request.method());
     let auth_request =
         crate::auth::request(Action::Api, Protocol::Http, &route, target, Some(remote.ip()), query, credentials);

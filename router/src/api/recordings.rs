@@ -1,18 +1,26 @@
 //! Recordings over HTTP: start/stop (`POST /v1/routes/{name}/record`), the index (`GET /v1/recordings`), one file
 //! with HTTP Range so a `<video>` tag can seek (`GET /v1/recordings/{id}/file`), and a time span stitched across
 //! segments (`GET /v1/recordings/download`).
+//!
+//! Reading recordings is watching media, so it is authorized like watching live: action `playback` on the
+//! recording's route, decided by that route's `auth` (or `[defaults] anonymous` when it has none) — a viewer's
+//! token for the route is enough, and a route's protection covers its recordings even when the API is open.
+//! Recordings of a route no longer in routes.toml fall back to `[server] api_auth`. Only listing every route's
+//! recordings at once (`GET /v1/recordings` without `route`) is an API call (`api_auth`, action `api`).
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, AppState};
+use crate::auth::{Action, Protocol};
 use crate::recording::index::Recording;
 use crate::recording::recorder::RecordingStatus;
 use crate::recording::stitch::{self, Piece};
@@ -122,8 +130,55 @@ async fn query(
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "index_error", e))
 }
 
+/// Whether a request reads one route's recordings (authorized by its handler, `playback` on that route) rather
+/// than calling the API (authorized by the `/v1` guard). Decided from the path and query alone, before routing.
+pub fn is_playback(method: &axum::http::Method, path: &str, query: &[(String, String)]) -> bool {
+    method == axum::http::Method::GET
+        && match path.strip_prefix("/v1/recordings") {
+            Some("") => query.iter().any(|(k, _)| k == "route"),
+            Some("/download") => true,
+            Some(rest) => {
+                rest.strip_prefix('/').and_then(|r| r.strip_suffix("/file")).is_some_and(|id| !id.contains('/'))
+            }
+            None => false,
+        }
+}
+
+/// Action `playback` on `route`: its auth plugin decides, as for a live viewer; a route no longer configured
+/// falls back to `[server] api_auth`.
+async fn authorize_playback(
+    state: &AppState,
+    route: &str,
+    remote: SocketAddr,
+    headers: &HeaderMap,
+    uri: &Uri,
+) -> Result<(), ApiError> {
+    let plugin = {
+        let dir = state.runtime.directory();
+        match dir.route(route) {
+            Some((config, _)) => config.auth.clone(),
+            None => dir.table.server.api_auth.clone(),
+        }
+    };
+    let (credentials, query) = super::auth::credentials_and_query(headers, uri);
+    let target = format!("GET {}", uri.path());
+    let request =
+        crate::auth::request(Action::Playback, Protocol::Http, route, target, Some(remote.ip()), query, credentials);
+    let outcome = state.runtime.authorize(plugin.as_deref(), request).await;
+    if outcome.is_allowed() { Ok(()) } else { Err(super::auth::refusal(&outcome, &["Bearer", "Basic"])) }
+}
+
 /// `GET /v1/recordings?route=&from=&to=`: recordings overlapping the span, oldest first.
-pub async fn list(State(state): State<AppState>, Query(q): Query<SpanQuery>) -> Result<Response, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    uri: Uri,
+    Query(q): Query<SpanQuery>,
+) -> Result<Response, ApiError> {
+    if let Some(route) = &q.route {
+        authorize_playback(&state, route, remote, &headers, &uri).await?;
+    }
     let (from, to) = span(&q)?;
     let recordings = query(&state, q.route.clone(), from, to).await?;
     let views: Vec<RecordingView> = recordings
@@ -141,8 +196,10 @@ pub async fn list(State(state): State<AppState>, Query(q): Query<SpanQuery>) -> 
 /// `GET /v1/recordings/{id}/file`: the file, with single-range `Range` support.
 pub async fn file(
     State(state): State<AppState>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
     Path(id): Path<String>,
     headers: HeaderMap,
+    uri: Uri,
 ) -> Result<Response, ApiError> {
     let not_found =
         || ApiError::new(StatusCode::NOT_FOUND, "recording_not_found", format!("there is no recording {id}"));
@@ -154,6 +211,7 @@ pub async fn file(
         .and_then(|r| r)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "index_error", e))?
         .ok_or_else(not_found)?;
+    authorize_playback(&state, &recording.route, remote, &headers, &uri).await?;
     let path = recording.file();
     let size = std::fs::metadata(&path).map_err(|_| not_found())?.len();
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok()).map(|v| parse_range(v, size));
@@ -181,8 +239,18 @@ pub async fn file(
 }
 
 /// `GET /v1/recordings/download?route=&from=&to=`: the span as one MP4, stitched across segments.
-pub async fn download(State(state): State<AppState>, Query(q): Query<SpanQuery>) -> Result<Response, ApiError> {
-    let (Some(route), (Some(from), Some(to))) = (q.route.clone(), span(&q)?) else {
+pub async fn download(
+    State(state): State<AppState>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    uri: Uri,
+    Query(q): Query<SpanQuery>,
+) -> Result<Response, ApiError> {
+    let Some(route) = q.route.clone() else {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_request", "`route`, `from` and `to` are required"));
+    };
+    authorize_playback(&state, &route, remote, &headers, &uri).await?;
+    let (Some(from), Some(to)) = span(&q)? else {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_request", "`route`, `from` and `to` are required"));
     };
     if to - from > MAX_DOWNLOAD_MS {
@@ -369,6 +437,21 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reading_one_routes_recordings_is_playback() {
+        let get = axum::http::Method::GET;
+        let route = [("route".to_string(), "cam".to_string())];
+        assert!(is_playback(&get, "/v1/recordings", &route));
+        assert!(!is_playback(&get, "/v1/recordings", &[]), "every route's recordings: an API call");
+        assert!(is_playback(&get, "/v1/recordings/download", &route));
+        assert!(is_playback(&get, "/v1/recordings/17/file", &[]));
+        assert!(!is_playback(&get, "/v1/recordings/17/file/x", &[]));
+        assert!(!is_playback(&get, "/v1/recordings/a/b/file", &[]));
+        assert!(!is_playback(&get, "/v1/recordingsx", &route));
+        assert!(!is_playback(&get, "/v1/routes/cam/record", &[]));
+        assert!(!is_playback(&axum::http::Method::POST, "/v1/recordings/download", &route));
+    }
 
     #[test]
     fn ranges() {

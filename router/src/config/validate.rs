@@ -33,7 +33,7 @@ pub fn validate(
     let mut cx = Cx { text, file, env, base_dir, errors: Vec::new() };
     let api_auth_spec = spec.server.as_ref().and_then(|s| s.api_auth.clone());
     let mut server = cx.server(spec.server);
-    let plugins = cx.plugins(spec.plugins);
+    let plugins = cx.plugins(spec.plugins, &server.data_dir);
     if let Some(a) = &api_auth_spec {
         server.api_auth = cx.auth("`server.api_auth`", a, &plugins);
     }
@@ -199,8 +199,14 @@ impl Cx<'_> {
         }
     }
 
-    fn plugins(&mut self, specs: BTreeMap<String, Spanned<PluginSpec>>) -> BTreeMap<String, PluginConfig> {
+    fn plugins(
+        &mut self,
+        specs: BTreeMap<String, Spanned<PluginSpec>>,
+        data_dir: &Path,
+    ) -> BTreeMap<String, PluginConfig> {
         let mut plugins = BTreeMap::new();
+        // Granted storage directories so far: no two may overlap (each one's retention deletes what it finds).
+        let mut storage_dirs: Vec<(String, PathBuf)> = Vec::new();
         for (name, spec) in specs {
             let span = spec.span();
             let spec = spec.into_inner();
@@ -348,7 +354,18 @@ impl Cx<'_> {
                         Some("write a directory, e.g. \"recordings\"".to_string()),
                     ),
                     Some(d) => {
-                        grants.storage = Some(StorageGrant { dir: self.base_dir.join(d), quota_bytes: quota, max_age })
+                        let dir = self.base_dir.join(d);
+                        match storage_conflict(&dir, &self.base_dir, data_dir, &storage_dirs) {
+                            Some(why) => self.err(
+                                storage.dir.span(),
+                                format!("{ctx}: `grants.storage.dir` {why}"),
+                                Some("give recordings a folder of their own, e.g. \"recordings\"".to_string()),
+                            ),
+                            None => {
+                                storage_dirs.push((name.clone(), lexical_absolute(&dir)));
+                                grants.storage = Some(StorageGrant { dir, quota_bytes: quota, max_age });
+                            }
+                        }
                     }
                     None => {}
                 }
@@ -918,6 +935,43 @@ fn targets_self(url: &Url, name: &RouteName, server: &ServerConfig) -> bool {
         && (path == name.as_str() || path.starts_with(&format!("{name}/")))
 }
 
+/// Why a granted storage directory cannot be used, if it cannot: the storage treats every file under it as a
+/// recording (retention deletes the oldest), so it must not hold the routes file, the data directory, or another
+/// plugin's storage.
+fn storage_conflict(dir: &Path, routes_dir: &Path, data_dir: &Path, others: &[(String, PathBuf)]) -> Option<String> {
+    let dir = lexical_absolute(dir);
+    if lexical_absolute(routes_dir).starts_with(&dir) {
+        return Some(format!("({}) holds routes.toml: retention would delete it", dir.display()));
+    }
+    if lexical_absolute(data_dir).starts_with(&dir) {
+        return Some(format!("({}) holds `server.data_dir`: retention would delete the database", dir.display()));
+    }
+    others.iter().find(|(_, other)| other.starts_with(&dir) || dir.starts_with(other)).map(|(name, other)| {
+        format!(
+            "({}) overlaps plugin \"{name}\"'s ({}): each would delete the other's files",
+            dir.display(),
+            other.display()
+        )
+    })
+}
+
+/// `path` made absolute against the working directory, with `.` and `..` resolved by name: grants are compared
+/// before their directories exist.
+fn lexical_absolute(path: &Path) -> PathBuf {
+    let joined = std::env::current_dir().map(|cwd| cwd.join(path)).unwrap_or_else(|_| path.to_path_buf());
+    let mut out = PathBuf::new();
+    for part in joined.components() {
+        match part {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use crate::config::model::*;
@@ -936,6 +990,25 @@ mod tests {
 
     fn error(text: &str) -> String {
         check(text).expect_err("invalid")
+    }
+
+    #[test]
+    fn storage_grants_keep_clear_of_the_config_the_data_and_each_other() {
+        let grant = |name: &str, dir: &str| {
+            format!(
+                "[plugins.{name}]\nsource = \"builtin:record-mp4\"\ngrants = {{ storage = {{ dir = \"{dir}\" }} }}\n"
+            )
+        };
+        let e = error(&grant("a", "."));
+        assert!(e.contains("holds routes.toml: retention would delete it"), "{e}");
+        let e = error(&grant("a", "sub/.."));
+        assert!(e.contains("holds routes.toml"), "{e}");
+        let e = error(&format!("[server]\ndata_dir = \"rec/data\"\n\n{}", grant("a", "rec")));
+        assert!(e.contains("holds `server.data_dir`"), "{e}");
+        let e = error(&format!("{}{}", grant("a", "rec"), grant("b", "rec/cam")));
+        assert!(e.contains("overlaps plugin \"a\""), "{e}");
+        check(&format!("{}{}", grant("a", "rec/a"), grant("b", "rec/b"))).expect("side by side is fine");
+        check(&format!("[server]\ndata_dir = \"data\"\n\n{}", grant("a", "data/recordings"))).expect("inside data_dir");
     }
 
     #[test]
