@@ -459,28 +459,7 @@ pub fn wit_track(track: &Track) -> sink::Track {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::media::{Codec, CodecParams, TrackId};
-    use crate::route::reader::tests::video_frame;
-
-    fn audio(dts: i64, data: &'static [u8]) -> Frame {
-        let track = Arc::new(Track {
-            id: TrackId(1),
-            codec: Codec::Opus,
-            clock_rate: 48_000,
-            params: CodecParams::None,
-            description: String::new(),
-        });
-        Frame {
-            track,
-            pts: dts,
-            dts,
-            keyframe: true,
-            data: bytes::Bytes::from_static(data),
-            received: Instant::now(),
-            wallclock: None,
-            flv: Default::default(),
-        }
-    }
+    use crate::route::reader::tests::{audio_frame as audio, video_frame};
 
     #[test]
     fn a_batch_lays_its_payload_out_track_by_track() {

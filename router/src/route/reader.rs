@@ -179,6 +179,27 @@ pub(crate) mod tests {
         })
     }
 
+    /// An Opus frame on track 1 (48 kHz).
+    pub(crate) fn audio_frame(dts: i64, data: &'static [u8]) -> Frame {
+        let track = Arc::new(Track {
+            id: TrackId(1),
+            codec: Codec::Opus,
+            clock_rate: 48_000,
+            params: CodecParams::None,
+            description: String::new(),
+        });
+        Frame {
+            track,
+            pts: dts,
+            dts,
+            keyframe: true,
+            data: Bytes::from_static(data),
+            received: std::time::Instant::now(),
+            wallclock: None,
+            flv: Default::default(),
+        }
+    }
+
     fn pair(capacity: usize) -> (ReaderSlot, RouteReader) {
         reader_pair(1, ReaderKind::Api, None, capacity, Box::new(|_| {}))
     }

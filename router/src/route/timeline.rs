@@ -89,10 +89,7 @@ impl Timeline {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
-    use crate::media::{Codec, CodecParams, Track};
     use crate::route::reader::tests::video_frame;
 
     fn frame(dts: i64) -> Frame {
@@ -102,23 +99,7 @@ mod tests {
     }
 
     fn audio(dts: i64) -> Frame {
-        let track = Arc::new(Track {
-            id: TrackId(1),
-            codec: Codec::Opus,
-            clock_rate: 48_000,
-            params: CodecParams::None,
-            description: String::new(),
-        });
-        Frame {
-            track,
-            pts: dts,
-            dts,
-            keyframe: true,
-            data: bytes::Bytes::new(),
-            received: std::time::Instant::now(),
-            wallclock: None,
-            flv: Default::default(),
-        }
+        crate::route::reader::tests::audio_frame(dts, b"")
     }
 
     #[test]
