@@ -363,7 +363,7 @@ impl native::segmenter::Files for RouterFiles {
     fn append_part(&mut self, file: &mut OpenFile, part: native::mux::Part<Vec<u8>>) -> Result<(), String> {
         let mut pieces: Vec<&[u8]> = Vec::with_capacity(part.data.len() + 1);
         pieces.push(&part.head);
-        pieces.extend(part.data.iter().map(|d| &d.payload[d.offset as usize..][..d.len as usize]));
+        pieces.extend(part.data.iter().map(|d| d.bytes()));
         file.append_all(&pieces).map_err(|e| e.to_string())
     }
 

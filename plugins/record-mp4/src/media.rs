@@ -95,6 +95,13 @@ impl<P> Clone for SampleData<P> {
     }
 }
 
+impl<P: AsRef<[u8]>> SampleData<P> {
+    /// The sample's bytes, where the payload's bytes are at hand (natively).
+    pub fn bytes(&self) -> &[u8] {
+        &(*self.payload).as_ref()[self.offset as usize..][..self.len as usize]
+    }
+}
+
 impl<P> SampleData<P> {
     /// Whether `next` starts where this ends in the same payload (so the two can be written as one range).
     pub fn continues_with(&self, next: &SampleData<P>) -> bool {

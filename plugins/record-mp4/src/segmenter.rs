@@ -12,9 +12,8 @@
 //! - A sample's duration is the distance to the next sample of its track, so each track holds its latest sample back
 //!   until the next one arrives (or the segment ends, when the previous duration or a codec default is used).
 
-use std::time::Duration;
-
 use std::rc::Rc;
+use std::time::Duration;
 
 use crate::config::Config;
 use crate::media::{Codec, Payload, Sample, SampleData, TrackInfo};
@@ -447,7 +446,7 @@ impl Files for MemFiles {
         let out = self.files.get_mut(file.as_str()).ok_or("no such file")?;
         out.extend_from_slice(&part.head);
         for d in &part.data {
-            out.extend_from_slice(&d.payload[d.offset as usize..][..d.len as usize]);
+            out.extend_from_slice(d.bytes());
         }
         Ok(())
     }
@@ -516,7 +515,7 @@ impl Files for DirFiles {
         use std::io::{IoSlice, Write};
         let mut slices = Vec::with_capacity(part.data.len() + 1);
         slices.push(IoSlice::new(&part.head));
-        slices.extend(part.data.iter().map(|d| IoSlice::new(&d.payload[d.offset as usize..][..d.len as usize])));
+        slices.extend(part.data.iter().map(|d| IoSlice::new(d.bytes())));
         let mut slices = &mut slices[..];
         while !slices.is_empty() {
             match file.file.write_vectored(slices) {

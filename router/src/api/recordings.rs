@@ -246,13 +246,10 @@ pub async fn download(
     uri: Uri,
     Query(q): Query<SpanQuery>,
 ) -> Result<Response, ApiError> {
-    let Some(route) = q.route.clone() else {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_request", "`route`, `from` and `to` are required"));
-    };
+    let required = || ApiError::new(StatusCode::BAD_REQUEST, "bad_request", "`route`, `from` and `to` are required");
+    let route = q.route.clone().ok_or_else(required)?;
     authorize_playback(&state, &route, remote, &headers, &uri).await?;
-    let (Some(from), Some(to)) = span(&q)? else {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_request", "`route`, `from` and `to` are required"));
-    };
+    let (Some(from), Some(to)) = span(&q)? else { return Err(required()) };
     if to - from > MAX_DOWNLOAD_MS {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,

@@ -417,9 +417,14 @@ impl Inner {
 
     fn failed(&self, e: &wasmtime::Error, store: &Store<HostState>) -> CallFailure {
         let failure = CallFailure::classify(e, store.data().memory.hit, self.timeout, self.memory_cap);
-        self.stats.failed(&failure);
-        self.stats.recycled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.count_failure(&failure);
         failure
+    }
+
+    /// Counts a failure that ends the instance (it is never used again).
+    fn count_failure(&self, failure: &CallFailure) {
+        self.stats.failed(failure);
+        self.stats.recycled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn count_time(&self, started: Instant) {
@@ -450,17 +455,24 @@ impl RecorderSession {
             return Err(RecorderError::Refused("the recorder has stopped".to_string()));
         }
         let state = self.store.data_mut();
+        let len = batch.payload.len();
         // Payloads the plugin keeps count against its memory limit, with its linear memory.
-        if !state.memory.hold(batch.payload.len()) {
-            self.recorder = None;
-            let failure = CallFailure::OutOfMemory(self.inner.memory_cap);
-            self.inner.stats.failed(&failure);
-            self.inner.stats.recycled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            return Err(RecorderError::Failed(failure));
-        }
-        let payload = match state.table().push(HeldPayload(batch.payload)) {
+        let held = if state.memory.hold(len) {
+            state.table().push(HeldPayload(batch.payload)).map_err(|e| {
+                state.memory.release(len);
+                CallFailure::Trap(e.to_string())
+            })
+        } else {
+            Err(CallFailure::OutOfMemory(self.inner.memory_cap))
+        };
+        let payload = match held {
             Ok(p) => p,
-            Err(e) => return Err(RecorderError::Failed(CallFailure::Trap(e.to_string()))),
+            Err(failure) => {
+                // Like a failed call: this recorder is done.
+                self.recorder = None;
+                self.inner.count_failure(&failure);
+                return Err(RecorderError::Failed(failure));
+            }
         };
         let batch = bindings::sluice::plugin::media::Batch { payload, samples: batch.samples };
         self.call(|store, api, recorder| api.recorder().call_write(store, recorder, &batch))
