@@ -28,6 +28,7 @@
 
 pub mod config;
 pub mod media;
+pub mod moof;
 pub mod mux;
 pub mod recover;
 pub mod segmenter;

@@ -1,18 +1,20 @@
 //! Fragmented MP4 bytes, with no IO: the init segment (ftyp + moov) of a set of tracks, and [`Fragment`], which
-//! collects one part's samples and encodes them as prft + moof + mdat. Boxes are encoded by `mp4-atom`.
+//! collects one part's samples and encodes them as prft + moof + mdat. The init segment is encoded by `mp4-atom`,
+//! the per-part boxes by [`crate::moof`].
 //!
 //! Tracks are addressed by their index in the slice given to [`init_segment`] / [`Fragment::new`]; the MP4 track id
 //! of index `i` is `i + 1` (MP4 reserves 0, while the host's ids may be anything).
 
 use mp4_atom::{
     Atom, Audio, Avc1, Avcc, Codec as Entry, Dinf, Dops, Dref, DrefEntry, Encode, Esds, FixedPoint, FourCC, Ftyp, Hdlr,
-    Header, Hvc1, Hvcc, Mdhd, Mdia, Mfhd, Minf, Moof, Moov, Mp4a, Mvex, Mvhd, Opus, Prft, ReferenceTime, Smhd, Stbl,
-    Stco, Stsd, Tfdt, Tfhd, Tkhd, Traf, Trak, Trex, Trun, TrunEntry, TrunSamples, Twos, Url, Visual, Vmhd,
+    Hvc1, Hvcc, Mdhd, Mdia, Minf, Moov, Mp4a, Mvex, Mvhd, Opus, Smhd, Stbl, Stco, Stsd, Tkhd, Trak, Trex, Twos, Url,
+    Visual, Vmhd,
 };
 
 use mp4_atom::esds::{DecoderConfig, DecoderSpecific, EsDescriptor};
 
 use crate::media::{Codec, Payload, SampleData, TrackInfo};
+use crate::moof;
 
 /// `sample_flags` of a sync sample: sample_depends_on = 2 (depends on no other sample).
 pub const SYNC: u32 = 0x0200_0000;
@@ -231,19 +233,6 @@ fn patch_sample_entry(moov: &mut [u8], trak_index: usize, fourcc: FourCC) -> Res
     Ok(())
 }
 
-/// Sets the data_offset of the trun in traf `traf_index` of an encoded moof (which [`Fragment::finish`] always
-/// encodes with one trun per traf and a data offset present).
-fn patch_data_offset(moof: &mut [u8], traf_index: usize, value: i32) -> Result<(), String> {
-    let fail = || format!("internal error: no trun in traf {traf_index} of the encoded moof");
-    let (moof_body, _) = find_child(moof, 0, moof.len(), b"moof", 0).ok_or_else(fail)?;
-    let (traf, traf_end) = find_child(moof, moof_body, moof.len(), b"traf", traf_index).ok_or_else(fail)?;
-    let (trun, _) = find_child(moof, traf, traf_end, b"trun", 0).ok_or_else(fail)?;
-    // trun body: version + flags (4), sample_count (4), then data_offset (4).
-    let at = trun + 8;
-    moof.get_mut(at..at + 4).ok_or_else(fail)?.copy_from_slice(&value.to_be_bytes());
-    Ok(())
-}
-
 /// The `nth` child box named `kind` in `buf[start..end]`: (body start, box end). Only 32-bit sizes: this reads what
 /// [`init_segment`] or [`Fragment::finish`] just encoded.
 fn find_child(buf: &[u8], start: usize, end: usize, kind: &[u8; 4], mut nth: usize) -> Option<(usize, usize)> {
@@ -297,7 +286,9 @@ struct TrafBuf<P> {
     video: bool,
     /// The first sample's decode time (the traf's tfdt) and wall-clock time.
     first: Option<(u64, Option<u64>)>,
-    entries: Vec<TrunEntry>,
+    /// The trun's entries, already encoded ([`moof::push_entry`]): a part's moof is then one copy per track.
+    entries: Vec<u8>,
+    samples: u32,
     /// The run's bytes; adjacent ranges of one payload are merged.
     data: Vec<SampleData<P>>,
     data_len: usize,
@@ -313,6 +304,7 @@ impl<P: Payload> Fragment<P> {
                     video: t.codec.is_video(),
                     first: None,
                     entries: Vec::new(),
+                    samples: 0,
                     data: Vec::new(),
                     data_len: 0,
                     duration: 0,
@@ -327,12 +319,16 @@ impl<P: Payload> Fragment<P> {
         if traf.first.is_none() {
             traf.first = Some((sample.decode_time, sample.wallclock_ms));
         }
-        traf.entries.push(TrunEntry {
-            duration: Some(sample.duration),
-            size: Some(sample.data.len),
-            flags: Some(if sample.sync { SYNC } else { NON_SYNC }),
-            cts: traf.video.then_some(i64::from(sample.composition_offset)),
-        });
+        moof::push_entry(
+            &mut traf.entries,
+            moof::Entry {
+                duration: sample.duration,
+                size: sample.data.len,
+                flags: if sample.sync { SYNC } else { NON_SYNC },
+                composition_offset: traf.video.then_some(sample.composition_offset),
+            },
+        );
+        traf.samples += 1;
         traf.data_len += sample.data.len as usize;
         traf.duration += u64::from(sample.duration);
         match traf.data.last_mut() {
@@ -342,12 +338,12 @@ impl<P: Payload> Fragment<P> {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.trafs.iter().all(|t| t.entries.is_empty())
+        self.trafs.iter().all(|t| t.samples == 0)
     }
 
     /// Samples pushed to track `index` since the last [`finish`](Self::finish).
     pub fn samples(&self, index: usize) -> usize {
-        self.trafs.get(index).map_or(0, |t| t.entries.len())
+        self.trafs.get(index).map_or(0, |t| t.samples as usize)
     }
 
     /// Total duration of track `index`'s samples in this part, in its timescale.
@@ -366,65 +362,31 @@ impl<P: Payload> Fragment<P> {
         if self.is_empty() {
             return Ok(None);
         }
-        let used: Vec<usize> = (0..self.trafs.len()).filter(|&i| !self.trafs[i].entries.is_empty()).collect();
+        let used = || self.trafs.iter().enumerate().filter(|(_, t)| t.samples > 0);
+        let mut head = Vec::with_capacity(256 + used().map(|(_, t)| t.entries.len()).sum::<usize>());
 
         // The reference track of the prft is the video track when the part has one: it is what a viewer seeks by.
-        let reference = used.iter().copied().find(|&i| self.trafs[i].video).or_else(|| used.first().copied());
-        let prft = reference.and_then(|i| {
-            let (media_time, wallclock) = self.trafs[i].first?;
-            Some(Prft {
-                reference_track_id: mp4_track_id(i),
-                ntp_timestamp: ntp_from_unix_ms(wallclock?),
-                media_time,
-                utc_time_semantics: ReferenceTime::Input,
+        let reference = used().find(|(_, t)| t.video).or_else(|| used().next());
+        if let Some((i, TrafBuf { first: Some((media_time, Some(wallclock))), .. })) = reference {
+            moof::write_prft(&mut head, mp4_track_id(i), ntp_from_unix_ms(*wallclock), *media_time);
+        }
+        let runs: Vec<moof::Run> = used()
+            .map(|(i, t)| moof::Run {
+                track_id: mp4_track_id(i),
+                base_decode_time: t.first.map_or(0, |f| f.0),
+                with_cts: t.video,
+                samples: t.samples,
+                entries: &t.entries,
+                data_len: t.data_len,
             })
-        });
+            .collect();
+        moof::write_moof_and_mdat_header(&mut head, sequence, &runs)?;
 
-        let samples: usize = used.iter().map(|&i| self.trafs[i].entries.len()).sum();
-        let mut moof = Moof {
-            mfhd: Mfhd { sequence_number: sequence },
-            traf: used
-                .iter()
-                .map(|&i| {
-                    let t = &mut self.trafs[i];
-                    Traf {
-                        tfhd: Tfhd { track_id: mp4_track_id(i), default_base_is_moof: true, ..Default::default() },
-                        tfdt: Some(Tfdt { base_media_decode_time: t.first.map_or(0, |f| f.0) }),
-                        trun: vec![Trun {
-                            data_offset: Some(0),
-                            samples: TrunSamples::Explicit(std::mem::take(&mut t.entries)),
-                        }],
-                        ..Default::default()
-                    }
-                })
-                .collect(),
-        };
-
-        // The data offsets are relative to the moof's first byte (default-base-is-moof) and the moof's size does not
-        // depend on their values: encode once with zeros, then write each trun's offset into the bytes.
-        let data_len: usize = used.iter().map(|&i| self.trafs[i].data_len).sum();
-        let mut head = Vec::with_capacity(256 + 16 * samples);
-        if let Some(prft) = prft {
-            prft.encode(&mut head).map_err(|e| format!("encoding prft: {e}"))?;
-        }
-        let moof_at = head.len();
-        moof.encode(&mut head).map_err(|e| format!("encoding moof: {e}"))?;
-        let mdat_header = Header { kind: FourCC::new(b"mdat"), size: Some(data_len) };
-        mdat_header.encode(&mut head).map_err(|e| format!("encoding mdat: {e}"))?;
-        let mut offset = head.len() - moof_at;
-        for (n, &i) in used.iter().enumerate() {
-            let at = i32::try_from(offset).map_err(|_| "a part exceeds 2 GiB".to_string())?;
-            patch_data_offset(&mut head[moof_at..], n, at)?;
-            offset += self.trafs[i].data_len;
-        }
-        let mut data = Vec::with_capacity(used.iter().map(|&i| self.trafs[i].data.len()).sum());
-        for (traf, &i) in moof.traf.iter_mut().zip(&used) {
-            let t = &mut self.trafs[i];
-            // The run's entries go back for the next part: their capacity is reused rather than regrown.
-            if let Some(TrunSamples::Explicit(entries)) = traf.trun.pop().map(|trun| trun.samples) {
-                t.entries = entries;
-                t.entries.clear();
-            }
+        let mut data = Vec::with_capacity(used().map(|(_, t)| t.data.len()).sum());
+        for t in &mut self.trafs {
+            // The entries' capacity is kept for the next part rather than regrown.
+            t.entries.clear();
+            t.samples = 0;
             data.append(&mut t.data);
             t.data_len = 0;
             t.first = None;
