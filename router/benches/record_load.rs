@@ -32,8 +32,12 @@ fn now() -> std::time::Instant {
 
 /// A batch as it is built: one payload and its sample index.
 struct Batch {
+    /// Laid out track by track, for the native paths.
     payload: Vec<u8>,
     samples: Vec<Sample>,
+    /// Each sample's bytes in its own buffer, in arrival order: the frames as a route holds them, which the
+    /// router's batcher hands to the plugin without copying.
+    frames: Vec<bytes::Bytes>,
 }
 
 /// `seconds` of one stream as the router batches it: every 250 ms, one payload and its sample index.
@@ -43,7 +47,7 @@ fn batches(seconds: i64) -> Vec<Batch> {
     let (mut v, mut a) = (0i64, 0i64);
     for window in 0..seconds * 1000 / BATCH_MS {
         let end_ms = (window + 1) * BATCH_MS;
-        let mut batch = Batch { payload: Vec::new(), samples: Vec::new() };
+        let mut batch = Batch { payload: Vec::new(), samples: Vec::new(), frames: Vec::new() };
         let wall = 1_795_219_200_000 + end_ms as u64;
         loop {
             let v_ms = v * 1000 / FPS;
@@ -94,6 +98,11 @@ fn batches(seconds: i64) -> Vec<Batch> {
 /// The payload laid out track by track, samples kept in arrival order: what the router's batcher sends.
 fn by_track(batch: Batch) -> Batch {
     let mut payload = Vec::with_capacity(batch.payload.len());
+    let frames = batch
+        .samples
+        .iter()
+        .map(|s| bytes::Bytes::copy_from_slice(&batch.payload[s.offset as usize..][..s.len as usize]));
+    let frames = frames.collect();
     let mut samples = batch.samples;
     for track in [0, 1] {
         for s in samples.iter_mut().filter(|s| s.track == track) {
@@ -102,7 +111,7 @@ fn by_track(batch: Batch) -> Batch {
             s.offset = at;
         }
     }
-    Batch { payload, samples }
+    Batch { payload, samples, frames }
 }
 
 fn tracks() -> Vec<Track> {
@@ -235,8 +244,8 @@ trait Path {
 /// Recordings through `builtin:record-mp4` in wasmtime, writing through the storage host interface.
 struct PluginPath {
     sessions: Vec<sluice::plugin::sink::RecorderSession>,
-    /// Each recording's batches, as in the router: a payload is shared, not copied.
-    batches: Vec<std::vec::IntoIter<MediaBatch>>,
+    /// Every batch's samples and frames, in arrival order.
+    input: Vec<(Vec<Sample>, Vec<bytes::Bytes>)>,
     /// Keeps the plugin (and its storage) loaded while the sessions run.
     _plugin: sluice::plugin::Plugin,
 }
@@ -259,26 +268,20 @@ impl PluginPath {
         let plugin = host.load(&config, bytes).expect("load");
         let sink = plugin.as_sink().expect("sink");
         let sessions = (0..streams).map(|i| sink.open(&format!("cam{i}"), tracks).expect("recorder")).collect();
-        let payloads: Vec<bytes::Bytes> = input.iter().map(|b| bytes::Bytes::from(b.payload.clone())).collect();
-        let batches = (0..streams)
-            .map(|_| {
-                let batches: Vec<MediaBatch> = input
-                    .iter()
-                    .zip(&payloads)
-                    .map(|(b, p)| MediaBatch { payload: p.clone(), samples: b.samples.clone() })
-                    .collect();
-                batches.into_iter()
-            })
-            .collect();
-        PluginPath { sessions, batches, _plugin: plugin }
+        let input = input.iter().map(|b| (b.samples.clone(), b.frames.clone())).collect();
+        PluginPath { sessions, input, _plugin: plugin }
     }
 }
 
 impl Path for PluginPath {
-    fn write(&mut self, _n: usize) -> Duration {
+    fn write(&mut self, n: usize) -> Duration {
+        let (samples, frames) = &self.input[n];
         let began = now();
-        for (s, batches) in self.sessions.iter_mut().zip(&mut self.batches) {
-            s.write(batches.next().expect("a batch per stream")).expect("write");
+        for s in &mut self.sessions {
+            // What the router's batcher does when it sends a batch: the frames laid out by track, not copied.
+            let mut samples = samples.clone();
+            let payload = sluice::recording::recorder::lay_out(&mut samples, frames, [0, 1].into_iter());
+            s.write(MediaBatch { payload, samples }).expect("write");
         }
         began.elapsed()
     }

@@ -381,7 +381,7 @@ fn payloads_a_sink_holds_count_against_its_memory_limit() {
     let payload = bytes::Bytes::from(vec![0u8; 1 << 20]);
     let mut accepted = 0;
     let failure = loop {
-        match session.write(MediaBatch { payload: payload.clone(), samples: Vec::new() }) {
+        match session.write(MediaBatch { payload: payload.clone().into(), samples: Vec::new() }) {
             Ok(()) => accepted += 1,
             Err(e) => break e,
         }
@@ -391,5 +391,8 @@ fn payloads_a_sink_holds_count_against_its_memory_limit() {
     assert!(accepted >= 4, "a few 1 MiB batches fit beside the instance's own memory: {accepted}");
     assert!(session.memory() <= 8 << 20, "peak {} within the limit", session.memory());
     assert_eq!(counters(sink.stats()).1, 1, "counted as out of memory");
-    assert!(session.write(MediaBatch { payload, samples: Vec::new() }).is_err(), "the recorder is gone");
+    assert!(
+        session.write(MediaBatch { payload: payload.into(), samples: Vec::new() }).is_err(),
+        "the recorder is gone"
+    );
 }

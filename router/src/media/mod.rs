@@ -11,5 +11,7 @@
 pub mod aac;
 pub mod frame;
 pub mod h264;
+pub mod payload;
 
 pub use frame::{Codec, CodecParams, Frame, MediaKind, Track, TrackId};
+pub use payload::Payload;

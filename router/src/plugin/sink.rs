@@ -13,6 +13,7 @@ use super::engine::{PluginHost, deadline_ticks};
 use super::state::HostState;
 use super::stats::{CallFailure, PluginStats};
 use crate::config::model::{PluginConfig, StorageGrant};
+use crate::media::Payload;
 use crate::recording::storage::{OpenFile, Storage, StorageError};
 
 mod bindings {
@@ -33,13 +34,14 @@ use bindings::sluice::plugin::storage::{Chunk, Entry, StorageError as WitStorage
 /// A batch as the router hands it to a recorder: one payload and the index of the samples in it.
 #[derive(Debug, Clone)]
 pub struct MediaBatch {
-    pub payload: bytes::Bytes,
+    pub payload: Payload,
     pub samples: Vec<Sample>,
 }
 
 /// A batch payload a plugin holds (WIT `media.payload`): the bytes stay here, the plugin gets a handle.
 #[derive(Debug)]
-pub struct HeldPayload(bytes::Bytes);
+/// Shared, so a write can hold the payloads it names while it borrows the file from the same table.
+pub struct HeldPayload(Arc<Payload>);
 
 /// The most a plugin may copy out of a payload in one `read`.
 const MAX_PAYLOAD_READ: u32 = 16 << 20;
@@ -129,7 +131,8 @@ impl bindings::sluice::plugin::storage::HostFile for HostState {
         chunks: Vec<Chunk>,
     ) -> StorageResult<()> {
         // The payloads are reference-counted: holding them here frees the table to lend out the file.
-        let held = payloads.iter().map(|p| Ok(self.table().get(p)?.0.clone())).collect::<wasmtime::Result<Vec<_>>>()?;
+        let held =
+            payloads.iter().map(|p| Ok(Arc::clone(&self.table().get(p)?.0))).collect::<wasmtime::Result<Vec<_>>>()?;
         let pieces = match chunk_pieces(&held, &chunks) {
             Ok(p) => p,
             Err(e) => return Ok(Err(e)),
@@ -167,13 +170,13 @@ impl bindings::sluice::plugin::storage::HostFile for HostState {
     }
 }
 
-/// The bytes `chunks` name, in order: the plugin's own bytes, or ranges of `payloads` (by index). An index or range
-/// that is not there refuses the whole write.
-fn chunk_pieces<'a>(payloads: &'a [bytes::Bytes], chunks: &'a [Chunk]) -> Result<Vec<&'a [u8]>, WitStorageError> {
-    chunks
-        .iter()
-        .map(|chunk| match chunk {
-            Chunk::Bytes(data) => Ok(data.as_slice()),
+/// The bytes `chunks` name, in order: the plugin's own bytes, or ranges of `payloads` (by index), one piece per frame
+/// a range spans. An index or range that is not there refuses the whole write.
+fn chunk_pieces<'a>(payloads: &'a [Arc<Payload>], chunks: &'a [Chunk]) -> Result<Vec<&'a [u8]>, WitStorageError> {
+    let mut pieces = Vec::with_capacity(chunks.len() * 8);
+    for chunk in chunks {
+        match chunk {
+            Chunk::Bytes(data) => pieces.push(data.as_slice()),
             Chunk::Media(range) => {
                 let (offset, len) = (range.offset as usize, range.len as usize);
                 let payload = payloads.get(range.payload as usize).ok_or_else(|| {
@@ -183,16 +186,18 @@ fn chunk_pieces<'a>(payloads: &'a [bytes::Bytes], chunks: &'a [Chunk]) -> Result
                         payloads.len()
                     ))
                 })?;
-                offset.checked_add(len).and_then(|end| payload.get(offset..end)).ok_or_else(|| {
+                let slices = payload.slices(offset, len).ok_or_else(|| {
                     WitStorageError::OutOfRange(format!(
                         "bytes {offset}..+{len} of payload {}, which has {} bytes",
                         range.payload,
                         payload.len()
                     ))
-                })
+                })?;
+                pieces.extend(slices);
             }
-        })
-        .collect()
+        }
+    }
+    Ok(pieces)
 }
 
 impl bindings::sluice::plugin::media::Host for HostState {}
@@ -204,10 +209,7 @@ impl bindings::sluice::plugin::media::HostPayload for HostState {
     }
 
     fn read(&mut self, payload: Resource<HeldPayload>, offset: u32, len: u32) -> wasmtime::Result<Vec<u8>> {
-        let held = &self.table().get(&payload)?.0;
-        let start = (offset as usize).min(held.len());
-        let end = start.saturating_add(len.min(MAX_PAYLOAD_READ) as usize).min(held.len());
-        Ok(held[start..end].to_vec())
+        Ok(self.table().get(&payload)?.0.copy_range(offset as usize, len.min(MAX_PAYLOAD_READ) as usize))
     }
 
     fn drop(&mut self, payload: Resource<HeldPayload>) -> wasmtime::Result<()> {
@@ -458,7 +460,7 @@ impl RecorderSession {
         let len = batch.payload.len();
         // Payloads the plugin keeps count against its memory limit, with its linear memory.
         let held = if state.memory.hold(len) {
-            state.table().push(HeldPayload(batch.payload)).map_err(|e| {
+            state.table().push(HeldPayload(Arc::new(batch.payload))).map_err(|e| {
                 state.memory.release(len);
                 CallFailure::Trap(e.to_string())
             })
@@ -532,11 +534,13 @@ mod tests {
 
     #[test]
     fn chunks_resolve_to_bytes_and_payload_ranges_in_order() {
-        let payloads = [bytes::Bytes::from_static(b"0123456789"), bytes::Bytes::from_static(b"abc")];
+        // The first payload is two frames: a range across them is two pieces.
+        let two_frames: Payload = [&b"01234"[..], b"56789"].into_iter().map(bytes::Bytes::from_static).collect();
+        let payloads = [Arc::new(two_frames), Arc::new(Payload::from(b"abc".to_vec()))];
         let media = |payload, offset, len| Chunk::Media(MediaRange { payload, offset, len });
-        let chunks = [Chunk::Bytes(b"head".to_vec()), media(0, 2, 3), media(1, 0, 3), media(0, 10, 0)];
+        let chunks = [Chunk::Bytes(b"head".to_vec()), media(0, 2, 3), media(1, 0, 3), media(0, 10, 0), media(0, 4, 2)];
         let pieces = chunk_pieces(&payloads, &chunks).expect("all there");
-        assert_eq!(pieces.concat(), b"head234abc");
+        assert_eq!(pieces, [&b"head"[..], b"234", b"abc", b"4", b"5"]);
         for bad in [media(2, 0, 1), media(0, 8, 3), media(1, u32::MAX, 2), media(0, 11, 0)] {
             let chunks = [Chunk::Bytes(b"head".to_vec()), bad];
             assert!(matches!(chunk_pieces(&payloads, &chunks), Err(WitStorageError::OutOfRange(_))), "{:?}", chunks[1]);
