@@ -1,7 +1,8 @@
 //! Recording capacity on one core: N concurrent 4 Mbit/s streams (H.264 30 fps + AAC) recorded to fragmented
-//! MP4 through the plugin path (host batches -> `builtin:record-mp4` in wasmtime -> storage host calls -> disk),
-//! against the same muxer compiled natively writing the same batches through the router's storage layer (the
-//! anchor: a recorder built into the router) and, for reference, straight to `std::fs`.
+//! MP4 through the plugin path (the route's frames laid out as a batch -> `builtin:record-mp4` in wasmtime ->
+//! storage host calls -> disk), against the same muxer compiled natively, handed the same frames laid out the same
+//! way and writing through the router's storage layer (the anchor: a recorder built into the router), and, for
+//! reference, the native muxer handed one contiguous buffer per batch made in advance, writing straight to `std::fs`.
 //!
 //! `sync; echo 1 > /proc/sys/vm/drop_caches; taskset -c 1 cargo bench -p sluice --bench record_load -- [STREAMS]
 //! [SECONDS]` (default 100 streams, 10 s of media each; dropping the page cache first makes runs repeatable).
@@ -32,8 +33,8 @@ fn now() -> std::time::Instant {
 
 /// A batch as it is built: one payload and its sample index.
 struct Batch {
-    /// Laid out track by track, for the native paths.
-    payload: Vec<u8>,
+    /// Laid out track by track in one buffer, for the bare native path.
+    payload: std::rc::Rc<Vec<u8>>,
     samples: Vec<Sample>,
     /// Each sample's bytes in its own buffer, in arrival order: the frames as a route holds them, which the
     /// router's batcher hands to the plugin without copying.
@@ -47,7 +48,8 @@ fn batches(seconds: i64) -> Vec<Batch> {
     let (mut v, mut a) = (0i64, 0i64);
     for window in 0..seconds * 1000 / BATCH_MS {
         let end_ms = (window + 1) * BATCH_MS;
-        let mut batch = Batch { payload: Vec::new(), samples: Vec::new(), frames: Vec::new() };
+        // In arrival order, one buffer.
+        let (mut payload, mut samples) = (Vec::new(), Vec::new());
         let wall = 1_795_219_200_000 + end_ms as u64;
         loop {
             let v_ms = v * 1000 / FPS;
@@ -55,16 +57,16 @@ fn batches(seconds: i64) -> Vec<Batch> {
             if v_ms.min(a_ms) >= end_ms {
                 break;
             }
-            let offset = batch.payload.len() as u32;
+            let offset = payload.len() as u32;
             if v_ms <= a_ms {
                 // Keyframes 4x the average, P-frames a little smaller: about VIDEO_BPS overall.
                 let key = v % GOP == 0;
                 let len = if key { frame * 4 } else { frame * (GOP as usize - 4) / (GOP as usize - 1) };
-                batch.payload.extend_from_slice(&((len - 4) as u32).to_be_bytes());
-                batch.payload.push(if key { 0x65 } else { 0x41 });
-                batch.payload.resize(offset as usize + len, 0xa5);
+                payload.extend_from_slice(&((len - 4) as u32).to_be_bytes());
+                payload.push(if key { 0x65 } else { 0x41 });
+                payload.resize(offset as usize + len, 0xa5);
                 let (pts, dts) = (v * 3000, v * 3000);
-                batch.samples.push(Sample {
+                samples.push(Sample {
                     track: 0,
                     pts,
                     dts,
@@ -75,10 +77,10 @@ fn batches(seconds: i64) -> Vec<Batch> {
                 });
                 v += 1;
             } else {
-                batch.payload.resize(offset as usize + AUDIO_FRAME, 0x21);
+                payload.resize(offset as usize + AUDIO_FRAME, 0x21);
                 let t = a * 1024;
                 let len = AUDIO_FRAME as u32;
-                batch.samples.push(Sample {
+                samples.push(Sample {
                     track: 1,
                     pts: t,
                     dts: t,
@@ -90,28 +92,25 @@ fn batches(seconds: i64) -> Vec<Batch> {
                 a += 1;
             }
         }
-        out.push(by_track(batch));
+        out.push(by_track(&payload, samples));
     }
     out
 }
 
-/// The payload laid out track by track, samples kept in arrival order: what the router's batcher sends.
-fn by_track(batch: Batch) -> Batch {
-    let mut payload = Vec::with_capacity(batch.payload.len());
-    let frames = batch
-        .samples
-        .iter()
-        .map(|s| bytes::Bytes::copy_from_slice(&batch.payload[s.offset as usize..][..s.len as usize]));
-    let frames = frames.collect();
-    let mut samples = batch.samples;
+/// The batch as the router's batcher sends it: samples in arrival order, the payload laid out track by track; and
+/// each sample's bytes in a buffer of its own, as a route holds frames.
+fn by_track(arrival: &[u8], mut samples: Vec<Sample>) -> Batch {
+    let bytes = |s: &Sample| &arrival[s.offset as usize..][..s.len as usize];
+    let frames = samples.iter().map(|s| bytes::Bytes::copy_from_slice(bytes(s))).collect();
+    let mut payload = Vec::with_capacity(arrival.len());
     for track in [0, 1] {
         for s in samples.iter_mut().filter(|s| s.track == track) {
             let at = payload.len() as u32;
-            payload.extend_from_slice(&batch.payload[s.offset as usize..][..s.len as usize]);
+            payload.extend_from_slice(bytes(s));
             s.offset = at;
         }
     }
-    Batch { payload, samples, frames }
+    Batch { payload: std::rc::Rc::new(payload), samples, frames }
 }
 
 fn tracks() -> Vec<Track> {
@@ -145,20 +144,16 @@ fn native_tracks(tracks: &[Track]) -> Vec<native::media::TrackInfo> {
         .collect()
 }
 
-fn native_samples(batch: &Batch) -> Vec<native::media::Sample> {
-    batch
-        .samples
-        .iter()
-        .map(|s| native::media::Sample {
-            track: s.track,
-            pts: s.pts,
-            dts: s.dts,
-            keyframe: s.keyframe,
-            offset: s.offset,
-            len: s.len,
-            wallclock_ms: s.wallclock_ms,
-        })
-        .collect()
+fn native_sample(s: &Sample) -> native::media::Sample {
+    native::media::Sample {
+        track: s.track,
+        pts: s.pts,
+        dts: s.dts,
+        keyframe: s.keyframe,
+        offset: s.offset,
+        len: s.len,
+        wallclock_ms: s.wallclock_ms,
+    }
 }
 
 fn report(what: &str, streams: usize, seconds: f64, busy: Duration) {
@@ -175,7 +170,7 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let streams: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(100);
     let seconds: i64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(10);
-    let input = batches(seconds);
+    let input: std::rc::Rc<[Batch]> = batches(seconds).into();
     let bytes: usize = input.iter().map(|b| b.payload.len()).sum();
     println!(
         "input: {:.2} Mbit/s per stream, {} batches of 250 ms",
@@ -189,8 +184,8 @@ fn main() {
     let storage = Storage::open(dirs[1].path(), None, None).expect("storage");
     let mut paths: [Box<dyn Path>; 3] = [
         Box::new(PluginPath::new(&input, &tracks, streams, dirs[0].path())),
-        Box::new(NativePath::new(&input, &tracks, streams, RouterFiles(storage))),
-        Box::new(NativePath::new(&input, &tracks, streams, native::segmenter::DirFiles::new(dirs[2].path()))),
+        Box::new(NativePath::new(input.clone(), &tracks, streams, RouterFiles(storage))),
+        Box::new(NativePath::new(input.clone(), &tracks, streams, native::segmenter::DirFiles::new(dirs[2].path()))),
     ];
     const NAMES: [&str; 3] =
         ["plugin (wasmtime, storage host)", "native (router storage): anchor", "native (bare std::fs)"];
@@ -296,13 +291,18 @@ impl Path for PluginPath {
 }
 
 /// The same muxer and batches compiled natively, writing through `F`.
-struct NativePath<F: native::segmenter::Files<Payload = Vec<u8>>> {
+struct NativePath<F: Feed> {
     recorders: Vec<native::segmenter::Segmenter<F>>,
-    input: Vec<(std::rc::Rc<Vec<u8>>, Vec<native::media::Sample>)>,
+    input: std::rc::Rc<[Batch]>,
 }
 
-impl<F: native::segmenter::Files<Payload = Vec<u8>> + Clone> NativePath<F> {
-    fn new(input: &[Batch], tracks: &[Track], streams: usize, files: F) -> NativePath<F> {
+/// How a native path is handed a batch, in the timed section: in what form its `Files` take the payload.
+trait Feed: native::segmenter::Files + Clone {
+    fn feed(batch: &Batch) -> (std::rc::Rc<Self::Payload>, Vec<native::media::Sample>);
+}
+
+impl<F: Feed> NativePath<F> {
+    fn new(input: std::rc::Rc<[Batch]>, tracks: &[Track], streams: usize, files: F) -> NativePath<F> {
         let config = native::config::Config {
             part_duration: Duration::from_secs(1),
             segment_duration: Duration::from_secs(600),
@@ -319,17 +319,17 @@ impl<F: native::segmenter::Files<Payload = Vec<u8>> + Clone> NativePath<F> {
                 .expect("native recorder")
             })
             .collect();
-        let input = input.iter().map(|b| (std::rc::Rc::new(b.payload.clone()), native_samples(b))).collect();
         NativePath { recorders, input }
     }
 }
 
-impl<F: native::segmenter::Files<Payload = Vec<u8>>> Path for NativePath<F> {
+impl<F: Feed> Path for NativePath<F> {
     fn write(&mut self, n: usize) -> Duration {
-        let (payload, samples) = &self.input[n];
+        let batch = &self.input[n];
         let began = now();
         for r in &mut self.recorders {
-            r.write(std::rc::Rc::clone(payload), samples.iter().copied()).expect("write");
+            let (payload, samples) = F::feed(batch);
+            r.write(payload, samples).expect("write");
         }
         began.elapsed()
     }
@@ -342,6 +342,34 @@ impl<F: native::segmenter::Files<Payload = Vec<u8>>> Path for NativePath<F> {
     }
 }
 
+/// Bare std::fs is handed the batch as one contiguous buffer made in advance: the cheapest a native recorder could
+/// get it, for reference.
+impl Feed for native::segmenter::DirFiles {
+    fn feed(batch: &Batch) -> (std::rc::Rc<Vec<u8>>, Vec<native::media::Sample>) {
+        (std::rc::Rc::clone(&batch.payload), batch.samples.iter().map(native_sample).collect())
+    }
+}
+
+/// The anchor is handed the route's frames as the router's batcher lays them out (shared, not copied), as a
+/// recorder built into the router would be: it writes one piece per frame, like the plugin path.
+impl Feed for RouterFiles {
+    fn feed(batch: &Batch) -> (std::rc::Rc<Frames>, Vec<native::media::Sample>) {
+        let mut samples = batch.samples.clone();
+        let payload = sluice::recording::recorder::lay_out(&mut samples, &batch.frames, [0, 1].into_iter());
+        (std::rc::Rc::new(Frames(payload)), samples.iter().map(native_sample).collect())
+    }
+}
+
+/// The router's frames as record-mp4's native payload.
+#[derive(Debug)]
+struct Frames(sluice::media::Payload);
+
+impl native::media::Payload for Frames {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
 /// The router's own storage layer (quota accounting, temporary names, atomic commit) under the native muxer: what a
 /// recorder built into the router would write through. The plugin's storage host calls land in the same code, so
 /// the anchor and the plugin differ only by the plugin boundary.
@@ -350,7 +378,7 @@ struct RouterFiles(std::sync::Arc<Storage>);
 
 impl native::segmenter::Files for RouterFiles {
     type File = OpenFile;
-    type Payload = Vec<u8>;
+    type Payload = Frames;
 
     fn create(&mut self, path: &str) -> Result<OpenFile, native::segmenter::CreateError> {
         self.0.create(path, None).map_err(|e| match e {
@@ -363,10 +391,12 @@ impl native::segmenter::Files for RouterFiles {
         file.append(data).map_err(|e| e.to_string())
     }
 
-    fn append_part(&mut self, file: &mut OpenFile, part: native::mux::Part<Vec<u8>>) -> Result<(), String> {
-        let mut pieces: Vec<&[u8]> = Vec::with_capacity(part.data.len() + 1);
+    fn append_part(&mut self, file: &mut OpenFile, part: native::mux::Part<Frames>) -> Result<(), String> {
+        let mut pieces: Vec<&[u8]> = Vec::with_capacity(part.data.len() * 8 + 1);
         pieces.push(&part.head);
-        pieces.extend(part.data.iter().map(|d| d.bytes()));
+        for d in &part.data {
+            pieces.extend(d.payload.0.slices(d.offset as usize, d.len as usize).ok_or("a range past the payload")?);
+        }
         file.append_all(&pieces).map_err(|e| e.to_string())
     }
 
