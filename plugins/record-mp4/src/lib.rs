@@ -22,7 +22,7 @@
 //! warning) and then per part a prft (the wall-clock time of the part's first sample) + moof + mdat. A file a crash
 //! left uncommitted is cut after its last complete fragment and committed at the next start (`recover`).
 //!
-//! Layout: [`config`] (keys, durations, file names), [`mux`] (the boxes), [`segmenter`] (when segments and parts
+//! Layout: [`config`] (keys, durations, file names), [`mux`] (the boxes; the per-part ones in [`moof`]), [`segmenter`] (when segments and parts
 //! start, through a [`segmenter::Files`] trait), [`recover`] (the crash repair walk); this file binds them to the
 //! SDK. Everything but this file runs natively: the router's benchmark drives [`segmenter::Segmenter`] directly.
 
