@@ -38,10 +38,14 @@ pub struct MediaBatch {
     pub samples: Vec<Sample>,
 }
 
-/// A batch payload a plugin holds (WIT `media.payload`): the bytes stay here, the plugin gets a handle.
+/// A batch payload a plugin holds (WIT `media.payload`): the bytes stay here, the plugin gets a handle. Shared, so
+/// a write can hold the payloads it names while it borrows the file from the same table.
 #[derive(Debug)]
-/// Shared, so a write can hold the payloads it names while it borrows the file from the same table.
 pub struct HeldPayload(Arc<Payload>);
+
+/// The most pieces one `append-chunks` may resolve to. A range becomes a piece per frame it spans, so a plugin
+/// naming whole payloads over and over could otherwise make the router allocate far more than the call's size.
+const MAX_WRITE_PIECES: usize = 1 << 20;
 
 /// The most a plugin may copy out of a payload in one `read`.
 const MAX_PAYLOAD_READ: u32 = 16 << 20;
@@ -171,9 +175,9 @@ impl bindings::sluice::plugin::storage::HostFile for HostState {
 }
 
 /// The bytes `chunks` name, in order: the plugin's own bytes, or ranges of `payloads` (by index), one piece per frame
-/// a range spans. An index or range that is not there refuses the whole write.
+/// a range spans. An index or range that is not there, or more than [`MAX_WRITE_PIECES`], refuses the whole write.
 fn chunk_pieces<'a>(payloads: &'a [Arc<Payload>], chunks: &'a [Chunk]) -> Result<Vec<&'a [u8]>, WitStorageError> {
-    let mut pieces = Vec::with_capacity(chunks.len() * 8);
+    let mut pieces = Vec::with_capacity(chunks.len());
     for chunk in chunks {
         match chunk {
             Chunk::Bytes(data) => pieces.push(data.as_slice()),
@@ -195,6 +199,11 @@ fn chunk_pieces<'a>(payloads: &'a [Arc<Payload>], chunks: &'a [Chunk]) -> Result
                 })?;
                 pieces.extend(slices);
             }
+        }
+        if pieces.len() > MAX_WRITE_PIECES {
+            return Err(WitStorageError::Io(format!(
+                "one write resolves to more than {MAX_WRITE_PIECES} pieces (frames and byte chunks): split it"
+            )));
         }
     }
     Ok(pieces)
@@ -541,6 +550,8 @@ mod tests {
         let chunks = [Chunk::Bytes(b"head".to_vec()), media(0, 2, 3), media(1, 0, 3), media(0, 10, 0), media(0, 4, 2)];
         let pieces = chunk_pieces(&payloads, &chunks).expect("all there");
         assert_eq!(pieces, [&b"head"[..], b"234", b"abc", b"4", b"5"]);
+        let whole = vec![media(0, 0, 10); MAX_WRITE_PIECES / 2 + 1];
+        assert!(matches!(chunk_pieces(&payloads, &whole), Err(WitStorageError::Io(_))), "too many pieces");
         for bad in [media(2, 0, 1), media(0, 8, 3), media(1, u32::MAX, 2), media(0, 11, 0)] {
             let chunks = [Chunk::Bytes(b"head".to_vec()), bad];
             assert!(matches!(chunk_pieces(&payloads, &chunks), Err(WitStorageError::OutOfRange(_))), "{:?}", chunks[1]);
