@@ -41,11 +41,11 @@ impl Payload {
         let end = offset.checked_add(len).filter(|&end| end <= self.len())?;
         let first = self.ends.partition_point(|&e| e <= offset);
         let spanned = self.pieces[first..].iter().zip(&self.ends[first..]);
-        Some(spanned.map_while(move |(piece, &piece_end)| {
+        let cut = spanned.map_while(move |(piece, &piece_end)| {
             let start = piece_end - piece.len();
             (start < end).then(|| &piece[offset.saturating_sub(start)..end.min(piece_end) - start])
-        }))
-        .map(|slices| slices.filter(|s| !s.is_empty()))
+        });
+        Some(cut.filter(|s| !s.is_empty()))
     }
 
     /// A copy of bytes `offset .. offset + len`, cut at the end (empty past it).
