@@ -19,7 +19,9 @@ use crate::media::{CodecParams, Frame, TrackId};
 use crate::route::{ReaderKind, RouteHandle, RouteReader, SourceEvent, SourceFeed};
 use crate::runtime::Runtime;
 
-/// A peer that sends nothing for this long (no media, no acknowledgements) is dropped.
+/// A connection with no traffic either way for this long (no media or acknowledgements from the peer, no frames to
+/// it) is dropped; it is checked this often, so it goes after one to two of these. A player that stops reading is
+/// caught sooner, by the same limit on a single write.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// The handshake must complete in this time.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -50,7 +52,15 @@ impl From<rml_rtmp::sessions::ServerSessionError> for ConnError {
 }
 
 pub async fn run(stream: TcpStream, peer: SocketAddr, runtime: Runtime) {
-    let mut conn = Connection { stream, peer, runtime, publishing: None, playing: None, buf: vec![0u8; 16 * 1024] };
+    let mut conn = Connection {
+        stream,
+        peer,
+        runtime,
+        publishing: None,
+        playing: None,
+        buf: vec![0u8; 16 * 1024],
+        out: Vec::new(),
+    };
     match conn.serve().await {
         Ok(()) => tracing::debug!(%peer, "RTMP connection closed"),
         Err(ConnError::Io(e)) => tracing::debug!(%peer, error = %e, "RTMP connection ended"),
@@ -80,6 +90,8 @@ struct Connection {
     publishing: Option<Publishing>,
     playing: Option<Playing>,
     buf: Vec<u8>,
+    /// What one wake sends to a player, kept between wakes to reuse its allocation.
+    out: Vec<Bytes>,
 }
 
 impl Connection {
@@ -91,23 +103,39 @@ impl Connection {
         self.handle_results(&mut session, results).await?;
         let results = handle_input(&mut session, &remaining)?;
         self.handle_results(&mut session, results).await?;
-        let start_deadline = tokio::time::Instant::now() + START_DEADLINE;
+        let start_deadline = tokio::time::sleep(START_DEADLINE);
+        tokio::pin!(start_deadline);
+        // One timer for the connection's life, moved only when it fires: arming a timeout around every read
+        // would cost a timer-wheel insert and removal for every frame a player is sent.
+        let idle_check = tokio::time::sleep(IDLE_TIMEOUT);
+        tokio::pin!(idle_check);
+        let mut activity = Activity::default();
         loop {
             let started = self.publishing.is_some() || self.playing.is_some();
             tokio::select! {
-                _ = tokio::time::sleep_until(start_deadline), if !started => {
+                () = &mut start_deadline, if !started => {
                     return Err(ConnError::Refused(format!("neither publishing nor playing after {}s", START_DEADLINE.as_secs())));
                 }
-                read = tokio::time::timeout(IDLE_TIMEOUT, self.stream.read(&mut self.buf)) => {
-                    let n = read.map_err(|_| ConnError::Idle(IDLE_TIMEOUT))??;
+                () = &mut idle_check => {
+                    if activity.idle_since_last_check() {
+                        return Err(ConnError::Idle(IDLE_TIMEOUT));
+                    }
+                    idle_check.as_mut().reset(tokio::time::Instant::now() + IDLE_TIMEOUT);
+                }
+                read = self.stream.read(&mut self.buf) => {
+                    let n = read?;
                     if n == 0 {
                         return Ok(());
                     }
+                    activity.note();
                     let results = handle_input(&mut session, &self.buf[..n])?;
                     self.handle_results(&mut session, results).await?;
                 }
                 frame = next_frame(&mut self.playing) => match frame {
-                    Some(frame) => self.play_frames(&mut session, frame).await?,
+                    Some(frame) => {
+                        activity.note();
+                        self.play_frames(&mut session, frame).await?;
+                    }
                     None => {
                         // The route ended (removed by a reload) or dropped this reader.
                         return Err(ConnError::Refused("the route stopped serving this player".into()));
@@ -298,20 +326,16 @@ impl Connection {
     /// Sends `first` and whatever else the player's queue already holds, in one vectored write: when a server
     /// is busy, queues deepen and each wake carries more frames per system call.
     async fn play_frames(&mut self, session: &mut ServerSession, first: Arc<Frame>) -> Result<(), ConnError> {
-        let mut out: Vec<Bytes> = Vec::new();
+        let mut out = std::mem::take(&mut self.out);
         self.queue_frame(session, &first, &mut out)?;
         for _ in 0..MAX_FRAMES_PER_WRITE {
             let Some(next) = self.playing.as_mut().and_then(|p| p.reader.try_recv()) else { break };
             self.queue_frame(session, &next, &mut out)?;
         }
-        if let [one] = &out[..] {
-            // The common case when keeping up: one frame, one plain write.
-            return write(&mut self.stream, one).await;
-        }
-        tokio::time::timeout(IDLE_TIMEOUT, write_all_vectored(&mut self.stream, &mut out))
-            .await
-            .map_err(|_| ConnError::Idle(IDLE_TIMEOUT))??;
-        Ok(())
+        let written = write_vectored(&mut self.stream, &mut out).await;
+        out.clear();
+        self.out = out;
+        written
     }
 
     /// Appends what one frame needs on the wire (a sequence header first if the track's parameters changed).
@@ -360,30 +384,77 @@ impl Connection {
 /// Frames coalesced into one write at most.
 const MAX_FRAMES_PER_WRITE: usize = 32;
 
+/// Writes every buffer, in one `writev` when the socket takes them all (the usual case: no timer is armed); a
+/// player whose socket stays full for [`IDLE_TIMEOUT`] is dropped.
+async fn write_vectored(stream: &mut TcpStream, bufs: &mut [Bytes]) -> Result<(), ConnError> {
+    let written = match try_write_vectored(stream, bufs) {
+        Ok(n) => n,
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+        Err(e) => return Err(e.into()),
+    };
+    let rest = advance(bufs, written);
+    if rest.is_empty() {
+        return Ok(());
+    }
+    tokio::time::timeout(IDLE_TIMEOUT, write_all_vectored(stream, rest))
+        .await
+        .map_err(|_| ConnError::Idle(IDLE_TIMEOUT))??;
+    Ok(())
+}
+
+fn try_write_vectored(stream: &TcpStream, bufs: &[Bytes]) -> std::io::Result<usize> {
+    match bufs {
+        [one] => stream.try_write(one),
+        _ => {
+            let slices: Vec<std::io::IoSlice<'_>> = bufs.iter().map(|b| std::io::IoSlice::new(b)).collect();
+            stream.try_write_vectored(&slices)
+        }
+    }
+}
+
 /// `write_all` for several buffers with `writev`, resuming after partial writes.
-async fn write_all_vectored(stream: &mut TcpStream, bufs: &mut [Bytes]) -> std::io::Result<()> {
-    let mut i = 0;
-    while i < bufs.len() {
-        let slices: Vec<std::io::IoSlice<'_>> = bufs[i..].iter().map(|b| std::io::IoSlice::new(b)).collect();
-        let mut n = stream.write_vectored(&slices).await?;
+async fn write_all_vectored(stream: &mut TcpStream, mut bufs: &mut [Bytes]) -> std::io::Result<()> {
+    while !bufs.is_empty() {
+        let slices: Vec<std::io::IoSlice<'_>> = bufs.iter().map(|b| std::io::IoSlice::new(b)).collect();
+        let n = stream.write_vectored(&slices).await?;
         if n == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
-        while n > 0 && i < bufs.len() {
-            let len = bufs[i].len();
-            if n >= len {
-                n -= len;
-                i += 1;
-            } else {
-                bufs[i] = bufs[i].slice(n..);
-                n = 0;
-            }
-        }
-        while i < bufs.len() && bufs[i].is_empty() {
-            i += 1;
-        }
+        bufs = advance(bufs, n);
     }
     Ok(())
+}
+
+/// What is left of `bufs` after `n` bytes of them were written.
+fn advance(bufs: &mut [Bytes], mut n: usize) -> &mut [Bytes] {
+    let mut i = 0;
+    while i < bufs.len() && n >= bufs[i].len() {
+        n -= bufs[i].len();
+        i += 1;
+    }
+    let rest = &mut bufs[i..];
+    if let Some(first) = rest.first_mut() {
+        *first = first.slice(n..);
+    }
+    rest
+}
+
+/// Whether a connection has been idle: traffic either way is noted, and each check looks at what came since the
+/// last one.
+#[derive(Debug, Default)]
+struct Activity {
+    noted: bool,
+}
+
+impl Activity {
+    fn note(&mut self) {
+        self.noted = true;
+    }
+
+    /// True when nothing was noted since the previous check.
+    fn idle_since_last_check(&mut self) -> bool {
+        !std::mem::take(&mut self.noted)
+    }
 }
 
 /// Feeds peer bytes to rml_rtmp. Its chunk deserializer can panic on crafted lengths (an integer underflow);
@@ -442,5 +513,29 @@ impl StreamKey {
             StreamKey::Key(k) => Credentials::StreamKey(k),
             StreamKey::Token(t) => Credentials::Bearer(t),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn advance_skips_written_buffers_and_cuts_a_partial_one() {
+        let mut bufs: Vec<Bytes> = [&b"abc"[..], b"", b"de", b"fgh"].into_iter().map(Bytes::from_static).collect();
+        assert_eq!(advance(&mut bufs, 0), [&b"abc"[..], b"", b"de", b"fgh"]);
+        assert_eq!(advance(&mut bufs, 4), [&b"e"[..], b"fgh"], "the empty one and a part of \"de\" are gone");
+        let mut bufs: Vec<Bytes> = [&b"abc"[..], b"de"].into_iter().map(Bytes::from_static).collect();
+        assert!(advance(&mut bufs, 5).is_empty());
+    }
+
+    #[test]
+    fn a_connection_is_idle_when_a_whole_check_period_passed_without_traffic() {
+        let mut activity = Activity::default();
+        assert!(activity.idle_since_last_check(), "nothing since it opened");
+        activity.note();
+        activity.note();
+        assert!(!activity.idle_since_last_check());
+        assert!(activity.idle_since_last_check(), "what was noted counts for one period only");
     }
 }
