@@ -45,6 +45,9 @@ impl PluginHost {
 
     /// Checks, compiles and prepares one plugin.
     pub fn load(&self, config: &PluginConfig, bytes: &[u8]) -> Result<Plugin, LoadError> {
+        // Started with the first plugin: a router without plugins does not wake a thread every tick for nothing.
+        static TICKER: std::sync::Once = std::sync::Once::new();
+        TICKER.call_once(|| start_ticker(&self.engine));
         let name = config.name.as_str();
         let component = compile(&self.engine, bytes, self.cache_dir.as_deref()).map_err(|e| {
             LoadError::new(name, format!("not a WebAssembly component this router can run: {}", root_cause(&e)))
@@ -85,9 +88,7 @@ fn new_engine() -> wasmtime::Result<Engine> {
         .epoch_interruption(true)
         .cranelift_opt_level(OptLevel::Speed)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-    let engine = Engine::new(&config)?;
-    start_ticker(&engine);
-    Ok(engine)
+    Engine::new(&config)
 }
 
 /// Advances the engine's epoch every [`EPOCH_TICK`]: a call whose deadline (in ticks) passes traps.
