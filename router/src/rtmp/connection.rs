@@ -387,6 +387,10 @@ const MAX_FRAMES_PER_WRITE: usize = 32;
 /// Writes every buffer, in one `writev` when the socket takes them all (the usual case: no timer is armed); a
 /// player whose socket stays full for [`IDLE_TIMEOUT`] is dropped.
 async fn write_vectored(stream: &mut TcpStream, bufs: &mut [Bytes]) -> Result<(), ConnError> {
+    if bufs.is_empty() {
+        // Frames with no RTMP form (a codec FLV cannot carry) leave nothing to send.
+        return Ok(());
+    }
     let written = match try_write_vectored(stream, bufs) {
         Ok(n) => n,
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
