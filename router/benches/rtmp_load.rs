@@ -1,6 +1,7 @@
 //! RTMP readers of one 4 Mbit/s stream, Sluice side by side with nginx-rtmp: both pinned to core 0, the same
 //! clip published by ffmpeg, the same reader tool (rml_rtmp clients on core 1). Per step: server CPU, CPU per
-//! reader, resident memory per reader, and whether every reader still gets the full bitrate.
+//! reader, resident memory per reader, and whether every reader still gets the full bitrate. Sluice runs twice:
+//! with its default `rtmp_write_interval` (50 ms) and with 0 ms (every frame written as it arrives, like nginx-rtmp).
 //!
 //! Run: `cargo bench -p sluice --bench rtmp_load -- [MAX_READERS] [STEP]`
 
@@ -34,11 +35,17 @@ struct Server {
     _keep: Box<dyn std::any::Any>,
 }
 
-fn sluice() -> Server {
+/// The router with its players written to at most every `write_interval` (see `rtmp_write_interval`).
+fn sluice(name: &'static str, write_interval: &str) -> Server {
     let port = free_port();
-    let router = Router::start_with_rtmp(port, "[[route]]\nname = \"live\"\nfrom = \"rtmp\"\nto = [\"rtmp\"]\n");
+    let router = Router::start_with_rtmp(
+        port,
+        &format!(
+            "[[route]]\nname = \"live\"\nfrom = \"rtmp\"\nto = [\"rtmp\"]\nrtmp_write_interval = \"{write_interval}\"\n"
+        ),
+    );
     Server {
-        name: "sluice",
+        name,
         pid: router.child.id(),
         addr: format!("127.0.0.1:{port}"),
         app: "live".into(),
@@ -161,6 +168,20 @@ async fn reader(addr: String, app: String, stream: String, bytes: Arc<AtomicU64>
     }
 }
 
+/// A core's (busy, total) ticks from /proc/stat.
+fn core_ticks(core: usize) -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let label = format!("cpu{core}");
+    let Some(line) = stat.lines().find(|l| l.split_whitespace().next() == Some(label.as_str())) else {
+        return (0, 0);
+    };
+    let ticks: Vec<u64> = line.split_whitespace().skip(1).filter_map(|t| t.parse().ok()).collect();
+    let total: u64 = ticks.iter().take(8).sum();
+    // idle and iowait are the 4th and 5th columns.
+    let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
+    (total - idle, total)
+}
+
 /// The bench clip in MP4, which ffmpeg can loop (a raw H.264 stream cannot be rewound).
 fn clip_mp4() -> std::path::PathBuf {
     let mp4 = clip().with_extension("mp4");
@@ -183,7 +204,13 @@ fn run(server: Server, max: usize, step: usize, clip_mbps: f64) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let counters: Vec<Arc<AtomicU64>> = (0..max).map(|_| Arc::new(AtomicU64::new(0))).collect();
     let rss0 = rss_bytes(server.pid);
-    println!("{}: readers  server-cpu%  cpu%/reader  KB/reader  min-Mbit/s-per-reader", server.name);
+    // How busy the readers' core is (they and the publisher): near 100% the readers, not the server, set the pace,
+    // and a server whose players read less often writes bigger chunks less often: such a step says little about
+    // the server.
+    println!(
+        "{}: readers  server-cpu%  cpu%/reader  KB/reader  min-Mbit/s-per-reader  readers-core-busy%",
+        server.name
+    );
     let mut best = 0;
     rt.block_on(async {
         let mut started = 0;
@@ -200,10 +227,13 @@ fn run(server: Server, max: usize, step: usize, clip_mbps: f64) {
             tokio::time::sleep(Duration::from_secs(3)).await;
             let before: Vec<u64> = counters.iter().take(n).map(|c| c.load(Ordering::Relaxed)).collect();
             let cpu0 = cpu_seconds(server.pid);
+            let core0 = core_ticks(1);
             let t0 = Instant::now();
             tokio::time::sleep(WINDOW).await;
             let secs = t0.elapsed().as_secs_f64();
             let cpu = (cpu_seconds(server.pid) - cpu0) / secs;
+            let core1 = core_ticks(1);
+            let readers_busy = (core1.0 - core0.0) as f64 / (core1.1 - core0.1).max(1) as f64;
             let min_mbps = counters
                 .iter()
                 .take(n)
@@ -212,10 +242,11 @@ fn run(server: Server, max: usize, step: usize, clip_mbps: f64) {
                 .fold(f64::INFINITY, f64::min);
             let kb = (rss_bytes(server.pid).saturating_sub(rss0)) as f64 / n as f64 / 1024.0;
             println!(
-                "{:>w$}  {n:7}  {:11.1}  {:11.3}  {kb:9.1}  {min_mbps:8.2}",
+                "{:>w$}  {n:7}  {:11.1}  {:11.3}  {kb:9.1}  {min_mbps:8.2}  {:22.1}",
                 "",
                 cpu * 100.0,
                 cpu * 100.0 / n as f64,
+                readers_busy * 100.0,
                 w = server.name.len()
             );
             if min_mbps < clip_mbps * 0.9 {
@@ -238,6 +269,9 @@ fn main() {
     let max: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(1000);
     let step: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(100);
     let clip_mbps = 4.0;
-    run(sluice(), max, step, clip_mbps);
+    // The default: frames reach players in bunches at most 50 ms apart.
+    run(sluice("sluice", "50ms"), max, step, clip_mbps);
+    // Every frame written as it arrives, as nginx-rtmp does.
+    run(sluice("sluice-0ms", "0ms"), max, step, clip_mbps);
     run(nginx(), max, step, clip_mbps);
 }

@@ -313,3 +313,87 @@ async fn keyframe_requests_reach_the_publisher_rate_limited() {
     route.snapshot().await.expect("alive");
     route.attach_publisher(None, false).await.expect("next publisher");
 }
+
+/// A publish route with RTMP players whose frames are held `interval`, fed directly through its feed.
+async fn rtmp_route(interval: &str) -> (sluice::route::RouteHandle, SourceFeed) {
+    let text = format!(
+        "[[route]]\nname = \"r\"\nfrom = \"rtmp\"\nto = [\"whep\", \"rtmp\"]\nrtmp_write_interval = \"{interval}\"\n"
+    );
+    let table = sluice::config::parse(&text, "t.toml", &|_| None).expect("valid");
+    let route = spawn_route(Arc::clone(&table.routes[0]), RouteSource::Publish);
+    let feed = route.attach_publisher(None, false).await.expect("publisher");
+    (route, feed)
+}
+
+async fn send(feed: &SourceFeed, t: &Arc<Track>, n: i64) {
+    assert!(feed.send(SourceEvent::Frame(frame(t, n))).await, "route alive");
+}
+
+/// Everything a reader has queued right now, as frame numbers.
+fn queued(reader: &mut sluice::route::RouteReader) -> Vec<i64> {
+    std::iter::from_fn(|| reader.try_recv()).map(|f| f.pts / 3000).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn rtmp_players_get_frames_in_bunches_one_interval_apart() {
+    let (route, feed) = rtmp_route("100ms").await;
+    let mut whep = route.add_reader(ReaderKind::Whep, None).await.expect("reader");
+    let mut rtmp = route.add_reader(ReaderKind::Rtmp, None).await.expect("reader");
+    let t = track();
+    let start = tokio::time::Instant::now();
+    send(&feed, &t, 0).await;
+    send(&feed, &t, 1).await;
+    wait_frames(&mut whep, 2).await;
+    assert_eq!(start.elapsed(), Duration::ZERO, "other readers get every frame as it comes");
+    assert!(queued(&mut rtmp).is_empty(), "held for the bunch");
+    // Paused time moves to the next timer once every task waits: the bunch's.
+    let first = timeout(WAIT, rtmp.recv()).await.expect("bunch in time").expect("route alive");
+    assert_eq!(start.elapsed(), Duration::from_millis(100));
+    assert_eq!(first.pts, 0);
+    assert_eq!(queued(&mut rtmp), [1], "the whole bunch at once");
+    send(&feed, &t, 2).await;
+    wait_frames(&mut whep, 1).await;
+    timeout(WAIT, rtmp.recv()).await.expect("next bunch").expect("route alive");
+    assert_eq!(start.elapsed(), Duration::from_millis(200), "a bunch starts with its first frame");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_rtmp_player_joining_mid_bunch_gets_every_frame_once() {
+    let (route, feed) = rtmp_route("100ms").await;
+    let mut whep = route.add_reader(ReaderKind::Whep, None).await.expect("reader");
+    let mut early = route.add_reader(ReaderKind::Rtmp, None).await.expect("reader");
+    let t = track();
+    for n in 0..3 {
+        send(&feed, &t, n).await;
+    }
+    wait_frames(&mut whep, 3).await;
+    // The held frames are in the GOP cache too: the newcomer gets them from it, the others with the bunch now.
+    let mut late = route.add_reader(ReaderKind::Rtmp, None).await.expect("reader");
+    assert_eq!(queued(&mut early), [0, 1, 2]);
+    assert_eq!(queued(&mut late), [0, 1, 2]);
+    send(&feed, &t, 3).await;
+    for reader in [&mut early, &mut late] {
+        let next = timeout(WAIT, reader.recv()).await.expect("next bunch").expect("route alive");
+        assert_eq!(next.pts / 3000, 3, "nothing sent twice");
+        assert!(queued(reader).is_empty());
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn turning_rtmp_bunches_off_by_reload_sends_what_was_held() {
+    let (route, feed) = rtmp_route("100ms").await;
+    let mut whep = route.add_reader(ReaderKind::Whep, None).await.expect("reader");
+    let mut rtmp = route.add_reader(ReaderKind::Rtmp, None).await.expect("reader");
+    let t = track();
+    send(&feed, &t, 0).await;
+    wait_frames(&mut whep, 1).await;
+    let text = "[[route]]\nname = \"r\"\nfrom = \"rtmp\"\nto = [\"whep\", \"rtmp\"]\nrtmp_write_interval = \"0ms\"\n";
+    let table = sluice::config::parse(text, "t.toml", &|_| None).expect("valid");
+    route.update(Arc::clone(&table.routes[0]), None).await.expect("update");
+    let start = tokio::time::Instant::now();
+    assert_eq!(queued(&mut rtmp), [0], "held frames go out with the update");
+    send(&feed, &t, 1).await;
+    wait_frames(&mut whep, 1).await;
+    assert_eq!(queued(&mut rtmp), [1], "and new ones as they come");
+    assert_eq!(start.elapsed(), Duration::ZERO);
+}

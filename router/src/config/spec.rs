@@ -59,6 +59,7 @@ pub struct DefaultsSpec {
     pub on_demand: Option<bool>,
     pub idle_timeout: Option<Spanned<String>>,
     pub max_readers: Option<Spanned<i64>>,
+    pub rtmp_write_interval: Option<Spanned<String>>,
     pub anonymous: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
@@ -112,6 +113,7 @@ pub struct RouteSpec {
     pub rtsp_quirks: Option<Spanned<RtspQuirksSpec>>,
     pub publish_key: Option<Spanned<String>>,
     pub override_publisher: Option<Spanned<bool>>,
+    pub rtmp_write_interval: Option<Spanned<String>>,
 }
 
 /// Workarounds for cameras that bend RTSP, each one of retina's named policies.

@@ -66,6 +66,7 @@ struct Defaults {
     on_demand: Option<bool>,
     idle_timeout: Option<Duration>,
     max_readers: Option<u32>,
+    rtmp_write_interval: Option<Duration>,
 }
 
 impl Cx<'_> {
@@ -421,6 +422,10 @@ impl Cx<'_> {
             on_demand: spec.on_demand,
             idle_timeout: spec.idle_timeout.as_ref().and_then(|t| self.idle_timeout("`defaults.idle_timeout`", t)),
             max_readers: spec.max_readers.as_ref().and_then(|m| self.max_readers("`defaults.max_readers`", m)),
+            rtmp_write_interval: spec
+                .rtmp_write_interval
+                .as_ref()
+                .and_then(|t| self.rtmp_write_interval("`defaults.rtmp_write_interval`", t)),
         }
     }
 
@@ -457,6 +462,22 @@ impl Cx<'_> {
                     format!("{ctx}: {e}"),
                     Some("write a duration such as \"10s\" or \"2m\"".to_string()),
                 );
+                None
+            }
+        }
+    }
+
+    fn rtmp_write_interval(&mut self, ctx: &str, v: &Spanned<String>) -> Option<Duration> {
+        let help = Some("write a duration such as \"50ms\", or \"0ms\" to send every frame as it comes".to_string());
+        match parse_duration(v.get_ref()) {
+            Ok(d) if d > MAX_RTMP_WRITE_INTERVAL => {
+                let max = MAX_RTMP_WRITE_INTERVAL.as_millis();
+                self.err(v.span(), format!("{ctx}: at most {max}ms (players would wait for frames they need)"), help);
+                None
+            }
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.err(v.span(), format!("{ctx}: {e}"), help);
                 None
             }
         }
@@ -724,6 +745,19 @@ impl Cx<'_> {
             Some(v) => *v.get_ref(),
             None => false,
         };
+        let rtmp_write_interval = match &spec.rtmp_write_interval {
+            Some(v) if !to.contains(&Output::Rtmp) => {
+                self.err(
+                    v.span(),
+                    format!("{ctx}: `rtmp_write_interval` applies to routes with \"rtmp\" in `to`"),
+                    Some("remove it, or add \"rtmp\" to `to`".to_string()),
+                );
+                None
+            }
+            Some(v) => self.rtmp_write_interval(&format!("{ctx}: `rtmp_write_interval`"), v),
+            None => defaults.rtmp_write_interval,
+        }
+        .unwrap_or(DEFAULT_RTMP_WRITE_INTERVAL);
         if self.errors.len() != errors_before {
             return None;
         }
@@ -738,6 +772,7 @@ impl Cx<'_> {
             rtsp,
             publish_key,
             override_publisher,
+            rtmp_write_interval,
         })
     }
 
@@ -1073,7 +1108,7 @@ auth = "none"
     fn unknown_key_suggests_the_closest() {
         assert_eq!(
             error("[[route]]\nname = \"a\"\nform = \"demo\"\nto = [\"whep\"]\n"),
-            "routes.toml:3:1: unknown key `form`\n  help: did you mean `from`? Keys allowed here: name, from, to, auth, on_demand, idle_timeout, max_readers, rtsp_transport, rtsp_quirks, publish_key, override_publisher"
+            "routes.toml:3:1: unknown key `form`\n  help: did you mean `from`? Keys allowed here: name, from, to, auth, on_demand, idle_timeout, max_readers, rtsp_transport, rtsp_quirks, publish_key, override_publisher, rtmp_write_interval"
         );
     }
 
@@ -1229,6 +1264,27 @@ auth = "none"
         assert_eq!(
             error("[[route]]\nname = \"d\"\nfrom = \"demo\"\nto = [\"whep\"]\nrtsp_transport = \"udp\"\n"),
             "routes.toml:5:18: route \"d\": `rtsp_transport` applies to rtsp:// sources only\n  help: remove `rtsp_transport`"
+        );
+    }
+
+    #[test]
+    fn rtmp_write_interval_defaults_inherits_and_is_bounded() {
+        use std::time::Duration;
+        let route = "[[route]]\nname = \"r\"\nfrom = \"rtmp\"\nto = [\"rtmp\"]\n";
+        assert_eq!(check(route).expect("valid").routes[0].rtmp_write_interval, DEFAULT_RTMP_WRITE_INTERVAL);
+        let table = check(&format!("[defaults]\nrtmp_write_interval = \"0ms\"\n{route}")).expect("valid");
+        assert_eq!(table.routes[0].rtmp_write_interval, Duration::ZERO, "from [defaults]");
+        let table =
+            check(&format!("[defaults]\nrtmp_write_interval = \"0ms\"\n{route}rtmp_write_interval = \"120ms\"\n"))
+                .expect("valid");
+        assert_eq!(table.routes[0].rtmp_write_interval, Duration::from_millis(120), "the route's own wins");
+        assert_eq!(
+            error(&format!("{route}rtmp_write_interval = \"2s\"\n")),
+            "routes.toml:5:23: route \"r\": `rtmp_write_interval`: at most 1000ms (players would wait for frames they need)\n  help: write a duration such as \"50ms\", or \"0ms\" to send every frame as it comes"
+        );
+        assert_eq!(
+            error("[[route]]\nname = \"r\"\nfrom = \"demo\"\nto = [\"whep\"]\nrtmp_write_interval = \"10ms\"\n"),
+            "routes.toml:5:23: route \"r\": `rtmp_write_interval` applies to routes with \"rtmp\" in `to`\n  help: remove it, or add \"rtmp\" to `to`"
         );
     }
 

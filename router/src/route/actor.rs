@@ -12,6 +12,7 @@ use tokio::time::Instant;
 
 use crate::config::model::{RouteConfig, RouteName};
 use crate::media::{Frame, MediaKind, Track, TrackId};
+use crate::route::bunch::Bunch;
 use crate::route::gop::{GopCache, GopLimits};
 use crate::route::reader::{Offer, ReaderCounters, ReaderId, ReaderKind, ReaderSlot, RouteReader, reader_pair};
 use crate::route::stats::{ReaderInfo, RouteSnapshot, RouteState, TrackInfo};
@@ -285,6 +286,8 @@ struct RouteActor {
     /// Per track, the source's latest (pts, wall clock) pair; cleared with each new source session.
     clocks: std::collections::HashMap<TrackId, (i64, std::time::SystemTime)>,
     gop: GopCache,
+    /// Frames held for readers served in bunches (RTMP players).
+    bunch: Bunch,
     readers: Vec<ReaderSlot>,
     next_reader_id: ReaderId,
 
@@ -306,6 +309,7 @@ struct RouteActor {
 impl RouteActor {
     fn new(config: Arc<RouteConfig>, source: RouteSource, commands: WeakCommands) -> Self {
         let now = Instant::now();
+        let bunch = Bunch::new(bunch_interval(&config));
         RouteActor {
             config,
             source,
@@ -324,6 +328,7 @@ impl RouteActor {
             timeline: Timeline::default(),
             clocks: Default::default(),
             gop: GopCache::new(GopLimits::default()),
+            bunch,
             readers: Vec::new(),
             next_reader_id: 1,
             frames_in: 0,
@@ -345,7 +350,15 @@ impl RouteActor {
         self.source_changed();
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // One timer for the route's bunches, moved to each new bunch's due time.
+        let bunch_due = tokio::time::sleep(TICK);
+        tokio::pin!(bunch_due);
         loop {
+            if let Some(due) = self.bunch.due()
+                && bunch_due.deadline() != due
+            {
+                bunch_due.as_mut().reset(due);
+            }
             tokio::select! {
                 // Commands first: a reader joining or a stop must not queue behind a burst of frames; then the
                 // tick, so a source that always has a frame ready cannot starve stats, sweeps and restarts.
@@ -361,6 +374,7 @@ impl RouteActor {
                     None => return self.shutdown(),
                 },
                 _ = tick.tick() => self.handle_tick(Instant::now()),
+                () = &mut bunch_due, if self.bunch.due().is_some() => self.offer_bunch(),
                 event = next_source_event(&mut self.running) => match event {
                     Some(event) => self.handle_source_event(event),
                     None => self.source_ended(),
@@ -397,6 +411,10 @@ impl RouteActor {
             }
             Command::Update { config, source, reply } => {
                 self.config = config;
+                self.bunch.set_interval(bunch_interval(&self.config));
+                if !self.bunch.enabled() {
+                    self.offer_bunch();
+                }
                 let config = Arc::clone(&self.config);
                 let removed = self.retain_readers(|r| config.allows_reader(r.kind));
                 if removed > 0 {
@@ -463,6 +481,10 @@ impl RouteActor {
             }
         });
         let (mut slot, reader) = reader_pair(id, kind, remote, READER_QUEUE_FRAMES, leave);
+        if kind.served_in_bunches() {
+            // The held frames are in the GOP cache too: the others get them now, the newcomer with the cache.
+            self.offer_bunch();
+        }
         for (i, frame) in self.gop.frames().iter().enumerate() {
             if slot.offer(frame, i == 0) == Offer::Queued {
                 self.frames_out += 1;
@@ -558,6 +580,8 @@ impl RouteActor {
 
     /// A source session begins (pulled source started, publisher attached): readers resync on its first keyframe.
     fn new_session(&mut self) {
+        // What is held belongs to the old session; readers get it before they start waiting for the new one.
+        self.offer_bunch();
         self.source_starts += 1;
         self.timeline.new_session();
         self.clocks.clear();
@@ -630,9 +654,15 @@ impl RouteActor {
         self.bytes_in += len;
         let frame = Arc::new(frame);
         self.gop.push(&frame, sync_point);
+        let bunching = self.bunch.enabled();
         let mut queued = 0u64;
         let mut closed = false;
+        let mut bunched_readers = false;
         for reader in &mut self.readers {
+            if bunching && reader.kind.served_in_bunches() {
+                bunched_readers = true;
+                continue;
+            }
             match reader.offer(&frame, sync_point) {
                 Offer::Queued => queued += 1,
                 Offer::Dropped => {}
@@ -644,9 +674,38 @@ impl RouteActor {
         if closed {
             self.retain_readers(|_| true);
         }
+        if bunched_readers && self.bunch.hold(&frame, sync_point, Instant::now()) {
+            self.offer_bunch();
+        }
+    }
+
+    /// Offers the held frames to the readers served in bunches: reader by reader, so each gets its whole bunch
+    /// before its task can run and write.
+    fn offer_bunch(&mut self) {
+        if self.bunch.is_empty() {
+            return;
+        }
+        let mut closed = false;
+        for reader in self.readers.iter_mut().filter(|r| r.kind.served_in_bunches()) {
+            for (frame, sync_point) in self.bunch.frames() {
+                match reader.offer(frame, *sync_point) {
+                    Offer::Queued => {
+                        self.frames_out += 1;
+                        self.bytes_out += frame.data.len() as u64;
+                    }
+                    Offer::Dropped => {}
+                    Offer::Closed => closed = true,
+                }
+            }
+        }
+        self.bunch.clear();
+        if closed {
+            self.retain_readers(|_| true);
+        }
     }
 
     fn source_ended(&mut self) {
+        self.offer_bunch();
         self.running = None;
         self.live_since = None;
         self.gop.clear();
@@ -745,10 +804,16 @@ impl RouteActor {
     }
 
     fn shutdown(&mut self) {
+        self.offer_bunch();
         self.running = None;
         self.readers.clear();
         tracing::debug!(route = %self.config.name, "route ended");
     }
+}
+
+/// How long the route holds frames for its RTMP players (the only readers served in bunches).
+fn bunch_interval(config: &RouteConfig) -> Duration {
+    config.rtmp_write_interval
 }
 
 async fn next_source_event(running: &mut Option<RunningSource>) -> Option<SourceEvent> {

@@ -13,6 +13,7 @@
 //!   is swapped by a reload.
 
 pub mod actor;
+pub mod bunch;
 pub mod gop;
 pub mod reader;
 pub mod stats;

@@ -20,6 +20,13 @@ pub enum ReaderKind {
     Api,
 }
 
+impl ReaderKind {
+    /// Readers of this kind get the route's frames in bunches ([`crate::route::bunch`]).
+    pub fn served_in_bunches(self) -> bool {
+        self == ReaderKind::Rtmp
+    }
+}
+
 pub type ReaderId = u64;
 
 /// Counters a reader shares with its route, readable without messaging the actor.
