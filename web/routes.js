@@ -1,6 +1,7 @@
 // The home page: a grid of playable routes (click to play inline over WHEP) and the routes table, both from
-// the REST API.
+// the REST API; recording (start/stop, the recorded segments) is in recordings.js.
 import { whepPlay } from '/webrtc-client.js';
+import { recordCell } from '/recordings.js';
 
 const grid = document.getElementById('grid');
 /** Tiles by route name, kept across refreshes so a playing tile keeps playing. */
@@ -95,6 +96,7 @@ async function refresh() {
         cell(String(live.reader_count ?? 0)),
         cell(kbps(live.bitrate_in_bps ?? 0)),
         cell(String(live.frames_dropped ?? 0)),
+        recordCell(r, refresh),
       );
       if (live.last_error) tr.title = live.last_error;
       return tr;

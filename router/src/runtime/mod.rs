@@ -597,22 +597,9 @@ async fn reload(
                 tracing::info!(plugin = %name, "plugin reloaded: new sessions use the new version");
             }
             changes.plugins_reloaded = plugins_reloaded;
-            // Logged even when nothing changed: an operator who sent SIGHUP wants to see it was heard.
-            tracing::info!(
-                ?trigger,
-                added = changes.added.len(),
-                removed = changes.removed.len(),
-                updated = changes.updated.len() + changes.restarted_sources.len(),
-                unchanged = changes.unchanged,
-                "configuration reloaded"
-            );
-            for key in &changes.needs_restart {
-                tracing::warn!(key, "changed in the routes file; takes effect at the next restart");
-            }
             (ReloadResult::Applied { changes }, None, prev.reloads_applied + 1, prev.reloads_rejected)
         }
         Err(errors) => {
-            tracing::error!(?trigger, "routes file rejected, still running the previous configuration:\n{errors}");
             let message = errors.to_string();
             (
                 ReloadResult::Rejected { errors: errors.clone(), message },
@@ -636,6 +623,27 @@ async fn reload(
         pushes: set.push_statuses(),
         recordings: set.recording_statuses(),
     }));
+    // Logged once the API shows the new state, so that whoever reads the log and then asks the API agrees with
+    // it. Logged even when nothing changed: an operator who sent SIGHUP wants to see it was heard.
+    match &outcome.result {
+        ReloadResult::Applied { changes } => {
+            tracing::info!(
+                trigger = ?outcome.trigger,
+                added = changes.added.len(),
+                removed = changes.removed.len(),
+                updated = changes.updated.len() + changes.restarted_sources.len(),
+                unchanged = changes.unchanged,
+                "configuration reloaded"
+            );
+            for key in &changes.needs_restart {
+                tracing::warn!(key, "changed in the routes file; takes effect at the next restart");
+            }
+        }
+        ReloadResult::Rejected { errors, .. } => tracing::error!(
+            trigger = ?outcome.trigger,
+            "routes file rejected, still running the previous configuration:\n{errors}"
+        ),
+    }
     outcome
 }
 
