@@ -17,18 +17,21 @@ export function recordCell(route, changed) {
   button.title = active.length ? `Stop recording ${route.name}` : `Record ${route.name}`;
   button.addEventListener('click', async () => {
     button.disabled = true;
-    const action = active.length ? 'stop' : 'start';
-    // Stopping names the plugin that records; starting lets the router pick the route's or the only sink plugin.
-    const body = active.length ? { action, plugin: active[0].plugin } : { action };
+    // Stopping names each plugin that records; starting lets the router pick the route's or the only sink plugin.
+    const bodies = active.length
+      ? active.map((r) => ({ action: 'stop', plugin: r.plugin }))
+      : [{ action: 'start' }];
     try {
-      const res = await fetch(`/v1/routes/${encodeURIComponent(route.name)}/record`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify(body),
-      });
-      if (!res.ok) {
-        const err = await res.json().catch(() => ({}));
-        throw new Error(err.message ?? `HTTP ${res.status}`);
+      for (const body of bodies) {
+        const res = await fetch(`/v1/routes/${encodeURIComponent(route.name)}/record`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify(body),
+        });
+        if (!res.ok) {
+          const err = await res.json().catch(() => ({}));
+          throw new Error(err.error?.message ?? `HTTP ${res.status}`);
+        }
       }
       changed();
     } catch (e) {
@@ -45,8 +48,9 @@ const tbody = document.querySelector('#recordings tbody');
 const note = document.getElementById('recordings-note');
 const player = document.getElementById('recording-player');
 const playing = document.getElementById('recording-playing');
-/** The newest this many segments are listed. */
+/** The newest this many segments of the last day are listed (the index answers oldest first, 10,000 at most). */
 const SHOWN = 100;
+const LISTED_SPAN_MS = 24 * 3600 * 1000;
 
 function cell(text) {
   const td = document.createElement('td');
@@ -100,7 +104,8 @@ function row(rec) {
 
 async function refresh() {
   try {
-    const res = await fetch('/v1/recordings');
+    const from = Math.floor((Date.now() - LISTED_SPAN_MS) / 1000);
+    const res = await fetch(`/v1/recordings?from=${from}`);
     if (res.status === 401 || res.status === 403) {
       note.hidden = false;
       note.textContent = 'Listing every route\'s recordings is an API call: this router\'s api_auth asks for credentials.';
@@ -110,7 +115,7 @@ async function refresh() {
     const newest = recordings.sort((a, b) => b.start_ms - a.start_ms).slice(0, SHOWN);
     tbody.replaceChildren(...newest.map(row));
     note.hidden = recordings.length > 0;
-    note.textContent = 'Nothing recorded yet: press Record on a route above (it needs a sink plugin such as builtin:record-mp4 in routes.toml), or add "record:PLUGIN" to its `to`.';
+    note.textContent = 'Nothing recorded in the last day: press Record on a route above (it needs a sink plugin such as builtin:record-mp4 in routes.toml), or add "record:PLUGIN" to its `to`.';
   } catch {
     // The routes table reports an unreachable router.
   }

@@ -50,10 +50,12 @@ test('a recorded segment from the list plays in the home page player', async () 
   await router.waitLog((l) => l.message === 'recording indexed' && l.route === 'recorded', 20000, 'a committed segment');
   const page = await chrome.browser.newPage();
   await page.goto(`${router.base}/`);
-  const row = page.locator('#recordings tbody tr', { hasText: 'recorded' }).first();
-  await row.waitFor({ timeout: 10000 });
+  const listed = page.locator('#recordings tbody tr', { hasText: 'recorded' }).first();
+  await listed.waitFor({ timeout: 10000 });
+  // The list refreshes while new segments come: hold on to one row by its id.
+  const id = await listed.getAttribute('data-id');
+  const row = page.locator(`#recordings tbody tr[data-id="${id}"]`);
   const { recordings } = await (await fetch(`${router.base}/v1/recordings?route=recorded`)).json();
-  const id = await row.getAttribute('data-id');
   const rec = recordings.find((r) => String(r.id) === id);
   assert.ok(rec, `row ${id} is one of ${JSON.stringify(recordings)}`);
   assert.equal(await row.locator('a').getAttribute('href'), rec.url, 'the download link is the file');
@@ -63,7 +65,10 @@ test('a recorded segment from the list plays in the home page player', async () 
     // Wait for the picture to move past the start: the file loaded, decoded and plays.
     const deadline = Date.now() + 10000;
     while (Date.now() < deadline && !(v.currentTime > 0.5 && v.readyState >= 2)) {
-      await new Promise((resolve) => v.addEventListener('timeupdate', resolve, { once: true }));
+      await new Promise((resolve) => {
+        v.addEventListener('timeupdate', resolve, { once: true });
+        setTimeout(resolve, deadline - Date.now());
+      });
     }
     return { hidden: v.hidden, time: v.currentTime, width: v.videoWidth, duration: v.duration, src: v.src };
   });
@@ -97,7 +102,10 @@ test('a route is recorded and stopped from its row in the routes table', async (
   // Two seconds of frames in (the demo's keyframes are 1 s apart, so a segment is open), stopping commits the
   // segment, and it is indexed. The router reports frames recorded, not segments opened: polled.
   const deadline = Date.now() + 15000;
-  while ((await activeRecordings('studio'))[0]?.frames < 60) {
+  for (;;) {
+    const [recording] = await activeRecordings('studio');
+    assert.ok(recording, 'the recording runs');
+    if (recording.frames >= 60) break;
     assert.ok(Date.now() < deadline, 'the recording got 60 frames in time');
     await new Promise((resolve) => setTimeout(resolve, 100));
   }

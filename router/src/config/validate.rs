@@ -746,6 +746,8 @@ impl Cx<'_> {
             None => false,
         };
         let rtmp_write_interval = match &spec.rtmp_write_interval {
+            // A missing or broken `to` is reported already.
+            Some(_) if to.is_empty() => None,
             Some(v) if !to.contains(&Output::Rtmp) => {
                 self.err(
                     v.span(),
