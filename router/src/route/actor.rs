@@ -309,7 +309,8 @@ struct RouteActor {
 impl RouteActor {
     fn new(config: Arc<RouteConfig>, source: RouteSource, commands: WeakCommands) -> Self {
         let now = Instant::now();
-        let bunch = Bunch::new(bunch_interval(&config));
+        // RTMP players are the only readers served in bunches.
+        let bunch = Bunch::new(config.rtmp_write_interval);
         RouteActor {
             config,
             source,
@@ -411,7 +412,7 @@ impl RouteActor {
             }
             Command::Update { config, source, reply } => {
                 self.config = config;
-                self.bunch.set_interval(bunch_interval(&self.config));
+                self.bunch.set_interval(self.config.rtmp_write_interval);
                 if !self.bunch.enabled() {
                     self.offer_bunch();
                 }
@@ -809,11 +810,6 @@ impl RouteActor {
         self.readers.clear();
         tracing::debug!(route = %self.config.name, "route ended");
     }
-}
-
-/// How long the route holds frames for its RTMP players (the only readers served in bunches).
-fn bunch_interval(config: &RouteConfig) -> Duration {
-    config.rtmp_write_interval
 }
 
 async fn next_source_event(running: &mut Option<RunningSource>) -> Option<SourceEvent> {
