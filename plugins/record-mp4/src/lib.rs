@@ -66,7 +66,8 @@ impl Recorder for RecordMp4 {
             len: s.len,
             wallclock_ms: s.wallclock_ms,
         });
-        let len = batch.payload.len() as usize;
+        // The payload is exactly the samples' bytes (WIT `media.batch`): its length without a host call.
+        let len = batch.samples.iter().map(|s| s.len as usize).sum();
         self.segmenter.write(std::rc::Rc::new(HostPayload { handle: batch.payload, len }), samples)
     }
 
