@@ -396,3 +396,40 @@ fn payloads_a_sink_holds_count_against_its_memory_limit() {
         "the recorder is gone"
     );
 }
+
+/// A sink call's deadline counts the plugin's own work, not its waits on the disk: time in storage calls is given
+/// back (a slow card must not end a recording), while computing past `call_timeout` still ends the recorder.
+#[test]
+fn time_in_storage_calls_does_not_count_against_a_sinks_deadline() {
+    use sluice::config::model::StorageGrant;
+    use sluice::plugin::sink::{MediaBatch, RecorderError};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let open = |plugin_config: serde_json::Value| {
+        let mut c = config_for_sink("slow", plugin_config);
+        c.limits = PluginLimits { memory_bytes: 32 << 20, call_timeout: Duration::from_millis(100) };
+        c.grants.storage = Some(StorageGrant { dir: dir.path().to_path_buf(), quota_bytes: None, max_age: None });
+        let plugin = load(&c).expect("loads");
+        let track = sluice::recording::recorder::wit_track(&sluice::ingest::demo::clip().track);
+        let session = plugin.as_sink().expect("a sink").open("cam", &[track]).expect("recorder starts");
+        (plugin, session)
+    };
+    let batch = || MediaBatch { payload: bytes::Bytes::from(vec![7u8; 1 << 20]).into(), samples: Vec::new() };
+
+    // 400 ms of rewriting a 1 MiB payload to a file, four times the timeout: nearly all of it inside the host.
+    let (plugin, mut session) = open(json!({ "trap_after": 10, "storage_ms": 400 }));
+    let began = std::time::Instant::now();
+    session.write(batch()).expect("time in storage is not the plugin's");
+    assert!(began.elapsed() >= Duration::from_millis(400), "the call did spend its time in storage");
+    assert_eq!(counters(plugin.as_sink().expect("a sink").stats()).0, 0, "no timeout counted");
+    session.finish().expect("finishes");
+
+    // The same time computing is stopped at the timeout.
+    let (plugin, mut session) = open(json!({ "trap_after": 10, "spin_ms": 400 }));
+    assert_eq!(session.write(batch()), Err(RecorderError::Failed(CallFailure::Timeout(Duration::from_millis(100)))));
+    assert_eq!(counters(plugin.as_sink().expect("a sink").stats()).0, 1, "counted as a timeout");
+}
+
+fn config_for_sink(name: &str, plugin_config: serde_json::Value) -> PluginConfig {
+    config(name, PluginSource::File(test_plugin("sluice_test_trap_sink.wasm")), plugin_config)
+}

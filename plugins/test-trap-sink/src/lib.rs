@@ -1,9 +1,13 @@
 //! A recorder that accepts `trap_after` batches and then traps (a Rust panic is a wasm trap): the router must end
 //! that recorder, count the failure, start a fresh one after a backoff, and keep the route flowing. With
 //! `hold_payloads`, it keeps every batch's payload handle instead, which the router must count against the
-//! plugin's memory limit.
+//! plugin's memory limit. With `spin_ms`, each write first computes for that long (the call deadline must stop it);
+//! with `storage_ms`, it spends that long in storage calls, rewriting the batch's payload to a file (waiting on the
+//! disk, which the deadline does not count).
 
-use sluice_sdk::sink::{Batch, Recorder, Track};
+use std::time::{Duration, Instant};
+
+use sluice_sdk::sink::{Batch, Recorder, Track, storage};
 
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -11,6 +15,10 @@ pub struct Config {
     trap_after: u32,
     #[serde(default)]
     hold_payloads: bool,
+    #[serde(default)]
+    spin_ms: u64,
+    #[serde(default)]
+    storage_ms: u64,
 }
 
 #[derive(Debug)]
@@ -18,16 +26,31 @@ pub struct TrapSink {
     left: u32,
     hold: bool,
     held: Vec<sluice_sdk::sink::Payload>,
+    spin: Duration,
+    in_storage: Duration,
 }
 
 impl Recorder for TrapSink {
     type Config = Config;
 
     fn new(_route: String, _tracks: Vec<Track>, config: Config) -> Result<Self, String> {
-        Ok(TrapSink { left: config.trap_after, hold: config.hold_payloads, held: Vec::new() })
+        Ok(TrapSink {
+            left: config.trap_after,
+            hold: config.hold_payloads,
+            held: Vec::new(),
+            spin: Duration::from_millis(config.spin_ms),
+            in_storage: Duration::from_millis(config.storage_ms),
+        })
     }
 
     fn write(&mut self, batch: Batch) -> Result<(), String> {
+        let began = Instant::now();
+        while began.elapsed() < self.spin {
+            std::hint::black_box(());
+        }
+        if !self.in_storage.is_zero() {
+            rewrite_until(&batch.payload, Instant::now() + self.in_storage).map_err(|e| format!("{e:?}"))?;
+        }
         if self.hold {
             self.held.push(batch.payload);
         }
@@ -45,6 +68,19 @@ impl Recorder for TrapSink {
     fn finish(&mut self) -> Result<(), String> {
         Ok(())
     }
+}
+
+/// Writes the whole payload to a file and cuts it back to nothing, over and over until `until`: nearly all of the
+/// time in the host's storage, little of the disk used.
+fn rewrite_until(payload: &sluice_sdk::sink::Payload, until: Instant) -> Result<(), storage::StorageError> {
+    let file = storage::create("rewritten.bin")?;
+    let whole = storage::Chunk::Media(storage::MediaRange { payload: 0, offset: 0, len: payload.len() });
+    while Instant::now() < until {
+        file.append_chunks(&[payload], std::slice::from_ref(&whole))?;
+        file.truncate(0)?;
+    }
+    file.commit()?;
+    storage::remove("rewritten.bin")
 }
 
 sluice_sdk::export_sink!(TrapSink);

@@ -5,8 +5,8 @@
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use wasmtime::Store;
 use wasmtime::component::{Component, HasSelf, Resource, ResourceAny};
+use wasmtime::{Store, UpdateDeadline};
 
 use super::LoadError;
 use super::engine::{PluginHost, deadline_ticks};
@@ -50,6 +50,10 @@ const MAX_WRITE_PIECES: usize = 1 << 20;
 /// The most a plugin may copy out of a payload in one `read`.
 const MAX_PAYLOAD_READ: u32 = 16 << 20;
 
+/// Beyond its own timeout, one call may spend this long in storage calls (writes, fsync, renames: the disk) in all.
+/// A slow SD card or a busy disk must not end a recording, yet no call holds a thread forever.
+const MAX_STORAGE_WAIT: Duration = Duration::from_secs(30);
+
 /// What a recorder instance may touch: the storage, and whose recording it writes (for the index).
 #[derive(Debug)]
 pub struct StorageAccess {
@@ -57,6 +61,30 @@ pub struct StorageAccess {
     owner: Option<String>,
     /// Set while `recover` runs: it may remove uncommitted files.
     recovering: bool,
+    /// The current call: when it started, its timeout, and how long it has spent in storage calls so far, which
+    /// its deadline does not count (see [`time_left`]).
+    call: CallClock,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct CallClock {
+    started: Instant,
+    timeout: Duration,
+    in_storage: Duration,
+}
+
+/// What a call has left when its epoch deadline passes: its timeout plus the time it spent in storage calls (at
+/// most [`MAX_STORAGE_WAIT`]), less the time elapsed. `None` when nothing is left: the call is interrupted.
+fn time_left(elapsed: Duration, in_storage: Duration, timeout: Duration) -> Option<Duration> {
+    (timeout + in_storage.min(MAX_STORAGE_WAIT)).checked_sub(elapsed).filter(|left| !left.is_zero())
+}
+
+/// Starts a call's clock: its epoch deadline is its timeout, extended by the time it then spends in storage calls.
+fn arm(store: &mut Store<HostState>, timeout: Duration) {
+    store.set_epoch_deadline(deadline_ticks(timeout));
+    if let Some(access) = store.data_mut().storage.as_mut() {
+        access.call = CallClock { started: Instant::now(), timeout, in_storage: Duration::ZERO };
+    }
 }
 
 impl From<StorageError> for WitStorageError {
@@ -76,13 +104,23 @@ impl HostState {
         // Unreachable in practice: a plugin importing storage without a grant is refused at load.
         self.storage.as_ref().ok_or_else(|| WitStorageError::Io("no storage was granted".to_string()))
     }
+
+    /// Runs a storage call, counting its time as time the plugin's call spent waiting on the disk.
+    fn in_storage<R>(&mut self, call: impl FnOnce(&mut Self) -> R) -> R {
+        let began = Instant::now();
+        let result = call(self);
+        if let Some(access) = self.storage.as_mut() {
+            access.call.in_storage += began.elapsed();
+        }
+        result
+    }
 }
 
 type StorageResult<T> = wasmtime::Result<Result<T, WitStorageError>>;
 
 impl bindings::sluice::plugin::storage::Host for HostState {
     fn create(&mut self, path: String) -> StorageResult<Resource<OpenFile>> {
-        let opened = self.storage().and_then(|a| Ok(a.storage.create(&path, a.owner.clone())?));
+        let opened = self.in_storage(|s| s.storage().and_then(|a| Ok(a.storage.create(&path, a.owner.clone())?)));
         Ok(match opened {
             Ok(file) => Ok(self.table().push(file)?),
             Err(e) => Err(e),
@@ -91,7 +129,8 @@ impl bindings::sluice::plugin::storage::Host for HostState {
 
     fn reopen(&mut self, path: String) -> StorageResult<Resource<OpenFile>> {
         // Only `recover` repairs files: a live recorder must not reach into another recording's unfinished file.
-        let opened = self.storage().and_then(|a| {
+        let opened = self.in_storage(|s| {
+            let a = s.storage()?;
             if !a.recovering {
                 return Err(WitStorageError::Io("reopen is only available during recover".to_string()));
             }
@@ -104,11 +143,12 @@ impl bindings::sluice::plugin::storage::Host for HostState {
     }
 
     fn remove(&mut self, path: String) -> StorageResult<()> {
-        Ok(self.storage().and_then(|a| Ok(a.storage.remove(&path, a.recovering)?)))
+        Ok(self.in_storage(|s| s.storage().and_then(|a| Ok(a.storage.remove(&path, a.recovering)?))))
     }
 
     fn list_files(&mut self, dir: String) -> StorageResult<Vec<Entry>> {
-        Ok(self.storage().and_then(|a| {
+        Ok(self.in_storage(|s| {
+            let a = s.storage()?;
             let unix = |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
             Ok(a.storage
                 .list(&dir)?
@@ -119,13 +159,13 @@ impl bindings::sluice::plugin::storage::Host for HostState {
     }
 
     fn usage(&mut self) -> wasmtime::Result<(u64, Option<u64>)> {
-        Ok(self.storage.as_ref().map_or((0, None), |a| a.storage.usage()))
+        Ok(self.in_storage(|s| s.storage.as_ref().map_or((0, None), |a| a.storage.usage())))
     }
 }
 
 impl bindings::sluice::plugin::storage::HostFile for HostState {
     fn append(&mut self, file: Resource<OpenFile>, data: Vec<u8>) -> StorageResult<()> {
-        Ok(self.table().get_mut(&file)?.append(&data).map_err(Into::into))
+        self.in_storage(|s| Ok(s.table().get_mut(&file)?.append(&data).map_err(Into::into)))
     }
 
     fn append_chunks(
@@ -141,19 +181,19 @@ impl bindings::sluice::plugin::storage::HostFile for HostState {
             Ok(p) => p,
             Err(e) => return Ok(Err(e)),
         };
-        Ok(self.table().get_mut(&file)?.append_all(&pieces).map_err(Into::into))
+        self.in_storage(|s| Ok(s.table().get_mut(&file)?.append_all(&pieces).map_err(Into::into)))
     }
 
     fn read_at(&mut self, file: Resource<OpenFile>, offset: u64, len: u32) -> StorageResult<Vec<u8>> {
-        Ok(self.table().get(&file)?.read_at(offset, len).map_err(Into::into))
+        self.in_storage(|s| Ok(s.table().get(&file)?.read_at(offset, len).map_err(Into::into)))
     }
 
     fn write_at(&mut self, file: Resource<OpenFile>, offset: u64, data: Vec<u8>) -> StorageResult<()> {
-        Ok(self.table().get_mut(&file)?.write_at(offset, &data).map_err(Into::into))
+        self.in_storage(|s| Ok(s.table().get_mut(&file)?.write_at(offset, &data).map_err(Into::into)))
     }
 
     fn sync(&mut self, file: Resource<OpenFile>) -> StorageResult<()> {
-        Ok(self.table().get(&file)?.sync().map_err(Into::into))
+        self.in_storage(|s| Ok(s.table().get(&file)?.sync().map_err(Into::into)))
     }
 
     fn size(&mut self, file: Resource<OpenFile>) -> wasmtime::Result<u64> {
@@ -161,11 +201,11 @@ impl bindings::sluice::plugin::storage::HostFile for HostState {
     }
 
     fn truncate(&mut self, file: Resource<OpenFile>, size: u64) -> StorageResult<()> {
-        Ok(self.table().get_mut(&file)?.truncate(size).map_err(Into::into))
+        self.in_storage(|s| Ok(s.table().get_mut(&file)?.truncate(size).map_err(Into::into)))
     }
 
     fn commit(&mut self, file: Resource<OpenFile>) -> StorageResult<()> {
-        Ok(self.table().get_mut(&file)?.commit().map_err(Into::into))
+        self.in_storage(|s| Ok(s.table().get_mut(&file)?.commit().map_err(Into::into)))
     }
 
     fn drop(&mut self, file: Resource<OpenFile>) -> wasmtime::Result<()> {
@@ -332,7 +372,7 @@ impl SinkPlugin {
         let (mut store, sink) = self.inner.instantiate(Access::Record(route)).map_err(RecorderError::Failed)?;
         let inner = &self.inner;
         let started = Instant::now();
-        store.set_epoch_deadline(deadline_ticks(inner.timeout));
+        arm(&mut store, inner.timeout);
         inner.stats.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let made = sink.sluice_plugin_recorder_api().recorder().call_constructor(
             &mut store,
@@ -371,7 +411,7 @@ impl SinkPlugin {
                     }
                 },
             };
-            store.set_epoch_deadline(deadline_ticks(self.inner.timeout.max(Duration::from_secs(10))));
+            arm(store, self.inner.timeout.max(Duration::from_secs(10)));
             let result = sink.sluice_plugin_recorder_api().call_recover(&mut *store, &path, &self.inner.config_json);
             match result {
                 Ok(Ok(())) => {
@@ -410,9 +450,19 @@ impl Inner {
         if !matches!(access, Access::None)
             && let Some(storage) = self.storage().map_err(CallFailure::Instantiate)?
         {
-            state.storage = Some(StorageAccess { storage, owner, recovering });
+            let call = CallClock { started: Instant::now(), timeout: self.timeout, in_storage: Duration::ZERO };
+            state.storage = Some(StorageAccess { storage, owner, recovering, call });
         }
         let mut store = super::state::new_store(self.pre.engine(), state, self.timeout);
+        // At the deadline, a call that spent time in storage calls gets that time back (within MAX_STORAGE_WAIT).
+        store.epoch_deadline_callback(|store| {
+            let left = store
+                .data()
+                .storage
+                .as_ref()
+                .and_then(|a| time_left(a.call.started.elapsed(), a.call.in_storage, a.call.timeout));
+            Ok(left.map_or(UpdateDeadline::Interrupt, |left| UpdateDeadline::Continue(deadline_ticks(left))))
+        });
         match self.pre.instantiate(&mut store) {
             Ok(sink) => {
                 self.stats.instantiations.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -521,7 +571,7 @@ impl RecorderSession {
         let inner = &self.inner;
         inner.stats.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let started = Instant::now();
-        self.store.set_epoch_deadline(deadline_ticks(inner.timeout));
+        arm(&mut self.store, inner.timeout);
         let result = f(&mut self.store, self.sink.sluice_plugin_recorder_api(), recorder);
         inner.count_time(started);
         match result {
@@ -540,6 +590,21 @@ impl RecorderSession {
 mod tests {
     use super::*;
     use bindings::sluice::plugin::storage::MediaRange;
+
+    #[test]
+    fn time_in_storage_extends_a_call_up_to_a_cap() {
+        let ms = Duration::from_millis;
+        // No storage time: the timeout alone.
+        assert_eq!(time_left(ms(100), ms(0), ms(100)), None);
+        assert_eq!(time_left(ms(60), ms(0), ms(100)), Some(ms(40)));
+        // 300 ms in storage calls of 350 elapsed: 50 ms of the plugin's own, 50 left.
+        assert_eq!(time_left(ms(350), ms(300), ms(100)), Some(ms(50)));
+        assert_eq!(time_left(ms(400), ms(300), ms(100)), None);
+        // Storage time counts back at most MAX_STORAGE_WAIT.
+        let long = MAX_STORAGE_WAIT + ms(5_000);
+        assert_eq!(time_left(long, long, ms(100)), None);
+        assert_eq!(time_left(MAX_STORAGE_WAIT, long, ms(100)), Some(ms(100)));
+    }
 
     #[test]
     fn chunks_resolve_to_bytes_and_payload_ranges_in_order() {
