@@ -67,7 +67,8 @@ impl Recorder for RecordMp4 {
             wallclock_ms: s.wallclock_ms,
         });
         // The payload is exactly the samples' bytes (WIT `media.batch`): its length without a host call.
-        let len = batch.samples.iter().map(|s| s.len as usize).sum();
+        let len = batch.samples.iter().map(|s| u64::from(s.len)).sum::<u64>();
+        let len = usize::try_from(len).unwrap_or(usize::MAX);
         self.segmenter.write(std::rc::Rc::new(HostPayload { handle: batch.payload, len }), samples)
     }
 

@@ -2,8 +2,8 @@
 //! that recorder, count the failure, start a fresh one after a backoff, and keep the route flowing. With
 //! `hold_payloads`, it keeps every batch's payload handle instead, which the router must count against the
 //! plugin's memory limit. With `spin_ms`, each write first computes for that long (the call deadline must stop it);
-//! with `storage_ms`, it spends that long in storage calls, rewriting the batch's payload to a file (waiting on the
-//! disk, which the deadline does not count).
+//! with `storage_ms`, it spends that long in the host's file-system storage calls, writing the batch's payload to a
+//! file and cutting it back (time the deadline gives back, as it would a slow disk's).
 
 use std::time::{Duration, Instant};
 

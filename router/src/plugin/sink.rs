@@ -50,8 +50,9 @@ const MAX_WRITE_PIECES: usize = 1 << 20;
 /// The most a plugin may copy out of a payload in one `read`.
 const MAX_PAYLOAD_READ: u32 = 16 << 20;
 
-/// Beyond its own timeout, one call may spend this long in storage calls (writes, fsync, renames: the disk) in all.
-/// A slow SD card or a busy disk must not end a recording, yet no call holds a thread forever.
+/// Beyond its own timeout, one call may spend this long in all in storage calls that go to the file system (writes,
+/// fsync, renames, where a slow SD card or a busy disk makes a call wait), which must not end a recording; past it
+/// the call is interrupted as usual, so the credit stays bounded.
 const MAX_STORAGE_WAIT: Duration = Duration::from_secs(30);
 
 /// What a recorder instance may touch: the storage, and whose recording it writes (for the index).
@@ -61,8 +62,8 @@ pub struct StorageAccess {
     owner: Option<String>,
     /// Set while `recover` runs: it may remove uncommitted files.
     recovering: bool,
-    /// The current call: when it started, its timeout, and how long it has spent in storage calls so far, which
-    /// its deadline does not count (see [`time_left`]).
+    /// The current call: when it started, its timeout, and how long it has spent in storage calls that go to the
+    /// file system so far, which its deadline does not count (see [`time_left`]).
     call: CallClock,
 }
 
@@ -73,10 +74,10 @@ struct CallClock {
     in_storage: Duration,
 }
 
-/// What a call has left when its epoch deadline passes: its timeout plus the time it spent in storage calls (at
-/// most [`MAX_STORAGE_WAIT`]), less the time elapsed. `None` when nothing is left: the call is interrupted.
+/// What a call has left when its epoch deadline passes: its timeout plus the time it spent in file-system storage
+/// calls (at most [`MAX_STORAGE_WAIT`]), less the time elapsed. `None` when nothing is left: the call is interrupted.
 fn time_left(elapsed: Duration, in_storage: Duration, timeout: Duration) -> Option<Duration> {
-    (timeout + in_storage.min(MAX_STORAGE_WAIT)).checked_sub(elapsed).filter(|left| !left.is_zero())
+    timeout.saturating_add(in_storage.min(MAX_STORAGE_WAIT)).checked_sub(elapsed).filter(|left| !left.is_zero())
 }
 
 /// Starts a call's clock: its epoch deadline is its timeout, extended by the time it then spends in storage calls.
@@ -105,7 +106,9 @@ impl HostState {
         self.storage.as_ref().ok_or_else(|| WitStorageError::Io("no storage was granted".to_string()))
     }
 
-    /// Runs a storage call, counting its time as time the plugin's call spent waiting on the disk.
+    /// Runs a storage call that goes to the file system, counting its time as time the plugin's call may have spent
+    /// waiting on the disk (the calls that only read the router's own bookkeeping, `usage` and `list-files`, are
+    /// not counted).
     fn in_storage<R>(&mut self, call: impl FnOnce(&mut Self) -> R) -> R {
         let began = Instant::now();
         let result = call(self);
@@ -147,8 +150,7 @@ impl bindings::sluice::plugin::storage::Host for HostState {
     }
 
     fn list_files(&mut self, dir: String) -> StorageResult<Vec<Entry>> {
-        Ok(self.in_storage(|s| {
-            let a = s.storage()?;
+        Ok(self.storage().and_then(|a| {
             let unix = |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
             Ok(a.storage
                 .list(&dir)?
@@ -159,7 +161,7 @@ impl bindings::sluice::plugin::storage::Host for HostState {
     }
 
     fn usage(&mut self) -> wasmtime::Result<(u64, Option<u64>)> {
-        Ok(self.in_storage(|s| s.storage.as_ref().map_or((0, None), |a| a.storage.usage())))
+        Ok(self.storage.as_ref().map_or((0, None), |a| a.storage.usage()))
     }
 }
 
@@ -517,6 +519,11 @@ impl RecorderSession {
         }
         let state = self.store.data_mut();
         let len = batch.payload.len();
+        debug_assert_eq!(
+            len,
+            batch.samples.iter().map(|s| s.len as usize).sum::<usize>(),
+            "a payload holds exactly its samples' bytes (WIT media.batch)"
+        );
         // Payloads the plugin keeps count against its memory limit, with its linear memory.
         let held = if state.memory.hold(len) {
             state.table().push(HeldPayload(Arc::new(batch.payload))).map_err(|e| {

@@ -196,8 +196,9 @@ fn set(status: &Mutex<RecordingStatus>, f: impl FnOnce(&mut RecordingStatus)) {
 }
 
 /// `data` (the bytes of `samples`, in the same order) as one payload laid out by track, in `tracks` order, each
-/// track's samples in arrival order; sets each sample's offset. Nothing is copied. Public for the benchmark, which
-/// times it as part of the plugin path.
+/// track's samples in arrival order; sets each sample's offset. Nothing is copied. `tracks` must name every
+/// sample's track once: the payload then holds exactly the samples' bytes, as WIT `media.batch` promises. Public
+/// for the benchmark, which times it as part of the plugin path.
 pub fn lay_out(samples: &mut [sink::Sample], data: &[bytes::Bytes], tracks: impl Iterator<Item = u32>) -> Payload {
     let mut payload = Payload::with_capacity(data.len());
     for track in tracks {
