@@ -74,6 +74,12 @@ struct CallClock {
     in_storage: Duration,
 }
 
+impl CallClock {
+    fn start(timeout: Duration) -> CallClock {
+        CallClock { started: Instant::now(), timeout, in_storage: Duration::ZERO }
+    }
+}
+
 /// What a call has left when its epoch deadline passes: its timeout plus the time it spent in file-system storage
 /// calls (at most [`MAX_STORAGE_WAIT`]), less the time elapsed. `None` when nothing is left: the call is interrupted.
 fn time_left(elapsed: Duration, in_storage: Duration, timeout: Duration) -> Option<Duration> {
@@ -84,7 +90,7 @@ fn time_left(elapsed: Duration, in_storage: Duration, timeout: Duration) -> Opti
 fn arm(store: &mut Store<HostState>, timeout: Duration) {
     store.set_epoch_deadline(deadline_ticks(timeout));
     if let Some(access) = store.data_mut().storage.as_mut() {
-        access.call = CallClock { started: Instant::now(), timeout, in_storage: Duration::ZERO };
+        access.call = CallClock::start(timeout);
     }
 }
 
@@ -452,8 +458,7 @@ impl Inner {
         if !matches!(access, Access::None)
             && let Some(storage) = self.storage().map_err(CallFailure::Instantiate)?
         {
-            let call = CallClock { started: Instant::now(), timeout: self.timeout, in_storage: Duration::ZERO };
-            state.storage = Some(StorageAccess { storage, owner, recovering, call });
+            state.storage = Some(StorageAccess { storage, owner, recovering, call: CallClock::start(self.timeout) });
         }
         let mut store = super::state::new_store(self.pre.engine(), state, self.timeout);
         // At the deadline, a call that spent time in storage calls gets that time back (within MAX_STORAGE_WAIT).
