@@ -274,7 +274,8 @@ impl<F: Files> Segmenter<F> {
         let mut flush = false;
         if let Some(p) = track.pending.take() {
             let clock = i64::from(track.info.clock_rate);
-            let gap = s.dts - p.dts;
+            // Saturating, as every timestamp sum here: the host passes the source's timestamps on, whatever they are.
+            let gap = s.dts.saturating_sub(p.dts);
             let duration = if gap > GAP_SECONDS * clock {
                 flush = true;
                 default_duration(track, p.data.len)
@@ -389,7 +390,7 @@ fn ticks(d: Duration, clock: u32) -> i64 {
 fn fragment_sample<P>(track: &TrackState<P>, p: Pending<P>, duration: u32) -> FragmentSample<P> {
     let cts = p.pts.saturating_sub(p.dts);
     FragmentSample {
-        decode_time: u64::try_from(p.dts - track.base).unwrap_or(0),
+        decode_time: u64::try_from(p.dts.saturating_sub(track.base)).unwrap_or(0),
         duration,
         composition_offset: i32::try_from(cts).unwrap_or(if cts < 0 { i32::MIN } else { i32::MAX }),
         sync: p.keyframe || !track.info.codec.is_video(),

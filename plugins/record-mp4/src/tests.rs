@@ -483,6 +483,36 @@ fn gaps_start_a_new_part_at_the_right_time() {
 }
 
 #[test]
+fn timestamps_at_the_ends_of_their_range_do_not_overflow() {
+    // A source's timestamps are passed on as they come: a jump across the whole i64 range is a gap (a new part),
+    // not an overflow (a panic in debug builds, a wrapped decode time in release).
+    let mut seg = Segmenter::new(MemFiles::default(), "cam", vec![h264(1)], config("1s", "10m")).expect("new");
+    let frame = |dts: i64, pts: i64, keyframe: bool| In {
+        track: 1,
+        dts,
+        pts,
+        keyframe,
+        wallclock_ms: T0_MS,
+        data: vec![0, 0, 0, 1, if keyframe { 0x65 } else { 0x41 }],
+    };
+    // Not keyframes after the first: a keyframe this far on would start a new segment, at 0 again.
+    let stream = [
+        frame(i64::MIN, i64::MAX, true),
+        frame(i64::MIN + 3000, i64::MIN, false),
+        frame(i64::MAX - 3000, i64::MAX, false),
+        frame(i64::MAX, i64::MIN, false),
+    ];
+    feed(&mut seg, &stream, 1);
+    seg.finish().expect("finish");
+    let f = demux(only_file(seg.files()));
+    assert_eq!(f.samples.len(), 4);
+    assert_eq!((f.samples[0].dts, f.samples[0].duration), (0, 3000));
+    // Before the jump: a codec default (30 fps) rather than the distance; after it: as far on as a decode time goes.
+    assert_eq!(f.samples[1].duration, 3000);
+    assert_eq!(f.samples[2].dts, i64::MAX as u64);
+}
+
+#[test]
 fn bad_batches_are_errors() {
     let mut seg = Segmenter::new(MemFiles::default(), "cam", vec![h264(1)], config("1s", "10m")).expect("new");
     let s = Sample { track: 1, pts: 0, dts: 0, keyframe: true, offset: 4, len: u32::MAX, wallclock_ms: None };

@@ -75,8 +75,8 @@ struct CallClock {
 }
 
 impl CallClock {
-    fn start(timeout: Duration) -> CallClock {
-        CallClock { started: Instant::now(), timeout, in_storage: Duration::ZERO }
+    fn start(started: Instant, timeout: Duration) -> CallClock {
+        CallClock { started, timeout, in_storage: Duration::ZERO }
     }
 }
 
@@ -87,11 +87,14 @@ fn time_left(elapsed: Duration, in_storage: Duration, timeout: Duration) -> Opti
 }
 
 /// Starts a call's clock: its epoch deadline is its timeout, extended by the time it then spends in storage calls.
-fn arm(store: &mut Store<HostState>, timeout: Duration) {
+/// Returns when the call starts (one clock read serves the deadline and the plugin's time statistics).
+fn arm(store: &mut Store<HostState>, timeout: Duration) -> Instant {
+    let started = Instant::now();
     store.set_epoch_deadline(deadline_ticks(timeout));
     if let Some(access) = store.data_mut().storage.as_mut() {
-        access.call = CallClock::start(timeout);
+        access.call = CallClock::start(started, timeout);
     }
+    started
 }
 
 impl From<StorageError> for WitStorageError {
@@ -379,8 +382,7 @@ impl SinkPlugin {
     pub fn open(&self, route: &str, tracks: &[Track]) -> Result<RecorderSession, RecorderError> {
         let (mut store, sink) = self.inner.instantiate(Access::Record(route)).map_err(RecorderError::Failed)?;
         let inner = &self.inner;
-        let started = Instant::now();
-        arm(&mut store, inner.timeout);
+        let started = arm(&mut store, inner.timeout);
         inner.stats.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let made = sink.sluice_plugin_recorder_api().recorder().call_constructor(
             &mut store,
@@ -458,7 +460,12 @@ impl Inner {
         if !matches!(access, Access::None)
             && let Some(storage) = self.storage().map_err(CallFailure::Instantiate)?
         {
-            state.storage = Some(StorageAccess { storage, owner, recovering, call: CallClock::start(self.timeout) });
+            state.storage = Some(StorageAccess {
+                storage,
+                owner,
+                recovering,
+                call: CallClock::start(Instant::now(), self.timeout),
+            });
         }
         let mut store = super::state::new_store(self.pre.engine(), state, self.timeout);
         // At the deadline, a call that spent time in storage calls gets that time back (within MAX_STORAGE_WAIT).
@@ -582,8 +589,7 @@ impl RecorderSession {
         };
         let inner = &self.inner;
         inner.stats.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let started = Instant::now();
-        arm(&mut self.store, inner.timeout);
+        let started = arm(&mut self.store, inner.timeout);
         let result = f(&mut self.store, self.sink.sluice_plugin_recorder_api(), recorder);
         inner.count_time(started);
         match result {
