@@ -363,7 +363,7 @@ fn record_mp4_writes_segments_ffprobe_reads() {
 #[test]
 fn payloads_a_sink_holds_count_against_its_memory_limit() {
     use sluice::config::model::StorageGrant;
-    use sluice::plugin::sink::{MediaBatch, RecorderError};
+    use sluice::plugin::sink::RecorderError;
 
     let dir = tempfile::tempdir().expect("tempdir");
     let mut c = config(
@@ -424,6 +424,46 @@ fn time_in_storage_calls_does_not_count_against_a_sinks_deadline() {
     let (plugin, mut session) = open(json!({ "trap_after": 10, "spin_ms": 1000 }));
     assert_eq!(session.write(batch()), Err(RecorderError::Failed(CallFailure::Timeout(Duration::from_millis(250)))));
     assert_eq!(counters(plugin.as_sink().expect("a sink").stats()).0, 1, "counted as a timeout");
+}
+
+/// A recovery pass starts no file after its budget (but always one, so each pass makes progress): a plugin that is
+/// slow on every file cannot hold up the index or a recorder's restart for the time of all of them. Files it failed
+/// on come last in later passes, so they cannot take every pass's budget.
+#[test]
+fn recovery_passes_keep_to_their_budget_and_try_failed_files_last() {
+    use sluice::config::model::StorageGrant;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let load_sink = |name: &str, plugin_config: serde_json::Value| {
+        let mut c = config_for_sink(name, plugin_config);
+        c.grants.storage = Some(StorageGrant { dir: dir.path().to_path_buf(), quota_bytes: None, max_age: None });
+        load(&c).expect("loads")
+    };
+    let leave_uncommitted = |storage: &std::sync::Arc<sluice::recording::storage::Storage>, names: &[&str]| {
+        for name in names {
+            let mut file = storage.create(name, None).expect("create");
+            file.append(b"moof").expect("append");
+        }
+    };
+
+    // 300 ms each against a 100 ms budget: the pass starts the first file only.
+    let plugin = load_sink("slow", json!({ "trap_after": 10, "spin_ms": 300 }));
+    let sink = plugin.as_sink().expect("a sink");
+    let storage = sink.storage().expect("storage opens").expect("granted");
+    leave_uncommitted(&storage, &["a.mp4", "b.mp4", "c.mp4"]);
+    assert_eq!(sink.recover_orphans_within(Duration::from_millis(100)), 1);
+    assert_eq!(storage.orphans(), ["b.mp4", "c.mp4"]);
+    assert_eq!(sink.recover_orphans(), 2, "the next pass, with the default budget, does the rest");
+    assert!(storage.orphans().is_empty());
+
+    // One file per pass (no budget): the one the plugin fails on is tried after the others from then on.
+    let plugin = load_sink("picky", json!({ "trap_after": 10, "recover_fails_on": "bad" }));
+    let sink = plugin.as_sink().expect("a sink");
+    leave_uncommitted(&storage, &["d-bad.mp4", "e.mp4"]);
+    assert_eq!(sink.recover_orphans_within(Duration::ZERO), 0, "d-bad.mp4 first, by name: it fails");
+    assert_eq!(sink.recover_orphans_within(Duration::ZERO), 1, "e.mp4 before the file that failed");
+    assert_eq!(storage.orphans(), ["d-bad.mp4"], "left uncommitted");
+    assert_eq!(sink.recover_orphans_within(Duration::ZERO), 0);
 }
 
 /// A batch of one sample that is the whole payload (a payload holds exactly its samples' bytes).

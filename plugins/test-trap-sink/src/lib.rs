@@ -3,7 +3,8 @@
 //! `hold_payloads`, it keeps every batch's payload handle instead, which the router must count against the
 //! plugin's memory limit. With `spin_ms`, each write first computes for that long (the call deadline must stop it);
 //! with `storage_ms`, it spends that long in the host's file-system storage calls, writing the batch's payload to a
-//! file and cutting it back (time the deadline gives back, as it would a slow disk's).
+//! file and cutting it back (time the deadline gives back, as it would a slow disk's). `recover` computes for
+//! `spin_ms` too, then commits the file as it is, or fails on paths containing `recover_fails_on`.
 
 use std::time::{Duration, Instant};
 
@@ -19,6 +20,8 @@ pub struct Config {
     spin_ms: u64,
     #[serde(default)]
     storage_ms: u64,
+    #[serde(default)]
+    recover_fails_on: Option<String>,
 }
 
 #[derive(Debug)]
@@ -44,10 +47,7 @@ impl Recorder for TrapSink {
     }
 
     fn write(&mut self, batch: Batch) -> Result<(), String> {
-        let began = Instant::now();
-        while began.elapsed() < self.spin {
-            std::hint::black_box(());
-        }
+        spin(self.spin);
         if !self.in_storage.is_zero() {
             rewrite_until(&batch.payload, Instant::now() + self.in_storage).map_err(|e| format!("{e:?}"))?;
         }
@@ -67,6 +67,22 @@ impl Recorder for TrapSink {
 
     fn finish(&mut self) -> Result<(), String> {
         Ok(())
+    }
+
+    fn recover(path: String, config: Config) -> Result<(), String> {
+        spin(Duration::from_millis(config.spin_ms));
+        if config.recover_fails_on.is_some_and(|part| path.contains(&part)) {
+            return Err(format!("test-trap-sink: not recovering {path}, as configured"));
+        }
+        storage::reopen(&path).and_then(|f| f.commit()).map_err(|e| format!("{path}: {e:?}"))
+    }
+}
+
+/// Computes for `time`.
+fn spin(time: Duration) {
+    let began = Instant::now();
+    while began.elapsed() < time {
+        std::hint::black_box(());
     }
 }
 

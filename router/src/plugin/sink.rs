@@ -55,6 +55,12 @@ const MAX_PAYLOAD_READ: u32 = 16 << 20;
 /// the call is interrupted as usual, so the credit stays bounded.
 const MAX_STORAGE_WAIT: Duration = Duration::from_secs(30);
 
+/// A recovery pass (at start, and before a failed recorder restarts) hands the plugin files until this much time
+/// has passed; the rest wait for the next pass. Each file may take the plugin's deadline, so a plugin that runs into
+/// it on file after file would otherwise hold up the index (rebuilt after the pass) or the restart for that long
+/// times the number of files.
+const RECOVERY_BUDGET: Duration = Duration::from_secs(60);
+
 /// What a recorder instance may touch: the storage, and whose recording it writes (for the index).
 #[derive(Debug)]
 pub struct StorageAccess {
@@ -320,6 +326,8 @@ struct Inner {
     grant: Option<StorageGrant>,
     /// Opened on first use, not at load: `sluice check` loads plugins and must not create directories.
     storage: OnceLock<Result<Arc<Storage>, String>>,
+    /// Files `recover` failed on (an error or a trap), tried after the others in later passes.
+    recover_failed: std::sync::Mutex<std::collections::BTreeSet<String>>,
     stats: PluginStats,
 }
 
@@ -359,6 +367,7 @@ impl SinkPlugin {
             env,
             grant: config.grants.storage.clone(),
             storage: OnceLock::new(),
+            recover_failed: std::sync::Mutex::default(),
             stats: PluginStats::default(),
         };
         inner.instantiate(Access::None).map_err(|e| LoadError::new(name, e.to_string()))?;
@@ -398,8 +407,16 @@ impl SinkPlugin {
     }
 
     /// Hands every uncommitted file nobody is writing (what a crash or a failed recorder left) to the plugin's
-    /// `recover`, which repairs and commits or removes it. Returns how many it handled. Blocking.
+    /// `recover`, which repairs and commits or removes it, within [`RECOVERY_BUDGET`]. Returns how many it
+    /// handled. Blocking.
     pub fn recover_orphans(&self) -> usize {
+        self.recover_orphans_within(RECOVERY_BUDGET)
+    }
+
+    /// [`recover_orphans`](Self::recover_orphans), starting no file once `budget` has passed, except the first (so
+    /// each pass makes progress; a file started runs to its end or its deadline). Files the plugin could not
+    /// recover before come last, so they cannot take every pass's budget.
+    pub fn recover_orphans_within(&self, budget: Duration) -> usize {
         let storage = match self.inner.storage() {
             Ok(Some(s)) => s,
             Ok(None) => return 0,
@@ -408,9 +425,24 @@ impl SinkPlugin {
                 return 0;
             }
         };
+        let began = Instant::now();
+        let mut orphans = storage.orphans();
+        {
+            let failed = self.inner.recover_failed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            orphans.sort_by_key(|path| failed.contains(path));
+        }
         let mut recovered = 0;
         let mut instance = None;
-        for path in storage.orphans() {
+        for (done, path) in orphans.iter().enumerate() {
+            if done > 0 && began.elapsed() >= budget {
+                tracing::warn!(
+                    plugin = %self.inner.name,
+                    left = orphans.len() - done,
+                    ?budget,
+                    "recovery ran out of time; the files left wait for the next pass (the next start or recorder restart)"
+                );
+                break;
+            }
             let (store, sink) = match instance.as_mut() {
                 Some(i) => i,
                 None => match self.inner.instantiate(Access::Recover) {
@@ -422,16 +454,20 @@ impl SinkPlugin {
                 },
             };
             arm(store, self.inner.timeout.max(Duration::from_secs(10)));
-            let result = sink.sluice_plugin_recorder_api().call_recover(&mut *store, &path, &self.inner.config_json);
+            let result = sink.sluice_plugin_recorder_api().call_recover(&mut *store, path, &self.inner.config_json);
+            let mut failed = self.inner.recover_failed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             match result {
                 Ok(Ok(())) => {
+                    failed.remove(path);
                     recovered += 1;
                     tracing::info!(plugin = %self.inner.name, path, "recovered a file left unfinished");
                 }
                 Ok(Err(message)) => {
+                    failed.insert(path.clone());
                     tracing::warn!(plugin = %self.inner.name, path, error = %message, "could not recover a file")
                 }
                 Err(e) => {
+                    failed.insert(path.clone());
                     let failure = self.inner.failed(&e, store);
                     tracing::warn!(plugin = %self.inner.name, path, error = %failure, "could not recover a file");
                     instance = None;
