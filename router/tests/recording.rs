@@ -80,7 +80,7 @@ async fn thirty_seconds_recorded_indexed_and_played_back() {
     let list = get(&client, router.url("/v1/recordings?route=rec")).await;
     let recordings = list["recordings"].as_array().expect("list").clone();
     assert_eq!(recordings.len(), 3, "{list:#}");
-    let mut previous_end = None;
+    let mut previous_end: Option<i64> = None;
     for r in &recordings {
         assert_eq!(r["codecs"], "h264");
         let file = rec.join(r["path"].as_str().expect("path"));
@@ -91,7 +91,7 @@ async fn thirty_seconds_recorded_indexed_and_played_back() {
         // Segments follow each other without a gap or an overlap (within a frame).
         let start = r["start_ms"].as_i64().expect("start");
         if let Some(end) = previous_end {
-            assert!((start - end as i64).abs() <= 40, "segment starts {start}, previous ended {end}");
+            assert!((start - end).abs() <= 40, "segment starts {start}, previous ended {end}");
         }
         previous_end = Some(start + r["duration_ms"].as_i64().expect("ms"));
     }

@@ -60,7 +60,7 @@ impl PluginHost {
             return Err(LoadError::new(name, format!("expected a {expected:?} plugin, this one implements {world:?}")));
         }
         match world {
-            PluginWorld::Auth => Ok(Plugin::Auth(auth::AuthPlugin::new(self, config, &component)?)),
+            PluginWorld::Auth => Ok(Plugin::Auth(Box::new(auth::AuthPlugin::new(self, config, &component)?))),
             PluginWorld::Sink => Ok(Plugin::Sink(sink::SinkPlugin::new(self, config, &component)?)),
             PluginWorld::Signaling => Err(LoadError::new(
                 name,

@@ -25,6 +25,10 @@ impl Piece {
             Piece::File { len, .. } => *len,
         }
     }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// What to send for [from_ms, to_ms) of `recordings` (one route's, oldest first). Stops early, at the first

@@ -249,12 +249,13 @@ impl Storage {
             notify(Change::Removed { root: self.root.clone(), path: path.to_string() });
             return Ok(());
         }
-        if partial_too && !state.open.contains(path) {
-            if let Some(size) = state.partial.remove(path) {
-                state.used = state.used.saturating_sub(size);
-                drop(state);
-                return remove_file(&partial_name(&full));
-            }
+        if partial_too
+            && !state.open.contains(path)
+            && let Some(size) = state.partial.remove(path)
+        {
+            state.used = state.used.saturating_sub(size);
+            drop(state);
+            return remove_file(&partial_name(&full));
         }
         Err(StorageError::NotFound)
     }
