@@ -426,11 +426,11 @@ fn time_in_storage_calls_does_not_count_against_a_sinks_deadline() {
     assert_eq!(counters(plugin.as_sink().expect("a sink").stats()).0, 1, "counted as a timeout");
 }
 
-/// A recovery pass starts no file after its budget (but always one, so each pass makes progress): a plugin that is
-/// slow on every file cannot hold up the index or a recorder's restart for the time of all of them. Files it failed
-/// on come last in later passes, so they cannot take every pass's budget.
+/// Recovery passes of one plugin run one at a time: many recorders failing at once (each asks for a pass) hand
+/// each file to `recover` once, not once per caller racing for it. A file `recover` fails on stays for later passes
+/// and does not stop the others.
 #[test]
-fn recovery_passes_keep_to_their_budget_and_try_failed_files_last() {
+fn recovery_passes_are_coalesced_and_retry_what_failed() {
     use sluice::config::model::StorageGrant;
 
     let dir = tempfile::tempdir().expect("tempdir");
@@ -446,24 +446,34 @@ fn recovery_passes_keep_to_their_budget_and_try_failed_files_last() {
         }
     };
 
-    // 300 ms each against a 100 ms budget: the pass starts the first file only.
+    // 300 ms per file; four callers at once.
     let plugin = load_sink("slow", json!({ "trap_after": 10, "spin_ms": 300 }));
     let sink = plugin.as_sink().expect("a sink");
     let storage = sink.storage().expect("storage opens").expect("granted");
     leave_uncommitted(&storage, &["a.mp4", "b.mp4", "c.mp4"]);
-    assert_eq!(sink.recover_orphans_within(Duration::from_millis(100)), 1);
-    assert_eq!(storage.orphans(), ["b.mp4", "c.mp4"]);
-    assert_eq!(sink.recover_orphans(), 2, "the next pass, with the default budget, does the rest");
+    let start = std::sync::Barrier::new(4);
+    let recovered: u64 = std::thread::scope(|s| {
+        let callers: Vec<_> = (0..4)
+            .map(|_| {
+                s.spawn(|| {
+                    start.wait();
+                    sink.recover_orphans() as u64
+                })
+            })
+            .collect();
+        callers.into_iter().map(|c| c.join().expect("no panic")).sum()
+    });
+    assert_eq!(recovered, 3);
     assert!(storage.orphans().is_empty());
+    assert_eq!(PluginStats::get(&sink.stats().calls), 3, "each file handed to recover once");
 
-    // One file per pass (no budget): the one the plugin fails on is tried after the others from then on.
     let plugin = load_sink("picky", json!({ "trap_after": 10, "recover_fails_on": "bad" }));
     let sink = plugin.as_sink().expect("a sink");
     leave_uncommitted(&storage, &["d-bad.mp4", "e.mp4"]);
-    assert_eq!(sink.recover_orphans_within(Duration::ZERO), 0, "d-bad.mp4 first, by name: it fails");
-    assert_eq!(sink.recover_orphans_within(Duration::ZERO), 1, "e.mp4 before the file that failed");
+    assert_eq!(sink.recover_orphans(), 1, "e.mp4, after d-bad.mp4 failed");
     assert_eq!(storage.orphans(), ["d-bad.mp4"], "left uncommitted");
-    assert_eq!(sink.recover_orphans_within(Duration::ZERO), 0);
+    assert_eq!(sink.recover_orphans(), 0, "tried again, failing again");
+    assert_eq!(PluginStats::get(&sink.stats().calls), 3);
 }
 
 /// A batch of one sample that is the whole payload (a payload holds exactly its samples' bytes).

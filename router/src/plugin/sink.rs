@@ -2,6 +2,7 @@
 //! calls, so instances are not pooled), calls under a deadline and a memory cap, the `storage` interface over the
 //! granted directory, and crash recovery of files a recorder left uncommitted.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -54,12 +55,6 @@ const MAX_PAYLOAD_READ: u32 = 16 << 20;
 /// fsync, renames, where a slow SD card or a busy disk makes a call wait), which must not end a recording; past it
 /// the call is interrupted as usual, so the credit stays bounded.
 const MAX_STORAGE_WAIT: Duration = Duration::from_secs(30);
-
-/// A recovery pass (at start, and before a failed recorder restarts) hands the plugin files until this much time
-/// has passed; the rest wait for the next pass. Each file may take the plugin's deadline, so a plugin that runs into
-/// it on file after file would otherwise hold up the index (rebuilt after the pass) or the restart for that long
-/// times the number of files.
-const RECOVERY_BUDGET: Duration = Duration::from_secs(60);
 
 /// What a recorder instance may touch: the storage, and whose recording it writes (for the index).
 #[derive(Debug)]
@@ -326,8 +321,9 @@ struct Inner {
     grant: Option<StorageGrant>,
     /// Opened on first use, not at load: `sluice check` loads plugins and must not create directories.
     storage: OnceLock<Result<Arc<Storage>, String>>,
-    /// Files `recover` failed on (an error or a trap), tried after the others in later passes.
-    recover_failed: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// Recovery passes: one at a time per plugin, requests during one coalesced into one more (see
+    /// [`SinkPlugin::recover_orphans`]).
+    recovery: Recovery,
     stats: PluginStats,
 }
 
@@ -367,7 +363,7 @@ impl SinkPlugin {
             env,
             grant: config.grants.storage.clone(),
             storage: OnceLock::new(),
-            recover_failed: std::sync::Mutex::default(),
+            recovery: Recovery::default(),
             stats: PluginStats::default(),
         };
         inner.instantiate(Access::None).map_err(|e| LoadError::new(name, e.to_string()))?;
@@ -407,16 +403,29 @@ impl SinkPlugin {
     }
 
     /// Hands every uncommitted file nobody is writing (what a crash or a failed recorder left) to the plugin's
-    /// `recover`, which repairs and commits or removes it, within [`RECOVERY_BUDGET`]. Returns how many it
-    /// handled. Blocking.
+    /// `recover`, which repairs and commits or removes it. Returns how many this call handled. Blocking.
+    ///
+    /// One pass runs at a time: a call while one runs returns at once (0), and the running one goes over the files
+    /// again when it ends, so a hundred recorders failing together cause two passes, not a hundred racing for the
+    /// same files. Each pass tries each file once, those `recover` failed on before last.
     pub fn recover_orphans(&self) -> usize {
-        self.recover_orphans_within(RECOVERY_BUDGET)
+        let recovery = &self.inner.recovery;
+        recovery.wanted.store(true, Ordering::SeqCst);
+        let mut recovered = 0;
+        loop {
+            let Ok(running) = recovery.running.try_lock() else { return recovered };
+            while recovery.wanted.swap(false, Ordering::SeqCst) {
+                recovered += self.recovery_pass();
+            }
+            drop(running);
+            // A call that found the lock taken after the last check above: its request is ours to run.
+            if !recovery.wanted.load(Ordering::SeqCst) {
+                return recovered;
+            }
+        }
     }
 
-    /// [`recover_orphans`](Self::recover_orphans), starting no file once `budget` has passed, except the first (so
-    /// each pass makes progress; a file started runs to its end or its deadline). Files the plugin could not
-    /// recover before come last, so they cannot take every pass's budget.
-    pub fn recover_orphans_within(&self, budget: Duration) -> usize {
+    fn recovery_pass(&self) -> usize {
         let storage = match self.inner.storage() {
             Ok(Some(s)) => s,
             Ok(None) => return 0,
@@ -425,24 +434,16 @@ impl SinkPlugin {
                 return 0;
             }
         };
-        let began = Instant::now();
         let mut orphans = storage.orphans();
         {
-            let failed = self.inner.recover_failed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut failed = self.inner.recovery.failed();
+            // Files gone or committed since are forgotten: the set never outgrows what is left to recover.
+            failed.retain(|path| orphans.binary_search(path).is_ok());
             orphans.sort_by_key(|path| failed.contains(path));
         }
         let mut recovered = 0;
         let mut instance = None;
-        for (done, path) in orphans.iter().enumerate() {
-            if done > 0 && began.elapsed() >= budget {
-                tracing::warn!(
-                    plugin = %self.inner.name,
-                    left = orphans.len() - done,
-                    ?budget,
-                    "recovery ran out of time; the files left wait for the next pass (the next start or recorder restart)"
-                );
-                break;
-            }
+        for path in &orphans {
             let (store, sink) = match instance.as_mut() {
                 Some(i) => i,
                 None => match self.inner.instantiate(Access::Recover) {
@@ -453,28 +454,50 @@ impl SinkPlugin {
                     }
                 },
             };
-            arm(store, self.inner.timeout.max(Duration::from_secs(10)));
+            let started = arm(store, self.inner.timeout.max(Duration::from_secs(10)));
+            self.inner.stats.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let result = sink.sluice_plugin_recorder_api().call_recover(&mut *store, path, &self.inner.config_json);
-            let mut failed = self.inner.recover_failed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            match result {
-                Ok(Ok(())) => {
-                    failed.remove(path);
+            self.inner.count_time(started);
+            let error = match result {
+                Ok(Ok(())) => None,
+                Ok(Err(message)) => Some(message),
+                Err(e) => {
+                    // The instance is unusable after a trap: the next file gets a fresh one.
+                    let failure = self.inner.failed(&e, store).to_string();
+                    instance = None;
+                    Some(failure)
+                }
+            };
+            match error {
+                None => {
+                    self.inner.recovery.failed().remove(path);
                     recovered += 1;
                     tracing::info!(plugin = %self.inner.name, path, "recovered a file left unfinished");
                 }
-                Ok(Err(message)) => {
-                    failed.insert(path.clone());
-                    tracing::warn!(plugin = %self.inner.name, path, error = %message, "could not recover a file")
-                }
-                Err(e) => {
-                    failed.insert(path.clone());
-                    let failure = self.inner.failed(&e, store);
-                    tracing::warn!(plugin = %self.inner.name, path, error = %failure, "could not recover a file");
-                    instance = None;
+                Some(error) => {
+                    self.inner.recovery.failed().insert(path.clone());
+                    tracing::warn!(plugin = %self.inner.name, path, error, "could not recover a file; tried again at the next pass");
                 }
             }
         }
         recovered
+    }
+}
+
+/// The recovery passes of one plugin.
+#[derive(Debug, Default)]
+struct Recovery {
+    /// Held by the pass running.
+    running: std::sync::Mutex<()>,
+    /// A pass was asked for since the running one took its list of files.
+    wanted: std::sync::atomic::AtomicBool,
+    /// Files `recover` failed on (an error or a trap), tried after the others in later passes.
+    failed: std::sync::Mutex<std::collections::BTreeSet<String>>,
+}
+
+impl Recovery {
+    fn failed(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeSet<String>> {
+        self.failed.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

@@ -387,7 +387,7 @@ async fn finish(open: Open, status: &Mutex<RecordingStatus>, route: &str) {
     if let Err(e) = result {
         tracing::warn!(route, error = %e, "recorder could not finish its segment");
         set(status, |s| s.last_error = Some(e.to_string()));
-        recover(&plugin).await;
+        recover(&plugin);
     }
 }
 
@@ -409,12 +409,14 @@ async fn failed(
         s.last_error = Some(e.to_string());
     });
     *retry_at = Some(Instant::now() + wait);
-    recover(plugin).await;
+    recover(plugin);
 }
 
-async fn recover(plugin: &Arc<LoadedPlugin>) {
+/// Repairs what a failed session left, in the background: the next session does not wait for it (recovery never
+/// touches a file being written, and a plugin's passes are coalesced, so many failing at once cause few passes).
+fn recover(plugin: &Arc<LoadedPlugin>) {
     let p = Arc::clone(plugin);
-    blocking(move || p.plugin.as_sink().map_or(0, |s| s.recover_orphans())).await;
+    tokio::task::spawn_blocking(move || p.plugin.as_sink().map_or(0, |s| s.recover_orphans()));
 }
 
 /// Runs a plugin call on a blocking thread (calls take up to the plugin's timeout).

@@ -647,8 +647,8 @@ async fn reload(
     outcome
 }
 
-/// For each sink plugin new in `plugins` (not in `previous`): repairs the files a crash left uncommitted in its
-/// storage, then brings the index in line with what is on disk. In the background: recordings may start
+/// For each sink plugin new in `plugins` (not in `previous`): brings the index in line with what is on disk, then
+/// repairs the files a crash left uncommitted in its storage. In the background: recordings may start
 /// meanwhile (recovery never touches a file being written).
 fn recover_and_index(plugins: &Plugins, previous: &Plugins, index: &Arc<Index>) {
     for (name, loaded) in plugins.iter() {
@@ -666,12 +666,16 @@ fn recover_and_index(plugins: &Plugins, previous: &Plugins, index: &Arc<Index>) 
                     return;
                 }
             };
-            let recovered = sink.recover_orphans();
+            // The index first: it does not wait for the plugin's repairs, whose commits reach it as they happen.
             match index.rebuild(&storage) {
                 Ok((added, removed)) => {
-                    tracing::info!(plugin = %name, dir = %storage.root().display(), recovered, added, removed, "recordings indexed")
+                    tracing::info!(plugin = %name, dir = %storage.root().display(), added, removed, "recordings indexed")
                 }
                 Err(e) => tracing::error!(plugin = %name, error = %e, "cannot index recordings"),
+            }
+            let recovered = sink.recover_orphans();
+            if recovered > 0 {
+                tracing::info!(plugin = %name, recovered, "files left unfinished recovered");
             }
         });
     }
