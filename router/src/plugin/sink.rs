@@ -413,7 +413,12 @@ impl SinkPlugin {
         recovery.wanted.store(true, Ordering::SeqCst);
         let mut recovered = 0;
         loop {
-            let Ok(running) = recovery.running.try_lock() else { return recovered };
+            let running = match recovery.running.try_lock() {
+                Ok(guard) => guard,
+                // A pass that panicked leaves nothing inconsistent behind (the lock guards no data).
+                Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => return recovered,
+            };
             while recovery.wanted.swap(false, Ordering::SeqCst) {
                 recovered += self.recovery_pass();
             }
