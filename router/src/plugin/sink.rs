@@ -388,14 +388,13 @@ impl SinkPlugin {
         let (mut store, sink) = self.inner.instantiate(Access::Record(route)).map_err(RecorderError::Failed)?;
         let inner = &self.inner;
         let started = arm(&mut store, inner.timeout);
-        inner.stats.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let made = sink.sluice_plugin_recorder_api().recorder().call_constructor(
             &mut store,
             route,
             tracks,
             &inner.config_json,
         );
-        inner.count_time(started);
+        inner.count_call(started);
         match made {
             Ok(recorder) => Ok(RecorderSession { inner: Arc::clone(inner), store, sink, recorder: Some(recorder) }),
             Err(e) => Err(RecorderError::Failed(inner.failed(&e, &store))),
@@ -460,9 +459,8 @@ impl SinkPlugin {
                 },
             };
             let started = arm(store, self.inner.timeout.max(Duration::from_secs(10)));
-            self.inner.stats.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let result = sink.sluice_plugin_recorder_api().call_recover(&mut *store, path, &self.inner.config_json);
-            self.inner.count_time(started);
+            self.inner.count_call(started);
             let error = match result {
                 Ok(Ok(())) => None,
                 Ok(Err(message)) => Some(message),
@@ -543,7 +541,7 @@ impl Inner {
         });
         match self.pre.instantiate(&mut store) {
             Ok(sink) => {
-                self.stats.instantiations.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.stats.instantiations.fetch_add(1, Ordering::Relaxed);
                 Ok((store, sink))
             }
             Err(e) => {
@@ -563,12 +561,14 @@ impl Inner {
     /// Counts a failure that ends the instance (it is never used again).
     fn count_failure(&self, failure: &CallFailure) {
         self.stats.failed(failure);
-        self.stats.recycled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.stats.recycled.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn count_time(&self, started: Instant) {
+    /// Counts a call that began at `started` and its time.
+    fn count_call(&self, started: Instant) {
+        self.stats.calls.fetch_add(1, Ordering::Relaxed);
         let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.stats.call_nanos.fetch_add(nanos, std::sync::atomic::Ordering::Relaxed);
+        self.stats.call_nanos.fetch_add(nanos, Ordering::Relaxed);
     }
 }
 
@@ -652,10 +652,9 @@ impl RecorderSession {
             return Err(RecorderError::Refused("the recorder has stopped".to_string()));
         };
         let inner = &self.inner;
-        inner.stats.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let started = arm(&mut self.store, inner.timeout);
         let result = f(&mut self.store, self.sink.sluice_plugin_recorder_api(), recorder);
-        inner.count_time(started);
+        inner.count_call(started);
         match result {
             Ok(Ok(())) => Ok(()),
             Ok(Err(message)) => Err(RecorderError::Refused(message)),
