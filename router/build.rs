@@ -5,6 +5,8 @@
 
 #[path = "build/plugins.rs"]
 mod plugins;
+#[path = "build/wasm_target.rs"]
+mod wasm_target;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};

@@ -46,7 +46,13 @@ function renderGrid(routes) {
   for (const r of playable) {
     if (!tiles.has(r.name)) tiles.set(r.name, tile(r.name));
     const t = tiles.get(r.name);
-    if (!t.session) t.stateEl.textContent = r.live?.state ?? 'ended';
+    // The route's state stays visible while a tile plays: "connected" with no picture is then explained.
+    const st = r.live?.state ?? 'ended';
+    const err = st !== 'live' ? r.live?.last_error : null;
+    const warn = r.warnings ?? [];
+    t.stateEl.textContent = `${warn.length ? '⚠ ' : ''}${st}${err ? `: ${err}` : ''}`;
+    t.stateEl.title = warn.join('\n');
+    t.stateEl.className = `tile-state state-${st}`;
   }
   for (const [name, t] of tiles) {
     if (!playable.some((r) => r.name === name)) {
@@ -89,7 +95,11 @@ async function refresh() {
       name.append(link);
       tr.append(
         name,
-        cell(live.state ?? 'ended', `state-${live.state}`),
+        cell(
+          `${(r.warnings ?? []).length ? '⚠ ' : ''}${live.state ?? 'ended'}` +
+            `${live.last_error && live.state !== 'live' ? `: ${live.last_error}` : ''}`,
+          `state-${live.state}`,
+        ),
         cell(live.source ?? ''),
         cell(r.config.to.join(', ')),
         cell((live.tracks ?? []).map((t) => `${t.codec} ${t.description}`).join('; ')),
@@ -98,7 +108,7 @@ async function refresh() {
         cell(String(live.frames_dropped ?? 0)),
         recordCell(r, refresh),
       );
-      if (live.last_error) tr.title = live.last_error;
+      tr.title = [live.last_error, ...(r.warnings ?? [])].filter(Boolean).join('\n');
       return tr;
     }));
     configState.textContent = status.config_valid ? 'config ok' : 'config invalid';

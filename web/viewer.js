@@ -70,7 +70,36 @@ async function refreshStats() {
   }));
 }
 
+// The route's own state, so "connected" with no picture is explained: a route waiting for its publisher, an
+// unavailable source and why, and warnings (B-frames, AAC audio) with what to do.
+const routeState = document.getElementById('route-state');
+const routeError = document.getElementById('route-error');
+const warnings = document.getElementById('warnings');
+async function refreshRoute() {
+  const token = new URLSearchParams(location.search).get('token');
+  const headers = token ? { Authorization: `Bearer ${token}` } : {};
+  let view;
+  try {
+    const r = await fetch(`/v1/routes/${encodeURIComponent(route)}`, { headers });
+    if (!r.ok) { routeState.hidden = true; return; } // the API may be guarded: the page still plays
+    view = await r.json();
+  } catch { return; }
+  const st = view.live?.state ?? 'ended';
+  routeState.hidden = false;
+  routeState.textContent = `route: ${st}`;
+  routeState.className = `pill ${st === 'live' ? 'ok' : st === 'waiting' ? '' : 'bad'}`;
+  const err = view.live?.last_error;
+  routeError.hidden = !err || st === 'live';
+  routeError.textContent = err ? `${st === 'unavailable' ? 'unavailable' : 'last error'}: ${err}` : '';
+  warnings.hidden = !view.warnings?.length;
+  warnings.replaceChildren(...(view.warnings ?? []).map((w) => {
+    const li = document.createElement('li'); li.textContent = `⚠ ${w}`; return li;
+  }));
+}
+
 play.addEventListener('click', start);
+refreshRoute();
+setInterval(refreshRoute, 2000);
 window.addEventListener('pagehide', () => session?.stop());
 setInterval(refreshStats, 1000);
 if (new URLSearchParams(location.search).has('autoplay')) start();

@@ -19,6 +19,7 @@ pub mod api;
 pub mod auth;
 pub mod backoff;
 pub mod config;
+pub mod connections;
 pub mod ingest;
 pub mod logging;
 pub mod media;
@@ -29,3 +30,9 @@ pub mod rtmp;
 pub mod runtime;
 pub mod server;
 pub mod webrtc;
+
+/// The build script's wasm32-wasip2 check, compiled here only so its decision is unit tested.
+#[cfg(test)]
+#[path = "../build/wasm_target.rs"]
+#[allow(dead_code, reason = "`ensure` runs in the build script, not here")]
+mod build_wasm_target;

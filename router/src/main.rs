@@ -54,10 +54,30 @@ enum PluginCommand {
     },
 }
 
+/// `sluice FILE` means `sluice run FILE`: when the first word that is not an option is no command, `run` goes in
+/// front of it. (A positional argument beside subcommands would make clap take `run` itself for a file.)
+fn run_by_default(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    const COMMANDS: [&str; 4] = ["run", "check", "plugin", "help"];
+    let mut i = 1;
+    while let Some(arg) = args.get(i).and_then(|a| a.to_str()) {
+        if arg == "--log-format" {
+            i += 2; // and its value
+        } else if arg.starts_with('-') {
+            i += 1;
+        } else {
+            if !COMMANDS.contains(&arg) {
+                args.insert(i, "run".into());
+            }
+            break;
+        }
+    }
+    args
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(run_by_default(std::env::args_os().collect()));
     match cli.command.unwrap_or(Command::Run { config: PathBuf::from("routes.toml") }) {
-        Command::Check { config } => match sluice::runtime::load_config(&config, &Default::default()) {
+        Command::Check { config } => match sluice::runtime::check_config(&config) {
             Ok((table, _, _)) => {
                 println!("{}: ok ({} routes, {} plugins)", config.display(), table.routes.len(), table.plugins.len());
                 ExitCode::SUCCESS
@@ -88,7 +108,11 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match rt.block_on(sluice::server::run(config)) {
+            let result = rt.block_on(sluice::server::run(config));
+            // Blocking work still running (a reload validating a big file, a plugin compiling) is not waited for:
+            // shutdown has its own budgets, and dropping the runtime would wait for it without one.
+            rt.shutdown_timeout(std::time::Duration::from_secs(1));
+            match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e:#}");
@@ -96,6 +120,38 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::run_by_default;
+
+    fn args(words: &[&str]) -> Vec<String> {
+        let os = run_by_default(words.iter().map(Into::into).collect());
+        os.into_iter().map(|a| a.to_string_lossy().into_owned()).collect()
+    }
+
+    #[test]
+    fn a_file_alone_is_run() {
+        assert_eq!(args(&["sluice", "my.toml"]), ["sluice", "run", "my.toml"]);
+        assert_eq!(
+            args(&["sluice", "--log-format", "json", "my.toml"]),
+            ["sluice", "--log-format", "json", "run", "my.toml"]
+        );
+        assert_eq!(
+            args(&["sluice", "--log-format=json", "my.toml"]),
+            ["sluice", "--log-format=json", "run", "my.toml"]
+        );
+        for unchanged in [
+            &["sluice"][..],
+            &["sluice", "check", "x.toml"],
+            &["sluice", "--log-format", "json", "run", "x.toml"],
+            &["sluice", "plugin", "test", "p.wasm"],
+            &["sluice", "--help"],
+        ] {
+            assert_eq!(args(unchanged), unchanged, "{unchanged:?}");
         }
     }
 }

@@ -6,13 +6,20 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 
 use crate::api::{self, AppState};
+use crate::connections::{self, Connections};
 use crate::runtime::{Runtime, watch};
 use crate::webrtc::WebRtc;
 
 /// How long in-flight HTTP requests get to finish once the routes are stopped.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How long stopping the routes may take (recorders finish their files within 10 s); past it the process exits
+/// anyway, whatever a reload or a route is doing.
+const SHUTDOWN_ROUTES_BUDGET: Duration = Duration::from_secs(12);
 
 pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
+    // Installed first: a SIGTERM that comes while the router starts up is a request to stop, not a kill.
+    let mut signals = ShutdownSignals::install().context("installing the SIGINT/SIGTERM handlers")?;
+    let fd_limit = connections::raise_fd_limit();
     let runtime = Runtime::start(config_path.clone()).map_err(|errors| {
         anyhow::anyhow!(
             "{errors}\n\nfix the routes file and start again (`sluice check {}` checks it)",
@@ -25,37 +32,53 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
         .with_context(|| format!("watching {} for changes", config_path.display()))?;
     watch::reload_on_sighup(runtime.clone()).context("installing the SIGHUP handler")?;
 
+    let connections = Connections::new(fd_limit);
     let listener = tokio::net::TcpListener::bind(server.http)
         .await
         .with_context(|| format!("binding the HTTP listener on {} (`server.http`)", server.http))?;
     let local = listener.local_addr()?;
-    let rtmp = crate::rtmp::serve(server.rtmp, runtime.clone())
+    let rtmp = crate::rtmp::serve(server.rtmp, runtime.clone(), connections.clone())
         .await
         .with_context(|| format!("binding the RTMP listener on {} (`server.rtmp`)", server.rtmp))?;
 
     tracing::info!(http = %local, rtmp = %rtmp, routes = dir.routes.len(), config = %config_path.display(),
+        fd_limit, max_connections = connections.cap(&server.limits),
         "sluice {} is up; open http://{}/", env!("CARGO_PKG_VERSION"), browsable(local));
+
+    let rtsp_readers: Vec<&str> = dir
+        .routes
+        .iter()
+        .filter(|(c, _)| c.to.contains(&crate::config::model::Output::Rtsp))
+        .map(|(c, _)| c.name.as_str())
+        .collect();
+    if !rtsp_readers.is_empty() {
+        tracing::warn!(routes = ?rtsp_readers, "these routes list `rtsp` in `to`, but this build has no RTSP server yet: \
+            nothing listens on `server.rtsp`, so RTSP readers cannot connect");
+    }
 
     let webrtc = WebRtc::start(&server.webrtc)
         .with_context(|| format!("binding the WebRTC UDP port {} (`server.webrtc.udp`)", server.webrtc.udp))?;
-    let app = api::router(AppState { runtime: runtime.clone(), webrtc, started: Instant::now() });
-    let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
-    let shutdown_runtime = runtime.clone();
-    let shutdown = async move {
-        let signal = shutdown_signal().await;
-        tracing::info!(signal, "shutting down: stopping routes");
-        // Ending the routes ends every streaming response, so the HTTP server can drain.
-        shutdown_runtime.shutdown().await;
-        let _ = stopped_tx.send(());
+    let app = api::router(AppState {
+        runtime: runtime.clone(),
+        webrtc,
+        started: Instant::now(),
+        connections: connections.clone(),
+    });
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let serve = api::serve::serve(listener, app, runtime.clone(), connections, stop_rx);
+    tokio::pin!(serve);
+    let signal = tokio::select! {
+        signal = signals.recv() => signal,
+        () = &mut serve => anyhow::bail!("the HTTP server stopped"),
     };
-    let serve = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(shutdown);
-    tokio::select! {
-        r = serve => r.context("HTTP server")?,
-        _ = async {
-            let _ = stopped_rx.await;
-            tokio::time::sleep(SHUTDOWN_GRACE).await;
-        } => tracing::warn!("HTTP connections still open after {SHUTDOWN_GRACE:?}; exiting anyway"),
+    tracing::info!(signal, "shutting down: stopping routes");
+    // Ending the routes ends every streaming response, so the HTTP connections can drain.
+    if tokio::time::timeout(SHUTDOWN_ROUTES_BUDGET, runtime.shutdown()).await.is_err() {
+        tracing::warn!("routes still stopping after {SHUTDOWN_ROUTES_BUDGET:?}; exiting anyway");
+    }
+    let _ = stop_tx.send(true);
+    if tokio::time::timeout(SHUTDOWN_GRACE, serve).await.is_err() {
+        tracing::warn!("HTTP connections still open after {SHUTDOWN_GRACE:?}; exiting anyway");
     }
     tracing::info!("stopped");
     Ok(())
@@ -66,14 +89,22 @@ fn browsable(addr: std::net::SocketAddr) -> String {
     if addr.ip().is_unspecified() { format!("localhost:{}", addr.port()) } else { addr.to_string() }
 }
 
-async fn shutdown_signal() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return tokio::signal::ctrl_c().await.map_or("error", |_| "SIGINT"),
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => "SIGINT",
-        _ = term.recv() => "SIGTERM",
+/// SIGINT and SIGTERM, registered once; the process keeps running when one arrives until [`run`] has stopped.
+struct ShutdownSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(ShutdownSignals { interrupt: signal(SignalKind::interrupt())?, terminate: signal(SignalKind::terminate())? })
+    }
+
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.interrupt.recv() => "SIGINT",
+            _ = self.terminate.recv() => "SIGTERM",
+        }
     }
 }

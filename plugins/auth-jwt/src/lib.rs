@@ -86,14 +86,21 @@ impl Authorizer for Jwt {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = config.leeway;
         validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp"]);
+        // jsonwebtoken checks `aud` and `iss` only when the token carries them: a configured audience or issuer
+        // must also be required, or a token without the claim passes (issue 24).
+        let mut required = vec!["exp"];
         match &config.audience {
-            Some(aud) => validation.set_audience(&[aud]),
+            Some(aud) => {
+                validation.set_audience(&[aud]);
+                required.push("aud");
+            }
             None => validation.validate_aud = false,
         }
         if let Some(iss) = &config.issuer {
             validation.set_issuer(&[iss]);
+            required.push("iss");
         }
+        validation.set_required_spec_claims(&required);
         Ok(Jwt {
             hs256,
             rs256,

@@ -97,6 +97,9 @@ fn bad_tokens_are_denied_with_the_reason() {
         denied(read(&rs256(&claims(json!({})), OTHER_PRIVATE), "cams/a")),
         "the token's signature does not verify"
     );
+    // A configured audience must be present, not only match when present.
+    let no_aud = hs256(&json!({ "sub": "x", "exp": now + 60, "sluice": ["read:*"] }));
+    assert_eq!(denied(read(&no_aud, "cams/a")), "the token has no `aud` claim");
     let no_claim = hs256(&json!({ "sub": "x", "aud": "sluice", "exp": now + 60 }));
     assert_eq!(denied(read(&no_claim, "cams/a")), "the token has no `sluice` claim");
 }
@@ -130,4 +133,22 @@ fn config_mistakes_are_explained() {
     assert!(e.starts_with("invalid config: unknown field `scret`"), "{e}");
     let e = AuthHost::<Jwt>::from_value(json!({ "public_key": "not pem" })).expect_err("pem");
     assert!(e.starts_with("public_key is not an RSA PEM key"), "{e}");
+}
+
+#[test]
+fn a_configured_issuer_must_be_present_and_match() {
+    let host =
+        AuthHost::<Jwt>::from_value(json!({ "secret": SECRET, "issuer": "https://id.example" })).expect("config");
+    let now = get_current_timestamp();
+    let token = |extra: Value| {
+        let mut c = json!({ "sub": "ana", "exp": now + 60, "sluice": ["read:*"] });
+        if let (Some(c), Some(extra)) = (c.as_object_mut(), extra.as_object()) {
+            c.extend(extra.clone());
+        }
+        hs256(&c)
+    };
+    let check = |t: &str| host.authorize(&Request::new(Action::Read, "cams/a").with_bearer(t));
+    assert_eq!(denied(check(&token(json!({})))), "the token has no `iss` claim");
+    assert_eq!(denied(check(&token(json!({ "iss": "https://other" })))), "the token is from another issuer");
+    assert!(matches!(check(&token(json!({ "iss": "https://id.example" }))), Decision::Allow(_)), "right issuer");
 }

@@ -36,6 +36,14 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     family(&mut out, "config_reloads_total", "counter", "Reloads of the routes file by result.");
     let _ = writeln!(out, "sluice_config_reloads_total{{result=\"applied\"}} {}", dir.reloads_applied);
     let _ = writeln!(out, "sluice_config_reloads_total{{result=\"rejected\"}} {}", dir.reloads_rejected);
+    family(&mut out, "connections", "gauge", "TCP connections open on every listener (HTTP, RTMP).");
+    let _ = writeln!(out, "sluice_connections {}", state.connections.open());
+    family(&mut out, "connections_max", "gauge", "The cap on TCP connections (`server.limits.connections`).");
+    let _ = writeln!(out, "sluice_connections_max {}", state.connections.cap(&dir.table.server.limits));
+    family(&mut out, "connections_refused_total", "counter", "TCP connections refused, by the cap they hit.");
+    let (total, per_address) = state.connections.refused();
+    let _ = writeln!(out, "sluice_connections_refused_total{{limit=\"total\"}} {total}");
+    let _ = writeln!(out, "sluice_connections_refused_total{{limit=\"per_address\"}} {per_address}");
     family(&mut out, "routes", "gauge", "Routes configured.");
     let _ = writeln!(out, "sluice_routes {}", dir.routes.len());
     plugin_metrics(&mut out, &dir.plugins);

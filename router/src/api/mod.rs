@@ -8,6 +8,7 @@ pub mod error;
 pub mod metrics;
 pub mod recordings;
 pub mod routes;
+pub mod serve;
 pub mod tap;
 pub mod web;
 pub mod webrtc;
@@ -31,6 +32,8 @@ pub struct AppState {
     pub runtime: Runtime,
     pub webrtc: WebRtc,
     pub started: Instant,
+    /// The TCP connection caps every listener shares (for /metrics).
+    pub connections: std::sync::Arc<crate::connections::Connections>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -71,5 +74,6 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(crate::webrtc::MAX_SDP_BYTES))
         .fallback(web::serve)
         .method_not_allowed_fallback(routes::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), serve::limit_body_time))
         .with_state(state)
 }

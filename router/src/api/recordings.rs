@@ -46,15 +46,25 @@ pub struct RecordReply {
     pub plugin: String,
     pub recording: bool,
     pub status: Option<RecordingStatus>,
+    /// Set when the route has no media yet: what the recording waits for.
+    pub waiting_for: Option<String>,
 }
 
 /// `POST /v1/routes/{name}/record`: starts or stops a recording without touching the route's other outputs.
 pub async fn record(
     State(state): State<AppState>,
     Path(route): Path<String>,
-    body: Result<Json<RecordBody>, axum::extract::rejection::JsonRejection>,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<RecordReply>, ApiError> {
-    let Json(body) = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
+    // Read as JSON whatever the Content-Type says: `curl -d '{"action":"start"}'` sends form encoding's type.
+    let body = body.map_err(|e| ApiError::new(e.status(), "bad_request", e.body_text()))?;
+    let body: RecordBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("the body is not {{\"action\": \"start\"|\"stop\", \"plugin\": \"NAME\"}}: {e}"),
+        )
+    })?;
     let on = match body.action.as_str() {
         "start" => true,
         "stop" => false,
@@ -67,7 +77,20 @@ pub async fn record(
         }
     };
     match state.runtime.record(&route, body.plugin, on).await {
-        Ok((plugin, status)) => Ok(Json(RecordReply { route, plugin, recording: on, status })),
+        Ok((plugin, status)) => {
+            // A recording of a route with no media yet starts when it comes: say what it waits for.
+            let dir = state.runtime.directory();
+            let waiting_for = match (dir.route(&route), &status) {
+                (Some((config, handle)), Some(s)) if on => {
+                    let live = handle.snapshot().await.ok();
+                    super::routes::warnings(config, live.as_ref(), std::slice::from_ref(s))
+                        .into_iter()
+                        .find(|w| w.starts_with("recording with"))
+                }
+                _ => None,
+            };
+            Ok(Json(RecordReply { route, plugin, recording: on, status, waiting_for }))
+        }
         Err(RecordError::NoRoute) => Err(ApiError::route_not_found(&route)),
         Err(RecordError::Ambiguous(m)) => Err(ApiError::new(StatusCode::BAD_REQUEST, "plugin_required", m)),
         Err(RecordError::NotASink(p)) => Err(ApiError::new(

@@ -9,8 +9,9 @@ use futures_util::future::join_all;
 use serde::Serialize;
 
 use super::{ApiError, AppState};
-use crate::config::model::RouteConfig;
-use crate::route::{RouteHandle, RouteSnapshot};
+use crate::config::model::{Output, RouteConfig};
+use crate::media::Codec;
+use crate::route::{RouteHandle, RouteSnapshot, RouteState};
 use crate::rtmp::client::PushStatus;
 use crate::runtime::Directory;
 use crate::runtime::{ReloadOutcome, ReloadResult, ReloadTrigger};
@@ -28,6 +29,55 @@ pub struct RouteView {
     pub pushes: Vec<PushStatus>,
     /// Recordings of this route (from `to` or started through the API).
     pub recordings: Vec<crate::recording::recorder::RecordingStatus>,
+    /// What keeps readers of this route from getting what they expect, each with what to do about it; the viewer
+    /// page and the UI show them.
+    pub warnings: Vec<String>,
+}
+
+/// The warnings of a route, from its configuration, its live state and its recordings.
+pub fn warnings(
+    config: &RouteConfig,
+    live: Option<&RouteSnapshot>,
+    recordings: &[crate::recording::recorder::RecordingStatus],
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let whep = config.to.contains(&Output::Whep);
+    if let Some(live) = live {
+        if whep && live.reordered_video {
+            out.push(
+                "the video has B-frames (frames out of order), which WebRTC viewers cannot play: they freeze after a \
+                 frame or two. Publish without B-frames (ffmpeg: -bf 0, or -profile:v baseline; OBS: profile \
+                 \"baseline\" or B-frames 0)"
+                    .to_string(),
+            );
+        }
+        if whep && live.tracks.iter().any(|t| t.codec == Codec::Aac) {
+            out.push(
+                "the audio is AAC, which WebRTC cannot carry: WHEP viewers get the video only (this build does not \
+                 transcode AAC to Opus yet). Publish Opus audio for sound in browsers; RTMP players get the AAC"
+                    .to_string(),
+            );
+        }
+        for r in recordings.iter().filter(|r| r.state == "starting") {
+            let why = match (live.state, &live.last_error) {
+                (RouteState::Live, _) => continue,
+                (RouteState::Unavailable, Some(e)) => format!("the route is unavailable ({e}); it will not start"),
+                (RouteState::Waiting, _) => {
+                    "the route has no media yet (no publisher, or the source is connecting)".to_string()
+                }
+                (state, Some(e)) => format!("the route is {} ({e})", state.as_str()),
+                (state, None) => format!("the route is {}", state.as_str()),
+            };
+            out.push(format!("recording with \"{}\" starts at the route's first keyframe: {why}", r.plugin));
+        }
+    }
+    if config.to.contains(&Output::Rtsp) {
+        out.push(
+            "this build has no RTSP server yet: nothing listens for RTSP readers, so `rtsp` in `to` serves no one"
+                .to_string(),
+        );
+    }
+    out
 }
 
 pub async fn view(
@@ -36,22 +86,25 @@ pub async fn view(
     handle: &RouteHandle,
     sessions: &[SessionInfo],
 ) -> RouteView {
+    let live = handle.snapshot().await.ok();
+    let recordings: Vec<_> = dir
+        .recordings
+        .iter()
+        .filter(|(r, _)| *r == config.name)
+        .map(|(_, s)| s.lock().unwrap_or_else(|p| p.into_inner()).clone())
+        .collect();
     RouteView {
+        warnings: warnings(config, live.as_ref(), &recordings),
         pushes: dir
             .pushes
             .iter()
             .filter(|(r, _)| *r == config.name)
             .filter_map(|(_, s)| s.lock().ok().map(|s| s.clone()))
             .collect(),
-        recordings: dir
-            .recordings
-            .iter()
-            .filter(|(r, _)| *r == config.name)
-            .map(|(_, s)| s.lock().unwrap_or_else(|p| p.into_inner()).clone())
-            .collect(),
+        recordings,
         name: config.name.to_string(),
         config: Arc::clone(config),
-        live: handle.snapshot().await.ok(),
+        live,
         webrtc_sessions: sessions.iter().filter(|s| s.route == config.name.as_str()).cloned().collect(),
     }
 }

@@ -70,6 +70,9 @@ fn webrtc_error(e: WebRtcError) -> ApiError {
             ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "ice_restart_unsupported", e.to_string())
         }
         WebRtcError::Unavailable => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "webrtc_unavailable", e.to_string()),
+        WebRtcError::TooManySessions(_) => {
+            ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_sessions", e.to_string())
+        }
         WebRtcError::Route(r) => route_error(r),
     }
 }
@@ -186,12 +189,14 @@ async fn offer_inner(
         _ => {}
     }
     let sdp = sdp_body(headers, body, "application/sdp")?;
+    let per_ip = dir.table.server.limits.webrtc_sessions_per_ip;
+    let slot = state.webrtc.reserve(remote.ip(), per_ip).map_err(webrtc_error)?;
     let answer = match side {
         Side::Whep => {
             let snapshot = route.snapshot().await.map_err(route_error)?;
-            state.webrtc.view(route, &snapshot, &sdp, Some(remote)).await
+            state.webrtc.view(route, &snapshot, &sdp, Some(remote), slot).await
         }
-        Side::Whip => state.webrtc.publish(route, &sdp, Some(remote), config.override_publisher).await,
+        Side::Whip => state.webrtc.publish(route, &sdp, Some(remote), config.override_publisher, slot).await,
     }
     .map_err(webrtc_error)?;
     let location = format!("/{route_name}/{}/{}", side.as_str(), answer.session_id);

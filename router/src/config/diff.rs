@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::model::{RouteConfig, RouteName, RouteTable};
+use super::model::{RouteConfig, RouteName, RouteTable, ServerConfig};
 
 /// How a route that exists in both tables changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -44,20 +44,26 @@ pub fn diff(old: &RouteTable, new: &RouteTable) -> TableDiff {
         }
     }
     d.removed = old.routes.iter().filter(|r| !new_names.contains(&r.name)).map(|r| r.name.clone()).collect();
-    let (o, n) = (&old.server, &new.server);
-    for (key, changed) in [
+    d.needs_restart = restart_keys(&old.server, &new.server);
+    d.plugins_changed = old.plugins != new.plugins;
+    d
+}
+
+/// The `[server]` keys whose change takes a restart (listeners and the data directory are set up once); the
+/// others (`api_auth`, `limits`) apply at once. Compare with the server as it started, not the previous file, so
+/// a change reverted is no longer reported.
+pub fn restart_keys(running: &ServerConfig, new: &ServerConfig) -> Vec<&'static str> {
+    let (o, n) = (running, new);
+    [
         ("server.http", o.http != n.http),
         ("server.rtsp", o.rtsp != n.rtsp),
         ("server.rtmp", o.rtmp != n.rtmp),
         ("server.webrtc", o.webrtc != n.webrtc),
         ("server.data_dir", o.data_dir != n.data_dir),
-    ] {
-        if changed {
-            d.needs_restart.push(key);
-        }
-    }
-    d.plugins_changed = old.plugins != new.plugins;
-    d
+    ]
+    .into_iter()
+    .filter_map(|(key, changed)| changed.then_some(key))
+    .collect()
 }
 
 #[cfg(test)]

@@ -18,7 +18,16 @@ pub struct ConfigError {
 impl ConfigError {
     /// An error at a byte range of `text`.
     pub fn at(file: &str, text: &str, span: Range<usize>, message: impl Into<String>, help: Option<String>) -> Self {
-        let (line, column) = line_col(text, span.start);
+        Self::at_line_col(file, line_col(text, span.start), message, help)
+    }
+
+    /// An error at a (line, column) already found, e.g. by a [`LineIndex`].
+    pub fn at_line_col(
+        file: &str,
+        (line, column): (usize, usize),
+        message: impl Into<String>,
+        help: Option<String>,
+    ) -> Self {
         ConfigError { file: file.into(), line: Some(line), column: Some(column), message: message.into(), help }
     }
 
@@ -66,6 +75,29 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
+/// Where each line of a text starts, so that finding the line of an offset is a binary search instead of a scan
+/// from the top: validation asks once per route, and a scan made a big file quadratic (issue 24).
+#[derive(Debug)]
+pub struct LineIndex<'a> {
+    text: &'a str,
+    starts: Vec<usize>,
+}
+
+impl<'a> LineIndex<'a> {
+    pub fn new(text: &'a str) -> Self {
+        let starts = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
+        LineIndex { text, starts }
+    }
+
+    /// 1-based line and column (in characters) of a byte offset; the same answer as [`line_col`].
+    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+        let offset = floor_char_boundary(self.text, offset.min(self.text.len()));
+        let line = self.starts.partition_point(|&start| start <= offset);
+        let start = self.starts[line - 1];
+        (line, self.text[start..offset].chars().count() + 1)
+    }
+}
+
 /// 1-based line and column (in characters) of a byte offset.
 pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
@@ -93,6 +125,10 @@ mod tests {
         assert_eq!(line_col(text, 6), (2, 1));
         assert_eq!(line_col(text, text.find('=').map_or(0, |_| 10)), (2, 4));
         assert_eq!(line_col(text, 999), (3, 1));
+        let index = LineIndex::new(text);
+        for offset in 0..=text.len() + 2 {
+            assert_eq!(index.line_col(offset), line_col(text, offset), "offset {offset}");
+        }
     }
 
     #[test]

@@ -21,10 +21,21 @@ pub use model::RouteTable;
 /// Reads and validates a routes file, expanding `${VAR}` from the process environment.
 pub fn load(path: &Path) -> Result<RouteTable, ConfigErrors> {
     let label = path.display().to_string();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigErrors::single(ConfigError::file(&label, format!("cannot read the file: {e}"), None)))?;
+    let error = |message: String| ConfigErrors::single(ConfigError::file(&label, message, None));
+    // Checked before reading: a huge file costs memory and parse time before validation could refuse it.
+    let size = std::fs::metadata(path).map_err(|e| error(format!("cannot read the file: {e}")))?.len();
+    if size > MAX_FILE_BYTES {
+        return Err(error(format!(
+            "the file is {size} bytes; routes files may be at most {MAX_FILE_BYTES} bytes ({} MiB)",
+            MAX_FILE_BYTES >> 20
+        )));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| error(format!("cannot read the file: {e}")))?;
     parse(&text, &label, &|name| std::env::var(name).ok())
 }
+
+/// The largest routes file read: ten thousand routes (validate's cap) with long comments fit well within it.
+pub const MAX_FILE_BYTES: u64 = 8 << 20;
 
 /// Validates routes-file text. `file` names it in messages; `env` resolves `${VAR}`.
 pub fn parse(text: &str, file: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<RouteTable, ConfigErrors> {

@@ -61,6 +61,8 @@ pub struct RouteTable {
     pub anonymous: Vec<Access>,
     /// In file order.
     pub routes: Vec<Arc<RouteConfig>>,
+    /// Whether the file has a `route` key (`[[route]]` tables, or `route = []` for none on purpose).
+    pub routes_declared: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -72,6 +74,38 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// The auth plugin guarding the REST API (`/v1`); `None` leaves it open.
     pub api_auth: Option<String>,
+    pub limits: ServerLimits,
+}
+
+/// `[server.limits]`: what one client, and all clients together, may hold open and how long they may take. Read
+/// at each new connection or session, so a reload changes them for what comes next.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServerLimits {
+    /// TCP connections on every listener together; `None`: the open-file limit less a reserve for files,
+    /// recordings and media.
+    pub connections: Option<u64>,
+    /// TCP connections one client address may hold (IPv6: one /64).
+    pub connections_per_ip: u32,
+    /// WHIP and WHEP sessions one client address may hold.
+    pub webrtc_sessions_per_ip: u32,
+    /// How long a client may take to send a request's headers, and how long an idle keep-alive connection stays.
+    #[serde(serialize_with = "serialize_duration_ms")]
+    pub header_timeout: Duration,
+    /// How long a client may take to send a request's body.
+    #[serde(serialize_with = "serialize_duration_ms")]
+    pub body_timeout: Duration,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            connections: None,
+            connections_per_ip: 256,
+            webrtc_sessions_per_ip: 256,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -101,6 +135,7 @@ impl Default for ServerConfig {
             webrtc: WebrtcConfig { udp: SocketAddr::new(any, 8189), public_ips: Vec::new(), ice_servers: Vec::new() },
             data_dir: PathBuf::from("data"),
             api_auth: None,
+            limits: ServerLimits::default(),
         }
     }
 }

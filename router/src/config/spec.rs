@@ -17,8 +17,10 @@ pub struct FileSpec {
     pub defaults: Option<DefaultsSpec>,
     #[serde(default)]
     pub plugins: BTreeMap<String, Spanned<PluginSpec>>,
+    /// `None` when the file has no `route` key at all; `route = []` says "no routes" on purpose (a reload that
+    /// would end every running route is refused otherwise: it is more often a save caught half-written).
     #[serde(default, rename = "route")]
-    pub routes: Vec<Spanned<RouteSpec>>,
+    pub routes: Option<Vec<Spanned<RouteSpec>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -30,6 +32,17 @@ pub struct ServerSpec {
     pub webrtc: Option<WebrtcSpec>,
     pub data_dir: Option<Spanned<String>>,
     pub api_auth: Option<Spanned<String>>,
+    pub limits: Option<ServerLimitsSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerLimitsSpec {
+    pub connections: Option<Spanned<i64>>,
+    pub connections_per_ip: Option<Spanned<i64>>,
+    pub webrtc_sessions_per_ip: Option<Spanned<i64>>,
+    pub header_timeout: Option<Spanned<String>>,
+    pub body_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

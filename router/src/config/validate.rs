@@ -10,7 +10,7 @@ use std::time::Duration;
 use toml::Spanned;
 use url::Url;
 
-use super::error::{ConfigError, ConfigErrors};
+use super::error::{ConfigError, ConfigErrors, LineIndex};
 use super::interpolate::expand;
 use super::model::*;
 use super::spec::*;
@@ -30,7 +30,19 @@ pub fn validate(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<RouteTable, ConfigErrors> {
     let base_dir = Path::new(file).parent().map(Path::to_path_buf).unwrap_or_default();
-    let mut cx = Cx { text, file, env, base_dir, errors: Vec::new() };
+    let routes_declared = spec.routes.is_some();
+    let route_specs = spec.routes.unwrap_or_default();
+    if route_specs.len() > MAX_ROUTES {
+        let span = route_specs[MAX_ROUTES].span();
+        return Err(ConfigErrors::single(ConfigError::at(
+            file,
+            text,
+            span,
+            format!("more than {MAX_ROUTES} routes ({} in the file)", route_specs.len()),
+            Some("split the sites over several routers, or use fewer routes".to_string()),
+        )));
+    }
+    let mut cx = Cx { lines: LineIndex::new(text), file, env, base_dir, errors: Vec::new() };
     let api_auth_spec = spec.server.as_ref().and_then(|s| s.api_auth.clone());
     let mut server = cx.server(spec.server);
     let plugins = cx.plugins(spec.plugins, &server.data_dir);
@@ -39,9 +51,9 @@ pub fn validate(
     }
     let anonymous = cx.anonymous(spec.defaults.as_ref().and_then(|d| d.anonymous.as_ref()));
     let defaults = cx.defaults(spec.defaults, &plugins);
-    let routes = cx.routes(spec.routes, &defaults, &plugins, &server);
+    let routes = cx.routes(route_specs, &defaults, &plugins, &server);
     if cx.errors.is_empty() {
-        Ok(RouteTable { server, plugins, anonymous, routes })
+        Ok(RouteTable { server, plugins, anonymous, routes, routes_declared })
     } else {
         cx.errors.sort_by_key(|e| (e.line, e.column));
         // An inherited `[defaults]` value that is wrong is reported once, not once per route inheriting it.
@@ -50,8 +62,12 @@ pub fn validate(
     }
 }
 
+/// Routes one file may declare. Far above what one router carries; it bounds what a mistaken or hostile file
+/// costs to validate and start.
+pub const MAX_ROUTES: usize = 10_000;
+
 struct Cx<'a> {
-    text: &'a str,
+    lines: LineIndex<'a>,
     file: &'a str,
     env: &'a dyn Fn(&str) -> Option<String>,
     base_dir: PathBuf,
@@ -71,7 +87,7 @@ struct Defaults {
 
 impl Cx<'_> {
     fn err(&mut self, span: Range<usize>, message: impl Into<String>, help: impl Into<Option<String>>) {
-        self.errors.push(ConfigError::at(self.file, self.text, span, message, help.into()));
+        self.errors.push(ConfigError::at_line_col(self.file, self.lines.line_col(span.start), message, help.into()));
     }
 
     /// Expands `${VAR}` in a string value, reporting at its position.
@@ -92,7 +108,10 @@ impl Cx<'_> {
 
     fn server(&mut self, spec: Option<ServerSpec>) -> ServerConfig {
         let mut server = ServerConfig::default();
-        let Some(spec) = spec else { return server };
+        let Some(spec) = spec else {
+            server.data_dir = self.base_dir.join(&server.data_dir);
+            return server;
+        };
         if let Some(v) = &spec.http {
             server.http = self.addr("server.http", v, server.http);
         }
@@ -157,6 +176,12 @@ impl Cx<'_> {
                 server.data_dir = PathBuf::from(s);
             }
         }
+        if let Some(limits) = &spec.limits {
+            server.limits = self.server_limits(limits);
+        }
+        // Like every other path in the file, relative to the file: the router then finds the same data whichever
+        // directory it was started from.
+        server.data_dir = self.base_dir.join(&server.data_dir);
         // The three TCP listeners cannot share a port on the same address.
         let tcp = [
             ("server.http", server.http, &spec.http),
@@ -178,6 +203,50 @@ impl Cx<'_> {
             }
         }
         server
+    }
+
+    fn server_limits(&mut self, spec: &ServerLimitsSpec) -> ServerLimits {
+        let mut limits = ServerLimits::default();
+        let count = |cx: &mut Self, key: &str, v: &Spanned<i64>| match u32::try_from(*v.get_ref()) {
+            Ok(n) if n > 0 => Some(n),
+            _ => {
+                cx.err(
+                    v.span(),
+                    format!("`server.limits.{key}` must be between 1 and {}", u32::MAX),
+                    Some("leave it out for the default".to_string()),
+                );
+                None
+            }
+        };
+        if let Some(v) = &spec.connections {
+            limits.connections = count(self, "connections", v).map(u64::from);
+        }
+        if let Some(n) = spec.connections_per_ip.as_ref().and_then(|v| count(self, "connections_per_ip", v)) {
+            limits.connections_per_ip = n;
+        }
+        if let Some(n) = spec.webrtc_sessions_per_ip.as_ref().and_then(|v| count(self, "webrtc_sessions_per_ip", v)) {
+            limits.webrtc_sessions_per_ip = n;
+        }
+        for (key, v, slot) in [
+            ("header_timeout", &spec.header_timeout, &mut limits.header_timeout),
+            ("body_timeout", &spec.body_timeout, &mut limits.body_timeout),
+        ] {
+            let Some(v) = v else { continue };
+            match parse_duration(v.get_ref()) {
+                Ok(d) if !d.is_zero() => *slot = d,
+                Ok(_) => self.err(
+                    v.span(),
+                    format!("`server.limits.{key}` cannot be zero"),
+                    Some("write a duration such as \"10s\"".to_string()),
+                ),
+                Err(e) => self.err(
+                    v.span(),
+                    format!("`server.limits.{key}`: {e}"),
+                    Some("write a duration such as \"10s\"".to_string()),
+                ),
+            }
+        }
+        limits
     }
 
     fn addr(&mut self, key: &str, v: &Spanned<String>, fallback: SocketAddr) -> SocketAddr {
@@ -620,7 +689,7 @@ impl Cx<'_> {
                     continue;
                 }
             };
-            let line = super::error::line_col(self.text, spec.name.span().start).0;
+            let line = self.lines.line_col(spec.name.span().start).0;
             if let Some(first) = seen.insert(raw_name.clone(), line) {
                 self.err(
                     spec.name.span(),
@@ -814,6 +883,14 @@ impl Cx<'_> {
                 if matches!(url.scheme(), "rtsp" | "rtsps" | "rtmp" | "rtmps")
                     && url.host_str().is_some_and(|h| !h.is_empty()) =>
             {
+                if !rtmp_path_complete(&url) {
+                    self.err(
+                        v.span(),
+                        format!("{ctx}: `from`: \"{}\" names no stream to play", redact_url(&url)),
+                        Some(RTMP_PATH_HELP.to_string()),
+                    );
+                    return None;
+                }
                 Some(Source::Pull { url: PullUrl(url) })
             }
             Ok(url) if matches!(url.scheme(), "rtsp" | "rtsps" | "rtmp" | "rtmps") => {
@@ -943,6 +1020,14 @@ impl Cx<'_> {
             );
             return None;
         }
+        if !rtmp_path_complete(&url) {
+            self.err(
+                v.span(),
+                format!("{ctx}: `to`: \"{}\" names no stream to publish", redact_push_url(&url)),
+                Some(RTMP_PATH_HELP.to_string()),
+            );
+            return None;
+        }
         Some(Output::Push(url))
     }
 }
@@ -953,6 +1038,18 @@ fn auth_help(auth_plugins: &[&str]) -> String {
     } else {
         format!("auth plugins here: {}; or write auth = \"none\"", auth_plugins.join(", "))
     }
+}
+
+const RTMP_PATH_HELP: &str = "RTMP URLs name an application and a stream: write rtmp://host[:port]/APP/STREAM, e.g. rtmp://example.com/live/cam1";
+
+/// RTMP addresses a stream by application and stream name, both required; other schemes pass.
+fn rtmp_path_complete(url: &Url) -> bool {
+    if !matches!(url.scheme(), "rtmp" | "rtmps") {
+        return true;
+    }
+    let mut parts = url.path().trim_start_matches('/').splitn(2, '/');
+    let (app, stream) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+    !app.is_empty() && (!stream.trim_matches('/').is_empty() || url.query().is_some())
 }
 
 /// Whether a push URL points at this very route on this router (loopback host, our port, our name).
@@ -1011,6 +1108,9 @@ fn lexical_absolute(path: &Path) -> PathBuf {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use super::MAX_ROUTES;
     use crate::config::model::*;
 
     fn env(name: &str) -> Option<String> {
@@ -1144,6 +1244,67 @@ auth = "none"
             ),
             "routes.toml:7:8: route \"cam\" is defined twice (first on line 2)\n  help: give each route its own name; the name is its path in every protocol"
         );
+    }
+
+    #[test]
+    fn a_file_over_the_route_cap_is_refused_at_the_first_route_too_many() {
+        let text: String = (0..=MAX_ROUTES)
+            .map(|i| format!("[[route]]\nname = \"r{i}\"\nfrom = \"demo\"\nto = [\"whep\"]\n"))
+            .collect();
+        let line = MAX_ROUTES * 4 + 1;
+        assert_eq!(
+            error(&text),
+            format!(
+                "routes.toml:{line}:1: more than 10000 routes (10001 in the file)\n  help: split the sites over several routers, or use fewer routes"
+            )
+        );
+        // The cap itself is fine (and its duplicate-name check does not scan the file per route).
+        let at_cap: String = text.lines().take(MAX_ROUTES * 4).map(|l| format!("{l}\n")).collect();
+        assert_eq!(check(&at_cap).map(|t| t.routes.len()), Ok(MAX_ROUTES));
+    }
+
+    #[test]
+    fn no_routes_on_purpose_is_told_apart_from_none_written() {
+        let empty = check("").expect("an empty file is valid");
+        assert!(empty.routes.is_empty() && !empty.routes_declared);
+        let none = check("route = []\n").expect("valid");
+        assert!(none.routes.is_empty() && none.routes_declared);
+        assert!(check("[[route]]\nname = \"a\"\nfrom = \"demo\"\nto = [\"whep\"]\n").expect("valid").routes_declared);
+    }
+
+    #[test]
+    fn server_limits_are_read_and_checked() {
+        let t = check(
+            "[server.limits]\nconnections = 500\nconnections_per_ip = 20\nwebrtc_sessions_per_ip = 5\n\
+             header_timeout = \"2s\"\nbody_timeout = \"500ms\"\n",
+        )
+        .expect("valid");
+        let l = &t.server.limits;
+        assert_eq!((l.connections, l.connections_per_ip, l.webrtc_sessions_per_ip), (Some(500), 20, 5));
+        assert_eq!((l.header_timeout, l.body_timeout), (Duration::from_secs(2), Duration::from_millis(500)));
+        assert_eq!(check("").expect("valid").server.limits, ServerLimits::default());
+        assert_eq!(
+            error("[server.limits]\nconnections_per_ip = 0\nheader_timeout = \"0s\"\n"),
+            "routes.toml:2:22: `server.limits.connections_per_ip` must be between 1 and 4294967295\n  help: leave it out for the default\n\
+             routes.toml:3:18: `server.limits.header_timeout` cannot be zero\n  help: write a duration such as \"10s\""
+        );
+        assert!(error("[server.limits]\nconection = 5\n").contains("conection"), "unknown keys are refused");
+    }
+
+    #[test]
+    fn rtmp_urls_must_name_a_stream() {
+        let route = |from: &str, to: &str| format!("[[route]]\nname = \"r\"\nfrom = \"{from}\"\nto = [{to}]\n");
+        assert_eq!(
+            error(&route("rtmp://a.example/live", "\"whep\"")),
+            "routes.toml:3:8: route \"r\": `from`: \"rtmp://a.example/live\" names no stream to play\n  help: RTMP URLs name an application and a stream: write rtmp://host[:port]/APP/STREAM, e.g. rtmp://example.com/live/cam1"
+        );
+        assert!(error(&route("rtmp://a.example/", "\"whep\"")).contains("names no stream to play"));
+        assert!(
+            error(&route("demo", "\"rtmp://b.example/app/\""))
+                .contains("`to`: \"rtmp://b.example/app/\" names no stream to publish")
+        );
+        assert!(check(&route("rtmp://a.example/live/cam", "\"rtmp://b.example/app/key\"")).is_ok());
+        assert!(check(&route("rtsp://a.example/", "\"whep\"")).is_ok(), "RTSP paths may be empty");
     }
 
     #[test]

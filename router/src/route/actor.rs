@@ -282,6 +282,9 @@ struct RouteActor {
     reconnects: u64,
     tracks: BTreeMap<TrackId, Arc<Track>>,
     has_video: bool,
+    /// The source's video has frames out of presentation order (B-frames), seen in this source session. WebRTC
+    /// viewers cannot play those (browsers freeze after a frame or two), so it is shown with the fix.
+    reordered_video: bool,
     timeline: Timeline,
     /// Per track, the source's latest (pts, wall clock) pair; cleared with each new source session.
     clocks: std::collections::HashMap<TrackId, (i64, std::time::SystemTime)>,
@@ -326,6 +329,7 @@ impl RouteActor {
             reconnects: 0,
             tracks: BTreeMap::new(),
             has_video: false,
+            reordered_video: false,
             timeline: Timeline::default(),
             clocks: Default::default(),
             gop: GopCache::new(GopLimits::default()),
@@ -586,6 +590,7 @@ impl RouteActor {
         self.source_starts += 1;
         self.timeline.new_session();
         self.clocks.clear();
+        self.reordered_video = false;
         self.gop.clear();
         for reader in &mut self.readers {
             reader.resync();
@@ -644,6 +649,12 @@ impl RouteActor {
         }
         let is_video = frame.kind() == MediaKind::Video;
         self.has_video |= is_video;
+        if is_video && frame.pts != frame.dts && !self.reordered_video {
+            self.reordered_video = true;
+            tracing::warn!(route = %self.config.name,
+                "the video has B-frames (frames out of order): WebRTC viewers will freeze; publish without them \
+                 (ffmpeg: -bf 0, or -profile:v baseline; OBS: profile baseline or B-frames 0)");
+        }
         let sync_point = frame.keyframe && (is_video || !self.has_video);
         if self.state != RouteState::Live {
             self.state = RouteState::Live;
@@ -775,6 +786,7 @@ impl RouteActor {
             state: self.state,
             source: self.config.from.redacted(),
             last_error: self.last_error.clone(),
+            reordered_video: self.reordered_video,
             source_starts: self.source_starts,
             reconnects: self.reconnects,
             uptime_seconds: self.live_since.map(|t| t.elapsed().as_secs_f64()),

@@ -23,4 +23,4 @@ pub use actor::{
     FeedError, RouteError, RouteHandle, SourceEvent, SourceFactory, SourceFeed, ViewerTicket, spawn_route,
 };
 pub use reader::{ReaderKind, RouteReader};
-pub use stats::{RouteSnapshot, RouteState};
+pub use stats::{RouteSnapshot, RouteState, TrackInfo};

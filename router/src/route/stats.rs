@@ -43,13 +43,17 @@ pub struct TrackInfo {
     pub description: String,
     /// H.264 `profile_idc` from the SPS (66 baseline, 77 main, 100 high): what a viewer's decoder must handle.
     pub h264_profile_idc: Option<u8>,
+    /// H.264 picture size from the SPS, [width, height].
+    pub video_size: Option<[u32; 2]>,
 }
 
 impl From<&Track> for TrackInfo {
     fn from(t: &Track) -> Self {
-        let h264_profile_idc = match &t.params {
-            CodecParams::H264 { sps, .. } => sps.get(1).copied(),
-            _ => None,
+        let (h264_profile_idc, video_size) = match &t.params {
+            CodecParams::H264 { sps, .. } => {
+                (sps.get(1).copied(), crate::media::h264::parse_sps(sps).ok().map(|i| [i.width, i.height]))
+            }
+            _ => (None, None),
         };
         TrackInfo {
             id: t.id.0,
@@ -58,6 +62,7 @@ impl From<&Track> for TrackInfo {
             clock_rate: t.clock_rate,
             description: t.description.clone(),
             h264_profile_idc,
+            video_size,
         }
     }
 }
@@ -82,6 +87,8 @@ pub struct RouteSnapshot {
     pub source: String,
     /// Why the source last failed, if it did.
     pub last_error: Option<String>,
+    /// The video has B-frames (pts differs from dts) in the current source session.
+    pub reordered_video: bool,
     /// Source (re)starts since the route was created.
     pub source_starts: u64,
     /// Times the source lost or failed to reach its peer and retried (cameras, pulled streams).

@@ -20,9 +20,12 @@ use crate::route::{ReaderKind, RouteHandle, RouteReader, SourceEvent, SourceFeed
 use crate::runtime::Runtime;
 
 /// A connection with no traffic either way for this long (no media or acknowledgements from the peer, no frames to
-/// it) is dropped; it is checked this often, so it goes after one to two of these. A player that stops reading is
-/// caught sooner, by the same limit on a single write.
+/// it) is dropped, within one check period more. A player that stops reading is caught sooner, by the same limit
+/// on a single write.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often idleness is checked: a silent publisher frees its route 30-35 s after its last byte, not 30-60 s.
+const IDLE_CHECK: Duration = Duration::from_secs(5);
+const IDLE_CHECKS: u32 = (IDLE_TIMEOUT.as_secs() / IDLE_CHECK.as_secs()) as u32;
 /// The handshake must complete in this time.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A connection must be publishing or playing this long after it opened, or it is closed: idle sockets and
@@ -79,6 +82,9 @@ struct Publishing {
 struct Playing {
     stream_id: u32,
     reader: RouteReader,
+    route: RouteHandle,
+    /// Whether `onMetaData` went out (before the first frame, once the route's tracks are known).
+    sent_metadata: bool,
     /// Parameter sets last sent to the player, per track (a change sends a new sequence header).
     sent_params: Vec<(TrackId, CodecParams)>,
 }
@@ -107,7 +113,7 @@ impl Connection {
         tokio::pin!(start_deadline);
         // One timer for the connection's life, moved only when it fires: arming a timeout around every read
         // would cost a timer-wheel insert and removal for every frame a player is sent.
-        let idle_check = tokio::time::sleep(IDLE_TIMEOUT);
+        let idle_check = tokio::time::sleep(IDLE_CHECK);
         tokio::pin!(idle_check);
         let mut activity = Activity::default();
         loop {
@@ -117,10 +123,10 @@ impl Connection {
                     return Err(ConnError::Refused(format!("neither publishing nor playing after {}s", START_DEADLINE.as_secs())));
                 }
                 () = &mut idle_check => {
-                    if activity.idle_since_last_check() {
+                    if activity.idle_since_last_check() >= IDLE_CHECKS {
                         return Err(ConnError::Idle(IDLE_TIMEOUT));
                     }
-                    idle_check.as_mut().reset(tokio::time::Instant::now() + IDLE_TIMEOUT);
+                    idle_check.as_mut().reset(tokio::time::Instant::now() + IDLE_CHECK);
                 }
                 read = self.stream.read(&mut self.buf) => {
                     let n = read?;
@@ -259,7 +265,7 @@ impl Connection {
         let reader =
             route.add_reader(ReaderKind::Rtmp, Some(self.peer.to_string())).await.map_err(|e| e.to_string())?;
         tracing::info!(peer = %self.peer, route = %config.name, "RTMP player connected");
-        Ok(Playing { stream_id, reader, sent_params: Vec::new() })
+        Ok(Playing { stream_id, reader, route, sent_metadata: false, sent_params: Vec::new() })
     }
 
     /// Asks the route's auth (plugin or `[defaults] anonymous`); a refusal becomes the publish/play error.
@@ -327,6 +333,13 @@ impl Connection {
     /// is busy, queues deepen and each wake carries more frames per system call.
     async fn play_frames(&mut self, session: &mut ServerSession, first: Arc<Frame>) -> Result<(), ConnError> {
         let mut out = std::mem::take(&mut self.out);
+        if let Some(p) = self.playing.as_mut().filter(|p| !p.sent_metadata) {
+            // The first frame has arrived, so the route knows its tracks.
+            let tracks = p.route.snapshot().await.map(|s| s.tracks).unwrap_or_default();
+            let packet = session.send_metadata(p.stream_id, &flv::stream_metadata(&tracks))?;
+            out.push(Bytes::from(packet.bytes));
+            p.sent_metadata = true;
+        }
         self.queue_frame(session, &first, &mut out)?;
         for _ in 0..MAX_FRAMES_PER_WRITE {
             let Some(next) = self.playing.as_mut().and_then(|p| p.reader.try_recv()) else { break };
@@ -443,11 +456,12 @@ fn advance(bufs: &mut [Bytes], mut n: usize) -> &mut [Bytes] {
     rest
 }
 
-/// Whether a connection has been idle: traffic either way is noted, and each check looks at what came since the
-/// last one.
+/// Whether a connection has been idle: traffic either way is noted (a flag, not a clock read per frame), and each
+/// check counts the periods in a row that saw none.
 #[derive(Debug, Default)]
 struct Activity {
     noted: bool,
+    idle_checks: u32,
 }
 
 impl Activity {
@@ -455,9 +469,14 @@ impl Activity {
         self.noted = true;
     }
 
-    /// True when nothing was noted since the previous check.
-    fn idle_since_last_check(&mut self) -> bool {
-        !std::mem::take(&mut self.noted)
+    /// Check periods in a row, this one included, with nothing noted.
+    fn idle_since_last_check(&mut self) -> u32 {
+        if std::mem::take(&mut self.noted) {
+            self.idle_checks = 0;
+        } else {
+            self.idle_checks += 1;
+        }
+        self.idle_checks
     }
 }
 
@@ -534,12 +553,14 @@ mod tests {
     }
 
     #[test]
-    fn a_connection_is_idle_when_a_whole_check_period_passed_without_traffic() {
+    fn a_connection_is_idle_when_check_periods_in_a_row_passed_without_traffic() {
         let mut activity = Activity::default();
-        assert!(activity.idle_since_last_check(), "nothing since it opened");
+        assert_eq!(activity.idle_since_last_check(), 1, "nothing since it opened");
+        assert_eq!(activity.idle_since_last_check(), 2);
         activity.note();
         activity.note();
-        assert!(!activity.idle_since_last_check());
-        assert!(activity.idle_since_last_check(), "what was noted counts for one period only");
+        assert_eq!(activity.idle_since_last_check(), 0, "traffic starts the count again");
+        assert_eq!(activity.idle_since_last_check(), 1, "what was noted counts for one period only");
+        assert_eq!(IDLE_CHECKS, 6);
     }
 }

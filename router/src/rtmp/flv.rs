@@ -7,6 +7,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use crate::media::aac::aac_config;
 use crate::media::h264::avc_decoder_config;
 use crate::media::{Codec, CodecParams, Frame, h264};
+use crate::route::TrackInfo;
 
 const CODEC_AVC: u8 = 7;
 const SOUND_AAC: u8 = 10;
@@ -107,6 +108,24 @@ pub fn sequence_header(params: &CodecParams) -> Option<(bool, Bytes)> {
         }
         _ => None,
     }
+}
+
+/// The `onMetaData` a player is sent before its first frame: which tracks follow, in FLV's codec ids. Without it
+/// ffmpeg probes the stream and can invent data and subtitle streams that break `-map 0` copies. Tracks FLV cannot
+/// carry are left out, as their frames are.
+pub fn stream_metadata(tracks: &[TrackInfo]) -> rml_rtmp::sessions::StreamMetadata {
+    let mut m = rml_rtmp::sessions::StreamMetadata::new();
+    if let Some(video) = tracks.iter().find(|t| t.codec == Codec::H264) {
+        m.video_codec_id = Some(u32::from(CODEC_AVC));
+        m.video_width = video.video_size.map(|[w, _]| w);
+        m.video_height = video.video_size.map(|[_, h]| h);
+    }
+    if let Some(audio) = tracks.iter().find(|t| t.codec == Codec::Aac) {
+        m.audio_codec_id = Some(u32::from(SOUND_AAC));
+        m.audio_sample_rate = Some(audio.clock_rate);
+    }
+    m.encoder = Some(format!("sluice {}", env!("CARGO_PKG_VERSION")));
+    m
 }
 
 /// A frame as an RTMP message body (FLV tag without the tag header), or `None` for codecs FLV cannot carry.

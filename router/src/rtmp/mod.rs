@@ -13,31 +13,30 @@ pub mod flv;
 pub mod ingest;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
+use crate::connections::Connections;
 use crate::runtime::Runtime;
 
-/// RTMP connections served at once (publishers and players).
-pub const MAX_CONNECTIONS: usize = 10_000;
-
-/// Binds the RTMP listener and serves connections until the process ends.
-pub async fn serve(addr: SocketAddr, runtime: Runtime) -> std::io::Result<SocketAddr> {
+/// Binds the RTMP listener and serves connections until the process ends. Connections are admitted through the
+/// caps every listener shares (`[server.limits]`); one over them is closed at once.
+pub async fn serve(addr: SocketAddr, runtime: Runtime, connections: Arc<Connections>) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     tracing::info!(rtmp = %local, "RTMP listening");
-    // Bounds what connection floods can take; beyond it new connections wait in the kernel's accept queue.
-    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     tokio::spawn(async move {
         loop {
-            let Ok(slot) = std::sync::Arc::clone(&slots).acquire_owned().await else { return };
             match listener.accept().await {
                 Ok((stream, peer)) => {
+                    let limits = runtime.directory().table.server.limits.clone();
+                    let Ok(permit) = connections.admit(peer.ip(), &limits) else { continue };
                     let _ = stream.set_nodelay(true);
                     let runtime = runtime.clone();
                     tokio::spawn(async move {
                         connection::run(stream, peer, runtime).await;
-                        drop(slot);
+                        drop(permit);
                     });
                 }
                 Err(e) => {

@@ -294,6 +294,9 @@ pub struct ReloadSummary {
     pub needs_restart: Vec<&'static str>,
     /// Plugins loaded afresh because their file or settings changed (new sessions use the new version).
     pub plugins_reloaded: Vec<String>,
+    /// Plugins declared for the first time, and plugins no longer declared.
+    pub plugins_added: Vec<String>,
+    pub plugins_removed: Vec<String>,
 }
 
 impl From<&TableDiff> for ReloadSummary {
@@ -308,6 +311,8 @@ impl From<&TableDiff> for ReloadSummary {
             unchanged: d.unchanged,
             needs_restart: d.needs_restart.clone(),
             plugins_reloaded: Vec::new(),
+            plugins_added: Vec::new(),
+            plugins_removed: Vec::new(),
         }
     }
 }
@@ -377,11 +382,25 @@ pub fn load_config(
     path: &std::path::Path,
     previous: &Plugins,
 ) -> Result<(RouteTable, Plugins, Vec<String>), ConfigErrors> {
+    load_config_with(path, previous, true)
+}
+
+/// What `sluice check` does: [`load_config`] without keeping compiled plugins in `data_dir`, so checking a file
+/// writes nothing.
+pub fn check_config(path: &std::path::Path) -> Result<(RouteTable, Plugins, Vec<String>), ConfigErrors> {
+    load_config_with(path, &Plugins::default(), false)
+}
+
+fn load_config_with(
+    path: &std::path::Path,
+    previous: &Plugins,
+    cache: bool,
+) -> Result<(RouteTable, Plugins, Vec<String>), ConfigErrors> {
     let table = config::load(path)?;
     let label = path.display().to_string();
     let file_error =
         |message: String, help: Option<String>| ConfigErrors::single(config::ConfigError::file(&label, message, help));
-    let host = PluginHost::shared(Some(table.server.data_dir.join("plugin-cache")))
+    let host = PluginHost::shared(cache.then(|| table.server.data_dir.join("plugin-cache")))
         .map_err(|e| file_error(format!("cannot start the plugin host: {e}"), None))?;
     let (plugins, reloaded) = Plugins::load(&host, &table.plugins, previous).map_err(|errors| {
         ConfigErrors(errors.into_iter().map(|e| config::ConfigError::file(&label, e.to_string(), None)).collect())
@@ -433,6 +452,8 @@ impl Runtime {
             unchanged: 0,
             needs_restart: Vec::new(),
             plugins_reloaded: Vec::new(),
+            plugins_added: plugins.iter().map(|(name, _)| name.clone()).collect(),
+            plugins_removed: Vec::new(),
         };
         let index = crate::recording::start(&table.server.data_dir).map_err(|e| {
             ConfigErrors::single(config::ConfigError::file(
@@ -537,11 +558,13 @@ async fn run(
     mut shutdown: mpsc::Receiver<oneshot::Sender<()>>,
     index: Arc<Index>,
 ) {
+    // The listeners and data directory are set up once: reloads report changes against these.
+    let started = set.table().server.clone();
     loop {
         tokio::select! {
             req = requests.recv() => {
                 let Some(req) = req else { break };
-                let outcome = reload(&path, &mut set, req.trigger, &directory, &index).await;
+                let outcome = reload(&path, &started, &mut set, req.trigger, &directory, &index).await;
                 if let Some(reply) = req.reply {
                     let _ = reply.send(outcome);
                 }
@@ -567,6 +590,7 @@ async fn run(
 
 async fn reload(
     path: &std::path::Path,
+    started: &config::model::ServerConfig,
     set: &mut RouteSet,
     trigger: ReloadTrigger,
     directory: &tokio_watch::Sender<Arc<Directory>>,
@@ -585,18 +609,25 @@ async fn reload(
             )))
         })
     };
+    let loaded = loaded.and_then(|loaded| refuse_emptying(path, set.table(), loaded));
     let mut plugins = prev.plugins.clone();
     let (result, config_error, applied, rejected) = match loaded {
         Ok((table, new_plugins, plugins_reloaded)) => {
             recover_and_index(&new_plugins, &plugins, index);
             plugins = new_plugins;
             set.plugins = plugins.clone();
+            let new_server = table.server.clone();
             let d = set.apply(table).await;
             let mut changes = ReloadSummary::from(&d);
+            changes.needs_restart = config::diff::restart_keys(started, &new_server);
             for name in &plugins_reloaded {
                 tracing::info!(plugin = %name, "plugin reloaded: new sessions use the new version");
             }
             changes.plugins_reloaded = plugins_reloaded;
+            changes.plugins_added =
+                plugins.iter().map(|(n, _)| n).filter(|n| prev.plugins.get(n).is_none()).cloned().collect();
+            changes.plugins_removed =
+                prev.plugins.iter().map(|(n, _)| n).filter(|n| plugins.get(n).is_none()).cloned().collect();
             (ReloadResult::Applied { changes }, None, prev.reloads_applied + 1, prev.reloads_rejected)
         }
         Err(errors) => {
@@ -647,6 +678,27 @@ async fn reload(
     outcome
 }
 
+/// A file that declares no routes at all, applied while routes run, would end every one of them: that is far more
+/// often an editor's save caught between truncating and writing (or a file emptied by mistake) than a wish, so it
+/// is refused unless the file says `route = []`.
+fn refuse_emptying<T>(
+    path: &std::path::Path,
+    running: &RouteTable,
+    (table, plugins, reloaded): (RouteTable, Plugins, T),
+) -> Result<(RouteTable, Plugins, T), ConfigErrors> {
+    if table.routes_declared || running.routes.is_empty() {
+        return Ok((table, plugins, reloaded));
+    }
+    Err(ConfigErrors::single(config::ConfigError::file(
+        &path.display().to_string(),
+        format!(
+            "the file declares no routes: applying it would end all {} running routes, so it was not applied",
+            running.routes.len()
+        ),
+        Some("if the file was being saved, save it again; to remove every route on purpose, write `route = []` at the top of the file, before any [table]".into()),
+    )))
+}
+
 /// For each sink plugin new in `plugins` (not in `previous`): brings the index in line with what is on disk, then
 /// repairs the files a crash left uncommitted in its storage. In the background: recordings may start
 /// meanwhile (recovery never touches a file being written).
@@ -681,5 +733,8 @@ fn recover_and_index(plugins: &Plugins, previous: &Plugins, index: &Arc<Index>) 
     }
 }
 
-/// How long the file watcher waits for an editor's burst of events to settle before reloading.
-pub const WATCH_SETTLE: Duration = Duration::from_millis(100);
+/// How long the routes file must stay untouched before the watcher reloads it: an editor's save is a burst of
+/// events (truncate, write, rename), and reading in the middle of one sees a half-written file.
+pub const WATCH_SETTLE: Duration = Duration::from_millis(300);
+/// The longest the watcher waits for quiet: a file rewritten without pause is still read now and then.
+pub const WATCH_SETTLE_MAX: Duration = Duration::from_secs(3);

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
-use super::{ReloadTrigger, Runtime, WATCH_SETTLE};
+use super::{ReloadTrigger, Runtime, WATCH_SETTLE, WATCH_SETTLE_MAX};
 use crate::plugin::Plugins;
 
 /// Keeps the OS watch alive; dropping it stops watching.
@@ -66,9 +66,15 @@ pub fn watch_file(path: &Path, runtime: Runtime) -> notify::Result<FileWatch> {
                     if event.is_none() {
                         return;
                     }
-                    // Let the editor (or cargo) finish writing so the files are read once, complete.
-                    tokio::time::sleep(WATCH_SETTLE).await;
-                    while rx.try_recv().is_ok() {}
+                    // Let the editor (or cargo) finish writing so the files are read once, complete: wait until
+                    // the files have been quiet for WATCH_SETTLE (at most WATCH_SETTLE_MAX in all).
+                    let give_up = tokio::time::Instant::now() + WATCH_SETTLE_MAX;
+                    while let Ok(Some(())) = tokio::time::timeout_at(
+                        give_up.min(tokio::time::Instant::now() + WATCH_SETTLE),
+                        rx.recv(),
+                    )
+                    .await
+                    {}
                     runtime.reload(ReloadTrigger::FileChange).await;
                 }
             }

@@ -31,6 +31,7 @@ use str0m::{Candidate, IceCreds, Rtc, RtcConfig};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::config::model::{RouteName, WebrtcConfig};
+use crate::connections::{AddressCounts, AddressSlot};
 use crate::media::Codec;
 use crate::route::{RouteError, RouteHandle, RouteSnapshot};
 use session::{Outgoing, Publisher, Role, Session, Viewer, accepted_payload_types};
@@ -56,6 +57,8 @@ pub enum WebRtcError {
     SessionNotFound,
     #[error("ICE restarts are not supported: end this session and start a new one")]
     IceRestart,
+    #[error("this address already holds {0} WebRTC sessions (`server.limits.webrtc_sessions_per_ip`)")]
+    TooManySessions(u32),
     #[error("the WebRTC engine is not running")]
     Unavailable,
 }
@@ -86,6 +89,8 @@ struct Inner {
     candidates: Vec<SocketAddr>,
     cert: DtlsCert,
     subscriptions: Mutex<HashMap<RouteName, std::sync::Weak<Subscription>>>,
+    /// WHIP and WHEP sessions per client address; each session holds its place until it ends.
+    per_address: Arc<AddressCounts>,
 }
 
 impl WebRtc {
@@ -123,12 +128,19 @@ impl WebRtc {
                 candidates,
                 cert,
                 subscriptions: Mutex::new(HashMap::new()),
+                per_address: Arc::default(),
             }),
         })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.inner.local
+    }
+
+    /// Takes a session place for a client address: one client cannot make sessions without end (each costs
+    /// memory and a share of the shard). The session created with it gives it back when it ends.
+    pub fn reserve(&self, ip: std::net::IpAddr, per_ip: u32) -> Result<AddressSlot, WebRtcError> {
+        self.inner.per_address.take(ip, per_ip).ok_or(WebRtcError::TooManySessions(per_ip))
     }
 
     /// A peer's `Rtc`. `video` limits video to one codec (a publisher's first choice); `None` offers both.
@@ -163,8 +175,10 @@ impl WebRtc {
         snapshot: &RouteSnapshot,
         offer: &str,
         remote: Option<SocketAddr>,
+        slot: AddressSlot,
     ) -> Result<Answer, WebRtcError> {
         let mids = offered_media(offer)?;
+        let remote_ice = IceCredentials::of(offer);
         let offer = parse_offer(offer)?;
         let ufrag = random_hex(4);
         let mut rtc = self.rtc(true, None, &ufrag);
@@ -190,7 +204,9 @@ impl WebRtc {
         let ticket = route.admit_viewer(subscription.reader).await?;
         let id = session_id();
         let role = Role::Viewer(Viewer { subscription, _ticket: ticket, video, audio, synced: false });
-        let session = Session::new(id.clone(), route.name().clone(), rtc, role, ufrag, remote, now);
+        let mut session = Session::new(id.clone(), route.name().clone(), rtc, role, ufrag, remote, now);
+        session.remote_ice = remote_ice;
+        session.slot = Some(slot);
         self.add(session).await?;
         Ok(Answer { session_id: id, sdp: answer.to_sdp_string() })
     }
@@ -202,8 +218,10 @@ impl WebRtc {
         offer: &str,
         remote: Option<SocketAddr>,
         replace: bool,
+        slot: AddressSlot,
     ) -> Result<Answer, WebRtcError> {
         let mids = offered_media(offer)?;
+        let remote_ice = IceCredentials::of(offer);
         let video = preferred_video_codec(offer);
         let offer = parse_offer(offer)?;
         let ufrag = random_hex(4);
@@ -243,7 +261,9 @@ impl WebRtc {
             announced: Vec::new(),
             keyframe_task: Some(keyframe_task),
         });
-        let session = Session::new(id.clone(), route.name().clone(), rtc, role, ufrag, remote, now);
+        let mut session = Session::new(id.clone(), route.name().clone(), rtc, role, ufrag, remote, now);
+        session.remote_ice = remote_ice;
+        session.slot = Some(slot);
         self.add(session).await?;
         Ok(Answer { session_id: id, sdp: answer.to_sdp_string() })
     }
@@ -253,11 +273,11 @@ impl WebRtc {
         self.inner.commands.send(ShardCommand::Add(Box::new(session))).await.map_err(|_| WebRtcError::Unavailable)
     }
 
-    /// Adds the `a=candidate` lines of a trickle-ICE SDP fragment (RFC 8840) to a session.
+    /// Adds the `a=candidate` lines of a trickle-ICE SDP fragment (RFC 8840) to a session. Fragments carry the
+    /// peer's `a=ice-ufrag`/`a=ice-pwd` (RFC 9725 section 4.3.1); only credentials other than the offer's ask for
+    /// an ICE restart, which is refused.
     pub async fn trickle(&self, session: SessionRef, fragment: &str) -> Result<(), WebRtcError> {
-        if fragment.lines().any(|l| l.trim().starts_with("a=ice-ufrag:") || l.trim().starts_with("a=ice-pwd:")) {
-            return Err(WebRtcError::IceRestart);
-        }
+        let ice = IceCredentials::of(fragment);
         let candidates: Vec<Candidate> = fragment
             .lines()
             .filter_map(|l| l.trim().strip_prefix("a="))
@@ -267,7 +287,7 @@ impl WebRtc {
         let (reply, rx) = oneshot::channel();
         self.inner
             .commands
-            .send(ShardCommand::Trickle { id: session, candidates, reply })
+            .send(ShardCommand::Trickle { id: session, ice, candidates, reply })
             .await
             .map_err(|_| WebRtcError::Unavailable)?;
         rx.await.map_err(|_| WebRtcError::Unavailable)?
@@ -310,11 +330,71 @@ impl WebRtc {
 
 use tokio::net::UdpSocket as UdpSocketFrom;
 
+/// The ICE username fragment and password an SDP offer or trickle fragment carries (the first of each: a bundled
+/// session uses one pair for every media section).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IceCredentials {
+    pub ufrag: Option<String>,
+    pub pwd: Option<String>,
+}
+
+impl IceCredentials {
+    pub fn of(sdp: &str) -> IceCredentials {
+        let value = |key: &str| sdp.lines().find_map(|l| l.trim().strip_prefix(key).map(|v| v.trim().to_string()));
+        IceCredentials { ufrag: value("a=ice-ufrag:"), pwd: value("a=ice-pwd:") }
+    }
+
+    /// Whether a trickle fragment carrying `fragment` asks for an ICE restart: a ufrag or password that differs
+    /// from the session's. Absent lines change nothing.
+    pub fn restarts(&self, fragment: &IceCredentials) -> bool {
+        let differs = |ours: &Option<String>, theirs: &Option<String>| theirs.is_some() && theirs != ours;
+        differs(&self.ufrag, &fragment.ufrag) || differs(&self.pwd, &fragment.pwd)
+    }
+}
+
 fn parse_offer(offer: &str) -> Result<SdpOffer, WebRtcError> {
     if !offer.trim_start().starts_with("v=0") {
         return Err(WebRtcError::BadOffer("it does not start with v=0".into()));
     }
-    SdpOffer::from_sdp_string(offer).map_err(|e| WebRtcError::BadOffer(e.to_string()))
+    SdpOffer::from_sdp_string(offer).map_err(|_| WebRtcError::BadOffer(sdp_problem(offer)))
+}
+
+/// Says in words why an offer did not parse. str0m's parser error is a position in its own memory (e.g.
+/// `Parse error at PointerOffset(0x7efe...)`), useless to a client and a leaked heap address, so it is never shown:
+/// the offer is checked here for what str0m requires, line by line.
+fn sdp_problem(offer: &str) -> String {
+    const DIRECTIONS: [&str; 4] = ["a=sendrecv", "a=sendonly", "a=recvonly", "a=inactive"];
+    for (n, line) in offer.lines().enumerate() {
+        let line = line.trim_end_matches('\r');
+        let bytes = line.as_bytes();
+        if !line.is_empty() && (bytes.len() < 2 || !bytes[0].is_ascii_lowercase() || bytes[1] != b'=') {
+            return format!("line {} is not an SDP line of the form `x=value`", n + 1);
+        }
+    }
+    let session: Vec<&str> = offer.lines().map(str::trim).take_while(|l| !l.starts_with("m=")).collect();
+    let sections = offer.split("\nm=").skip(1);
+    for (i, section) in sections.enumerate() {
+        let kind = section.split_whitespace().next().unwrap_or("?");
+        let lines: Vec<&str> = section.lines().map(str::trim).collect();
+        let has = |prefix: &str| lines.iter().chain(&session).any(|l| l.starts_with(prefix));
+        let missing = if !lines.iter().any(|l| DIRECTIONS.iter().any(|d| l.starts_with(d))) {
+            Some("a direction attribute (a=sendrecv, a=sendonly, a=recvonly or a=inactive)")
+        } else if !has("a=ice-ufrag:") {
+            Some("an a=ice-ufrag line")
+        } else if !has("a=ice-pwd:") {
+            Some("an a=ice-pwd line")
+        } else if !has("a=fingerprint:") {
+            Some("an a=fingerprint line")
+        } else if !has("a=setup:") {
+            Some("an a=setup line")
+        } else {
+            None
+        };
+        if let Some(missing) = missing {
+            return format!("media section {} ({kind}) lacks {missing}", i + 1);
+        }
+    }
+    "it could not be parsed as a WebRTC offer (check the media lines and their attributes)".into()
 }
 
 /// The `a=mid` of every audio/video media section of an offer. str0m reports media only once connected, and
@@ -442,6 +522,44 @@ mod tests {
         // 103 is H.264 without packetization mode 1: skipped, 102 qualifies.
         assert_eq!(preferred_video_codec(&h264_first), Some(Codec::H264));
         assert_eq!(offered_media(offer).map(|m| m.len()), Ok(1));
+    }
+
+    #[test]
+    fn only_changed_ice_credentials_are_a_restart() {
+        let session = IceCredentials::of("v=0\r\na=ice-ufrag:abcd\r\na=ice-pwd:0123456789abcdef012345\r\n");
+        assert_eq!(session.ufrag.as_deref(), Some("abcd"));
+        // RFC 8840 fragments repeat the session's credentials beside the candidates.
+        let same = "a=ice-ufrag:abcd\r\na=ice-pwd:0123456789abcdef012345\r\nm=audio 9 RTP/AVP 0\r\na=mid:0\r\n\
+            a=candidate:1 1 udp 2130706431 127.0.0.1 50000 typ host\r\n";
+        assert!(!session.restarts(&IceCredentials::of(same)));
+        assert!(!session.restarts(&IceCredentials::of("a=candidate:1 1 udp 1 127.0.0.1 5 typ host\r\n")));
+        assert!(!session.restarts(&IceCredentials::of("a=ice-ufrag:abcd\r\n")), "ufrag alone, unchanged");
+        assert!(session.restarts(&IceCredentials::of("a=ice-ufrag:efgh\r\na=ice-pwd:0123456789abcdef012345\r\n")));
+        assert!(session.restarts(&IceCredentials::of("a=ice-ufrag:abcd\r\na=ice-pwd:ffffffffffffffffffffff\r\n")));
+    }
+
+    #[test]
+    fn unparsable_offers_are_explained_in_words() {
+        let good = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\n\
+            m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=ice-ufrag:abcd\r\n\
+            a=ice-pwd:0123456789abcdef012345\r\na=fingerprint:sha-256 AA:BB\r\na=setup:actpass\r\n\
+            a=rtcp-mux\r\na=rtpmap:96 H264/90000\r\na=recvonly\r\n";
+        let no_direction = good.replace("a=recvonly\r\n", "");
+        let Err(WebRtcError::BadOffer(why)) = parse_offer(&no_direction) else { panic!("parsed") };
+        assert_eq!(
+            why,
+            "media section 1 (video) lacks a direction attribute (a=sendrecv, a=sendonly, a=recvonly or a=inactive)"
+        );
+        assert_eq!(
+            sdp_problem(&good.replace("a=setup:actpass\r\n", "")),
+            "media section 1 (video) lacks an a=setup line"
+        );
+        assert_eq!(sdp_problem("v=0\r\nhello\r\n"), "line 2 is not an SDP line of the form `x=value`");
+        for garbage in ["v=0\r\nm=\r\n", "v=0\r\n\u{0}\u{1}", &good.replace("96 H264", "x"), &no_direction] {
+            if let Err(e) = parse_offer(garbage) {
+                assert!(!e.to_string().contains("0x"), "{e}");
+            }
+        }
     }
 
     #[test]

@@ -135,6 +135,12 @@ pub struct Session {
     pub addrs: Vec<std::net::SocketAddr>,
     /// Remote candidates added by trickle ICE (capped).
     pub remote_candidates: usize,
+    /// The peer's ICE credentials from its offer: trickle fragments repeat them; others would be a restart.
+    pub remote_ice: super::IceCredentials,
+    /// Set once the connect timeout has closed the session, so it is said once.
+    timed_out: bool,
+    /// The client address's place among its sessions (`server.limits.webrtc_sessions_per_ip`), held for life.
+    pub slot: Option<crate::connections::AddressSlot>,
     /// Per media line (packets, nacks), summed into `stats`.
     pub egress: std::collections::HashMap<Mid, (u64, u64)>,
 }
@@ -163,6 +169,9 @@ impl Session {
             ufrag,
             addrs: Vec::new(),
             remote_candidates: 0,
+            remote_ice: super::IceCredentials::default(),
+            timed_out: false,
+            slot: None,
             egress: std::collections::HashMap::new(),
         }
     }
@@ -198,7 +207,8 @@ impl Session {
         if !self.rtc.is_alive() {
             events.push(SessionEvent::Closed);
         }
-        if self.connected_at.is_none() && now.duration_since(self.created) > CONNECT_TIMEOUT {
+        if self.connected_at.is_none() && now.duration_since(self.created) > CONNECT_TIMEOUT && !self.timed_out {
+            self.timed_out = true;
             tracing::info!(session = %self.id, route = %self.route, "peer never connected; dropping the session");
             events.push(SessionEvent::Closed);
         }

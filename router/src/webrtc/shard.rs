@@ -47,9 +47,19 @@ const MAX_REMOTE_CANDIDATES: usize = 20;
 #[derive(Debug)]
 pub enum ShardCommand {
     Add(Box<Session>),
-    Trickle { id: SessionRef, candidates: Vec<Candidate>, reply: oneshot::Sender<Result<(), WebRtcError>> },
-    End { id: SessionRef, reply: oneshot::Sender<bool> },
-    KeyframeRequest { id: String },
+    Trickle {
+        id: SessionRef,
+        ice: super::IceCredentials,
+        candidates: Vec<Candidate>,
+        reply: oneshot::Sender<Result<(), WebRtcError>>,
+    },
+    End {
+        id: SessionRef,
+        reply: oneshot::Sender<bool>,
+    },
+    KeyframeRequest {
+        id: String,
+    },
     Stats(oneshot::Sender<ShardStats>),
 }
 
@@ -194,8 +204,11 @@ impl Shard {
                 self.sessions.insert(key, *session);
                 self.with_session(key, now, |s, out, ev| s.drain(now, out, ev));
             }
-            ShardCommand::Trickle { id, candidates, reply } => {
+            ShardCommand::Trickle { id, ice, candidates, reply } => {
                 let result = match self.lookup(&id) {
+                    Some(key) if self.sessions.get(&key).is_some_and(|s| s.remote_ice.restarts(&ice)) => {
+                        Err(WebRtcError::IceRestart)
+                    }
                     Some(key)
                         if self
                             .sessions

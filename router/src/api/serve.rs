@@ -1,0 +1,181 @@
+//! The HTTP listener's driver: accepts connections through the shared [`Connections`] caps and serves each with
+//! hyper, under `[server.limits]` timeouts.
+//!
+//! Why not `axum::serve`: it sets no timer, so hyper's header timeout never runs, and it has no connection cap:
+//! connections that send nothing, or a header byte a second (slowloris), stayed open forever (issue 24).
+//! Here every connection is admitted by [`Connections::admit`], hyper closes one that takes longer than
+//! `header_timeout` to send a request's headers (which is also how long an idle keep-alive connection lives,
+//! since hyper starts that timer whenever it waits for a request), and [`limit_body_time`] ends a request whose
+//! body takes longer than `body_timeout`.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tower::ServiceExt as _;
+
+use super::AppState;
+use crate::connections::Connections;
+use crate::runtime::Runtime;
+
+/// How long to pause accepting after the process ran out of descriptors (EMFILE): accepting again at once would
+/// spin, since the pending connection stays in the backlog.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+/// Serves `app` on `listener` until `shutdown` turns true; then stops accepting, asks every connection to finish
+/// its request in flight and close, and returns once all have (the caller bounds how long it waits).
+pub async fn serve(
+    listener: TcpListener,
+    app: axum::Router,
+    runtime: Runtime,
+    connections: Arc<Connections>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    // Each connection task holds a sender; when the last is gone, every connection has ended.
+    let (alive, mut all_ended) = mpsc::channel::<Infallible>(1);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "HTTP accept failed; pausing accepts briefly");
+                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                    continue;
+                }
+            },
+            () = stop_requested(&mut shutdown) => break,
+        };
+        let limits = runtime.directory().table.server.limits.clone();
+        let Ok(permit) = connections.admit(peer.ip(), &limits) else {
+            // Closed at once: the client sees a reset instead of waiting in a backlog.
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let mut shutdown = shutdown.clone();
+        let alive = alive.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let _alive = alive;
+            let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                app.clone().oneshot(request.map(Body::new))
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout)
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
+            tokio::pin!(connection);
+            let stopping = async move { stop_requested(&mut shutdown).await };
+            tokio::select! {
+                result = connection.as_mut() => log_end(peer, result),
+                () = stopping => {
+                    connection.as_mut().graceful_shutdown();
+                    log_end(peer, connection.await);
+                }
+            }
+        });
+    }
+    drop(alive);
+    let _ = all_ended.recv().await;
+}
+
+/// Resolves once `shutdown` turns true (or its sender is gone), holding no borrow of it across awaits.
+async fn stop_requested(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+fn log_end(peer: SocketAddr, result: Result<(), hyper::Error>) {
+    if let Err(e) = result {
+        // Timeouts and resets are a client's business, not the operator's: debug level.
+        tracing::debug!(client = %peer, error = %e, "HTTP connection ended");
+    }
+}
+
+/// Middleware: a request body that takes longer than `[server.limits] body_timeout` to arrive ends with an error
+/// (the extractor reading it answers 400 and the connection closes).
+pub async fn limit_body_time(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let timeout = state.runtime.directory().table.server.limits.body_timeout;
+    next.run(request.map(|body| Body::new(DeadlineBody::new(body, timeout)))).await
+}
+
+/// A body that fails once its deadline passes before its end.
+struct DeadlineBody {
+    inner: Body,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    timeout: Duration,
+}
+
+impl DeadlineBody {
+    fn new(inner: Body, timeout: Duration) -> Self {
+        DeadlineBody { inner, deadline: Box::pin(tokio::time::sleep(timeout)), timeout }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive within {0:?} (`server.limits.body_timeout`)")]
+struct BodyTimedOut(Duration);
+
+impl http_body::Body for DeadlineBody {
+    type Data = axum::body::Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
+            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        }
+        if self.deadline.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Some(Err(Box::new(BodyTimedOut(self.timeout)))));
+        }
+        Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt as _;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_slower_than_its_deadline_fails_and_a_prompt_one_passes() {
+        let prompt = DeadlineBody::new(Body::from("hello"), Duration::from_secs(1));
+        assert_eq!(prompt.collect().await.expect("in time").to_bytes(), "hello");
+
+        let (tx, rx) = mpsc::channel::<Result<axum::body::Bytes, Infallible>>(1);
+        let slow = DeadlineBody::new(Body::from_stream(tokio_stream_of(rx)), Duration::from_secs(1));
+        tx.send(Ok("a".into())).await.expect("send");
+        let err = slow.collect().await.expect_err("too slow");
+        assert!(err.to_string().contains("did not arrive within 1s"), "{err}");
+        drop(tx);
+    }
+
+    /// A stream over an mpsc receiver (tokio-stream is not a dependency).
+    fn tokio_stream_of<T: Send + 'static>(
+        rx: mpsc::Receiver<T>,
+    ) -> impl futures_util::Stream<Item = T> + Send + 'static {
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|v| (v, rx)) })
+    }
+}
