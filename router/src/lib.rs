@@ -20,6 +20,7 @@ pub mod auth;
 pub mod backoff;
 pub mod config;
 pub mod connections;
+pub mod credentials;
 pub mod ingest;
 pub mod logging;
 pub mod media;

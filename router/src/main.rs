@@ -1,6 +1,7 @@
-//! The `sluice` command: `sluice` or `sluice run [FILE]` runs the router, `sluice check [FILE]` validates a routes
-//! file (and loads its plugins), `sluice plugin test PLUGIN.wasm --world auth --cases CASES.toml` runs a plugin
-//! under the real host against a table of cases. FILE defaults to `routes.toml` in the working directory.
+//! The `sluice` command: `sluice [run] [FILE]` runs the router, `sluice check [FILE]` validates a routes file (and
+//! loads its plugins), `sluice plugin test PLUGIN.wasm --world auth --cases CASES.toml` runs a plugin under the
+//! real host against a table of cases, `sluice passwd` and `sluice token` make credentials for the built-in auth
+//! plugins. FILE defaults to `routes.toml` in the working directory.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,6 +32,29 @@ enum Command {
         #[arg(default_value = "routes.toml")]
         config: PathBuf,
     },
+    /// Print an argon2id hash of a password read from standard input, for `builtin:auth-users`' `password_hash`.
+    Passwd,
+    /// Print a JWT that the routes file's `builtin:auth-jwt` plugin accepts (its secret, audience and issuer).
+    Token {
+        /// The routes file declaring the plugin.
+        #[arg(long, default_value = "routes.toml")]
+        config: PathBuf,
+        /// What the token allows, ACTION:ROUTE (publish, read, playback, api or *; `*` in ROUTE matches anything).
+        #[arg(long, required = true)]
+        allow: Vec<String>,
+        /// Who holds it (the `sub` claim).
+        #[arg(long, default_value = "sluice-cli")]
+        sub: String,
+        /// How long it stays valid.
+        #[arg(long, default_value = "24h")]
+        expires: String,
+        /// The plugin, when the file has several auth-jwt plugins.
+        #[arg(long)]
+        plugin: Option<String>,
+        /// The RS256 private key (PEM file), for plugins configured with a public key.
+        #[arg(long)]
+        private_key: Option<PathBuf>,
+    },
     /// Work with plugins.
     Plugin {
         #[command(subcommand)]
@@ -54,10 +78,28 @@ enum PluginCommand {
     },
 }
 
+fn token(
+    config: PathBuf,
+    allow: Vec<String>,
+    sub: String,
+    expires: &str,
+    plugin: Option<String>,
+    private_key: Option<PathBuf>,
+) -> Result<String, String> {
+    let table = sluice::config::load(&config).map_err(|e| e.to_string())?;
+    let valid_for = sluice::config::units::parse_duration(expires).map_err(|e| format!("--expires: {e}"))?;
+    let private_key = match private_key {
+        Some(path) => Some(std::fs::read_to_string(&path).map_err(|e| format!("reading {}: {e}", path.display()))?),
+        None => None,
+    };
+    let request = sluice::credentials::TokenRequest { subject: sub, allow, valid_for, plugin, private_key };
+    sluice::credentials::mint_token(&table, &request, &|name| std::env::var(name).ok())
+}
+
 /// `sluice FILE` means `sluice run FILE`: when the first word that is not an option is no command, `run` goes in
 /// front of it. (A positional argument beside subcommands would make clap take `run` itself for a file.)
 fn run_by_default(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
-    const COMMANDS: [&str; 4] = ["run", "check", "plugin", "help"];
+    const COMMANDS: [&str; 6] = ["run", "check", "plugin", "passwd", "token", "help"];
     let mut i = 1;
     while let Some(arg) = args.get(i).and_then(|a| a.to_str()) {
         if arg == "--log-format" {
@@ -87,6 +129,35 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Passwd => {
+            let mut password = String::new();
+            if let Err(e) = std::io::stdin().read_line(&mut password) {
+                eprintln!("cannot read the password from standard input: {e}");
+                return ExitCode::FAILURE;
+            }
+            match sluice::credentials::hash_password(password.trim_end_matches(['\r', '\n'])) {
+                Ok(hash) => {
+                    println!("{hash}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("sluice passwd: {e} (type it on standard input: `echo -n 'PASSWORD' | sluice passwd`)");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Token { config, allow, sub, expires, plugin, private_key } => {
+            match token(config, allow, sub, &expires, plugin, private_key) {
+                Ok(token) => {
+                    println!("{token}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("sluice token: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Plugin { command: PluginCommand::Test { plugin, world, cases } } => {
             match sluice::plugin::cases::run(&plugin, &world, &cases) {
                 Ok(report) => {

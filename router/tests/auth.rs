@@ -255,3 +255,89 @@ async fn tokens_guard_every_entry_point() {
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(r.headers()["retry-after"].to_str().expect("ascii").parse::<u64>().expect("seconds") <= 60);
 }
+
+/// `sluice passwd` and `sluice token` make credentials the built-in plugins take; behind a trusted reverse proxy
+/// the failure limit keys on the client its `X-Forwarded-For` names, so one client's failures lock out only it.
+#[tokio::test(flavor = "multi_thread")]
+async fn cli_credentials_work_and_a_trusted_proxy_keeps_clients_apart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut passwd =
+        common::sluice().arg("passwd").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("run sluice passwd");
+    std::io::Write::write_all(&mut passwd.stdin.take().expect("stdin"), b"hunter2\n").expect("write");
+    let out = passwd.wait_with_output().expect("passwd");
+    assert!(out.status.success());
+    let hash = String::from_utf8(out.stdout).expect("utf-8").trim().to_string();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+
+    let config = dir.path().join("routes.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[server]
+http = "127.0.0.1:0"
+rtsp = "127.0.0.1:0"
+rtmp = "127.0.0.1:0"
+webrtc = {{ udp = "127.0.0.1:0" }}
+data_dir = "data"
+trusted_proxies = ["127.0.0.1"]
+
+[plugins.jwt]
+source = "builtin:auth-jwt"
+config = {{ secret_env = "SLUICE_TEST_JWT_SECRET", audience = "sluice" }}
+grants = {{ env = ["SLUICE_TEST_JWT_SECRET"] }}
+
+[plugins.users]
+source = "builtin:auth-users"
+config = {{ users = [{{ name = "ana", password_hash = "{hash}", permissions = ["read:*"] }}] }}
+
+[[route]]
+name = "secure"
+from = "demo"
+to = ["whep"]
+auth = "jwt"
+"#
+        ),
+    )
+    .expect("write routes");
+    // The hash is one auth-users takes: checking the file loads the plugin with it.
+    let check = common::sluice().arg("check").arg(&config).output().expect("check");
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    assert!(!dir.path().join("data").exists(), "`sluice check` writes nothing");
+
+    let token = common::sluice()
+        .args(["token", "--allow", "read:secure", "--sub", "tester", "--expires", "10m", "--config"])
+        .arg(&config)
+        .env("SLUICE_TEST_JWT_SECRET", SECRET)
+        .output()
+        .expect("run sluice token");
+    assert!(token.status.success(), "{}", String::from_utf8_lossy(&token.stderr));
+    let token = String::from_utf8(token.stdout).expect("utf-8").trim().to_string();
+
+    let router = RouterProcess::start_with_env(&config, &[("SLUICE_TEST_JWT_SECRET", SECRET)]);
+    assert!(dir.path().join("data").is_dir(), "data_dir is relative to the routes file");
+    let client = reqwest::Client::new();
+    let view = offer(Direction::RecvOnly);
+    let from = |client_ip: &'static str, bearer: &str| {
+        client
+            .post(router.url("/secure/whep"))
+            .header("content-type", "application/sdp")
+            .header("x-forwarded-for", client_ip)
+            .bearer_auth(bearer)
+            .body(view.clone())
+            .send()
+    };
+    assert_eq!(from("203.0.113.1", &token).await.expect("post").status(), StatusCode::CREATED, "sluice token's token");
+
+    // One client behind the proxy fails until it is limited...
+    let mut last = StatusCode::OK;
+    for _ in 0..12 {
+        last = from("203.0.113.66", "not-a-token").await.expect("post").status();
+        if last == StatusCode::TOO_MANY_REQUESTS {
+            break;
+        }
+    }
+    assert_eq!(last, StatusCode::TOO_MANY_REQUESTS);
+    // ...and another client behind the same proxy is not.
+    assert_eq!(from("203.0.113.1", &token).await.expect("post").status(), StatusCode::CREATED);
+    assert_eq!(from("203.0.113.66", &token).await.expect("post").status(), StatusCode::TOO_MANY_REQUESTS);
+}

@@ -6,7 +6,17 @@ use serde::de::DeserializeOwned;
 /// Values quoted in serde's message are masked: config values are often secrets, and the message reaches logs.
 pub fn parse<T: DeserializeOwned>(json: &str) -> Result<T, String> {
     let json = if json.trim().is_empty() { "{}" } else { json };
-    serde_json::from_str(json).map_err(|e| format!("invalid config: {}", mask_quoted(&e.to_string())))
+    serde_json::from_str(json).map_err(|e| format!("invalid config: {}", mask_quoted(&without_position(&e))))
+}
+
+/// serde_json's message without its " at line L column C": the JSON was made by the host from routes.toml, so a
+/// position in it means nothing to the admin (the host reports the error at the plugin's `config` instead).
+fn without_position(e: &serde_json::Error) -> String {
+    let message = e.to_string();
+    match message.rfind(" at line ") {
+        Some(i) if e.line() > 0 => message[..i].to_string(),
+        _ => message,
+    }
 }
 
 /// `invalid type: string "s3cret", expected u32` -> `invalid type: string "…", expected u32`.
@@ -49,5 +59,6 @@ mod tests {
         let e = super::parse::<C>(r#"{"n": "s3cret"}"#).expect_err("wrong type");
         assert!(e.starts_with("invalid config: invalid type: string \"…\", expected u32"), "{e}");
         assert!(!e.contains("s3cret"));
+        assert!(!e.contains(" at line "), "a position in the host's JSON means nothing to the admin: {e}");
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod forwarded;
 pub mod metrics;
 pub mod recordings;
 pub mod routes;

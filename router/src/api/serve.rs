@@ -6,7 +6,8 @@
 //! Here every connection is admitted by [`Connections::admit`], hyper closes one that takes longer than
 //! `header_timeout` to send a request's headers (which is also how long an idle keep-alive connection lives,
 //! since hyper starts that timer whenever it waits for a request), and [`limit_body_time`] ends a request whose
-//! body takes longer than `body_timeout`.
+//! body takes longer than `body_timeout`. Handlers find the client's address in `ConnectInfo`: the peer's, or
+//! behind a trusted reverse proxy the one its `Forwarded` headers name ([`forwarded`]).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -24,7 +25,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tower::ServiceExt as _;
 
-use super::AppState;
+use super::{AppState, forwarded};
 use crate::connections::Connections;
 use crate::runtime::Runtime;
 
@@ -63,13 +64,18 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
+        let runtime = runtime.clone();
         let mut shutdown = shutdown.clone();
         let alive = alive.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let _alive = alive;
             let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
-                request.extensions_mut().insert(ConnectInfo(peer));
+                // Handlers see the client: behind a trusted reverse proxy, the one its headers name.
+                let trusted = &runtime.directory().table.server.trusted_proxies;
+                let client =
+                    if trusted.is_empty() { peer } else { forwarded::client_address(peer, request.headers(), trusted) };
+                request.extensions_mut().insert(ConnectInfo(client));
                 app.clone().oneshot(request.map(Body::new))
             });
             let connection = hyper::server::conn::http1::Builder::new()

@@ -63,6 +63,9 @@ pub struct RouteTable {
     pub routes: Vec<Arc<RouteConfig>>,
     /// Whether the file has a `route` key (`[[route]]` tables, or `route = []` for none on purpose).
     pub routes_declared: bool,
+    /// Where each plugin's `config` (or its table, without one) is in the file, (line, column): errors found when
+    /// the plugin loads point there. Kept apart from [`PluginConfig`] so moving a plugin does not reload it.
+    pub plugin_positions: BTreeMap<String, (usize, usize)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -75,6 +78,65 @@ pub struct ServerConfig {
     /// The auth plugin guarding the REST API (`/v1`); `None` leaves it open.
     pub api_auth: Option<String>,
     pub limits: ServerLimits,
+    /// Reverse proxies whose `Forwarded` / `X-Forwarded-For` headers are believed: a request from one of these is
+    /// taken to come from the client the header names (for auth, the failure limit and per-address caps).
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+/// An address range, `10.0.0.0/8` or a single address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+impl IpNet {
+    pub fn parse(s: &str) -> Result<IpNet, String> {
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = addr.trim().parse().map_err(|_| format!("\"{s}\" is not an IP address or range"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => match p.trim().parse::<u8>() {
+                Ok(p) if p <= max => p,
+                _ => return Err(format!("\"{s}\": the prefix length must be 0 to {max}")),
+            },
+        };
+        Ok(IpNet { addr, prefix })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Display for IpNet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+impl Serialize for IpNet {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 /// `[server.limits]`: what one client, and all clients together, may hold open and how long they may take. Read
@@ -136,6 +198,7 @@ impl Default for ServerConfig {
             data_dir: PathBuf::from("data"),
             api_auth: None,
             limits: ServerLimits::default(),
+            trusted_proxies: Vec::new(),
         }
     }
 }

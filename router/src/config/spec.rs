@@ -33,6 +33,8 @@ pub struct ServerSpec {
     pub data_dir: Option<Spanned<String>>,
     pub api_auth: Option<Spanned<String>>,
     pub limits: Option<ServerLimitsSpec>,
+    #[serde(default)]
+    pub trusted_proxies: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -81,7 +83,7 @@ pub struct DefaultsSpec {
 pub struct PluginSpec {
     pub source: Spanned<String>,
     #[serde(default)]
-    pub config: Option<toml::Table>,
+    pub config: Option<Spanned<toml::Table>>,
     #[serde(default)]
     pub limits: Option<LimitsSpec>,
     #[serde(default)]

@@ -42,7 +42,8 @@ pub fn validate(
             Some("split the sites over several routers, or use fewer routes".to_string()),
         )));
     }
-    let mut cx = Cx { lines: LineIndex::new(text), file, env, base_dir, errors: Vec::new() };
+    let mut cx =
+        Cx { lines: LineIndex::new(text), file, env, base_dir, errors: Vec::new(), plugin_positions: BTreeMap::new() };
     let api_auth_spec = spec.server.as_ref().and_then(|s| s.api_auth.clone());
     let mut server = cx.server(spec.server);
     let plugins = cx.plugins(spec.plugins, &server.data_dir);
@@ -53,7 +54,7 @@ pub fn validate(
     let defaults = cx.defaults(spec.defaults, &plugins);
     let routes = cx.routes(route_specs, &defaults, &plugins, &server);
     if cx.errors.is_empty() {
-        Ok(RouteTable { server, plugins, anonymous, routes, routes_declared })
+        Ok(RouteTable { server, plugins, anonymous, routes, routes_declared, plugin_positions: cx.plugin_positions })
     } else {
         cx.errors.sort_by_key(|e| (e.line, e.column));
         // An inherited `[defaults]` value that is wrong is reported once, not once per route inheriting it.
@@ -68,6 +69,7 @@ pub const MAX_ROUTES: usize = 10_000;
 
 struct Cx<'a> {
     lines: LineIndex<'a>,
+    plugin_positions: BTreeMap<String, (usize, usize)>,
     file: &'a str,
     env: &'a dyn Fn(&str) -> Option<String>,
     base_dir: PathBuf,
@@ -178,6 +180,20 @@ impl Cx<'_> {
         }
         if let Some(limits) = &spec.limits {
             server.limits = self.server_limits(limits);
+        }
+        for proxy in &spec.trusted_proxies {
+            let Some(s) = self.expand("`server.trusted_proxies`", proxy) else { continue };
+            match IpNet::parse(&s) {
+                Ok(net) => server.trusted_proxies.push(net),
+                Err(e) => self.err(
+                    proxy.span(),
+                    format!("`server.trusted_proxies`: {e}"),
+                    Some(
+                        "list your reverse proxies' addresses or ranges, e.g. [\"127.0.0.1\", \"10.0.0.0/8\"]"
+                            .to_string(),
+                    ),
+                ),
+            }
         }
         // Like every other path in the file, relative to the file: the router then finds the same data whichever
         // directory it was started from.
@@ -319,7 +335,9 @@ impl Cx<'_> {
                 }
                 PluginSource::File(path)
             };
-            let config = match spec.config {
+            let position = self.lines.line_col(spec.config.as_ref().map_or(span.start, |c| c.span().start));
+            self.plugin_positions.insert(name.clone(), position);
+            let config = match spec.config.map(Spanned::into_inner) {
                 Some(table) => match self.table_to_json(toml::Value::Table(table)) {
                     Ok(v) => v,
                     Err(e) => {
@@ -1289,6 +1307,26 @@ auth = "none"
              routes.toml:3:18: `server.limits.header_timeout` cannot be zero\n  help: write a duration such as \"10s\""
         );
         assert!(error("[server.limits]\nconection = 5\n").contains("conection"), "unknown keys are refused");
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_or_ranges() {
+        let t = check("[server]\ntrusted_proxies = [\"127.0.0.1\", \"10.0.0.0/8\", \"fd00::/8\"]\n").expect("valid");
+        let nets = &t.server.trusted_proxies;
+        assert!(
+            nets[0].contains("127.0.0.1".parse().expect("ip")) && !nets[0].contains("127.0.0.2".parse().expect("ip"))
+        );
+        assert!(
+            nets[1].contains("10.200.3.4".parse().expect("ip")) && !nets[1].contains("11.0.0.1".parse().expect("ip"))
+        );
+        assert!(nets[1].contains("::ffff:10.0.0.9".parse().expect("ip")), "IPv4-mapped IPv6");
+        assert!(nets[2].contains("fd12::1".parse().expect("ip")) && !nets[2].contains("fe80::1".parse().expect("ip")));
+        assert!(IpNet::parse("0.0.0.0/0").expect("any").contains("203.0.113.9".parse().expect("ip")));
+        assert_eq!(
+            error("[server]\ntrusted_proxies = [\"10.0.0.0/33\", \"proxy.lan\"]\n"),
+            "routes.toml:2:20: `server.trusted_proxies`: \"10.0.0.0/33\": the prefix length must be 0 to 32\n  help: list your reverse proxies' addresses or ranges, e.g. [\"127.0.0.1\", \"10.0.0.0/8\"]\n\
+             routes.toml:2:35: `server.trusted_proxies`: \"proxy.lan\" is not an IP address or range\n  help: list your reverse proxies' addresses or ranges, e.g. [\"127.0.0.1\", \"10.0.0.0/8\"]"
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@ use serde::Deserialize;
 use super::auth::{Action, BasicCredentials, Credentials, Decision, Protocol, Request};
 use super::{PluginHost, Plugins};
 use crate::config;
+use crate::config::model::PluginWorld;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -58,9 +59,22 @@ pub fn run(plugin: &Path, world: &str, cases_path: &Path) -> Result<Report, Stri
     if world != "auth" {
         return Err(format!("--world {world}: only auth plugins can be tested yet"));
     }
+    let bytes = std::fs::read(plugin).map_err(|e| format!("{}: {e}", plugin.display()))?;
+    super::engine::binary_kind(&bytes).map_err(|e| format!("{}: {e}", plugin.display()))?;
     let text = std::fs::read_to_string(cases_path).map_err(|e| format!("{}: {e}", cases_path.display()))?;
     let file: CasesFile = toml::from_str(&text).map_err(|e| format!("{}: {e}", cases_path.display()))?;
     let plugin_path = std::path::absolute(plugin).map_err(|e| format!("{}: {e}", plugin.display()))?;
+    let host = PluginHost::shared(None)?;
+    // The world first: loading a sink as an auth plugin would fail on what sinks need (a storage grant) instead
+    // of saying it is the wrong kind.
+    let world = host.world_of(&bytes).map_err(|e| format!("{}: {e}", plugin.display()))?;
+    if world != PluginWorld::Auth {
+        return Err(format!(
+            "{}: this is a {} plugin; `plugin test` runs auth plugins (--world auth)",
+            plugin.display(),
+            format!("{world:?}").to_lowercase()
+        ));
+    }
 
     // The plugin's settings go through routes.toml's own validation.
     let mut table = toml::Table::new();
@@ -76,9 +90,19 @@ pub fn run(plugin: &Path, world: &str, cases_path: &Path) -> Result<Report, Stri
     root.insert("plugins".into(), toml::Value::Table(plugins));
     let routes_text = toml::to_string(&root).map_err(|e| e.to_string())?;
     let label = cases_path.display().to_string();
-    let parsed = config::parse(&routes_text, &label, &|name| std::env::var(name).ok()).map_err(|e| e.to_string())?;
+    // Positions would point into the text made above, not the cases file: name the file, keep the message.
+    let parsed = config::parse(&routes_text, &label, &|name| std::env::var(name).ok()).map_err(|errors| {
+        errors
+            .0
+            .iter()
+            .map(|e| {
+                let help = e.help.as_ref().map(|h| format!("\n  help: {h}")).unwrap_or_default();
+                format!("{label}: {}{help}", e.message.replace("plugin \"test\": ", ""))
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    })?;
 
-    let host = PluginHost::shared(None)?;
     let load_started = Instant::now();
     let (loaded, _) = Plugins::load(&host, &parsed.plugins, &Plugins::default())
         .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))?;

@@ -43,12 +43,23 @@ impl PluginHost {
         &self.engine
     }
 
+    /// Which world a component implements, from its exports (compiled, not cached, not instantiated).
+    pub fn world_of(&self, bytes: &[u8]) -> Result<PluginWorld, String> {
+        binary_kind(bytes)?;
+        let component = compile(&self.engine, bytes, None)
+            .map_err(|e| format!("not a WebAssembly component this router can run: {}", root_cause(&e)))?;
+        let exports: Vec<String> =
+            component.component_type().exports(&self.engine).map(|(n, _)| n.to_string()).collect();
+        imports::world_of(&exports)
+    }
+
     /// Checks, compiles and prepares one plugin.
     pub fn load(&self, config: &PluginConfig, bytes: &[u8]) -> Result<Plugin, LoadError> {
         // Started with the first plugin: a router without plugins does not wake a thread every tick for nothing.
         static TICKER: std::sync::Once = std::sync::Once::new();
         TICKER.call_once(|| start_ticker(&self.engine));
         let name = config.name.as_str();
+        binary_kind(bytes).map_err(|m| LoadError::new(name, m))?;
         let component = compile(&self.engine, bytes, self.cache_dir.as_deref()).map_err(|e| {
             LoadError::new(name, format!("not a WebAssembly component this router can run: {}", root_cause(&e)))
         })?;
@@ -112,6 +123,40 @@ pub fn deadline_ticks(timeout: Duration) -> u64 {
     (timeout.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64
 }
 
+/// Tells a component from the files people mistake for one, before wasmtime does: its parse errors quote the
+/// bytes it found, which says nothing to someone who pointed `source` at the wrong file.
+pub fn binary_kind(bytes: &[u8]) -> Result<(), String> {
+    const MAGIC: &[u8] = b"\0asm";
+    match bytes.get(..8) {
+        _ if !bytes.starts_with(MAGIC) => Err("not a WebAssembly file (it does not start with the \\0asm magic \
+            bytes): `source` must name a plugin's .wasm component"
+            .to_string()),
+        // Version 1, layer 0: a core module.
+        Some([_, _, _, _, 1, 0, 0, 0]) => Err("a core WebAssembly module, not a component: build the plugin for \
+            --target wasm32-wasip2 (see the README's \"Writing a plugin\")"
+            .to_string()),
+        // Layer 1: a component (its version changes with the proposal; wasmtime checks it).
+        Some([_, _, _, _, _, _, 1, 0]) => Ok(()),
+        _ => Err("not a WebAssembly component (unknown binary version)".to_string()),
+    }
+}
+
 fn root_cause(e: &wasmtime::Error) -> String {
     e.chain().last().map(|c| c.to_string()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::binary_kind;
+
+    #[test]
+    fn files_that_are_not_components_are_named_for_what_they_are() {
+        let garbage = binary_kind(b"PK\x03\x04 a zip file").expect_err("garbage");
+        assert!(garbage.starts_with("not a WebAssembly file"), "{garbage}");
+        assert!(!garbage.contains("0x") && !garbage.contains('['), "no byte dump: {garbage}");
+        let core = binary_kind(b"\0asm\x01\0\0\0rest").expect_err("core module");
+        assert!(core.starts_with("a core WebAssembly module, not a component"), "{core}");
+        assert!(binary_kind(b"\0asm\x0d\0\x01\0rest").is_ok(), "a component");
+        assert!(binary_kind(b"\0asm").is_err(), "truncated");
+    }
 }

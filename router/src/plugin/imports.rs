@@ -68,7 +68,7 @@ fn check_version<'a>(names: impl Iterator<Item = &'a String>) -> Result<(), Stri
     Ok(())
 }
 
-fn world_of(exports: &[String]) -> Result<PluginWorld, String> {
+pub(super) fn world_of(exports: &[String]) -> Result<PluginWorld, String> {
     let mut worlds = exports.iter().filter_map(|e| match split_version(e).0 {
         "sluice:plugin/authorizer" => Some(PluginWorld::Auth),
         "sluice:plugin/recorder-api" => Some(PluginWorld::Sink),

@@ -403,7 +403,16 @@ fn load_config_with(
     let host = PluginHost::shared(cache.then(|| table.server.data_dir.join("plugin-cache")))
         .map_err(|e| file_error(format!("cannot start the plugin host: {e}"), None))?;
     let (plugins, reloaded) = Plugins::load(&host, &table.plugins, previous).map_err(|errors| {
-        ConfigErrors(errors.into_iter().map(|e| config::ConfigError::file(&label, e.to_string(), None)).collect())
+        // At the plugin's `config` in the file: most load errors are the plugin refusing its config.
+        ConfigErrors(
+            errors
+                .into_iter()
+                .map(|e| match table.plugin_positions.get(&e.plugin) {
+                    Some(at) => config::ConfigError::at_line_col(&label, *at, e.to_string(), None),
+                    None => config::ConfigError::file(&label, e.to_string(), None),
+                })
+                .collect(),
+        )
     })?;
     // Plugins from files reveal their world only when loaded: check the auth references now.
     let auth_refs = table
@@ -411,18 +420,43 @@ fn load_config_with(
         .iter()
         .filter_map(|r| r.auth.as_ref().map(|a| (format!("route \"{}\": `auth`", r.name), a)))
         .chain(table.server.api_auth.as_ref().map(|a| ("`server.api_auth`".to_string(), a)));
+    for route in &table.routes {
+        for output in &route.to {
+            if let config::model::Output::Record { plugin: name } = output
+                && let Some(p) = plugins.get(name)
+                && p.plugin.world() != PluginWorld::Sink
+            {
+                return Err(file_error(
+                    format!("route \"{}\": `to`: record:{name}: plugin \"{name}\" is {}, not a sink plugin", route.name,
+                        world_article(p.plugin.world())),
+                    Some("name a plugin that exports sluice:plugin/recorder, e.g. one with source = \"builtin:record-mp4\"".to_string()),
+                ));
+            }
+        }
+    }
     for (ctx, name) in auth_refs {
         if let Some(p) = plugins.get(name)
             && p.plugin.world() != PluginWorld::Auth
         {
             return Err(file_error(
-                format!("{ctx}: plugin \"{name}\" is a {:?} plugin, not an auth plugin", p.plugin.world())
-                    .to_lowercase(),
-                Some("name a plugin that exports sluice:plugin/authorizer".to_string()),
+                format!("{ctx}: plugin \"{name}\" is {}, not an auth plugin", world_article(p.plugin.world())),
+                Some(
+                    "name a plugin that exports sluice:plugin/authorizer, e.g. one with source = \"builtin:auth-jwt\""
+                        .to_string(),
+                ),
             ));
         }
     }
     Ok((table, plugins, reloaded))
+}
+
+/// "a sink plugin", for messages.
+fn world_article(world: PluginWorld) -> &'static str {
+    match world {
+        PluginWorld::Auth => "an auth plugin",
+        PluginWorld::Sink => "a sink plugin",
+        PluginWorld::Signaling => "a signaling plugin",
+    }
 }
 
 /// A handle to the runtime actor. Cheap to clone.
