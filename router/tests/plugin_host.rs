@@ -238,9 +238,17 @@ fn a_plugin_importing_the_network_is_refused_at_load() {
 fn garbage_and_plain_modules_are_refused_clearly() {
     let dir = tempfile::tempdir().expect("tempdir");
     let garbage = dir.path().join("garbage.wasm");
-    std::fs::write(&garbage, b"\0asm not really").expect("write");
-    let e = load(&config("g", PluginSource::File(garbage), json!({}))).expect_err("garbage");
-    assert!(e.starts_with("plugin \"g\": not a WebAssembly component this router can run"), "{e}");
+    for (bytes, expected) in [
+        (&b"\0asm not really"[..], "plugin \"g\": not a WebAssembly component (unknown binary version)"),
+        (b"PK\x03\x04 a zip", "plugin \"g\": not a WebAssembly file (it does not start with the \\0asm magic bytes)"),
+        (b"\0asm\x01\0\0\0", "plugin \"g\": a core WebAssembly module, not a component"),
+        // A component header with nothing valid after it: wasmtime's own reason, without the bytes it read.
+        (b"\0asm\x0d\0\x01\0\xff\xff", "plugin \"g\": not a WebAssembly component this router can run"),
+    ] {
+        std::fs::write(&garbage, bytes).expect("write");
+        let e = load(&config("g", PluginSource::File(garbage.clone()), json!({}))).expect_err("garbage");
+        assert!(e.starts_with(expected), "{e}");
+    }
 }
 
 #[test]

@@ -311,3 +311,58 @@ async fn unsupported_audio_is_dropped_and_reported_video_flows() {
     let _ = publisher.kill();
     let _ = publisher.wait();
 }
+
+/// What trips newcomers (issue 18): ffmpeg's default H.264 has B-frames, which WebRTC viewers cannot play, and its
+/// AAC audio cannot reach them; both are reported on the route with the fix. And an RTMP reader gets `onMetaData`
+/// naming the route's tracks, so `ffmpeg -map 0 -c copy` finds exactly them (no phantom data stream).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn b_frames_and_aac_are_reported_and_players_get_the_tracks_in_metadata() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let mut router = start_router(dir.path(), port);
+    let mut publisher = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=30"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=48000", "-t", "12"])
+        .args(["-c:v", "libx264", "-preset", "veryfast", "-bf", "2", "-pix_fmt", "yuv420p", "-g", "30"])
+        .args(["-c:a", "aac", "-f", "flv", &format!("rtmp://127.0.0.1:{port}/cam/s3cret")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ffmpeg");
+    router.wait_log(|l| l["message"] == "RTMP publisher connected" && l["route"] == "cam");
+    router.wait_log(|l| l["message"].as_str().is_some_and(|m| m.starts_with("the video has B-frames")));
+
+    let route: serde_json::Value =
+        reqwest::get(router.url("/v1/routes/cam")).await.expect("get").json().await.expect("json");
+    assert_eq!(route["live"]["reordered_video"], true, "{route:#}");
+    let warnings: Vec<&str> =
+        route["warnings"].as_array().expect("warnings").iter().filter_map(|w| w.as_str()).collect();
+    assert!(warnings.iter().any(|w| w.contains("B-frames") && w.contains("-bf 0")), "{warnings:?}");
+    assert!(warnings.iter().any(|w| w.contains("the audio is AAC")), "{warnings:?}");
+
+    let out = dir.path().join("copy.mp4");
+    let copy = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y", "-rw_timeout", "10000000", "-i"])
+        .arg(format!("rtmp://127.0.0.1:{port}/cam"))
+        .args(["-t", "3", "-map", "0", "-c", "copy"])
+        .arg(&out)
+        .output()
+        .expect("ffmpeg reader");
+    assert!(copy.status.success(), "-map 0 -c copy: {}", String::from_utf8_lossy(&copy.stderr));
+    let probe = Command::new("ffprobe")
+        .args(["-v", "error", "-show_entries", "stream=codec_type,codec_name,width,height", "-of", "json"])
+        .arg(&out)
+        .output()
+        .expect("ffprobe");
+    let v: serde_json::Value = serde_json::from_slice(&probe.stdout).expect("ffprobe json");
+    let mut streams: Vec<(String, String)> = v["streams"]
+        .as_array()
+        .expect("streams")
+        .iter()
+        .map(|s| (s["codec_type"].as_str().unwrap_or("").into(), s["codec_name"].as_str().unwrap_or("").into()))
+        .collect();
+    streams.sort();
+    assert_eq!(streams, [("audio".into(), "aac".into()), ("video".into(), "h264".into())], "{v:#}");
+    let _ = publisher.kill();
+    let _ = publisher.wait();
+}

@@ -210,8 +210,16 @@ impl Connection {
                 match self.start_playing(&app_name, &stream_key, stream_id).await {
                     Ok(p) => {
                         self.playing = Some(p);
-                        let results = session.accept_request(request_id)?;
+                        // Without rml_rtmp's data messages (see `flv::is_rml_data_packet`); ours follow at ts 0.
+                        let results = session
+                            .accept_request(request_id)?
+                            .into_iter()
+                            .filter(|r| !matches!(r, ServerSessionResult::OutboundResponse(p) if flv::is_rml_data_packet(&p.bytes)))
+                            .collect();
                         Box::pin(self.handle_results(session, results)).await?;
+                        if let Some(access) = flv::sample_access_message(stream_id) {
+                            write(&mut self.stream, &access).await?;
+                        }
                     }
                     Err(why) => {
                         let results = session.reject_request(request_id, "NetStream.Play.StreamNotFound", &why)?;
@@ -336,8 +344,7 @@ impl Connection {
         if let Some(p) = self.playing.as_mut().filter(|p| !p.sent_metadata) {
             // The first frame has arrived, so the route knows its tracks.
             let tracks = p.route.snapshot().await.map(|s| s.tracks).unwrap_or_default();
-            let packet = session.send_metadata(p.stream_id, &flv::stream_metadata(&tracks))?;
-            out.push(Bytes::from(packet.bytes));
+            out.extend(flv::metadata_message(&tracks, p.stream_id));
             p.sent_metadata = true;
         }
         self.queue_frame(session, &first, &mut out)?;

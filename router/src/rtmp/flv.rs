@@ -110,22 +110,57 @@ pub fn sequence_header(params: &CodecParams) -> Option<(bool, Bytes)> {
     }
 }
 
-/// The `onMetaData` a player is sent before its first frame: which tracks follow, in FLV's codec ids. Without it
-/// ffmpeg probes the stream and can invent data and subtitle streams that break `-map 0` copies. Tracks FLV cannot
-/// carry are left out, as their frames are.
-pub fn stream_metadata(tracks: &[TrackInfo]) -> rml_rtmp::sessions::StreamMetadata {
-    let mut m = rml_rtmp::sessions::StreamMetadata::new();
+/// The `onMetaData` a player is sent before its first frame, as a chunked data message at timestamp 0: which
+/// tracks follow, in FLV's codec ids. Tracks FLV cannot carry are left out, as their frames are.
+///
+/// Timestamp 0 matters: ffmpeg's FLV reader skips script data only at dts 0, and turns any later one into a
+/// subtitle ("text") stream, which makes `-map 0 -c copy out.mp4` fail (issue 18). rml_rtmp stamps its data
+/// messages with the session's age, so players get theirs from here instead.
+pub fn metadata_message(tracks: &[TrackInfo], stream_id: u32) -> Option<Bytes> {
+    use rml_rtmp::rml_amf0::Amf0Value;
+    let number = |n: u32| Amf0Value::Number(f64::from(n));
+    let mut properties = std::collections::HashMap::new();
     if let Some(video) = tracks.iter().find(|t| t.codec == Codec::H264) {
-        m.video_codec_id = Some(u32::from(CODEC_AVC));
-        m.video_width = video.video_size.map(|[w, _]| w);
-        m.video_height = video.video_size.map(|[_, h]| h);
+        properties.insert("videocodecid".to_string(), number(u32::from(CODEC_AVC)));
+        if let Some([w, h]) = video.video_size {
+            properties.insert("width".to_string(), number(w));
+            properties.insert("height".to_string(), number(h));
+        }
     }
     if let Some(audio) = tracks.iter().find(|t| t.codec == Codec::Aac) {
-        m.audio_codec_id = Some(u32::from(SOUND_AAC));
-        m.audio_sample_rate = Some(audio.clock_rate);
+        properties.insert("audiocodecid".to_string(), number(u32::from(SOUND_AAC)));
+        properties.insert("audiosamplerate".to_string(), number(audio.clock_rate));
     }
-    m.encoder = Some(format!("sluice {}", env!("CARGO_PKG_VERSION")));
-    m
+    properties.insert("encoder".to_string(), Amf0Value::Utf8String(format!("sluice {}", env!("CARGO_PKG_VERSION"))));
+    data_message(vec![Amf0Value::Utf8String("onMetaData".into()), Amf0Value::Object(properties)], stream_id)
+}
+
+/// `|RtmpSampleAccess`, which Flash-era players expect after play starts; at timestamp 0 for the same reason as
+/// [`metadata_message`].
+pub fn sample_access_message(stream_id: u32) -> Option<Bytes> {
+    use rml_rtmp::rml_amf0::Amf0Value;
+    let values =
+        vec![Amf0Value::Utf8String("|RtmpSampleAccess".into()), Amf0Value::Boolean(false), Amf0Value::Boolean(false)];
+    data_message(values, stream_id)
+}
+
+fn data_message(values: Vec<rml_rtmp::rml_amf0::Amf0Value>, stream_id: u32) -> Option<Bytes> {
+    let payload = rml_rtmp::messages::RtmpMessage::Amf0Data { values }
+        .into_message_payload(rml_rtmp::time::RtmpTimestamp::new(0), stream_id)
+        .ok()?;
+    Some(chunk_message(DATA_CSID, 0, payload.type_id, stream_id, &payload.data, PLAYER_CHUNK_SIZE))
+}
+
+/// The chunk stream rml_rtmp's serializer puts data messages (AMF0/AMF3 data, types 18 and 19) on.
+pub const RML_DATA_CSID: u8 = 3;
+
+/// Whether a packet rml_rtmp serialized is a data message (by its chunk stream). Its play acceptance sends two,
+/// `|RtmpSampleAccess` and `onStatus NetStream.Data.Start`, stamped with the session's age: ffmpeg reads the
+/// first as a subtitle stream and the second as a data stream. Dropping them is safe because nothing else
+/// rml_rtmp sends a player uses that chunk stream (players' data messages go on [`DATA_CSID`]), so no later
+/// header is compressed against them.
+pub fn is_rml_data_packet(packet: &[u8]) -> bool {
+    packet.first().is_some_and(|b| b & 0x3f == RML_DATA_CSID)
 }
 
 /// A frame as an RTMP message body (FLV tag without the tag header), or `None` for codecs FLV cannot carry.
@@ -153,9 +188,10 @@ pub fn frame_message(frame: &Frame) -> Option<(bool, u32, Bytes)> {
     }
 }
 
-/// Chunk stream ids for media Sluice chunks itself (rml_rtmp uses 2 to 6).
+/// Chunk stream ids for media and data Sluice chunks itself (rml_rtmp uses 2 to 6).
 pub const VIDEO_CSID: u8 = 7;
 pub const AUDIO_CSID: u8 = 8;
+pub const DATA_CSID: u8 = 9;
 /// The outbound chunk size every server session announces (rml_rtmp's `ServerSessionConfig` default).
 pub const PLAYER_CHUNK_SIZE: usize = 4096;
 /// The message stream id players get for their first stream (`createStream` answers 1).
@@ -257,6 +293,53 @@ mod tests {
             let theirs = serializer.serialize(&message, false, false).expect("serialize");
             assert!(ours[..] == theirs.bytes[..], "timestamp {ts}: {} bytes vs {}", ours.len(), theirs.bytes.len());
         }
+    }
+
+    #[test]
+    fn rml_data_packets_are_told_apart_and_ours_read_back_at_timestamp_0() {
+        use rml_rtmp::messages::RtmpMessage;
+        use rml_rtmp::rml_amf0::Amf0Value;
+        use rml_rtmp::time::RtmpTimestamp;
+        let mut serializer = rml_rtmp::chunk_io::ChunkSerializer::new();
+        let mut packet = |m: RtmpMessage| {
+            let payload = m.into_message_payload(RtmpTimestamp::new(5000), 1).expect("payload");
+            serializer.serialize(&payload, false, false).expect("serialize").bytes
+        };
+        let data = packet(RtmpMessage::Amf0Data { values: vec![Amf0Value::Utf8String("|RtmpSampleAccess".into())] });
+        let status = packet(RtmpMessage::Amf0Data { values: vec![Amf0Value::Utf8String("onStatus".into())] });
+        let command = packet(RtmpMessage::Amf0Command {
+            command_name: "onStatus".into(),
+            transaction_id: 0.0,
+            command_object: Amf0Value::Null,
+            additional_arguments: vec![],
+        });
+        let video = packet(RtmpMessage::VideoData { data: Bytes::from_static(&[0x17, 0]) });
+        assert!(
+            is_rml_data_packet(&data) && is_rml_data_packet(&status),
+            "both data messages, full or compressed header"
+        );
+        assert!(!is_rml_data_packet(&command) && !is_rml_data_packet(&video));
+
+        let tracks = [TrackInfo {
+            id: 1,
+            kind: crate::media::MediaKind::Video,
+            codec: Codec::H264,
+            clock_rate: 90_000,
+            description: String::new(),
+            h264_profile_idc: Some(66),
+            video_size: Some([640, 360]),
+        }];
+        let ours = metadata_message(&tracks, 1).expect("message");
+        assert!(!is_rml_data_packet(&ours), "on a chunk stream of our own");
+        let mut deserializer = rml_rtmp::chunk_io::ChunkDeserializer::new();
+        let payload = deserializer.get_next_message(&ours).expect("parse").expect("one message");
+        assert_eq!(payload.timestamp, RtmpTimestamp::new(0));
+        let Ok(RtmpMessage::Amf0Data { values }) = payload.to_rtmp_message() else { panic!("a data message") };
+        assert_eq!(values[0], Amf0Value::Utf8String("onMetaData".into()));
+        let Amf0Value::Object(props) = &values[1] else { panic!("properties") };
+        assert_eq!(props["videocodecid"], Amf0Value::Number(7.0));
+        assert_eq!(props["width"], Amf0Value::Number(640.0));
+        assert!(!props.contains_key("audiocodecid"), "only the tracks the route carries");
     }
 
     #[test]
