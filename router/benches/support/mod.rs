@@ -135,7 +135,9 @@ impl Router {
     fn file(routes: &str) -> String {
         format!(
             "[server]\nhttp = \"127.0.0.1:0\"\nrtsp = \"127.0.0.1:0\"\nrtmp = \"127.0.0.1:0\"\n\
-             webrtc = {{ udp = \"127.0.0.1:0\" }}\n\n{routes}"
+             webrtc = {{ udp = \"127.0.0.1:0\" }}\n\n\
+             # Every load generator is one address: the per-address caps would stop it.\n\
+             [server.limits]\nconnections_per_ip = 100000\nwebrtc_sessions_per_ip = 100000\n\n{routes}"
         )
     }
 
