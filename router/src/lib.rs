@@ -10,7 +10,9 @@
 //! - [`ingest`]: sources, one module per kind.
 //! - [`runtime`]: builds routes from the table, wires sources, applies reloads.
 //! - [`plugin`]: the WebAssembly plugin host (wasmtime); [`auth`]: access decisions at every entry point.
-//! - [`api`]: HTTP (REST, metrics, UI).
+//! - [`connections`]: admission of TCP connections (and per-address counts) shared by every listener.
+//! - [`api`]: HTTP (REST, metrics, UI) and its driver (`api::serve`: timeouts, caps, trusted proxies).
+//! - [`credentials`]: `sluice passwd` / `sluice token`, for the built-in auth plugins.
 
 // Denied everywhere; the one exception is loading the plugin host's own precompiled artifacts (plugin/mod.rs).
 #![deny(unsafe_code)]

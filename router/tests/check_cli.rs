@@ -90,3 +90,32 @@ fn shipped_routes_toml_is_documented() {
         assert!(explained, "no comment in routes.toml explains `{key}`");
     }
 }
+
+/// A plugin that refuses its config is reported at its `config` line in routes.toml, and a file plugin named for
+/// recording that turns out not to be a sink says so.
+#[test]
+fn plugin_errors_point_into_routes_toml() {
+    let (ok, _, stderr) = check(
+        "[plugins.jwt]\nsource = \"builtin:auth-jwt\"\nconfig = { secret = \"x\", leeway = \"soon\" }\n",
+    );
+    assert!(!ok);
+    assert!(stderr.starts_with("routes.toml:3:10: plugin \"jwt\": "), "{stderr}");
+    assert!(stderr.contains("invalid config: invalid type"), "{stderr}");
+    assert!(!stderr.contains(" at line "), "{stderr}");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wasm = Path::new(env!("SLUICE_TEST_PLUGINS")).join("example_allowlist.wasm");
+    std::fs::copy(wasm, dir.path().join("gate.wasm")).expect("copy");
+    let path = dir.path().join("routes.toml");
+    std::fs::write(
+        &path,
+        "[plugins.gate]\nsource = \"gate.wasm\"\nconfig = { readers = [], publish_key = \"k\" }\n\n\
+         [[route]]\nname = \"r\"\nfrom = \"demo\"\nto = [\"record:gate\"]\n",
+    )
+    .expect("write");
+    let out = common::sluice().arg("check").arg(&path).output().expect("run sluice check");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("record:gate: plugin \"gate\" is an auth plugin, not a sink plugin"), "{stderr}");
+    assert!(stderr.contains("builtin:record-mp4"), "{stderr}");
+}

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -301,7 +301,33 @@ fn sluice_plugin_test_runs_a_table_of_cases() {
     let bad_config = "config = { readers = \"oops\" }\n[[case]]\naction = \"read\"\n";
     let out = run(bad_config);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("its init refused the config: invalid config"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("its init refused the config: invalid config"), "{stderr}");
+    assert!(!stderr.contains(" at line "), "no position in JSON the author never wrote: {stderr}");
+
+    // Mistakes named for what they are: a missing file, a sink tested as auth, settings errors without positions
+    // in text the tool made up.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cases = dir.path().join("cases.toml");
+    std::fs::write(&cases, "[[case]]\naction = \"read\"\n").expect("write");
+    let with = |plugin: &Path, cases: &Path| {
+        let out = common::sluice()
+            .args(["plugin", "test"])
+            .arg(plugin)
+            .arg("--cases")
+            .arg(cases)
+            .output()
+            .expect("run sluice plugin test");
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let missing = with(&dir.path().join("nope.wasm"), &cases);
+    assert!(missing.contains("nope.wasm: No such file or directory"), "{missing}");
+    let sink = with(&test_plugin("sluice_test_trap_sink.wasm"), &cases);
+    assert!(sink.contains("this is a sink plugin; `plugin test` runs auth plugins"), "{sink}");
+    std::fs::write(&cases, "limits = { memory = \"lots\" }\n[[case]]\naction = \"read\"\n").expect("write");
+    let limits = with(&test_plugin("example_allowlist.wasm"), &cases);
+    assert!(limits.starts_with(&format!("{}: `limits.memory`", cases.display())), "{limits}");
 }
 
 /// `builtin:record-mp4` under the real host: the demo clip recorded through the sink world and the storage

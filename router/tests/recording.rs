@@ -314,3 +314,30 @@ async fn recordings_are_authorized_as_playback_on_their_route() {
     assert_eq!(status(router.url("/v1/recordings"), Some(viewer)).await, 403);
     assert_eq!(status(router.url("/v1/recordings"), Some(token(&["api"]))).await, 200);
 }
+
+/// A recording started on a route with no media yet says what it waits for (the API's answer and the route's
+/// warnings) instead of sitting in "starting" unexplained; the body is taken as JSON without a Content-Type.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recording_of_a_route_without_media_says_what_it_waits_for() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rec = dir.path().join("rec");
+    let plugin = format!("grants = {{ storage = {{ dir = \"{}\" }} }}", rec.display());
+    let path = config(dir.path(), &plugin, "[[route]]\nname = \"inbox\"\nfrom = \"whip\"\nto = [\"whep\"]\n");
+    let router = RouterProcess::start(&path);
+    let client = reqwest::Client::new();
+    // No Content-Type, as `curl -d` without -H sends it (form encoding's, in fact).
+    let r = client
+        .post(router.url("/v1/routes/inbox/record"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(r#"{"action": "start"}"#)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.expect("json");
+    let waiting = body["waiting_for"].as_str().unwrap_or_default().to_string();
+    assert!(waiting.contains("starts at the route's first keyframe") && waiting.contains("no media yet"), "{body:#}");
+    let route = get(&client, router.url("/v1/routes/inbox")).await;
+    let warnings = route["warnings"].as_array().expect("warnings");
+    assert!(warnings.iter().any(|w| w.as_str().is_some_and(|w| w.starts_with("recording with \"mp4\""))), "{route:#}");
+}

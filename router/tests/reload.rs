@@ -157,3 +157,30 @@ async fn reloads_keep_readers_flowing() {
 fn received_so_far(frames: &mpsc::UnboundedReceiver<(i64, bool)>) -> usize {
     frames.len() + 1
 }
+
+/// A reload's report names the plugins added and removed, and the `[server]` keys that need a restart compared
+/// with the server as it runs: a change reverted is no longer reported, and one kept is reported every time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_reports_plugins_and_restart_keys_against_the_running_server() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("routes.toml");
+    std::fs::write(&path, format!("{SERVER}{DEMO}")).expect("write");
+    let mut router = RouterProcess::start(&path);
+    let client = reqwest::Client::new();
+    let moved = SERVER.replace("rtsp = \"127.0.0.1:0\"", "rtsp = \"127.0.0.1:9554\"");
+    let plugin = "[plugins.jwt]\nsource = \"builtin:auth-jwt\"\nconfig = { secret = \"x\" }\n\n";
+    let mut changes = async |text: String| {
+        save_like_an_editor(&path, &text);
+        router.wait_log(|l| is_reload(l, "configuration reloaded"));
+        get_json(&client, router.url("/v1/status")).await["last_reload"]["changes"].clone()
+    };
+
+    let c = changes(format!("{moved}{DEMO}")).await;
+    assert_eq!(c["needs_restart"], serde_json::json!(["server.rtsp"]), "{c}");
+    let c = changes(format!("{moved}{plugin}{DEMO}")).await;
+    assert_eq!(c["plugins_added"], serde_json::json!(["jwt"]), "{c}");
+    assert_eq!(c["needs_restart"], serde_json::json!(["server.rtsp"]), "still not what runs: {c}");
+    let c = changes(format!("{SERVER}{DEMO}")).await;
+    assert_eq!(c["plugins_removed"], serde_json::json!(["jwt"]), "{c}");
+    assert_eq!(c["needs_restart"], serde_json::json!([]), "reverted: nothing to restart for: {c}");
+}

@@ -959,15 +959,20 @@ impl Cx<'_> {
             _ => {}
         }
         if let Some(plugin) = s.strip_prefix("record:") {
-            let sinks: Vec<&str> = plugins
-                .values()
-                .filter(|p| p.source.known_world().is_none_or(|w| w == PluginWorld::Sink))
-                .map(|p| p.name.as_str())
-                .collect();
-            let help = if sinks.is_empty() {
-                "declare one first: [plugins.mp4] with source = \"builtin:record-mp4\"".to_string()
-            } else {
-                format!("sink plugins here: {}", sinks.join(", "))
+            // Only plugins known to be sinks are suggested: a .wasm file's kind shows only when it loads, and
+            // suggesting an auth plugin for recording sends the admin the wrong way.
+            let named = |world: Option<PluginWorld>| -> Vec<&str> {
+                plugins.values().filter(|p| p.source.known_world() == world).map(|p| p.name.as_str()).collect()
+            };
+            let (sinks, files) = (named(Some(PluginWorld::Sink)), named(None));
+            let help = match (sinks.is_empty(), files.is_empty()) {
+                (true, true) => "declare one first: [plugins.mp4] with source = \"builtin:record-mp4\"".to_string(),
+                (true, false) => format!(
+                    "declare one first: [plugins.mp4] with source = \"builtin:record-mp4\" (or name one of the \
+                     .wasm plugins here if it is a sink: {})",
+                    files.join(", ")
+                ),
+                (false, _) => format!("sink plugins here: {}", sinks.join(", ")),
             };
             return match plugins.get(plugin) {
                 Some(p) if p.source.known_world().is_some_and(|w| w != PluginWorld::Sink) => {
