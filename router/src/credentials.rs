@@ -109,7 +109,8 @@ pub fn mint_token(
     let mut claims = serde_json::Map::new();
     claims.insert("sub".into(), request.subject.clone().into());
     claims.insert("iat".into(), now.into());
-    claims.insert("exp".into(), (now + request.valid_for.as_secs()).into());
+    let exp = now.checked_add(request.valid_for.as_secs()).ok_or("--expires is too far in the future")?;
+    claims.insert("exp".into(), exp.into());
     if let Some(aud) = config.audience {
         claims.insert("aud".into(), aud.into());
     }

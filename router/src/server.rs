@@ -20,7 +20,19 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     // Installed first: a SIGTERM that comes while the router starts up is a request to stop, not a kill.
     let mut signals = ShutdownSignals::install().context("installing the SIGINT/SIGTERM handlers")?;
     let fd_limit = connections::raise_fd_limit();
-    let runtime = Runtime::start(config_path.clone()).map_err(|errors| {
+    // Startup compiles plugins and opens the index: off the async threads, and a signal meanwhile still stops it.
+    let starting = tokio::task::spawn_blocking({
+        let path = config_path.clone();
+        move || Runtime::start(path)
+    });
+    let runtime = tokio::select! {
+        started = starting => started.context("starting the routes")?,
+        signal = signals.recv() => {
+            tracing::info!(signal, "stopped while starting");
+            return Ok(());
+        }
+    }
+    .map_err(|errors| {
         anyhow::anyhow!(
             "{errors}\n\nfix the routes file and start again (`sluice check {}` checks it)",
             config_path.display()

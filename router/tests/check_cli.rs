@@ -95,9 +95,8 @@ fn shipped_routes_toml_is_documented() {
 /// recording that turns out not to be a sink says so.
 #[test]
 fn plugin_errors_point_into_routes_toml() {
-    let (ok, _, stderr) = check(
-        "[plugins.jwt]\nsource = \"builtin:auth-jwt\"\nconfig = { secret = \"x\", leeway = \"soon\" }\n",
-    );
+    let (ok, _, stderr) =
+        check("[plugins.jwt]\nsource = \"builtin:auth-jwt\"\nconfig = { secret = \"x\", leeway = \"soon\" }\n");
     assert!(!ok);
     assert!(stderr.starts_with("routes.toml:3:10: plugin \"jwt\": "), "{stderr}");
     assert!(stderr.contains("invalid config: invalid type"), "{stderr}");

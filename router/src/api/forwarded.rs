@@ -1,8 +1,11 @@
 //! The client behind a reverse proxy: a request that comes from one of `[server] trusted_proxies` is taken to
-//! come from the address its `Forwarded` (RFC 7239) or `X-Forwarded-For` header names, so that auth, the per-address
-//! failure limit and per-address caps see the real client instead of every client sharing the proxy's address
-//! (one bad client would otherwise lock everyone out). Headers from anyone else are ignored: a client cannot
-//! choose its own address.
+//! come from the address its `X-Forwarded-For` header names, so that auth, the per-address failure limit and the
+//! WebRTC sessions cap see the real client instead of every client sharing the proxy's address (one bad client
+//! would otherwise lock everyone out). Headers from anyone else are ignored: a client cannot choose its address.
+//!
+//! Only `X-Forwarded-For` is read. It is what nginx, HAProxy, Caddy, Traefik and Envoy append to; most of them pass
+//! a client's own `Forwarded` header through untouched, so believing that one would let a client name itself.
+//! The connection caps are applied before any header is read, so they still see the proxy (see `api::serve`).
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -10,42 +13,23 @@ use axum::http::HeaderMap;
 
 use crate::config::model::IpNet;
 
-/// The address to treat `peer`'s request as coming from. Proxies append to these headers, so the list is read from
-/// the right: the first address that is not a trusted proxy is the client. A header that cannot be read leaves
-/// the peer's own address.
+/// The address to treat `peer`'s request as coming from. Proxies append the address they received the request
+/// from, so the list is read from the right: past our own proxies, the first address is the client. Entries left
+/// of it were written by the client and are never read. A header without a usable entry leaves the peer's own
+/// address.
 pub fn client_address(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpNet]) -> SocketAddr {
     let is_trusted = |ip: IpAddr| trusted.iter().any(|net| net.contains(ip));
     if !is_trusted(peer.ip()) {
         return peer;
     }
-    let chain = forwarded_chain(headers);
-    // Right to left, past our proxies, to the first address they did not add themselves.
-    let client = chain.iter().rev().copied().find(|ip| !is_trusted(*ip)).or_else(|| chain.first().copied());
+    let values: Vec<String> =
+        headers.get_all("x-forwarded-for").iter().map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()).collect();
+    let mut entries = values.iter().flat_map(|v| v.split(',')).rev().map(str::trim).filter(|e| !e.is_empty());
+    // Our proxies' entries (a chain of them), then the client, which our nearest untrusted-facing proxy wrote
+    // itself. Entries that are not addresses are skipped rather than voiding the header: voiding it would count
+    // the client as the proxy, and a client could then lock out everyone behind it on purpose.
+    let client = entries.find_map(|e| parse_node(e).filter(|ip| !is_trusted(*ip)));
     client.map_or(peer, |ip| SocketAddr::new(ip, peer.port()))
-}
-
-/// The addresses of `Forwarded: for=...` if present, else of `X-Forwarded-For`, in header order. `None` as soon as
-/// one element is not an address (`unknown`, an obfuscated name): then the chain cannot be trusted.
-fn forwarded_chain(headers: &HeaderMap) -> Vec<IpAddr> {
-    let values = |name: &str| -> Vec<String> {
-        headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).map(str::to_string).collect()
-    };
-    let forwarded = values("forwarded");
-    let items: Option<Vec<IpAddr>> = if !forwarded.is_empty() {
-        forwarded
-            .iter()
-            .flat_map(|v| v.split(','))
-            .map(|element| {
-                element.split(';').find_map(|pair| {
-                    let (k, v) = pair.split_once('=')?;
-                    k.trim().eq_ignore_ascii_case("for").then(|| parse_node(v.trim().trim_matches('"')))?
-                })
-            })
-            .collect()
-    } else {
-        values("x-forwarded-for").iter().flat_map(|v| v.split(',')).map(|s| parse_node(s.trim())).collect()
-    };
-    items.unwrap_or_default()
 }
 
 /// `192.0.2.1`, `192.0.2.1:4711`, `[2001:db8::1]`, `[2001:db8::1]:4711` or a bare IPv6 address.
@@ -93,18 +77,26 @@ mod tests {
         let split = [("x-forwarded-for", "6.6.6.6"), ("x-forwarded-for", "203.0.113.7")];
         assert_eq!(client("10.0.0.1:5000", &split, &["10.0.0.0/8"]), "203.0.113.7", "repeated headers join");
         let all_ours = [("x-forwarded-for", "10.0.0.3, 10.0.0.2")];
-        assert_eq!(client("10.0.0.1:5000", &all_ours, &["10.0.0.0/8"]), "10.0.0.3");
+        assert_eq!(client("10.0.0.1:5000", &all_ours, &["10.0.0.0/8"]), "10.0.0.1", "no client named: the peer");
+        let port = [("x-forwarded-for", "192.0.2.9:1234")];
+        assert_eq!(client("127.0.0.1:1", &port, &["127.0.0.1"]), "192.0.2.9");
+        let v6 = [("x-forwarded-for", "[2001:db8:cafe::17]:4711")];
+        assert_eq!(client("127.0.0.1:1", &v6, &["127.0.0.1"]), "2001:db8:cafe::17");
     }
 
     #[test]
-    fn forwarded_is_preferred_and_its_node_forms_read() {
-        let both = [("forwarded", "for=192.0.2.60;proto=https"), ("x-forwarded-for", "198.51.100.1")];
-        assert_eq!(client("127.0.0.1:1", &both, &["127.0.0.1"]), "192.0.2.60");
-        let v6 = [("forwarded", "for=\"[2001:db8:cafe::17]:4711\", for=127.0.0.1")];
-        assert_eq!(client("127.0.0.1:1", &v6, &["127.0.0.1"]), "2001:db8:cafe::17");
-        let port = [("x-forwarded-for", "192.0.2.9:1234")];
-        assert_eq!(client("127.0.0.1:1", &port, &["127.0.0.1"]), "192.0.2.9");
-        let unknown = [("forwarded", "for=unknown")];
-        assert_eq!(client("127.0.0.1:1", &unknown, &["127.0.0.1"]), "127.0.0.1", "unreadable: the proxy itself");
+    fn what_the_client_writes_cannot_move_the_blame() {
+        // Garbage or an empty element on the client's side does not discard the chain (which would count the
+        // client's failures against the proxy, locking out everyone behind it).
+        for sent in ["unknown", "_hidden", "", " , ", "not an address"] {
+            let xff = [("x-forwarded-for", format!("{sent}, 203.0.113.7"))];
+            let pairs: Vec<(&str, &str)> = xff.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            assert_eq!(client("127.0.0.1:1", &pairs, &["127.0.0.1"]), "203.0.113.7", "{sent:?}");
+        }
+        // A client's own Forwarded header is passed through by most proxies: never believed.
+        let forwarded = [("forwarded", "for=1.2.3.4"), ("x-forwarded-for", "203.0.113.7")];
+        assert_eq!(client("127.0.0.1:1", &forwarded, &["127.0.0.1"]), "203.0.113.7");
+        let only_forwarded = [("forwarded", "for=1.2.3.4")];
+        assert_eq!(client("127.0.0.1:1", &only_forwarded, &["127.0.0.1"]), "127.0.0.1");
     }
 }

@@ -5,8 +5,9 @@
 //! connections that send nothing, or a header byte a second (slowloris), stayed open forever (issue 24).
 //! Here every connection is admitted by [`Connections::admit`], hyper closes one that takes longer than
 //! `header_timeout` to send a request's headers (which is also how long an idle keep-alive connection lives,
-//! since hyper starts that timer whenever it waits for a request), and [`limit_body_time`] ends a request whose
-//! body takes longer than `body_timeout`. Handlers find the client's address in `ConnectInfo`: the peer's, or
+//! since hyper starts that timer whenever it waits for a request), [`limit_body_time`] ends a request whose
+//! body takes longer than `body_timeout`, and a client that stops reading a response is dropped after 30 s
+//! ([`StalledWrites`]). Handlers find the client's address in `ConnectInfo`: the peer's, or
 //! behind a trusted reverse proxy the one its `Forwarded` headers name ([`forwarded`]).
 
 use std::convert::Infallible;
@@ -56,7 +57,16 @@ pub async fn serve(
             },
             () = stop_requested(&mut shutdown) => break,
         };
-        let limits = runtime.directory().table.server.limits.clone();
+        let (mut limits, proxied) = {
+            let dir = runtime.directory();
+            let server = &dir.table.server;
+            (server.limits.clone(), server.trusted_proxies.iter().any(|net| net.contains(peer.ip())))
+        };
+        if proxied {
+            // Every client behind a trusted proxy arrives from its address, and the client is only known from the
+            // headers, after admission: the proxy gets the total cap alone.
+            limits.connections_per_ip = u32::MAX;
+        }
         let Ok(permit) = connections.admit(peer.ip(), &limits) else {
             // Closed at once: the client sees a reset instead of waiting in a backlog.
             drop(stream);
@@ -81,7 +91,7 @@ pub async fn serve(
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(limits.header_timeout)
-                .serve_connection(TokioIo::new(stream), service)
+                .serve_connection(TokioIo::new(StalledWrites::new(stream)), service)
                 .with_upgrades();
             tokio::pin!(connection);
             let stopping = async move { stop_requested(&mut shutdown).await };
@@ -107,6 +117,78 @@ fn log_end(peer: SocketAddr, result: Result<(), hyper::Error>) {
     if let Err(e) = result {
         // Timeouts and resets are a client's business, not the operator's: debug level.
         tracing::debug!(client = %peer, error = %e, "HTTP connection ended");
+    }
+}
+
+/// How long a write to a client may stay blocked (its receive window full) before the connection is dropped: a
+/// client that asks for a stream (a frame tap, a recording) and stops reading would otherwise hold its connection,
+/// and its place under the caps, forever. The RTMP players' limit is the same.
+const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A TCP stream whose writes fail once one has made no progress for [`WRITE_STALL_TIMEOUT`].
+struct StalledWrites {
+    stream: tokio::net::TcpStream,
+    /// Armed when a write finds the socket full; cleared by any progress.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl StalledWrites {
+    fn new(stream: tokio::net::TcpStream) -> Self {
+        StalledWrites { stream, stalled: None }
+    }
+
+    fn check<T>(&mut self, cx: &mut Context<'_>, poll: Poll<std::io::Result<T>>) -> Poll<std::io::Result<T>> {
+        if poll.is_ready() {
+            self.stalled = None;
+            return poll;
+        }
+        let stall = self.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(WRITE_STALL_TIMEOUT)));
+        if stall.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client stopped reading (write blocked 30 s)",
+            )));
+        }
+        Poll::Pending
+    }
+}
+
+impl tokio::io::AsyncRead for StalledWrites {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for StalledWrites {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        let poll = Pin::new(&mut self.stream).poll_write(cx, buf);
+        self.check(cx, poll)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let poll = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        self.check(cx, poll)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let poll = Pin::new(&mut self.stream).poll_flush(cx);
+        self.check(cx, poll)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }
 

@@ -63,6 +63,9 @@ pub fn validate(
     }
 }
 
+/// The longest `header_timeout` / `body_timeout` (and past which deadline arithmetic could overflow).
+const MAX_CLIENT_TIMEOUT: Duration = Duration::from_secs(3600);
+
 /// Routes one file may declare. Far above what one router carries; it bounds what a mistaken or hostile file
 /// costs to validate and start.
 pub const MAX_ROUTES: usize = 10_000;
@@ -184,6 +187,14 @@ impl Cx<'_> {
         for proxy in &spec.trusted_proxies {
             let Some(s) = self.expand("`server.trusted_proxies`", proxy) else { continue };
             match IpNet::parse(&s) {
+                Ok(net) if net.prefix == 0 => self.err(
+                    proxy.span(),
+                    format!("`server.trusted_proxies`: \"{s}\" trusts every address: any client could name itself"),
+                    Some(
+                        "list your reverse proxies' addresses or ranges, e.g. [\"127.0.0.1\", \"10.0.0.0/8\"]"
+                            .to_string(),
+                    ),
+                ),
                 Ok(net) => server.trusted_proxies.push(net),
                 Err(e) => self.err(
                     proxy.span(),
@@ -249,10 +260,15 @@ impl Cx<'_> {
         ] {
             let Some(v) = v else { continue };
             match parse_duration(v.get_ref()) {
-                Ok(d) if !d.is_zero() => *slot = d,
-                Ok(_) => self.err(
+                Ok(d) if !d.is_zero() && d <= MAX_CLIENT_TIMEOUT => *slot = d,
+                Ok(d) if d.is_zero() => self.err(
                     v.span(),
                     format!("`server.limits.{key}` cannot be zero"),
+                    Some("write a duration such as \"10s\"".to_string()),
+                ),
+                Ok(_) => self.err(
+                    v.span(),
+                    format!("`server.limits.{key}` is at most 1h: a client taking longer is not a client"),
                     Some("write a duration such as \"10s\"".to_string()),
                 ),
                 Err(e) => self.err(
@@ -1327,6 +1343,8 @@ auth = "none"
         assert!(nets[1].contains("::ffff:10.0.0.9".parse().expect("ip")), "IPv4-mapped IPv6");
         assert!(nets[2].contains("fd12::1".parse().expect("ip")) && !nets[2].contains("fe80::1".parse().expect("ip")));
         assert!(IpNet::parse("0.0.0.0/0").expect("any").contains("203.0.113.9".parse().expect("ip")));
+        assert!(error("[server]\ntrusted_proxies = [\"0.0.0.0/0\"]\n").contains("trusts every address"));
+        assert!(error("[server.limits]\nbody_timeout = \"9999999999d\"\n").contains("at most 1h"));
         assert_eq!(
             error("[server]\ntrusted_proxies = [\"10.0.0.0/33\", \"proxy.lan\"]\n"),
             "routes.toml:2:20: `server.trusted_proxies`: \"10.0.0.0/33\": the prefix length must be 0 to 32\n  help: list your reverse proxies' addresses or ranges, e.g. [\"127.0.0.1\", \"10.0.0.0/8\"]\n\
