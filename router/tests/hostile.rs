@@ -29,14 +29,7 @@ async fn connect_from(from: &str, addr: &str) -> std::io::Result<TcpStream> {
 
 /// A plain `GET path` from `from`; the status code, or the error.
 async fn get_from(from: &str, addr: &str, path: &str) -> Result<u16, String> {
-    let mut s = connect_from(from, addr).await.map_err(|e| e.to_string())?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut reply = Vec::new();
-    tokio::time::timeout(WAIT, s.read_to_end(&mut reply)).await.map_err(|_| "no answer".to_string())?.ok();
-    let text = String::from_utf8_lossy(&reply);
-    text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or_else(|| format!("no status in {text:?}"))
+    get_body_from(from, addr, path).await.map(|(status, _)| status)
 }
 
 /// `GET path` from `from`: the status and the body (the server closes after it: `connection: close`).
