@@ -15,7 +15,7 @@ use std::time::Duration;
 use sluice::config::model::{BuiltinPlugin, PluginConfig, PluginGrants, PluginSource, StorageGrant};
 use sluice::plugin::PluginHost;
 use sluice::plugin::sink::{MediaBatch, Sample, Track};
-use sluice::recording::storage::{OpenFile, Storage, StorageError};
+use sluice::plugin::storage::{OpenFile, Storage, StorageError};
 use sluice_plugin_record_mp4 as native;
 
 const FPS: i64 = 30;

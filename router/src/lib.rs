@@ -3,16 +3,19 @@
 //! A media router. Sources (the demo clip now; WHIP, RTSP and RTMP as they land) feed **routes** declared in
 //! `routes.toml`; readers (WHEP viewers, RTSP/RTMP players, recorders, push targets) read them.
 //!
-//! Layers, each importing only the ones below it:
-//! - [`media`]: tracks, frames, codec helpers.
+//! Layers, each importing only the ones below it (`tests/layering.rs` keeps this true, with the upward imports
+//! that remain listed there until the re-layering removes them):
+//! - [`media`], [`backoff`], [`logging`]: tracks, frames, codec helpers; retry timing; log setup.
 //! - [`config`]: routes.toml -> validated [`config::RouteTable`]; reload diffs.
 //! - [`route`]: the route actor (one source, N readers, GOP cache, slow-reader policy). Knows no protocol.
-//! - [`ingest`]: sources, one module per kind.
-//! - [`runtime`]: builds routes from the table, wires sources, applies reloads.
-//! - [`plugin`]: the WebAssembly plugin host (wasmtime); [`auth`]: access decisions at every entry point.
 //! - [`connections`]: admission of TCP connections (and per-address counts) shared by every listener.
-//! - [`api`]: HTTP (REST, metrics, UI) and its driver (`api::serve`: timeouts, caps, trusted proxies).
 //! - [`credentials`]: `sluice passwd` / `sluice token`, for the built-in auth plugins.
+//! - [`plugin`]: the WebAssembly plugin host (wasmtime) and the sink world's storage; [`auth`]: access decisions
+//!   at every entry point; [`recording`]: recorders, the recordings index, probe and stitch.
+//! - [`ingest`], [`webrtc`], [`rtmp`]: sources and outputs by protocol.
+//! - [`runtime`]: builds routes from the table, wires sources, applies reloads.
+//! - [`api`]: HTTP (REST, metrics, UI) and its driver (`api::serve`: timeouts, caps, trusted proxies); [`server`]
+//!   starts it all.
 
 // Denied everywhere; the one exception is loading the plugin host's own precompiled artifacts (plugin/mod.rs).
 #![deny(unsafe_code)]

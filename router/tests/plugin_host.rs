@@ -473,7 +473,7 @@ fn recovery_passes_are_coalesced_and_retry_what_failed() {
         c.grants.storage = Some(StorageGrant { dir: dir.path().to_path_buf(), quota_bytes: None, max_age: None });
         load(&c).expect("loads")
     };
-    let leave_uncommitted = |storage: &std::sync::Arc<sluice::recording::storage::Storage>, names: &[&str]| {
+    let leave_uncommitted = |storage: &std::sync::Arc<sluice::plugin::storage::Storage>, names: &[&str]| {
         for name in names {
             let mut file = storage.create(name, None).expect("create");
             file.append(b"moof").expect("append");

@@ -82,7 +82,7 @@ pub async fn require_api(
     let path = request.uri().path().to_string();
     let (credentials, query) = credentials_and_query(request.headers(), request.uri());
     // One route's recordings are media: their handlers authorize `playback` on that route instead.
-    if super::recordings::is_playback(request.method(), &path, &query) {
+    if is_playback(request.method(), &path, &query) {
         return next.run(request).await;
     }
     // Decoded as the handlers' `Path` extractor decodes it, so the plugin judges the route that will be served.
@@ -96,4 +96,39 @@ pub async fn require_api(
         crate::auth::request(Action::Api, Protocol::Http, &route, target, Some(remote.ip()), query, credentials);
     let outcome = state.runtime.authorize(Some(&plugin), auth_request).await;
     if outcome.is_allowed() { next.run(request).await } else { refusal(&outcome, &["Bearer", "Basic"]).into_response() }
+}
+
+/// Whether a request reads one route's recordings (authorized by its handler, `playback` on that route) rather
+/// than calling the API (authorized by the `/v1` guard). Decided from the path and query alone, before routing.
+/// (Kept here, beside the guard that asks, so `recordings` depends on `auth` and not the other way round.)
+pub fn is_playback(method: &axum::http::Method, path: &str, query: &[(String, String)]) -> bool {
+    method == axum::http::Method::GET
+        && match path.strip_prefix("/v1/recordings") {
+            Some("") => query.iter().any(|(k, _)| k == "route"),
+            Some("/download") => true,
+            Some(rest) => {
+                rest.strip_prefix('/').and_then(|r| r.strip_suffix("/file")).is_some_and(|id| !id.contains('/'))
+            }
+            None => false,
+        }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reading_one_routes_recordings_is_playback() {
+        let get = axum::http::Method::GET;
+        let route = [("route".to_string(), "cam".to_string())];
+        assert!(is_playback(&get, "/v1/recordings", &route));
+        assert!(!is_playback(&get, "/v1/recordings", &[]), "every route's recordings: an API call");
+        assert!(is_playback(&get, "/v1/recordings/download", &route));
+        assert!(is_playback(&get, "/v1/recordings/17/file", &[]));
+        assert!(!is_playback(&get, "/v1/recordings/17/file/x", &[]));
+        assert!(!is_playback(&get, "/v1/recordings/a/b/file", &[]));
+        assert!(!is_playback(&get, "/v1/recordingsx", &route));
+        assert!(!is_playback(&get, "/v1/routes/cam/record", &[]));
+        assert!(!is_playback(&axum::http::Method::POST, "/v1/recordings/download", &route));
+    }
 }

@@ -153,20 +153,6 @@ async fn query(
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "index_error", e))
 }
 
-/// Whether a request reads one route's recordings (authorized by its handler, `playback` on that route) rather
-/// than calling the API (authorized by the `/v1` guard). Decided from the path and query alone, before routing.
-pub fn is_playback(method: &axum::http::Method, path: &str, query: &[(String, String)]) -> bool {
-    method == axum::http::Method::GET
-        && match path.strip_prefix("/v1/recordings") {
-            Some("") => query.iter().any(|(k, _)| k == "route"),
-            Some("/download") => true,
-            Some(rest) => {
-                rest.strip_prefix('/').and_then(|r| r.strip_suffix("/file")).is_some_and(|id| !id.contains('/'))
-            }
-            None => false,
-        }
-}
-
 /// Action `playback` on `route`: its auth plugin decides, as for a live viewer; a route no longer configured
 /// falls back to `[server] api_auth`.
 async fn authorize_playback(
@@ -457,21 +443,6 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reading_one_routes_recordings_is_playback() {
-        let get = axum::http::Method::GET;
-        let route = [("route".to_string(), "cam".to_string())];
-        assert!(is_playback(&get, "/v1/recordings", &route));
-        assert!(!is_playback(&get, "/v1/recordings", &[]), "every route's recordings: an API call");
-        assert!(is_playback(&get, "/v1/recordings/download", &route));
-        assert!(is_playback(&get, "/v1/recordings/17/file", &[]));
-        assert!(!is_playback(&get, "/v1/recordings/17/file/x", &[]));
-        assert!(!is_playback(&get, "/v1/recordings/a/b/file", &[]));
-        assert!(!is_playback(&get, "/v1/recordingsx", &route));
-        assert!(!is_playback(&get, "/v1/routes/cam/record", &[]));
-        assert!(!is_playback(&axum::http::Method::POST, "/v1/recordings/download", &route));
-    }
 
     #[test]
     fn ranges() {

@@ -10,8 +10,6 @@ use std::time::Duration;
 use serde::Serialize;
 use url::Url;
 
-use crate::route::ReaderKind;
-
 /// A route's name: its path in every protocol (`/NAME/whep`, `rtsp://host/NAME`, `rtmp://host/NAME`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(transparent)]
@@ -421,14 +419,6 @@ pub const DEFAULT_RTMP_WRITE_INTERVAL: Duration = Duration::from_millis(50);
 /// Longer would keep frames from players for a good part of what they buffer.
 pub const MAX_RTMP_WRITE_INTERVAL: Duration = Duration::from_secs(1);
 
-impl RouteConfig {
-    /// Whether a reader of this kind may attach, given `to`.
-    pub fn allows_reader(&self, kind: ReaderKind) -> bool {
-        // Recordings are started and stopped by the runtime (`to` and `POST /v1/routes/{name}/record`), not here.
-        self.to.iter().any(|o| o.reader_kind() == kind) || matches!(kind, ReaderKind::Api | ReaderKind::Record)
-    }
-}
-
 /// Where a route's media comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
@@ -493,18 +483,6 @@ pub enum Output {
     Record { plugin: String },
     /// Pushed by the router to another server.
     Push(Url),
-}
-
-impl Output {
-    pub fn reader_kind(&self) -> ReaderKind {
-        match self {
-            Output::Whep => ReaderKind::Whep,
-            Output::Rtsp => ReaderKind::Rtsp,
-            Output::Rtmp => ReaderKind::Rtmp,
-            Output::Record { .. } => ReaderKind::Record,
-            Output::Push(_) => ReaderKind::Push,
-        }
-    }
 }
 
 impl fmt::Display for Output {

@@ -15,6 +15,7 @@ mod imports;
 pub mod sink;
 mod state;
 mod stats;
+pub mod storage;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

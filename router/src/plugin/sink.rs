@@ -15,14 +15,14 @@ use super::state::HostState;
 use super::stats::{CallFailure, PluginStats};
 use crate::config::model::{PluginConfig, StorageGrant};
 use crate::media::Payload;
-use crate::recording::storage::{OpenFile, Storage, StorageError};
+use crate::plugin::storage::{OpenFile, Storage, StorageError};
 
 mod bindings {
     wasmtime::component::bindgen!({
         world: "sink",
         path: "../sdk/wit",
         with: {
-            "sluice:plugin/storage.file": crate::recording::storage::OpenFile,
+            "sluice:plugin/storage.file": crate::plugin::storage::OpenFile,
             "sluice:plugin/media.payload": super::HeldPayload,
         },
         imports: { default: trappable },

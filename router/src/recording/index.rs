@@ -10,7 +10,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use super::probe;
-use super::storage::{Change, Storage};
+use crate::plugin::storage::{Change, Storage};
 
 /// One recording file.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -6,13 +6,12 @@ pub mod index;
 pub mod probe;
 pub mod recorder;
 pub mod stitch;
-pub mod storage;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use crate::plugin::storage::{self, Storage};
 use index::Index;
-use storage::Storage;
 
 /// How often retention (age and quota) runs; writes also make room at once when the quota is reached.
 pub const RETENTION_EVERY: Duration = Duration::from_secs(30);

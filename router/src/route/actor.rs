@@ -421,7 +421,7 @@ impl RouteActor {
                     self.offer_bunch();
                 }
                 let config = Arc::clone(&self.config);
-                let removed = self.retain_readers(|r| config.allows_reader(r.kind));
+                let removed = self.retain_readers(|r| r.kind.allowed_by(&config));
                 if removed > 0 {
                     tracing::info!(route = %self.config.name, removed, "readers of outputs no longer in `to` disconnected");
                 }
@@ -465,7 +465,7 @@ impl RouteActor {
 
     fn add_reader(&mut self, kind: ReaderKind, remote: Option<String>) -> Result<RouteReader, RouteError> {
         let name = self.config.name.clone();
-        if !self.config.allows_reader(kind) {
+        if !kind.allowed_by(&self.config) {
             return Err(RouteError::OutputNotAllowed { route: name, kind: format!("{kind:?}").to_lowercase() });
         }
         self.retain_readers(|_| true);

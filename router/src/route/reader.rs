@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::mpsc;
 
+use crate::config::model::{Output, RouteConfig};
 use crate::media::Frame;
 
 /// Which kind of output a reader serves; a reload that removes an output from `to` ends its readers.
@@ -24,6 +25,23 @@ impl ReaderKind {
     /// Readers of this kind get the route's frames in bunches ([`crate::route::bunch`]).
     pub fn served_in_bunches(self) -> bool {
         self == ReaderKind::Rtmp
+    }
+
+    /// The kind of reader an output of `to` serves.
+    pub fn of(output: &Output) -> ReaderKind {
+        match output {
+            Output::Whep => ReaderKind::Whep,
+            Output::Rtsp => ReaderKind::Rtsp,
+            Output::Rtmp => ReaderKind::Rtmp,
+            Output::Record { .. } => ReaderKind::Record,
+            Output::Push(_) => ReaderKind::Push,
+        }
+    }
+
+    /// Whether a reader of this kind may attach to a route with this configuration, given its `to`.
+    pub fn allowed_by(self, config: &RouteConfig) -> bool {
+        // Recordings are started and stopped by the runtime (`to` and `POST /v1/routes/{name}/record`), not here.
+        config.to.iter().any(|o| ReaderKind::of(o) == self) || matches!(self, ReaderKind::Api | ReaderKind::Record)
     }
 }
 

@@ -1,0 +1,145 @@
+//! Imports go one way. `lib.rs` lists the layers; this test reads `router/src` and fails when a module uses one
+//! it may not (an upward import is how cycles start), when a new top-level module has no place in the table, or
+//! when an upward import listed as known is gone (so the list only shrinks).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+/// Each top-level module of `router/src` and the modules it may use, lowest layers first.
+const ALLOWED: &[(&str, &[&str])] = &[
+    ("media", &[]),
+    ("backoff", &[]),
+    ("logging", &[]),
+    ("config", &["media"]),
+    ("route", &["config", "media"]),
+    ("connections", &["config"]),
+    ("credentials", &["config"]),
+    ("plugin", &["config", "media"]),
+    ("auth", &["config", "plugin"]),
+    ("recording", &["backoff", "config", "media", "plugin", "route"]),
+    ("ingest", &["backoff", "config", "media", "route"]),
+    ("webrtc", &["config", "connections", "media", "route"]),
+    ("rtmp", &["auth", "backoff", "config", "connections", "media", "route"]),
+    ("runtime", &["auth", "backoff", "config", "ingest", "media", "plugin", "recording", "route", "rtmp"]),
+    (
+        "api",
+        &[
+            "auth",
+            "config",
+            "connections",
+            "credentials",
+            "media",
+            "plugin",
+            "recording",
+            "route",
+            "rtmp",
+            "runtime",
+            "webrtc",
+        ],
+    ),
+    (
+        "server",
+        &["api", "auth", "config", "connections", "media", "plugin", "recording", "route", "rtmp", "runtime", "webrtc"],
+    ),
+];
+
+/// Upward imports that exist today and are to go with issue 19's re-layering: (from, to, why it is there).
+const KNOWN_UPWARD: &[(&str, &str, &str)] = &[
+    ("rtmp", "runtime", "RTMP connections resolve routes and authorize through the runtime (no admission service yet)"),
+    ("ingest", "rtmp", "RTMP pull lives in rtmp::client, not in ingest/"),
+];
+
+#[test]
+fn modules_import_only_the_layers_below_them() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut used: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for file in rust_files(&src) {
+        let rel = file.strip_prefix(&src).expect("under src");
+        let module = rel.iter().next().and_then(|c| c.to_str()).expect("a path").trim_end_matches(".rs").to_string();
+        if module == "lib" || module == "main" {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).expect("read source");
+        for target in crate_references(&text) {
+            if target != module {
+                used.entry(module.clone()).or_default().insert(target);
+            }
+        }
+        used.entry(module).or_default();
+    }
+
+    let allowed: BTreeMap<&str, &[&str]> = ALLOWED.iter().copied().collect();
+    let mut problems = Vec::new();
+    for (module, targets) in &used {
+        let Some(may) = allowed.get(module.as_str()) else {
+            problems.push(format!("`{module}` has no place in the layering table of tests/layering.rs (and lib.rs)"));
+            continue;
+        };
+        for target in targets {
+            let known = KNOWN_UPWARD.iter().any(|(f, t, _)| f == module && t == target);
+            if !may.contains(&target.as_str()) && !known {
+                problems.push(format!("`{module}` uses `{target}`, which its layer may not"));
+            }
+        }
+    }
+    for (from, to, why) in KNOWN_UPWARD {
+        if !used.get(*from).is_some_and(|t| t.contains(*to)) {
+            problems.push(format!("`{from}` no longer uses `{to}` ({why}): remove it from KNOWN_UPWARD"));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+fn rust_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read_dir").flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(rust_files(&path));
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            files.push(path);
+        }
+    }
+    files
+}
+
+/// The top-level modules a source names as `crate::NAME` (or inside `crate::{...}`), outside comments and the
+/// unit tests at its end (tests may reach anywhere).
+fn crate_references(text: &str) -> BTreeSet<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let end = lines
+        .windows(2)
+        .position(|w| w[0].trim() == "#[cfg(test)]" && w[1].trim_start().starts_with("mod tests"))
+        .unwrap_or(lines.len());
+    let mut found = BTreeSet::new();
+    for line in &lines[..end] {
+        let code = line.trim_start();
+        if code.starts_with("//") {
+            continue;
+        }
+        let mut rest = code;
+        while let Some(i) = rest.find("crate::") {
+            rest = &rest[i + "crate::".len()..];
+            if let Some(group) = rest.strip_prefix('{') {
+                let inner = group.split('}').next().unwrap_or_default();
+                found.extend(inner.split(',').filter_map(|item| ident(item.trim())));
+            } else if let Some(name) = ident(rest) {
+                found.insert(name);
+            }
+        }
+    }
+    found
+}
+
+fn ident(s: &str) -> Option<String> {
+    let name: String = s.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+    (!name.is_empty() && name != "self").then_some(name)
+}
+
+#[test]
+fn references_are_read_from_code_not_comments_or_tests() {
+    let text = "use crate::route::RouteHandle;\nuse crate::{config, media::Frame};\n// crate::api in a comment\n\
+        fn f() { crate::backoff::next(); }\n#[cfg(test)]\nmod tests {\n    use crate::server;\n}\n";
+    let found: Vec<String> = crate_references(text).into_iter().collect();
+    assert_eq!(found, ["backoff", "config", "media", "route"]);
+}
