@@ -125,15 +125,15 @@ fn log_end(peer: SocketAddr, result: Result<(), hyper::Error>) {
 /// and its place under the caps, forever. The RTMP players' limit is the same.
 const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A TCP stream whose writes fail once one has made no progress for [`WRITE_STALL_TIMEOUT`].
-struct StalledWrites {
-    stream: tokio::net::TcpStream,
+/// A stream whose writes fail once one has made no progress for [`WRITE_STALL_TIMEOUT`].
+struct StalledWrites<S> {
+    stream: S,
     /// Armed when a write finds the socket full; cleared by any progress.
     stalled: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
-impl StalledWrites {
-    fn new(stream: tokio::net::TcpStream) -> Self {
+impl<S> StalledWrites<S> {
+    fn new(stream: S) -> Self {
         StalledWrites { stream, stalled: None }
     }
 
@@ -153,7 +153,7 @@ impl StalledWrites {
     }
 }
 
-impl tokio::io::AsyncRead for StalledWrites {
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for StalledWrites<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -163,7 +163,7 @@ impl tokio::io::AsyncRead for StalledWrites {
     }
 }
 
-impl tokio::io::AsyncWrite for StalledWrites {
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for StalledWrites<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
         let poll = Pin::new(&mut self.stream).poll_write(cx, buf);
         self.check(cx, poll)
@@ -258,6 +258,25 @@ mod tests {
         let err = slow.collect().await.expect_err("too slow");
         assert!(err.to_string().contains("did not arrive within 1s"), "{err}");
         drop(tx);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_stops_reading_is_dropped_after_the_stall_timeout() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (server, mut client) = tokio::io::duplex(64);
+        let mut server = StalledWrites::new(server);
+        // Writes that the client reads go through, however long it all takes.
+        for _ in 0..3 {
+            server.write_all(&[1; 64]).await.expect("read promptly");
+            tokio::time::sleep(WRITE_STALL_TIMEOUT * 2).await;
+            let mut buf = [0; 64];
+            client.read_exact(&mut buf).await.expect("read");
+        }
+        // A client that stops reading: the buffer fills, and the write fails once it has been stuck long enough.
+        let began = tokio::time::Instant::now();
+        let err = server.write_all(&[2; 1024]).await.expect_err("stuck");
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+        assert_eq!(began.elapsed(), WRITE_STALL_TIMEOUT);
     }
 
     /// A stream over an mpsc receiver (tokio-stream is not a dependency).
