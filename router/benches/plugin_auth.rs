@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use sluice::auth::{AuthGate, Outcome};
-use sluice::config::model::{Access, BuiltinPlugin, PluginConfig, PluginGrants, PluginSource};
+use sluice::config::model::{AnonymousAction, BuiltinPlugin, PluginConfig, PluginGrants, PluginSource};
 use sluice::plugin::auth::{Action, Credentials, Protocol, Request};
 use sluice::plugin::{PluginHost, Plugins};
 
@@ -126,13 +126,13 @@ fn main() {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let gate = AuthGate::default();
     let cached = runtime.block_on(async {
-        let first = gate.check(&plugins, &Access::ALL, Some("jwt"), request("lobby")).await;
+        let first = gate.check(&plugins, &AnonymousAction::ALL, Some("jwt"), request("lobby")).await;
         assert!(matches!(first, Outcome::Allowed { .. }), "{first:?}");
         let mut samples = Vec::with_capacity(n);
         for _ in 0..n {
             let r = request("lobby");
             let t = Instant::now();
-            let outcome = gate.check(&plugins, &Access::ALL, Some("jwt"), r).await;
+            let outcome = gate.check(&plugins, &AnonymousAction::ALL, Some("jwt"), r).await;
             samples.push(t.elapsed());
             assert!(matches!(outcome, Outcome::Allowed { .. }));
         }

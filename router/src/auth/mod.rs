@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::config::model::Access;
+use crate::config::model::AnonymousAction;
 use crate::plugin::Plugins;
 pub use crate::plugin::auth::{Action, BasicCredentials, Credentials, Decision, Protocol, Request};
 
@@ -105,7 +105,7 @@ impl AuthGate {
     pub async fn check(
         &self,
         plugins: &Plugins,
-        anonymous: &[Access],
+        anonymous: &[AnonymousAction],
         plugin: Option<&str>,
         request: Request,
     ) -> Outcome {
@@ -211,11 +211,11 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Routes without an auth plugin: what `[defaults] anonymous` lists. The API is open without `api_auth`.
-fn open_access(anonymous: &[Access], request: &Request) -> Outcome {
+fn open_access(anonymous: &[AnonymousAction], request: &Request) -> Outcome {
     let access = match request.action {
-        Action::Publish => Access::Publish,
-        Action::Read => Access::Read,
-        Action::Playback => Access::Playback,
+        Action::Publish => AnonymousAction::Publish,
+        Action::Read => AnonymousAction::Read,
+        Action::Playback => AnonymousAction::Playback,
         Action::Api => return Outcome::Allowed { identity: None },
     };
     if anonymous.contains(&access) {
@@ -262,8 +262,8 @@ mod tests {
 
     #[test]
     fn open_routes_allow_what_defaults_list() {
-        assert!(open_access(&Access::ALL, &req(Action::Publish)).is_allowed());
-        let read_only = [Access::Read];
+        assert!(open_access(&AnonymousAction::ALL, &req(Action::Publish)).is_allowed());
+        let read_only = [AnonymousAction::Read];
         assert!(open_access(&read_only, &req(Action::Read)).is_allowed());
         assert_eq!(
             open_access(&read_only, &req(Action::Publish)),
@@ -317,7 +317,7 @@ mod tests {
     #[tokio::test]
     async fn a_missing_plugin_fails_closed() {
         let gate = AuthGate::default();
-        let outcome = gate.check(&Plugins::default(), &Access::ALL, Some("jwt"), req(Action::Read)).await;
+        let outcome = gate.check(&Plugins::default(), &AnonymousAction::ALL, Some("jwt"), req(Action::Read)).await;
         assert_eq!(outcome, Outcome::Unavailable { reason: "auth plugin \"jwt\" is not loaded".into() });
     }
 }

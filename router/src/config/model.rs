@@ -56,7 +56,7 @@ pub struct RouteTable {
     pub server: ServerConfig,
     pub plugins: BTreeMap<String, PluginConfig>,
     /// What anyone may do on routes whose `auth` is "none" (`[defaults] anonymous`).
-    pub anonymous: Vec<Access>,
+    pub anonymous: Vec<AnonymousAction>,
     /// In file order.
     pub routes: Vec<Arc<RouteConfig>>,
     /// Whether the file has a `route` key (`[[route]]` tables, or `route = []` for none on purpose).
@@ -321,20 +321,20 @@ pub struct PluginGrants {
 /// An action a client may take on a route, as `[defaults] anonymous` lists them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Access {
+pub enum AnonymousAction {
     Publish,
     Read,
     Playback,
 }
 
-impl Access {
-    pub const ALL: [Access; 3] = [Access::Publish, Access::Read, Access::Playback];
+impl AnonymousAction {
+    pub const ALL: [AnonymousAction; 3] = [AnonymousAction::Publish, AnonymousAction::Read, AnonymousAction::Playback];
 
     pub fn name(self) -> &'static str {
         match self {
-            Access::Publish => "publish",
-            Access::Read => "read",
-            Access::Playback => "playback",
+            AnonymousAction::Publish => "publish",
+            AnonymousAction::Read => "read",
+            AnonymousAction::Playback => "playback",
         }
     }
 }

@@ -42,8 +42,14 @@ pub fn validate(
             Some("split the sites over several routers, or use fewer routes".to_string()),
         )));
     }
-    let mut cx =
-        Cx { lines: LineIndex::new(text), file, env, base_dir, errors: Vec::new(), plugin_positions: BTreeMap::new() };
+    let mut cx = Validator {
+        lines: LineIndex::new(text),
+        file,
+        env,
+        base_dir,
+        errors: Vec::new(),
+        plugin_positions: BTreeMap::new(),
+    };
     let api_auth_spec = spec.server.as_ref().and_then(|s| s.api_auth.clone());
     let mut server = cx.server(spec.server);
     let plugins = cx.plugins(spec.plugins, &server.data_dir);
@@ -70,7 +76,7 @@ const MAX_CLIENT_TIMEOUT: Duration = Duration::from_secs(3600);
 /// costs to validate and start.
 pub const MAX_ROUTES: usize = 10_000;
 
-struct Cx<'a> {
+struct Validator<'a> {
     lines: LineIndex<'a>,
     plugin_positions: BTreeMap<String, (usize, usize)>,
     file: &'a str,
@@ -90,7 +96,7 @@ struct Defaults {
     rtmp_write_interval: Option<Duration>,
 }
 
-impl Cx<'_> {
+impl Validator<'_> {
     fn err(&mut self, span: Range<usize>, message: impl Into<String>, help: impl Into<Option<String>>) {
         self.errors.push(ConfigError::at_line_col(self.file, self.lines.line_col(span.start), message, help.into()));
     }
@@ -498,11 +504,11 @@ impl Cx<'_> {
 
     /// `[defaults] anonymous`: what anyone may do on routes without an auth plugin. Unset: everything, as
     /// routes.toml's `auth = "none"` promises.
-    fn anonymous(&mut self, spec: Option<&Spanned<Vec<Spanned<String>>>>) -> Vec<Access> {
-        let Some(list) = spec else { return Access::ALL.to_vec() };
+    fn anonymous(&mut self, spec: Option<&Spanned<Vec<Spanned<String>>>>) -> Vec<AnonymousAction> {
+        let Some(list) = spec else { return AnonymousAction::ALL.to_vec() };
         let mut out = Vec::new();
         for item in list.get_ref() {
-            match Access::ALL.iter().find(|a| a.name() == item.get_ref()) {
+            match AnonymousAction::ALL.iter().find(|a| a.name() == item.get_ref()) {
                 Some(a) if !out.contains(a) => out.push(*a),
                 Some(_) => {}
                 None => self.err(

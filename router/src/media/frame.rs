@@ -121,10 +121,20 @@ pub struct Frame {
     pub received: std::time::Instant,
     /// When the source captured it, in wall-clock time, where the source says (RTCP sender reports).
     pub wallclock: Option<std::time::SystemTime>,
-    /// The frame as an RTMP message (is video, timestamp ms, FLV tag body, that body already chunked for
-    /// players), made by the first RTMP player or push that needs it and shared by the rest: converted once per
-    /// route, not once per reader.
-    pub flv: std::sync::OnceLock<Option<(bool, u32, bytes::Bytes, bytes::Bytes)>>,
+    /// The frame as an RTMP message, made by the first RTMP player or push that needs it and shared by the rest:
+    /// converted once per route, not once per reader. `None` inside: a codec FLV cannot carry.
+    pub flv: std::sync::OnceLock<Option<FlvMessage>>,
+}
+
+/// A frame as one RTMP message (built by `rtmp::flv::route_message`).
+#[derive(Debug, Clone)]
+pub struct FlvMessage {
+    pub video: bool,
+    pub timestamp_ms: u32,
+    /// The FLV tag body (the RTMP message payload), for sessions that chunk it themselves (pushes).
+    pub body: bytes::Bytes,
+    /// The body already chunked for players of stream id 1: the same bytes for every one of them.
+    pub chunked: bytes::Bytes,
 }
 
 impl Frame {

@@ -13,5 +13,5 @@ pub mod frame;
 pub mod h264;
 pub mod payload;
 
-pub use frame::{Codec, CodecParams, Frame, MediaKind, Track, TrackId};
+pub use frame::{Codec, CodecParams, FlvMessage, Frame, MediaKind, Track, TrackId};
 pub use payload::Payload;

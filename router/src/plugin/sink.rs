@@ -297,7 +297,7 @@ impl bindings::sluice::plugin::host::Host for HostState {
 
 /// What an instance may do with the storage.
 #[derive(Debug, Clone, Copy)]
-enum Access<'a> {
+enum StorageUse<'a> {
     /// Nothing: the check at load, which must not open (create) the directory.
     None,
     /// Write the recordings of this route.
@@ -366,7 +366,7 @@ impl SinkPlugin {
             recovery: Recovery::default(),
             stats: PluginStats::default(),
         };
-        inner.instantiate(Access::None).map_err(|e| LoadError::new(name, e.to_string()))?;
+        inner.instantiate(StorageUse::None).map_err(|e| LoadError::new(name, e.to_string()))?;
         Ok(SinkPlugin { inner: Arc::new(inner) })
     }
 
@@ -385,7 +385,7 @@ impl SinkPlugin {
 
     /// Starts a recorder for `route`. Blocking: call it off the async threads.
     pub fn open(&self, route: &str, tracks: &[Track]) -> Result<RecorderSession, RecorderError> {
-        let (mut store, sink) = self.inner.instantiate(Access::Record(route)).map_err(RecorderError::Failed)?;
+        let (mut store, sink) = self.inner.instantiate(StorageUse::Record(route)).map_err(RecorderError::Failed)?;
         let inner = &self.inner;
         let started = arm(&mut store, inner.timeout);
         let made = sink.sluice_plugin_recorder_api().recorder().call_constructor(
@@ -450,7 +450,7 @@ impl SinkPlugin {
         for path in &orphans {
             let (store, sink) = match instance.as_mut() {
                 Some(i) => i,
-                None => match self.inner.instantiate(Access::Recover) {
+                None => match self.inner.instantiate(StorageUse::Recover) {
                     Ok(i) => instance.insert(i),
                     Err(e) => {
                         tracing::warn!(plugin = %self.inner.name, error = %e, "cannot start the plugin to recover files");
@@ -511,15 +511,15 @@ impl Inner {
     }
 
     /// A fresh instance with the storage access `access` gives.
-    fn instantiate(&self, access: Access<'_>) -> Result<(Store<HostState>, bindings::Sink), CallFailure> {
+    fn instantiate(&self, access: StorageUse<'_>) -> Result<(Store<HostState>, bindings::Sink), CallFailure> {
         let cap = usize::try_from(self.memory_cap).unwrap_or(usize::MAX);
         let mut state = HostState::new(Arc::clone(&self.name), cap, &self.env);
         let (owner, recovering) = match access {
-            Access::None => (None, false),
-            Access::Record(route) => (Some(route.to_string()), false),
-            Access::Recover => (None, true),
+            StorageUse::None => (None, false),
+            StorageUse::Record(route) => (Some(route.to_string()), false),
+            StorageUse::Recover => (None, true),
         };
-        if !matches!(access, Access::None)
+        if !matches!(access, StorageUse::None)
             && let Some(storage) = self.storage().map_err(CallFailure::Instantiate)?
         {
             state.storage = Some(StorageAccess {

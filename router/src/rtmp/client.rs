@@ -344,8 +344,11 @@ async fn push_once(
                     sent_params.retain(|(id, _)| *id != frame.track.id);
                     sent_params.push((frame.track.id, frame.track.params.clone()));
                 }
-                if let Some((is_video, ts, body, _)) = frame.flv.get_or_init(|| flv::route_message(&frame)) {
-                    results.push(publish(&mut client.session, *is_video, body.clone(), *ts, !frame.keyframe).map_err(failed)?);
+                if let Some(m) = frame.flv.get_or_init(|| flv::route_message(&frame)) {
+                    results.push(
+                        publish(&mut client.session, m.video, m.body.clone(), m.timestamp_ms, !frame.keyframe)
+                            .map_err(failed)?,
+                    );
                     set(status, |s| s.frames_sent += 1);
                 }
                 client.apply(results).await.map_err(failed)?;

@@ -382,17 +382,17 @@ impl Connection {
             p.sent_params.push((frame.track.id, frame.track.params.clone()));
         }
         // Built once per route frame, shared by every RTMP player of the route.
-        if let Some((is_video, ts, body, chunked)) = frame.flv.get_or_init(|| flv::route_message(frame)) {
+        if let Some(m) = frame.flv.get_or_init(|| flv::route_message(frame)) {
             if stream_id == flv::PLAYER_STREAM_ID {
                 // Full-header chunks on our own chunk streams: the same bytes for every player, no copy.
-                out.push(chunked.clone());
+                out.push(m.chunked.clone());
             } else {
-                let ts = RtmpTimestamp::new(*ts);
+                let ts = RtmpTimestamp::new(m.timestamp_ms);
                 let droppable = !frame.keyframe;
-                let packet = if *is_video {
-                    session.send_video_data(stream_id, body.clone(), ts, droppable)?
+                let packet = if m.video {
+                    session.send_video_data(stream_id, m.body.clone(), ts, droppable)?
                 } else {
-                    session.send_audio_data(stream_id, body.clone(), ts, droppable)?
+                    session.send_audio_data(stream_id, m.body.clone(), ts, droppable)?
                 };
                 out.push(Bytes::from(packet.bytes));
             }

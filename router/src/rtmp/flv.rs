@@ -6,7 +6,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::media::aac::aac_config;
 use crate::media::h264::avc_decoder_config;
-use crate::media::{Codec, CodecParams, Frame, h264};
+use crate::media::{Codec, CodecParams, FlvMessage, Frame, h264};
 use crate::route::TrackInfo;
 
 const CODEC_AVC: u8 = 7;
@@ -230,13 +230,13 @@ pub fn chunk_message(
     b.freeze()
 }
 
-/// The frame as an RTMP message: (is video, timestamp ms, FLV tag body, the body chunked for players of stream
-/// id 1). Built once per route frame and cached on it (`Frame::flv`), shared by every player and push.
-pub fn route_message(frame: &Frame) -> Option<(bool, u32, Bytes, Bytes)> {
-    let (video, ts, body) = frame_message(frame)?;
+/// The frame as an RTMP message, its body also chunked for players of stream id 1. Built once per route frame and
+/// cached on it (`Frame::flv`), shared by every player and push.
+pub fn route_message(frame: &Frame) -> Option<FlvMessage> {
+    let (video, timestamp_ms, body) = frame_message(frame)?;
     let (csid, type_id) = if video { (VIDEO_CSID, 9) } else { (AUDIO_CSID, 8) };
-    let chunked = chunk_message(csid, ts, type_id, PLAYER_STREAM_ID, &body, PLAYER_CHUNK_SIZE);
-    Some((video, ts, body, chunked))
+    let chunked = chunk_message(csid, timestamp_ms, type_id, PLAYER_STREAM_ID, &body, PLAYER_CHUNK_SIZE);
+    Some(FlvMessage { video, timestamp_ms, body, chunked })
 }
 
 #[cfg(test)]
