@@ -12,6 +12,7 @@
 //! - [`credentials`]: `sluice passwd` / `sluice token`, for the built-in auth plugins.
 //! - [`plugin`]: the WebAssembly plugin host (wasmtime) and the sink world's storage; [`auth`]: access decisions
 //!   at every entry point; [`recording`]: recorders, the recordings index, probe and stitch.
+//! - [`admit`]: the one admission path (route, source/output, publish key, auth) every entry point takes.
 //! - [`ingest`], [`webrtc`], [`rtmp`]: sources and outputs by protocol.
 //! - [`runtime`]: builds routes from the table, wires sources, applies reloads.
 //! - [`api`]: HTTP (REST, metrics, UI) and its driver (`api::serve`: timeouts, caps, trusted proxies); [`server`]
@@ -20,6 +21,7 @@
 // Denied everywhere; the one exception is loading the plugin host's own precompiled artifacts (plugin/mod.rs).
 #![deny(unsafe_code)]
 
+pub mod admit;
 pub mod api;
 pub mod auth;
 pub mod backoff;

@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 
 use super::{ApiError, AppState};
+use crate::admit::Refusal;
 use crate::auth::{Action, BasicCredentials, Credentials, Outcome, Protocol};
 
 /// The query's parameters, decoded, with a `token` moved out into the credentials when no header carried any.
@@ -67,6 +68,16 @@ pub fn refusal(outcome: &Outcome, schemes: &[&str]) -> ApiError {
     }
 }
 
+/// A refusal from admission as an HTTP answer; `schemes` are the auth schemes a 401 offers.
+pub fn admission_error(why: &Refusal, schemes: &[&str]) -> ApiError {
+    match why {
+        Refusal::NoRoute(name) => ApiError::route_not_found(name),
+        Refusal::NotPublishable { .. } => ApiError::new(StatusCode::FORBIDDEN, "not_publishable", why.to_string()),
+        Refusal::OutputNotAllowed { .. } => ApiError::new(StatusCode::FORBIDDEN, "output_not_allowed", why.to_string()),
+        Refusal::Refused { outcome, .. } => refusal(outcome, schemes),
+    }
+}
+
 /// Guards `/v1`: with `[server] api_auth` set, every call needs credentials that plugin accepts for action
 /// `api` (route: the route the path names, if any) — except reading one route's recordings, which its handlers
 /// authorize as `playback` on that route.
@@ -94,7 +105,7 @@ pub async fn require_api(
     let target = format!("{} {path}", request.method());
     let auth_request =
         crate::auth::request(Action::Api, Protocol::Http, &route, target, Some(remote.ip()), query, credentials);
-    let outcome = state.runtime.authorize(Some(&plugin), auth_request).await;
+    let outcome = state.runtime.admission.authorize(Some(&plugin), auth_request).await;
     if outcome.is_allowed() { next.run(request).await } else { refusal(&outcome, &["Bearer", "Basic"]).into_response() }
 }
 

@@ -20,7 +20,8 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, AppState};
-use crate::auth::{Action, Protocol};
+use crate::admit::{Ask, Wants};
+use crate::auth::Protocol;
 use crate::recording::index::Recording;
 use crate::recording::recorder::RecordingStatus;
 use crate::recording::stitch::{self, Piece};
@@ -162,19 +163,23 @@ async fn authorize_playback(
     headers: &HeaderMap,
     uri: &Uri,
 ) -> Result<(), ApiError> {
-    let plugin = {
-        let dir = state.runtime.directory();
-        match dir.route(route) {
-            Some((config, _)) => config.auth.clone(),
-            None => dir.table.server.api_auth.clone(),
-        }
-    };
     let (credentials, query) = super::auth::credentials_and_query(headers, uri);
-    let target = format!("GET {}", uri.path());
-    let request =
-        crate::auth::request(Action::Playback, Protocol::Http, route, target, Some(remote.ip()), query, credentials);
-    let outcome = state.runtime.authorize(plugin.as_deref(), request).await;
-    if outcome.is_allowed() { Ok(()) } else { Err(super::auth::refusal(&outcome, &["Bearer", "Basic"])) }
+    let ask = Ask {
+        route: route.to_string(),
+        wants: Wants::Playback,
+        protocol: Protocol::Http,
+        target: format!("GET {}", uri.path()),
+        remote: Some(remote.ip()),
+        query,
+        credentials,
+        stream_key: None,
+    };
+    state
+        .runtime
+        .admission
+        .admit_playback(ask)
+        .await
+        .map_err(|refusal| super::auth::admission_error(&refusal, &["Bearer", "Basic"]))
 }
 
 /// `GET /v1/recordings?route=&from=&to=`: recordings overlapping the span, oldest first.

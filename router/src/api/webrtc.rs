@@ -10,8 +10,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
 use super::{ApiError, AppState};
-use crate::auth::{Action, Protocol};
-use crate::config::model::{Output, PublishProtocol, Source};
+use crate::admit::{Admitted, Ask, Wants};
+use crate::auth::Protocol;
+use crate::config::model::{Output, PublishProtocol};
 use crate::route::RouteError;
 use crate::webrtc::session::RoleKind;
 use crate::webrtc::{MAX_SDP_BYTES, SessionRef, WebRtcError};
@@ -148,46 +149,31 @@ async fn offer_inner(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let dir = state.runtime.directory();
-    let (config, route) = dir.route(route_name).ok_or_else(|| ApiError::route_not_found(route_name))?;
     let (credentials, query) = super::auth::credentials_and_query(headers, uri);
-    let (action, protocol) = match side {
-        Side::Whep => (Action::Read, Protocol::Whep),
-        Side::Whip => (Action::Publish, Protocol::Whip),
-    };
-    let request = crate::auth::request(
-        action,
-        protocol,
-        route_name,
-        uri.path().to_string(),
-        Some(remote.ip()),
+    let ask = Ask {
+        route: route_name.to_string(),
+        wants: match side {
+            Side::Whep => Wants::Read(Output::Whep),
+            Side::Whip => Wants::Publish(PublishProtocol::Whip),
+        },
+        protocol: match side {
+            Side::Whep => Protocol::Whep,
+            Side::Whip => Protocol::Whip,
+        },
+        target: uri.path().to_string(),
+        remote: Some(remote.ip()),
         query,
         credentials,
-    );
-    let outcome = state.runtime.authorize(config.auth.as_deref(), request).await;
-    if !outcome.is_allowed() {
-        return Err(super::auth::refusal(&outcome, &["Bearer"]));
-    }
-    match side {
-        Side::Whep if !config.to.contains(&Output::Whep) => {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "output_not_allowed",
-                format!("route \"{route_name}\" does not list \"whep\" in `to`"),
-            ));
-        }
-        Side::Whip if config.from != (Source::Publish { protocol: PublishProtocol::Whip }) => {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "not_publishable",
-                format!(
-                    "route \"{route_name}\" takes its media from {}, not from WHIP publishers",
-                    config.from.redacted()
-                ),
-            ));
-        }
-        _ => {}
-    }
+        stream_key: None,
+    };
+    let Admitted { config, route } = state
+        .runtime
+        .admission
+        .admit(ask)
+        .await
+        .map_err(|refusal| super::auth::admission_error(&refusal, &["Bearer"]))?;
+    let route = &route;
+    let dir = state.runtime.directory();
     let sdp = sdp_body(headers, body, "application/sdp")?;
     let per_ip = dir.table.server.limits.webrtc_sessions_per_ip;
     let slot = state.webrtc.reserve(remote.ip(), per_ip).map_err(webrtc_error)?;

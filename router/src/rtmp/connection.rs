@@ -13,11 +13,11 @@ use tokio::net::TcpStream;
 
 use super::flv;
 use super::ingest::FlvTracks;
-use crate::auth::{Action, Credentials, Protocol};
-use crate::config::model::{Output, PublishProtocol, RouteConfig, Source};
+use crate::admit::{Admission, Ask, Wants};
+use crate::auth::{Credentials, Protocol};
+use crate::config::model::{Output, PublishProtocol};
 use crate::media::{CodecParams, Frame, TrackId};
 use crate::route::{ReaderKind, RouteHandle, RouteReader, SourceEvent, SourceFeed};
-use crate::runtime::Runtime;
 
 /// A connection with no traffic either way for this long (no media or acknowledgements from the peer, no frames to
 /// it) is dropped, within one check period more. A player that stops reading is caught sooner, by the same limit
@@ -54,11 +54,11 @@ impl From<rml_rtmp::sessions::ServerSessionError> for ConnError {
     }
 }
 
-pub async fn run(stream: TcpStream, peer: SocketAddr, runtime: Runtime) {
+pub async fn run(stream: TcpStream, peer: SocketAddr, admission: Admission) {
     let mut conn = Connection {
         stream,
         peer,
-        runtime,
+        admission,
         publishing: None,
         playing: None,
         buf: vec![0u8; 16 * 1024],
@@ -92,7 +92,7 @@ struct Playing {
 struct Connection {
     stream: TcpStream,
     peer: SocketAddr,
-    runtime: Runtime,
+    admission: Admission,
     publishing: Option<Publishing>,
     playing: Option<Playing>,
     buf: Vec<u8>,
@@ -242,59 +242,45 @@ impl Connection {
     }
 
     async fn start_publishing(&mut self, app: &str, stream: &str) -> Result<Publishing, String> {
-        let (config, route, key) = self.resolve(app, stream)?;
-        if config.from != (Source::Publish { protocol: PublishProtocol::Rtmp }) {
-            return Err(format!(
-                "route \"{}\" takes its media from {}, not from RTMP publishers",
-                config.name,
-                config.from.redacted()
-            ));
-        }
-        if let Some(expected) = &config.publish_key {
-            let outcome = self.runtime.gate.check_secret(Some(self.peer.ip()), key.stream_key(), expected).await;
-            if !outcome.is_allowed() {
-                return Err(format!("route \"{}\": {}", config.name, outcome.describe()));
-            }
-        }
-        self.authorize(&config, Action::Publish, key.into_credentials()).await?;
-        let feed = route
-            .attach_publisher(Some(self.peer.to_string()), config.override_publisher)
+        let admitted = self.admit(app, stream, Wants::Publish(PublishProtocol::Rtmp)).await?;
+        let feed = admitted
+            .route
+            .attach_publisher(Some(self.peer.to_string()), admitted.config.override_publisher)
             .await
             .map_err(|e| e.to_string())?;
-        Ok(Publishing { route: config.name.to_string(), feed, tracks: FlvTracks::default() })
+        Ok(Publishing { route: admitted.config.name.to_string(), feed, tracks: FlvTracks::default() })
     }
 
     async fn start_playing(&mut self, app: &str, stream: &str, stream_id: u32) -> Result<Playing, String> {
-        let (config, route, key) = self.resolve(app, stream)?;
-        if !config.to.contains(&Output::Rtmp) {
-            return Err(format!("route \"{}\" does not list \"rtmp\" in `to`", config.name));
-        }
-        self.authorize(&config, Action::Read, key.into_credentials()).await?;
-        let reader =
-            route.add_reader(ReaderKind::Rtmp, Some(self.peer.to_string())).await.map_err(|e| e.to_string())?;
-        tracing::info!(peer = %self.peer, route = %config.name, "RTMP player connected");
-        Ok(Playing { stream_id, reader, route, sent_metadata: false, sent_params: Vec::new() })
+        let admitted = self.admit(app, stream, Wants::Read(Output::Rtmp)).await?;
+        let reader = admitted
+            .route
+            .add_reader(ReaderKind::Rtmp, Some(self.peer.to_string()))
+            .await
+            .map_err(|e| e.to_string())?;
+        tracing::info!(peer = %self.peer, route = %admitted.config.name, "RTMP player connected");
+        Ok(Playing { stream_id, reader, route: admitted.route, sent_metadata: false, sent_params: Vec::new() })
     }
 
-    /// Asks the route's auth (plugin or `[defaults] anonymous`); a refusal becomes the publish/play error.
-    async fn authorize(&self, config: &RouteConfig, action: Action, credentials: Credentials) -> Result<(), String> {
-        // The target is the route's path, never the stream name: that is often the key itself.
-        let target = format!("/{}", config.name);
-        let request = crate::auth::request(
-            action,
-            Protocol::Rtmp,
-            config.name.as_str(),
-            target,
-            Some(self.peer.ip()),
-            Vec::new(),
-            credentials,
-        );
-        let outcome = self.runtime.authorize(config.auth.as_deref(), request).await;
-        if outcome.is_allowed() { Ok(()) } else { Err(outcome.describe()) }
+    /// The route an (app, stream name) pair names, through admission; a refusal becomes the publish/play error.
+    async fn admit(&self, app: &str, stream: &str, wants: Wants) -> Result<crate::admit::Admitted, String> {
+        let (route, key) = self.resolve(app, stream)?;
+        let ask = Ask {
+            // The target is the route's path, never the stream name: that is often the key itself.
+            target: format!("/{route}"),
+            route,
+            wants,
+            protocol: Protocol::Rtmp,
+            remote: Some(self.peer.ip()),
+            query: Vec::new(),
+            stream_key: key.stream_key().map(str::to_string),
+            credentials: key.into_credentials(),
+        };
+        self.admission.admit(ask).await.map_err(|refusal| refusal.to_string())
     }
 
     /// The route an (app, stream name) pair names, and the key or token presented.
-    fn resolve(&self, app: &str, stream: &str) -> Result<(Arc<RouteConfig>, RouteHandle, StreamKey), String> {
+    fn resolve(&self, app: &str, stream: &str) -> Result<(String, StreamKey), String> {
         let (app, app_query) = app.split_once('?').unwrap_or((app, ""));
         let (stream, stream_query) = stream.split_once('?').unwrap_or((stream, ""));
         let query_key = [app_query, stream_query]
@@ -302,7 +288,7 @@ impl Connection {
             .flat_map(|q| url::form_urlencoded::parse(q.as_bytes()))
             .find(|(k, _)| k == "key" || k == "token")
             .map(|(k, v)| if k == "token" { StreamKey::Token(v.into_owned()) } else { StreamKey::Key(v.into_owned()) });
-        let dir = self.runtime.directory();
+        let dir = self.admission.routes();
         let app = app.trim_matches('/');
         let (name, key) = if dir.route(app).is_some() {
             let key = query_key.or_else(|| (!stream.is_empty()).then(|| StreamKey::Key(stream.to_string())));
@@ -314,8 +300,7 @@ impl Connection {
                 "there is no route \"{app}\" (use rtmp://host/ROUTE with the stream key as the stream name)"
             ));
         };
-        let (config, handle) = dir.route(&name).ok_or_else(|| format!("there is no route \"{name}\""))?;
-        Ok((Arc::clone(config), handle.clone(), key))
+        Ok((name, key))
     }
 
     async fn video(&mut self, data: &Bytes, timestamp: RtmpTimestamp) -> Result<(), ConnError> {

@@ -17,12 +17,16 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
+use crate::admit::Admission;
 use crate::connections::Connections;
-use crate::runtime::Runtime;
 
 /// Binds the RTMP listener and serves connections until the process ends. Connections are admitted through the
 /// caps every listener shares (`[server.limits]`); one over them is closed at once.
-pub async fn serve(addr: SocketAddr, runtime: Runtime, connections: Arc<Connections>) -> std::io::Result<SocketAddr> {
+pub async fn serve(
+    addr: SocketAddr,
+    admission: Admission,
+    connections: Arc<Connections>,
+) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     tracing::info!(rtmp = %local, "RTMP listening");
@@ -30,12 +34,12 @@ pub async fn serve(addr: SocketAddr, runtime: Runtime, connections: Arc<Connecti
         loop {
             match listener.accept().await {
                 Ok((stream, peer)) => {
-                    let limits = runtime.directory().table.server.limits.clone();
+                    let limits = admission.routes().table.server.limits.clone();
                     let Ok(permit) = connections.admit(peer.ip(), &limits) else { continue };
                     let _ = stream.set_nodelay(true);
-                    let runtime = runtime.clone();
+                    let admission = admission.clone();
                     tokio::spawn(async move {
-                        connection::run(stream, peer, runtime).await;
+                        connection::run(stream, peer, admission).await;
                         drop(permit);
                     });
                 }

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch as tokio_watch};
 
+use crate::admit::{Admission, Routes};
 use crate::config::diff::{RouteChange, TableDiff, diff};
 use crate::config::model::PluginWorld;
 use crate::config::model::{Output, RouteConfig, RouteName, RouteTable};
@@ -363,6 +364,24 @@ impl Directory {
     }
 }
 
+/// Where the runtime publishes its state: the directory for the API, and admission's view of it, sent together
+/// so an entry point never admits against a configuration the API no longer shows.
+struct Published {
+    directory: tokio_watch::Sender<Arc<Directory>>,
+    routes: tokio_watch::Sender<Arc<Routes>>,
+}
+
+impl Published {
+    fn publish(&self, directory: Directory) {
+        self.routes.send_replace(Arc::new(admission_view(&directory)));
+        self.directory.send_replace(Arc::new(directory));
+    }
+}
+
+fn admission_view(directory: &Directory) -> Routes {
+    Routes { table: Arc::clone(&directory.table), plugins: directory.plugins.clone(), routes: directory.routes.clone() }
+}
+
 struct ReloadRequest {
     trigger: ReloadTrigger,
     reply: Option<oneshot::Sender<ReloadOutcome>>,
@@ -464,6 +483,8 @@ fn world_article(world: PluginWorld) -> &'static str {
 pub struct Runtime {
     /// Access decisions for every entry point (one per process: it counts failed attempts per address).
     pub gate: Arc<crate::auth::AuthGate>,
+    /// The one admission path entry points take (route, source/output, publish key, auth).
+    pub admission: Admission,
     /// The recordings index (`data_dir/sluice.db`).
     pub index: Arc<Index>,
     requests: mpsc::Sender<ReloadRequest>,
@@ -517,13 +538,17 @@ impl Runtime {
             pushes: set.push_statuses(),
             recordings: set.recording_statuses(),
         });
+        let (routes_tx, routes_rx) = tokio_watch::channel(Arc::new(admission_view(&directory)));
         let (dir_tx, dir_rx) = tokio_watch::channel(directory);
         let (req_tx, req_rx) = mpsc::channel(16);
         let (rec_tx, rec_rx) = mpsc::channel(16);
         let (stop_tx, stop_rx) = mpsc::channel(1);
-        tokio::spawn(run(path, set, dir_tx, req_rx, rec_rx, stop_rx, Arc::clone(&index)));
+        let published = Published { directory: dir_tx, routes: routes_tx };
+        tokio::spawn(run(path, set, published, req_rx, rec_rx, stop_rx, Arc::clone(&index)));
+        let gate: Arc<crate::auth::AuthGate> = Arc::default();
         Ok(Runtime {
-            gate: Arc::default(),
+            admission: Admission::new(routes_rx, Arc::clone(&gate)),
+            gate,
             index,
             requests: req_tx,
             records: rec_tx,
@@ -547,13 +572,6 @@ impl Runtime {
 
     pub fn directory(&self) -> Arc<Directory> {
         Arc::clone(&self.directory.borrow())
-    }
-
-    /// Decides `request` against `plugin` (a route's or the API's auth; `None` = "none") with the plugins and
-    /// `[defaults] anonymous` in force now.
-    pub async fn authorize(&self, plugin: Option<&str>, request: crate::auth::Request) -> crate::auth::Outcome {
-        let dir = self.directory();
-        self.gate.check(&dir.plugins, &dir.table.anonymous, plugin, request).await
     }
 
     /// A receiver that sees every new directory (after each reload).
@@ -586,7 +604,7 @@ impl Runtime {
 async fn run(
     path: PathBuf,
     mut set: RouteSet,
-    directory: tokio_watch::Sender<Arc<Directory>>,
+    directory: Published,
     mut requests: mpsc::Receiver<ReloadRequest>,
     mut records: mpsc::Receiver<RecordRequest>,
     mut shutdown: mpsc::Receiver<oneshot::Sender<()>>,
@@ -605,9 +623,9 @@ async fn run(
             }
             Some(req) = records.recv() => {
                 let result = set.set_recording(&req.route, req.plugin.as_deref(), req.on);
-                let mut dir = (**directory.borrow()).clone();
+                let mut dir = (**directory.directory.borrow()).clone();
                 dir.recordings = set.recording_statuses();
-                directory.send_replace(Arc::new(dir));
+                directory.publish(dir);
                 let _ = req.reply.send(result);
             }
             reply = shutdown.recv() => {
@@ -627,11 +645,11 @@ async fn reload(
     started: &config::model::ServerConfig,
     set: &mut RouteSet,
     trigger: ReloadTrigger,
-    directory: &tokio_watch::Sender<Arc<Directory>>,
+    directory: &Published,
     index: &Arc<Index>,
 ) -> ReloadOutcome {
     let began = Instant::now();
-    let prev = directory.borrow().clone();
+    let prev = directory.directory.borrow().clone();
     let loaded = {
         let path = path.to_path_buf();
         let previous = prev.plugins.clone();
@@ -676,7 +694,7 @@ async fn reload(
     };
     let outcome =
         ReloadOutcome { trigger, at: SystemTime::now(), duration_ms: began.elapsed().as_secs_f64() * 1000.0, result };
-    directory.send_replace(Arc::new(Directory {
+    directory.publish(Directory {
         table: Arc::clone(set.table()),
         plugins,
         routes: set.in_order(),
@@ -687,7 +705,7 @@ async fn reload(
         reloads_rejected: rejected,
         pushes: set.push_statuses(),
         recordings: set.recording_statuses(),
-    }));
+    });
     // Logged once the API shows the new state, so that whoever reads the log and then asks the API agrees with
     // it. Logged even when nothing changed: an operator who sent SIGHUP wants to see it was heard.
     match &outcome.result {
