@@ -18,9 +18,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("auth", &["config", "plugin"]),
     ("recording", &["backoff", "config", "media", "plugin", "route"]),
     ("admit", &["auth", "config", "plugin", "route"]),
-    ("ingest", &["backoff", "config", "media", "route"]),
     ("webrtc", &["config", "connections", "media", "route"]),
     ("rtmp", &["admit", "auth", "backoff", "config", "connections", "media", "route"]),
+    // Same level as the protocols (ingest/egress sit above admission); the RTMP pull source uses rtmp's client.
+    ("ingest", &["backoff", "config", "media", "route", "rtmp"]),
     ("runtime", &["admit", "auth", "backoff", "config", "ingest", "media", "plugin", "recording", "route", "rtmp"]),
     (
         "api",
@@ -59,7 +60,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
 ];
 
 /// Upward imports that exist today and are to go with issue 19's re-layering: (from, to, why it is there).
-const KNOWN_UPWARD: &[(&str, &str, &str)] = &[("ingest", "rtmp", "RTMP pull lives in rtmp::client, not in ingest/")];
+const KNOWN_UPWARD: &[(&str, &str, &str)] = &[];
 
 #[test]
 fn modules_import_only_the_layers_below_them() {
