@@ -147,7 +147,7 @@ async fn query(
     to: Option<i64>,
 ) -> Result<Vec<Recording>, ApiError> {
     let index = std::sync::Arc::clone(&state.runtime.index);
-    tokio::task::spawn_blocking(move || index.query(route.as_deref(), from, to))
+    tokio::task::spawn_blocking(move || index.query(route.as_deref(), from, to).map_err(|e| e.to_string()))
         .await
         .map_err(|e| e.to_string())
         .and_then(|r| r)
@@ -219,7 +219,7 @@ pub async fn file(
         || ApiError::new(StatusCode::NOT_FOUND, "recording_not_found", format!("there is no recording {id}"));
     let id: i64 = id.parse().map_err(|_| not_found())?;
     let index = std::sync::Arc::clone(&state.runtime.index);
-    let recording = tokio::task::spawn_blocking(move || index.get(id))
+    let recording = tokio::task::spawn_blocking(move || index.get(id).map_err(|e| e.to_string()))
         .await
         .map_err(|e| e.to_string())
         .and_then(|r| r)

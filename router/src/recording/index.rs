@@ -39,6 +39,24 @@ impl Recording {
     }
 }
 
+/// What went wrong with the index, with the file or database it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("cannot create {}: {source}", .dir.display())]
+    CreateDir { dir: PathBuf, source: std::io::Error },
+    #[error("cannot open {}: {source}", .path.display())]
+    Open { path: PathBuf, source: rusqlite::Error },
+    #[error("the recordings index: {0}")]
+    Database(#[from] rusqlite::Error),
+    #[error("{}: {source}", .path.display())]
+    File { path: PathBuf, source: std::io::Error },
+    /// The file is not a recording the index can read (its message comes from the probe).
+    #[error("{}: {message}", .path.display())]
+    Unreadable { path: PathBuf, message: String },
+    #[error("listing {}: {source}", .dir.display())]
+    Listing { dir: PathBuf, source: crate::plugin::storage::StorageError },
+}
+
 /// The index database (`data_dir/sluice.db`).
 #[derive(Debug)]
 pub struct Index {
@@ -46,17 +64,17 @@ pub struct Index {
 }
 
 impl Index {
-    pub fn open(path: &Path) -> Result<Arc<Index>, String> {
+    pub fn open(path: &Path) -> Result<Arc<Index>, IndexError> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            std::fs::create_dir_all(dir).map_err(|source| IndexError::CreateDir { dir: dir.to_path_buf(), source })?;
         }
-        let conn = Connection::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-        Self::init(conn).map_err(|e| format!("{}: {e}", path.display()))
+        let open = |source| IndexError::Open { path: path.to_path_buf(), source };
+        Self::init(Connection::open(path).map_err(open)?).map_err(open)
     }
 
     /// An index held in memory (tests, benchmarks).
-    pub fn in_memory() -> Result<Arc<Index>, String> {
-        Self::init(Connection::open_in_memory().map_err(|e| e.to_string())?).map_err(|e| e.to_string())
+    pub fn in_memory() -> Result<Arc<Index>, IndexError> {
+        Ok(Self::init(Connection::open_in_memory()?)?)
     }
 
     fn init(conn: Connection) -> rusqlite::Result<Arc<Index>> {
@@ -85,10 +103,10 @@ impl Index {
 
     /// Probes the committed file `path` under `root` and records it; `route` defaults to the first folder of
     /// the path (how the default name template files recordings). Returns the route it was filed under.
-    pub fn add(&self, root: &Path, path: &str, route: Option<&str>) -> Result<String, String> {
+    pub fn add(&self, root: &Path, path: &str, route: Option<&str>) -> Result<String, IndexError> {
         let full = root.join(path);
-        let meta = std::fs::metadata(&full).map_err(|e| format!("{}: {e}", full.display()))?;
-        let probed = probe::probe(&full)?;
+        let meta = std::fs::metadata(&full).map_err(|source| IndexError::File { path: full.clone(), source })?;
+        let probed = probe::probe(&full).map_err(|message| IndexError::Unreadable { path: full.clone(), message })?;
         // Clamped: the file was written by a plugin, and a wild timestamp must not overflow the arithmetic below.
         let duration_ms = (probed.duration * 1000.0).round().clamp(0.0, 1e12) as i64;
         let start_ms = match probed.start_ms {
@@ -103,48 +121,42 @@ impl Index {
             }
         };
         let route = route.unwrap_or_else(|| path.split('/').next().unwrap_or(path));
-        self.conn()
-            .execute(
-                "INSERT INTO recordings (root, path, route, start_ms, duration_ms, size, codecs)
+        self.conn().execute(
+            "INSERT INTO recordings (root, path, route, start_ms, duration_ms, size, codecs)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                  ON CONFLICT (root, path) DO UPDATE SET route = ?3, start_ms = ?4, duration_ms = ?5, size = ?6,
                  codecs = ?7",
-                params![
-                    root.to_string_lossy(),
-                    path,
-                    route,
-                    start_ms,
-                    duration_ms,
-                    meta.len() as i64,
-                    probed.codecs.join(",")
-                ],
-            )
-            .map_err(|e| e.to_string())?;
+            params![
+                root.to_string_lossy(),
+                path,
+                route,
+                start_ms,
+                duration_ms,
+                meta.len() as i64,
+                probed.codecs.join(",")
+            ],
+        )?;
         Ok(route.to_string())
     }
 
-    pub fn remove(&self, root: &Path, path: &str) -> Result<(), String> {
+    pub fn remove(&self, root: &Path, path: &str) -> Result<(), IndexError> {
         self.conn()
-            .execute("DELETE FROM recordings WHERE root = ?1 AND path = ?2", params![root.to_string_lossy(), path])
-            .map(drop)
-            .map_err(|e| e.to_string())
+            .execute("DELETE FROM recordings WHERE root = ?1 AND path = ?2", params![root.to_string_lossy(), path])?;
+        Ok(())
     }
 
     /// Makes the rows of `storage`'s directory match its committed files: rows of missing files go, files
     /// without a row (or whose size changed) are probed and added. Returns (added, removed).
-    pub fn rebuild(&self, storage: &Storage) -> Result<(usize, usize), String> {
+    pub fn rebuild(&self, storage: &Storage) -> Result<(usize, usize), IndexError> {
         let root = storage.root();
         // Rows first, files second: a file committed in between is then on disk and keeps its row.
         let known: Vec<(String, i64)> = {
             let conn = self.conn();
-            let mut stmt =
-                conn.prepare("SELECT path, size FROM recordings WHERE root = ?1").map_err(|e| e.to_string())?;
-            let rows = stmt
-                .query_map(params![root.to_string_lossy()], |r| Ok((r.get(0)?, r.get(1)?)))
-                .map_err(|e| e.to_string())?;
-            rows.collect::<Result<_, _>>().map_err(|e| e.to_string())?
+            let mut stmt = conn.prepare("SELECT path, size FROM recordings WHERE root = ?1")?;
+            let rows = stmt.query_map(params![root.to_string_lossy()], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect::<Result<_, _>>()?
         };
-        let files = storage.list("").map_err(|e| e.to_string())?;
+        let files = storage.list("").map_err(|source| IndexError::Listing { dir: root.to_path_buf(), source })?;
         let on_disk: std::collections::HashMap<&str, u64> = files.iter().map(|(p, e)| (p.as_str(), e.size)).collect();
         let mut removed = 0;
         for (path, _) in known.iter().filter(|(p, _)| !on_disk.contains_key(p.as_str())) {
@@ -170,29 +182,28 @@ impl Index {
         route: Option<&str>,
         from_ms: Option<i64>,
         to_ms: Option<i64>,
-    ) -> Result<Vec<Recording>, String> {
+    ) -> Result<Vec<Recording>, IndexError> {
         let conn = self.conn();
-        let mut stmt = conn
-            .prepare(
-                "SELECT id, route, start_ms, duration_ms, size, codecs, path, root FROM recordings
+        let mut stmt = conn.prepare(
+            "SELECT id, route, start_ms, duration_ms, size, codecs, path, root FROM recordings
                  WHERE (?1 IS NULL OR route = ?1) AND (?2 IS NULL OR start_ms + duration_ms > ?2)
                    AND (?3 IS NULL OR start_ms < ?3)
                  ORDER BY start_ms, id LIMIT 10000",
-            )
-            .map_err(|e| e.to_string())?;
-        let rows = stmt.query_map(params![route, from_ms, to_ms], row).map_err(|e| e.to_string())?;
-        rows.collect::<Result<_, _>>().map_err(|e| e.to_string())
+        )?;
+        let rows = stmt.query_map(params![route, from_ms, to_ms], row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    pub fn get(&self, id: i64) -> Result<Option<Recording>, String> {
-        self.conn()
+    pub fn get(&self, id: i64) -> Result<Option<Recording>, IndexError> {
+        let found = self
+            .conn()
             .query_row(
                 "SELECT id, route, start_ms, duration_ms, size, codecs, path, root FROM recordings WHERE id = ?1",
                 params![id],
                 row,
             )
-            .optional()
-            .map_err(|e| e.to_string())
+            .optional()?;
+        Ok(found)
     }
 }
 
