@@ -87,11 +87,11 @@ impl Client {
         let _ = tcp.set_nodelay(true);
         let mut buf = vec![0u8; 64 * 1024];
         let mut handshake = Handshake::new(PeerType::Client);
-        let p0p1 = handshake.generate_outbound_p0_and_p1().map_err(|e| format!("RTMP handshake: {e:?}"))?;
+        let p0p1 = handshake.generate_outbound_p0_and_p1().map_err(|e| format!("RTMP handshake: {e}"))?;
         tcp.write_all(&p0p1).await.map_err(|e| e.to_string())?;
         let remaining = loop {
             let n = read(&mut tcp, &mut buf).await?;
-            match handshake.process_bytes(&buf[..n]).map_err(|e| format!("RTMP handshake: {e:?}"))? {
+            match handshake.process_bytes(&buf[..n]).map_err(|e| format!("RTMP handshake: {e}"))? {
                 HandshakeProcessResult::InProgress { response_bytes } => {
                     tcp.write_all(&response_bytes).await.map_err(|e| e.to_string())?
                 }
@@ -103,18 +103,18 @@ impl Client {
         };
         let mut config = ClientSessionConfig::new();
         config.tc_url = Some(target.tc_url.clone());
-        let (session, results) = ClientSession::new(config).map_err(|e| format!("{e:?}"))?;
+        let (session, results) = ClientSession::new(config).map_err(|e| e.to_string())?;
         let mut client = Client { tcp, session, buf };
         let mut events = client.apply(results).await?;
         events.extend(client.input(&remaining).await?);
-        let request = client.session.request_connection(target.app.clone()).map_err(|e| format!("{e:?}"))?;
+        let request = client.session.request_connection(target.app.clone()).map_err(|e| e.to_string())?;
         events.extend(client.apply(vec![request]).await?);
         client.wait_for(&mut events, |e| matches!(e, ClientSessionEvent::ConnectionRequestAccepted)).await?;
         let request = match mode {
             Mode::Publish => client.session.request_publishing(target.stream.clone(), PublishRequestType::Live),
             Mode::Play => client.session.request_playback(target.stream.clone()),
         }
-        .map_err(|e| format!("{e:?}"))?;
+        .map_err(|e| e.to_string())?;
         events.extend(client.apply(vec![request]).await?);
         client
             .wait_for(&mut events, |e| {
@@ -158,7 +158,7 @@ impl Client {
         // rml_rtmp's chunk decoder can panic on crafted lengths: a bad server ends this connection, nothing else.
         let results = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.session.handle_input(data)))
             .map_err(|_| "malformed RTMP chunk from the server".to_string())?
-            .map_err(|e| format!("RTMP protocol error: {e:?}"))?;
+            .map_err(|e| format!("RTMP protocol error: {e}"))?;
         self.apply(results).await
     }
 
@@ -375,7 +375,7 @@ fn publish(
     } else {
         session.publish_audio_data(body, ts, droppable)
     }
-    .map_err(|e| format!("{e:?}"))
+    .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

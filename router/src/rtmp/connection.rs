@@ -36,9 +36,9 @@ const START_DEADLINE: Duration = Duration::from_secs(15);
 enum ConnError {
     #[error("{0}")]
     Io(#[from] std::io::Error),
-    #[error("RTMP handshake failed: {0:?}")]
+    #[error("RTMP handshake failed: {0}")]
     Handshake(rml_rtmp::handshake::HandshakeError),
-    #[error("RTMP protocol error: {0:?}")]
+    #[error("RTMP protocol error: {0}")]
     Session(rml_rtmp::sessions::ServerSessionError),
     #[error("{0}")]
     Refused(String),
