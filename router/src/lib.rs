@@ -13,7 +13,8 @@
 //! - [`plugin`]: the WebAssembly plugin host (wasmtime) and the sink world's storage; [`auth`]: access decisions
 //!   at every entry point; [`recording`]: recorders, the recordings index, probe and stitch.
 //! - [`admit`]: the one admission path (route, source/output, publish key, auth) every entry point takes.
-//! - [`ingest`], [`webrtc`], [`rtmp`]: sources and outputs by protocol.
+//! - [`rtmp`], [`webrtc`]: the protocols (RTMP's server connections and client; WHIP/WHEP's shard);
+//!   [`ingest`]: sources, one module per kind; [`egress`]: outputs, one module per kind (pushes so far).
 //! - [`runtime`]: builds routes from the table, wires sources, applies reloads.
 //! - [`api`]: HTTP (REST, metrics, UI) and its driver (`api::serve`: timeouts, caps, trusted proxies); [`server`]
 //!   starts it all.
@@ -28,6 +29,7 @@ pub mod backoff;
 pub mod config;
 pub mod connections;
 pub mod credentials;
+pub mod egress;
 pub mod ingest;
 pub mod logging;
 pub mod media;

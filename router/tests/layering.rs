@@ -20,9 +20,13 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("admit", &["auth", "config", "plugin", "route"]),
     ("webrtc", &["config", "connections", "media", "route"]),
     ("rtmp", &["admit", "auth", "backoff", "config", "connections", "media", "route"]),
-    // Same level as the protocols (ingest/egress sit above admission); the RTMP pull source uses rtmp's client.
+    // Same level as the protocols (ingest and egress sit above admission): RTMP pull and push use rtmp's client.
     ("ingest", &["backoff", "config", "media", "route", "rtmp"]),
-    ("runtime", &["admit", "auth", "backoff", "config", "ingest", "media", "plugin", "recording", "route", "rtmp"]),
+    ("egress", &["backoff", "config", "media", "route", "rtmp"]),
+    (
+        "runtime",
+        &["admit", "auth", "backoff", "config", "egress", "ingest", "media", "plugin", "recording", "route", "rtmp"],
+    ),
     (
         "api",
         &[
@@ -31,6 +35,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "config",
             "connections",
             "credentials",
+            "egress",
             "media",
             "plugin",
             "recording",

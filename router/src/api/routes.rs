@@ -10,9 +10,9 @@ use serde::Serialize;
 
 use super::{ApiError, AppState};
 use crate::config::model::{Output, RouteConfig};
+use crate::egress::push::PushStatus;
 use crate::media::Codec;
 use crate::route::{RouteHandle, RouteSnapshot, RouteState};
-use crate::rtmp::client::PushStatus;
 use crate::runtime::Directory;
 use crate::runtime::{ReloadOutcome, ReloadResult, ReloadTrigger};
 use crate::webrtc::SessionInfo;

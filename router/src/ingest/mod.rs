@@ -5,6 +5,7 @@
 //! of a route that silently never goes live.
 
 pub mod demo;
+pub mod rtmp_pull;
 pub mod rtsp;
 
 use std::sync::Arc;
@@ -25,7 +26,7 @@ pub fn source_for(route: &RouteConfig) -> RouteSource {
             RouteSource::Pull(Arc::new(rtsp::RtspSource::new(url.0.clone(), route.rtsp.clone().unwrap_or_default())))
         }
         Source::Pull { url } if url.0.scheme() == "rtmp" => {
-            RouteSource::Pull(Arc::new(crate::rtmp::client::RtmpPullSource::new(url.0.clone())))
+            RouteSource::Pull(Arc::new(rtmp_pull::RtmpPullSource::new(url.0.clone())))
         }
         Source::Pull { url } => RouteSource::Unavailable(format!(
             "pulling {}:// sources is not available in this build yet",

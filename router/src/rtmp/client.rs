@@ -1,34 +1,20 @@
-//! Outbound RTMP with rml_rtmp's client session: pull a stream from another server (`from = "rtmp://..."`) and
-//! push a route to one (`to = ["rtmp://..."]`), both reconnecting with backoff.
+//! Outbound RTMP with rml_rtmp's client session: the connection both directions share (handshake, connect,
+//! publish or play accepted). Pulling a stream into a route is `ingest::rtmp_pull`; pushing one out is
+//! `egress::push`.
 
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bytes::Bytes;
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
 use rml_rtmp::sessions::{
     ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult, PublishRequestType,
 };
-use rml_rtmp::time::RtmpTimestamp;
-use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::task::JoinHandle;
 use url::Url;
-
-use super::flv;
-use super::ingest::FlvTracks;
-use crate::backoff::Backoff;
-use crate::config::model::{redact_push_url, redact_url};
-use crate::media::{CodecParams, TrackId};
-use crate::route::actor::{SourceEvent, SourceFactory, SourceFeed};
-use crate::route::{ReaderKind, RouteError, RouteHandle};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// A server that does not take our data for this long is treated as gone.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
-/// A pulled stream that sends nothing for this long is considered stalled.
-const STALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where an `rtmp://host[:port]/app/stream` URL points.
 #[derive(Debug, Clone)]
@@ -60,20 +46,23 @@ impl RtmpTarget {
 }
 
 /// A connected client session and its socket.
-struct Client {
-    tcp: TcpStream,
-    session: ClientSession,
-    buf: Vec<u8>,
+#[allow(missing_debug_implementations, reason = "rml_rtmp's ClientSession has no Debug")]
+pub struct Client {
+    pub tcp: TcpStream,
+    pub session: ClientSession,
+    pub buf: Vec<u8>,
 }
 
-enum Mode {
+/// Which way the stream goes once connected.
+#[derive(Debug, Clone, Copy)]
+pub enum Mode {
     Publish,
     Play,
 }
 
 impl Client {
     /// Connects, handshakes and gets publishing or playing accepted, all within [`CONNECT_TIMEOUT`].
-    async fn connect(target: &RtmpTarget, mode: Mode) -> Result<(Client, Vec<ClientSessionEvent>), String> {
+    pub async fn connect(target: &RtmpTarget, mode: Mode) -> Result<(Client, Vec<ClientSessionEvent>), String> {
         tokio::time::timeout(CONNECT_TIMEOUT * 2, Client::connect_inner(target, mode))
             .await
             .map_err(|_| format!("{} did not complete the RTMP setup in time", target.addr))?
@@ -154,7 +143,7 @@ impl Client {
         }
     }
 
-    async fn input(&mut self, data: &[u8]) -> Result<Vec<ClientSessionEvent>, String> {
+    pub async fn input(&mut self, data: &[u8]) -> Result<Vec<ClientSessionEvent>, String> {
         // rml_rtmp's chunk decoder can panic on crafted lengths: a bad server ends this connection, nothing else.
         let results = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.session.handle_input(data)))
             .map_err(|_| "malformed RTMP chunk from the server".to_string())?
@@ -163,7 +152,7 @@ impl Client {
     }
 
     /// Sends outbound packets, returns raised events.
-    async fn apply(&mut self, results: Vec<ClientSessionResult>) -> Result<Vec<ClientSessionEvent>, String> {
+    pub async fn apply(&mut self, results: Vec<ClientSessionResult>) -> Result<Vec<ClientSessionEvent>, String> {
         let mut events = Vec::new();
         for r in results {
             match r {
@@ -181,201 +170,12 @@ impl Client {
     }
 }
 
-async fn read(tcp: &mut TcpStream, buf: &mut [u8]) -> Result<usize, String> {
+pub async fn read(tcp: &mut TcpStream, buf: &mut [u8]) -> Result<usize, String> {
     match tcp.read(buf).await {
         Ok(0) => Err("the server closed the connection".into()),
         Ok(n) => Ok(n),
         Err(e) => Err(e.to_string()),
     }
-}
-
-/// `from = "rtmp://host/app/stream"`: plays a stream from another server into the route.
-#[derive(Debug, Clone)]
-pub struct RtmpPullSource {
-    url: Url,
-}
-
-impl RtmpPullSource {
-    pub fn new(url: Url) -> Self {
-        RtmpPullSource { url }
-    }
-}
-
-impl SourceFactory for RtmpPullSource {
-    fn start(&self, feed: SourceFeed) -> JoinHandle<()> {
-        tokio::spawn(pull(self.url.clone(), feed))
-    }
-}
-
-async fn pull(url: Url, feed: SourceFeed) {
-    let name = redact_url(&url);
-    let mut backoff = Backoff::default();
-    let mut last_error: Option<String> = None;
-    loop {
-        let (error, healthy_for) = match pull_once(&url, &feed).await {
-            Ok(()) => return, // the route stopped this source
-            Err(e) => e,
-        };
-        let wait = backoff.failed(healthy_for);
-        if last_error.as_deref() != Some(error.as_str()) {
-            tracing::warn!(source = %name, %error, retry_in_ms = wait.as_millis() as u64, "RTMP pull failed; retrying with backoff");
-        }
-        last_error = Some(error.clone());
-        if !feed.send(SourceEvent::Reconnecting { error }).await {
-            return;
-        }
-        tokio::time::sleep(wait).await;
-    }
-}
-
-/// Ok when the route stopped us; Err((why, how long it delivered)) otherwise.
-async fn pull_once(url: &Url, feed: &SourceFeed) -> Result<(), (String, Option<Duration>)> {
-    let target = RtmpTarget::parse(url).map_err(|e| (e, None))?;
-    let (mut client, mut pending) = Client::connect(&target, Mode::Play).await.map_err(|e| (e, None))?;
-    if !feed.send(SourceEvent::Connected).await {
-        return Ok(());
-    }
-    let started = Instant::now();
-    let mut tracks = FlvTracks::default();
-    loop {
-        for event in pending.drain(..) {
-            let events = match event {
-                ClientSessionEvent::VideoDataReceived { data, timestamp } => tracks.video(&data, timestamp.value),
-                ClientSessionEvent::AudioDataReceived { data, timestamp } => tracks.audio(&data, timestamp.value),
-                _ => continue,
-            };
-            for e in events.map_err(|e| (e.to_string(), Some(started.elapsed())))? {
-                if !feed.send(e).await {
-                    return Ok(());
-                }
-            }
-        }
-        let n = tokio::time::timeout(STALL_TIMEOUT, read(&mut client.tcp, &mut client.buf))
-            .await
-            .map_err(|_| (format!("no data for {}s", STALL_TIMEOUT.as_secs()), Some(started.elapsed())))?
-            .map_err(|e| (e, Some(started.elapsed())))?;
-        let data = client.buf[..n].to_vec();
-        pending = client.input(&data).await.map_err(|e| (e, Some(started.elapsed())))?;
-    }
-}
-
-/// What the API shows about one push target.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct PushStatus {
-    pub target: String,
-    /// "connecting", "live" or "retrying".
-    pub state: &'static str,
-    pub last_error: Option<String>,
-    pub attempts: u64,
-    pub frames_sent: u64,
-}
-
-/// Pushes a route to `url` until aborted (the route ended or its `to` no longer lists the URL).
-pub fn spawn_push(route: RouteHandle, url: Url) -> (JoinHandle<()>, Arc<Mutex<PushStatus>>) {
-    let status =
-        Arc::new(Mutex::new(PushStatus { target: redact_push_url(&url), state: "connecting", ..Default::default() }));
-    let task = tokio::spawn(push(route, url, Arc::clone(&status)));
-    (task, status)
-}
-
-fn set(status: &Mutex<PushStatus>, f: impl FnOnce(&mut PushStatus)) {
-    if let Ok(mut s) = status.lock() {
-        f(&mut s);
-    }
-}
-
-async fn push(route: RouteHandle, url: Url, status: Arc<Mutex<PushStatus>>) {
-    let name = redact_push_url(&url);
-    let mut backoff = Backoff::default();
-    let mut last_error: Option<String> = None;
-    loop {
-        set(&status, |s| {
-            s.state = "connecting";
-            s.attempts += 1;
-        });
-        let (error, healthy_for) = match push_once(&route, &url, &status).await {
-            Ok(()) => {
-                set(&status, |s| s.state = "stopped");
-                return; // the route ended
-            }
-            Err(e) => e,
-        };
-        let wait = backoff.failed(healthy_for);
-        set(&status, |s| {
-            s.state = "retrying";
-            s.last_error = Some(error.clone());
-        });
-        if last_error.as_deref() != Some(error.as_str()) {
-            tracing::warn!(route = %route.name(), target = %name, %error, retry_in_ms = wait.as_millis() as u64, "RTMP push failed; retrying with backoff");
-        }
-        last_error = Some(error);
-        tokio::time::sleep(wait).await;
-    }
-}
-
-async fn push_once(
-    route: &RouteHandle,
-    url: &Url,
-    status: &Mutex<PushStatus>,
-) -> Result<(), (String, Option<Duration>)> {
-    let target = RtmpTarget::parse(url).map_err(|e| (e, None))?;
-    let mut reader = match route.add_reader(ReaderKind::Push, Some(redact_push_url(url))).await {
-        Ok(r) => r,
-        Err(RouteError::Ended(_)) => return Ok(()),
-        Err(e) => return Err((e.to_string(), None)),
-    };
-    let (mut client, _) = Client::connect(&target, Mode::Publish).await.map_err(|e| (e, None))?;
-    tracing::info!(route = %route.name(), target = %redact_push_url(url), "RTMP push connected");
-    set(status, |s| s.state = "live");
-    let started = Instant::now();
-    let failed = |e: String| (e, Some(started.elapsed()));
-    let mut sent_params: Vec<(TrackId, CodecParams)> = Vec::new();
-    loop {
-        tokio::select! {
-            frame = reader.recv() => {
-                let Some(frame) = frame else { return Ok(()) };
-                let mut results = Vec::new();
-                let sent = sent_params.iter().find(|(id, _)| *id == frame.track.id).map(|(_, p)| p);
-                if sent != Some(&frame.track.params)
-                    && let Some((is_video, header)) = flv::sequence_header(&frame.track.params)
-                {
-                    let ts = (frame.dts.max(0) * 1000 / i64::from(frame.track.clock_rate.max(1))) as u32;
-                    results.push(publish(&mut client.session, is_video, header, ts, false).map_err(failed)?);
-                    sent_params.retain(|(id, _)| *id != frame.track.id);
-                    sent_params.push((frame.track.id, frame.track.params.clone()));
-                }
-                if let Some(m) = frame.flv.get_or_init(|| flv::route_message(&frame)) {
-                    results.push(
-                        publish(&mut client.session, m.video, m.body.clone(), m.timestamp_ms, !frame.keyframe)
-                            .map_err(failed)?,
-                    );
-                    set(status, |s| s.frames_sent += 1);
-                }
-                client.apply(results).await.map_err(failed)?;
-            }
-            n = read(&mut client.tcp, &mut client.buf) => {
-                let n = n.map_err(failed)?;
-                let data = client.buf[..n].to_vec();
-                client.input(&data).await.map_err(failed)?;
-            }
-        }
-    }
-}
-
-fn publish(
-    session: &mut ClientSession,
-    video: bool,
-    body: Bytes,
-    ts: u32,
-    droppable: bool,
-) -> Result<ClientSessionResult, String> {
-    let ts = RtmpTimestamp::new(ts);
-    if video {
-        session.publish_video_data(body, ts, droppable)
-    } else {
-        session.publish_audio_data(body, ts, droppable)
-    }
-    .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

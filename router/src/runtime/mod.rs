@@ -21,12 +21,12 @@ use crate::config::diff::{RouteChange, TableDiff, diff};
 use crate::config::model::PluginWorld;
 use crate::config::model::{Output, RouteConfig, RouteName, RouteTable};
 use crate::config::{self, ConfigErrors};
+use crate::egress::push::PushStatus;
 use crate::ingest;
 use crate::plugin::{PluginHost, Plugins};
 use crate::recording::index::Index;
 use crate::recording::recorder::{Recording, RecordingStatus};
 use crate::route::{RouteHandle, spawn_route};
-use crate::rtmp::client::PushStatus;
 
 /// The running routes, keyed by name, and their push outputs.
 #[derive(Debug)]
@@ -185,7 +185,7 @@ impl RouteSet {
                     continue;
                 }
                 let push = if url.scheme() == "rtmp" {
-                    let (task, status) = crate::rtmp::client::spawn_push(handle.clone(), url.clone());
+                    let (task, status) = crate::egress::push::spawn_push(handle.clone(), url.clone());
                     Push { task: Some(task), status }
                 } else {
                     let status = PushStatus {
