@@ -16,6 +16,13 @@ const SERVED: [&str; 9] = ["html", "js", "mjs", "css", "svg", "png", "ico", "web
 const SKIPPED_DIRS: [&str; 3] = ["node_modules", "tests", "test-results"];
 
 fn main() {
+    // First, before anything else is printed: when the target cannot be had, the one line saying so is all a
+    // newcomer's failed build shows from this script.
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    if let Err(line) = wasm_target::ensure(&rustc) {
+        eprintln!("error: {line}");
+        std::process::exit(1);
+    }
     web_assets();
     plugins::build();
 }
