@@ -41,18 +41,22 @@ function tile(route) {
   return el;
 }
 
+/** A route's state as the grid and the table show it: a ⚠ when it has warnings, the error while not live. */
+function stateText(r) {
+  const st = r.live?.state ?? 'ended';
+  const err = st !== 'live' ? r.live?.last_error : null;
+  return `${(r.warnings ?? []).length ? '⚠ ' : ''}${st}${err ? `: ${err}` : ''}`;
+}
+
 function renderGrid(routes) {
   const playable = routes.filter((r) => r.config.to.includes('whep'));
   for (const r of playable) {
     if (!tiles.has(r.name)) tiles.set(r.name, tile(r.name));
     const t = tiles.get(r.name);
     // The route's state stays visible while a tile plays: "connected" with no picture is then explained.
-    const st = r.live?.state ?? 'ended';
-    const err = st !== 'live' ? r.live?.last_error : null;
-    const warn = r.warnings ?? [];
-    t.stateEl.textContent = `${warn.length ? '⚠ ' : ''}${st}${err ? `: ${err}` : ''}`;
-    t.stateEl.title = warn.join('\n');
-    t.stateEl.className = `tile-state state-${st}`;
+    t.stateEl.textContent = stateText(r);
+    t.stateEl.title = (r.warnings ?? []).join('\n');
+    t.stateEl.className = `tile-state state-${r.live?.state ?? 'ended'}`;
   }
   for (const [name, t] of tiles) {
     if (!playable.some((r) => r.name === name)) {
@@ -95,11 +99,7 @@ async function refresh() {
       name.append(link);
       tr.append(
         name,
-        cell(
-          `${(r.warnings ?? []).length ? '⚠ ' : ''}${live.state ?? 'ended'}` +
-            `${live.last_error && live.state !== 'live' ? `: ${live.last_error}` : ''}`,
-          `state-${live.state}`,
-        ),
+        cell(stateText(r), `state-${live.state}`),
         cell(live.source ?? ''),
         cell(r.config.to.join(', ')),
         cell((live.tracks ?? []).map((t) => `${t.codec} ${t.description}`).join('; ')),

@@ -160,14 +160,11 @@ impl AddressCounts {
     pub fn take(self: &Arc<Self>, ip: IpAddr, cap: u32) -> Option<AddressSlot> {
         let key = address_key(ip);
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        let n = counts.entry(key).or_default();
-        if *n >= cap {
-            if *n == 0 {
-                counts.remove(&key);
-            }
+        let held = counts.get(&key).copied().unwrap_or(0);
+        if held >= cap {
             return None;
         }
-        *n += 1;
+        counts.insert(key, held + 1);
         Some(AddressSlot { counts: Arc::clone(self), key })
     }
 

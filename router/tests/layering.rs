@@ -15,7 +15,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("connections", &["config"]),
     ("credentials", &["config"]),
     ("plugin", &["config", "media"]),
-    ("auth", &["config", "plugin"]),
+    ("auth", &["config", "connections", "plugin"]),
     ("recording", &["backoff", "config", "media", "plugin", "route"]),
     ("admit", &["auth", "config", "plugin", "route"]),
     ("webrtc", &["config", "connections", "media", "route"]),
@@ -45,23 +45,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "webrtc",
         ],
     ),
-    (
-        "server",
-        &[
-            "admit",
-            "api",
-            "auth",
-            "config",
-            "connections",
-            "media",
-            "plugin",
-            "recording",
-            "route",
-            "rtmp",
-            "runtime",
-            "webrtc",
-        ],
-    ),
+    // The top: it starts everything.
+    ("server", &["*"]),
 ];
 
 /// Upward imports that exist today and are to go with issue 19's re-layering: (from, to, why it is there).
@@ -95,7 +80,7 @@ fn modules_import_only_the_layers_below_them() {
         };
         for target in targets {
             let known = KNOWN_UPWARD.iter().any(|(f, t, _)| f == module && t == target);
-            if !may.contains(&target.as_str()) && !known {
+            if !may.contains(&target.as_str()) && !may.contains(&"*") && !known {
                 problems.push(format!("`{module}` uses `{target}`, which its layer may not"));
             }
         }

@@ -82,12 +82,10 @@ pub async fn record(
             // A recording of a route with no media yet starts when it comes: say what it waits for.
             let dir = state.runtime.directory();
             let waiting_for = match (dir.route(&route), &status) {
-                (Some((config, handle)), Some(s)) if on => {
-                    let live = handle.snapshot().await.ok();
-                    super::routes::warnings(config, live.as_ref(), std::slice::from_ref(s))
-                        .into_iter()
-                        .find(|w| w.starts_with("recording with"))
-                }
+                (Some((_, handle)), Some(s)) if on => match handle.snapshot().await {
+                    Ok(live) => super::routes::recordings_waiting(&live, std::slice::from_ref(s)).pop(),
+                    Err(_) => None,
+                },
                 _ => None,
             };
             Ok(Json(RecordReply { route, plugin, recording: on, status, waiting_for }))

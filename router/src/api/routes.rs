@@ -58,18 +58,7 @@ pub fn warnings(
                     .to_string(),
             );
         }
-        for r in recordings.iter().filter(|r| r.state == "starting") {
-            let why = match (live.state, &live.last_error) {
-                (RouteState::Live, _) => continue,
-                (RouteState::Unavailable, Some(e)) => format!("the route is unavailable ({e}); it will not start"),
-                (RouteState::Waiting, _) => {
-                    "the route has no media yet (no publisher, or the source is connecting)".to_string()
-                }
-                (state, Some(e)) => format!("the route is {} ({e})", state.as_str()),
-                (state, None) => format!("the route is {}", state.as_str()),
-            };
-            out.push(format!("recording with \"{}\" starts at the route's first keyframe: {why}", r.plugin));
-        }
+        out.extend(recordings_waiting(live, recordings));
     }
     if config.to.contains(&Output::Rtsp) {
         out.push(
@@ -78,6 +67,27 @@ pub fn warnings(
         );
     }
     out
+}
+
+/// What each recording that has not begun waits for, when the route has no media yet (nothing while it is live).
+pub fn recordings_waiting(
+    live: &RouteSnapshot,
+    recordings: &[crate::recording::recorder::RecordingStatus],
+) -> Vec<String> {
+    let why = match (live.state, &live.last_error) {
+        (RouteState::Live, _) => return Vec::new(),
+        (RouteState::Unavailable, Some(e)) => format!("the route is unavailable ({e}); it will not start"),
+        (RouteState::Waiting, _) => {
+            "the route has no media yet (no publisher, or the source is connecting)".to_string()
+        }
+        (state, Some(e)) => format!("the route is {} ({e})", state.as_str()),
+        (state, None) => format!("the route is {}", state.as_str()),
+    };
+    recordings
+        .iter()
+        .filter(|r| r.state == "starting")
+        .map(|r| format!("recording with \"{}\" starts at the route's first keyframe: {why}", r.plugin))
+        .collect()
 }
 
 pub async fn view(

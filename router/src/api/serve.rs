@@ -7,8 +7,8 @@
 //! `header_timeout` to send a request's headers (which is also how long an idle keep-alive connection lives,
 //! since hyper starts that timer whenever it waits for a request), [`limit_body_time`] ends a request whose
 //! body takes longer than `body_timeout`, and a client that stops reading a response is dropped after 30 s
-//! ([`StalledWrites`]). Handlers find the client's address in `ConnectInfo`: the peer's, or
-//! behind a trusted reverse proxy the one its `Forwarded` headers name ([`forwarded`]).
+//! ([`StalledWrites`]). Handlers find the client's address in `ConnectInfo`: the peer's, or behind a trusted
+//! reverse proxy the one its `X-Forwarded-For` names ([`forwarded`]).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -13,6 +13,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::config::model::AnonymousAction;
+use crate::connections::address_key;
 use crate::plugin::Plugins;
 pub use crate::plugin::auth::{Action, BasicCredentials, Credentials, Decision, Protocol, Request};
 
@@ -86,14 +87,6 @@ impl FailureWindow {
     }
 }
 
-/// What failures are counted under: the address, or for IPv6 its /64 (one subscriber usually holds a whole /64).
-fn client_key(ip: IpAddr) -> IpAddr {
-    match ip.to_canonical() {
-        IpAddr::V6(v6) => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
-        v4 => v4,
-    }
-}
-
 /// Decides access; one per process, shared by every entry point.
 #[derive(Debug, Default)]
 pub struct AuthGate {
@@ -164,7 +157,7 @@ impl AuthGate {
     /// Starts a check from `ip`, unless that address is over the limit.
     fn admit(&self, ip: Option<IpAddr>) -> Result<(), Duration> {
         let Some(ip) = ip else { return Ok(()) };
-        let key = client_key(ip);
+        let key = address_key(ip);
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         if failures.len() >= MAX_TRACKED && !failures.contains_key(&key) {
             // Forget what no longer matters; never forget a blocked address or one with checks under way.
@@ -189,7 +182,7 @@ impl AuthGate {
         let Some(ip) = ip else { return };
         {
             let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(w) = failures.get_mut(&client_key(ip)) {
+            if let Some(w) = failures.get_mut(&address_key(ip)) {
                 w.pending = w.pending.saturating_sub(1);
                 if failed {
                     w.count += 1;
@@ -308,10 +301,10 @@ mod tests {
         let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().expect("ip");
         let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().expect("ip");
         let c: IpAddr = "2001:db8:1:3::1".parse().expect("ip");
-        assert_eq!(client_key(a), client_key(b));
-        assert_ne!(client_key(a), client_key(c));
+        assert_eq!(address_key(a), address_key(b));
+        assert_ne!(address_key(a), address_key(c));
         let mapped: IpAddr = "::ffff:192.0.2.1".parse().expect("ip");
-        assert_eq!(client_key(mapped), "192.0.2.1".parse::<IpAddr>().expect("ip"));
+        assert_eq!(address_key(mapped), "192.0.2.1".parse::<IpAddr>().expect("ip"));
     }
 
     #[tokio::test]

@@ -23,8 +23,6 @@ pub struct TableDiff {
     pub removed: Vec<RouteName>,
     pub changed: Vec<(Arc<RouteConfig>, RouteChange)>,
     pub unchanged: usize,
-    /// `[server]` keys that changed; they take effect at the next restart.
-    pub needs_restart: Vec<&'static str>,
     /// Whether `[plugins]` changed (the plugin host reloads those plugins).
     pub plugins_changed: bool,
 }
@@ -44,7 +42,6 @@ pub fn diff(old: &RouteTable, new: &RouteTable) -> TableDiff {
         }
     }
     d.removed = old.routes.iter().filter(|r| !new_names.contains(&r.name)).map(|r| r.name.clone()).collect();
-    d.needs_restart = restart_keys(&old.server, &new.server);
     d.plugins_changed = old.plugins != new.plugins;
     d
 }
@@ -122,13 +119,13 @@ mod tests {
         assert_eq!(d.removed.iter().map(RouteName::as_str).collect::<Vec<_>>(), ["gone"]);
         let changed: Vec<(&str, RouteChange)> = d.changed.iter().map(|(r, c)| (r.name.as_str(), *c)).collect();
         assert_eq!(changed, [("source", RouteChange::Source), ("settings", RouteChange::Settings)]);
-        assert!(d.needs_restart.is_empty());
+        assert!(restart_keys(&old.server, &new.server).is_empty());
     }
 
     #[test]
     fn server_changes_need_a_restart() {
         let old = table("[server]\nhttp = \"127.0.0.1:8000\"\n");
         let new = table("[server]\nhttp = \"127.0.0.1:8001\"\n");
-        assert_eq!(diff(&old, &new).needs_restart, ["server.http"]);
+        assert_eq!(restart_keys(&old.server, &new.server), ["server.http"]);
     }
 }

@@ -76,8 +76,8 @@ pub struct ServerConfig {
     /// The auth plugin guarding the REST API (`/v1`); `None` leaves it open.
     pub api_auth: Option<String>,
     pub limits: ServerLimits,
-    /// Reverse proxies whose `Forwarded` / `X-Forwarded-For` headers are believed: a request from one of these is
-    /// taken to come from the client the header names (for auth, the failure limit and per-address caps).
+    /// Reverse proxies whose `X-Forwarded-For` is believed: a request from one of these is taken to come from the
+    /// client the header names (for auth, the failure limit and the WebRTC sessions cap).
     pub trusted_proxies: Vec<IpNet>,
 }
 
@@ -274,6 +274,17 @@ pub enum PluginWorld {
     Auth,
     Sink,
     Signaling,
+}
+
+impl PluginWorld {
+    /// "an auth plugin", "a sink plugin", "a signaling plugin": for messages.
+    pub fn with_article(self) -> &'static str {
+        match self {
+            PluginWorld::Auth => "an auth plugin",
+            PluginWorld::Sink => "a sink plugin",
+            PluginWorld::Signaling => "a signaling plugin",
+        }
+    }
 }
 
 impl PluginSource {

@@ -52,6 +52,9 @@ pub fn validate(
     };
     let api_auth_spec = spec.server.as_ref().and_then(|s| s.api_auth.clone());
     let mut server = cx.server(spec.server);
+    // Like every other path in the file, relative to the file: the router then finds the same data whichever
+    // directory it was started from.
+    server.data_dir = cx.base_dir.join(&server.data_dir);
     let plugins = cx.plugins(spec.plugins, &server.data_dir);
     if let Some(a) = &api_auth_spec {
         server.api_auth = cx.auth("`server.api_auth`", a, &plugins);
@@ -119,10 +122,7 @@ impl Validator<'_> {
 
     fn server(&mut self, spec: Option<ServerSpec>) -> ServerConfig {
         let mut server = ServerConfig::default();
-        let Some(spec) = spec else {
-            server.data_dir = self.base_dir.join(&server.data_dir);
-            return server;
-        };
+        let Some(spec) = spec else { return server };
         if let Some(v) = &spec.http {
             server.http = self.addr("server.http", v, server.http);
         }
@@ -196,25 +196,16 @@ impl Validator<'_> {
                 Ok(net) if net.prefix == 0 => self.err(
                     proxy.span(),
                     format!("`server.trusted_proxies`: \"{s}\" trusts every address: any client could name itself"),
-                    Some(
-                        "list your reverse proxies' addresses or ranges, e.g. [\"127.0.0.1\", \"10.0.0.0/8\"]"
-                            .to_string(),
-                    ),
+                    Some(TRUSTED_PROXIES_HELP.to_string()),
                 ),
                 Ok(net) => server.trusted_proxies.push(net),
                 Err(e) => self.err(
                     proxy.span(),
                     format!("`server.trusted_proxies`: {e}"),
-                    Some(
-                        "list your reverse proxies' addresses or ranges, e.g. [\"127.0.0.1\", \"10.0.0.0/8\"]"
-                            .to_string(),
-                    ),
+                    Some(TRUSTED_PROXIES_HELP.to_string()),
                 ),
             }
         }
-        // Like every other path in the file, relative to the file: the router then finds the same data whichever
-        // directory it was started from.
-        server.data_dir = self.base_dir.join(&server.data_dir);
         // The three TCP listeners cannot share a port on the same address.
         let tcp = [
             ("server.http", server.http, &spec.http),
@@ -265,24 +256,16 @@ impl Validator<'_> {
             ("body_timeout", &spec.body_timeout, &mut limits.body_timeout),
         ] {
             let Some(v) = v else { continue };
-            match parse_duration(v.get_ref()) {
-                Ok(d) if !d.is_zero() && d <= MAX_CLIENT_TIMEOUT => *slot = d,
-                Ok(d) if d.is_zero() => self.err(
-                    v.span(),
-                    format!("`server.limits.{key}` cannot be zero"),
-                    Some("write a duration such as \"10s\"".to_string()),
-                ),
-                Ok(_) => self.err(
-                    v.span(),
-                    format!("`server.limits.{key}` is at most 1h: a client taking longer is not a client"),
-                    Some("write a duration such as \"10s\"".to_string()),
-                ),
-                Err(e) => self.err(
-                    v.span(),
-                    format!("`server.limits.{key}`: {e}"),
-                    Some("write a duration such as \"10s\"".to_string()),
-                ),
-            }
+            let message = match parse_duration(v.get_ref()) {
+                Ok(d) if !d.is_zero() && d <= MAX_CLIENT_TIMEOUT => {
+                    *slot = d;
+                    continue;
+                }
+                Ok(d) if d.is_zero() => format!("`server.limits.{key}` cannot be zero"),
+                Ok(_) => format!("`server.limits.{key}` is at most 1h: a client taking longer is not a client"),
+                Err(e) => format!("`server.limits.{key}`: {e}"),
+            };
+            self.err(v.span(), message, Some("write a duration such as \"10s\"".to_string()));
         }
         limits
     }
@@ -1084,6 +1067,9 @@ fn auth_help(auth_plugins: &[&str]) -> String {
         format!("auth plugins here: {}; or write auth = \"none\"", auth_plugins.join(", "))
     }
 }
+
+const TRUSTED_PROXIES_HELP: &str =
+    "list your reverse proxies' addresses or ranges, e.g. [\"127.0.0.1\", \"10.0.0.0/8\"]";
 
 const RTMP_PATH_HELP: &str = "RTMP URLs name an application and a stream: write rtmp://host[:port]/APP/STREAM, e.g. rtmp://example.com/live/cam1";
 

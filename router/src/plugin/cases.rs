@@ -70,9 +70,9 @@ pub fn run(plugin: &Path, world: &str, cases_path: &Path) -> Result<Report, Stri
     let world = host.world_of(&bytes).map_err(|e| format!("{}: {e}", plugin.display()))?;
     if world != PluginWorld::Auth {
         return Err(format!(
-            "{}: this is a {} plugin; `plugin test` runs auth plugins (--world auth)",
+            "{}: this is {}; `plugin test` runs auth plugins (--world auth)",
             plugin.display(),
-            format!("{world:?}").to_lowercase()
+            world.with_article()
         ));
     }
 

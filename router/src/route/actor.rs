@@ -651,9 +651,9 @@ impl RouteActor {
         self.has_video |= is_video;
         if is_video && frame.pts != frame.dts && !self.reordered_video {
             self.reordered_video = true;
+            // What to do about it is in the route's `warnings` (API, viewer page), which say it for its outputs.
             tracing::warn!(route = %self.config.name,
-                "the video has B-frames (frames out of order): WebRTC viewers will freeze; publish without them \
-                 (ffmpeg: -bf 0, or -profile:v baseline; OBS: profile baseline or B-frames 0)");
+                "the video has B-frames (frames out of order); see the route's warnings in the API");
         }
         let sync_point = frame.keyframe && (is_video || !self.has_video);
         if self.state != RouteState::Live {

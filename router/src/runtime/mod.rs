@@ -310,7 +310,8 @@ impl From<&TableDiff> for ReloadSummary {
             updated: names(RouteChange::Settings),
             restarted_sources: names(RouteChange::Source),
             unchanged: d.unchanged,
-            needs_restart: d.needs_restart.clone(),
+            // Set by the reload, against the server as it started (the diff knows only the previous file).
+            needs_restart: Vec::new(),
             plugins_reloaded: Vec::new(),
             plugins_added: Vec::new(),
             plugins_removed: Vec::new(),
@@ -447,7 +448,7 @@ fn load_config_with(
             {
                 return Err(file_error(
                     format!("route \"{}\": `to`: record:{name}: plugin \"{name}\" is {}, not a sink plugin", route.name,
-                        world_article(p.plugin.world())),
+                        p.plugin.world().with_article()),
                     Some("name a plugin that exports sluice:plugin/recorder, e.g. one with source = \"builtin:record-mp4\"".to_string()),
                 ));
             }
@@ -458,7 +459,7 @@ fn load_config_with(
             && p.plugin.world() != PluginWorld::Auth
         {
             return Err(file_error(
-                format!("{ctx}: plugin \"{name}\" is {}, not an auth plugin", world_article(p.plugin.world())),
+                format!("{ctx}: plugin \"{name}\" is {}, not an auth plugin", p.plugin.world().with_article()),
                 Some(
                     "name a plugin that exports sluice:plugin/authorizer, e.g. one with source = \"builtin:auth-jwt\""
                         .to_string(),
@@ -469,21 +470,11 @@ fn load_config_with(
     Ok((table, plugins, reloaded))
 }
 
-/// "a sink plugin", for messages.
-fn world_article(world: PluginWorld) -> &'static str {
-    match world {
-        PluginWorld::Auth => "an auth plugin",
-        PluginWorld::Sink => "a sink plugin",
-        PluginWorld::Signaling => "a signaling plugin",
-    }
-}
-
 /// A handle to the runtime actor. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Runtime {
-    /// Access decisions for every entry point (one per process: it counts failed attempts per address).
-    pub gate: Arc<crate::auth::AuthGate>,
-    /// The one admission path entry points take (route, source/output, publish key, auth).
+    /// The one admission path entry points take (route, source/output, publish key, auth); it holds the process's
+    /// one auth gate (which counts failed attempts per address).
     pub admission: Admission,
     /// The recordings index (`data_dir/sluice.db`).
     pub index: Arc<Index>,
@@ -545,10 +536,8 @@ impl Runtime {
         let (stop_tx, stop_rx) = mpsc::channel(1);
         let published = Published { directory: dir_tx, routes: routes_tx };
         tokio::spawn(run(path, set, published, req_rx, rec_rx, stop_rx, Arc::clone(&index)));
-        let gate: Arc<crate::auth::AuthGate> = Arc::default();
         Ok(Runtime {
-            admission: Admission::new(routes_rx, Arc::clone(&gate)),
-            gate,
+            admission: Admission::new(routes_rx, Arc::default()),
             index,
             requests: req_tx,
             records: rec_tx,

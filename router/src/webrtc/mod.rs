@@ -204,10 +204,8 @@ impl WebRtc {
         let ticket = route.admit_viewer(subscription.reader).await?;
         let id = session_id();
         let role = Role::Viewer(Viewer { subscription, _ticket: ticket, video, audio, synced: false });
-        let mut session = Session::new(id.clone(), route.name().clone(), rtc, role, ufrag, remote, now);
-        session.remote_ice = remote_ice;
-        session.slot = Some(slot);
-        self.add(session).await?;
+        let session = Session::new(id.clone(), route.name().clone(), rtc, role, ufrag, remote, now);
+        self.add(session, remote_ice, slot).await?;
         Ok(Answer { session_id: id, sdp: answer.to_sdp_string() })
     }
 
@@ -261,15 +259,21 @@ impl WebRtc {
             announced: Vec::new(),
             keyframe_task: Some(keyframe_task),
         });
-        let mut session = Session::new(id.clone(), route.name().clone(), rtc, role, ufrag, remote, now);
-        session.remote_ice = remote_ice;
-        session.slot = Some(slot);
-        self.add(session).await?;
+        let session = Session::new(id.clone(), route.name().clone(), rtc, role, ufrag, remote, now);
+        self.add(session, remote_ice, slot).await?;
         Ok(Answer { session_id: id, sdp: answer.to_sdp_string() })
     }
 
-    /// Hands a new session to the shard.
-    async fn add(&self, session: Session) -> Result<(), WebRtcError> {
+    /// Hands a new session to the shard, with what its offer said about the peer's ICE credentials (trickle
+    /// fragments are compared with them) and its client address's place (given back when the session ends).
+    async fn add(
+        &self,
+        mut session: Session,
+        remote_ice: IceCredentials,
+        slot: AddressSlot,
+    ) -> Result<(), WebRtcError> {
+        session.remote_ice = remote_ice;
+        session.slot = Some(slot);
         self.inner.commands.send(ShardCommand::Add(Box::new(session))).await.map_err(|_| WebRtcError::Unavailable)
     }
 
