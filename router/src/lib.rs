@@ -31,6 +31,7 @@ pub mod connections;
 pub mod credentials;
 pub mod egress;
 pub mod ingest;
+pub mod listen;
 pub mod logging;
 pub mod media;
 pub mod plugin;

@@ -49,7 +49,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding the HTTP listener on {} (`server.http`)", server.http))?;
     let local = listener.local_addr()?;
-    let rtmp = crate::rtmp::serve(server.rtmp, runtime.admission.clone(), connections.clone())
+    let rtmp = crate::listen::rtmp::serve(server.rtmp, runtime.admission.clone(), connections.clone())
         .await
         .with_context(|| format!("binding the RTMP listener on {} (`server.rtmp`)", server.rtmp))?;
 

@@ -5,6 +5,7 @@
 //! of a route that silently never goes live.
 
 pub mod demo;
+pub mod rtmp_publish;
 pub mod rtmp_pull;
 pub mod rtsp;
 
@@ -16,7 +17,7 @@ use crate::route::actor::RouteSource;
 pub fn source_for(route: &RouteConfig) -> RouteSource {
     match &route.from {
         Source::Demo => RouteSource::Pull(Arc::new(demo::DemoSource)),
-        // Publishers attach through their protocol's server: WHIP via `webrtc`, RTMP via `rtmp`.
+        // Publishers attach when they connect: WHIP through `ingest::whip`, RTMP through `ingest::rtmp_publish`.
         Source::Publish { protocol: PublishProtocol::Whip | PublishProtocol::Rtmp } => RouteSource::Publish,
         Source::Publish { protocol } => RouteSource::Unavailable(format!(
             "taking {} publishers is not available in this build yet",

@@ -10,7 +10,7 @@ use crate::backoff::Backoff;
 use crate::config::model::redact_url;
 use crate::route::actor::{SourceEvent, SourceFactory, SourceFeed};
 use crate::rtmp::client::{Client, Mode, RtmpTarget, read};
-use crate::rtmp::ingest::FlvTracks;
+use crate::rtmp::tracks::FlvTracks;
 
 /// A pulled stream that sends nothing for this long is considered stalled.
 const STALL_TIMEOUT: Duration = Duration::from_secs(10);

@@ -1,54 +1,34 @@
-//! RTMP: publishers (OBS, ffmpeg, encoders) and players (ffplay, VLC, ffmpeg) on `[server] rtmp`, with rml_rtmp.
+//! RTMP's protocol core, shared by every RTMP path: [`flv`] converts between FLV tag bodies and route frames,
+//! [`tracks`] turns a stream's tags into route events, [`client`] is the outbound connection (pull and push),
+//! [`wire`] the writes every connection makes. rml_rtmp is the state machine underneath (handshake, chunking,
+//! client and server sessions).
 //!
-//! rml_rtmp is the protocol core (handshake, chunking, the server session state machine); [`connection`] is the
-//! thin driver owning one TCP connection; [`flv`] converts between FLV tag bodies and route frames.
-//!
-//! URLs: `rtmp://host[:port]/{route}` with the stream key in OBS's "Stream Key" field (or
-//! `rtmp://host/{route}/{key}`, or `?key=`/`?token=`). The route is the RTMP "app"; if the app is not a route,
-//! the stream name is tried, so `rtmp://host/live/{route}` works for tools that insist on an app.
+//! Where the paths are: the RTMP port's driver is `listen::rtmp`; a publisher feeds its route through
+//! `ingest::rtmp_publish`, a player reads through `egress::rtmp_play`; pulls are `ingest::rtmp_pull`, pushes
+//! `egress::push`.
 
 pub mod client;
-pub mod connection;
 pub mod flv;
-pub mod ingest;
+pub mod tracks;
+pub mod wire;
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::net::TcpListener;
-
-use crate::admit::Admission;
-use crate::connections::Connections;
-
-/// Binds the RTMP listener and serves connections until the process ends. Connections are admitted through the
-/// caps every listener shares (`[server.limits]`); one over them is closed at once.
-pub async fn serve(
-    addr: SocketAddr,
-    admission: Admission,
-    connections: Arc<Connections>,
-) -> std::io::Result<SocketAddr> {
-    let listener = TcpListener::bind(addr).await?;
-    let local = listener.local_addr()?;
-    tracing::info!(rtmp = %local, "RTMP listening");
-    tokio::spawn(async move {
-        loop {
-            match listener.accept().await {
-                Ok((stream, peer)) => {
-                    let limits = admission.routes().table.server.limits.clone();
-                    let Ok(permit) = connections.admit(peer.ip(), &limits) else { continue };
-                    let _ = stream.set_nodelay(true);
-                    let admission = admission.clone();
-                    tokio::spawn(async move {
-                        connection::run(stream, peer, admission).await;
-                        drop(permit);
-                    });
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "RTMP accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                }
-            }
-        }
-    });
-    Ok(local)
+/// Why an RTMP connection ended.
+#[derive(Debug, thiserror::Error)]
+pub enum RtmpError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("RTMP handshake failed: {0}")]
+    Handshake(rml_rtmp::handshake::HandshakeError),
+    #[error("RTMP protocol error: {0}")]
+    Session(#[from] rml_rtmp::sessions::ServerSessionError),
+    /// The connection was refused or stopped for a reason said in words (a refused publish, a replaced
+    /// publisher, a decoder rejection).
+    #[error("{0}")]
+    Refused(String),
+    #[error("{0}")]
+    Media(#[from] flv::FlvError),
+    #[error("no data for {0:?}")]
+    Idle(Duration),
 }
