@@ -114,7 +114,7 @@ fn by_track(arrival: &[u8], mut samples: Vec<Sample>) -> Batch {
 }
 
 fn tracks() -> Vec<Track> {
-    let video = sluice::recording::recorder::wit_track(&sluice::ingest::demo::clip().track);
+    let video = sluice::egress::record::wit_track(&sluice::ingest::demo::clip().track);
     let audio = Track {
         id: 1,
         codec: sluice::plugin::sink::Codec::Aac,
@@ -275,7 +275,7 @@ impl Path for PluginPath {
         for s in &mut self.sessions {
             // What the router's batcher does when it sends a batch: the frames laid out by track, not copied.
             let mut samples = samples.clone();
-            let payload = sluice::recording::recorder::lay_out(&mut samples, frames, [0, 1].into_iter());
+            let payload = sluice::egress::record::lay_out(&mut samples, frames, [0, 1].into_iter());
             s.write(MediaBatch { payload, samples }).expect("write");
         }
         began.elapsed()
@@ -355,7 +355,7 @@ impl Feed for native::segmenter::DirFiles {
 impl Feed for RouterFiles {
     fn feed(batch: &Batch) -> (std::rc::Rc<Frames>, Vec<native::media::Sample>) {
         let mut samples = batch.samples.clone();
-        let payload = sluice::recording::recorder::lay_out(&mut samples, &batch.frames, [0, 1].into_iter());
+        let payload = sluice::egress::record::lay_out(&mut samples, &batch.frames, [0, 1].into_iter());
         (std::rc::Rc::new(Frames(payload)), samples.iter().map(native_sample).collect())
     }
 }

@@ -16,17 +16,17 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("credentials", &["config"]),
     ("plugin", &["config", "media"]),
     ("auth", &["config", "connections", "plugin"]),
-    ("recording", &["backoff", "config", "media", "plugin", "route"]),
+    ("recording", &["config", "media", "plugin"]),
     ("admit", &["auth", "config", "plugin", "route"]),
+    // Protocol cores: what every path of a protocol shares, with no notion of admission.
     ("webrtc", &["config", "connections", "media", "route"]),
-    ("rtmp", &["admit", "auth", "backoff", "config", "connections", "media", "route"]),
-    // Same level as the protocols (ingest and egress sit above admission): RTMP pull and push use rtmp's client.
-    ("ingest", &["backoff", "config", "media", "route", "rtmp"]),
-    ("egress", &["backoff", "config", "media", "route", "rtmp"]),
-    (
-        "runtime",
-        &["admit", "auth", "backoff", "config", "egress", "ingest", "media", "plugin", "recording", "route", "rtmp"],
-    ),
+    ("rtmp", &["media", "route"]),
+    // The data path: sources into routes, outputs out of them. Neither knows the other.
+    ("ingest", &["admit", "backoff", "config", "connections", "media", "route", "rtmp", "webrtc"]),
+    ("egress", &["admit", "backoff", "config", "connections", "media", "plugin", "route", "rtmp", "webrtc"]),
+    ("runtime", &["admit", "auth", "backoff", "config", "egress", "ingest", "media", "plugin", "recording", "route"]),
+    // Drivers of ports where one connection may publish or play: they admit it and hand it to ingest or egress.
+    ("listen", &["admit", "auth", "config", "connections", "egress", "ingest", "media", "rtmp"]),
     (
         "api",
         &[
@@ -36,11 +36,11 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "connections",
             "credentials",
             "egress",
+            "ingest",
             "media",
             "plugin",
             "recording",
             "route",
-            "rtmp",
             "runtime",
             "webrtc",
         ],

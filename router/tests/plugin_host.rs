@@ -347,7 +347,7 @@ fn record_mp4_writes_segments_ffprobe_reads() {
     let plugin = load(&cfg).expect("record-mp4 loads");
     let sink = plugin.as_sink().expect("a sink plugin");
     let clip = sluice::ingest::demo::clip();
-    let track = sluice::recording::recorder::wit_track(&clip.track);
+    let track = sluice::egress::record::wit_track(&clip.track);
     assert_eq!((track.width, track.height), (640, 360));
     let mut session = sink.open("cam", &[track]).expect("recorder starts");
 
@@ -409,7 +409,7 @@ fn payloads_a_sink_holds_count_against_its_memory_limit() {
     c.grants.storage = Some(StorageGrant { dir: dir.path().to_path_buf(), quota_bytes: None, max_age: None });
     let plugin = load(&c).expect("loads");
     let sink = plugin.as_sink().expect("a sink");
-    let track = sluice::recording::recorder::wit_track(&sluice::ingest::demo::clip().track);
+    let track = sluice::egress::record::wit_track(&sluice::ingest::demo::clip().track);
     let mut session = sink.open("cam", &[track]).expect("recorder starts");
 
     let payload = bytes::Bytes::from(vec![0u8; 1 << 20]);
@@ -441,7 +441,7 @@ fn time_in_storage_calls_does_not_count_against_a_sinks_deadline() {
         c.limits = PluginLimits { memory_bytes: 32 << 20, call_timeout: Duration::from_millis(250) };
         c.grants.storage = Some(StorageGrant { dir: dir.path().to_path_buf(), quota_bytes: None, max_age: None });
         let plugin = load(&c).expect("loads");
-        let track = sluice::recording::recorder::wit_track(&sluice::ingest::demo::clip().track);
+        let track = sluice::egress::record::wit_track(&sluice::ingest::demo::clip().track);
         let session = plugin.as_sink().expect("a sink").open("cam", &[track]).expect("recorder starts");
         (plugin, session)
     };

@@ -22,8 +22,8 @@ use serde::{Deserialize, Serialize};
 use super::{ApiError, AppState};
 use crate::admit::{Ask, Wants};
 use crate::auth::Protocol;
+use crate::egress::record::RecordingStatus;
 use crate::recording::index::Recording;
-use crate::recording::recorder::RecordingStatus;
 use crate::recording::stitch::{self, Piece};
 use crate::runtime::RecordError;
 

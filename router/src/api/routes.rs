@@ -28,7 +28,7 @@ pub struct RouteView {
     /// Push outputs (`to = ["rtmp://..."]`): state, attempts, last error.
     pub pushes: Vec<PushStatus>,
     /// Recordings of this route (from `to` or started through the API).
-    pub recordings: Vec<crate::recording::recorder::RecordingStatus>,
+    pub recordings: Vec<crate::egress::record::RecordingStatus>,
     /// What keeps readers of this route from getting what they expect, each with what to do about it; the viewer
     /// page and the UI show them.
     pub warnings: Vec<String>,
@@ -38,7 +38,7 @@ pub struct RouteView {
 pub fn warnings(
     config: &RouteConfig,
     live: Option<&RouteSnapshot>,
-    recordings: &[crate::recording::recorder::RecordingStatus],
+    recordings: &[crate::egress::record::RecordingStatus],
 ) -> Vec<String> {
     let mut out = Vec::new();
     let whep = config.to.contains(&Output::Whep);
@@ -70,10 +70,7 @@ pub fn warnings(
 }
 
 /// What each recording that has not begun waits for, when the route has no media yet (nothing while it is live).
-pub fn recordings_waiting(
-    live: &RouteSnapshot,
-    recordings: &[crate::recording::recorder::RecordingStatus],
-) -> Vec<String> {
+pub fn recordings_waiting(live: &RouteSnapshot, recordings: &[crate::egress::record::RecordingStatus]) -> Vec<String> {
     let why = match (live.state, &live.last_error) {
         (RouteState::Live, _) => return Vec::new(),
         (RouteState::Unavailable, Some(e)) => format!("the route is unavailable ({e}); it will not start"),

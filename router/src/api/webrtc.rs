@@ -10,9 +10,11 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
 use super::{ApiError, AppState};
-use crate::admit::{Admitted, Ask, Wants};
+use crate::admit::{Ask, Wants};
 use crate::auth::Protocol;
 use crate::config::model::{Output, PublishProtocol};
+use crate::egress::whep;
+use crate::ingest::whip;
 use crate::route::RouteError;
 use crate::webrtc::session::RoleKind;
 use crate::webrtc::{MAX_SDP_BYTES, SessionRef, WebRtcError};
@@ -166,23 +168,19 @@ async fn offer_inner(
         credentials,
         stream_key: None,
     };
-    let Admitted { config, route } = state
+    let admitted = state
         .runtime
         .admission
         .admit(ask)
         .await
         .map_err(|refusal| super::auth::admission_error(&refusal, &["Bearer"]))?;
-    let route = &route;
     let dir = state.runtime.directory();
     let sdp = sdp_body(headers, body, "application/sdp")?;
     let per_ip = dir.table.server.limits.webrtc_sessions_per_ip;
     let slot = state.webrtc.reserve(remote.ip(), per_ip).map_err(webrtc_error)?;
     let answer = match side {
-        Side::Whep => {
-            let snapshot = route.snapshot().await.map_err(route_error)?;
-            state.webrtc.view(route, &snapshot, &sdp, Some(remote), slot).await
-        }
-        Side::Whip => state.webrtc.publish(route, &sdp, Some(remote), config.override_publisher, slot).await,
+        Side::Whep => whep::view(&state.webrtc, &admitted.route, &sdp, Some(remote), slot).await,
+        Side::Whip => whip::publish(&state.webrtc, &admitted, &sdp, Some(remote), slot).await,
     }
     .map_err(webrtc_error)?;
     let location = format!("/{route_name}/{}/{}", side.as_str(), answer.session_id);

@@ -8,6 +8,7 @@ pub mod demo;
 pub mod rtmp_publish;
 pub mod rtmp_pull;
 pub mod rtsp;
+pub mod whip;
 
 use std::sync::Arc;
 

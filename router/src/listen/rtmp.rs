@@ -72,14 +72,7 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const START_DEADLINE: Duration = Duration::from_secs(15);
 
 async fn run(stream: TcpStream, peer: SocketAddr, admission: Admission) {
-    let mut conn = Connection {
-        stream,
-        peer,
-        admission,
-        publishing: None,
-        playing: None,
-        buf: vec![0u8; 16 * 1024],
-    };
+    let mut conn = Connection { stream, peer, admission, publishing: None, playing: None, buf: vec![0u8; 16 * 1024] };
     match conn.serve().await {
         Ok(()) => tracing::debug!(%peer, "RTMP connection closed"),
         Err(RtmpError::Io(e)) => tracing::debug!(%peer, error = %e, "RTMP connection ended"),

@@ -1,10 +1,9 @@
-//! Recordings: sink plugins fed by route readers ([`recorder`]), the directories they write to ([`storage`]),
-//! retention, the SQLite index of what was recorded ([`index`]) and what the playback API reads from the files
-//! ([`probe`], [`stitch`]).
+//! What was recorded: the SQLite index of the files recorders wrote ([`index`], fed by the sink storage's
+//! changes), retention over the storages, and what the playback API reads from the files ([`probe`],
+//! [`stitch`]). The recorders themselves are an output, `egress::record`.
 
 pub mod index;
 pub mod probe;
-pub mod recorder;
 pub mod stitch;
 
 use std::sync::Arc;

@@ -16,7 +16,9 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Writes all of `bytes` within [`WRITE_TIMEOUT`].
 pub async fn write(stream: &mut TcpStream, bytes: &[u8]) -> Result<(), RtmpError> {
-    tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(bytes)).await.map_err(|_| RtmpError::Idle(WRITE_TIMEOUT))??;
+    tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(bytes))
+        .await
+        .map_err(|_| RtmpError::Idle(WRITE_TIMEOUT))??;
     Ok(())
 }
 

@@ -22,10 +22,10 @@ use crate::config::model::PluginWorld;
 use crate::config::model::{Output, RouteConfig, RouteName, RouteTable};
 use crate::config::{self, ConfigErrors};
 use crate::egress::push::PushStatus;
+use crate::egress::record::{Recording, RecordingStatus};
 use crate::ingest;
 use crate::plugin::{PluginHost, Plugins};
 use crate::recording::index::Index;
-use crate::recording::recorder::{Recording, RecordingStatus};
 use crate::route::{RouteHandle, spawn_route};
 
 /// The running routes, keyed by name, and their push outputs.

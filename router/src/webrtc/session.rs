@@ -13,8 +13,8 @@ use str0m::net::Transmit;
 use str0m::rtp::RtpWrite;
 use str0m::{Event, IceConnectionState, Output, Rtc};
 
+use super::depacketize::PublishedTracks;
 use super::packetize::RtpFrame;
-use super::publish::PublishedTracks;
 use super::subscription::Subscription;
 use crate::config::model::RouteName;
 use crate::media::Codec;
@@ -101,6 +101,25 @@ pub struct Publisher {
     pub announced: Vec<Arc<crate::media::Track>>,
     /// Ends the task that turns the route's keyframe requests into shard commands.
     pub keyframe_task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Viewer {
+    /// A viewer of the route `subscription` brings into the shard, sending on the media lines it accepted.
+    pub fn new(
+        subscription: Arc<Subscription>,
+        ticket: ViewerTicket,
+        video: Option<Outgoing>,
+        audio: Option<Outgoing>,
+    ) -> Viewer {
+        Viewer { subscription, _ticket: ticket, video, audio, synced: false }
+    }
+}
+
+impl Publisher {
+    /// A publisher feeding `feed`, whose video arrives on `video_mids`.
+    pub fn new(feed: SourceFeed, video_mids: Vec<Mid>) -> Publisher {
+        Publisher { feed, tracks: PublishedTracks::default(), video_mids, announced: Vec::new(), keyframe_task: None }
+    }
 }
 
 impl Drop for Publisher {
@@ -352,7 +371,7 @@ pub fn accepted_payload_types(
         match spec.codec {
             WebrtcCodec::H264 if spec.format.packetization_mode == Some(1) => h264.push(p),
             codec => {
-                if let Some((c, _)) = super::publish::route_codec(codec)
+                if let Some((c, _)) = super::depacketize::route_codec(codec)
                     && c != Codec::H264
                     && !out.iter().any(|(x, _)| *x == c)
                 {
