@@ -2,26 +2,30 @@
 //! and the decision cache.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use wasmtime::Store;
-use wasmtime::component::{Component, HasSelf};
+use wasmtime::component::Component;
 
 use super::LoadError;
 use super::engine::{PluginHost, deadline_ticks};
 use super::state::HostState;
 use super::stats::{CallFailure, PluginStats};
+use super::world::{WorldPlugin, world_impl};
 use crate::config::model::PluginConfig;
 
-mod bindings {
+pub(super) mod bindings {
     wasmtime::component::bindgen!({
         world: "auth",
         path: "../sdk/wit",
         additional_derives: [PartialEq, Eq, Hash],
     });
 }
+
+use bindings::{Auth, AuthPre};
+world_impl!(Auth, AuthPre);
 
 pub use bindings::sluice::plugin::auth_types::{
     Action, Allow, BasicCredentials, Credentials, Decision, Protocol, Request,
@@ -49,59 +53,40 @@ const MAX_IDLE: usize = 8;
 /// Decisions cached per plugin; when full, expired ones go first, then everything.
 const MAX_CACHED: usize = 10_000;
 
-/// An auth plugin, loaded: its `InstancePre`, idle instances and cached decisions.
+/// An auth plugin, loaded: idle instances and cached decisions over the world's loader.
 pub struct AuthPlugin {
-    name: Arc<str>,
-    pre: bindings::AuthPre<HostState>,
-    config_json: String,
-    memory_cap: u64,
-    timeout: Duration,
-    env: Vec<(String, String)>,
+    plugin: WorldPlugin<Auth>,
     idle: Mutex<Vec<Instance>>,
     cache: Mutex<HashMap<[u8; 32], (Allow, Instant)>>,
-    stats: PluginStats,
 }
 
 impl std::fmt::Debug for AuthPlugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuthPlugin").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("AuthPlugin").field("name", &self.plugin.name).finish_non_exhaustive()
     }
 }
 
 struct Instance {
     store: Store<HostState>,
-    auth: bindings::Auth,
+    auth: Auth,
 }
 
 impl AuthPlugin {
     /// Links and pre-instantiates the plugin, then starts one instance to run `init` with its config: a config
     /// the plugin rejects fails the load, with the plugin's message.
     pub fn new(host: &PluginHost, config: &PluginConfig, component: &Component) -> Result<AuthPlugin, LoadError> {
-        let name = config.name.as_str();
-        let link_error = |e: wasmtime::Error| LoadError::new(name, format!("cannot link: {e:#}"));
-        let mut linker = super::state::base_linker(host.engine()).map_err(link_error)?;
-        bindings::Auth::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s).map_err(link_error)?;
-        let pre = linker.instantiate_pre(component).map_err(link_error)?;
-        let pre = bindings::AuthPre::new(pre).map_err(link_error)?;
-        let env = super::state::granted_env(&config.grants);
         let plugin = AuthPlugin {
-            name: Arc::from(name),
-            pre,
-            config_json: config.config.to_string(),
-            memory_cap: config.limits.memory_bytes,
-            timeout: config.limits.call_timeout,
-            env,
+            plugin: WorldPlugin::link(host, config, component)?,
             idle: Mutex::new(Vec::new()),
             cache: Mutex::new(HashMap::new()),
-            stats: PluginStats::default(),
         };
-        let first = plugin.instantiate().map_err(|e| LoadError::new(name, e.to_string()))?;
+        let first = plugin.instantiate().map_err(|e| LoadError::new(&config.name, e.to_string()))?;
         plugin.idle.lock().unwrap_or_else(|p| p.into_inner()).push(first);
         Ok(plugin)
     }
 
     pub fn stats(&self) -> &PluginStats {
-        &self.stats
+        &self.plugin.stats
     }
 
     /// A decision cached for this request, if one is still fresh. Cheap: no plugin call.
@@ -146,7 +131,7 @@ impl AuthPlugin {
             None => match self.instantiate() {
                 Ok(i) => i,
                 Err(e) => {
-                    tracing::warn!(plugin = %self.name, error = %e, "plugin instance could not be started");
+                    tracing::warn!(plugin = %self.plugin.name, error = %e, "plugin instance could not be started");
                     return (Err(e), 0);
                 }
             },
@@ -163,58 +148,41 @@ impl AuthPlugin {
     }
 
     fn call_on(&self, instance: &mut Instance, request: &Request) -> Result<Decision, CallFailure> {
-        self.stats.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let plugin = &self.plugin;
         let started = Instant::now();
-        instance.store.set_epoch_deadline(deadline_ticks(self.timeout));
+        instance.store.set_epoch_deadline(deadline_ticks(plugin.timeout));
         let result = instance.auth.sluice_plugin_authorizer().call_authorize(&mut instance.store, request);
-        let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.stats.call_nanos.fetch_add(nanos, std::sync::atomic::Ordering::Relaxed);
-        match result {
-            Ok(decision) => Ok(decision),
-            Err(e) => {
-                let failure =
-                    CallFailure::classify(&e, instance.store.data().memory.hit, self.timeout, self.memory_cap);
-                self.stats.failed(&failure);
-                self.stats.recycled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                tracing::warn!(plugin = %self.name, error = %failure, "plugin call failed; its instance is recycled");
-                Err(failure)
-            }
-        }
+        plugin.count_call(started);
+        result.map_err(|e| {
+            let failure = plugin.failed(&e, &instance.store);
+            tracing::warn!(plugin = %plugin.name, error = %failure, "plugin call failed; its instance is recycled");
+            failure
+        })
     }
 
     /// Instantiates from the `InstancePre` and drops the instance, without running `init`: what the
     /// instantiation benchmark measures.
     pub fn instantiate_bare(&self) -> Result<(), CallFailure> {
-        let mut store = self.new_store();
-        self.pre.instantiate(&mut store).map(drop).map_err(|e| CallFailure::Instantiate(format!("{e:#}")))
+        self.plugin.instantiate_bare()
     }
 
-    /// A store for one instance: the plugin's WASI context, its memory cap and a deadline for instantiation.
-    fn new_store(&self) -> Store<HostState> {
-        let cap = usize::try_from(self.memory_cap).unwrap_or(usize::MAX);
-        let state = HostState::new(Arc::clone(&self.name), cap, &self.env);
-        super::state::new_store(self.pre.engine(), state, self.timeout)
-    }
-
-    /// A fresh instance from the `InstancePre`, initialised with the plugin's config.
+    /// A fresh instance, initialised with the plugin's config.
     fn instantiate(&self) -> Result<Instance, CallFailure> {
-        let fail = |failure: CallFailure| {
-            self.stats.failed(&failure);
-            failure
-        };
-        let mut store = self.new_store();
-        let auth = self.pre.instantiate(&mut store).map_err(|e| {
-            let memory_hit = store.data().memory.hit;
-            fail(CallFailure::classify(&e, memory_hit, self.timeout, self.memory_cap))
-        })?;
-        self.stats.instantiations.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        store.set_epoch_deadline(deadline_ticks(self.timeout));
-        match auth.sluice_plugin_authorizer().call_init(&mut store, &self.config_json) {
+        let plugin = &self.plugin;
+        let mut store = plugin.new_store();
+        let auth = plugin.instantiate(&mut store)?;
+        store.set_epoch_deadline(deadline_ticks(plugin.timeout));
+        match auth.sluice_plugin_authorizer().call_init(&mut store, &plugin.config_json) {
             Ok(Ok(())) => Ok(Instance { store, auth }),
-            Ok(Err(message)) => Err(fail(CallFailure::Instantiate(format!("its init refused the config: {message}")))),
+            Ok(Err(message)) => {
+                let failure = CallFailure::Instantiate(format!("its init refused the config: {message}"));
+                plugin.stats.failed(&failure);
+                Err(failure)
+            }
             Err(e) => {
-                let memory_hit = store.data().memory.hit;
-                Err(fail(CallFailure::classify(&e, memory_hit, self.timeout, self.memory_cap)))
+                let failure = plugin.classify(&e, &store);
+                plugin.stats.failed(&failure);
+                Err(failure)
             }
         }
     }

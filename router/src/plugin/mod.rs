@@ -1,7 +1,8 @@
 //! The WebAssembly plugin host: wasmtime with the component model, one engine per process.
 //!
-//! The WIT package in `sdk/wit/` is the single source of truth; [`auth`] generates the host side of the `auth`
-//! world from it (the SDK generates the guest side from the same files). Loading a plugin
+//! The WIT package in `sdk/wit/` is the single source of truth; [`auth`] and [`sink`] generate the host side of
+//! their worlds from it (the SDK generates the guest side from the same files), each a thin layer over the
+//! loading every world shares (`world.rs`: link, `InstancePre`, config, limits, env, stores, statistics). Loading a plugin
 //! ([`PluginHost::load`]) reads its bytes (embedded built-in or a file), checks what it imports against what it
 //! was granted and which interface version it was built for, compiles it (or reuses the artifact cached under
 //! its content hash) and makes an `InstancePre`. Calls then take a pooled instance, run under an epoch deadline
@@ -16,6 +17,7 @@ pub mod sink;
 mod state;
 mod stats;
 pub mod storage;
+mod world;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -88,7 +90,7 @@ pub struct LoadError {
 }
 
 impl LoadError {
-    fn new(plugin: &str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(plugin: &str, message: impl Into<String>) -> Self {
         LoadError { plugin: plugin.to_string(), message: message.into() }
     }
 }

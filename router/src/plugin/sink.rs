@@ -6,13 +6,14 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use wasmtime::component::{Component, HasSelf, Resource, ResourceAny};
+use wasmtime::component::{Component, Resource, ResourceAny};
 use wasmtime::{Store, UpdateDeadline};
 
 use super::LoadError;
 use super::engine::{PluginHost, deadline_ticks};
 use super::state::HostState;
 use super::stats::{CallFailure, PluginStats};
+use super::world::{WorldPlugin, world_impl};
 use crate::config::model::{PluginConfig, StorageGrant};
 use crate::media::Payload;
 use crate::plugin::storage::{OpenFile, Storage, StorageError};
@@ -24,10 +25,15 @@ mod bindings {
         with: {
             "sluice:plugin/storage.file": crate::plugin::storage::OpenFile,
             "sluice:plugin/media.payload": super::HeldPayload,
+            // Every world imports `host`: its bindings (and its one implementation) are the auth world's.
+            "sluice:plugin/host": crate::plugin::auth::bindings::sluice::plugin::host,
         },
         imports: { default: trappable },
     });
 }
+
+use bindings::{Sink, SinkPre};
+world_impl!(Sink, SinkPre);
 
 pub use bindings::sluice::plugin::media::{Codec, Sample, Track};
 use bindings::sluice::plugin::storage::{Chunk, Entry, StorageError as WitStorageError};
@@ -280,21 +286,6 @@ impl bindings::sluice::plugin::media::HostPayload for HostState {
     }
 }
 
-impl bindings::sluice::plugin::host::Host for HostState {
-    fn log(&mut self, level: bindings::sluice::plugin::host::LogLevel, message: String) -> wasmtime::Result<()> {
-        use bindings::sluice::plugin::host::LogLevel;
-        let level = match level {
-            LogLevel::Trace => tracing::Level::TRACE,
-            LogLevel::Debug => tracing::Level::DEBUG,
-            LogLevel::Info => tracing::Level::INFO,
-            LogLevel::Warn => tracing::Level::WARN,
-            LogLevel::Error => tracing::Level::ERROR,
-        };
-        HostState::log(self, level, &message);
-        Ok(())
-    }
-}
-
 /// What an instance may do with the storage.
 #[derive(Debug, Clone, Copy)]
 enum StorageUse<'a> {
@@ -312,24 +303,18 @@ pub struct SinkPlugin {
 }
 
 struct Inner {
-    name: Arc<str>,
-    pre: bindings::SinkPre<HostState>,
-    config_json: String,
-    memory_cap: u64,
-    timeout: Duration,
-    env: Vec<(String, String)>,
+    plugin: WorldPlugin<Sink>,
     grant: Option<StorageGrant>,
     /// Opened on first use, not at load: `sluice check` loads plugins and must not create directories.
     storage: OnceLock<Result<Arc<Storage>, String>>,
     /// Recovery passes: one at a time per plugin, requests during one coalesced into one more (see
     /// [`SinkPlugin::recover_orphans`]).
     recovery: Recovery,
-    stats: PluginStats,
 }
 
 impl std::fmt::Debug for SinkPlugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SinkPlugin").field("name", &self.inner.name).finish_non_exhaustive()
+        f.debug_struct("SinkPlugin").field("name", &self.inner.plugin.name).finish_non_exhaustive()
     }
 }
 
@@ -347,35 +332,22 @@ pub enum RecorderError {
 impl SinkPlugin {
     /// Links and pre-instantiates the plugin and starts one instance to check that it can run.
     pub fn new(host: &PluginHost, config: &PluginConfig, component: &Component) -> Result<SinkPlugin, LoadError> {
-        let name = config.name.as_str();
-        let link_error = |e: wasmtime::Error| LoadError::new(name, format!("cannot link: {e:#}"));
-        let mut linker = super::state::base_linker(host.engine()).map_err(link_error)?;
-        bindings::Sink::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s).map_err(link_error)?;
-        let pre = linker.instantiate_pre(component).map_err(link_error)?;
-        let pre = bindings::SinkPre::new(pre).map_err(link_error)?;
-        let env = super::state::granted_env(&config.grants);
         let inner = Inner {
-            name: Arc::from(name),
-            pre,
-            config_json: config.config.to_string(),
-            memory_cap: config.limits.memory_bytes,
-            timeout: config.limits.call_timeout,
-            env,
+            plugin: WorldPlugin::link(host, config, component)?,
             grant: config.grants.storage.clone(),
             storage: OnceLock::new(),
             recovery: Recovery::default(),
-            stats: PluginStats::default(),
         };
-        inner.instantiate(StorageUse::None).map_err(|e| LoadError::new(name, e.to_string()))?;
+        inner.instantiate(StorageUse::None).map_err(|e| LoadError::new(&config.name, e.to_string()))?;
         Ok(SinkPlugin { inner: Arc::new(inner) })
     }
 
     pub fn stats(&self) -> &PluginStats {
-        &self.inner.stats
+        &self.inner.plugin.stats
     }
 
     pub fn name(&self) -> &str {
-        &self.inner.name
+        &self.inner.plugin.name
     }
 
     /// The granted storage, opened (and its directory created) on first use.
@@ -386,18 +358,20 @@ impl SinkPlugin {
     /// Starts a recorder for `route`. Blocking: call it off the async threads.
     pub fn open(&self, route: &str, tracks: &[Track]) -> Result<RecorderSession, RecorderError> {
         let (mut store, sink) = self.inner.instantiate(StorageUse::Record(route)).map_err(RecorderError::Failed)?;
-        let inner = &self.inner;
-        let started = arm(&mut store, inner.timeout);
+        let plugin = &self.inner.plugin;
+        let started = arm(&mut store, plugin.timeout);
         let made = sink.sluice_plugin_recorder_api().recorder().call_constructor(
             &mut store,
             route,
             tracks,
-            &inner.config_json,
+            &plugin.config_json,
         );
-        inner.count_call(started);
+        plugin.count_call(started);
         match made {
-            Ok(recorder) => Ok(RecorderSession { inner: Arc::clone(inner), store, sink, recorder: Some(recorder) }),
-            Err(e) => Err(RecorderError::Failed(inner.failed(&e, &store))),
+            Ok(recorder) => {
+                Ok(RecorderSession { inner: Arc::clone(&self.inner), store, sink, recorder: Some(recorder) })
+            }
+            Err(e) => Err(RecorderError::Failed(plugin.failed(&e, &store))),
         }
     }
 
@@ -434,7 +408,7 @@ impl SinkPlugin {
             Ok(Some(s)) => s,
             Ok(None) => return 0,
             Err(e) => {
-                tracing::warn!(plugin = %self.inner.name, error = %e, "storage unavailable; nothing recovered");
+                tracing::warn!(plugin = %self.name(), error = %e, "storage unavailable; nothing recovered");
                 return 0;
             }
         };
@@ -453,20 +427,21 @@ impl SinkPlugin {
                 None => match self.inner.instantiate(StorageUse::Recover) {
                     Ok(i) => instance.insert(i),
                     Err(e) => {
-                        tracing::warn!(plugin = %self.inner.name, error = %e, "cannot start the plugin to recover files");
+                        tracing::warn!(plugin = %self.name(), error = %e, "cannot start the plugin to recover files");
                         return recovered;
                     }
                 },
             };
-            let started = arm(store, self.inner.timeout.max(Duration::from_secs(10)));
-            let result = sink.sluice_plugin_recorder_api().call_recover(&mut *store, path, &self.inner.config_json);
-            self.inner.count_call(started);
+            let plugin = &self.inner.plugin;
+            let started = arm(store, plugin.timeout.max(Duration::from_secs(10)));
+            let result = sink.sluice_plugin_recorder_api().call_recover(&mut *store, path, &plugin.config_json);
+            plugin.count_call(started);
             let error = match result {
                 Ok(Ok(())) => None,
                 Ok(Err(message)) => Some(message),
                 Err(e) => {
                     // The instance is unusable after a trap: the next file gets a fresh one.
-                    let failure = self.inner.failed(&e, store).to_string();
+                    let failure = plugin.failed(&e, store).to_string();
                     instance = None;
                     Some(failure)
                 }
@@ -475,11 +450,11 @@ impl SinkPlugin {
                 None => {
                     self.inner.recovery.failed().remove(path);
                     recovered += 1;
-                    tracing::info!(plugin = %self.inner.name, path, "recovered a file left unfinished");
+                    tracing::info!(plugin = %self.name(), path, "recovered a file left unfinished");
                 }
                 Some(error) => {
                     self.inner.recovery.failed().insert(path.clone());
-                    tracing::warn!(plugin = %self.inner.name, path, error, "could not recover a file; tried again at the next pass");
+                    tracing::warn!(plugin = %self.name(), path, error, "could not recover a file; tried again at the next pass");
                 }
             }
         }
@@ -511,9 +486,9 @@ impl Inner {
     }
 
     /// A fresh instance with the storage access `access` gives.
-    fn instantiate(&self, access: StorageUse<'_>) -> Result<(Store<HostState>, bindings::Sink), CallFailure> {
-        let cap = usize::try_from(self.memory_cap).unwrap_or(usize::MAX);
-        let mut state = HostState::new(Arc::clone(&self.name), cap, &self.env);
+    fn instantiate(&self, access: StorageUse<'_>) -> Result<(Store<HostState>, Sink), CallFailure> {
+        let plugin = &self.plugin;
+        let mut store = plugin.new_store();
         let (owner, recovering) = match access {
             StorageUse::None => (None, false),
             StorageUse::Record(route) => (Some(route.to_string()), false),
@@ -522,14 +497,13 @@ impl Inner {
         if !matches!(access, StorageUse::None)
             && let Some(storage) = self.storage().map_err(CallFailure::Instantiate)?
         {
-            state.storage = Some(StorageAccess {
+            store.data_mut().storage = Some(StorageAccess {
                 storage,
                 owner,
                 recovering,
-                call: CallClock::start(Instant::now(), self.timeout),
+                call: CallClock::start(Instant::now(), plugin.timeout),
             });
         }
-        let mut store = super::state::new_store(self.pre.engine(), state, self.timeout);
         // At the deadline, a call that spent time in storage calls gets that time back (within MAX_STORAGE_WAIT).
         store.epoch_deadline_callback(|store| {
             let left = store
@@ -539,36 +513,8 @@ impl Inner {
                 .and_then(|a| time_left(a.call.started.elapsed(), a.call.in_storage, a.call.timeout));
             Ok(left.map_or(UpdateDeadline::Interrupt, |left| UpdateDeadline::Continue(deadline_ticks(left))))
         });
-        match self.pre.instantiate(&mut store) {
-            Ok(sink) => {
-                self.stats.instantiations.fetch_add(1, Ordering::Relaxed);
-                Ok((store, sink))
-            }
-            Err(e) => {
-                let failure = CallFailure::classify(&e, store.data().memory.hit, self.timeout, self.memory_cap);
-                self.stats.failed(&failure);
-                Err(failure)
-            }
-        }
-    }
-
-    fn failed(&self, e: &wasmtime::Error, store: &Store<HostState>) -> CallFailure {
-        let failure = CallFailure::classify(e, store.data().memory.hit, self.timeout, self.memory_cap);
-        self.count_failure(&failure);
-        failure
-    }
-
-    /// Counts a failure that ends the instance (it is never used again).
-    fn count_failure(&self, failure: &CallFailure) {
-        self.stats.failed(failure);
-        self.stats.recycled.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Counts a call that began at `started` and its time.
-    fn count_call(&self, started: Instant) {
-        self.stats.calls.fetch_add(1, Ordering::Relaxed);
-        let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.stats.call_nanos.fetch_add(nanos, Ordering::Relaxed);
+        let sink = plugin.instantiate(&mut store)?;
+        Ok((store, sink))
     }
 }
 
@@ -577,13 +523,13 @@ impl Inner {
 pub struct RecorderSession {
     inner: Arc<Inner>,
     store: Store<HostState>,
-    sink: bindings::Sink,
+    sink: Sink,
     recorder: Option<ResourceAny>,
 }
 
 impl std::fmt::Debug for RecorderSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RecorderSession").field("plugin", &self.inner.name).finish_non_exhaustive()
+        f.debug_struct("RecorderSession").field("plugin", &self.inner.plugin.name).finish_non_exhaustive()
     }
 }
 
@@ -607,14 +553,14 @@ impl RecorderSession {
                 CallFailure::Trap(e.to_string())
             })
         } else {
-            Err(CallFailure::OutOfMemory(self.inner.memory_cap))
+            Err(CallFailure::OutOfMemory(self.inner.plugin.memory_cap))
         };
         let payload = match held {
             Ok(p) => p,
             Err(failure) => {
                 // Like a failed call: this recorder is done.
                 self.recorder = None;
-                self.inner.count_failure(&failure);
+                self.inner.plugin.count_failure(&failure);
                 return Err(RecorderError::Failed(failure));
             }
         };
@@ -651,17 +597,17 @@ impl RecorderSession {
         let Some(recorder) = self.recorder else {
             return Err(RecorderError::Refused("the recorder has stopped".to_string()));
         };
-        let inner = &self.inner;
-        let started = arm(&mut self.store, inner.timeout);
+        let plugin = &self.inner.plugin;
+        let started = arm(&mut self.store, plugin.timeout);
         let result = f(&mut self.store, self.sink.sluice_plugin_recorder_api(), recorder);
-        inner.count_call(started);
+        plugin.count_call(started);
         match result {
             Ok(Ok(())) => Ok(()),
             Ok(Err(message)) => Err(RecorderError::Refused(message)),
             Err(e) => {
                 // The instance is unusable after a trap: no further calls on it.
                 self.recorder = None;
-                Err(RecorderError::Failed(inner.failed(&e, &self.store)))
+                Err(RecorderError::Failed(plugin.failed(&e, &self.store)))
             }
         }
     }
