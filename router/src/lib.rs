@@ -3,21 +3,24 @@
 //! A media router. Sources (the demo clip now; WHIP, RTSP and RTMP as they land) feed **routes** declared in
 //! `routes.toml`; readers (WHEP viewers, RTSP/RTMP players, recorders, push targets) read them.
 //!
-//! Layers, each importing only the ones below it (`tests/layering.rs` keeps this true, with the upward imports
-//! that remain listed there until the re-layering removes them):
+//! Layers, each importing only the ones below it (`tests/layering.rs` keeps this true). The folders follow a
+//! frame: `ingest` -> `route` -> `egress`, with the ports that admit and hand on (`listen`, `api`) on top.
 //! - [`media`], [`backoff`], [`logging`]: tracks, frames, codec helpers; retry timing; log setup.
 //! - [`config`]: routes.toml -> validated [`config::RouteTable`]; reload diffs.
 //! - [`route`]: the route actor (one source, N readers, GOP cache, slow-reader policy). Knows no protocol.
 //! - [`connections`]: admission of TCP connections (and per-address counts) shared by every listener.
 //! - [`credentials`]: `sluice passwd` / `sluice token`, for the built-in auth plugins.
 //! - [`plugin`]: the WebAssembly plugin host (wasmtime) and the sink world's storage; [`auth`]: access decisions
-//!   at every entry point; [`recording`]: recorders, the recordings index, probe and stitch.
+//!   at every entry point; [`recording`]: the recordings index, retention, probe and stitch.
 //! - [`admit`]: the one admission path (route, source/output, publish key, auth) every entry point takes.
-//! - [`rtmp`], [`webrtc`]: the protocols (RTMP's server connections and client; WHIP/WHEP's shard);
-//!   [`ingest`]: sources, one module per kind; [`egress`]: outputs, one module per kind (pushes so far).
-//! - [`runtime`]: builds routes from the table, wires sources, applies reloads.
-//! - [`api`]: HTTP (REST, metrics, UI) and its driver (`api::serve`: timeouts, caps, trusted proxies); [`server`]
-//!   starts it all.
+//! - [`webrtc`], [`rtmp`]: protocol cores, what every path of a protocol shares (the WebRTC engine and its
+//!   shard; RTMP's FLV conversion, client and writes). No admission in them.
+//! - [`ingest`]: sources, one module per kind (demo, RTSP pull, RTMP pull and publish, WHIP); [`egress`]:
+//!   outputs, one module per kind (WHEP, RTMP play, push, record). Neither uses the other.
+//! - [`runtime`]: builds routes from the table, wires sources, recorders and pushes, applies reloads.
+//! - [`listen`]: ports where a connection may publish or play (RTMP): admit, then hand to ingest or egress.
+//! - [`api`]: HTTP (REST, WHIP/WHEP, metrics, UI) and its driver (`api::serve`: timeouts, caps, trusted
+//!   proxies); [`server`] starts it all.
 
 // Denied everywhere; the one exception is loading the plugin host's own precompiled artifacts (plugin/mod.rs).
 #![deny(unsafe_code)]
