@@ -36,7 +36,8 @@ pub mod egress;
 pub mod ingest;
 pub mod listen;
 pub mod logging;
-pub mod media;
+/// The media model, its own crate (`router/media`) so the edge binary and plugins share it without the router.
+pub use sluice_media as media;
 pub mod plugin;
 pub mod recording;
 pub mod route;
