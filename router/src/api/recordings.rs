@@ -144,12 +144,11 @@ async fn query(
     from: Option<i64>,
     to: Option<i64>,
 ) -> Result<Vec<Recording>, ApiError> {
-    let index = std::sync::Arc::clone(&state.runtime.index);
-    tokio::task::spawn_blocking(move || index.query(route.as_deref(), from, to).map_err(|e| e.to_string()))
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "index_error", e))
+    state.runtime.index.query(route, from, to).await.map_err(index_error)
+}
+
+fn index_error(e: crate::recording::index::IndexError) -> ApiError {
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "index_error", e.to_string())
 }
 
 /// Action `playback` on `route`: its auth plugin decides, as for a live viewer; a route no longer configured
@@ -216,13 +215,7 @@ pub async fn file(
     let not_found =
         || ApiError::new(StatusCode::NOT_FOUND, "recording_not_found", format!("there is no recording {id}"));
     let id: i64 = id.parse().map_err(|_| not_found())?;
-    let index = std::sync::Arc::clone(&state.runtime.index);
-    let recording = tokio::task::spawn_blocking(move || index.get(id).map_err(|e| e.to_string()))
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "index_error", e))?
-        .ok_or_else(not_found)?;
+    let recording = state.runtime.index.get(id).await.map_err(index_error)?.ok_or_else(not_found)?;
     authorize_playback(&state, &recording.route, remote, &headers, &uri).await?;
     let path = recording.file();
     let size = std::fs::metadata(&path).map_err(|_| not_found())?.len();

@@ -1,11 +1,13 @@
 //! The recordings index: one SQLite row per committed file (route, wall-clock start, duration, size, codecs,
-//! where it is). The files are the truth; the index is rebuilt from them at start ([`Index::rebuild`]) and kept
-//! current by the storage's commit and delete notifications ([`run_indexer`]).
+//! where it is), in the router's database (`sluice_store`, queries on its own thread). The files are the truth;
+//! the index is rebuilt from them at start ([`Index::rebuild`]) and kept current by the storage's commit and
+//! delete notifications ([`run_indexer`]).
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{OptionalExtension, params};
+use sluice_store::{Store, StoreError};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
@@ -42,12 +44,8 @@ impl Recording {
 /// What went wrong with the index, with the file or database it concerns.
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
-    #[error("cannot create {}: {source}", .dir.display())]
-    CreateDir { dir: PathBuf, source: std::io::Error },
-    #[error("cannot open {}: {source}", .path.display())]
-    Open { path: PathBuf, source: rusqlite::Error },
     #[error("the recordings index: {0}")]
-    Database(#[from] rusqlite::Error),
+    Store(#[from] StoreError),
     #[error("{}: {source}", .path.display())]
     File { path: PathBuf, source: std::io::Error },
     /// The file is not a recording the index can read (its message comes from the probe).
@@ -57,48 +55,37 @@ pub enum IndexError {
     Listing { dir: PathBuf, source: crate::plugin::storage::StorageError },
 }
 
-/// The index database (`data_dir/sluice.db`).
+/// The recordings table of the router's database.
 #[derive(Debug)]
 pub struct Index {
-    conn: Mutex<Connection>,
+    store: Store,
 }
 
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS recordings (
+        id INTEGER PRIMARY KEY,
+        root TEXT NOT NULL,
+        path TEXT NOT NULL,
+        route TEXT NOT NULL,
+        start_ms INTEGER NOT NULL,
+        duration_ms INTEGER NOT NULL,
+        size INTEGER NOT NULL,
+        codecs TEXT NOT NULL,
+        UNIQUE (root, path)
+    );
+    CREATE INDEX IF NOT EXISTS recordings_by_route_start ON recordings (route, start_ms);";
+
+const COLUMNS: &str = "id, route, start_ms, duration_ms, size, codecs, path, root";
+
 impl Index {
-    pub fn open(path: &Path) -> Result<Arc<Index>, IndexError> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|source| IndexError::CreateDir { dir: dir.to_path_buf(), source })?;
-        }
-        let open = |source| IndexError::Open { path: path.to_path_buf(), source };
-        Self::init(Connection::open(path).map_err(open)?).map_err(open)
+    /// The index in `store`, its table created if missing. Blocking: call it off the async threads.
+    pub fn open(store: Store) -> Result<Arc<Index>, IndexError> {
+        store.call_blocking(|c| c.execute_batch(SCHEMA))?;
+        Ok(Arc::new(Index { store }))
     }
 
     /// An index held in memory (tests, benchmarks).
     pub fn in_memory() -> Result<Arc<Index>, IndexError> {
-        Ok(Self::init(Connection::open_in_memory()?)?)
-    }
-
-    fn init(conn: Connection) -> rusqlite::Result<Arc<Index>> {
-        // WAL: readers (the API) do not wait for the indexer's writes.
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS recordings (
-                id INTEGER PRIMARY KEY,
-                root TEXT NOT NULL,
-                path TEXT NOT NULL,
-                route TEXT NOT NULL,
-                start_ms INTEGER NOT NULL,
-                duration_ms INTEGER NOT NULL,
-                size INTEGER NOT NULL,
-                codecs TEXT NOT NULL,
-                UNIQUE (root, path)
-            );
-            CREATE INDEX IF NOT EXISTS recordings_by_route_start ON recordings (route, start_ms);",
-        )?;
-        Ok(Arc::new(Index { conn: Mutex::new(conn) }))
-    }
-
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+        Index::open(Store::in_memory()?)
     }
 
     /// Probes the committed file `path` under `root` and records it; `route` defaults to the first folder of
@@ -120,28 +107,25 @@ impl Index {
                     .saturating_sub(duration_ms)
             }
         };
-        let route = route.unwrap_or_else(|| path.split('/').next().unwrap_or(path));
-        self.conn().execute(
-            "INSERT INTO recordings (root, path, route, start_ms, duration_ms, size, codecs)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT (root, path) DO UPDATE SET route = ?3, start_ms = ?4, duration_ms = ?5, size = ?6,
-                 codecs = ?7",
-            params![
-                root.to_string_lossy(),
-                path,
-                route,
-                start_ms,
-                duration_ms,
-                meta.len() as i64,
-                probed.codecs.join(",")
-            ],
-        )?;
-        Ok(route.to_string())
+        let route = route.unwrap_or_else(|| path.split('/').next().unwrap_or(path)).to_string();
+        let (root_text, path, filed_as) = (root.to_string_lossy().into_owned(), path.to_string(), route.clone());
+        let (size, codecs) = (meta.len() as i64, probed.codecs.join(","));
+        self.store.call_blocking(move |c| {
+            c.execute(
+                "INSERT INTO recordings (root, path, route, start_ms, duration_ms, size, codecs)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                     ON CONFLICT (root, path) DO UPDATE SET route = ?3, start_ms = ?4, duration_ms = ?5, size = ?6,
+                     codecs = ?7",
+                params![root_text, path, filed_as, start_ms, duration_ms, size, codecs],
+            )
+        })?;
+        Ok(route)
     }
 
+    /// Forgets a file. Blocking, like [`add`](Self::add).
     pub fn remove(&self, root: &Path, path: &str) -> Result<(), IndexError> {
-        self.conn()
-            .execute("DELETE FROM recordings WHERE root = ?1 AND path = ?2", params![root.to_string_lossy(), path])?;
+        let (root, path) = (root.to_string_lossy().into_owned(), path.to_string());
+        self.store.call_blocking(move |c| c.execute("DELETE FROM recordings WHERE root = ?1 AND path = ?2", params![root, path]))?;
         Ok(())
     }
 
@@ -150,12 +134,12 @@ impl Index {
     pub fn rebuild(&self, storage: &Storage) -> Result<(usize, usize), IndexError> {
         let root = storage.root();
         // Rows first, files second: a file committed in between is then on disk and keeps its row.
-        let known: Vec<(String, i64)> = {
-            let conn = self.conn();
-            let mut stmt = conn.prepare("SELECT path, size FROM recordings WHERE root = ?1")?;
-            let rows = stmt.query_map(params![root.to_string_lossy()], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            rows.collect::<Result<_, _>>()?
-        };
+        let root_text = root.to_string_lossy().into_owned();
+        let known: Vec<(String, i64)> = self.store.call_blocking(move |c| {
+            let mut stmt = c.prepare("SELECT path, size FROM recordings WHERE root = ?1")?;
+            let rows = stmt.query_map(params![root_text], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect()
+        })?;
         let files = storage.list("").map_err(|source| IndexError::Listing { dir: root.to_path_buf(), source })?;
         let on_disk: std::collections::HashMap<&str, u64> = files.iter().map(|(p, e)| (p.as_str(), e.size)).collect();
         let mut removed = 0;
@@ -177,32 +161,36 @@ impl Index {
     }
 
     /// Recordings of `route` (all when `None`) overlapping [from_ms, to_ms), oldest first.
-    pub fn query(
+    /// Recordings of `route` (all when `None`) overlapping `[from_ms, to_ms)`, oldest first, at most 10,000.
+    pub async fn query(
         &self,
-        route: Option<&str>,
+        route: Option<String>,
         from_ms: Option<i64>,
         to_ms: Option<i64>,
     ) -> Result<Vec<Recording>, IndexError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT id, route, start_ms, duration_ms, size, codecs, path, root FROM recordings
-                 WHERE (?1 IS NULL OR route = ?1) AND (?2 IS NULL OR start_ms + duration_ms > ?2)
-                   AND (?3 IS NULL OR start_ms < ?3)
-                 ORDER BY start_ms, id LIMIT 10000",
-        )?;
-        let rows = stmt.query_map(params![route, from_ms, to_ms], row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let found = self
+            .store
+            .call(move |c| {
+                let mut stmt = c.prepare(&format!(
+                    "SELECT {COLUMNS} FROM recordings
+                         WHERE (?1 IS NULL OR route = ?1) AND (?2 IS NULL OR start_ms + duration_ms > ?2)
+                           AND (?3 IS NULL OR start_ms < ?3)
+                         ORDER BY start_ms, id LIMIT 10000"
+                ))?;
+                let rows = stmt.query_map(params![route, from_ms, to_ms], row)?;
+                rows.collect()
+            })
+            .await?;
+        Ok(found)
     }
 
-    pub fn get(&self, id: i64) -> Result<Option<Recording>, IndexError> {
+    pub async fn get(&self, id: i64) -> Result<Option<Recording>, IndexError> {
         let found = self
-            .conn()
-            .query_row(
-                "SELECT id, route, start_ms, duration_ms, size, codecs, path, root FROM recordings WHERE id = ?1",
-                params![id],
-                row,
-            )
-            .optional()?;
+            .store
+            .call(move |c| {
+                c.query_row(&format!("SELECT {COLUMNS} FROM recordings WHERE id = ?1"), params![id], row).optional()
+            })
+            .await?;
         Ok(found)
     }
 }

@@ -17,7 +17,7 @@ pub const RETENTION_EVERY: Duration = Duration::from_secs(30);
 
 /// Opens the index in `data_dir`, connects it to every storage's changes and starts retention.
 pub fn start(data_dir: &std::path::Path) -> Result<Arc<Index>, index::IndexError> {
-    let index = Index::open(&data_dir.join("sluice.db"))?;
+    let index = Index::open(sluice_store::Store::open(&data_dir.join("sluice.db"))?)?;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     storage::set_listener(tx);
     tokio::spawn(index::run_indexer(Arc::clone(&index), rx));
