@@ -15,7 +15,7 @@ use std::time::Duration;
 use sluice::config::model::{BuiltinPlugin, PluginConfig, PluginGrants, PluginSource, StorageGrant};
 use sluice::plugin::PluginHost;
 use sluice::plugin::sink::{MediaBatch, Sample, Track};
-use sluice::plugin::storage::{OpenFile, Storage, StorageError};
+use sluice::plugin::storage::{OpenFile, Storage, StorageError, Storages};
 use sluice_plugin_record_mp4 as native;
 
 const FPS: i64 = 30;
@@ -181,7 +181,7 @@ fn main() {
     // On the disk next to the build, not a tmpfs: the page-cache writes are part of the cost.
     let base = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir_in(base).expect("tempdir")).collect();
-    let storage = Storage::open(dirs[1].path(), None, None).expect("storage");
+    let storage = Storages::default().open(dirs[1].path(), None, None).expect("storage");
     let mut paths: [Box<dyn Path>; 3] = [
         Box::new(PluginPath::new(&input, &tracks, streams, dirs[0].path())),
         Box::new(NativePath::new(input.clone(), &tracks, streams, RouterFiles(storage))),

@@ -1,12 +1,13 @@
 //! The process's one wasmtime engine, its epoch ticker and plugin loading.
 
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
 
 use super::imports::{self, Inspected};
+use super::storage::Storages;
 use super::{LoadError, Plugin, auth, compile, sink};
 use crate::config::model::{PluginConfig, PluginWorld};
 
@@ -23,6 +24,9 @@ const MAX_MEMORY_BYTES: usize = 1 << 30;
 pub struct PluginHost {
     engine: Engine,
     cache_dir: Option<PathBuf>,
+    /// The storage directories sink plugins write to: one registry per router, so every plugin granted a
+    /// directory (and every version of it a reload brings) counts its usage once.
+    storages: Arc<Storages>,
 }
 
 impl std::fmt::Debug for PluginHost {
@@ -36,11 +40,20 @@ impl PluginHost {
     pub fn shared(cache_dir: Option<PathBuf>) -> Result<PluginHost, String> {
         static ENGINE: OnceLock<Result<Engine, String>> = OnceLock::new();
         let engine = ENGINE.get_or_init(|| new_engine().map_err(|e| format!("{e:#}"))).clone()?;
-        Ok(PluginHost { engine, cache_dir })
+        Ok(PluginHost { engine, cache_dir, storages: Arc::default() })
+    }
+
+    /// This host with the router's storage registry (instead of one of its own).
+    pub fn with_storages(self, storages: Arc<Storages>) -> PluginHost {
+        PluginHost { storages, ..self }
     }
 
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    pub fn storages(&self) -> &Arc<Storages> {
+        &self.storages
     }
 
     /// Which world a component implements, from its exports (compiled, not cached, not instantiated).

@@ -16,7 +16,7 @@ use super::stats::{CallFailure, PluginStats};
 use super::world::{WorldPlugin, world_impl};
 use crate::config::model::{PluginConfig, StorageGrant};
 use crate::media::Payload;
-use crate::plugin::storage::{OpenFile, Storage, StorageError};
+use crate::plugin::storage::{OpenFile, Storage, StorageError, Storages};
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -305,6 +305,7 @@ pub struct SinkPlugin {
 struct Inner {
     plugin: WorldPlugin<Sink>,
     grant: Option<StorageGrant>,
+    storages: Arc<Storages>,
     /// Opened on first use, not at load: `sluice check` loads plugins and must not create directories.
     storage: OnceLock<Result<Arc<Storage>, String>>,
     /// Recovery passes: one at a time per plugin, requests during one coalesced into one more (see
@@ -335,6 +336,7 @@ impl SinkPlugin {
         let inner = Inner {
             plugin: WorldPlugin::link(host, config, component)?,
             grant: config.grants.storage.clone(),
+            storages: Arc::clone(host.storages()),
             storage: OnceLock::new(),
             recovery: Recovery::default(),
         };
@@ -482,7 +484,7 @@ impl Recovery {
 impl Inner {
     fn storage(&self) -> Result<Option<Arc<Storage>>, String> {
         let Some(grant) = &self.grant else { return Ok(None) };
-        self.storage.get_or_init(|| Storage::open(&grant.dir, grant.quota_bytes, grant.max_age)).clone().map(Some)
+        self.storage.get_or_init(|| self.storages.open(&grant.dir, grant.quota_bytes, grant.max_age)).clone().map(Some)
     }
 
     /// A fresh instance with the storage access `access` gives.

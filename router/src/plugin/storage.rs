@@ -1,15 +1,17 @@
 //! The directory a sink plugin may write to (`grants.storage`): paths confined to it, a quota, files written
 //! under a temporary name and renamed into place by `commit`, and the bookkeeping retention and the index need.
 //!
-//! One [`Storage`] per directory for the whole process ([`Storage::open`]), shared by every recorder writing
-//! there and by every version of the plugin a reload brings, so usage is counted once.
+//! One [`Storage`] per directory for the router ([`Storages::open`]), shared by every recorder writing there and
+//! by every version of the plugin a reload brings, so usage is counted once. The [`Storages`] registry belongs to
+//! whoever runs the plugins (the runtime; a test its own), and sends commits and deletions to the recordings
+//! index when it was made with a channel for them.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt as _;
 use std::path::{Component, Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::mpsc;
@@ -86,32 +88,28 @@ struct State {
 pub struct Storage {
     root: PathBuf,
     state: Mutex<State>,
+    changes: Option<mpsc::UnboundedSender<Change>>,
 }
 
-/// Every storage opened in this process, by canonical directory.
-static OPEN: OnceLock<Mutex<BTreeMap<PathBuf, Arc<Storage>>>> = OnceLock::new();
-
-/// Where changes are reported (set once, by the recordings index).
-static LISTENER: OnceLock<mpsc::UnboundedSender<Change>> = OnceLock::new();
-
-/// Sends every later change of every storage directory to `tx`. Only the first call takes effect.
-pub fn set_listener(tx: mpsc::UnboundedSender<Change>) {
-    let _ = LISTENER.set(tx);
+/// Every storage directory one router opened, by canonical directory, and where their changes go.
+#[derive(Debug, Default)]
+pub struct Storages {
+    open: Mutex<BTreeMap<PathBuf, Arc<Storage>>>,
+    changes: Option<mpsc::UnboundedSender<Change>>,
 }
 
-fn notify(change: Change) {
-    if let Some(tx) = LISTENER.get() {
-        let _ = tx.send(change);
+impl Storages {
+    /// A registry whose storages report every commit and deletion to `changes` (the recordings index).
+    pub fn reporting_to(changes: mpsc::UnboundedSender<Change>) -> Storages {
+        Storages { open: Mutex::default(), changes: Some(changes) }
     }
-}
 
-impl Storage {
-    /// The storage of `dir` (created if missing), shared process-wide; `quota` and `max_age` are updated to the
-    /// latest grant.
-    pub fn open(dir: &Path, quota: Option<u64>, max_age: Option<Duration>) -> Result<Arc<Storage>, String> {
+    /// The storage of `dir` (created if missing), shared by every plugin granted it; `quota` and `max_age` are
+    /// updated to the latest grant.
+    pub fn open(&self, dir: &Path, quota: Option<u64>, max_age: Option<Duration>) -> Result<Arc<Storage>, String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let root = dir.canonicalize().map_err(|e| format!("cannot open {}: {e}", dir.display()))?;
-        let mut open = OPEN.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(s) = open.get(&root) {
             let mut state = s.lock();
             state.quota = quota;
@@ -120,15 +118,23 @@ impl Storage {
         }
         let mut state = State { quota, max_age, ..State::default() };
         scan(&root, &root, &mut state).map_err(|e| format!("cannot read {}: {e}", root.display()))?;
-        let storage = Arc::new(Storage { root: root.clone(), state: Mutex::new(state) });
+        let storage = Arc::new(Storage { root: root.clone(), state: Mutex::new(state), changes: self.changes.clone() });
         open.insert(root, Arc::clone(&storage));
         Ok(storage)
     }
 
     /// Every storage opened so far (for retention).
-    pub fn all() -> Vec<Arc<Storage>> {
-        let open = OPEN.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
-        open.values().cloned().collect()
+    pub fn all(&self) -> Vec<Arc<Storage>> {
+        self.open.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+    }
+}
+
+impl Storage {
+    /// Reports a change to the index, if this storage's registry has one.
+    fn notify(&self, change: Change) {
+        if let Some(tx) = &self.changes {
+            let _ = tx.send(change);
+        }
     }
 
     pub fn root(&self) -> &Path {
@@ -246,7 +252,7 @@ impl Storage {
             state.used = state.used.saturating_sub(entry.size);
             drop(state);
             remove_file(&full)?;
-            notify(Change::Removed { root: self.root.clone(), path: path.to_string() });
+            self.notify(Change::Removed { root: self.root.clone(), path: path.to_string() });
             return Ok(());
         }
         if partial_too
@@ -483,7 +489,7 @@ impl OpenFile {
         state.open.remove(&self.path);
         state.committed.insert(self.path.clone(), Entry { size: self.size, modified });
         drop(state);
-        notify(Change::Committed {
+        self.storage.notify(Change::Committed {
             root: self.storage.root.clone(),
             path: self.path.clone(),
             route: self.owner.clone(),
@@ -598,7 +604,7 @@ mod tests {
 
     fn storage(quota: Option<u64>) -> (tempfile::TempDir, Arc<Storage>) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let s = Storage::open(dir.path(), quota, None).expect("open");
+        let s = Storages::default().open(dir.path(), quota, None).expect("open");
         (dir, s)
     }
 

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rusqlite::{OptionalExtension, params};
-use sluice_store::{Store, StoreError};
 use serde::Serialize;
+use sluice_store::{Store, StoreError};
 use tokio::sync::mpsc;
 
 use super::probe;
@@ -125,7 +125,9 @@ impl Index {
     /// Forgets a file. Blocking, like [`add`](Self::add).
     pub fn remove(&self, root: &Path, path: &str) -> Result<(), IndexError> {
         let (root, path) = (root.to_string_lossy().into_owned(), path.to_string());
-        self.store.call_blocking(move |c| c.execute("DELETE FROM recordings WHERE root = ?1 AND path = ?2", params![root, path]))?;
+        self.store.call_blocking(move |c| {
+            c.execute("DELETE FROM recordings WHERE root = ?1 AND path = ?2", params![root, path])
+        })?;
         Ok(())
     }
 

@@ -24,7 +24,9 @@ use crate::config::{self, ConfigErrors};
 use crate::egress::push::PushStatus;
 use crate::egress::record::{Recording, RecordingStatus};
 use crate::ingest;
+use crate::plugin::storage::Storages;
 use crate::plugin::{PluginHost, Plugins};
+use crate::recording::Recordings;
 use crate::recording::index::Index;
 use crate::route::{RouteHandle, spawn_route};
 
@@ -401,27 +403,34 @@ struct RecordRequest {
 pub fn load_config(
     path: &std::path::Path,
     previous: &Plugins,
+    storages: &Arc<Storages>,
 ) -> Result<(RouteTable, Plugins, Vec<String>), ConfigErrors> {
-    load_config_with(path, previous, true)
+    load_config_with(path, previous, Some(storages))
 }
 
 /// What `sluice check` does: [`load_config`] without keeping compiled plugins in `data_dir`, so checking a file
 /// writes nothing.
 pub fn check_config(path: &std::path::Path) -> Result<(RouteTable, Plugins, Vec<String>), ConfigErrors> {
-    load_config_with(path, &Plugins::default(), false)
+    load_config_with(path, &Plugins::default(), None)
 }
 
+/// `storages`: the running router's (compiled plugins are then cached in `data_dir`); `None` for a check.
 fn load_config_with(
     path: &std::path::Path,
     previous: &Plugins,
-    cache: bool,
+    storages: Option<&Arc<Storages>>,
 ) -> Result<(RouteTable, Plugins, Vec<String>), ConfigErrors> {
+    let cache = storages.is_some();
     let table = config::load(path)?;
     let label = path.display().to_string();
     let file_error =
         |message: String, help: Option<String>| ConfigErrors::single(config::ConfigError::file(&label, message, help));
     let host = PluginHost::shared(cache.then(|| table.server.data_dir.join("plugin-cache")))
         .map_err(|e| file_error(format!("cannot start the plugin host: {e}"), None))?;
+    let host = match storages {
+        Some(storages) => host.with_storages(Arc::clone(storages)),
+        None => host,
+    };
     let (plugins, reloaded) = Plugins::load(&host, &table.plugins, previous).map_err(|errors| {
         // At the plugin's `config` in the file: most load errors are the plugin refusing its config.
         ConfigErrors(
@@ -489,7 +498,10 @@ impl Runtime {
     /// configuration to keep.
     pub fn start(path: PathBuf) -> Result<Runtime, ConfigErrors> {
         let began = Instant::now();
-        let (table, plugins, _) = load_config(&path, &Plugins::default())?;
+        // Sink storages report commits and deletions to the index, which opens once the table names data_dir.
+        let (changes_tx, changes) = mpsc::unbounded_channel();
+        let storages = Arc::new(Storages::reporting_to(changes_tx));
+        let (table, plugins, _) = load_config(&path, &Plugins::default(), &storages)?;
         let summary = ReloadSummary {
             added: table.routes.iter().map(|r| r.name.to_string()).collect(),
             removed: Vec::new(),
@@ -501,7 +513,7 @@ impl Runtime {
             plugins_added: plugins.iter().map(|(name, _)| name.clone()).collect(),
             plugins_removed: Vec::new(),
         };
-        let index = crate::recording::start(&table.server.data_dir).map_err(|e| {
+        let index = crate::recording::start(&table.server.data_dir, Arc::clone(&storages), changes).map_err(|e| {
             ConfigErrors::single(config::ConfigError::file(
                 &path.display().to_string(),
                 format!("recordings index: {e}"),
@@ -535,7 +547,8 @@ impl Runtime {
         let (rec_tx, rec_rx) = mpsc::channel(16);
         let (stop_tx, stop_rx) = mpsc::channel(1);
         let published = Published { directory: dir_tx, routes: routes_tx };
-        tokio::spawn(run(path, set, published, req_rx, rec_rx, stop_rx, Arc::clone(&index)));
+        let recordings = Recordings { storages, index: Arc::clone(&index) };
+        tokio::spawn(run(path, set, published, req_rx, rec_rx, stop_rx, recordings));
         Ok(Runtime {
             admission: Admission::new(routes_rx, Arc::default()),
             index,
@@ -597,7 +610,7 @@ async fn run(
     mut requests: mpsc::Receiver<ReloadRequest>,
     mut records: mpsc::Receiver<RecordRequest>,
     mut shutdown: mpsc::Receiver<oneshot::Sender<()>>,
-    index: Arc<Index>,
+    recordings: Recordings,
 ) {
     // The listeners and data directory are set up once: reloads report changes against these.
     let started = set.table().server.clone();
@@ -605,7 +618,7 @@ async fn run(
         tokio::select! {
             req = requests.recv() => {
                 let Some(req) = req else { break };
-                let outcome = reload(&path, &started, &mut set, req.trigger, &directory, &index).await;
+                let outcome = reload(&path, &started, &mut set, req.trigger, &directory, &recordings).await;
                 if let Some(reply) = req.reply {
                     let _ = reply.send(outcome);
                 }
@@ -635,14 +648,15 @@ async fn reload(
     set: &mut RouteSet,
     trigger: ReloadTrigger,
     directory: &Published,
-    index: &Arc<Index>,
+    recordings: &Recordings,
 ) -> ReloadOutcome {
     let began = Instant::now();
     let prev = directory.directory.borrow().clone();
     let loaded = {
         let path = path.to_path_buf();
         let previous = prev.plugins.clone();
-        tokio::task::spawn_blocking(move || load_config(&path, &previous)).await.unwrap_or_else(|e| {
+        let storages = Arc::clone(&recordings.storages);
+        tokio::task::spawn_blocking(move || load_config(&path, &previous, &storages)).await.unwrap_or_else(|e| {
             Err(ConfigErrors::single(config::ConfigError::file(
                 "routes file",
                 format!("validation panicked: {e}"),
@@ -654,7 +668,7 @@ async fn reload(
     let mut plugins = prev.plugins.clone();
     let (result, config_error, applied, rejected) = match loaded {
         Ok((table, new_plugins, plugins_reloaded)) => {
-            recover_and_index(&new_plugins, &plugins, index);
+            recover_and_index(&new_plugins, &plugins, &recordings.index);
             plugins = new_plugins;
             set.plugins = plugins.clone();
             let new_server = table.server.clone();
