@@ -24,7 +24,7 @@ use crate::admit::{Ask, Wants};
 use crate::auth::Protocol;
 use crate::egress::record::RecordingStatus;
 use crate::recording::index::Recording;
-use crate::recording::stitch::{self, Piece};
+use crate::recording::stitch::{self, Piece, StitchError};
 use crate::runtime::RecordError;
 
 /// The longest span one download stitches (its fragment headers are prepared in memory before sending).
@@ -265,9 +265,12 @@ pub async fn download(
     let recordings = query(&state, Some(route.clone()), Some(from), Some(to)).await?;
     let pieces = tokio::task::spawn_blocking(move || stitch::plan(&recordings, from, to))
         .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r)
-        .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, "no_recording", e))?;
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "stitch_failed", e.to_string()))?
+        .map_err(|e| match e {
+            StitchError::Empty => ApiError::new(StatusCode::NOT_FOUND, "no_recording", e.to_string()),
+            // A file the index lists that cannot be read back is the server's problem, not the request's.
+            e => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "recording_unreadable", e.to_string()),
+        })?;
     let len = pieces.iter().map(Piece::len).sum();
     let mut response = stream(pieces, len);
     let name = format!("{}_{}.mp4", route.replace(['/', '"'], "_"), format_time(from).replace(':', "-"));

@@ -14,7 +14,7 @@ use crate::backoff::Backoff;
 use crate::config::model::redact_push_url;
 use crate::media::{CodecParams, TrackId};
 use crate::route::{ReaderKind, RouteError, RouteHandle};
-use crate::rtmp::client::{Client, Mode, RtmpTarget, read};
+use crate::rtmp::client::{Client, ClientError, Mode, RtmpTarget, read};
 use crate::rtmp::flv;
 
 /// What the API shows about one push target.
@@ -76,17 +76,17 @@ async fn push_once(
     url: &Url,
     status: &Mutex<PushStatus>,
 ) -> Result<(), (String, Option<Duration>)> {
-    let target = RtmpTarget::parse(url).map_err(|e| (e, None))?;
+    let target = RtmpTarget::parse(url).map_err(|e| (e.to_string(), None))?;
     let mut reader = match route.add_reader(ReaderKind::Push, Some(redact_push_url(url))).await {
         Ok(r) => r,
         Err(RouteError::Ended(_)) => return Ok(()),
         Err(e) => return Err((e.to_string(), None)),
     };
-    let (mut client, _) = Client::connect(&target, Mode::Publish).await.map_err(|e| (e, None))?;
+    let (mut client, _) = Client::connect(&target, Mode::Publish).await.map_err(|e| (e.to_string(), None))?;
     tracing::info!(route = %route.name(), target = %redact_push_url(url), "RTMP push connected");
     set(status, |s| s.state = "live");
     let started = Instant::now();
-    let failed = |e: String| (e, Some(started.elapsed()));
+    let failed = |e: ClientError| (e.to_string(), Some(started.elapsed()));
     let mut sent_params: Vec<(TrackId, CodecParams)> = Vec::new();
     loop {
         tokio::select! {
@@ -126,12 +126,11 @@ fn publish(
     body: Bytes,
     ts: u32,
     droppable: bool,
-) -> Result<ClientSessionResult, String> {
+) -> Result<ClientSessionResult, ClientError> {
     let ts = RtmpTimestamp::new(ts);
-    if video {
+    Ok(if video {
         session.publish_video_data(body, ts, droppable)
     } else {
         session.publish_audio_data(body, ts, droppable)
-    }
-    .map_err(|e| e.to_string())
+    }?)
 }

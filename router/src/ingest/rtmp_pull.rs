@@ -56,8 +56,8 @@ async fn pull(url: Url, feed: SourceFeed) {
 
 /// Ok when the route stopped us; Err((why, how long it delivered)) otherwise.
 async fn pull_once(url: &Url, feed: &SourceFeed) -> Result<(), (String, Option<Duration>)> {
-    let target = RtmpTarget::parse(url).map_err(|e| (e, None))?;
-    let (mut client, mut pending) = Client::connect(&target, Mode::Play).await.map_err(|e| (e, None))?;
+    let target = RtmpTarget::parse(url).map_err(|e| (e.to_string(), None))?;
+    let (mut client, mut pending) = Client::connect(&target, Mode::Play).await.map_err(|e| (e.to_string(), None))?;
     if !feed.send(SourceEvent::Connected).await {
         return Ok(());
     }
@@ -79,8 +79,8 @@ async fn pull_once(url: &Url, feed: &SourceFeed) -> Result<(), (String, Option<D
         let n = tokio::time::timeout(STALL_TIMEOUT, read(&mut client.tcp, &mut client.buf))
             .await
             .map_err(|_| (format!("no data for {}s", STALL_TIMEOUT.as_secs()), Some(started.elapsed())))?
-            .map_err(|e| (e, Some(started.elapsed())))?;
+            .map_err(|e| (e.to_string(), Some(started.elapsed())))?;
         let data = client.buf[..n].to_vec();
-        pending = client.input(&data).await.map_err(|e| (e, Some(started.elapsed())))?;
+        pending = client.input(&data).await.map_err(|e| (e.to_string(), Some(started.elapsed())))?;
     }
 }

@@ -57,13 +57,20 @@ const MAX_CACHED: usize = 10_000;
 pub struct AuthPlugin {
     plugin: WorldPlugin<Auth>,
     idle: Mutex<Vec<Instance>>,
-    cache: Mutex<HashMap<[u8; 32], (Allow, Instant)>>,
+    cache: Mutex<HashMap<[u8; 32], CachedAllow>>,
 }
 
 impl std::fmt::Debug for AuthPlugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuthPlugin").field("name", &self.plugin.name).finish_non_exhaustive()
     }
+}
+
+/// An `allow` the plugin said may be reused until `until`.
+#[derive(Debug, Clone)]
+struct CachedAllow {
+    allow: Allow,
+    until: Instant,
 }
 
 struct Instance {
@@ -93,7 +100,7 @@ impl AuthPlugin {
     pub fn cached(&self, request: &Request) -> Option<Allow> {
         let key = cache_key(request);
         let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        cache.get(&key).filter(|(_, until)| *until > Instant::now()).map(|(allow, _)| allow.clone())
+        cache.get(&key).filter(|c| c.until > Instant::now()).map(|c| c.allow.clone())
     }
 
     /// Asks the plugin. Blocks for up to the call timeout: call it from a blocking-capable thread, never from an
@@ -107,12 +114,12 @@ impl AuthPlugin {
             let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
             if cache.len() >= MAX_CACHED {
                 let now = Instant::now();
-                cache.retain(|_, (_, until)| *until > now);
+                cache.retain(|_, c| c.until > now);
                 if cache.len() >= MAX_CACHED {
                     cache.clear();
                 }
             }
-            cache.insert(cache_key(request), (allow.clone(), until));
+            cache.insert(cache_key(request), CachedAllow { allow: allow.clone(), until });
         }
         Ok(decision)
     }

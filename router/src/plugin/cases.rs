@@ -64,7 +64,7 @@ pub fn run(plugin: &Path, world: &str, cases_path: &Path) -> Result<Report, Stri
     let text = std::fs::read_to_string(cases_path).map_err(|e| format!("{}: {e}", cases_path.display()))?;
     let file: CasesFile = toml::from_str(&text).map_err(|e| format!("{}: {e}", cases_path.display()))?;
     let plugin_path = std::path::absolute(plugin).map_err(|e| format!("{}: {e}", plugin.display()))?;
-    let host = PluginHost::shared(None)?;
+    let host = PluginHost::shared(None).map_err(|e| e.to_string())?;
     // The world first: loading a sink as an auth plugin would fail on what sinks need (a storage grant) instead
     // of saying it is the wrong kind.
     let world = host.world_of(&bytes).map_err(|e| format!("{}: {e}", plugin.display()))?;

@@ -35,11 +35,36 @@ impl std::fmt::Debug for PluginHost {
     }
 }
 
+/// Why the host could not start, or could not take a file as a plugin (before it has a name to blame: a load
+/// wraps these in a [`LoadError`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HostError {
+    #[error("cannot start the WebAssembly engine: {0}")]
+    Engine(String),
+    #[error(
+        "not a WebAssembly file (it does not start with the \\0asm magic bytes): `source` must name a plugin's .wasm \
+         component"
+    )]
+    NotWasm,
+    #[error(
+        "a core WebAssembly module, not a component: build the plugin for --target wasm32-wasip2 (see the README's \
+         \"Writing a plugin\")"
+    )]
+    CoreModule,
+    #[error("not a WebAssembly component (unknown binary version)")]
+    UnknownVersion,
+    #[error("not a WebAssembly component this router can run: {0}")]
+    Compile(String),
+    /// What the component exports or imports is not what a plugin may (the message says which and why).
+    #[error("{0}")]
+    Interface(String),
+}
+
 impl PluginHost {
     /// A host on the process-wide engine. `cache_dir` keeps compiled artifacts between starts.
-    pub fn shared(cache_dir: Option<PathBuf>) -> Result<PluginHost, String> {
-        static ENGINE: OnceLock<Result<Engine, String>> = OnceLock::new();
-        let engine = ENGINE.get_or_init(|| new_engine().map_err(|e| format!("{e:#}"))).clone()?;
+    pub fn shared(cache_dir: Option<PathBuf>) -> Result<PluginHost, HostError> {
+        static ENGINE: OnceLock<Result<Engine, HostError>> = OnceLock::new();
+        let engine = ENGINE.get_or_init(|| new_engine().map_err(|e| HostError::Engine(format!("{e:#}")))).clone()?;
         Ok(PluginHost { engine, cache_dir, storages: Arc::default() })
     }
 
@@ -57,13 +82,12 @@ impl PluginHost {
     }
 
     /// Which world a component implements, from its exports (compiled, not cached, not instantiated).
-    pub fn world_of(&self, bytes: &[u8]) -> Result<PluginWorld, String> {
+    pub fn world_of(&self, bytes: &[u8]) -> Result<PluginWorld, HostError> {
         binary_kind(bytes)?;
-        let component = compile(&self.engine, bytes, None)
-            .map_err(|e| format!("not a WebAssembly component this router can run: {}", root_cause(&e)))?;
+        let component = compile(&self.engine, bytes, None).map_err(|e| HostError::Compile(root_cause(&e)))?;
         let exports: Vec<String> =
             component.component_type().exports(&self.engine).map(|(n, _)| n.to_string()).collect();
-        imports::world_of(&exports)
+        imports::world_of(&exports).map_err(HostError::Interface)
     }
 
     /// Checks, compiles and prepares one plugin.
@@ -72,10 +96,9 @@ impl PluginHost {
         static TICKER: std::sync::Once = std::sync::Once::new();
         TICKER.call_once(|| start_ticker(&self.engine));
         let name = config.name.as_str();
-        binary_kind(bytes).map_err(|m| LoadError::new(name, m))?;
-        let component = compile(&self.engine, bytes, self.cache_dir.as_deref()).map_err(|e| {
-            LoadError::new(name, format!("not a WebAssembly component this router can run: {}", root_cause(&e)))
-        })?;
+        binary_kind(bytes).map_err(|e| LoadError::new(name, e.to_string()))?;
+        let component = compile(&self.engine, bytes, self.cache_dir.as_deref())
+            .map_err(|e| LoadError::new(name, HostError::Compile(root_cause(&e)).to_string()))?;
         let Inspected { world } =
             imports::inspect(&self.engine, &component, config).map_err(|m| LoadError::new(name, m))?;
         if let Some(expected) = config.source.known_world()
@@ -138,19 +161,15 @@ pub fn deadline_ticks(timeout: Duration) -> u64 {
 
 /// Tells a component from the files people mistake for one, before wasmtime does: its parse errors quote the
 /// bytes it found, which says nothing to someone who pointed `source` at the wrong file.
-pub fn binary_kind(bytes: &[u8]) -> Result<(), String> {
+pub fn binary_kind(bytes: &[u8]) -> Result<(), HostError> {
     const MAGIC: &[u8] = b"\0asm";
     match bytes.get(..8) {
-        _ if !bytes.starts_with(MAGIC) => Err("not a WebAssembly file (it does not start with the \\0asm magic \
-            bytes): `source` must name a plugin's .wasm component"
-            .to_string()),
+        _ if !bytes.starts_with(MAGIC) => Err(HostError::NotWasm),
         // Version 1, layer 0: a core module.
-        Some([_, _, _, _, 1, 0, 0, 0]) => Err("a core WebAssembly module, not a component: build the plugin for \
-            --target wasm32-wasip2 (see the README's \"Writing a plugin\")"
-            .to_string()),
+        Some([_, _, _, _, 1, 0, 0, 0]) => Err(HostError::CoreModule),
         // Layer 1: a component (its version changes with the proposal; wasmtime checks it).
         Some([_, _, _, _, _, _, 1, 0]) => Ok(()),
-        _ => Err("not a WebAssembly component (unknown binary version)".to_string()),
+        _ => Err(HostError::UnknownVersion),
     }
 }
 
@@ -164,10 +183,10 @@ mod tests {
 
     #[test]
     fn files_that_are_not_components_are_named_for_what_they_are() {
-        let garbage = binary_kind(b"PK\x03\x04 a zip file").expect_err("garbage");
+        let garbage = binary_kind(b"PK\x03\x04 a zip file").expect_err("garbage").to_string();
         assert!(garbage.starts_with("not a WebAssembly file"), "{garbage}");
         assert!(!garbage.contains("0x") && !garbage.contains('['), "no byte dump: {garbage}");
-        let core = binary_kind(b"\0asm\x01\0\0\0rest").expect_err("core module");
+        let core = binary_kind(b"\0asm\x01\0\0\0rest").expect_err("core module").to_string();
         assert!(core.starts_with("a core WebAssembly module, not a component"), "{core}");
         assert!(binary_kind(b"\0asm\x0d\0\x01\0rest").is_ok(), "a component");
         assert!(binary_kind(b"\0asm").is_err(), "truncated");

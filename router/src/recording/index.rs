@@ -48,9 +48,9 @@ pub enum IndexError {
     Store(#[from] StoreError),
     #[error("{}: {source}", .path.display())]
     File { path: PathBuf, source: std::io::Error },
-    /// The file is not a recording the index can read (its message comes from the probe).
-    #[error("{}: {message}", .path.display())]
-    Unreadable { path: PathBuf, message: String },
+    /// The file is not a recording the index can read.
+    #[error("{}: {source}", .path.display())]
+    Unreadable { path: PathBuf, source: super::probe::ProbeError },
     #[error("listing {}: {source}", .dir.display())]
     Listing { dir: PathBuf, source: crate::plugin::storage::StorageError },
 }
@@ -93,7 +93,7 @@ impl Index {
     pub fn add(&self, root: &Path, path: &str, route: Option<&str>) -> Result<String, IndexError> {
         let full = root.join(path);
         let meta = std::fs::metadata(&full).map_err(|source| IndexError::File { path: full.clone(), source })?;
-        let probed = probe::probe(&full).map_err(|message| IndexError::Unreadable { path: full.clone(), message })?;
+        let probed = probe::probe(&full).map_err(|source| IndexError::Unreadable { path: full.clone(), source })?;
         // Clamped: the file was written by a plugin, and a wild timestamp must not overflow the arithmetic below.
         let duration_ms = (probed.duration * 1000.0).round().clamp(0.0, 1e12) as i64;
         let start_ms = match probed.start_ms {

@@ -45,15 +45,37 @@ pub struct Probe {
     pub fragments: Vec<Fragment>,
 }
 
+/// Why a file could not be probed: it could not be read, or it is not an fMP4 file a recorder wrote.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("{}: {source}", .path.display())]
+    Open { path: std::path::PathBuf, source: std::io::Error },
+    #[error("reading: {0}")]
+    Read(#[from] std::io::Error),
+    #[error("truncated box header: {0}")]
+    TruncatedHeader(std::io::Error),
+    #[error("a {kind} box of {len} bytes does not fit the {left} bytes left")]
+    Overrun { kind: FourCC, len: u64, left: u64 },
+    #[error("a {kind} box of {len} bytes is too large")]
+    TooLarge { kind: FourCC, len: u64 },
+    #[error("{kind}: {source}")]
+    Decode { kind: FourCC, source: mp4_atom::Error },
+    #[error("a moof before the moov")]
+    MoofBeforeMoov,
+    #[error("no moov box: not an MP4 file written by a recorder")]
+    NoMoov,
+}
+
 /// Probes the file at `path`.
-pub fn probe(path: &Path) -> Result<Probe, String> {
-    let mut file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let len = file.metadata().map_err(|e| e.to_string())?.len();
+pub fn probe(path: &Path) -> Result<Probe, ProbeError> {
+    let open = |source| ProbeError::Open { path: path.to_path_buf(), source };
+    let mut file = std::fs::File::open(path).map_err(open)?;
+    let len = file.metadata().map_err(open)?.len();
     probe_reader(&mut std::io::BufReader::new(&mut file), len)
 }
 
 /// Probes `len` bytes of fMP4 from `r`.
-pub fn probe_reader<R: Read + Seek>(r: &mut R, len: u64) -> Result<Probe, String> {
+pub fn probe_reader<R: Read + Seek>(r: &mut R, len: u64) -> Result<Probe, ProbeError> {
     let mut pos = 0u64;
     let mut init_len = None;
     let mut timescales = BTreeMap::new();
@@ -67,18 +89,19 @@ pub fn probe_reader<R: Read + Seek>(r: &mut R, len: u64) -> Result<Probe, String
     while pos < len {
         let (kind, box_len) = read_header(r, len - pos)?;
         let end = pos + box_len;
-        let body = |r: &mut R| -> Result<Vec<u8>, String> {
+        let body = |r: &mut R| -> Result<Vec<u8>, ProbeError> {
             if box_len > MAX_META_BOX {
-                return Err(format!("a {kind} box of {box_len} bytes is too large"));
+                return Err(ProbeError::TooLarge { kind, len: box_len });
             }
-            r.seek(SeekFrom::Start(pos)).map_err(|e| e.to_string())?;
+            r.seek(SeekFrom::Start(pos))?;
             let mut buf = vec![0; box_len as usize];
-            r.read_exact(&mut buf).map_err(|e| e.to_string())?;
+            r.read_exact(&mut buf)?;
             Ok(buf)
         };
+        let decode = |source| ProbeError::Decode { kind, source };
         match kind {
             Moov::KIND => {
-                let moov = Moov::decode(&mut body(r)?.as_slice()).map_err(|e| format!("moov: {e}"))?;
+                let moov = Moov::decode(&mut body(r)?.as_slice()).map_err(decode)?;
                 for trak in &moov.trak {
                     let id = trak.tkhd.track_id;
                     timescales.insert(id, trak.mdia.mdhd.timescale.max(1));
@@ -99,15 +122,15 @@ pub fn probe_reader<R: Read + Seek>(r: &mut R, len: u64) -> Result<Probe, String
                 init_len = Some(end);
             }
             Prft::KIND => {
-                let prft = Prft::decode(&mut body(r)?.as_slice()).map_err(|e| format!("prft: {e}"))?;
+                let prft = Prft::decode(&mut body(r)?.as_slice()).map_err(decode)?;
                 if start_ms.is_none() {
                     start_ms = ntp_to_unix_ms(prft.ntp_timestamp);
                 }
                 fragment_start.get_or_insert(pos);
             }
             Moof::KIND => {
-                let moof = Moof::decode(&mut body(r)?.as_slice()).map_err(|e| format!("moof: {e}"))?;
-                let reference = reference.ok_or("a moof before the moov")?;
+                let moof = Moof::decode(&mut body(r)?.as_slice()).map_err(decode)?;
+                let reference = reference.ok_or(ProbeError::MoofBeforeMoov)?;
                 pending = Some(fragment_times(&moof, reference, &timescales));
                 fragment_start.get_or_insert(pos);
             }
@@ -119,9 +142,9 @@ pub fn probe_reader<R: Read + Seek>(r: &mut R, len: u64) -> Result<Probe, String
             _ => {}
         }
         pos = end;
-        r.seek(SeekFrom::Start(pos)).map_err(|e| e.to_string())?;
+        r.seek(SeekFrom::Start(pos))?;
     }
-    let init_len = init_len.ok_or("no moov box: not an MP4 file written by a recorder")?;
+    let init_len = init_len.ok_or(ProbeError::NoMoov)?;
     let duration = match (fragments.first(), fragments.last()) {
         (Some(first), Some(last)) => (last.start + last.duration - first.start).max(0.0),
         _ => 0.0,
@@ -130,22 +153,22 @@ pub fn probe_reader<R: Read + Seek>(r: &mut R, len: u64) -> Result<Probe, String
 }
 
 /// (type, whole box length), checked against the bytes left.
-fn read_header<R: Read>(r: &mut R, left: u64) -> Result<(FourCC, u64), String> {
+fn read_header<R: Read>(r: &mut R, left: u64) -> Result<(FourCC, u64), ProbeError> {
     let mut h = [0u8; 8];
-    r.read_exact(&mut h).map_err(|e| format!("truncated box header: {e}"))?;
+    r.read_exact(&mut h).map_err(ProbeError::TruncatedHeader)?;
     let kind = FourCC::new(&[h[4], h[5], h[6], h[7]]);
     let size = u64::from(u32::from_be_bytes([h[0], h[1], h[2], h[3]]));
     let (header_len, box_len) = match size {
         0 => (8, left),
         1 => {
             let mut l = [0u8; 8];
-            r.read_exact(&mut l).map_err(|e| format!("truncated box header: {e}"))?;
+            r.read_exact(&mut l).map_err(ProbeError::TruncatedHeader)?;
             (16, u64::from_be_bytes(l))
         }
         n => (8, n),
     };
     if box_len < header_len || box_len > left {
-        return Err(format!("a {kind} box of {box_len} bytes does not fit the {left} bytes left"));
+        return Err(ProbeError::Overrun { kind, len: box_len, left });
     }
     Ok((kind, box_len))
 }

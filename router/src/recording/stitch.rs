@@ -9,7 +9,25 @@ use std::path::PathBuf;
 use mp4_atom::{Atom, Decode, Encode, FourCC, Moof, Prft};
 
 use super::index::Recording;
-use super::probe::{self, Probe};
+use super::probe::{self, Probe, ProbeError};
+
+/// Why a span could not be stitched.
+#[derive(Debug, thiserror::Error)]
+pub enum StitchError {
+    #[error(transparent)]
+    Probe(#[from] ProbeError),
+    #[error("{}: {source}", .path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{}: unexpected {kind} box of {size} bytes in a fragment", .path.display())]
+    UnexpectedBox { path: PathBuf, kind: FourCC, size: u64 },
+    #[error("{}: moof: {source}", .path.display())]
+    Moof { path: PathBuf, source: mp4_atom::Error },
+    #[error("{}: a fragment without mdat", .path.display())]
+    NoMdat { path: PathBuf },
+    /// Nothing was recorded in the span asked for (the API answers 404).
+    #[error("no recorded media in that span")]
+    Empty,
+}
 
 /// A piece of the stitched file.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,7 +51,7 @@ impl Piece {
 
 /// What to send for [from_ms, to_ms) of `recordings` (one route's, oldest first). Stops early, at the first
 /// file whose tracks differ from the first one's (a parameter change): one MP4 cannot hold both.
-pub fn plan(recordings: &[Recording], from_ms: i64, to_ms: i64) -> Result<Vec<Piece>, String> {
+pub fn plan(recordings: &[Recording], from_ms: i64, to_ms: i64) -> Result<Vec<Piece>, StitchError> {
     let mut pieces = Vec::new();
     let mut first: Option<(Probe, i64)> = None;
     // Output time of the first fragment's start, in seconds since the first file's start.
@@ -64,13 +82,14 @@ pub fn plan(recordings: &[Recording], from_ms: i64, to_ms: i64) -> Result<Vec<Pi
                 begin -= 1;
             }
         }
-        let mut file = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut file = std::fs::File::open(&path).map_err(|source| StitchError::Read { path: path.clone(), source })?;
         for frag in frags[begin..].iter().take_while(|f| f.start - first_start < to_s) {
             let at = file_offset + frag.start;
             let origin = *origin.get_or_insert(at);
             // Shift so the span starts at 0: every track moves by the same time.
             let shift = file_offset - origin;
-            let (header, mdat_offset) = rewrite(&mut file, frag.offset, frag.len, shift, &probed, sequence)?;
+            let (header, mdat_offset) =
+                rewrite(&mut file, frag.offset, frag.len, shift, &probed, sequence).map_err(|e| e.at(&path))?;
             sequence += 1;
             pieces.push(Piece::Bytes(header));
             pieces.push(Piece::File {
@@ -84,7 +103,7 @@ pub fn plan(recordings: &[Recording], from_ms: i64, to_ms: i64) -> Result<Vec<Pi
         }
     }
     if origin.is_none() {
-        return Err("no recorded media in that span".to_string());
+        return Err(StitchError::Empty);
     }
     Ok(pieces)
 }
@@ -98,28 +117,28 @@ fn rewrite(
     shift: f64,
     probed: &Probe,
     sequence: u32,
-) -> Result<(Vec<u8>, u64), String> {
+) -> Result<(Vec<u8>, u64), FragmentError> {
     let mut out = Vec::new();
     let mut pos = offset;
     let end = offset + len;
     while pos < end {
-        file.seek(SeekFrom::Start(pos)).map_err(|e| e.to_string())?;
+        file.seek(SeekFrom::Start(pos))?;
         let mut h = [0u8; 8];
-        file.read_exact(&mut h).map_err(|e| e.to_string())?;
+        file.read_exact(&mut h)?;
         let size = u64::from(u32::from_be_bytes([h[0], h[1], h[2], h[3]]));
         let kind = FourCC::new(&[h[4], h[5], h[6], h[7]]);
         if kind == FourCC::new(b"mdat") {
             return Ok((out, pos));
         }
         if !(8..=(1 << 20)).contains(&size) || pos + size > end {
-            return Err(format!("unexpected {kind} box of {size} bytes in a fragment"));
+            return Err(FragmentError::UnexpectedBox { kind, size });
         }
         let mut buf = vec![0; size as usize];
-        file.seek(SeekFrom::Start(pos)).map_err(|e| e.to_string())?;
-        file.read_exact(&mut buf).map_err(|e| e.to_string())?;
+        file.seek(SeekFrom::Start(pos))?;
+        file.read_exact(&mut buf)?;
         match kind {
             Moof::KIND => {
-                let mut moof = Moof::decode(&mut buf.as_slice()).map_err(|e| format!("moof: {e}"))?;
+                let mut moof = Moof::decode(&mut buf.as_slice())?;
                 moof.mfhd.sequence_number = sequence;
                 for traf in &mut moof.traf {
                     let scale = f64::from(probed.timescales.get(&traf.tfhd.track_id).copied().unwrap_or(1));
@@ -129,7 +148,7 @@ fn rewrite(
                     }
                 }
                 let mut encoded = Vec::new();
-                moof.encode(&mut encoded).map_err(|e| format!("moof: {e}"))?;
+                moof.encode(&mut encoded)?;
                 // Data offsets count from the moof's start: a moof that changed size moves its data.
                 let delta = encoded.len() as i64 - buf.len() as i64;
                 if delta != 0 {
@@ -139,7 +158,7 @@ fn rewrite(
                         }
                     }
                     encoded.clear();
-                    moof.encode(&mut encoded).map_err(|e| format!("moof: {e}"))?;
+                    moof.encode(&mut encoded)?;
                 }
                 out.extend_from_slice(&encoded);
             }
@@ -149,5 +168,30 @@ fn rewrite(
         }
         pos += size;
     }
-    Err("a fragment without mdat".to_string())
+    Err(FragmentError::NoMdat)
+}
+
+/// What went wrong in one fragment; [`FragmentError::at`] names the file.
+#[derive(Debug, thiserror::Error)]
+enum FragmentError {
+    #[error(transparent)]
+    Read(#[from] std::io::Error),
+    #[error("unexpected {kind} box of {size} bytes")]
+    UnexpectedBox { kind: FourCC, size: u64 },
+    #[error(transparent)]
+    Moof(#[from] mp4_atom::Error),
+    #[error("no mdat")]
+    NoMdat,
+}
+
+impl FragmentError {
+    fn at(self, path: &std::path::Path) -> StitchError {
+        let path = path.to_path_buf();
+        match self {
+            FragmentError::Read(source) => StitchError::Read { path, source },
+            FragmentError::UnexpectedBox { kind, size } => StitchError::UnexpectedBox { path, kind, size },
+            FragmentError::Moof(source) => StitchError::Moof { path, source },
+            FragmentError::NoMdat => StitchError::NoMdat { path },
+        }
+    }
 }

@@ -426,7 +426,7 @@ fn load_config_with(
     let file_error =
         |message: String, help: Option<String>| ConfigErrors::single(config::ConfigError::file(&label, message, help));
     let host = PluginHost::shared(cache.then(|| table.server.data_dir.join("plugin-cache")))
-        .map_err(|e| file_error(format!("cannot start the plugin host: {e}"), None))?;
+        .map_err(|e| file_error(e.to_string(), None))?;
     let host = match storages {
         Some(storages) => host.with_storages(Arc::clone(storages)),
         None => host,
