@@ -81,7 +81,7 @@ async fn run(threads: usize) {
             data: payload.clone(),
             received: std::time::Instant::now(),
             wallclock: None,
-            flv: Default::default(),
+            forms: Default::default(),
         };
         tx.send(frame).await.expect("route alive");
     }

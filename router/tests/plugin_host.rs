@@ -28,7 +28,11 @@ fn config(name: &str, source: PluginSource, config: serde_json::Value) -> Plugin
 }
 
 fn load(config: &PluginConfig) -> Result<Plugin, String> {
-    let host = PluginHost::shared(None).expect("engine");
+    load_on(&PluginHost::shared(None).expect("engine"), config)
+}
+
+/// Loads through `host`: plugins loaded through one host share its storage registry, as a router's do.
+fn load_on(host: &PluginHost, config: &PluginConfig) -> Result<Plugin, String> {
     let bytes = match &config.source {
         PluginSource::Builtin(b) => sluice::plugin::builtin_bytes(*b).expect("built in").to_vec(),
         PluginSource::File(p) => std::fs::read(p).expect("read plugin"),
@@ -468,10 +472,12 @@ fn recovery_passes_are_coalesced_and_retry_what_failed() {
     use sluice::config::model::StorageGrant;
 
     let dir = tempfile::tempdir().expect("tempdir");
+    // One host, as in a router: both plugins granted the directory share its storage and bookkeeping.
+    let host = PluginHost::shared(None).expect("engine");
     let load_sink = |name: &str, plugin_config: serde_json::Value| {
         let mut c = config_for_sink(name, plugin_config);
         c.grants.storage = Some(StorageGrant { dir: dir.path().to_path_buf(), quota_bytes: None, max_age: None });
-        load(&c).expect("loads")
+        load_on(&host, &c).expect("loads")
     };
     let leave_uncommitted = |storage: &std::sync::Arc<sluice::plugin::storage::Storage>, names: &[&str]| {
         for name in names {

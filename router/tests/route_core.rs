@@ -41,7 +41,7 @@ fn frame(track: &Arc<Track>, n: i64) -> Frame {
         data: Bytes::from(vec![0u8; 100]),
         received: std::time::Instant::now(),
         wallclock: None,
-        flv: Default::default(),
+        forms: Default::default(),
     }
 }
 

@@ -1,9 +1,12 @@
 //! Tracks and frames.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
+
+use crate::flv::FlvMessage;
+use crate::rtp::RtpFrame;
 
 /// Identifies a track within one route's source; stable while the source runs, even when parameters change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -121,24 +124,54 @@ pub struct Frame {
     pub received: std::time::Instant,
     /// When the source captured it, in wall-clock time, where the source says (RTCP sender reports).
     pub wallclock: Option<std::time::SystemTime>,
-    /// The frame as an RTMP message, made by the first RTMP player or push that needs it and shared by the rest:
-    /// converted once per route, not once per reader. `None` inside: a codec FLV cannot carry.
-    pub flv: std::sync::OnceLock<Option<FlvMessage>>,
+    /// The frame in the forms outputs send it in, each made once: see [`Forms`].
+    pub forms: Forms,
 }
 
-/// A frame as one RTMP message (built by `rtmp::flv::route_message`).
-#[derive(Debug, Clone)]
-pub struct FlvMessage {
-    pub video: bool,
-    pub timestamp_ms: u32,
-    /// The FLV tag body (the RTMP message payload), for sessions that chunk it themselves (pushes).
-    pub body: bytes::Bytes,
-    /// The body already chunked for players of stream id 1: the same bytes for every one of them.
-    pub chunked: bytes::Bytes,
+/// A route frame in the forms its outputs send: an RTMP message ([`Frame::flv`]) and RTP payloads
+/// ([`Frame::rtp`]); fMP4 fragments join them when HLS lands. The route hands every reader the same
+/// `Arc<Frame>`, so each form is made once per route frame, by the first reader that needs it, and shared by
+/// all the others (every RTMP player, every WebRTC viewer, a new viewer's GOP replay): converted once per route,
+/// not once per reader, and only into the forms someone reads.
+#[derive(Debug, Default)]
+pub struct Forms {
+    flv: OnceLock<Option<FlvMessage>>,
+    rtp: OnceLock<Option<Arc<RtpFrame>>>,
+}
+
+impl Clone for Forms {
+    /// A copy of a frame (a source rebasing its timestamps) starts with no forms: they depend on the timestamps.
+    fn clone(&self) -> Forms {
+        Forms::default()
+    }
 }
 
 impl Frame {
+    /// A frame received now, with no wall-clock time known.
+    pub fn new(track: Arc<Track>, pts: i64, dts: i64, keyframe: bool, data: Bytes) -> Frame {
+        Frame {
+            track,
+            pts,
+            dts,
+            keyframe,
+            data,
+            received: std::time::Instant::now(),
+            wallclock: None,
+            forms: Forms::default(),
+        }
+    }
+
     pub fn kind(&self) -> MediaKind {
         self.track.kind()
+    }
+
+    /// The frame as one RTMP message; `None` for a codec FLV cannot carry.
+    pub fn flv(&self) -> Option<&FlvMessage> {
+        self.forms.flv.get_or_init(|| crate::flv::route_message(self)).as_ref()
+    }
+
+    /// The frame as RTP payloads; `None` for a codec WebRTC cannot carry.
+    pub fn rtp(&self) -> Option<&Arc<RtpFrame>> {
+        self.forms.rtp.get_or_init(|| crate::rtp::packetize(self).map(Arc::new)).as_ref()
     }
 }

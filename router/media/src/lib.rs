@@ -8,10 +8,17 @@
 //! form RTMP, MP4 and retina already use; parameter sets live in the track (they may also appear in-band).
 //! Audio frames are raw codec frames (an AAC raw data block, an Opus packet, G.711 bytes).
 
+//!
+//! Conversions to what outputs send are here too, made once per route frame and cached on it ([`Forms`]):
+//! [`flv`] (an RTMP message) and [`rtp`] (RTP payloads, RFC 6184 / RFC 7741).
+
 pub mod aac;
+pub mod flv;
 pub mod frame;
 pub mod h264;
 pub mod payload;
+pub mod rtp;
 
-pub use frame::{Codec, CodecParams, FlvMessage, Frame, MediaKind, Track, TrackId};
+pub use flv::FlvMessage;
+pub use frame::{Codec, CodecParams, Forms, Frame, MediaKind, Track, TrackId};
 pub use payload::Payload;

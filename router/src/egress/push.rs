@@ -102,7 +102,7 @@ async fn push_once(
                     sent_params.retain(|(id, _)| *id != frame.track.id);
                     sent_params.push((frame.track.id, frame.track.params.clone()));
                 }
-                if let Some(m) = frame.flv.get_or_init(|| flv::route_message(&frame)) {
+                if let Some(m) = frame.flv() {
                     results.push(
                         publish(&mut client.session, m.video, m.body.clone(), m.timestamp_ms, !frame.keyframe)
                             .map_err(failed)?,

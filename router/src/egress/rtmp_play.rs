@@ -99,8 +99,8 @@ impl RtmpPlayer {
             self.sent_params.retain(|(id, _)| *id != frame.track.id);
             self.sent_params.push((frame.track.id, frame.track.params.clone()));
         }
-        // Built once per route frame, shared by every RTMP player of the route.
-        if let Some(m) = frame.flv.get_or_init(|| flv::route_message(frame)) {
+        // Made once per route frame, shared by every RTMP player of the route.
+        if let Some(m) = frame.flv() {
             if self.stream_id == flv::PLAYER_STREAM_ID {
                 // Full-header chunks on our own chunk streams: the same bytes for every player, no copy.
                 out.push(m.chunked.clone());

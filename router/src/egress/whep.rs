@@ -1,6 +1,6 @@
 //! `to = ["whep"]`: WebRTC viewers (browsers, players) of a route. The HTTP API admits the offer
 //! (`POST /{route}/whep`); this picks what the viewer is sent and starts its session on the WebRTC engine, which
-//! sends every viewer of the route the RTP payloads packetized once (`webrtc::packetize`).
+//! sends every viewer of the route the RTP payloads made once per frame (`Frame::rtp`).
 
 use std::net::SocketAddr;
 

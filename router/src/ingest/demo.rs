@@ -90,7 +90,7 @@ async fn run(feed: SourceFeed) {
             data: data.clone(),
             received: std::time::Instant::now(),
             wallclock: None,
-            flv: Default::default(),
+            forms: Default::default(),
         };
         if !feed.send(SourceEvent::Frame(frame)).await {
             return;

@@ -133,7 +133,7 @@ async fn session(source: &RtspSource, feed: &SourceFeed) -> Ended {
                     data: Bytes::from(f.into_data()),
                     received: std::time::Instant::now(),
                     wallclock: None,
-                    flv: Default::default(),
+                    forms: Default::default(),
                 }
             }
             CodecItem::AudioFrame(f) => {
@@ -154,7 +154,7 @@ async fn session(source: &RtspSource, feed: &SourceFeed) -> Ended {
                     data: Bytes::copy_from_slice(f.data()),
                     received: std::time::Instant::now(),
                     wallclock: None,
-                    flv: Default::default(),
+                    forms: Default::default(),
                 }
             }
             CodecItem::Rtcp(rtcp) => {

@@ -200,7 +200,7 @@ pub(crate) mod tests {
             data: Bytes::from_static(b"frame"),
             received: std::time::Instant::now(),
             wallclock: None,
-            flv: Default::default(),
+            forms: Default::default(),
         })
     }
 
@@ -221,7 +221,7 @@ pub(crate) mod tests {
             data: Bytes::from_static(data),
             received: std::time::Instant::now(),
             wallclock: None,
-            flv: Default::default(),
+            forms: Default::default(),
         }
     }
 

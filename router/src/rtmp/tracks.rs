@@ -98,6 +98,6 @@ fn frame(track: Arc<Track>, pts: i64, dts: i64, keyframe: bool, data: Bytes) -> 
         data,
         received: std::time::Instant::now(),
         wallclock: None,
-        flv: Default::default(),
+        forms: Default::default(),
     }
 }

@@ -71,7 +71,7 @@ impl PublishedTracks {
             data: payload,
             received: std::time::Instant::now(),
             wallclock: None,
-            flv: Default::default(),
+            forms: Default::default(),
         })
     }
 

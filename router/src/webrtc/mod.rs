@@ -4,8 +4,8 @@
 //!   task, so SDP work never stalls media), then hands the session to the shard.
 //! - [`shard`] is the driver: one thread owns the UDP socket and every session.
 //! - [`session`] is one peer's state machine around str0m's `Rtc` (sans-IO).
-//! - [`packetize`] turns a route frame into RTP payloads once; every viewer shares them ([`subscription`] brings
-//!   each route's frames into the shard once, however many viewers it has).
+//! - Route frames reach the shard once per route, however many viewers it has ([`subscription`]); their RTP
+//!   payloads are made once per frame (`media::rtp`, through `Frame::rtp`) and every viewer shares them.
 //! - [`depacketize`] turns a publisher's depacketized frames into route frames.
 //! - [`sdp`] reads what str0m does not tell us about an offer, and explains offers it cannot parse.
 //!
@@ -17,7 +17,6 @@
 
 pub mod candidates;
 pub mod depacketize;
-pub mod packetize;
 pub mod sdp;
 pub mod session;
 pub mod shard;

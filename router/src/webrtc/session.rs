@@ -14,10 +14,10 @@ use str0m::rtp::RtpWrite;
 use str0m::{Event, IceConnectionState, Output, Rtc};
 
 use super::depacketize::PublishedTracks;
-use super::packetize::RtpFrame;
 use super::subscription::Subscription;
 use crate::config::model::RouteName;
 use crate::media::Codec;
+use crate::media::rtp::RtpFrame;
 use crate::route::{FeedError, SourceEvent, SourceFeed, ViewerTicket};
 
 /// A peer that has not connected by then is dropped (it never will: wrong candidates, blocked UDP). Short,

@@ -2,7 +2,7 @@
 //!
 //! Owns the socket and all [`Session`]s; nothing else touches either. Three inputs wake it: datagrams (routed to
 //! the session whose ICE/DTLS state accepts them, then remembered by source address), frames of subscribed
-//! routes (packetized once, written to each viewer), and commands (new session, trickle, end, stats). Timers are
+//! routes (their RTP form made once per frame, written to each viewer), and commands (new session, trickle, end, stats). Timers are
 //! one ordered set of (deadline, session), so a wake costs O(log n), not a scan of every peer.
 
 use std::collections::{BTreeSet, HashMap};
@@ -15,23 +15,22 @@ use str0m::{Candidate, Input};
 use tokio::sync::{mpsc, oneshot};
 
 use super::WebRtcError;
-use super::packetize::{RtpFrame, packetize};
 use super::session::{Role, RoleKind, Session, SessionEvent, SessionStats};
 use super::subscription::{ShardFrame, Subscription};
 use super::udp::{Received, UdpIo, recv_buffers};
-use crate::media::MediaKind;
+use crate::media::{Frame, MediaKind};
+use crate::route::gop::{GopCache, GopLimits};
 
 /// Receive calls (each up to 32 datagrams) per wake before looking at other inputs, so a flood cannot starve
 /// timers or frames.
 const RECV_ROUNDS: usize = 4;
 /// Route frames handled per wake.
 const FRAME_BATCH: usize = 16;
-/// A route's packetized GOP is capped like the route's own GOP cache...
-const MAX_GOP_FRAMES: usize = 800;
-/// ...and by what a newly connected viewer can take in one burst without overflowing socket buffers: ~4 s of a
-/// 4 Mbit/s stream. Longer GOPs (browsers publishing without periodic keyframes) make new viewers ask the
-/// publisher for a keyframe instead.
-const MAX_GOP_REPLAY_BYTES: usize = 2 << 20;
+/// What a newly connected viewer is sent at once: the route's frames since its last keyframe, at most 800 frames
+/// and what a viewer can take in one burst without overflowing socket buffers (~4 s of a 4 Mbit/s stream).
+/// Longer GOPs (browsers publishing without periodic keyframes) make new viewers ask the publisher for a keyframe
+/// instead.
+const REPLAY_LIMITS: GopLimits = GopLimits { max_frames: 800, max_bytes: 2 << 20 };
 
 /// A session as its URL names it: `/{route}/{whip|whep}/{id}`.
 #[derive(Debug, Clone)]
@@ -114,14 +113,19 @@ pub struct SessionInfo {
 
 type Key = u64;
 
-/// A route's viewers in this shard, and its packetized GOP for viewers that connect later.
-#[derive(Debug, Default)]
+/// A route's viewers in this shard, and the route's frames since its last keyframe for viewers that connect
+/// later: the route's own GOP cache type over the same `Arc<Frame>`s, kept here, on the shard's thread, so a
+/// replay is in order with the frames the shard has sent (their RTP forms are the frames', made once).
+#[derive(Debug)]
 struct Fanout {
     viewers: Vec<Key>,
-    gop: Vec<Arc<RtpFrame>>,
-    gop_bytes: usize,
-    /// False until a keyframe, and after an overflow until the next one.
-    gop_valid: bool,
+    gop: GopCache,
+}
+
+impl Default for Fanout {
+    fn default() -> Fanout {
+        Fanout { viewers: Vec::new(), gop: GopCache::new(REPLAY_LIMITS) }
+    }
 }
 
 #[derive(Debug)]
@@ -336,28 +340,12 @@ impl Shard {
         }
     }
 
-    fn handle_frame(&mut self, sub: &Arc<Subscription>, frame: &Arc<crate::media::Frame>) {
+    fn handle_frame(&mut self, sub: &Arc<Subscription>, frame: &Arc<Frame>) {
         let Some(fanout) = self.fanouts.get_mut(&sub.name) else { return };
-        let Some(rtp) = packetize(frame) else { return };
-        let rtp = Arc::new(rtp);
-        // The GOP starts at a video keyframe; audio-only routes keep none (every audio frame stands alone).
-        if frame.kind() == MediaKind::Video && rtp.keyframe {
-            fanout.gop.clear();
-            fanout.gop_bytes = 0;
-            fanout.gop_valid = true;
-        }
-        if fanout.gop_valid {
-            let bytes: usize = rtp.payloads.iter().map(|p| p.data.len()).sum();
-            if fanout.gop.len() >= MAX_GOP_FRAMES || fanout.gop_bytes + bytes > MAX_GOP_REPLAY_BYTES {
-                // Too long to replay to a new viewer: drop it, and new viewers wait for (and ask for) a keyframe.
-                fanout.gop.clear();
-                fanout.gop_bytes = 0;
-                fanout.gop_valid = false;
-            } else {
-                fanout.gop_bytes += bytes;
-                fanout.gop.push(Arc::clone(&rtp));
-            }
-        }
+        let Some(rtp) = frame.rtp().cloned() else { return };
+        // The GOP starts at a video keyframe; audio-only routes keep none (every audio frame stands alone). One
+        // too long to replay is dropped: new viewers then wait for (and ask for) a keyframe.
+        fanout.gop.push(frame, frame.kind() == MediaKind::Video && frame.keyframe);
         let now = Instant::now();
         let mut measured = false;
         for i in 0..fanout.viewers.len() {
@@ -428,13 +416,13 @@ impl Shard {
             SessionEvent::Connected => {
                 let Some(Session { role: Role::Viewer(v), .. }) = self.sessions.get(&key) else { return };
                 let route = v.subscription.name.clone();
-                let gop = self.fanouts.get(&route).map(|f| f.gop.clone()).unwrap_or_default();
+                let gop = self.fanouts.get(&route).map(|f| f.gop.frames().to_vec()).unwrap_or_default();
                 if gop.is_empty() {
                     v.subscription.route.request_keyframe();
                 }
-                for frame in gop {
+                for rtp in gop.iter().filter_map(|f| f.rtp()) {
                     self.with_session(key, now, |s, out, ev| {
-                        s.send_frame(&frame, now, out, ev);
+                        s.send_frame(rtp, now, out, ev);
                     });
                 }
             }

@@ -5,8 +5,8 @@
 
 use std::sync::Arc;
 
-use crate::media::h264::{self, NAL_AUD, NAL_IDR, NAL_SPS};
-use crate::media::{Codec, CodecParams, Frame};
+use crate::h264::{self, NAL_AUD, NAL_IDR, NAL_SPS};
+use crate::{Codec, CodecParams, Frame};
 
 /// Largest RTP payload we produce. 1200 bytes leaves room for the RTP header (12), header extensions (~20),
 /// the SRTP tag (10-16) and IPv6/UDP headers (48) under the 1280-byte minimum IPv6 MTU.
@@ -33,7 +33,8 @@ pub struct RtpFrame {
     pub payloads: Vec<RtpPayload>,
 }
 
-/// Packetizes a frame, or `None` for codecs WebRTC cannot carry (AAC).
+/// Packetizes a frame, or `None` for codecs WebRTC cannot carry (AAC). Readers ask [`Frame::rtp`], which makes
+/// this once per route frame.
 pub fn packetize(frame: &Frame) -> Option<RtpFrame> {
     let payloads = match frame.track.codec {
         Codec::H264 => h264_payloads(frame),
@@ -174,27 +175,32 @@ pub fn h264_depacketize(payloads: &[RtpPayload]) -> Vec<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingest::demo;
+    use crate::{Track, TrackId};
 
-    fn demo_frame(index: usize) -> Frame {
-        let clip = demo::clip();
-        let (data, keyframe) = &clip.frames[index];
-        Frame {
-            track: Arc::clone(&clip.track),
-            pts: 3000,
-            dts: 3000,
-            keyframe: *keyframe,
-            data: data.clone(),
-            received: std::time::Instant::now(),
-            wallclock: None,
-            flv: Default::default(),
-        }
+    /// The router's demo clip as frames: real encoder output, with large and small NAL units.
+    fn demo_frames() -> Vec<Frame> {
+        let nals = h264::split_annex_b(include_bytes!("../../assets/demo.h264"));
+        let find = |t| bytes::Bytes::copy_from_slice(nals.iter().find(|n| h264::nal_type(n) == t).expect("present"));
+        let track = Arc::new(Track {
+            id: TrackId(0),
+            codec: Codec::H264,
+            clock_rate: 90_000,
+            params: CodecParams::H264 { sps: find(NAL_SPS), pps: find(h264::NAL_PPS) },
+            description: String::new(),
+        });
+        h264::group_access_units(&nals)
+            .into_iter()
+            .map(|au| {
+                let keyframe = au.iter().any(|n| h264::nal_type(n) == NAL_IDR);
+                let data = h264::to_avcc(au.into_iter().filter(|n| h264::nal_type(n) != NAL_AUD));
+                Frame::new(Arc::clone(&track), 3000, 3000, keyframe, data)
+            })
+            .collect()
     }
 
     #[test]
     fn every_demo_frame_round_trips_within_the_mtu() {
-        for i in 0..demo::clip().frames.len() {
-            let frame = demo_frame(i);
+        for (i, frame) in demo_frames().into_iter().enumerate() {
             let rtp = packetize(&frame).expect("h264");
             assert!(rtp.payloads.iter().all(|p| p.data.len() <= MAX_PAYLOAD));
             assert_eq!(rtp.payloads.iter().filter(|p| p.marker).count(), 1);
@@ -206,7 +212,7 @@ mod tests {
 
     #[test]
     fn keyframes_without_in_band_parameter_sets_get_them_from_the_track() {
-        let mut frame = demo_frame(0);
+        let mut frame = demo_frames().swap_remove(0);
         let without: Vec<&[u8]> = h264::avcc_nals(&frame.data).filter(|n| h264::nal_type(n) == NAL_IDR).collect();
         frame.data = h264::to_avcc(without);
         let nals = h264_depacketize(&packetize(&frame).expect("h264").payloads);
