@@ -14,8 +14,8 @@ pub fn build() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let root = manifest.parent().expect("the router sits in the workspace").to_path_buf();
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
-    // The root manifest holds the `plugin` profile.
-    for watched in ["plugins", "sdk/src", "sdk/wit", "sdk/Cargo.toml", "Cargo.toml", "Cargo.lock"] {
+    // The root manifest holds the `plugin` profile; the recorder is built on the media crate (its fMP4 muxer).
+    for watched in ["plugins", "sdk/src", "sdk/wit", "sdk/Cargo.toml", "router/media", "Cargo.toml", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     println!("cargo:rerun-if-changed={}", manifest.join("tests/plugin_host.rs").display());

@@ -27,17 +27,22 @@
 //! SDK. Everything but this file runs natively: the router's benchmark drives [`segmenter::Segmenter`] directly.
 
 pub mod config;
-pub mod media;
-pub mod moof;
-pub mod mux;
 pub mod recover;
 pub mod segmenter;
 
 use sluice_sdk::sink::{self, Batch, Recorder, storage};
 
+pub use sluice_media::fmp4::{moof, mux};
+
 use crate::config::{Config, ConfigSpec};
 use crate::media::{Codec, Payload, Sample, TrackInfo};
 use crate::mux::Part;
+
+/// The media types the recorder takes: the fMP4 muxer's, shared with the router (`sluice-media`).
+pub mod media {
+    pub use sluice_media::Codec;
+    pub use sluice_media::fmp4::{Payload, Sample, SampleData, TrackInfo};
+}
 use crate::recover::Verdict;
 use crate::segmenter::{CreateError, Files, Segmenter};
 

@@ -32,6 +32,10 @@ pub enum Codec {
 }
 
 impl Codec {
+    pub fn is_video(self) -> bool {
+        self.kind() == MediaKind::Video
+    }
+
     pub fn kind(self) -> MediaKind {
         match self {
             Codec::H264 | Codec::H265 | Codec::Vp8 => MediaKind::Video,

@@ -10,10 +10,12 @@
 
 //!
 //! Conversions to what outputs send are here too, made once per route frame and cached on it ([`Forms`]):
-//! [`flv`] (an RTMP message) and [`rtp`] (RTP payloads, RFC 6184 / RFC 7741).
+//! [`flv`] (an RTMP message) and [`rtp`] (RTP payloads, RFC 6184 / RFC 7741). [`fmp4`] is the fragmented-MP4
+//! muxer recordings are written with.
 
 pub mod aac;
 pub mod flv;
+pub mod fmp4;
 pub mod frame;
 pub mod h264;
 pub mod payload;

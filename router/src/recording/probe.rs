@@ -8,10 +8,10 @@ use std::path::Path;
 
 use mp4_atom::{Atom, Decode, FourCC, Moof, Moov, Prft};
 
+use crate::media::fmp4::{NTP_UNIX_OFFSET, mux};
+
 /// The largest `moov` or `moof` read into memory; anything bigger is not a file we wrote.
 const MAX_META_BOX: u64 = 64 << 20;
-/// Seconds between the NTP epoch (1900) and the Unix epoch (1970).
-const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
 /// `sample_is_non_sync_sample` in ISO BMFF sample flags.
 const NON_SYNC: u32 = 0x0001_0000;
 
@@ -206,10 +206,9 @@ fn fragment_times(moof: &Moof, reference: u32, timescales: &BTreeMap<u32, u32>) 
     (base as f64 / scale, ticks as f64 / scale, key)
 }
 
+/// The inverse of what the recorder wrote (the muxer's own conversion); `None` before 1970.
 fn ntp_to_unix_ms(ntp: u64) -> Option<u64> {
-    let secs = (ntp >> 32).checked_sub(NTP_UNIX_OFFSET)?;
-    let frac = ((ntp & 0xffff_ffff) * 1000) >> 32;
-    Some(secs * 1000 + frac)
+    (ntp >> 32 >= NTP_UNIX_OFFSET).then(|| mux::unix_ms_from_ntp(ntp))
 }
 
 fn codec_name(codec: &mp4_atom::Codec) -> String {

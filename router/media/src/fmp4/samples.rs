@@ -1,35 +1,7 @@
-//! Plain media types the muxer and the segmenter take: the crate's own mirror of WIT `media`, so native users (the
-//! router's benchmark, tests) need neither the SDK's guest bindings nor a wasm host.
+//! What the muxer takes: tracks and samples as the sink world's WIT `media` describes them, in plain types, so
+//! native users (the router, its benchmark, tests) need neither the SDK's guest bindings nor a wasm host.
 
-/// A track's codec, as WIT `media.codec` names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Codec {
-    H264,
-    H265,
-    Vp8,
-    Opus,
-    Aac,
-    Pcmu,
-    Pcma,
-}
-
-impl Codec {
-    pub fn is_video(self) -> bool {
-        matches!(self, Codec::H264 | Codec::H265 | Codec::Vp8)
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Codec::H264 => "H.264",
-            Codec::H265 => "H.265",
-            Codec::Vp8 => "VP8",
-            Codec::Opus => "Opus",
-            Codec::Aac => "AAC",
-            Codec::Pcmu => "G.711 µ-law",
-            Codec::Pcma => "G.711 A-law",
-        }
-    }
-}
+use crate::Codec;
 
 /// One track of the route, as the host describes it (WIT `media.track`).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,6 +1,6 @@
 //! Fragmented MP4 bytes, with no IO: the init segment (ftyp + moov) of a set of tracks, and [`Fragment`], which
 //! collects one part's samples and encodes them as prft + moof + mdat. The init segment is encoded by `mp4-atom`,
-//! the per-part boxes by [`crate::moof`].
+//! the per-part boxes by [`super::moof`].
 //!
 //! Tracks are addressed by their index in the slice given to [`init_segment`] / [`Fragment::new`]; the MP4 track id
 //! of index `i` is `i + 1` (MP4 reserves 0, while the host's ids may be anything).
@@ -13,8 +13,9 @@ use mp4_atom::{
 
 use mp4_atom::esds::{DecoderConfig, DecoderSpecific, EsDescriptor};
 
-use crate::media::{Codec, Payload, SampleData, TrackInfo};
-use crate::moof;
+use super::moof;
+use super::samples::{Payload, SampleData, TrackInfo};
+use crate::Codec;
 
 /// `sample_flags` of a sync sample: sample_depends_on = 2 (depends on no other sample).
 pub const SYNC: u32 = 0x0200_0000;
@@ -22,7 +23,7 @@ pub const SYNC: u32 = 0x0200_0000;
 pub const NON_SYNC: u32 = 0x0101_0000;
 
 /// Seconds from the NTP epoch (1900) to the Unix epoch (1970).
-const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
+pub const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
 
 /// Why a track cannot be recorded (VP8, a missing or malformed decoder configuration), if it cannot.
 pub fn check_recordable(track: &TrackInfo) -> Result<(), String> {
@@ -116,7 +117,7 @@ fn clamp_u16(v: u32) -> u16 {
 /// QuickTime `twos` entry (the same SoundDescription version 0 layout) whose FourCC is then replaced by the returned
 /// one: `ulaw` / `alaw`, which ffmpeg and QuickTime read as pcm_mulaw / pcm_alaw.
 fn sample_entry(track: &TrackInfo, track_id: u32) -> Result<(Entry, Option<FourCC>), String> {
-    let what = format!("track {} ({})", track.id, track.codec.name());
+    let what = format!("track {} ({})", track.id, track.codec);
     if track.clock_rate == 0 {
         return Err(format!("{what}: clock rate 0"));
     }
