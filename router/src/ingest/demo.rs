@@ -82,16 +82,7 @@ async fn run(feed: SourceFeed) {
         tokio::time::sleep_until(start + period * n as u32).await;
         let (data, keyframe) = &clip.frames[(n % clip.frames.len() as u64) as usize];
         let ts = n as i64 * ticks_per_frame;
-        let frame = Frame {
-            track: Arc::clone(&clip.track),
-            pts: ts,
-            dts: ts,
-            keyframe: *keyframe,
-            data: data.clone(),
-            received: std::time::Instant::now(),
-            wallclock: None,
-            forms: Default::default(),
-        };
+        let frame = Frame::new(Arc::clone(&clip.track), ts, ts, *keyframe, data.clone());
         if !feed.send(SourceEvent::Frame(frame)).await {
             return;
         }

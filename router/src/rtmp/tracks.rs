@@ -42,7 +42,7 @@ impl FlvTracks {
                 let Some(track) = self.video.clone() else { return Ok(Vec::new()) };
                 let dts = i64::from(timestamp_ms) * 90;
                 let pts = dts + i64::from(composition_time_ms) * 90;
-                Ok(vec![SourceEvent::Frame(frame(track, pts, dts, keyframe, data.slice_ref(nalus)))])
+                Ok(vec![SourceEvent::Frame(Frame::new(track, pts, dts, keyframe, data.slice_ref(nalus)))])
             }
             VideoTag::Ignored => Ok(Vec::new()),
         }
@@ -79,25 +79,12 @@ impl FlvTracks {
             AudioTag::AacRaw(raw) => {
                 let Some(track) = self.audio.clone() else { return Ok(Vec::new()) };
                 let ts = i64::from(timestamp_ms) * i64::from(track.clock_rate) / 1000;
-                Ok(vec![SourceEvent::Frame(frame(track, ts, ts, true, data.slice_ref(raw)))])
+                Ok(vec![SourceEvent::Frame(Frame::new(track, ts, ts, true, data.slice_ref(raw)))])
             }
         }
     }
 
     fn announce(&self) -> SourceEvent {
         SourceEvent::Tracks([&self.video, &self.audio].into_iter().flatten().cloned().collect())
-    }
-}
-
-fn frame(track: Arc<Track>, pts: i64, dts: i64, keyframe: bool, data: Bytes) -> Frame {
-    Frame {
-        track,
-        pts,
-        dts,
-        keyframe,
-        data,
-        received: std::time::Instant::now(),
-        wallclock: None,
-        forms: Default::default(),
     }
 }

@@ -675,9 +675,6 @@ async fn reload(
             let d = set.apply(table).await;
             let mut changes = ReloadSummary::from(&d);
             changes.needs_restart = config::diff::restart_keys(started, &new_server);
-            for name in &plugins_reloaded {
-                tracing::info!(plugin = %name, "plugin reloaded: new sessions use the new version");
-            }
             changes.plugins_reloaded = plugins_reloaded;
             changes.plugins_added =
                 plugins.iter().map(|(n, _)| n).filter(|n| prev.plugins.get(n).is_none()).cloned().collect();
@@ -723,6 +720,9 @@ async fn reload(
             );
             for key in &changes.needs_restart {
                 tracing::warn!(key, "changed in the routes file; takes effect at the next restart");
+            }
+            for name in &changes.plugins_reloaded {
+                tracing::info!(plugin = %name, "plugin reloaded: new sessions use the new version");
             }
         }
         ReloadResult::Rejected { errors, .. } => tracing::error!(

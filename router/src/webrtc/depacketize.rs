@@ -63,16 +63,7 @@ impl PublishedTracks {
             Codec::Vp8 => (Bytes::copy_from_slice(data), data[0] & 1 == 0),
             _ => (Bytes::copy_from_slice(data), true),
         };
-        Some(Frame {
-            track: Arc::clone(track),
-            pts: ts,
-            dts: ts,
-            keyframe,
-            data: payload,
-            received: std::time::Instant::now(),
-            wallclock: None,
-            forms: Default::default(),
-        })
+        Some(Frame::new(Arc::clone(track), ts, ts, keyframe, payload))
     }
 
     pub fn tracks(&self) -> Vec<Arc<Track>> {
