@@ -274,14 +274,14 @@ fn deeply_nested_amf_command() -> Vec<u8> {
     for _ in 0..20_000 {
         amf.extend_from_slice(&[0x03, 0x00, 0x01, b'a']);
     }
-    sluice::rtmp::flv::chunk_message(3, 0, 20, 0, &amf, 128).to_vec()
+    sluice::media::flv::chunk_message(3, 0, 20, 0, &amf, 128).to_vec()
 }
 
 /// A message on chunk stream 3 declared 1000 bytes long but cut off after one chunk, then a new message on
 /// chunk stream 4: lengths that made rml_rtmp's decoder underflow.
 fn inconsistent_chunk_lengths() -> Vec<u8> {
-    let mut b = sluice::rtmp::flv::chunk_message(3, 0, 20, 0, &[0x02; 1000], 128)[..12 + 128].to_vec();
-    b.extend_from_slice(&sluice::rtmp::flv::chunk_message(4, 0, 20, 0, &[0x02; 10], 128));
+    let mut b = sluice::media::flv::chunk_message(3, 0, 20, 0, &[0x02; 1000], 128)[..12 + 128].to_vec();
+    b.extend_from_slice(&sluice::media::flv::chunk_message(4, 0, 20, 0, &[0x02; 10], 128));
     b.extend_from_slice(&[0xc3; 200]);
     b
 }

@@ -101,7 +101,7 @@ impl RtmpPlayer {
         }
         // Made once per route frame, shared by every RTMP player of the route.
         if let Some(m) = frame.flv() {
-            if self.stream_id == flv::PLAYER_STREAM_ID {
+            if self.stream_id == crate::media::flv::PLAYER_STREAM_ID {
                 // Full-header chunks on our own chunk streams: the same bytes for every player, no copy.
                 out.push(m.chunked.clone());
             } else {

@@ -61,7 +61,7 @@ pub async fn serve(
 /// A connection with no traffic either way for this long (no media or acknowledgements from the peer, no frames to
 /// it) is dropped, within one check period more. A player that stops reading is caught sooner, by the same limit
 /// on a single write.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+const IDLE_TIMEOUT: Duration = wire::WRITE_TIMEOUT;
 /// How often idleness is checked: a silent publisher frees its route 30-35 s after its last byte, not 30-60 s.
 const IDLE_CHECK: Duration = Duration::from_secs(5);
 const IDLE_CHECKS: u32 = (IDLE_TIMEOUT.as_secs() / IDLE_CHECK.as_secs()) as u32;

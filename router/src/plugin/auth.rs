@@ -179,19 +179,13 @@ impl AuthPlugin {
         let mut store = plugin.new_store();
         let auth = plugin.instantiate(&mut store)?;
         store.set_epoch_deadline(deadline_ticks(plugin.timeout));
-        match auth.sluice_plugin_authorizer().call_init(&mut store, &plugin.config_json) {
-            Ok(Ok(())) => Ok(Instance { store, auth }),
-            Ok(Err(message)) => {
-                let failure = CallFailure::Instantiate(format!("its init refused the config: {message}"));
-                plugin.stats.failed(&failure);
-                Err(failure)
-            }
-            Err(e) => {
-                let failure = plugin.classify(&e, &store);
-                plugin.stats.failed(&failure);
-                Err(failure)
-            }
-        }
+        let failure = match auth.sluice_plugin_authorizer().call_init(&mut store, &plugin.config_json) {
+            Ok(Ok(())) => return Ok(Instance { store, auth }),
+            Ok(Err(message)) => CallFailure::Instantiate(format!("its init refused the config: {message}")),
+            Err(e) => plugin.classify(&e, &store),
+        };
+        plugin.stats.failed(&failure);
+        Err(failure)
     }
 }
 

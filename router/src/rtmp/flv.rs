@@ -5,9 +5,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::media::aac::aac_config;
-pub use crate::media::flv::{
-    AUDIO_CSID, DATA_CSID, PLAYER_CHUNK_SIZE, PLAYER_STREAM_ID, VIDEO_CSID, chunk_message, frame_message,
-};
+use crate::media::flv::{DATA_CSID, PLAYER_CHUNK_SIZE, chunk_message};
 use crate::media::h264::avc_decoder_config;
 use crate::media::{Codec, CodecParams, h264};
 use crate::route::TrackInfo;
