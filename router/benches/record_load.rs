@@ -257,6 +257,7 @@ impl PluginPath {
                 storage: Some(StorageGrant { dir: dir.to_path_buf(), quota_bytes: None, max_age: None }),
                 env: Vec::new(),
             },
+            mount: None,
         };
         let host = PluginHost::shared(None).expect("engine");
         let bytes = sluice::plugin::builtin_bytes(BuiltinPlugin::RecordMp4).expect("built in");

@@ -19,6 +19,8 @@
 //!   outputs, one module per kind (WHEP, RTMP play, push, record). Neither uses the other.
 //! - [`runtime`]: builds routes from the table, wires sources, recorders and pushes, applies reloads.
 //! - [`listen`]: ports where a connection may publish or play (RTMP): admit, then hand to ingest or egress.
+//! - [`signal`]: signaling transports (Socket.IO, plain WebSocket) on the HTTP listener, each mount feeding a
+//!   signaling plugin that starts WebRTC sessions as WHIP/WHEP do.
 //! - [`api`]: HTTP (REST, WHIP/WHEP, metrics, UI) and its driver (`api::serve`: timeouts, caps, trusted
 //!   proxies); [`server`] starts it all.
 
@@ -44,6 +46,7 @@ pub mod route;
 pub mod rtmp;
 pub mod runtime;
 pub mod server;
+pub mod signal;
 pub mod webrtc;
 
 /// The build script's wasm32-wasip2 check, compiled here only so its decision is unit tested.

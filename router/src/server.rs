@@ -70,9 +70,11 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
 
     let webrtc = WebRtc::start(&server.webrtc)
         .with_context(|| format!("binding the WebRTC UDP port {} (`server.webrtc.udp`)", server.webrtc.udp))?;
+    let signaling = crate::signal::Signaling::start(runtime.clone(), webrtc.clone());
     let app = api::router(AppState {
         runtime: runtime.clone(),
         webrtc,
+        signaling,
         started: Instant::now(),
         connections: connections.clone(),
     });

@@ -27,6 +27,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("runtime", &["admit", "auth", "backoff", "config", "egress", "ingest", "media", "plugin", "recording", "route"]),
     // Drivers of ports where one connection may publish or play: they admit it and hand it to ingest or egress.
     ("listen", &["admit", "auth", "config", "connections", "egress", "ingest", "media", "rtmp"]),
+    // Signaling transports feeding signaling plugins, which start WebRTC sessions as WHIP/WHEP do.
+    ("signal", &["admit", "auth", "config", "egress", "ingest", "plugin", "route", "runtime", "webrtc"]),
     (
         "api",
         &[
@@ -42,6 +44,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "recording",
             "route",
             "runtime",
+            "signal",
             "webrtc",
         ],
     ),

@@ -24,6 +24,7 @@ fn config(name: &str, source: PluginSource, config: serde_json::Value) -> Plugin
         source,
         config,
         grants: PluginGrants::default(),
+        mount: None,
     }
 }
 

@@ -35,6 +35,8 @@ pub struct AppState {
     pub started: Instant,
     /// The TCP connection caps every listener shares (for /metrics).
     pub connections: std::sync::Arc<crate::connections::Connections>,
+    /// The signaling mounts (Socket.IO and WebSocket paths served by signaling plugins).
+    pub signaling: crate::signal::Signaling,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -75,6 +77,8 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(crate::webrtc::MAX_SDP_BYTES))
         .fallback(web::serve)
         .method_not_allowed_fallback(routes::method_not_allowed)
+        // Signaling mounts come first: their paths are the plugins', whatever the routes above would match.
+        .layer(axum::middleware::from_fn_with_state(state.signaling.clone(), crate::signal::dispatch))
         .layer(axum::middleware::from_fn_with_state(state.clone(), serve::limit_body_time))
         .with_state(state)
 }

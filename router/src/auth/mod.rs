@@ -7,6 +7,8 @@
 //! missing denies (fail closed). Denials are slowed down and counted per client address: too many in a window
 //! and that address is refused without asking the plugin until the window ends.
 
+pub mod http;
+
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;

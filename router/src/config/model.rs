@@ -210,6 +210,27 @@ pub struct PluginConfig {
     pub config: serde_json::Value,
     pub limits: PluginLimits,
     pub grants: PluginGrants,
+    /// Signaling plugins: where their clients connect.
+    pub mount: Option<Mount>,
+}
+
+/// Where a signaling plugin's clients connect, and how.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Mount {
+    /// An HTTP path prefix, e.g. "/socket.io/" (always ends with '/').
+    pub path: String,
+    pub transport: SignalTransport,
+    /// The auth plugin asked (action `read`, protocol `http`, route "") when a client connects; its identity
+    /// reaches the plugin.
+    pub auth: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum SignalTransport {
+    #[serde(rename = "socket.io")]
+    SocketIo,
+    #[serde(rename = "websocket")]
+    WebSocket,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -228,20 +249,32 @@ pub enum BuiltinPlugin {
     AuthUsers,
     #[serde(rename = "record-mp4")]
     RecordMp4,
-    #[serde(rename = "signal-socketio")]
-    SignalSocketio,
+    #[serde(rename = "signal-rooms")]
+    SignalRooms,
+    #[serde(rename = "signal-cameras")]
+    SignalCameras,
+    #[serde(rename = "signal-live")]
+    SignalLive,
 }
 
 impl BuiltinPlugin {
-    pub const ALL: [BuiltinPlugin; 4] =
-        [BuiltinPlugin::AuthJwt, BuiltinPlugin::AuthUsers, BuiltinPlugin::RecordMp4, BuiltinPlugin::SignalSocketio];
+    pub const ALL: [BuiltinPlugin; 6] = [
+        BuiltinPlugin::AuthJwt,
+        BuiltinPlugin::AuthUsers,
+        BuiltinPlugin::RecordMp4,
+        BuiltinPlugin::SignalRooms,
+        BuiltinPlugin::SignalCameras,
+        BuiltinPlugin::SignalLive,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             BuiltinPlugin::AuthJwt => "auth-jwt",
             BuiltinPlugin::AuthUsers => "auth-users",
             BuiltinPlugin::RecordMp4 => "record-mp4",
-            BuiltinPlugin::SignalSocketio => "signal-socketio",
+            BuiltinPlugin::SignalRooms => "signal-rooms",
+            BuiltinPlugin::SignalCameras => "signal-cameras",
+            BuiltinPlugin::SignalLive => "signal-live",
         }
     }
 
@@ -263,7 +296,17 @@ impl BuiltinPlugin {
         match self {
             BuiltinPlugin::AuthJwt | BuiltinPlugin::AuthUsers => PluginWorld::Auth,
             BuiltinPlugin::RecordMp4 => PluginWorld::Sink,
-            BuiltinPlugin::SignalSocketio => PluginWorld::Signaling,
+            BuiltinPlugin::SignalRooms | BuiltinPlugin::SignalCameras | BuiltinPlugin::SignalLive => {
+                PluginWorld::Signaling
+            }
+        }
+    }
+
+    /// The transport a built-in signaling plugin speaks unless routes.toml says otherwise.
+    pub fn default_transport(self) -> SignalTransport {
+        match self {
+            BuiltinPlugin::SignalLive => SignalTransport::WebSocket,
+            _ => SignalTransport::SocketIo,
         }
     }
 }

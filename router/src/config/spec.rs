@@ -88,6 +88,12 @@ pub struct PluginSpec {
     pub limits: Option<LimitsSpec>,
     #[serde(default)]
     pub grants: Option<GrantsSpec>,
+    /// Signaling plugins: the HTTP path their clients connect to, e.g. "/socket.io/".
+    pub mount: Option<Spanned<String>>,
+    /// Signaling plugins: "socket.io" or "websocket" (by default the plugin's own).
+    pub transport: Option<Spanned<String>>,
+    /// Signaling plugins: the auth plugin asked when a client connects.
+    pub auth: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

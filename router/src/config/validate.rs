@@ -298,6 +298,8 @@ impl Validator<'_> {
         let mut plugins = BTreeMap::new();
         // Granted storage directories so far: no two may overlap (each one's retention deletes what it finds).
         let mut storage_dirs: Vec<(String, PathBuf)> = Vec::new();
+        let mut mount_auths: Vec<(String, Spanned<String>)> = Vec::new();
+        let mut mount_spans: HashMap<String, Range<usize>> = HashMap::new();
         for (name, spec) in specs {
             let span = spec.span();
             let spec = spec.into_inner();
@@ -463,9 +465,113 @@ impl Validator<'_> {
                     None => {}
                 }
             }
-            plugins.insert(name.clone(), PluginConfig { name, source, config, limits, grants });
+            let mount = self.mount(&ctx, span.clone(), &source, &spec.mount, &spec.transport);
+            if let Some(m) = &spec.mount {
+                mount_spans.insert(name.clone(), m.span());
+            }
+            if let Some(auth) = spec.auth {
+                mount_auths.push((name.clone(), auth));
+            }
+            plugins.insert(name.clone(), PluginConfig { name, source, config, limits, grants, mount });
+        }
+        // A mount's auth names a plugin, which may come later in the file: checked once all are known.
+        for (name, auth) in mount_auths {
+            let ctx = format!("plugin \"{name}\": `auth`");
+            let checked = self.auth(&ctx, &auth, &plugins);
+            match plugins.get_mut(&name).and_then(|p| p.mount.as_mut()) {
+                Some(mount) => mount.auth = checked,
+                None => self.err(
+                    auth.span(),
+                    format!("{ctx}: only a mounted signaling plugin takes `auth`"),
+                    Some("routes name their auth plugin in their own `auth`".to_string()),
+                ),
+            }
+        }
+        let mut mounts: Vec<(&str, &str)> =
+            plugins.values().filter_map(|p| p.mount.as_ref().map(|m| (p.name.as_str(), m.path.as_str()))).collect();
+        mounts.sort_by_key(|(_, path)| *path);
+        for pair in mounts.windows(2) {
+            if pair[1].1.starts_with(pair[0].1) {
+                let span = mount_spans.get(pair[1].0).cloned().unwrap_or(0..0);
+                self.err(
+                    span,
+                    format!(
+                        "plugin \"{}\": `mount` \"{}\" lies under plugin \"{}\"'s mount \"{}\"",
+                        pair[1].0, pair[1].1, pair[0].0, pair[0].1
+                    ),
+                    Some("give every signaling plugin a path of its own".to_string()),
+                );
+            }
         }
         plugins
+    }
+
+    /// A signaling plugin's `mount` and `transport`; other plugins may not have them.
+    fn mount(
+        &mut self,
+        ctx: &str,
+        table: Range<usize>,
+        source: &PluginSource,
+        mount: &Option<Spanned<String>>,
+        transport: &Option<Spanned<String>>,
+    ) -> Option<Mount> {
+        let world = source.known_world();
+        if world.is_some_and(|w| w != PluginWorld::Signaling) {
+            for key in [mount, transport].into_iter().flatten() {
+                self.err(
+                    key.span(),
+                    format!("{ctx}: only signaling plugins are mounted (`mount`, `transport`)"),
+                    Some("remove the key".to_string()),
+                );
+            }
+            return None;
+        }
+        let Some(mount) = mount else {
+            if world == Some(PluginWorld::Signaling) {
+                self.err(
+                    table,
+                    format!("{ctx}: a signaling plugin needs `mount`, the path its clients connect to"),
+                    Some("add mount = \"/socket.io/\" (or \"/ws/NAME\" for a plain WebSocket plugin)".to_string()),
+                );
+            }
+            return None;
+        };
+        let path = mount.get_ref().trim();
+        const RESERVED: [&str; 3] = ["/v1/", "/metrics/", "/healthz/"];
+        let path = if path.ends_with('/') { path.to_string() } else { format!("{path}/") };
+        if !path.starts_with('/') || path == "/" || path.contains(['?', '#', ' ', '{', '}', '*']) {
+            self.err(
+                mount.span(),
+                format!("{ctx}: `mount` \"{}\" is not a path under the HTTP listener", mount.get_ref()),
+                Some("write a path such as \"/socket.io/\" or \"/ws/live\"".to_string()),
+            );
+            return None;
+        }
+        if RESERVED.iter().any(|r| path.starts_with(r)) {
+            self.err(
+                mount.span(),
+                format!("{ctx}: `mount` \"{}\" is taken by the router (/v1, /metrics, /healthz)", mount.get_ref()),
+                Some("pick another path, e.g. \"/socket.io/\"".to_string()),
+            );
+            return None;
+        }
+        let transport = match transport.as_ref().map(|t| (t, t.get_ref().as_str())) {
+            None => match source {
+                PluginSource::Builtin(b) => b.default_transport(),
+                PluginSource::File(_) => SignalTransport::SocketIo,
+            },
+            Some((_, "socket.io")) => SignalTransport::SocketIo,
+            Some((_, "websocket")) => SignalTransport::WebSocket,
+            Some((t, other)) => {
+                self.err(
+                    t.span(),
+                    format!("{ctx}: `transport` \"{other}\" is not one the router speaks"),
+                    Some("write \"socket.io\" or \"websocket\"".to_string()),
+                );
+                return None;
+            }
+        };
+        Some(Mount { path, transport, auth: None })
     }
 
     /// Converts a TOML value to JSON, expanding `${VAR}` in every string.
@@ -1450,7 +1556,7 @@ auth = "none"
     fn plugin_mistakes() {
         assert_eq!(
             error("[plugins.x]\nsource = \"builtin:auth-jwk\"\n"),
-            "routes.toml:2:10: plugin \"x\": `source`: there is no built-in plugin \"auth-jwk\"\n  help: built-ins are builtin:auth-jwt, builtin:auth-users, builtin:record-mp4, builtin:signal-socketio"
+            "routes.toml:2:10: plugin \"x\": `source`: there is no built-in plugin \"auth-jwk\"\n  help: built-ins are builtin:auth-jwt, builtin:auth-users, builtin:record-mp4, builtin:signal-rooms, builtin:signal-cameras, builtin:signal-live"
         );
         assert_eq!(
             error("[plugins.x]\nsource = \"plugins/x.wasm\"\n"),

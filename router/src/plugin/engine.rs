@@ -8,7 +8,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllo
 
 use super::imports::{self, Inspected};
 use super::storage::Storages;
-use super::{LoadError, Plugin, auth, compile, sink};
+use super::{LoadError, Plugin, auth, compile, signaling, sink};
 use crate::config::model::{PluginConfig, PluginWorld};
 
 /// How often the epoch advances: the granularity of call deadlines.
@@ -109,10 +109,9 @@ impl PluginHost {
         match world {
             PluginWorld::Auth => Ok(Plugin::Auth(Box::new(auth::AuthPlugin::new(self, config, &component)?))),
             PluginWorld::Sink => Ok(Plugin::Sink(sink::SinkPlugin::new(self, config, &component)?)),
-            PluginWorld::Signaling => Err(LoadError::new(
-                name,
-                "signaling plugins cannot be hosted by this build yet (only auth and sink plugins)",
-            )),
+            PluginWorld::Signaling => {
+                Ok(Plugin::Signaling(signaling::SignalingPlugin::new(self, config, &component)?))
+            }
         }
     }
 }

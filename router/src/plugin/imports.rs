@@ -72,14 +72,14 @@ pub(super) fn world_of(exports: &[String]) -> Result<PluginWorld, String> {
     let mut worlds = exports.iter().filter_map(|e| match split_version(e).0 {
         "sluice:plugin/authorizer" => Some(PluginWorld::Auth),
         "sluice:plugin/recorder-api" => Some(PluginWorld::Sink),
-        "sluice:plugin/connection-api" => Some(PluginWorld::Signaling),
+        "sluice:plugin/signaling-adapter" => Some(PluginWorld::Signaling),
         _ => None,
     });
     match (worlds.next(), worlds.next()) {
         (Some(w), None) => Ok(w),
         (Some(_), Some(_)) => Err("it implements more than one world; a plugin is auth, sink or signaling".into()),
         (None, _) => Err(format!(
-            "it exports none of sluice:plugin's interfaces (authorizer, recorder-api, connection-api){}; build it \
+            "it exports none of sluice:plugin's interfaces (authorizer, recorder-api, signaling-adapter){}; build it \
              with sluice-sdk",
             if exports.is_empty() { String::new() } else { format!(", only {}", exports.join(", ")) }
         )),

@@ -1,6 +1,6 @@
 //! The WebAssembly plugin host: wasmtime with the component model, one engine per process.
 //!
-//! The WIT package in `sdk/wit/` is the single source of truth; [`auth`] and [`sink`] generate the host side of
+//! The WIT package in `sdk/wit/` is the single source of truth; [`auth`], [`sink`] and [`signaling`] generate the host side of
 //! their worlds from it (the SDK generates the guest side from the same files), each a thin layer over the
 //! loading every world shares (`world.rs`: link, `InstancePre`, config, limits, env, stores, statistics). Loading a plugin
 //! ([`PluginHost::load`]) reads its bytes (embedded built-in or a file), checks what it imports against what it
@@ -13,6 +13,7 @@ pub mod auth;
 pub mod cases;
 mod engine;
 mod imports;
+pub mod signaling;
 pub mod sink;
 mod state;
 mod stats;
@@ -42,6 +43,7 @@ static BUILTIN_PLUGINS: &[(&str, &[u8])] = include!(concat!(env!("OUT_DIR"), "/b
 pub enum Plugin {
     Auth(Box<auth::AuthPlugin>),
     Sink(sink::SinkPlugin),
+    Signaling(signaling::SignalingPlugin),
 }
 
 impl Plugin {
@@ -49,6 +51,7 @@ impl Plugin {
         match self {
             Plugin::Auth(_) => PluginWorld::Auth,
             Plugin::Sink(_) => PluginWorld::Sink,
+            Plugin::Signaling(_) => PluginWorld::Signaling,
         }
     }
 
@@ -56,20 +59,28 @@ impl Plugin {
         match self {
             Plugin::Auth(p) => p.stats(),
             Plugin::Sink(p) => p.stats(),
+            Plugin::Signaling(p) => p.stats(),
         }
     }
 
     pub fn as_auth(&self) -> Option<&auth::AuthPlugin> {
         match self {
             Plugin::Auth(p) => Some(p),
-            Plugin::Sink(_) => None,
+            _ => None,
         }
     }
 
     pub fn as_sink(&self) -> Option<&sink::SinkPlugin> {
         match self {
             Plugin::Sink(p) => Some(p),
-            Plugin::Auth(_) => None,
+            _ => None,
+        }
+    }
+
+    pub fn as_signaling(&self) -> Option<&signaling::SignalingPlugin> {
+        match self {
+            Plugin::Signaling(p) => Some(p),
+            _ => None,
         }
     }
 }

@@ -17,6 +17,8 @@ pub struct HostState {
     pub plugin: Arc<str>,
     /// Sink plugins: the granted directory (`grants.storage`); `None` for other worlds.
     pub storage: Option<super::sink::StorageAccess>,
+    /// Signaling plugins: their clients, rooms and queued requests; `None` for other worlds.
+    pub signaling: Option<super::signaling::SignalingHost>,
 }
 
 impl HostState {
@@ -34,6 +36,7 @@ impl HostState {
             memory: MemoryCap { cap: memory_cap, hit: false, peak: 0, total: 0, held: 0 },
             plugin,
             storage: None,
+            signaling: None,
         }
     }
 

@@ -1,8 +1,8 @@
 //! The loading and bookkeeping every world's host shares, written once: linking a component against WASI and
 //! the world's imports, its `InstancePre`, the plugin's config, limits and granted environment, stores for its
-//! instances, and counting instantiations, calls and failures. Each world (`auth`, `sink`; `signaling` next)
+//! instances, and counting instantiations, calls and failures. Each world (`auth`, `sink`, `signaling`)
 //! is a thin layer over a [`WorldPlugin`]: its calls, and how it keeps instances (pooled for auth, one per
-//! recording for sinks).
+//! recording for sinks, one per mount for signaling).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -159,6 +159,8 @@ type WeakCommands = mpsc::WeakSender<Command>;
 pub struct RouteHandle {
     name: RouteName,
     tx: mpsc::Sender<Command>,
+    /// The route's state as it changes (signaling adapters tell their clients when a camera goes live).
+    state: watch::Receiver<RouteState>,
 }
 
 impl fmt::Debug for RouteHandle {
@@ -170,6 +172,11 @@ impl fmt::Debug for RouteHandle {
 impl RouteHandle {
     pub fn name(&self) -> &RouteName {
         &self.name
+    }
+
+    /// The route's state now and as it changes; the sender is gone once the route ended.
+    pub fn watch_state(&self) -> watch::Receiver<RouteState> {
+        self.state.clone()
     }
 
     fn ended(&self) -> RouteError {
@@ -229,9 +236,10 @@ impl RouteHandle {
 /// Spawns a route actor. It runs until [`RouteHandle::stop`] or until every handle is dropped.
 pub fn spawn_route(config: Arc<RouteConfig>, source: RouteSource) -> RouteHandle {
     let (tx, rx) = mpsc::channel(256);
-    let handle = RouteHandle { name: config.name.clone(), tx: tx.clone() };
+    let (state_tx, state) = watch::channel(RouteState::Waiting);
+    let handle = RouteHandle { name: config.name.clone(), tx: tx.clone(), state };
     // The actor and its readers hold weak senders, so dropping the last handle ends the route.
-    let actor = RouteActor::new(config, source, tx.downgrade());
+    let actor = RouteActor::new(config, source, tx.downgrade(), state_tx);
     tokio::spawn(actor.run(rx));
     handle
 }
@@ -276,6 +284,8 @@ struct RouteActor {
     commands: WeakCommands,
 
     state: RouteState,
+    /// Where `state` is published for [`RouteHandle::watch_state`].
+    state_tx: watch::Sender<RouteState>,
     last_error: Option<String>,
     live_since: Option<Instant>,
     source_starts: u64,
@@ -310,7 +320,17 @@ struct RouteActor {
 }
 
 impl RouteActor {
-    fn new(config: Arc<RouteConfig>, source: RouteSource, commands: WeakCommands) -> Self {
+    fn set_state(&mut self, state: RouteState) {
+        self.state = state;
+        self.state_tx.send_if_modified(|s| std::mem::replace(s, state) != state);
+    }
+
+    fn new(
+        config: Arc<RouteConfig>,
+        source: RouteSource,
+        commands: WeakCommands,
+        state_tx: watch::Sender<RouteState>,
+    ) -> Self {
         let now = Instant::now();
         // RTMP players are the only readers served in bunches.
         let bunch = Bunch::new(config.rtmp_write_interval);
@@ -323,6 +343,7 @@ impl RouteActor {
             idle_since: None,
             commands,
             state: RouteState::Waiting,
+            state_tx,
             last_error: None,
             live_since: None,
             source_starts: 0,
@@ -552,10 +573,11 @@ impl RouteActor {
         self.last_error = None;
         self.restart_at = None;
         self.gop.clear();
-        self.state = RouteState::Waiting;
         if let RouteSource::Unavailable(reason) = &self.source {
-            self.state = RouteState::Unavailable;
             self.last_error = Some(reason.clone());
+            self.set_state(RouteState::Unavailable);
+        } else {
+            self.set_state(RouteState::Waiting);
         }
         self.ensure_source();
     }
@@ -607,7 +629,7 @@ impl RouteActor {
             SourceEvent::Reconnecting { error } => {
                 // The source logs its own failures (rate-limited); the route records state for the API.
                 self.reconnects += 1;
-                self.state = RouteState::Reconnecting;
+                self.set_state(RouteState::Reconnecting);
                 self.last_error = Some(error);
                 self.live_since = None;
                 self.new_session();
@@ -623,7 +645,7 @@ impl RouteActor {
             }
             SourceEvent::Connected => {
                 if self.state == RouteState::Reconnecting {
-                    self.state = RouteState::Waiting;
+                    self.set_state(RouteState::Waiting);
                 }
             }
         }
@@ -657,7 +679,7 @@ impl RouteActor {
         }
         let sync_point = frame.keyframe && (is_video || !self.has_video);
         if self.state != RouteState::Live {
-            self.state = RouteState::Live;
+            self.set_state(RouteState::Live);
             self.live_since = Some(Instant::now());
             self.restart_backoff = RESTART_BACKOFF_MIN;
         }
@@ -723,12 +745,12 @@ impl RouteActor {
         self.gop.clear();
         if matches!(self.source, RouteSource::Publish) {
             tracing::info!(route = %self.config.name, "publisher left; waiting for the next one");
-            self.state = RouteState::Waiting;
+            self.set_state(RouteState::Waiting);
             return;
         }
         let error = "source ended".to_string();
         tracing::warn!(route = %self.config.name, backoff_ms = self.restart_backoff.as_millis() as u64, "{error}; restarting");
-        self.state = RouteState::Reconnecting;
+        self.set_state(RouteState::Reconnecting);
         self.last_error = Some(error);
         self.restart_at = Some(Instant::now() + self.restart_backoff);
         self.restart_backoff = (self.restart_backoff * 2).min(RESTART_BACKOFF_MAX);
@@ -757,7 +779,7 @@ impl RouteActor {
             tracing::info!(route = %self.config.name, "no readers left; on-demand source stopped");
             self.running = None;
             self.idle_since = None;
-            self.state = RouteState::Waiting;
+            self.set_state(RouteState::Waiting);
             self.live_since = None;
             self.gop.clear();
         }

@@ -1,0 +1,203 @@
+//! Signaling: the transports apps already speak (Socket.IO, plain WebSocket JSON) on the HTTP listener, each
+//! mount feeding one signaling plugin through its adapter.
+//!
+//! A `[plugins.NAME]` with `mount = "/socket.io/"` is served at that path. [`Signaling`] follows the runtime's
+//! directory: a mount appears when its plugin loads, and a plugin replaced by a reload (new bytes or config) gets
+//! a fresh adapter, its old clients disconnected (Socket.IO clients reconnect by themselves, to the new version).
+//! [`dispatch`] sits in front of the HTTP router and hands requests under a mount to its transport.
+//!
+//! - `adapter.rs`: the thread that owns a plugin's instance and carries out what it asks for.
+//! - `socketio.rs`, `websocket.rs`: the transports; `limits.rs`: message size and rate per client.
+
+pub mod adapter;
+pub mod limits;
+pub mod socketio;
+pub mod websocket;
+
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, RwLock};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tower::ServiceExt as _;
+
+use crate::auth::{Action, Credentials, Outcome, Protocol};
+use crate::config::model::SignalTransport;
+use crate::plugin::LoadedPlugin;
+use crate::plugin::signaling::{Client, Outbound};
+use crate::runtime::{Directory, Runtime};
+use crate::webrtc::WebRtc;
+use adapter::{AdapterHandle, Services};
+
+/// The signaling mounts of the router. Cheap to clone.
+#[derive(Clone)]
+pub struct Signaling {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Signaling {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mounts = self.mounts();
+        f.debug_struct("Signaling").field("mounts", &mounts.iter().map(|m| &m.ctx.path).collect::<Vec<_>>()).finish()
+    }
+}
+
+struct Inner {
+    mounts: RwLock<Arc<Vec<Arc<Mount>>>>,
+    services: Services,
+    /// Client numbers, unique across every mount of this router.
+    ids: Arc<AtomicU64>,
+}
+
+/// One mounted plugin.
+struct Mount {
+    loaded: Arc<LoadedPlugin>,
+    ctx: Arc<MountContext>,
+    transport: MountTransport,
+}
+
+enum MountTransport {
+    SocketIo(socketio::Service),
+    WebSocket,
+}
+
+/// What a transport needs to admit a client into its mount.
+#[derive(Debug)]
+pub struct MountContext {
+    pub path: String,
+    auth: Option<String>,
+    adapter: AdapterHandle,
+    services: Services,
+    ids: Arc<AtomicU64>,
+}
+
+impl MountContext {
+    /// Asks the mount's auth plugin (when it has one) about the client, then the signaling plugin.
+    pub async fn connect(
+        &self,
+        mut client: Client,
+        outbound: Arc<dyn Outbound>,
+        credentials: Credentials,
+    ) -> Result<(), String> {
+        if let Some(plugin) = &self.auth {
+            let request = crate::auth::request(
+                Action::Read,
+                Protocol::Http,
+                "",
+                self.path.clone(),
+                client.remote_ip.parse().ok(),
+                client.query.clone(),
+                credentials.clone(),
+            );
+            match self.services.runtime.admission.authorize(Some(plugin), request).await {
+                Outcome::Allowed { identity } => client.identity = identity,
+                refused => return Err(refused.describe()),
+            }
+        }
+        self.adapter.connect(client, outbound, credentials).await
+    }
+
+    pub fn adapter(&self) -> &AdapterHandle {
+        &self.adapter
+    }
+
+    pub fn next_id(&self) -> u64 {
+        self.ids.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Signaling {
+    /// Mounts the signaling plugins of the runtime's configuration and follows its reloads.
+    pub fn start(runtime: Runtime, webrtc: WebRtc) -> Signaling {
+        let services = Services { runtime: runtime.clone(), webrtc };
+        let signaling = Signaling {
+            inner: Arc::new(Inner { mounts: RwLock::default(), services, ids: Arc::new(AtomicU64::new(1)) }),
+        };
+        let mut directories = runtime.subscribe();
+        signaling.sync(&directories.borrow_and_update());
+        let weak = Arc::downgrade(&signaling.inner);
+        tokio::spawn(async move {
+            while directories.changed().await.is_ok() {
+                let Some(inner) = weak.upgrade() else { return };
+                let directory = Arc::clone(&directories.borrow_and_update());
+                Signaling { inner }.sync(&directory);
+            }
+        });
+        signaling
+    }
+
+    fn mounts(&self) -> Arc<Vec<Arc<Mount>>> {
+        Arc::clone(&self.inner.mounts.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Brings the mounts in line with `directory`'s plugins: unchanged ones stay (with their clients), new and
+    /// replaced ones start, the others stop.
+    fn sync(&self, directory: &Directory) {
+        let old = self.mounts();
+        let mut mounts = Vec::new();
+        for (name, loaded) in directory.plugins.iter() {
+            let Some(mount) = &loaded.config.mount else { continue };
+            if let Some(kept) = old.iter().find(|m| Arc::ptr_eq(&m.loaded, loaded)) {
+                mounts.push(Arc::clone(kept));
+                continue;
+            }
+            if loaded.plugin.as_signaling().is_none() {
+                tracing::error!(plugin = %name, "`mount` is set but the plugin is not a signaling plugin; not mounted");
+                continue;
+            }
+            let adapter = match adapter::start(Arc::clone(loaded), mount.path.clone(), self.inner.services.clone()) {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::error!(plugin = %name, error = %e, "cannot start the signaling plugin's thread");
+                    continue;
+                }
+            };
+            let ctx = Arc::new(MountContext {
+                path: mount.path.clone(),
+                auth: mount.auth.clone(),
+                adapter,
+                services: self.inner.services.clone(),
+                ids: Arc::clone(&self.inner.ids),
+            });
+            let transport = match mount.transport {
+                SignalTransport::SocketIo => MountTransport::SocketIo(socketio::serve(Arc::clone(&ctx))),
+                SignalTransport::WebSocket => MountTransport::WebSocket,
+            };
+            tracing::info!(plugin = %name, path = %mount.path, transport = ?mount.transport, "signaling mounted");
+            mounts.push(Arc::new(Mount { loaded: Arc::clone(loaded), ctx, transport }));
+        }
+        for gone in old.iter().filter(|m| !mounts.iter().any(|n| Arc::ptr_eq(n, m))) {
+            tracing::info!(path = %gone.ctx.path, "signaling mount replaced or removed; its clients are disconnected");
+            gone.ctx.adapter.stop();
+        }
+        *self.inner.mounts.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(mounts);
+    }
+
+    fn mount_for(&self, path: &str) -> Option<Arc<Mount>> {
+        self.mounts()
+            .iter()
+            .find(|m| path.starts_with(&m.ctx.path) || path == m.ctx.path.trim_end_matches('/'))
+            .cloned()
+    }
+}
+
+/// Middleware: requests under a signaling mount go to its transport; the rest on to the router.
+pub async fn dispatch(State(signaling): State<Signaling>, request: Request, next: Next) -> Response {
+    let Some(mount) = signaling.mount_for(request.uri().path()) else { return next.run(request).await };
+    match &mount.transport {
+        MountTransport::SocketIo(service) => match service.clone().oneshot(request).await {
+            Ok(response) => response.map(Body::new),
+            Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("signaling failed: {e}\n")).into_response(),
+        },
+        MountTransport::WebSocket => websocket::serve(request, &mount.ctx).await,
+    }
+}
+
+/// A client the mount refused: 403 with the reason (what a plain WebSocket client sees instead of an upgrade).
+pub fn refused(reason: &str) -> Response {
+    let body = serde_json::json!({ "error": "signaling_refused", "message": reason });
+    (StatusCode::FORBIDDEN, axum::Json(body)).into_response()
+}
