@@ -43,7 +43,7 @@
 pub mod auth;
 pub mod config;
 pub mod log;
-#[cfg(feature = "auth")]
+#[cfg(any(feature = "auth", feature = "signaling"))]
 pub mod mock;
 #[cfg(feature = "signaling")]
 pub mod signaling;

@@ -1,7 +1,8 @@
-//! The sink and signaling layers compile into working exports (no built-in uses them yet): a recorder and a
-//! connection exported through the macros, driven through the same slots the generated glue uses.
+//! The sink and signaling layers compile into working exports: a recorder and an adapter exported through the
+//! macros, driven through the same slots (sink) and mock host (signaling) plugins use.
 
-use sluice_sdk::signaling::{Connection, Message};
+use sluice_sdk::mock::SignalingHost;
+use sluice_sdk::signaling::{Adapter, Host};
 use sluice_sdk::sink::{Batch, Recorder, Slot, Track};
 
 #[derive(Debug)]
@@ -33,20 +34,48 @@ impl Recorder for Counting {
 
 sluice_sdk::export_sink!(Counting);
 
+/// Echoes every event back, refuses clients without a name, acks what asks for it.
 #[derive(Debug)]
 struct Echo;
 
-impl Connection for Echo {
+impl Adapter for Echo {
     type Config = NoConfig;
 
-    fn open(_id: u64, _path: String, _query: Vec<(String, String)>, _config: NoConfig) -> Result<Self, String> {
+    fn new(_config: NoConfig) -> Result<Self, String> {
         Ok(Echo)
     }
 
-    fn on_frame(&mut self, _message: Message) {}
+    fn on_connect(&mut self, _host: &mut dyn Host, client: &sluice_sdk::signaling::Client) -> Result<(), String> {
+        if client.auth.contains("name") { Ok(()) } else { Err("say your name".into()) }
+    }
+
+    fn on_event(&mut self, host: &mut dyn Host, connection: u64, name: &str, args: &str, ack: Option<u64>) {
+        let echo = sluice_sdk::signaling::Outgoing::Event(sluice_sdk::signaling::Event {
+            name: name.to_string(),
+            args: args.to_string(),
+        });
+        let _ = host.send(connection, echo);
+        if let Some(ack) = ack {
+            let _ = host.ack(connection, ack, "[\"ok\"]");
+        }
+    }
 }
 
 sluice_sdk::export_signaling!(Echo);
+
+#[test]
+fn a_signaling_adapter_runs_against_the_mock_host() {
+    let mut host = SignalingHost::<Echo>::new("{}").expect("config");
+    assert_eq!(
+        host.connect(SignalingHost::<Echo>::socketio_client(1, serde_json::json!({}))),
+        Err("say your name".to_string())
+    );
+    host.connect(SignalingHost::<Echo>::socketio_client(2, serde_json::json!({"name": "a"}))).expect("welcome");
+    host.event(2, "hi", serde_json::json!([1, {"x": 2}]), Some(9));
+    assert_eq!(host.events_to(2), vec![("hi".to_string(), serde_json::json!([1, {"x": 2}]))]);
+    assert_eq!(host.state.acks, vec![(2, 9, "[\"ok\"]".to_string())]);
+    assert!(host.events_to(1).is_empty(), "a refused client gets nothing");
+}
 
 #[test]
 fn a_recorder_slot_reports_a_failed_start_on_every_call() {

@@ -220,6 +220,8 @@ pub struct Mount {
     /// An HTTP path prefix, e.g. "/socket.io/" (always ends with '/').
     pub path: String,
     pub transport: SignalTransport,
+    /// An HTTP path prefix whose requests go to the plugin's `on-http` (an app's REST calls), e.g. "/api/rooms".
+    pub http: Option<String>,
     /// The auth plugin asked (action `read`, protocol `http`, route "") when a client connects; its identity
     /// reaches the plugin.
     pub auth: Option<String>,

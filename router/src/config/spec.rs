@@ -92,6 +92,8 @@ pub struct PluginSpec {
     pub mount: Option<Spanned<String>>,
     /// Signaling plugins: "socket.io" or "websocket" (by default the plugin's own).
     pub transport: Option<Spanned<String>>,
+    /// Signaling plugins: an HTTP path prefix for the plugin's own REST endpoints, e.g. "/api/rooms".
+    pub http: Option<Spanned<String>>,
     /// Signaling plugins: the auth plugin asked when a client connects.
     pub auth: Option<Spanned<String>>,
 }

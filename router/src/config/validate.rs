@@ -465,7 +465,18 @@ impl Validator<'_> {
                     None => {}
                 }
             }
-            let mount = self.mount(&ctx, span.clone(), &source, &spec.mount, &spec.transport);
+            let mut mount = self.mount(&ctx, span.clone(), &source, &spec.mount, &spec.transport);
+            if let Some(http) = &spec.http {
+                match (&mut mount, self.mount_path(&ctx, "http", http)) {
+                    (Some(m), Some(path)) => m.http = Some(path.trim_end_matches('/').to_string()),
+                    (None, Some(_)) => self.err(
+                        http.span(),
+                        format!("{ctx}: only a mounted signaling plugin takes `http`"),
+                        Some("add `mount` too, or remove `http`".to_string()),
+                    ),
+                    (_, None) => {}
+                }
+            }
             if let Some(m) = &spec.mount {
                 mount_spans.insert(name.clone(), m.span());
             }
@@ -536,25 +547,7 @@ impl Validator<'_> {
             }
             return None;
         };
-        let path = mount.get_ref().trim();
-        const RESERVED: [&str; 3] = ["/v1/", "/metrics/", "/healthz/"];
-        let path = if path.ends_with('/') { path.to_string() } else { format!("{path}/") };
-        if !path.starts_with('/') || path == "/" || path.contains(['?', '#', ' ', '{', '}', '*']) {
-            self.err(
-                mount.span(),
-                format!("{ctx}: `mount` \"{}\" is not a path under the HTTP listener", mount.get_ref()),
-                Some("write a path such as \"/socket.io/\" or \"/ws/live\"".to_string()),
-            );
-            return None;
-        }
-        if RESERVED.iter().any(|r| path.starts_with(r)) {
-            self.err(
-                mount.span(),
-                format!("{ctx}: `mount` \"{}\" is taken by the router (/v1, /metrics, /healthz)", mount.get_ref()),
-                Some("pick another path, e.g. \"/socket.io/\"".to_string()),
-            );
-            return None;
-        }
+        let path = self.mount_path(ctx, "mount", mount)?;
         let transport = match transport.as_ref().map(|t| (t, t.get_ref().as_str())) {
             None => match source {
                 PluginSource::Builtin(b) => b.default_transport(),
@@ -571,7 +564,31 @@ impl Validator<'_> {
                 return None;
             }
         };
-        Some(Mount { path, transport, auth: None })
+        Some(Mount { path, transport, http: None, auth: None })
+    }
+
+    /// A path under the HTTP listener a plugin may take (ends with '/'): not the root, not the router's own.
+    fn mount_path(&mut self, ctx: &str, key: &str, value: &Spanned<String>) -> Option<String> {
+        const RESERVED: [&str; 3] = ["/v1/", "/metrics/", "/healthz/"];
+        let path = value.get_ref().trim();
+        let path = if path.ends_with('/') { path.to_string() } else { format!("{path}/") };
+        if !path.starts_with('/') || path == "/" || path.contains(['?', '#', ' ', '{', '}', '*']) {
+            self.err(
+                value.span(),
+                format!("{ctx}: `{key}` \"{}\" is not a path under the HTTP listener", value.get_ref()),
+                Some("write a path such as \"/socket.io/\" or \"/ws/live\"".to_string()),
+            );
+            return None;
+        }
+        if RESERVED.iter().any(|r| path.starts_with(r)) {
+            self.err(
+                value.span(),
+                format!("{ctx}: `{key}` \"{}\" is taken by the router (/v1, /metrics, /healthz)", value.get_ref()),
+                Some("pick another path, e.g. \"/socket.io/\"".to_string()),
+            );
+            return None;
+        }
+        Some(path)
     }
 
     /// Converts a TOML value to JSON, expanding `${VAR}` in every string.

@@ -33,7 +33,7 @@ mod bindings {
 use bindings::{Signaling, SignalingPre};
 world_impl!(Signaling, SignalingPre);
 
-pub use bindings::exports::sluice::plugin::signaling_adapter::{Client, Transport};
+pub use bindings::exports::sluice::plugin::signaling_adapter::{Client, HttpRequest, HttpResponse, Transport};
 pub use bindings::sluice::plugin::signaling_host::{Event, Outgoing, RouteState};
 
 /// The most rooms one plugin may have, and the most clients one room may hold: far above real use, low enough
@@ -437,6 +437,14 @@ impl SignalingPlugin {
 
     pub fn on_timer(&self, instance: &mut SignalingInstance, token: u64) -> Result<(), CallFailure> {
         self.call(instance, |g, s| g.call_on_timer(s, token))
+    }
+
+    pub fn on_http(
+        &self,
+        instance: &mut SignalingInstance,
+        request: &HttpRequest,
+    ) -> Result<HttpResponse, CallFailure> {
+        self.call(instance, |g, s| g.call_on_http(s, request))
     }
 }
 

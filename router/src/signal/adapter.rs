@@ -18,7 +18,9 @@ use crate::admit::{Ask, Wants};
 use crate::auth::{Credentials, Protocol};
 use crate::config::model::{Output, PublishProtocol};
 use crate::plugin::LoadedPlugin;
-use crate::plugin::signaling::{Client, HostRequest, Outbound, RouteState, SignalingInstance, SignalingPlugin};
+use crate::plugin::signaling::{
+    Client, HostRequest, HttpRequest, HttpResponse, Outbound, RouteState, SignalingInstance, SignalingPlugin,
+};
 use crate::route::RouteState as RouteLife;
 use crate::runtime::Runtime;
 use crate::webrtc::session::RoleKind;
@@ -64,6 +66,11 @@ pub enum Inbound {
         token: u64,
         generation: u64,
     },
+    /// A request to the plugin's HTTP endpoints.
+    Http {
+        request: HttpRequest,
+        reply: oneshot::Sender<Result<HttpResponse, String>>,
+    },
     /// The mount is gone (its plugin was replaced or removed): disconnect everyone and end.
     Stop,
 }
@@ -78,6 +85,7 @@ impl std::fmt::Debug for Inbound {
             Inbound::Session { .. } => "session",
             Inbound::RouteState { .. } => "route-state",
             Inbound::Timer { .. } => "timer",
+            Inbound::Http { .. } => "http",
             Inbound::Stop => "stop",
         };
         f.write_str(kind)
@@ -107,6 +115,13 @@ impl AdapterHandle {
     /// Queues an event or message; `false` when the queue is full (the caller disconnects its client).
     pub fn offer(&self, inbound: Inbound) -> bool {
         self.tx.try_send(inbound).is_ok()
+    }
+
+    /// Hands an HTTP request to the plugin.
+    pub async fn http(&self, request: HttpRequest) -> Result<HttpResponse, String> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Inbound::Http { request, reply }).await.map_err(|_| STOPPED.to_string())?;
+        rx.await.map_err(|_| STOPPED.to_string())?
     }
 
     /// Ends the adapter: its clients are disconnected and its sessions end.
@@ -295,6 +310,22 @@ impl Adapter<'_> {
                 }
             }
             Inbound::Stop => {}
+            Inbound::Http { request, reply } => {
+                let Some(instance) = self.instance() else {
+                    let _ = reply.send(Err(STOPPED.into()));
+                    return;
+                };
+                match plugin.on_http(instance, &request) {
+                    Ok(response) => {
+                        let _ = reply.send(Ok(response));
+                        self.carry_out();
+                    }
+                    Err(_) => {
+                        let _ = reply.send(Err(STOPPED.into()));
+                        self.reset("the signaling plugin failed and restarted");
+                    }
+                }
+            }
             Inbound::Timer { token, generation } => {
                 if self.timers.get(&token) == Some(&generation) {
                     self.timers.remove(&token);

@@ -14,11 +14,12 @@ pub mod limits;
 pub mod socketio;
 pub mod websocket;
 
+use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock};
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -27,7 +28,7 @@ use tower::ServiceExt as _;
 use crate::auth::{Action, Credentials, Outcome, Protocol};
 use crate::config::model::SignalTransport;
 use crate::plugin::LoadedPlugin;
-use crate::plugin::signaling::{Client, Outbound};
+use crate::plugin::signaling::{Client, HttpRequest, Outbound};
 use crate::runtime::{Directory, Runtime};
 use crate::webrtc::WebRtc;
 use adapter::{AdapterHandle, Services};
@@ -68,6 +69,8 @@ enum MountTransport {
 #[derive(Debug)]
 pub struct MountContext {
     pub path: String,
+    /// The prefix of the plugin's own HTTP endpoints (no trailing '/').
+    http: Option<String>,
     auth: Option<String>,
     adapter: AdapterHandle,
     services: Services,
@@ -82,22 +85,69 @@ impl MountContext {
         outbound: Arc<dyn Outbound>,
         credentials: Credentials,
     ) -> Result<(), String> {
-        if let Some(plugin) = &self.auth {
-            let request = crate::auth::request(
-                Action::Read,
-                Protocol::Http,
-                "",
-                self.path.clone(),
-                client.remote_ip.parse().ok(),
-                client.query.clone(),
-                credentials.clone(),
-            );
-            match self.services.runtime.admission.authorize(Some(plugin), request).await {
-                Outcome::Allowed { identity } => client.identity = identity,
-                refused => return Err(refused.describe()),
-            }
-        }
+        client.identity = self.authorize(&client.remote_ip, &client.query, &credentials).await?;
         self.adapter.connect(client, outbound, credentials).await
+    }
+
+    /// The mount's auth plugin's answer for a client: who it is (`None` when the mount has no auth plugin).
+    async fn authorize(
+        &self,
+        remote_ip: &str,
+        query: &[(String, String)],
+        credentials: &Credentials,
+    ) -> Result<Option<String>, String> {
+        let Some(plugin) = &self.auth else { return Ok(None) };
+        let request = crate::auth::request(
+            Action::Read,
+            Protocol::Http,
+            "",
+            self.path.clone(),
+            remote_ip.parse().ok(),
+            query.to_vec(),
+            credentials.clone(),
+        );
+        match self.services.runtime.admission.authorize(Some(plugin), request).await {
+            Outcome::Allowed { identity } => Ok(identity),
+            refused => Err(refused.describe()),
+        }
+    }
+
+    /// Serves a request to the plugin's HTTP endpoints.
+    async fn serve_http(&self, prefix: &str, request: Request) -> Response {
+        use axum::http::{Method, header};
+        let cors = [
+            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+            (header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST, PUT, PATCH, DELETE, OPTIONS"),
+            (header::ACCESS_CONTROL_ALLOW_HEADERS, "Content-Type, Authorization"),
+        ];
+        if request.method() == Method::OPTIONS {
+            return (StatusCode::NO_CONTENT, cors).into_response();
+        }
+        let remote = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+        let remote_ip = remote.map(|ip| ip.to_canonical().to_string()).unwrap_or_default();
+        let (credentials, query) = crate::auth::http::credentials_and_query(request.headers(), request.uri());
+        let identity = match self.authorize(&remote_ip, &query, &credentials).await {
+            Ok(identity) => identity,
+            Err(reason) => return refused(&reason),
+        };
+        let method = request.method().to_string();
+        let path = request.uri().path().strip_prefix(prefix).unwrap_or("").to_string();
+        let body = match axum::body::to_bytes(request.into_body(), MAX_HTTP_BODY).await {
+            Ok(b) => b,
+            Err(_) => return error(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "the body exceeds 64 KiB"),
+        };
+        let Ok(body) = String::from_utf8(body.to_vec()) else {
+            return error(StatusCode::BAD_REQUEST, "bad_body", "the body is not UTF-8");
+        };
+        let request = HttpRequest { method, path, query, body, remote_ip, identity };
+        match self.adapter.http(request).await {
+            Ok(response) => {
+                let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                let json = [(header::CONTENT_TYPE, "application/json")];
+                (status, cors, json, response.body).into_response()
+            }
+            Err(reason) => error(StatusCode::SERVICE_UNAVAILABLE, "signaling_unavailable", &reason),
+        }
     }
 
     pub fn adapter(&self) -> &AdapterHandle {
@@ -157,6 +207,7 @@ impl Signaling {
             };
             let ctx = Arc::new(MountContext {
                 path: mount.path.clone(),
+                http: mount.http.clone(),
                 auth: mount.auth.clone(),
                 adapter,
                 services: self.inner.services.clone(),
@@ -176,17 +227,24 @@ impl Signaling {
         *self.inner.mounts.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(mounts);
     }
 
-    fn mount_for(&self, path: &str) -> Option<Arc<Mount>> {
-        self.mounts()
-            .iter()
-            .find(|m| path.starts_with(&m.ctx.path) || path == m.ctx.path.trim_end_matches('/'))
-            .cloned()
+    fn mount_for(&self, path: &str) -> Option<(Arc<Mount>, Option<String>)> {
+        let under = |prefix: &str| path == prefix || path.strip_prefix(prefix).is_some_and(|r| r.starts_with('/'));
+        self.mounts().iter().find_map(|m| {
+            if let Some(http) = m.ctx.http.as_deref().filter(|h| under(h)) {
+                return Some((Arc::clone(m), Some(http.to_string())));
+            }
+            under(m.ctx.path.trim_end_matches('/')).then(|| (Arc::clone(m), None))
+        })
     }
 }
 
-/// Middleware: requests under a signaling mount go to its transport; the rest on to the router.
+/// Middleware: requests under a signaling mount go to its transport (or its plugin's HTTP endpoints); the rest on
+/// to the router.
 pub async fn dispatch(State(signaling): State<Signaling>, request: Request, next: Next) -> Response {
-    let Some(mount) = signaling.mount_for(request.uri().path()) else { return next.run(request).await };
+    let Some((mount, http)) = signaling.mount_for(request.uri().path()) else { return next.run(request).await };
+    if let Some(prefix) = http {
+        return mount.ctx.serve_http(&prefix, request).await;
+    }
     match &mount.transport {
         MountTransport::SocketIo(service) => match service.clone().oneshot(request).await {
             Ok(response) => response.map(Body::new),
@@ -198,6 +256,12 @@ pub async fn dispatch(State(signaling): State<Signaling>, request: Request, next
 
 /// A client the mount refused: 403 with the reason (what a plain WebSocket client sees instead of an upgrade).
 pub fn refused(reason: &str) -> Response {
-    let body = serde_json::json!({ "error": "signaling_refused", "message": reason });
-    (StatusCode::FORBIDDEN, axum::Json(body)).into_response()
+    error(StatusCode::FORBIDDEN, "signaling_refused", reason)
 }
+
+fn error(status: StatusCode, code: &str, message: &str) -> Response {
+    (status, axum::Json(serde_json::json!({ "error": code, "message": message }))).into_response()
+}
+
+/// The largest body the plugin's HTTP endpoints take.
+const MAX_HTTP_BODY: usize = 64 << 10;

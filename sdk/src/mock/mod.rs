@@ -1,16 +1,24 @@
 //! A native stand-in for the router, so plugin authors test with plain `cargo test`.
 //!
-//! It drives the plugin through the same steps the router does (config as JSON -> `new`, then `authorize`), but
-//! natively: no wasm build, no limits. Run the built `.wasm` under the real host with `sluice plugin test`.
+//! It drives the plugin through the same steps the router does (config as JSON -> `new`, then the world's calls),
+//! but natively: no wasm build, no limits. Run the built `.wasm` under the real host with `sluice plugin test`.
 
+#[cfg(feature = "signaling")]
+mod signaling;
+#[cfg(feature = "signaling")]
+pub use signaling::{MockSession, SignalingHost, SignalingState};
+
+#[cfg(feature = "auth")]
 use crate::auth::{Authorizer, Decision, Request};
 
 /// Hosts one auth plugin natively.
+#[cfg(feature = "auth")]
 #[derive(Debug)]
 pub struct AuthHost<P> {
     plugin: P,
 }
 
+#[cfg(feature = "auth")]
 impl<P: Authorizer> AuthHost<P> {
     /// Starts the plugin with `config` as the router would hand it over: JSON of the `config` table.
     pub fn new(config: &str) -> Result<Self, String> {
