@@ -1,4 +1,5 @@
-//! Plugins loaded and called through the real wasmtime host: the embedded built-ins (`builtin:auth-jwt`,
+//! Plugins loaded and called through the real wasmtime host: the embedded built-ins (`builtin:auth-jwt`, the
+//! signaling built-ins `builtin:signal-rooms`, `builtin:signal-cameras`, `builtin:signal-live`,
 //! `builtin:auth-users`), the SDK's example, and hostile plugins that must be stopped or refused.
 
 mod common;
@@ -533,4 +534,113 @@ fn whole_payload_batch(payload: bytes::Bytes) -> sluice::plugin::sink::MediaBatc
 
 fn config_for_sink(name: &str, plugin_config: serde_json::Value) -> PluginConfig {
     config(name, PluginSource::File(test_plugin("sluice_test_trap_sink.wasm")), plugin_config)
+}
+
+/// A client of a signaling plugin under test: what the plugin sent it.
+#[derive(Default)]
+struct SentTo(std::sync::Mutex<Vec<String>>, Option<()>);
+
+impl sluice::plugin::signaling::Outbound for SentTo {
+    fn transport(&self) -> sluice::plugin::signaling::Transport {
+        if self.1.is_some() {
+            sluice::plugin::signaling::Transport::Websocket
+        } else {
+            sluice::plugin::signaling::Transport::SocketIo
+        }
+    }
+    fn send(&self, message: &sluice::plugin::signaling::Outgoing) -> Result<(), String> {
+        use sluice::plugin::signaling::Outgoing;
+        let line = match message {
+            Outgoing::Event(e) => format!("{} {}", e.name, e.args),
+            Outgoing::Text(t) => t.clone(),
+        };
+        self.0.lock().expect("lock").push(line);
+        Ok(())
+    }
+    fn ack(&self, ack: u64, args: &str) -> Result<(), String> {
+        self.0.lock().expect("lock").push(format!("ack {ack} {args}"));
+        Ok(())
+    }
+    fn close(&self, _reason: &str) {}
+}
+
+impl SentTo {
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().expect("lock"))
+    }
+}
+
+fn signaling_client(id: u64, websocket: bool) -> sluice::plugin::signaling::Client {
+    use sluice::plugin::signaling::{Client, Transport};
+    Client {
+        id,
+        transport: if websocket { Transport::Websocket } else { Transport::SocketIo },
+        namespace: "/".into(),
+        query: Vec::new(),
+        auth: "{}".into(),
+        remote_ip: "127.0.0.1".into(),
+        identity: None,
+    }
+}
+
+/// The built-in signaling plugins under the real host: clients connect, events go in, what they send comes out,
+/// and sessions are asked of the host.
+#[test]
+fn builtin_signaling_plugins_run_under_the_real_host() {
+    use sluice::plugin::signaling::HostRequest;
+    use std::sync::Arc;
+
+    // builtin:signal-rooms: two peers meet.
+    let rooms = load(&config("rooms", PluginSource::Builtin(BuiltinPlugin::SignalRooms), serde_json::json!({})))
+        .expect("builtin:signal-rooms loads");
+    let rooms = rooms.as_signaling().expect("a signaling plugin");
+    let mut instance = rooms.start().expect("starts");
+    let (a, b) = (Arc::new(SentTo::default()), Arc::new(SentTo::default()));
+    for (id, client) in [(1, &a), (2, &b)] {
+        instance.host().add_client(id, client.clone());
+        rooms.on_connect(&mut instance, &signaling_client(id, false)).expect("call").expect("welcome");
+    }
+    rooms.on_event(&mut instance, 1, "join-room", r#"[{"roomId":"r","displayName":"ana"}]"#, None).expect("call");
+    rooms.on_event(&mut instance, 2, "join-room", r#"[{"roomId":"r","displayName":"bo"}]"#, Some(5)).expect("call");
+    assert_eq!(a.take(), [r#"peers [{"displayNames":{},"peers":[]}]"#, r#"peer-joined [{"displayName":"bo","peerId":"2"}]"#]);
+    assert_eq!(
+        b.take(),
+        [r#"peers [{"displayNames":{"1":"ana"},"peers":["1"]}]"#, r#"ack 5 [{"ok":true,"peerId":"2","roomId":"r"}]"#]
+    );
+    instance.host().remove_client(1);
+    rooms.on_disconnect(&mut instance, 1, "gone").expect("call");
+    assert_eq!(b.take(), [r#"peer-left [{"peerId":"1"}]"#]);
+
+    // builtin:signal-cameras: a camera's offer becomes a publish session into its route.
+    let cameras = load(&config(
+        "cameras",
+        PluginSource::Builtin(BuiltinPlugin::SignalCameras),
+        serde_json::json!({ "route": "cam-{cameraId}" }),
+    ))
+    .expect("builtin:signal-cameras loads");
+    let cameras = cameras.as_signaling().expect("a signaling plugin");
+    let mut instance = cameras.start().expect("starts");
+    let camera = Arc::new(SentTo::default());
+    instance.host().add_client(7, camera.clone());
+    cameras.on_connect(&mut instance, &signaling_client(7, false)).expect("call").expect("welcome");
+    cameras.on_event(&mut instance, 7, "join-room", r#"[{"cameraId":"door","role":"camera"}]"#, None).expect("call");
+    cameras.on_event(&mut instance, 7, "offer", r#"[{"cameraId":"door","sdp":"v=0"}]"#, None).expect("call");
+    let requests = instance.host().take_requests();
+    assert!(requests.contains(&HostRequest::Watch { route: "cam-door".into(), watch: true }), "{requests:?}");
+    assert!(
+        requests.iter().any(|r| matches!(r, HostRequest::Session { publish: true, route, .. } if route == "cam-door")),
+        "{requests:?}"
+    );
+
+    // builtin:signal-live: a broadcaster registers over a plain WebSocket.
+    let live = load(&config("live", PluginSource::Builtin(BuiltinPlugin::SignalLive), serde_json::json!({})))
+        .expect("builtin:signal-live loads");
+    let live = live.as_signaling().expect("a signaling plugin");
+    let mut instance = live.start().expect("starts");
+    let host_client = Arc::new(SentTo(Default::default(), Some(())));
+    instance.host().add_client(9, host_client.clone());
+    live.on_connect(&mut instance, &signaling_client(9, true)).expect("call").expect("welcome");
+    live.on_message(&mut instance, 9, r#"{"type":"register","role":"broadcaster"}"#).expect("call");
+    let sent = host_client.take();
+    assert_eq!(sent[0], r#"{"id":9,"role":"broadcaster","type":"registered"}"#, "{sent:?}");
 }
