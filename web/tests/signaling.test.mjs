@@ -1,0 +1,217 @@
+// Signaling through the built-in plugins with the real clients apps use: the npm socket.io-client (default
+// transports: long-polling then the upgrade to WebSocket; and WebSocket only) and a plain WebSocket client (ws).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { io } from 'socket.io-client';
+import WebSocket from 'ws';
+import { startRouter, SERVER } from './harness.mjs';
+
+const routes = `${SERVER}
+[plugins.rooms]
+source = "builtin:signal-rooms"
+mount = "/socket.io/"
+http = "/api/rooms"
+
+[plugins.cameras]
+source = "builtin:signal-cameras"
+mount = "/cameras/socket.io/"
+http = "/api/cameras"
+config = { route = "cam-{cameraId}" }
+
+[plugins.live]
+source = "builtin:signal-live"
+mount = "/ws/live"
+config = { route = "show" }
+
+[[route]]
+name = "cam-door"
+from = "whip"
+to = ["whep"]
+
+[[route]]
+name = "show"
+from = "whip"
+to = ["whep"]
+`;
+
+let router;
+const open = [];
+
+before(async () => {
+  router = await startRouter(routes);
+});
+
+after(async () => {
+  for (const c of open) c.close?.();
+  await router?.stop();
+});
+
+/** A socket.io client that records every event it receives, in order. */
+function client(transports, path = '/socket.io/') {
+  const socket = io(router.base, { transports, path, forceNew: true, reconnection: false });
+  const seen = [];
+  const waiters = [];
+  socket.onAny((name, ...args) => {
+    seen.push([name, ...args]);
+    for (const w of [...waiters]) if (w.pred()) { waiters.splice(waiters.indexOf(w), 1); w.resolve(); }
+  });
+  open.push(socket);
+  const until = (pred, what, ms = 5000) => pred() ? Promise.resolve() : new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}; seen ${JSON.stringify(seen)}`)), ms);
+    waiters.push({ pred, resolve: () => { clearTimeout(timer); resolve(); } });
+  });
+  return { socket, seen, until, count: (n, what) => until(() => seen.length >= n, what) };
+}
+
+const connected = (socket) => new Promise((resolve, reject) => {
+  if (socket.connected) return resolve();
+  socket.once('connect', resolve);
+  socket.once('connect_error', reject);
+});
+
+for (const transports of [['polling', 'websocket'], ['websocket']]) {
+  test(`four clients in a room see peers, peer-joined, signal and peer-left (${transports.join(' then ')})`, async () => {
+    const room = `call-${transports.length}`;
+    const clients = [0, 1, 2, 3].map(() => client(transports));
+    await Promise.all(clients.map((c) => connected(c.socket)));
+    const ids = [];
+    for (const [i, c] of clients.entries()) {
+      const ack = await c.socket.emitWithAck('join-room', { roomId: room, displayName: `p${i}` });
+      assert.equal(ack.ok, true);
+      ids.push(ack.peerId);
+      await c.count(1, 'peers');
+      assert.deepEqual(c.seen[0], ['peers', { peers: ids.slice(0, i), displayNames: Object.fromEntries(ids.slice(0, i).map((id, j) => [id, `p${j}`])) }]);
+    }
+    // Everyone heard each later joiner, in order.
+    for (const [i, c] of clients.entries()) {
+      await c.count(1 + (3 - i), 'peer-joined events');
+      assert.deepEqual(c.seen.slice(1), ids.slice(i + 1).map((id, j) => ['peer-joined', { peerId: id, displayName: `p${i + 1 + j}` }]));
+    }
+    if (transports.length === 2) {
+      // The default client upgrades from long-polling to WebSocket.
+      await new Promise((resolve) => (clients[0].socket.io.engine.transport.name === 'websocket' ? resolve() : clients[0].socket.io.engine.once('upgrade', resolve)));
+    }
+    clients[0].socket.emit('signal', { to: ids[1], data: { type: 'offer', sdp: 'v=0' } });
+    await clients[1].until(() => clients[1].seen.some(([n]) => n === 'signal'), 'signal');
+    assert.deepEqual(clients[1].seen.at(-1), ['signal', { from: ids[0], data: { type: 'offer', sdp: 'v=0' } }]);
+    clients[3].socket.disconnect();
+    for (const c of clients.slice(0, 3)) {
+      await c.until(() => c.seen.some(([n]) => n === 'peer-left'), 'peer-left');
+      assert.deepEqual(c.seen.at(-1), ['peer-left', { peerId: ids[3] }]);
+    }
+    // Nothing else arrived: the sequence was exactly this.
+    assert.equal(clients[2].seen.length, 1 + 1 + 1);
+    for (const c of clients) c.socket.disconnect();
+  });
+}
+
+test('rooms over REST, with a member limit', async () => {
+  const created = await fetch(`${router.base}/api/rooms`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ id: 'pair', maxMembers: 2 }) });
+  assert.equal(created.status, 201);
+  const clients = [0, 1, 2].map(() => client(['websocket']));
+  await Promise.all(clients.map((c) => connected(c.socket)));
+  for (const c of clients.slice(0, 2)) assert.equal((await c.socket.emitWithAck('join-room', { roomId: 'pair' })).ok, true);
+  const third = await clients[2].socket.emitWithAck('join-room', { roomId: 'pair' });
+  assert.deepEqual(third, { ok: false, error: 'the room is full' });
+  const shown = await (await fetch(`${router.base}/api/rooms/pair`)).json();
+  assert.equal(shown.members.length, 2);
+  const list = await (await fetch(`${router.base}/api/rooms`)).json();
+  assert.ok(list.rooms.some((r) => r.id === 'pair' && r.memberCount === 2));
+  assert.equal((await fetch(`${router.base}/api/rooms/pair`, { method: 'DELETE' })).status, 200);
+  await clients[0].until(() => clients[0].seen.some(([n]) => n === 'room-closed'), 'room-closed');
+  assert.equal((await fetch(`${router.base}/api/rooms/pair`)).status, 404);
+  for (const c of clients) c.socket.disconnect();
+});
+
+/** A plain WebSocket client of the live plugin that records every message. */
+async function liveClient() {
+  const ws = new WebSocket(`${router.base.replace('http', 'ws')}/ws/live`);
+  open.push(ws);
+  const seen = [];
+  const waiters = [];
+  ws.on('message', (data) => {
+    seen.push(JSON.parse(data.toString()));
+    for (const w of [...waiters]) if (w.pred()) { waiters.splice(waiters.indexOf(w), 1); w.resolve(); }
+  });
+  await new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject); });
+  const until = (pred, what, ms = 5000) => pred() ? Promise.resolve() : new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}; seen ${JSON.stringify(seen)}`)), ms);
+    waiters.push({ pred, resolve: () => { clearTimeout(timer); resolve(); } });
+  });
+  return { ws, seen, until, send: (m) => ws.send(JSON.stringify(m)) };
+}
+
+test('live: a broadcaster and three viewers get chat, likes and the viewer count; a second broadcaster is refused', async () => {
+  const host = await liveClient();
+  host.send({ type: 'register', role: 'broadcaster', name: 'shop' });
+  await host.until(() => host.seen.some((m) => m.type === 'registered'), 'registered');
+  const viewers = [];
+  for (let i = 0; i < 3; i++) {
+    const v = await liveClient();
+    v.send({ type: 'register', role: 'viewer', name: `v${i}` });
+    viewers.push(v);
+    await host.until(() => host.seen.some((m) => m.type === 'viewer_count' && m.count === i + 1), `viewer_count ${i + 1}`);
+  }
+  const counts = host.seen.filter((m) => m.type === 'viewer_count').map((m) => m.count);
+  assert.deepEqual(counts, [0, 1, 2, 3]);
+  viewers[0].send({ type: 'chat', text: 'is it waterproof?' });
+  for (const c of [host, ...viewers]) {
+    await c.until(() => c.seen.some((m) => m.type === 'chat'), 'chat');
+    const chat = c.seen.find((m) => m.type === 'chat');
+    assert.equal(chat.name, 'v0');
+    assert.equal(chat.text, 'is it waterproof?');
+    assert.equal(typeof chat.timestamp, 'number');
+  }
+  viewers[1].send({ type: 'like' });
+  viewers[2].send({ type: 'like' });
+  await host.until(() => host.seen.some((m) => m.type === 'stream_update' && m.likes === 2), 'two likes');
+  viewers[1].send({ type: 'like' });
+  await host.until(() => host.seen.filter((m) => m.type === 'stream_update').at(-1).likes === 1, 'a like taken back');
+  const rival = await liveClient();
+  rival.send({ type: 'register', role: 'broadcaster' });
+  await rival.until(() => rival.seen.some((m) => m.type === 'error'), 'refusal');
+  assert.match(rival.seen.find((m) => m.type === 'error').message, /another broadcast is live/);
+  viewers[2].ws.close();
+  await host.until(() => host.seen.filter((m) => m.type === 'viewer_count').at(-1).count === 2, 'a viewer left');
+  for (const c of [host, rival, ...viewers]) c.ws.close();
+});
+
+test('bad input gets an error or a clean disconnect, and other clients carry on', async () => {
+  const bystander = client(['websocket']);
+  await connected(bystander.socket);
+  // Unknown events and malformed arguments are answered with an error event.
+  bystander.socket.emit('no-such-event', 1);
+  await bystander.until(() => bystander.seen.some(([n]) => n === 'error'), 'error event');
+
+  // Garbage on the Engine.IO WebSocket closes only that connection.
+  const raw = new WebSocket(`${router.base.replace('http', 'ws')}/socket.io/?EIO=4&transport=websocket`);
+  open.push(raw);
+  await new Promise((resolve, reject) => { raw.once('open', resolve); raw.once('error', reject); });
+  raw.send('\u0000\u0001 not an engine.io packet {{{');
+  await new Promise((resolve) => raw.once('close', resolve));
+
+  // A message past the size limit ends its sender.
+  const big = client(['websocket']);
+  await connected(big.socket);
+  const gone = new Promise((resolve) => big.socket.once('disconnect', resolve));
+  big.socket.emit('join-room', { roomId: 'x', displayName: 'y'.repeat(300 * 1024) });
+  await gone;
+
+  // A flood ends its sender too.
+  const flood = client(['websocket']);
+  await connected(flood.socket);
+  const flooded = new Promise((resolve) => flood.socket.once('disconnect', resolve));
+  for (let i = 0; i < 2000; i++) flood.socket.emit('leave-room');
+  await flooded;
+
+  // Plain WebSocket: binary frames are refused with a close.
+  const ws = await liveClient();
+  const closed = new Promise((resolve) => ws.ws.once('close', (code) => resolve(code)));
+  ws.ws.send(Buffer.from([1, 2, 3]));
+  assert.equal(await closed, 1003);
+
+  // The bystander still works.
+  const ack = await bystander.socket.timeout(5000).emitWithAck('join-room', { roomId: 'still-here' });
+  assert.equal(ack.ok, true);
+  bystander.socket.disconnect();
+});
