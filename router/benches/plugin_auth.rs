@@ -32,7 +32,14 @@ fn report(what: &str, mut samples: Vec<Duration>) {
 }
 
 fn plugin_config(name: &str, source: PluginSource, config: serde_json::Value) -> PluginConfig {
-    PluginConfig { name: name.into(), limits: source.default_limits(), source, config, grants: PluginGrants::default(), mount: None }
+    PluginConfig {
+        name: name.into(),
+        limits: source.default_limits(),
+        source,
+        config,
+        grants: PluginGrants::default(),
+        mount: None,
+    }
 }
 
 fn main() {

@@ -70,7 +70,8 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
 
     let webrtc = WebRtc::start(&server.webrtc)
         .with_context(|| format!("binding the WebRTC UDP port {} (`server.webrtc.udp`)", server.webrtc.udp))?;
-    let signaling = crate::signal::Signaling::start(runtime.clone(), webrtc.clone());
+    let client_bundle = api::web::asset("vendor/socket.io.min.js");
+    let signaling = crate::signal::Signaling::start(runtime.clone(), webrtc.clone(), client_bundle);
     let app = api::router(AppState {
         runtime: runtime.clone(),
         webrtc,

@@ -602,7 +602,10 @@ fn builtin_signaling_plugins_run_under_the_real_host() {
     }
     rooms.on_event(&mut instance, 1, "join-room", r#"[{"roomId":"r","displayName":"ana"}]"#, None).expect("call");
     rooms.on_event(&mut instance, 2, "join-room", r#"[{"roomId":"r","displayName":"bo"}]"#, Some(5)).expect("call");
-    assert_eq!(a.take(), [r#"peers [{"displayNames":{},"peers":[]}]"#, r#"peer-joined [{"displayName":"bo","peerId":"2"}]"#]);
+    assert_eq!(
+        a.take(),
+        [r#"peers [{"displayNames":{},"peers":[]}]"#, r#"peer-joined [{"displayName":"bo","peerId":"2"}]"#]
+    );
     assert_eq!(
         b.take(),
         [r#"peers [{"displayNames":{"1":"ana"},"peers":["1"]}]"#, r#"ack 5 [{"ok":true,"peerId":"2","roomId":"r"}]"#]

@@ -215,3 +215,14 @@ test('bad input gets an error or a clean disconnect, and other clients carry on'
   assert.equal(ack.ok, true);
   bystander.socket.disconnect();
 });
+
+test('the Socket.IO browser client is served under the mount, as Node serves it, and is the pinned package', async () => {
+  const { readFileSync } = await import('node:fs');
+  const served = await fetch(`${router.base}/socket.io/socket.io.js`);
+  assert.equal(served.status, 200);
+  assert.match(served.headers.get('content-type'), /javascript/);
+  const pinned = readFileSync(new URL('../node_modules/socket.io-client/dist/socket.io.min.js', import.meta.url));
+  const vendored = readFileSync(new URL('../vendor/socket.io.min.js', import.meta.url));
+  assert.ok(pinned.equals(vendored), 'web/vendor/socket.io.min.js differs from the socket.io-client web/package.json pins');
+  assert.ok(Buffer.from(await served.arrayBuffer()).equals(vendored));
+});

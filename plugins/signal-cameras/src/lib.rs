@@ -322,27 +322,41 @@ mod tests {
             h.connect(SignalingHost::<Cameras>::socketio_client(id, json!({}))).expect("connect");
         }
         h.event(2, "join-room", json!([{ "cameraId": "door", "role": "viewer" }]), None);
-        assert_eq!(h.events_to(2), vec![("camera-status".into(), json!([{ "cameraId": "door", "status": "offline" }]))]);
+        assert_eq!(
+            h.events_to(2),
+            vec![("camera-status".into(), json!([{ "cameraId": "door", "status": "offline" }]))]
+        );
         assert!(h.state.watched.contains("cam-door"));
         h.event(1, "join-room", json!([{ "cameraId": "door", "role": "camera" }]), None);
         let online = ("camera-status".to_string(), json!([{ "cameraId": "door", "status": "online" }]));
         assert_eq!(h.events_to(2), vec![online.clone()]);
         h.event(1, "offer", json!([{ "cameraId": "door", "sdp": "v=0 cam" }]), None);
-        h.event(1, "ice-candidate", json!([{ "cameraId": "door", "candidate": { "candidate": "candidate:1 1 udp 1 127.0.0.1 5 typ host" } }]), None);
+        h.event(
+            1,
+            "ice-candidate",
+            json!([{ "cameraId": "door", "candidate": { "candidate": "candidate:1 1 udp 1 127.0.0.1 5 typ host" } }]),
+            None,
+        );
         let session = h.state.sessions[0].clone();
         assert!(session.publish && session.route == "cam-door");
         assert_eq!(session.candidates, vec!["candidate:1 1 udp 1 127.0.0.1 5 typ host"]);
         h.answer(&session.id, Ok("v=0 answer"));
         assert!(h.events_to(1).contains(&("answer".into(), json!([{ "cameraId": "door", "sdp": "v=0 answer" }]))));
         h.route_state("cam-door", RouteState::Live);
-        assert_eq!(h.events_to(2), vec![("camera-status".into(), json!([{ "cameraId": "door", "status": "streaming" }]))]);
+        assert_eq!(
+            h.events_to(2),
+            vec![("camera-status".into(), json!([{ "cameraId": "door", "status": "streaming" }]))]
+        );
         h.event(2, "offer", json!([{ "cameraId": "door", "sdp": "v=0 viewer" }]), None);
         assert!(!h.state.sessions[1].publish, "a viewer reads");
         h.route_state("cam-door", RouteState::Offline);
         assert_eq!(h.events_to(2), vec![online]);
         h.disconnect(1, "gone");
         assert!(h.state.sessions[0].ended);
-        assert_eq!(h.events_to(2), vec![("camera-status".into(), json!([{ "cameraId": "door", "status": "offline" }]))]);
+        assert_eq!(
+            h.events_to(2),
+            vec![("camera-status".into(), json!([{ "cameraId": "door", "status": "offline" }]))]
+        );
         let (_, list) = h.http("GET", "", serde_json::Value::Null);
         assert_eq!(list["cameras"][0]["viewers"], json!(1));
     }

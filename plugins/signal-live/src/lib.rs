@@ -255,7 +255,9 @@ impl Adapter for Live {
                 }
                 self.set_live(host, false);
             }
-            other => error(host, connection, &format!("unknown type \"{}\"", other.chars().take(40).collect::<String>())),
+            other => {
+                error(host, connection, &format!("unknown type \"{}\"", other.chars().take(40).collect::<String>()))
+            }
         }
     }
 
@@ -318,7 +320,10 @@ mod tests {
         h.message(2, r#"{"type":"register","role":"viewer","name":"ana"}"#);
         h.message(3, r#"{"type":"register","role":"viewer"}"#);
         let counts: Vec<_> = h.texts_to(1).into_iter().filter(|m| m["type"] == "viewer_count").collect();
-        assert_eq!(counts, vec![json!({"type": "viewer_count", "count": 1}), json!({"type": "viewer_count", "count": 2})]);
+        assert_eq!(
+            counts,
+            vec![json!({"type": "viewer_count", "count": 1}), json!({"type": "viewer_count", "count": 2})]
+        );
         h.message(1, r#"{"type":"offer","sdp":"v=0"}"#);
         assert!(h.state.sessions[0].publish);
         h.route_state("live", RouteState::Live);
@@ -329,8 +334,13 @@ mod tests {
         h.message(2, r#"{"type":"like"}"#);
         h.message(3, r#"{"type":"like"}"#);
         h.message(2, r#"{"type":"like"}"#);
-        let likes: Vec<_> = h.texts_to(1).into_iter().filter(|m| m["type"] == "stream_update").map(|m| m["likes"].clone()).collect();
-        assert_eq!(likes, vec![json!(0), json!(1), json!(2), json!(1)], "0 as the show starts; a second like takes it back");
+        let likes: Vec<_> =
+            h.texts_to(1).into_iter().filter(|m| m["type"] == "stream_update").map(|m| m["likes"].clone()).collect();
+        assert_eq!(
+            likes,
+            vec![json!(0), json!(1), json!(2), json!(1)],
+            "0 as the show starts; a second like takes it back"
+        );
         h.texts_to(2);
         h.message(2, &format!(r#"{{"type":"chat","text":"{}"}}"#, "x".repeat(501)));
         assert_eq!(types(&h.texts_to(2)), ["error"]);

@@ -209,11 +209,8 @@ impl Rooms {
             "memberCount": room.members.len(),
         });
         if with_members {
-            v["members"] = room
-                .members
-                .iter()
-                .map(|(c, n)| json!({ "peerId": c.to_string(), "displayName": n }))
-                .collect();
+            v["members"] =
+                room.members.iter().map(|(c, n)| json!({ "peerId": c.to_string(), "displayName": n })).collect();
         }
         v
     }
@@ -294,7 +291,12 @@ impl Adapter for Rooms {
                 self.leave(host, connection);
                 self.ok(host, connection, ack, json!({}));
             }
-            _ => self.fail(host, connection, ack, &format!("unknown event \"{}\"", name.chars().take(64).collect::<String>())),
+            _ => self.fail(
+                host,
+                connection,
+                ack,
+                &format!("unknown event \"{}\"", name.chars().take(64).collect::<String>()),
+            ),
         }
     }
 
@@ -315,7 +317,10 @@ impl Adapter for Rooms {
                 None => json_response(404, &json!({ "error": "no_room", "message": format!("no room {id}") })),
             },
             ("DELETE", id) if !id.is_empty() => self.delete_room(host, id),
-            _ => json_response(405, &json!({ "error": "method_not_allowed", "message": "GET, POST /, GET or DELETE /ID" })),
+            _ => json_response(
+                405,
+                &json!({ "error": "method_not_allowed", "message": "GET, POST /, GET or DELETE /ID" }),
+            ),
         }
     }
 }
@@ -344,10 +349,7 @@ mod tests {
         assert_eq!(h.events_to(1), vec![("peers".into(), json!([{ "peers": [], "displayNames": {} }]))]);
         h.event(2, "join-room", json!([{ "roomId": "r", "displayName": "bo" }]), Some(7));
         assert_eq!(h.events_to(1), vec![("peer-joined".into(), json!([{ "peerId": "2", "displayName": "bo" }]))]);
-        assert_eq!(
-            h.events_to(2),
-            vec![("peers".into(), json!([{ "peers": ["1"], "displayNames": { "1": "ana" } }]))]
-        );
+        assert_eq!(h.events_to(2), vec![("peers".into(), json!([{ "peers": ["1"], "displayNames": { "1": "ana" } }]))]);
         assert_eq!(h.state.acks, vec![(2, 7, json!([{ "ok": true, "roomId": "r", "peerId": "2" }]).to_string())]);
         h.event(1, "signal", json!([{ "to": "2", "data": { "sdp": "x" } }]), None);
         assert_eq!(h.events_to(2), vec![("signal".into(), json!([{ "from": "1", "data": { "sdp": "x" } }]))]);

@@ -161,7 +161,13 @@ impl SignalingHost {
         client.outbound.send(message)
     }
 
-    fn start_session(&mut self, connection: u64, route: String, offer: String, publish: bool) -> Result<String, String> {
+    fn start_session(
+        &mut self,
+        connection: u64,
+        route: String,
+        offer: String,
+        publish: bool,
+    ) -> Result<String, String> {
         if !self.clients.contains_key(&connection) {
             return Err(format!("no connection {connection}"));
         }
@@ -388,7 +394,11 @@ impl SignalingPlugin {
         })
     }
 
-    pub fn on_connect(&self, instance: &mut SignalingInstance, client: &Client) -> Result<Result<(), String>, CallFailure> {
+    pub fn on_connect(
+        &self,
+        instance: &mut SignalingInstance,
+        client: &Client,
+    ) -> Result<Result<(), String>, CallFailure> {
         self.call(instance, |g, s| g.call_on_connect(s, client))
     }
 
@@ -533,7 +543,10 @@ mod tests {
         assert!(matches!(&requests[0], HostRequest::Session { publish: true, route, .. } if route == "cam"));
         assert_eq!(
             requests[1],
-            HostRequest::Candidate { session: id.clone(), candidate: "candidate:1 1 udp 1 127.0.0.1 9 typ host".into() }
+            HostRequest::Candidate {
+                session: id.clone(),
+                candidate: "candidate:1 1 udp 1 127.0.0.1 9 typ host".into()
+            }
         );
         assert_eq!(s.signaling().remove_client(7), vec![id.clone()]);
         s.end_session(id);

@@ -291,7 +291,8 @@ impl Adapter<'_> {
                         for candidate in std::mem::take(&mut info.early_candidates) {
                             self.spawn_trickle(started.clone(), candidate);
                         }
-                        self.sessions.insert(session.clone(), SessionInfo { started: Some(started), ..Default::default() });
+                        self.sessions
+                            .insert(session.clone(), SessionInfo { started: Some(started), ..Default::default() });
                         Ok(sdp)
                     }
                     Err(e) => {

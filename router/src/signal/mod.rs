@@ -51,6 +51,8 @@ struct Inner {
     services: Services,
     /// Client numbers, unique across every mount of this router.
     ids: Arc<AtomicU64>,
+    /// The Socket.IO browser client, served under every Socket.IO mount.
+    client_bundle: Option<&'static [u8]>,
 }
 
 /// One mounted plugin.
@@ -160,12 +162,13 @@ impl MountContext {
 }
 
 impl Signaling {
-    /// Mounts the signaling plugins of the runtime's configuration and follows its reloads.
-    pub fn start(runtime: Runtime, webrtc: WebRtc) -> Signaling {
+    /// Mounts the signaling plugins of the runtime's configuration and follows its reloads. `client_bundle` is the
+    /// Socket.IO browser client (`web/vendor`), served at `MOUNT/socket.io.js`.
+    pub fn start(runtime: Runtime, webrtc: WebRtc, client_bundle: Option<&'static [u8]>) -> Signaling {
         let services = Services { runtime: runtime.clone(), webrtc };
-        let signaling = Signaling {
-            inner: Arc::new(Inner { mounts: RwLock::default(), services, ids: Arc::new(AtomicU64::new(1)) }),
-        };
+        let ids = Arc::new(AtomicU64::new(1));
+        let signaling =
+            Signaling { inner: Arc::new(Inner { mounts: RwLock::default(), services, ids, client_bundle }) };
         let mut directories = runtime.subscribe();
         signaling.sync(&directories.borrow_and_update());
         let weak = Arc::downgrade(&signaling.inner);
@@ -246,6 +249,15 @@ pub async fn dispatch(State(signaling): State<Signaling>, request: Request, next
         return mount.ctx.serve_http(&prefix, request).await;
     }
     match &mount.transport {
+        // Node's Socket.IO server serves its browser client under the mount, and apps load it from there.
+        MountTransport::SocketIo(_)
+            if let Some(js) = signaling.inner.client_bundle
+                && ["socket.io.js", "socket.io.min.js"]
+                    .iter()
+                    .any(|f| request.uri().path().strip_prefix(mount.ctx.path.as_str()) == Some(f)) =>
+        {
+            ([(axum::http::header::CONTENT_TYPE, "text/javascript; charset=utf-8")], js).into_response()
+        }
         MountTransport::SocketIo(service) => match service.clone().oneshot(request).await {
             Ok(response) => response.map(Body::new),
             Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("signaling failed: {e}\n")).into_response(),

@@ -21,7 +21,7 @@ use super::MountContext;
 use super::adapter::Inbound;
 use super::limits::{EventBudget, MAX_MESSAGE_BYTES};
 use crate::auth::Credentials;
-use crate::plugin::signaling::{Client, Outgoing, Outbound, Transport, parse_args};
+use crate::plugin::signaling::{Client, Outbound, Outgoing, Transport, parse_args};
 
 /// Packets waiting to go to one client; past this the client is too slow and is disconnected.
 const CLIENT_QUEUE: usize = 1024;
@@ -32,7 +32,7 @@ const PING_TIMEOUT: Duration = Duration::from_secs(20);
 /// A Socket.IO server for one mount, as a tower service the HTTP listener calls for paths under the mount.
 pub type Service = socketioxide::service::SocketIoService<NotFound>;
 
-/// What the Socket.IO service answers for a path under the mount that is not Engine.IO's.
+/// What the Socket.IO service answers for a request it does not take.
 #[derive(Debug, Clone, Copy)]
 pub struct NotFound;
 
@@ -113,19 +113,21 @@ async fn connect(socket: SocketRef, auth: Option<serde_json::Value>, mount: &Mou
     let budget = Arc::new(EventBudget::new());
     let events = mount.adapter().clone();
     let adapter = mount.adapter().clone();
-    socket.on_fallback(async move |socket: SocketRef, Event(name): Event, RawArgs(args, ack_id): RawArgs, ack: AckSender| {
-        if !budget.take() {
-            close(&socket, id, "too many events: slow down");
-            return;
-        }
-        let ack_id = ack_id.and_then(|n| u64::try_from(n).ok());
-        if let (Some(n), Some(client)) = (ack_id, socket.extensions.get::<Arc<SioClient>>()) {
-            client.keep_ack(n, ack);
-        }
-        if !events.offer(Inbound::Event { connection: id, name, args, ack: ack_id }) {
-            close(&socket, id, "the signaling plugin is overloaded");
-        }
-    });
+    socket.on_fallback(
+        async move |socket: SocketRef, Event(name): Event, RawArgs(args, ack_id): RawArgs, ack: AckSender| {
+            if !budget.take() {
+                close(&socket, id, "too many events: slow down");
+                return;
+            }
+            let ack_id = ack_id.and_then(|n| u64::try_from(n).ok());
+            if let (Some(n), Some(client)) = (ack_id, socket.extensions.get::<Arc<SioClient>>()) {
+                client.keep_ack(n, ack);
+            }
+            if !events.offer(Inbound::Event { connection: id, name, args, ack: ack_id }) {
+                close(&socket, id, "the signaling plugin is overloaded");
+            }
+        },
+    );
     socket.on_disconnect(async move |reason: DisconnectReason| {
         adapter.disconnected(id, reason.to_string()).await;
     });

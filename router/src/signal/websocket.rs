@@ -80,9 +80,11 @@ pub async fn serve(mut request: axum::extract::Request, mount: &MountContext) ->
 /// The client's `Sec-WebSocket-Key`, if this is a WebSocket upgrade (RFC 6455 4.2.1).
 fn upgrade_key(method: &Method, headers: &HeaderMap) -> Result<String, &'static str> {
     let has = |name: header::HeaderName, token: &str| {
-        headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).any(|v| {
-            v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token))
-        })
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
     };
     if method != Method::GET || !has(header::UPGRADE, "websocket") || !has(header::CONNECTION, "upgrade") {
         return Err("this path takes WebSocket connections\n");
