@@ -4,7 +4,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { io } from 'socket.io-client';
 import WebSocket from 'ws';
-import { startRouter, SERVER } from './harness.mjs';
+import { startRouter, startBrowser, waitFrames, videoStat, SERVER } from './harness.mjs';
 
 const routes = `${SERVER}
 [plugins.rooms]
@@ -225,4 +225,49 @@ test('the Socket.IO browser client is served under the mount, as Node serves it,
   const vendored = readFileSync(new URL('../vendor/socket.io.min.js', import.meta.url));
   assert.ok(pinned.equals(vendored), 'web/vendor/socket.io.min.js differs from the socket.io-client web/package.json pins');
   assert.ok(Buffer.from(await served.arrayBuffer()).equals(vendored));
+});
+
+test('a signaling plugin that traps or hangs is restarted: its clients reconnect, other routes keep playing', async () => {
+  const plugins = process.env.SLUICE_TEST_PLUGINS;
+  assert.ok(plugins, 'SLUICE_TEST_PLUGINS names the test plugins directory (router/tests/browser.rs sets it)');
+  const trapRouter = await startRouter(`${SERVER}
+[plugins.trap]
+source = "${plugins}/sluice_test_trap_signal.wasm"
+mount = "/socket.io/"
+limits = { call_timeout = "100ms" }
+
+[[route]]
+name = "demo"
+from = "demo"
+to = ["whep"]
+`);
+  const chrome = await startBrowser();
+  try {
+    // A WHEP viewer of another route, to prove media keeps flowing while the plugin fails.
+    const viewer = await chrome.browser.newPage();
+    await viewer.goto(`${trapRouter.base}/demo?autoplay`);
+    await waitFrames(viewer, 'framesDecoded', 10, 15000);
+    const socket = io(trapRouter.base, { transports: ['websocket'], forceNew: true, reconnectionDelay: 100, reconnectionDelayMax: 200 });
+    open.push(socket);
+    await connected(socket);
+    assert.equal(await socket.emitWithAck('count'), 1);
+    assert.equal(await socket.emitWithAck('count'), 2);
+    for (const misbehaviour of ['boom', 'spin']) {
+      const back = new Promise((resolve) => socket.io.once('reconnect', resolve));
+      socket.emit(misbehaviour);
+      await back;
+      await connected(socket);
+      // A fresh instance: its count starts again.
+      assert.equal(await socket.emitWithAck('count'), 1, `after ${misbehaviour}`);
+    }
+    const before = await videoStat(viewer, 'framesDecoded');
+    await waitFrames(viewer, 'framesDecoded', before + 30, 10000);
+    const metrics = await (await fetch(`${trapRouter.base}/metrics`)).text();
+    assert.match(metrics, /sluice_plugin_failures_total\{plugin="trap",kind="trap"\} 1/);
+    assert.match(metrics, /sluice_plugin_failures_total\{plugin="trap",kind="timeout"\} 1/);
+    socket.disconnect();
+  } finally {
+    await chrome.stop();
+    await trapRouter.stop();
+  }
 });

@@ -109,7 +109,9 @@ impl PluginHost {
         match world {
             PluginWorld::Auth => Ok(Plugin::Auth(Box::new(auth::AuthPlugin::new(self, config, &component)?))),
             PluginWorld::Sink => Ok(Plugin::Sink(sink::SinkPlugin::new(self, config, &component)?)),
-            PluginWorld::Signaling => Ok(Plugin::Signaling(signaling::SignalingPlugin::new(self, config, &component)?)),
+            PluginWorld::Signaling => {
+                Ok(Plugin::Signaling(Box::new(signaling::SignalingPlugin::new(self, config, &component)?)))
+            }
         }
     }
 }

@@ -37,13 +37,13 @@ pub const PLUGIN_API_VERSION: &str = "0.1.0";
 /// The built-in plugins compiled to wasm32-wasip2 by build.rs: (name, component bytes).
 static BUILTIN_PLUGINS: &[(&str, &[u8])] = include!(concat!(env!("OUT_DIR"), "/builtin_plugins.rs"));
 
-/// A loaded plugin, ready to be called. An auth plugin holds its instance pool inline (a few hundred bytes); boxed,
-/// so the enum is as small as a sink (one per loaded plugin either way, the size only keeps clippy quiet).
+/// A loaded plugin, ready to be called. Auth and signaling plugins are a few hundred bytes inline; boxed, so the enum
+/// is as small as a sink (one per loaded plugin either way, the size only keeps clippy quiet).
 #[derive(Debug)]
 pub enum Plugin {
     Auth(Box<auth::AuthPlugin>),
     Sink(sink::SinkPlugin),
-    Signaling(signaling::SignalingPlugin),
+    Signaling(Box<signaling::SignalingPlugin>),
 }
 
 impl Plugin {

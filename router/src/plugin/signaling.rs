@@ -53,7 +53,13 @@ pub trait Outbound: Send + Sync {
     fn transport(&self) -> Transport;
     fn send(&self, message: &Outgoing) -> Result<(), String>;
     fn ack(&self, ack: u64, args: &str) -> Result<(), String>;
+    /// Closes the connection for good (the plugin asked; the client is not meant to come back by itself).
     fn close(&self, reason: &str);
+    /// Drops the connection because the plugin restarted, so that the client reconnects by itself: Socket.IO
+    /// clients do after a transport close (not after a namespace disconnect); WebSocket clients get 1012.
+    fn restart(&self, reason: &str) {
+        self.close(reason)
+    }
 }
 
 /// What a host call asked for that the adapter carries out after the call returns.

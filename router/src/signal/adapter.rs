@@ -154,6 +154,9 @@ pub fn start(loaded: Arc<LoadedPlugin>, mount: String, services: Services) -> st
     let tokio = tokio::runtime::Handle::current();
     let name = format!("signal-{}", loaded.config.name);
     std::thread::Builder::new().name(name).spawn(move || {
+        // Transports spawn tasks from host calls (a Socket.IO disconnect does): they need the runtime's context.
+        let _runtime = tokio.enter();
+        let tokio = tokio.clone();
         let Some(plugin) = loaded.plugin.as_signaling() else { return };
         let mut adapter = Adapter {
             plugin,
@@ -208,7 +211,12 @@ impl Adapter<'_> {
             if matches!(inbound, Inbound::Stop) {
                 break;
             }
-            self.handle(inbound);
+            // A bug of ours must not leave the mount without its thread: drop the instance and carry on.
+            let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.handle(inbound)));
+            if handled.is_err() {
+                tracing::error!(plugin = %self.plugin.name(), "the signaling adapter failed; restarting its plugin");
+                self.reset("the signaling plugin restarted");
+            }
         }
         self.reset("the signaling plugin stopped");
     }
@@ -354,7 +362,7 @@ impl Adapter<'_> {
     fn reset(&mut self, reason: &str) {
         self.instance = None;
         for (_, client) in self.clients.drain() {
-            client.outbound.close(reason);
+            client.outbound.restart(reason);
         }
         for (_, session) in std::mem::take(&mut self.sessions) {
             if let Some(started) = session.started {

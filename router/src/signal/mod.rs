@@ -63,7 +63,11 @@ struct Mount {
 }
 
 enum MountTransport {
-    SocketIo(socketio::Service),
+    /// The service, and the server its handlers hold weakly (so it lives here, as long as the mount).
+    SocketIo {
+        service: socketio::Service,
+        _server: Arc<socketio::SioMount>,
+    },
     WebSocket,
 }
 
@@ -217,7 +221,10 @@ impl Signaling {
                 ids: Arc::clone(&self.inner.ids),
             });
             let transport = match mount.transport {
-                SignalTransport::SocketIo => MountTransport::SocketIo(socketio::serve(Arc::clone(&ctx))),
+                SignalTransport::SocketIo => {
+                    let (service, server) = socketio::serve(Arc::clone(&ctx));
+                    MountTransport::SocketIo { service, _server: server }
+                }
                 SignalTransport::WebSocket => MountTransport::WebSocket,
             };
             tracing::info!(plugin = %name, path = %mount.path, transport = ?mount.transport, "signaling mounted");
@@ -250,7 +257,7 @@ pub async fn dispatch(State(signaling): State<Signaling>, request: Request, next
     }
     match &mount.transport {
         // Node's Socket.IO server serves its browser client under the mount, and apps load it from there.
-        MountTransport::SocketIo(_)
+        MountTransport::SocketIo { .. }
             if let Some(js) = signaling.inner.client_bundle
                 && ["socket.io.js", "socket.io.min.js"]
                     .iter()
@@ -258,7 +265,7 @@ pub async fn dispatch(State(signaling): State<Signaling>, request: Request, next
         {
             ([(axum::http::header::CONTENT_TYPE, "text/javascript; charset=utf-8")], js).into_response()
         }
-        MountTransport::SocketIo(service) => match service.clone().oneshot(request).await {
+        MountTransport::SocketIo { service, .. } => match service.clone().oneshot(request).await {
             Ok(response) => response.map(Body::new),
             Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("signaling failed: {e}\n")).into_response(),
         },

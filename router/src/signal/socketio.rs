@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -51,8 +52,9 @@ impl tower::Service<axum::extract::Request> for NotFound {
     }
 }
 
-/// Builds the server of a mount (e.g. "/socket.io/").
-pub fn serve(mount: Arc<MountContext>) -> Service {
+/// Builds the server of a mount (e.g. "/socket.io/"). The returned [`SioMount`] must live as long as the service:
+/// the handlers hold it weakly.
+pub fn serve(mount: Arc<MountContext>) -> (Service, Arc<SioMount>) {
     let (service, io) = SocketIo::builder()
         .req_path(mount.path.trim_end_matches('/').to_string())
         .ping_interval(PING_INTERVAL)
@@ -62,24 +64,64 @@ pub fn serve(mount: Arc<MountContext>) -> Service {
         .ws_max_frame_size(MAX_MESSAGE_BYTES)
         .max_buffer_size(CLIENT_QUEUE)
         .build_with_inner_svc(NotFound);
-    let on_connect = async move |socket: SocketRef, TryData(auth): TryData<serde_json::Value>| -> Result<(), String> {
-        connect(socket, auth.ok(), &mount).await
-    };
-    let handler = async |socket: SocketRef| {
-        // The plugin may have sent the client something from its `on-connect`, before the socket could take it.
-        if let Some(client) = socket.extensions.get::<Arc<SioClient>>() {
-            client.flush_pending();
-        }
-    };
-    io.ns("/", handler.with(on_connect.clone()));
-    // Any other namespace goes to the plugin too, which sees its name.
-    if let Err(e) = io.dyn_ns("/{*namespace}", handler.with(on_connect)) {
-        tracing::error!(error = %e, "cannot accept Socket.IO namespaces");
-    }
-    service
+    let sio = Arc::new(SioMount { io, mount, restarting: AtomicBool::new(false) });
+    sio.install();
+    (service, sio)
 }
 
-async fn connect(socket: SocketRef, auth: Option<serde_json::Value>, mount: &MountContext) -> Result<(), String> {
+/// One mount's Socket.IO server, for what concerns all its clients at once.
+pub struct SioMount {
+    io: SocketIo,
+    mount: Arc<MountContext>,
+    /// Set while a restart closes every connection.
+    restarting: AtomicBool,
+}
+
+impl std::fmt::Debug for SioMount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SioMount").field("path", &self.mount.path).finish_non_exhaustive()
+    }
+}
+
+impl SioMount {
+    /// Accepts every namespace, each client handed to the mount's plugin.
+    fn install(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        let on_connect =
+            async move |socket: SocketRef, TryData(auth): TryData<serde_json::Value>| -> Result<(), String> {
+                let sio = weak.upgrade().ok_or_else(|| "this signaling mount was removed".to_string())?;
+                connect(socket, auth.ok(), &sio).await
+            };
+        let handler = async |socket: SocketRef| {
+            // The plugin may have sent the client something from its `on-connect`, before the socket could take it.
+            if let Some(client) = socket.extensions.get::<Arc<SioClient>>() {
+                client.flush_pending();
+            }
+        };
+        self.io.ns("/", handler.with(on_connect.clone()));
+        // Any other namespace goes to the plugin too, which sees its name.
+        if let Err(e) = self.io.dyn_ns("/{*namespace}", handler.with(on_connect)) {
+            tracing::error!(error = %e, "cannot accept Socket.IO namespaces");
+        }
+    }
+
+    /// Closes every client's transport (a namespace disconnect would tell socket.io-client not to come back), then
+    /// takes clients again: they reconnect by themselves, to the plugin's fresh instance.
+    fn restart(self: &Arc<Self>) {
+        if self.restarting.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let sio = Arc::clone(self);
+        tokio::spawn(async move {
+            sio.io.close().await;
+            sio.install();
+            sio.restarting.store(false, Ordering::Release);
+        });
+    }
+}
+
+async fn connect(socket: SocketRef, auth: Option<serde_json::Value>, sio: &Arc<SioMount>) -> Result<(), String> {
+    let mount = &sio.mount;
     let id = mount.next_id();
     let parts = socket.req_parts();
     let remote = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
@@ -94,7 +136,7 @@ async fn connect(socket: SocketRef, auth: Option<serde_json::Value>, mount: &Mou
     {
         credentials = Credentials::Bearer(token);
     }
-    let client = Client {
+    let hello = Client {
         id,
         transport: Transport::SocketIo,
         namespace: socket.ns().to_string(),
@@ -103,13 +145,14 @@ async fn connect(socket: SocketRef, auth: Option<serde_json::Value>, mount: &Mou
         remote_ip: remote.map(|ip| ip.to_canonical().to_string()).unwrap_or_default(),
         identity: None,
     };
-    let sio = Arc::new(SioClient {
+    let client = Arc::new(SioClient {
+        mount: Arc::clone(sio),
         socket: socket.clone(),
         acks: Mutex::new(HashMap::new()),
         pending: Mutex::new(Some(Vec::new())),
     });
-    socket.extensions.insert(Arc::clone(&sio));
-    mount.connect(client, sio, credentials).await?;
+    socket.extensions.insert(Arc::clone(&client));
+    mount.connect(hello, client, credentials).await?;
     let budget = Arc::new(EventBudget::new());
     let events = mount.adapter().clone();
     let adapter = mount.adapter().clone();
@@ -183,6 +226,7 @@ fn without_event_name(packet: &str) -> String {
 
 /// One Socket.IO client, as the plugin host sends to it.
 struct SioClient {
+    mount: Arc<SioMount>,
     socket: SocketRef,
     /// Acknowledgements the client asked for and the plugin has not answered yet.
     acks: Mutex<HashMap<u64, AckSender>>,
@@ -252,6 +296,10 @@ impl Outbound for SioClient {
     fn close(&self, reason: &str) {
         tracing::debug!(reason, "disconnecting a Socket.IO client");
         let _ = self.socket.clone().disconnect();
+    }
+
+    fn restart(&self, _reason: &str) {
+        self.mount.restart();
     }
 }
 

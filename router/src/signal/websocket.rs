@@ -103,7 +103,7 @@ async fn run<S>(
     mut ws: WebSocketStream<S>,
     id: u64,
     mut outgoing: mpsc::Receiver<Message>,
-    mut closed: watch::Receiver<Option<String>>,
+    mut closed: watch::Receiver<Option<Closing>>,
     adapter: &AdapterHandle,
 ) -> String
 where
@@ -143,8 +143,8 @@ where
                 None => break (CloseCode::Normal, "closing".to_string()),
             },
             changed = closed.changed() => {
-                let reason = if changed.is_ok() { closed.borrow().clone() } else { None };
-                break (CloseCode::Normal, reason.unwrap_or_else(|| "closing".to_string()));
+                let close = if changed.is_ok() { closed.borrow().clone() } else { None };
+                break close.unwrap_or_else(|| (CloseCode::Normal, "closing".to_string()));
             }
             _ = ping.tick() => if ws.send(Message::Ping(Default::default())).await.is_err() {
                 return "the connection failed".to_string();
@@ -162,11 +162,22 @@ where
     reason
 }
 
+/// Why the router closes a connection: the close frame's code and reason.
+type Closing = (CloseCode, String);
+
 /// One plain WebSocket client, as the plugin host sends to it.
 struct WsClient {
     tx: mpsc::Sender<Message>,
-    /// Tells the connection's task to close, with a reason; taken by the first close.
-    closing: Mutex<Option<watch::Sender<Option<String>>>>,
+    /// Tells the connection's task to close, with a code and a reason; taken by the first close.
+    closing: Mutex<Option<watch::Sender<Option<Closing>>>>,
+}
+
+impl WsClient {
+    fn close_with(&self, code: CloseCode, reason: &str) {
+        if let Some(closing) = self.closing.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = closing.send(Some((code, reason.to_string())));
+        }
+    }
 }
 
 impl Outbound for WsClient {
@@ -191,9 +202,11 @@ impl Outbound for WsClient {
     }
 
     fn close(&self, reason: &str) {
-        if let Some(closing) = self.closing.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            let _ = closing.send(Some(reason.to_string()));
-        }
+        self.close_with(CloseCode::Normal, reason);
+    }
+
+    fn restart(&self, reason: &str) {
+        self.close_with(CloseCode::Restart, reason);
     }
 }
 
