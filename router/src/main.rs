@@ -69,10 +69,11 @@ enum PluginCommand {
     Test {
         /// The plugin's .wasm component.
         plugin: PathBuf,
-        /// The world it implements (only `auth` can be tested yet).
+        /// The world it implements: `auth` (a table of [[case]]s) or `signaling` (a script of [[step]]s).
         #[arg(long, default_value = "auth")]
         world: String,
-        /// The cases: `config`, optional `limits` and `grants` as in routes.toml, and one [[case]] per request.
+        /// The cases: `config`, optional `limits` and `grants` as in routes.toml, then one [[case]] per request
+        /// (auth) or one [[step]] per event (signaling).
         #[arg(long)]
         cases: PathBuf,
     },

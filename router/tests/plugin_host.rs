@@ -330,7 +330,7 @@ fn sluice_plugin_test_runs_a_table_of_cases() {
     let missing = with(&dir.path().join("nope.wasm"), &cases);
     assert!(missing.contains("nope.wasm: No such file or directory"), "{missing}");
     let sink = with(&test_plugin("sluice_test_trap_sink.wasm"), &cases);
-    assert!(sink.contains("this is a sink plugin; `plugin test` runs auth plugins"), "{sink}");
+    assert!(sink.contains("this is a sink plugin, not --world auth"), "{sink}");
     std::fs::write(&cases, "limits = { memory = \"lots\" }\n[[case]]\naction = \"read\"\n").expect("write");
     let limits = with(&test_plugin("example_allowlist.wasm"), &cases);
     assert!(limits.starts_with(&format!("{}: `limits.memory`", cases.display())), "{limits}");
@@ -646,4 +646,37 @@ fn builtin_signaling_plugins_run_under_the_real_host() {
     live.on_message(&mut instance, 9, r#"{"type":"register","role":"broadcaster"}"#).expect("call");
     let sent = host_client.take();
     assert_eq!(sent[0], r#"{"id":9,"role":"broadcaster","type":"registered"}"#, "{sent:?}");
+}
+
+/// `sluice plugin test --world signaling`: the SDK's signaling example played through its shipped script, and a
+/// script the plugin does not meet reported step by step.
+#[test]
+fn sluice_plugin_test_plays_a_signaling_script() {
+    let run = |cases: &str| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("cases.toml");
+        std::fs::write(&path, cases).expect("write cases");
+        common::sluice()
+            .args(["plugin", "test"])
+            .arg(test_plugin("example_presence.wasm"))
+            .args(["--world", "signaling", "--cases"])
+            .arg(&path)
+            .output()
+            .expect("run sluice plugin test")
+    };
+    let shipped =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../plugins/example-presence/cases.toml"))
+            .expect("example script");
+    let out = run(&shipped);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("ok   a shout reaches everyone: 2 sent, 0 requests in "), "{stdout}");
+    assert!(stdout.ends_with("all steps passed\n"), "{stdout}");
+
+    let wrong =
+        "[[step]]\nconnect = 1\n[[step]]\nclient = 1\nevent = \"hello\"\nargs = [{ name = \"ana\" }]\nexpect = []\n";
+    let out = run(wrong);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(stdout.contains(r#"FAIL step 2: sent [1 <- online [{"names":["ana"]}]], expected nothing"#), "{stdout}");
 }

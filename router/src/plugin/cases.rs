@@ -2,9 +2,10 @@
 //! with its time and memory, so authors see what the router will do before deploying.
 //!
 //! The cases file: the plugin's `config`, `limits` and `grants` exactly as in routes.toml (validated by the same
-//! code), then one `[[case]]` per request: `action`, `route`, and optionally `name`, `protocol`, `target`,
-//! `remote_ip`, `query` (a table), credentials (`token`, `user` + `password`, or `stream_key`) and `expect`
-//! ("allow", "deny" or "challenge").
+//! code), then, for an auth plugin, one `[[case]]` per request: `action`, `route`, and optionally `name`,
+//! `protocol`, `target`, `remote_ip`, `query` (a table), credentials (`token`, `user` + `password`, or
+//! `stream_key`) and `expect` ("allow", "deny" or "challenge"); for a signaling plugin, a script of `[[step]]`s
+//! (see `signal_cases.rs`).
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -26,8 +27,10 @@ struct CasesFile {
     limits: Option<toml::Table>,
     #[serde(default)]
     grants: Option<toml::Table>,
-    #[serde(rename = "case")]
+    #[serde(rename = "case", default)]
     cases: Vec<Case>,
+    #[serde(rename = "step", default)]
+    steps: Vec<super::signal_cases::Step>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -56,9 +59,11 @@ pub struct Report {
 }
 
 pub fn run(plugin: &Path, world: &str, cases_path: &Path) -> Result<Report, String> {
-    if world != "auth" {
-        return Err(format!("--world {world}: only auth plugins can be tested yet"));
-    }
+    let wanted = match world {
+        "auth" => PluginWorld::Auth,
+        "signaling" => PluginWorld::Signaling,
+        _ => return Err(format!("--world {world}: auth and signaling plugins can be tested (sinks: not yet)")),
+    };
     let bytes = std::fs::read(plugin).map_err(|e| format!("{}: {e}", plugin.display()))?;
     super::engine::binary_kind(&bytes).map_err(|e| format!("{}: {e}", plugin.display()))?;
     let text = std::fs::read_to_string(cases_path).map_err(|e| format!("{}: {e}", cases_path.display()))?;
@@ -68,11 +73,12 @@ pub fn run(plugin: &Path, world: &str, cases_path: &Path) -> Result<Report, Stri
     // The world first: loading a sink as an auth plugin would fail on what sinks need (a storage grant) instead
     // of saying it is the wrong kind.
     let world = host.world_of(&bytes).map_err(|e| format!("{}: {e}", plugin.display()))?;
-    if world != PluginWorld::Auth {
+    if world != wanted {
         return Err(format!(
-            "{}: this is {}; `plugin test` runs auth plugins (--world auth)",
+            "{}: this is {}, not --world {}",
             plugin.display(),
-            world.with_article()
+            world.with_article(),
+            world_name(wanted)
         ));
     }
 
@@ -108,7 +114,6 @@ pub fn run(plugin: &Path, world: &str, cases_path: &Path) -> Result<Report, Stri
         .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))?;
     let load_time = load_started.elapsed();
     let plugin = loaded.get("test").ok_or("the plugin did not load")?;
-    let auth = plugin.plugin.as_auth().ok_or("this plugin is not an auth plugin (--world auth)")?;
 
     let mut out = String::new();
     let limits = &plugin.config.limits;
@@ -120,6 +125,18 @@ pub fn run(plugin: &Path, world: &str, cases_path: &Path) -> Result<Report, Stri
         limits.memory_bytes >> 20,
         limits.call_timeout.as_millis()
     );
+    if let Some(signaling) = plugin.plugin.as_signaling() {
+        if file.steps.is_empty() {
+            return Err(format!("{label}: a signaling plugin is tested with [[step]]s, and there are none"));
+        }
+        let all_passed = super::signal_cases::run(signaling, &file.steps, &mut out);
+        let _ = writeln!(out, "{}", if all_passed { "all steps passed" } else { "some steps FAILED" });
+        return Ok(Report { text: out, all_passed });
+    }
+    let auth = plugin.plugin.as_auth().ok_or("this plugin is not an auth plugin (--world auth)")?;
+    if file.cases.is_empty() {
+        return Err(format!("{label}: an auth plugin is tested with [[case]]s, and there are none"));
+    }
     let mut all_passed = true;
     for (i, case) in file.cases.iter().enumerate() {
         let name = case.name.clone().unwrap_or_else(|| format!("case {}", i + 1));
@@ -158,6 +175,14 @@ pub fn run(plugin: &Path, world: &str, cases_path: &Path) -> Result<Report, Stri
     }
     let _ = writeln!(out, "{}", if all_passed { "all cases passed" } else { "some cases FAILED" });
     Ok(Report { text: out, all_passed })
+}
+
+fn world_name(world: PluginWorld) -> &'static str {
+    match world {
+        PluginWorld::Auth => "auth",
+        PluginWorld::Sink => "sink",
+        PluginWorld::Signaling => "signaling",
+    }
 }
 
 fn to_request(case: &Case) -> Result<Request, String> {

@@ -13,6 +13,7 @@ pub mod auth;
 pub mod cases;
 mod engine;
 mod imports;
+mod signal_cases;
 pub mod signaling;
 pub mod sink;
 mod state;
