@@ -258,16 +258,16 @@ fn check(step: &Step, sent: &[(u64, Sent)], requests: &[HostRequest]) -> Result<
     if let Some(expected) = &step.expect_requests {
         let got: Vec<String> = requests
             .iter()
-            .filter_map(|r| match r {
+            .map(|r| match r {
                 HostRequest::Session { publish, route, .. } => {
-                    Some(format!("{} {route}", if *publish { "publish" } else { "read" }))
+                    format!("{} {route}", if *publish { "publish" } else { "read" })
                 }
-                HostRequest::Watch { route, watch: true } => Some(format!("watch {route}")),
-                HostRequest::Watch { route, watch: false } => Some(format!("unwatch {route}")),
-                HostRequest::EndSession { .. } => Some("end-session".into()),
-                HostRequest::Candidate { .. } => Some("candidate".into()),
-                HostRequest::Timer { token, ms } => Some(format!("timer {token} {ms}")),
-                HostRequest::Disconnect { connection, .. } => Some(format!("disconnect {connection}")),
+                HostRequest::Watch { route, watch: true } => format!("watch {route}"),
+                HostRequest::Watch { route, watch: false } => format!("unwatch {route}"),
+                HostRequest::EndSession { .. } => "end-session".into(),
+                HostRequest::Candidate { .. } => "candidate".into(),
+                HostRequest::Timer { token, ms } => format!("timer {token} {ms}"),
+                HostRequest::Disconnect { connection, .. } => format!("disconnect {connection}"),
             })
             .collect();
         if got != *expected {
