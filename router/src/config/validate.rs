@@ -1586,6 +1586,44 @@ auth = "none"
     }
 
     #[test]
+    fn signaling_mounts() {
+        let table = check(
+            "[plugins.rooms]\nsource = \"builtin:signal-rooms\"\nmount = \"/socket.io\"\nhttp = \"/api/rooms/\"\nauth = \"jwt\"\n\n[plugins.jwt]\nsource = \"builtin:auth-jwt\"\nconfig = { secret = \"s\" }\n\n[plugins.live]\nsource = \"builtin:signal-live\"\nmount = \"/ws/live\"\n",
+        )
+        .expect("valid");
+        let rooms = table.plugins["rooms"].mount.as_ref().expect("mounted");
+        assert_eq!(
+            (rooms.path.as_str(), rooms.transport, rooms.http.as_deref(), rooms.auth.as_deref()),
+            ("/socket.io/", SignalTransport::SocketIo, Some("/api/rooms"), Some("jwt"))
+        );
+        assert_eq!(table.plugins["live"].mount.as_ref().map(|m| m.transport), Some(SignalTransport::WebSocket));
+        assert_eq!(
+            error("[plugins.rooms]\nsource = \"builtin:signal-rooms\"\n"),
+            "routes.toml:1:1: plugin \"rooms\": a signaling plugin needs `mount`, the path its clients connect to\n  help: add mount = \"/socket.io/\" (or \"/ws/NAME\" for a plain WebSocket plugin)"
+        );
+        assert_eq!(
+            error("[plugins.a]\nsource = \"builtin:auth-jwt\"\nmount = \"/x\"\n"),
+            "routes.toml:3:9: plugin \"a\": only signaling plugins are mounted (`mount`, `transport`)\n  help: remove the key"
+        );
+        assert_eq!(
+            error("[plugins.r]\nsource = \"builtin:signal-rooms\"\nmount = \"/v1/io\"\n"),
+            "routes.toml:3:9: plugin \"r\": `mount` \"/v1/io\" is taken by the router (/v1, /metrics, /healthz)\n  help: pick another path, e.g. \"/socket.io/\""
+        );
+        assert_eq!(
+            error("[plugins.r]\nsource = \"builtin:signal-rooms\"\nmount = \"/io\"\ntransport = \"sse\"\n"),
+            "routes.toml:4:13: plugin \"r\": `transport` \"sse\" is not one the router speaks\n  help: write \"socket.io\" or \"websocket\""
+        );
+        assert_eq!(
+            error("[plugins.a]\nsource = \"builtin:signal-rooms\"\nmount = \"/io\"\n[plugins.b]\nsource = \"builtin:signal-live\"\nmount = \"/io/live\"\n"),
+            "routes.toml:6:9: plugin \"b\": `mount` \"/io/live/\" lies under plugin \"a\"'s mount \"/io/\"\n  help: give every signaling plugin a path of its own"
+        );
+        assert_eq!(
+            error("[plugins.a]\nsource = \"builtin:signal-rooms\"\nmount = \"/io\"\nauth = \"nobody\"\n"),
+            "routes.toml:4:8: plugin \"a\": `auth`: there is no plugin \"nobody\"\n  help: declare one first, e.g. [plugins.jwt] with source = \"builtin:auth-jwt\"; or write auth = \"none\""
+        );
+    }
+
+    #[test]
     fn rtsp_options_are_checked_against_retinas_policies() {
         let table = check("[[route]]\nname = \"cam\"\nfrom = \"rtsp://10.0.0.2/s\"\nto = [\"whep\"]\nrtsp_transport = \"udp\"\nrtsp_quirks = { teardown = \"always\", initial_seq = \"ignore\" }\nidle_timeout = \"3s\"\n").expect("valid");
         let rtsp = table.routes[0].rtsp.as_ref().expect("rtsp options");
