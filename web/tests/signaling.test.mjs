@@ -210,9 +210,11 @@ test('bad input gets an error or a clean disconnect, and other clients carry on'
   ws.ws.send(Buffer.from([1, 2, 3]));
   assert.equal(await closed, 1003);
 
-  // The bystander still works.
+  // The bystander still works, and is counted.
   const ack = await bystander.socket.timeout(5000).emitWithAck('join-room', { roomId: 'still-here' });
   assert.equal(ack.ok, true);
+  const metrics = await (await fetch(`${router.base}/metrics`)).text();
+  assert.match(metrics, /sluice_signaling_clients\{plugin="rooms",mount="\/socket.io\/"\} [1-9]/);
   bystander.socket.disconnect();
 });
 

@@ -44,6 +44,10 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let (total, per_address) = state.connections.refused();
     let _ = writeln!(out, "sluice_connections_refused_total{{limit=\"total\"}} {total}");
     let _ = writeln!(out, "sluice_connections_refused_total{{limit=\"per_address\"}} {per_address}");
+    family(&mut out, "signaling_clients", "gauge", "Clients connected to each signaling mount.");
+    for (plugin, path, clients) in state.signaling.stats() {
+        let _ = writeln!(out, "sluice_signaling_clients{{plugin=\"{plugin}\",mount=\"{path}\"}} {clients}");
+    }
     family(&mut out, "routes", "gauge", "Routes configured.");
     let _ = writeln!(out, "sluice_routes {}", dir.routes.len());
     plugin_metrics(&mut out, &dir.plugins);

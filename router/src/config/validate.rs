@@ -1614,7 +1614,9 @@ auth = "none"
             "routes.toml:4:13: plugin \"r\": `transport` \"sse\" is not one the router speaks\n  help: write \"socket.io\" or \"websocket\""
         );
         assert_eq!(
-            error("[plugins.a]\nsource = \"builtin:signal-rooms\"\nmount = \"/io\"\n[plugins.b]\nsource = \"builtin:signal-live\"\nmount = \"/io/live\"\n"),
+            error(
+                "[plugins.a]\nsource = \"builtin:signal-rooms\"\nmount = \"/io\"\n[plugins.b]\nsource = \"builtin:signal-live\"\nmount = \"/io/live\"\n"
+            ),
             "routes.toml:6:9: plugin \"b\": `mount` \"/io/live/\" lies under plugin \"a\"'s mount \"/io/\"\n  help: give every signaling plugin a path of its own"
         );
         assert_eq!(

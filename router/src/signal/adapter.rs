@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
@@ -96,6 +97,8 @@ impl std::fmt::Debug for Inbound {
 #[derive(Debug, Clone)]
 pub struct AdapterHandle {
     tx: mpsc::Sender<Inbound>,
+    /// Clients connected now (for `/metrics`).
+    clients: Arc<AtomicUsize>,
 }
 
 impl AdapterHandle {
@@ -115,6 +118,11 @@ impl AdapterHandle {
     /// Queues an event or message; `false` when the queue is full (the caller disconnects its client).
     pub fn offer(&self, inbound: Inbound) -> bool {
         self.tx.try_send(inbound).is_ok()
+    }
+
+    /// Clients connected now.
+    pub fn clients(&self) -> usize {
+        self.clients.load(Ordering::Relaxed)
     }
 
     /// Hands an HTTP request to the plugin.
@@ -150,7 +158,8 @@ pub struct Services {
 /// Starts the adapter of `plugin` (a signaling plugin) on a thread of its own; it ends when every handle is gone.
 pub fn start(loaded: Arc<LoadedPlugin>, mount: String, services: Services) -> std::io::Result<AdapterHandle> {
     let (tx, rx) = mpsc::channel(QUEUE);
-    let handle = AdapterHandle { tx: tx.clone() };
+    let clients = Arc::new(AtomicUsize::new(0));
+    let handle = AdapterHandle { tx: tx.clone(), clients: Arc::clone(&clients) };
     let tokio = tokio::runtime::Handle::current();
     let name = format!("signal-{}", loaded.config.name);
     std::thread::Builder::new().name(name).spawn(move || {
@@ -162,6 +171,7 @@ pub fn start(loaded: Arc<LoadedPlugin>, mount: String, services: Services) -> st
             plugin,
             instance: None,
             clients: HashMap::new(),
+            client_count: clients,
             sessions: HashMap::new(),
             timers: HashMap::new(),
             watches: HashMap::new(),
@@ -193,6 +203,8 @@ struct Adapter<'p> {
     plugin: &'p SignalingPlugin,
     instance: Option<SignalingInstance>,
     clients: HashMap<u64, ClientInfo>,
+    /// `clients.len()`, published.
+    client_count: Arc<AtomicUsize>,
     sessions: HashMap<String, SessionInfo>,
     /// Each token's pending timer generation: a timer that fires with an older one was replaced.
     timers: HashMap<u64, u64>,
@@ -217,8 +229,10 @@ impl Adapter<'_> {
                 tracing::error!(plugin = %self.plugin.name(), "the signaling adapter failed; restarting its plugin");
                 self.reset("the signaling plugin restarted");
             }
+            self.client_count.store(self.clients.len(), Ordering::Relaxed);
         }
         self.reset("the signaling plugin stopped");
+        self.client_count.store(0, Ordering::Relaxed);
     }
 
     /// The instance, started when first needed (and after a failure).

@@ -237,6 +237,14 @@ impl Signaling {
         *self.inner.mounts.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(mounts);
     }
 
+    /// Each mount's plugin, path and connected clients (for `/metrics`).
+    pub fn stats(&self) -> Vec<(String, String, usize)> {
+        self.mounts()
+            .iter()
+            .map(|m| (m.loaded.config.name.clone(), m.ctx.path.clone(), m.ctx.adapter.clients()))
+            .collect()
+    }
+
     fn mount_for(&self, path: &str) -> Option<(Arc<Mount>, Option<String>)> {
         let under = |prefix: &str| path == prefix || path.strip_prefix(prefix).is_some_and(|r| r.starts_with('/'));
         self.mounts().iter().find_map(|m| {
