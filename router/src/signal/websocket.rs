@@ -226,6 +226,6 @@ mod tests {
         assert_eq!(upgrade_key(&Method::GET, &h), Ok("dGhlIHNhbXBsZSBub25jZQ==".to_string()));
         assert!(upgrade_key(&Method::POST, &h).is_err());
         // RFC 6455's example key and answer.
-        assert_eq!(derive_accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiXd7x7YjaAlDsVxPKaOo=");
+        assert_eq!(derive_accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
     }
 }
