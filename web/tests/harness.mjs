@@ -51,6 +51,8 @@ export async function startRouter(routesToml) {
   return {
     base: `http://${up.http}`,
     rtmp: up.rtmp,
+    /** The routes file the router runs on (rewrite it to reload). */
+    config,
     logs,
     waitLog,
     async stop() {

@@ -1,6 +1,7 @@
 // Signaling through the built-in plugins with the real clients apps use: the npm socket.io-client (default
 // transports: long-polling then the upgrade to WebSocket; and WebSocket only) and a plain WebSocket client (ws).
 import { test, before, after } from 'node:test';
+import { writeFileSync } from 'node:fs';
 import assert from 'node:assert/strict';
 import { io } from 'socket.io-client';
 import WebSocket from 'ws';
@@ -272,4 +273,31 @@ to = ["whep"]
     await chrome.stop();
     await trapRouter.stop();
   }
+});
+
+test('a reload that changes a signaling plugin moves its clients to the new version; an unchanged one keeps them', async () => {
+  const withLimit = (n) => routes.replace('source = "builtin:signal-rooms"', `source = "builtin:signal-rooms"\nconfig = { max_members = ${n} }`);
+  const mounts = (plugin) => router.logs.filter((m) => m.message === 'signaling mounted' && m.plugin === plugin).length;
+  const socket = io(router.base, { transports: ['websocket'], forceNew: true, reconnectionDelay: 100, reconnectionDelayMax: 200 });
+  open.push(socket);
+  await connected(socket);
+  const live = client(['websocket'], '/cameras/socket.io/');
+  await connected(live.socket);
+  const [roomsMounts, camerasMounts] = [mounts('rooms'), mounts('cameras')];
+  const back = new Promise((resolve) => socket.io.once('reconnect', resolve));
+  writeFileSync(router.config, withLimit(2));
+  await router.waitLog(() => mounts('rooms') > roomsMounts, 20000, 'the rooms plugin remounted');
+  await back;
+  await connected(socket);
+  // The new version's limit is in force: a third member is refused.
+  const room = 'after-reload';
+  const others = [client(['websocket']), client(['websocket'])];
+  await Promise.all(others.map((c) => connected(c.socket)));
+  assert.equal((await socket.emitWithAck('join-room', { roomId: room })).ok, true);
+  assert.equal((await others[0].socket.emitWithAck('join-room', { roomId: room })).ok, true);
+  assert.deepEqual(await others[1].socket.emitWithAck('join-room', { roomId: room }), { ok: false, error: 'the room is full' });
+  // The cameras plugin did not change: its client stayed connected, its mount was not redone.
+  assert.equal(live.socket.connected, true);
+  assert.equal(mounts('cameras'), camerasMounts);
+  for (const c of [socket, live.socket, ...others.map((o) => o.socket)]) c.disconnect();
 });
