@@ -100,13 +100,31 @@ pub fn text<T: Serialize + ?Sized>(value: &T) -> Outgoing {
     Outgoing::Text(serde_json::to_string(value).unwrap_or_else(|_| "null".to_string()))
 }
 
-/// The first argument of an event, read as `T`; `None` when there is none or it has another shape.
-pub fn first_arg<T: DeserializeOwned>(args: &str) -> Option<T> {
-    let mut values: Vec<serde_json::Value> = serde_json::from_str(args).ok()?;
-    if values.is_empty() {
-        return None;
+/// The first argument of an event, read as `T`; `None` when there is none or it has another shape. One pass over
+/// the text: the other arguments are skipped, not parsed into values.
+pub fn first_arg<'a, T: serde::Deserialize<'a>>(args: &'a str) -> Option<T> {
+    serde_json::from_str::<FirstArg<T>>(args).ok()?.0
+}
+
+/// The first element of a JSON array, the rest skipped.
+struct FirstArg<T>(Option<T>);
+
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for FirstArg<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit<T>(std::marker::PhantomData<T>);
+        impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for Visit<T> {
+            type Value = FirstArg<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON array of arguments")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let first = seq.next_element::<T>()?;
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(FirstArg(first))
+            }
+        }
+        deserializer.deserialize_seq(Visit(std::marker::PhantomData))
     }
-    serde_json::from_value(values.swap_remove(0)).ok()
 }
 
 /// The router, through the world's imports.

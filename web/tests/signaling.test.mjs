@@ -301,3 +301,81 @@ test('a reload that changes a signaling plugin moves its clients to the new vers
   assert.equal(mounts('cameras'), camerasMounts);
   for (const c of [socket, live.socket, ...others.map((o) => o.socket)]) c.disconnect();
 });
+
+test('a mount behind an auth plugin: clients need a token, the plugin learns who they are, sessions keep the route auth', async () => {
+  const { execFileSync } = await import('node:child_process');
+  const { SLUICE_BIN } = await import('./harness.mjs');
+  const guarded = await startRouter(`${SERVER}
+[plugins.jwt]
+source = "builtin:auth-jwt"
+config = { secret = "signaling-test-secret" }
+
+[plugins.cameras]
+source = "builtin:signal-cameras"
+mount = "/socket.io/"
+auth = "jwt"
+config = { route = "cam-{cameraId}" }
+
+[plugins.rooms]
+source = "builtin:signal-rooms"
+mount = "/rooms/socket.io/"
+auth = "jwt"
+
+[[route]]
+name = "cam-door"
+from = "whip"
+to = ["whep"]
+auth = "jwt"
+
+[[route]]
+name = "cam-gate"
+from = "whip"
+to = ["whep"]
+auth = "jwt"
+`);
+  const token = (...allow) => execFileSync(SLUICE_BIN, ['token', '--config', guarded.config, '--sub', 'ana', ...allow.flatMap((a) => ['--allow', a])]).toString().trim();
+  const connect = (options, path = '/socket.io/') => {
+    const s = io(guarded.base, { transports: ['websocket'], forceNew: true, reconnection: false, path, ...options });
+    open.push(s);
+    return s;
+  };
+  try {
+    // No token: refused at connect, with the reason.
+    const anonymous = connect({});
+    const refusal = await new Promise((resolve) => anonymous.once('connect_error', resolve));
+    assert.match(refusal.message, /credentials required/);
+
+    // A camera whose token may publish: its offer is admitted by the route's auth and reaches negotiation (the
+    // SDP here is not a real offer, so negotiation is what fails).
+    const camera = connect({ auth: { token: token('read:*', 'publish:cam-door') } });
+    await connected(camera);
+    const cameraErrors = [];
+    camera.on('error', (e) => cameraErrors.push(e.message));
+    camera.emit('join-room', { cameraId: 'door', role: 'camera' });
+    camera.emit('offer', { cameraId: 'door', sdp: 'v=0\r\n' });
+    await new Promise((resolve) => { const t = setInterval(() => { if (cameraErrors.length) { clearInterval(t); resolve(); } }, 20); });
+    assert.doesNotMatch(cameraErrors[0], /access denied|credentials/, cameraErrors[0]);
+
+    // A token that may only read: publishing is refused by the route's auth, in the app's own error event.
+    const reader = connect({ query: { token: token('read:*') } });
+    await connected(reader);
+    const readerErrors = [];
+    reader.on('error', (e) => readerErrors.push(e.message));
+    reader.emit('join-room', { cameraId: 'gate', role: 'camera' });
+    reader.emit('offer', { cameraId: 'gate', sdp: 'v=0\r\n' });
+    await new Promise((resolve) => { const t = setInterval(() => { if (readerErrors.length) { clearInterval(t); resolve(); } }, 20); });
+    assert.match(readerErrors[0], /access denied/);
+
+    // The rooms plugin names a member without a displayName by who the auth plugin says it is.
+    const a = connect({ auth: { token: token('read:*') } }, '/rooms/socket.io/');
+    const b = connect({ auth: { token: token('read:*') } }, '/rooms/socket.io/');
+    await Promise.all([connected(a), connected(b)]);
+    await a.emitWithAck('join-room', { roomId: 'r' });
+    const joined = new Promise((resolve) => a.once('peer-joined', resolve));
+    await b.emitWithAck('join-room', { roomId: 'r' });
+    assert.equal((await joined).displayName, 'ana');
+    for (const s of [camera, reader, a, b]) s.disconnect();
+  } finally {
+    await guarded.stop();
+  }
+});

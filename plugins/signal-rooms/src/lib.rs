@@ -7,7 +7,8 @@
 //! - `leave-room`, or disconnecting: the others get `peer-left {peerId}`.
 //! - Anything malformed or unknown: `error {message}`. An event sent with an ack gets `{ok, error?}` back.
 //!
-//! Peer ids are the router's connection numbers, as strings. Media does not go through the router (a mesh).
+//! Peer ids are the router's connection numbers, as strings. A member without a `displayName` is named by who the
+//! mount's auth plugin said it is (else "guest N"). Media does not go through the router (a mesh).
 //!
 //! REST under the plugin's `http` prefix (e.g. "/api/rooms"): `GET` lists rooms, `POST {id?, name?, maxMembers?}`
 //! creates one, `GET /ID` shows one with its members, `DELETE /ID` closes it (members get `room-closed`).
@@ -65,6 +66,8 @@ pub struct Rooms {
     rooms: BTreeMap<String, Room>,
     /// Which room each connection is in.
     joined: HashMap<u64, String>,
+    /// Who the mount's auth plugin said each client is: the display name of a member that gives none.
+    identities: HashMap<u64, String>,
     next_room: u64,
 }
 
@@ -76,10 +79,18 @@ struct Join {
     display_name: Option<String>,
 }
 
+/// `data` is relayed as the client wrote it, never parsed (an SDP or a candidate is most of a call's signaling).
 #[derive(Deserialize)]
-struct Signal {
+struct Signal<'a> {
     to: Value,
-    data: Value,
+    #[serde(borrow)]
+    data: &'a serde_json::value::RawValue,
+}
+
+#[derive(serde::Serialize)]
+struct Relayed<'a> {
+    from: &'a str,
+    data: &'a serde_json::value::RawValue,
 }
 
 #[derive(Deserialize, Default)]
@@ -130,7 +141,7 @@ impl Rooms {
         };
         let mut name: String = join.display_name.unwrap_or_default().chars().take(MAX_NAME).collect();
         if name.trim().is_empty() {
-            name = format!("guest {connection}");
+            name = self.identities.get(&connection).cloned().unwrap_or_else(|| format!("guest {connection}"));
         }
         if self.joined.get(&connection) == Some(&room_id) {
             return self.ok(host, connection, ack, json!({ "roomId": room_id }));
@@ -191,7 +202,7 @@ impl Rooms {
         let same_room = |c: u64| self.joined.get(&c);
         match to {
             Some(to) if same_room(to).is_some() && same_room(to) == same_room(connection) => {
-                let relayed = event("signal", &json!({ "from": connection.to_string(), "data": signal.data }));
+                let relayed = event("signal", &Relayed { from: &connection.to_string(), data: signal.data });
                 match host.send(to, relayed) {
                     Ok(()) => self.ok(host, connection, ack, json!({})),
                     Err(e) => self.fail(host, connection, ack, &e),
@@ -276,10 +287,13 @@ impl Adapter for Rooms {
         if config.max_members == 0 || config.max_members > config.max_members_limit {
             return Err("max_members must be at least 1 and at most max_members_limit".into());
         }
-        Ok(Rooms { config, rooms: BTreeMap::new(), joined: HashMap::new(), next_room: 0 })
+        Ok(Rooms { config, rooms: BTreeMap::new(), joined: HashMap::new(), identities: HashMap::new(), next_room: 0 })
     }
 
-    fn on_connect(&mut self, _host: &mut dyn Host, _client: &Client) -> Result<(), String> {
+    fn on_connect(&mut self, _host: &mut dyn Host, client: &Client) -> Result<(), String> {
+        if let Some(identity) = &client.identity {
+            self.identities.insert(client.id, identity.chars().take(MAX_NAME).collect());
+        }
         Ok(())
     }
 
@@ -302,6 +316,7 @@ impl Adapter for Rooms {
 
     fn on_disconnect(&mut self, host: &mut dyn Host, connection: u64, _reason: &str) {
         self.leave(host, connection);
+        self.identities.remove(&connection);
     }
 
     fn on_http(&mut self, host: &mut dyn Host, request: &HttpRequest) -> HttpResponse {
