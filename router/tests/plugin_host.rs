@@ -274,23 +274,30 @@ fn the_sdk_example_runs_under_the_real_host() {
     assert_eq!(auth.authorize(&lan), Ok(Decision::Deny("not on the list".into())));
 }
 
+/// `sluice plugin test` on one of the test plugins, with `cases` written to a file.
+fn plugin_test(plugin: &str, world: &str, cases: &str) -> std::process::Output {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("cases.toml");
+    std::fs::write(&path, cases).expect("write cases");
+    common::sluice()
+        .args(["plugin", "test"])
+        .arg(test_plugin(plugin))
+        .args(["--world", world, "--cases"])
+        .arg(&path)
+        .output()
+        .expect("run sluice plugin test")
+}
+
+/// The cases file an example plugin ships.
+fn shipped_cases(example: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins").join(example).join("cases.toml");
+    std::fs::read_to_string(path).expect("the example's cases")
+}
+
 #[test]
 fn sluice_plugin_test_runs_a_table_of_cases() {
-    let run = |cases: &str| {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("cases.toml");
-        std::fs::write(&path, cases).expect("write cases");
-        common::sluice()
-            .args(["plugin", "test"])
-            .arg(test_plugin("example_allowlist.wasm"))
-            .args(["--world", "auth", "--cases"])
-            .arg(&path)
-            .output()
-            .expect("run sluice plugin test")
-    };
-    let shipped =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../plugins/example-allowlist/cases.toml"))
-            .expect("example cases");
+    let run = |cases: &str| plugin_test("example_allowlist.wasm", "auth", cases);
+    let shipped = shipped_cases("example-allowlist");
     let out = run(&shipped);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
@@ -652,21 +659,8 @@ fn builtin_signaling_plugins_run_under_the_real_host() {
 /// script the plugin does not meet reported step by step.
 #[test]
 fn sluice_plugin_test_plays_a_signaling_script() {
-    let run = |cases: &str| {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("cases.toml");
-        std::fs::write(&path, cases).expect("write cases");
-        common::sluice()
-            .args(["plugin", "test"])
-            .arg(test_plugin("example_presence.wasm"))
-            .args(["--world", "signaling", "--cases"])
-            .arg(&path)
-            .output()
-            .expect("run sluice plugin test")
-    };
-    let shipped =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../plugins/example-presence/cases.toml"))
-            .expect("example script");
+    let run = |cases: &str| plugin_test("example_presence.wasm", "signaling", cases);
+    let shipped = shipped_cases("example-presence");
     let out = run(&shipped);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));

@@ -73,6 +73,36 @@ webrtc = { udp = "0.0.0.0:0" }
 data_dir = "data"
 `;
 
+/** The three built-in signaling plugins mounted as the shipped routes.toml mounts them, with their routes: what
+ * the signaling tests and pages run against. */
+export const SIGNALING = `${SERVER}
+[plugins.rooms]
+source = "builtin:signal-rooms"
+mount = "/socket.io/"
+http = "/api/rooms"
+
+[plugins.cameras]
+source = "builtin:signal-cameras"
+mount = "/cameras/socket.io/"
+http = "/api/cameras"
+config = { route = "cam-{cameraId}" }
+
+[plugins.live]
+source = "builtin:signal-live"
+mount = "/ws/live"
+config = { route = "show" }
+
+[[route]]
+name = "cam-door"
+from = "whip"
+to = ["whep"]
+
+[[route]]
+name = "show"
+from = "whip"
+to = ["whep"]
+`;
+
 /** Headless Chromium; playwright gives every launch a fresh temporary profile. */
 export async function startBrowser() {
   const browser = await chromium.launch({

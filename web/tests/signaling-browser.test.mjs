@@ -2,34 +2,8 @@
 // four-way mesh call through `signal-rooms`, and a live show through `signal-live`. Media is real WebRTC.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startRouter, startBrowser, SERVER } from './harness.mjs';
+import { startRouter, startBrowser, SIGNALING as routes } from './harness.mjs';
 
-const routes = `${SERVER}
-[plugins.rooms]
-source = "builtin:signal-rooms"
-mount = "/socket.io/"
-
-[plugins.cameras]
-source = "builtin:signal-cameras"
-mount = "/cameras/socket.io/"
-http = "/api/cameras"
-config = { route = "cam-{cameraId}" }
-
-[plugins.live]
-source = "builtin:signal-live"
-mount = "/ws/live"
-config = { route = "show" }
-
-[[route]]
-name = "cam-door"
-from = "whip"
-to = ["whep"]
-
-[[route]]
-name = "show"
-from = "whip"
-to = ["whep"]
-`;
 
 let router;
 let chrome;

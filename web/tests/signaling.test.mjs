@@ -5,35 +5,8 @@ import { writeFileSync } from 'node:fs';
 import assert from 'node:assert/strict';
 import { io } from 'socket.io-client';
 import WebSocket from 'ws';
-import { startRouter, startBrowser, waitFrames, videoStat, SERVER } from './harness.mjs';
+import { startRouter, startBrowser, waitFrames, videoStat, SERVER, SIGNALING as routes } from './harness.mjs';
 
-const routes = `${SERVER}
-[plugins.rooms]
-source = "builtin:signal-rooms"
-mount = "/socket.io/"
-http = "/api/rooms"
-
-[plugins.cameras]
-source = "builtin:signal-cameras"
-mount = "/cameras/socket.io/"
-http = "/api/cameras"
-config = { route = "cam-{cameraId}" }
-
-[plugins.live]
-source = "builtin:signal-live"
-mount = "/ws/live"
-config = { route = "show" }
-
-[[route]]
-name = "cam-door"
-from = "whip"
-to = ["whep"]
-
-[[route]]
-name = "show"
-from = "whip"
-to = ["whep"]
-`;
 
 let router;
 const open = [];
@@ -47,20 +20,28 @@ after(async () => {
   await router?.stop();
 });
 
-/** A socket.io client that records every event it receives, in order. */
-function client(transports, path = '/socket.io/') {
-  const socket = io(router.base, { transports, path, forceNew: true, reconnection: false });
+/** What a client received, in order: `record(item)` adds one; `until(pred, what)` resolves once `pred()` holds
+ * (checked on every arrival; clients have no other event to wait on). */
+function recorder() {
   const seen = [];
   const waiters = [];
-  socket.onAny((name, ...args) => {
-    seen.push([name, ...args]);
+  const record = (item) => {
+    seen.push(item);
     for (const w of [...waiters]) if (w.pred()) { waiters.splice(waiters.indexOf(w), 1); w.resolve(); }
-  });
-  open.push(socket);
+  };
   const until = (pred, what, ms = 5000) => pred() ? Promise.resolve() : new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}; seen ${JSON.stringify(seen)}`)), ms);
     waiters.push({ pred, resolve: () => { clearTimeout(timer); resolve(); } });
   });
+  return { seen, record, until };
+}
+
+/** A socket.io client that records every event it receives, in order. */
+function client(transports, path = '/socket.io/') {
+  const socket = io(router.base, { transports, path, forceNew: true, reconnection: false });
+  const { seen, record, until } = recorder();
+  socket.onAny((name, ...args) => record([name, ...args]));
+  open.push(socket);
   return { socket, seen, until, count: (n, what) => until(() => seen.length >= n, what) };
 }
 
@@ -128,17 +109,9 @@ test('rooms over REST, with a member limit', async () => {
 async function liveClient() {
   const ws = new WebSocket(`${router.base.replace('http', 'ws')}/ws/live`);
   open.push(ws);
-  const seen = [];
-  const waiters = [];
-  ws.on('message', (data) => {
-    seen.push(JSON.parse(data.toString()));
-    for (const w of [...waiters]) if (w.pred()) { waiters.splice(waiters.indexOf(w), 1); w.resolve(); }
-  });
+  const { seen, record, until } = recorder();
+  ws.on('message', (data) => record(JSON.parse(data.toString())));
   await new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject); });
-  const until = (pred, what, ms = 5000) => pred() ? Promise.resolve() : new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}; seen ${JSON.stringify(seen)}`)), ms);
-    waiters.push({ pred, resolve: () => { clearTimeout(timer); resolve(); } });
-  });
   return { ws, seen, until, send: (m) => ws.send(JSON.stringify(m)) };
 }
 
