@@ -29,6 +29,10 @@ use crate::webrtc::{SessionRef, WebRtc};
 
 /// Events waiting for the plugin; past this a client's event is refused and that client disconnected.
 const QUEUE: usize = 4096;
+/// Candidates a session keeps until its answer is known.
+const MAX_EARLY_CANDIDATES: usize = 64;
+/// Timers a plugin may have pending at once (each is a sleeping task).
+const MAX_TIMERS: usize = 10_000;
 /// Clients of one mount at once. Each costs a few KB; the HTTP listener's connection caps apply before this.
 const MAX_CLIENTS: usize = 50_000;
 
@@ -279,6 +283,8 @@ impl Adapter<'_> {
                     }
                 };
                 let _ = reply.send(answer);
+                // What `on-connect` asked for (a route watch, a greeting's timer) happens now, not with the next call.
+                self.carry_out();
             }
             Inbound::Event { connection, name, args, ack } => {
                 if self.clients.contains_key(&connection) {
@@ -401,8 +407,11 @@ impl Adapter<'_> {
                         let started = started.clone();
                         self.spawn_trickle(started, candidate);
                     }
-                    Some(info) => info.early_candidates.push(candidate),
-                    None => {}
+                    // Held until the answer: a few per session (a browser gathers a handful), not what a flood sends.
+                    Some(info) if info.early_candidates.len() < MAX_EARLY_CANDIDATES => {
+                        info.early_candidates.push(candidate)
+                    }
+                    Some(_) | None => {}
                 },
                 HostRequest::EndSession { session } => self.end_session(&session),
                 HostRequest::Watch { route, watch } => self.watch(route, watch),
@@ -465,6 +474,10 @@ impl Adapter<'_> {
     }
 
     fn set_timer(&mut self, token: u64, ms: u32) {
+        if self.timers.len() >= MAX_TIMERS && !self.timers.contains_key(&token) {
+            tracing::warn!(plugin = %self.plugin.name(), "the signaling plugin has {MAX_TIMERS} timers pending; one more is ignored");
+            return;
+        }
         self.next_timer += 1;
         let generation = self.next_timer;
         self.timers.insert(token, generation);
