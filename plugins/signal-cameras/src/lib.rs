@@ -14,7 +14,8 @@
 //!
 //! Config: `route` maps a camera id to its route name, `{cameraId}` standing for the id (default "{cameraId}");
 //! the route must exist in routes.toml with `from = "whip"` and `whep` in `to`. REST under the plugin's `http`
-//! prefix (e.g. "/api/cameras"): `GET` lists the cameras seen since start with their status and viewer count.
+//! prefix (e.g. "/api/cameras"): `GET` lists the cameras connected to now (as camera or viewed) with their status and
+//! viewer count.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -184,6 +185,13 @@ impl Cameras {
             }
         }
         let _ = self.announce(host, &camera_id);
+        // A camera nobody is connected to is forgotten (its route unwatched): ids a client makes up do not pile up.
+        if self.cameras.get(&camera_id).is_some_and(|c| c.camera.is_none() && c.viewers.is_empty()) {
+            self.cameras.remove(&camera_id);
+            let route = self.route_of(&camera_id);
+            self.routes.remove(&route);
+            host.watch_route(&route, false);
+        }
     }
 
     fn offer(&mut self, host: &mut dyn Host, connection: u64, args: &str) {

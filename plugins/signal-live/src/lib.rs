@@ -10,7 +10,8 @@
 //! `{type: "stream_status", live}` (when the broadcast starts and stops), `{type: "error", message}`.
 //!
 //! One broadcast at a time: a second broadcaster is told another is live. Chat is capped in length and rate per
-//! connection. Config: `route` (default "live"), `max_chat_length` (default 500), `chat_per_10s` (default 10).
+//! connection, and so are likes (each one is pushed to everyone). Config: `route` (default "live"),
+//! `max_chat_length` (default 500), `chat_per_10s` (default 10; also the limit on likes).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -55,6 +56,8 @@ struct Member {
     name: String,
     /// When its recent chat messages were sent (ms since the epoch), for the rate limit.
     chat_times: Vec<u64>,
+    /// When its recent likes were toggled: each is a broadcast to everyone, so they are limited like chat.
+    like_times: Vec<u64>,
     session: Option<String>,
 }
 
@@ -139,7 +142,8 @@ impl Live {
         if role == Role::Broadcaster {
             self.broadcaster = Some(connection);
         }
-        self.members.insert(connection, Member { role, name, chat_times: Vec::new(), session: None });
+        self.members
+            .insert(connection, Member { role, name, chat_times: Vec::new(), like_times: Vec::new(), session: None });
         host.join(connection, EVERYONE);
         let role_name = if role == Role::Broadcaster { "broadcaster" } else { "viewer" };
         let _ = host.send(connection, text(&json!({ "type": "registered", "role": role_name, "id": connection })));
@@ -241,9 +245,16 @@ impl Adapter for Live {
             }
             "chat" => self.chat(host, connection, &message),
             "like" => {
-                if !self.members.contains_key(&connection) {
+                let rate = self.config.chat_per_10s;
+                let Some(member) = self.members.get_mut(&connection) else {
                     return error(host, connection, "register first");
+                };
+                let now = now_ms();
+                member.like_times.retain(|t| now.saturating_sub(*t) < 10_000);
+                if member.like_times.len() >= rate {
+                    return error(host, connection, &format!("slow down: at most {rate} likes per 10 seconds"));
                 }
+                member.like_times.push(now);
                 if !self.likes.remove(&connection) {
                     self.likes.insert(connection);
                 }

@@ -210,8 +210,8 @@ struct Adapter<'p> {
     /// `clients.len()`, published.
     client_count: Arc<AtomicUsize>,
     sessions: HashMap<String, SessionInfo>,
-    /// Each token's pending timer generation: a timer that fires with an older one was replaced.
-    timers: HashMap<u64, u64>,
+    /// Each token's pending timer: its generation (a timer that fires with an older one was replaced) and its task.
+    timers: HashMap<u64, (u64, tokio::task::AbortHandle)>,
     watches: HashMap<String, JoinHandle<()>>,
     next_timer: u64,
     mount: String,
@@ -282,7 +282,16 @@ impl Adapter<'_> {
                         Err(STOPPED.into())
                     }
                 };
-                let _ = reply.send(answer);
+                let accepted = answer.is_ok();
+                if reply.send(answer).is_err() && accepted {
+                    // The transport gave up waiting (its client hung up while the plugin decided): nobody will
+                    // report this client's disconnect, so it leaves now.
+                    self.handle(Inbound::Disconnect {
+                        connection: id,
+                        reason: "the client left while connecting".into(),
+                    });
+                    return;
+                }
                 // What `on-connect` asked for (a route watch, a greeting's timer) happens now, not with the next call.
                 self.carry_out();
             }
@@ -356,7 +365,7 @@ impl Adapter<'_> {
                 }
             }
             Inbound::Timer { token, generation } => {
-                if self.timers.get(&token) == Some(&generation) {
+                if self.timers.get(&token).is_some_and(|(g, _)| *g == generation) {
                     self.timers.remove(&token);
                     self.call(|p, i| p.on_timer(i, token));
                 }
@@ -389,7 +398,9 @@ impl Adapter<'_> {
                 self.spawn_end(started);
             }
         }
-        self.timers.clear();
+        for (_, (_, timer)) in self.timers.drain() {
+            timer.abort();
+        }
         for (_, watch) in self.watches.drain() {
             watch.abort();
         }
@@ -480,14 +491,16 @@ impl Adapter<'_> {
         }
         self.next_timer += 1;
         let generation = self.next_timer;
-        self.timers.insert(token, generation);
         let tx = self.tx.clone();
-        self.tokio.spawn(async move {
+        let task = self.tokio.spawn(async move {
             tokio::time::sleep(Duration::from_millis(u64::from(ms))).await;
             if let Some(tx) = tx.upgrade() {
                 let _ = tx.send(Inbound::Timer { token, generation }).await;
             }
         });
+        if let Some((_, replaced)) = self.timers.insert(token, (generation, task.abort_handle())) {
+            replaced.abort();
+        }
     }
 
     fn watch(&mut self, route: String, watch: bool) {
@@ -526,7 +539,15 @@ impl Adapter<'_> {
                             let live = *states.borrow_and_update() == RouteLife::Live;
                             report(if live { RouteState::Live } else { RouteState::Offline }, &mut last).await;
                             tokio::select! {
-                                changed = states.changed() => if changed.is_err() { break },
+                                changed = states.changed() => if changed.is_err() {
+                                    // The route ended; the directory may still list it until the reload is
+                                    // published: offline, and look again when the directory changes.
+                                    report(RouteState::Offline, &mut last).await;
+                                    if directories.changed().await.is_err() {
+                                        return;
+                                    }
+                                    break;
+                                },
                                 // A reload may have replaced the route: look it up again.
                                 changed = directories.changed() => if changed.is_err() { return } else { break },
                             }

@@ -66,7 +66,7 @@ enum MountTransport {
     /// The service, and the server its handlers hold weakly (so it lives here, as long as the mount).
     SocketIo {
         service: socketio::Service,
-        _server: Arc<socketio::SioMount>,
+        server: Arc<socketio::SioMount>,
     },
     WebSocket,
 }
@@ -223,7 +223,7 @@ impl Signaling {
             let transport = match mount.transport {
                 SignalTransport::SocketIo => {
                     let (service, server) = socketio::serve(Arc::clone(&ctx));
-                    MountTransport::SocketIo { service, _server: server }
+                    MountTransport::SocketIo { service, server }
                 }
                 SignalTransport::WebSocket => MountTransport::WebSocket,
             };
@@ -233,6 +233,9 @@ impl Signaling {
         for gone in old.iter().filter(|m| !mounts.iter().any(|n| Arc::ptr_eq(n, m))) {
             tracing::info!(path = %gone.ctx.path, "signaling mount replaced or removed; its clients are disconnected");
             gone.ctx.adapter.stop();
+            if let MountTransport::SocketIo { server, .. } = &gone.transport {
+                server.shut_down();
+            }
         }
         *self.inner.mounts.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(mounts);
     }

@@ -7,12 +7,12 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
 use serde::ser::{SerializeTuple, Serializer};
-use socketioxide::extract::{AckSender, Event, SocketRef, TryData};
+use socketioxide::extract::{AckSender, SocketRef, TryData};
 use socketioxide::handler::{ConnectHandler, FromMessageParts};
 use socketioxide::socket::{DisconnectReason, Socket};
 use socketioxide::{SendError, SocketError, SocketIo};
@@ -67,8 +67,14 @@ pub fn serve(mount: Arc<MountContext>) -> (Service, Arc<SioMount>) {
         // arrive whole; they take more reads).
         .ws_read_buffer_size(1024)
         .build_with_inner_svc(NotFound);
-    let sio = Arc::new(SioMount { io, mount, restarting: AtomicBool::new(false) });
-    sio.install();
+    let sio = Arc::new(SioMount {
+        io,
+        mount,
+        clients: Mutex::default(),
+        namespaces: Mutex::default(),
+        restarting: AtomicBool::new(false),
+    });
+    sio.install(true);
     (service, sio)
 }
 
@@ -76,9 +82,21 @@ pub fn serve(mount: Arc<MountContext>) -> (Service, Arc<SioMount>) {
 pub struct SioMount {
     io: SocketIo,
     mount: Arc<MountContext>,
+    /// The clients, by their number. Sockets find theirs through a [`ClientKey`] in their extensions (which holds
+    /// no reference back to the socket: a socket holding its client holding its socket would never be freed).
+    clients: Mutex<HashMap<u64, Arc<SioClient>>>,
+    /// Namespaces other than `/` that clients have opened (each stays in socketioxide's table): capped.
+    namespaces: Mutex<std::collections::HashSet<String>>,
     /// Set while a restart closes every connection.
     restarting: AtomicBool,
 }
+
+/// Namespaces besides `/` a mount takes; past this, a connection to a new one is refused (a client inventing
+/// namespaces would otherwise grow the server's table without end).
+const MAX_NAMESPACES: usize = 32;
+/// How long a client the plugin accepted may take to complete its Socket.IO connect; one whose transport died in
+/// between is forgotten then (socketioxide reports no disconnect for a socket it never registered).
+const REGISTER_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl std::fmt::Debug for SioMount {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -86,9 +104,22 @@ impl std::fmt::Debug for SioMount {
     }
 }
 
+/// What a socket carries to find its client: its number and the mount (weakly).
+#[derive(Clone)]
+struct ClientKey {
+    id: u64,
+    mount: Weak<SioMount>,
+}
+
+impl ClientKey {
+    fn client(&self) -> Option<Arc<SioClient>> {
+        self.mount.upgrade()?.clients.lock().unwrap_or_else(|p| p.into_inner()).get(&self.id).cloned()
+    }
+}
+
 impl SioMount {
-    /// Accepts every namespace, each client handed to the mount's plugin.
-    fn install(self: &Arc<Self>) {
+    /// Accepts every namespace (up to [`MAX_NAMESPACES`]), each client handed to the mount's plugin.
+    fn install(self: &Arc<Self>, with_namespaces: bool) {
         let weak = Arc::downgrade(self);
         let on_connect =
             async move |socket: SocketRef, TryData(auth): TryData<serde_json::Value>| -> Result<(), String> {
@@ -96,14 +127,14 @@ impl SioMount {
                 connect(socket, auth.ok(), &sio).await
             };
         let handler = async |socket: SocketRef| {
-            // The plugin may have sent the client something from its `on-connect`, before the socket could take it.
-            if let Some(client) = socket.extensions.get::<Arc<SioClient>>() {
-                client.flush_pending();
+            // Registered now: the plugin may have sent the client something from its `on-connect` already.
+            if let Some(client) = socket.extensions.get::<ClientKey>().and_then(|k| k.client()) {
+                client.registered(&socket).await;
             }
         };
         self.io.ns("/", handler.with(on_connect.clone()));
-        // Any other namespace goes to the plugin too, which sees its name.
-        if let Err(e) = self.io.dyn_ns("/{*namespace}", handler.with(on_connect)) {
+        // Any other namespace goes to the plugin too, which sees its name. (The pattern outlives `close`.)
+        if with_namespaces && let Err(e) = self.io.dyn_ns("/{*namespace}", handler.with(on_connect)) {
             tracing::error!(error = %e, "cannot accept Socket.IO namespaces");
         }
     }
@@ -117,14 +148,40 @@ impl SioMount {
         let sio = Arc::clone(self);
         tokio::spawn(async move {
             sio.io.close().await;
-            sio.install();
+            // socketioxide reports no disconnects for sockets it closes this way: forget them here.
+            sio.clients.lock().unwrap_or_else(|p| p.into_inner()).clear();
+            sio.install(false);
             sio.restarting.store(false, Ordering::Release);
         });
+    }
+
+    /// The mount is gone: every client's transport closes (they reconnect, to whatever is mounted then).
+    pub fn shut_down(self: &Arc<Self>) {
+        let sio = Arc::clone(self);
+        tokio::spawn(async move {
+            sio.io.close().await;
+            sio.clients.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        });
+    }
+
+    fn forget(&self, id: u64) -> bool {
+        self.clients.lock().unwrap_or_else(|p| p.into_inner()).remove(&id).is_some()
     }
 }
 
 async fn connect(socket: SocketRef, auth: Option<serde_json::Value>, sio: &Arc<SioMount>) -> Result<(), String> {
     let mount = &sio.mount;
+    if socket.ns() != "/" {
+        let mut namespaces = sio.namespaces.lock().unwrap_or_else(|p| p.into_inner());
+        if !namespaces.contains(socket.ns()) {
+            if namespaces.len() >= MAX_NAMESPACES {
+                drop(namespaces);
+                sio.io.delete_ns(socket.ns());
+                return Err(format!("this server takes at most {MAX_NAMESPACES} namespaces"));
+            }
+            namespaces.insert(socket.ns().to_string());
+        }
+    }
     let id = mount.next_id();
     let parts = socket.req_parts();
     let remote = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
@@ -149,33 +206,45 @@ async fn connect(socket: SocketRef, auth: Option<serde_json::Value>, sio: &Arc<S
         identity: None,
     };
     let client = Arc::new(SioClient {
-        mount: Arc::clone(sio),
+        id,
+        mount: Arc::downgrade(sio),
         socket: socket.clone(),
         acks: Mutex::new(HashMap::new()),
         pending: Mutex::new(Some(Vec::new())),
+        budget: EventBudget::new(),
+        is_registered: AtomicBool::new(false),
     });
-    socket.extensions.insert(Arc::clone(&client));
-    mount.connect(hello, client, credentials).await?;
-    let budget = Arc::new(EventBudget::new());
-    let events = mount.adapter().clone();
+    sio.clients.lock().unwrap_or_else(|p| p.into_inner()).insert(id, Arc::clone(&client));
+    socket.extensions.insert(ClientKey { id, mount: Arc::downgrade(sio) });
+    if let Err(refused) = mount.connect(hello, client, credentials).await {
+        sio.forget(id);
+        return Err(refused);
+    }
+    // Events are queued for the plugin by the `RawArgs` extractor, which socketioxide runs in the order packets
+    // arrive (it runs each handler in a task of its own, so the order there is lost); the handler only keeps the
+    // acknowledgement.
+    socket.on_fallback(async |socket: SocketRef, RawArgs(ack): RawArgs, ack_sender: AckSender| {
+        if let (Some(n), Some(client)) = (ack, socket.extensions.get::<ClientKey>().and_then(|k| k.client())) {
+            client.keep_ack(n, ack_sender);
+        }
+    });
     let adapter = mount.adapter().clone();
-    socket.on_fallback(
-        async move |socket: SocketRef, Event(name): Event, RawArgs(args, ack_id): RawArgs, ack: AckSender| {
-            if !budget.take() {
-                close(&socket, id, "too many events: slow down");
-                return;
-            }
-            let ack_id = ack_id.and_then(|n| u64::try_from(n).ok());
-            if let (Some(n), Some(client)) = (ack_id, socket.extensions.get::<Arc<SioClient>>()) {
-                client.keep_ack(n, ack);
-            }
-            if !events.offer(Inbound::Event { connection: id, name, args, ack: ack_id }) {
-                close(&socket, id, "the signaling plugin is overloaded");
-            }
-        },
-    );
+    let weak = Arc::downgrade(sio);
     socket.on_disconnect(async move |reason: DisconnectReason| {
-        adapter.disconnected(id, reason.to_string()).await;
+        if weak.upgrade().is_some_and(|sio| sio.forget(id)) {
+            adapter.disconnected(id, reason.to_string()).await;
+        }
+    });
+    // A transport that dies before socketioxide registers the socket gets no disconnect handler call.
+    let adapter = mount.adapter().clone();
+    let weak = Arc::downgrade(sio);
+    tokio::spawn(async move {
+        tokio::time::sleep(REGISTER_TIMEOUT).await;
+        let Some(sio) = weak.upgrade() else { return };
+        let client = sio.clients.lock().unwrap_or_else(|p| p.into_inner()).get(&id).cloned();
+        if client.is_some_and(|c| !c.is_registered.load(Ordering::Acquire)) && sio.forget(id) {
+            adapter.disconnected(id, "the client never completed its connection".into()).await;
+        }
     });
     Ok(())
 }
@@ -190,51 +259,79 @@ fn is_engine_io_param(key: &str) -> bool {
     matches!(key, "EIO" | "transport" | "sid" | "t" | "j" | "b64")
 }
 
-/// An event's arguments as the client sent them (a JSON array without the event name), and its ack id.
-struct RawArgs(String, Option<i64>);
+/// Queues an event for the plugin, in arrival order (see `connect`), and yields its ack id for the handler.
+struct RawArgs(Option<u64>);
 
 #[derive(Debug, thiserror::Error)]
-#[error("binary attachments are not supported by signaling plugins")]
-struct BinaryArgs;
+enum Refused {
+    #[error("binary attachments are not supported by signaling plugins")]
+    Binary,
+    #[error("the event was not taken")]
+    NotTaken,
+}
 
 impl FromMessageParts<socketioxide::adapter::LocalAdapter> for RawArgs {
-    type Error = BinaryArgs;
+    type Error = Refused;
 
-    fn from_message_parts(_: &Arc<Socket>, v: &mut Value, ack_id: &Option<i64>) -> Result<Self, BinaryArgs> {
-        match v {
-            Value::Str(text, None) => Ok(RawArgs(without_event_name(text), *ack_id)),
-            _ => Err(BinaryArgs),
+    fn from_message_parts(s: &Arc<Socket>, v: &mut Value, ack_id: &Option<i64>) -> Result<Self, Refused> {
+        let (Value::Str(text, None), Some(key)) = (&*v, s.extensions.get::<ClientKey>()) else {
+            return Err(Refused::Binary);
+        };
+        let (Some(client), Some(sio)) = (key.client(), key.mount.upgrade()) else { return Err(Refused::NotTaken) };
+        let socket = SocketRef::from(Arc::clone(s));
+        if !client.budget.take() {
+            close(&socket, client.id, "too many events: slow down");
+            return Err(Refused::NotTaken);
         }
+        let (name, args) = split_event(text);
+        let ack = ack_id.and_then(|n| u64::try_from(n).ok());
+        let event = Inbound::Event { connection: client.id, name, args, ack };
+        if !sio.mount.adapter().offer(event) {
+            close(&socket, client.id, "the signaling plugin is overloaded");
+            return Err(Refused::NotTaken);
+        }
+        Ok(RawArgs(ack))
     }
 }
 
-/// `["name", a, b]` -> `[a, b]`, re-serialized so the plugin gets compact, valid JSON whatever the client sent.
-fn without_event_name(packet: &str) -> String {
-    match serde_json::from_str::<Vec<&serde_json::value::RawValue>>(packet) {
-        Ok(values) if !values.is_empty() => {
-            let mut out = String::with_capacity(packet.len());
-            out.push('[');
-            for (i, v) in values[1..].iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(v.get());
-            }
-            out.push(']');
-            out
+/// `["name", a, b]` -> (`name`, `[a, b]`), the arguments re-joined so the plugin gets compact, valid JSON whatever
+/// the client sent.
+fn split_event(packet: &str) -> (String, String) {
+    let Ok(values) = serde_json::from_str::<Vec<&serde_json::value::RawValue>>(packet) else {
+        return (String::new(), "[]".to_string());
+    };
+    let Some((name, args)) = values.split_first() else { return (String::new(), "[]".to_string()) };
+    let name = serde_json::from_str::<String>(name.get()).unwrap_or_default();
+    let mut out = String::with_capacity(packet.len());
+    out.push('[');
+    for (i, v) in args.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
         }
-        _ => "[]".to_string(),
+        out.push_str(v.get());
     }
+    out.push(']');
+    (name, out)
 }
 
 /// One Socket.IO client, as the plugin host sends to it.
 struct SioClient {
-    mount: Arc<SioMount>,
+    id: u64,
+    mount: Weak<SioMount>,
     socket: SocketRef,
-    /// Acknowledgements the client asked for and the plugin has not answered yet.
-    acks: Mutex<HashMap<u64, AckSender>>,
+    /// Acknowledgements, by id: the client's ack waiting for the plugin's answer, or the plugin's answer waiting
+    /// for the handler that holds the client's ack (the two race: events reach the plugin before the handler runs).
+    acks: Mutex<HashMap<u64, AckSlot>>,
     /// Messages sent while the socket was still connecting; `None` once connected.
     pending: Mutex<Option<Vec<Outgoing>>>,
+    budget: EventBudget,
+    /// socketioxide registered the socket (its connect completed).
+    is_registered: AtomicBool,
+}
+
+enum AckSlot {
+    Waiting(AckSender),
+    Answered(Vec<Box<serde_json::value::RawValue>>),
 }
 
 /// Acks a client may leave waiting; older ones are dropped (their client gets no answer).
@@ -243,16 +340,32 @@ const MAX_PENDING_ACKS: usize = 256;
 impl SioClient {
     fn keep_ack(&self, n: u64, ack: AckSender) {
         let mut acks = self.acks.lock().unwrap_or_else(|p| p.into_inner());
-        if acks.len() >= MAX_PENDING_ACKS {
-            acks.clear();
+        match acks.remove(&n) {
+            Some(AckSlot::Answered(args)) => {
+                let _ = ack.send(&Args(&args));
+            }
+            _ => {
+                if acks.len() >= MAX_PENDING_ACKS {
+                    acks.clear();
+                }
+                acks.insert(n, AckSlot::Waiting(ack));
+            }
         }
-        acks.insert(n, ack);
     }
 
-    fn flush_pending(&self) {
+    /// The socket is registered: what the plugin sent during `on-connect` goes out; a socket that closed in between
+    /// is reported gone.
+    async fn registered(&self, socket: &SocketRef) {
+        self.is_registered.store(true, Ordering::Release);
         let pending = self.pending.lock().unwrap_or_else(|p| p.into_inner()).take();
         for message in pending.into_iter().flatten() {
             let _ = self.emit(&message);
+        }
+        if !socket.connected()
+            && let Some(sio) = self.mount.upgrade()
+            && sio.forget(self.id)
+        {
+            sio.mount.adapter().disconnected(self.id, "the client left while connecting".into()).await;
         }
     }
 
@@ -280,7 +393,9 @@ impl Outbound for SioClient {
             let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(queue) = pending.as_mut() {
                 if queue.len() >= CLIENT_QUEUE {
-                    return Err("too many messages before the client connected".into());
+                    drop(pending);
+                    self.close("too many messages before the client connected");
+                    return Err("too many messages before the client connected: disconnected".into());
                 }
                 queue.push(message.clone());
                 return Ok(());
@@ -290,10 +405,19 @@ impl Outbound for SioClient {
     }
 
     fn ack(&self, ack: u64, args: &str) -> Result<(), String> {
-        let sender = self.acks.lock().unwrap_or_else(|p| p.into_inner()).remove(&ack);
-        let sender = sender.ok_or_else(|| format!("no pending acknowledgement {ack}"))?;
         let args = parse_args(args)?;
-        sender.send(&Args(&args)).map_err(|e| e.to_string())
+        let mut acks = self.acks.lock().unwrap_or_else(|p| p.into_inner());
+        match acks.remove(&ack) {
+            Some(AckSlot::Waiting(sender)) => sender.send(&Args(&args)).map_err(|e| e.to_string()),
+            Some(AckSlot::Answered(_)) => Err(format!("acknowledgement {ack} was answered already")),
+            None => {
+                if acks.len() >= MAX_PENDING_ACKS {
+                    return Err("too many acknowledgements waiting".into());
+                }
+                acks.insert(ack, AckSlot::Answered(args));
+                Ok(())
+            }
+        }
     }
 
     fn close(&self, reason: &str) {
@@ -302,7 +426,9 @@ impl Outbound for SioClient {
     }
 
     fn restart(&self, _reason: &str) {
-        self.mount.restart();
+        if let Some(sio) = self.mount.upgrade() {
+            sio.restart();
+        }
     }
 }
 
@@ -326,9 +452,16 @@ mod tests {
 
     #[test]
     fn the_event_name_is_cut_from_the_arguments() {
-        assert_eq!(without_event_name(r#"["join-room", {"roomId": "a"}, 3]"#), r#"[{"roomId": "a"},3]"#);
-        assert_eq!(without_event_name(r#"["ping"]"#), "[]");
-        assert_eq!(without_event_name("not json"), "[]");
+        let split = |p: &str| {
+            let (name, args) = split_event(p);
+            (name.as_str().to_owned(), args)
+        };
+        assert_eq!(
+            split(r#"["join-room", {"roomId": "a"}, 3]"#),
+            ("join-room".into(), r#"[{"roomId": "a"},3]"#.into())
+        );
+        assert_eq!(split(r#"["ping"]"#), ("ping".into(), "[]".into()));
+        assert_eq!(split("not json"), (String::new(), "[]".into()));
     }
 
     #[test]
