@@ -65,8 +65,14 @@ function peer(peerId, displayName) {
   return p;
 }
 
-async function onSignal({ from, data }) {
-  const p = peer(from);
+/** Signals from one peer are handled one after another: a candidate must not overtake the description before it
+ * (its `setRemoteDescription` is still running when the next event arrives). */
+function onSignal(message) {
+  const p = peer(message.from);
+  p.queue = (p.queue ?? Promise.resolve()).then(() => handleSignal(p, message));
+}
+
+async function handleSignal(p, { from, data }) {
   const { pc } = p;
   try {
     if (data.description) {
