@@ -325,11 +325,11 @@ impl Adapter<'_> {
                 };
                 let answer = match result {
                     Ok((started, sdp)) => {
-                        for candidate in std::mem::take(&mut info.early_candidates) {
+                        let early = std::mem::take(&mut info.early_candidates);
+                        info.started = Some(started.clone());
+                        for candidate in early {
                             self.spawn_trickle(started.clone(), candidate);
                         }
-                        self.sessions
-                            .insert(session.clone(), SessionInfo { started: Some(started), ..Default::default() });
                         Ok(sdp)
                     }
                     Err(e) => {

@@ -119,7 +119,8 @@ impl MountContext {
     }
 
     /// Serves a request to the plugin's HTTP endpoints.
-    async fn serve_http(&self, prefix: &str, request: Request) -> Response {
+    async fn serve_http(&self, request: Request) -> Response {
+        let prefix = self.http.as_deref().unwrap_or_default();
         use axum::http::{Method, header};
         let cors = [
             (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
@@ -129,8 +130,7 @@ impl MountContext {
         if request.method() == Method::OPTIONS {
             return (StatusCode::NO_CONTENT, cors).into_response();
         }
-        let remote = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
-        let remote_ip = remote.map(|ip| ip.to_canonical().to_string()).unwrap_or_default();
+        let remote_ip = client_ip(request.extensions());
         let (credentials, query) = crate::auth::http::credentials_and_query(request.headers(), request.uri());
         let identity = match self.authorize(&remote_ip, &query, &credentials).await {
             Ok(identity) => identity,
@@ -248,13 +248,14 @@ impl Signaling {
             .collect()
     }
 
-    fn mount_for(&self, path: &str) -> Option<(Arc<Mount>, Option<String>)> {
+    /// The mount a path belongs to, and whether it is under the mount's `http` prefix (else its transport's).
+    fn mount_for(&self, path: &str) -> Option<(Arc<Mount>, bool)> {
         let under = |prefix: &str| path == prefix || path.strip_prefix(prefix).is_some_and(|r| r.starts_with('/'));
         self.mounts().iter().find_map(|m| {
-            if let Some(http) = m.ctx.http.as_deref().filter(|h| under(h)) {
-                return Some((Arc::clone(m), Some(http.to_string())));
+            if m.ctx.http.as_deref().is_some_and(under) {
+                return Some((Arc::clone(m), true));
             }
-            under(m.ctx.path.trim_end_matches('/')).then(|| (Arc::clone(m), None))
+            under(m.ctx.path.trim_end_matches('/')).then(|| (Arc::clone(m), false))
         })
     }
 }
@@ -263,8 +264,8 @@ impl Signaling {
 /// to the router.
 pub async fn dispatch(State(signaling): State<Signaling>, request: Request, next: Next) -> Response {
     let Some((mount, http)) = signaling.mount_for(request.uri().path()) else { return next.run(request).await };
-    if let Some(prefix) = http {
-        return mount.ctx.serve_http(&prefix, request).await;
+    if http {
+        return mount.ctx.serve_http(request).await;
     }
     match &mount.transport {
         // Node's Socket.IO server serves its browser client under the mount, and apps load it from there.
@@ -282,6 +283,13 @@ pub async fn dispatch(State(signaling): State<Signaling>, request: Request, next
         },
         MountTransport::WebSocket => websocket::serve(request, &mount.ctx).await,
     }
+}
+
+/// The client's address as plugins see it (`192.0.2.7`, an IPv4-mapped IPv6 address unmapped): the peer's, or
+/// behind a trusted proxy the one it names (the listener put it in `ConnectInfo`).
+pub fn client_ip(extensions: &axum::http::Extensions) -> String {
+    let remote = extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    remote.map(|ip| ip.to_canonical().to_string()).unwrap_or_default()
 }
 
 /// A client the mount refused: 403 with the reason (what a plain WebSocket client sees instead of an upgrade).

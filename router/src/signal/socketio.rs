@@ -5,12 +5,10 @@
 //! payload, the query and the client's address, and an error there is the client's `connect_error`.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use axum::extract::ConnectInfo;
 use serde::ser::{SerializeTuple, Serializer};
 use socketioxide::extract::{AckSender, SocketRef, TryData};
 use socketioxide::handler::{ConnectHandler, FromMessageParts};
@@ -184,7 +182,7 @@ async fn connect(socket: SocketRef, auth: Option<serde_json::Value>, sio: &Arc<S
     }
     let id = mount.next_id();
     let parts = socket.req_parts();
-    let remote = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    let remote_ip = super::client_ip(&parts.extensions);
     let (mut credentials, query) = crate::auth::http::credentials_and_query(&parts.headers, &parts.uri);
     let mut auth = match auth {
         Some(serde_json::Value::Object(map)) => map,
@@ -202,7 +200,7 @@ async fn connect(socket: SocketRef, auth: Option<serde_json::Value>, sio: &Arc<S
         namespace: socket.ns().to_string(),
         query: query.into_iter().filter(|(k, _)| !is_engine_io_param(k)).collect(),
         auth: serde_json::Value::Object(auth).to_string(),
-        remote_ip: remote.map(|ip| ip.to_canonical().to_string()).unwrap_or_default(),
+        remote_ip,
         identity: None,
     };
     let client = Arc::new(SioClient {

@@ -2,11 +2,9 @@
 //! upgrade is answered only after the plugin accepted the client (a refusal is an HTTP 403 with its reason), so an
 //! app sees a failed connection rather than one that opens and closes.
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
-use axum::extract::ConnectInfo;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt as _, StreamExt as _};
@@ -32,7 +30,7 @@ pub async fn serve(mut request: axum::extract::Request, mount: &MountContext) ->
         Ok(key) => key,
         Err(why) => return (StatusCode::UPGRADE_REQUIRED, [(header::UPGRADE, "websocket")], why).into_response(),
     };
-    let remote = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    let remote_ip = super::client_ip(request.extensions());
     let (credentials, query) = crate::auth::http::credentials_and_query(request.headers(), request.uri());
     let id = mount.next_id();
     let (tx, rx) = mpsc::channel(CLIENT_QUEUE);
@@ -44,7 +42,7 @@ pub async fn serve(mut request: axum::extract::Request, mount: &MountContext) ->
         namespace: mount.path.clone(),
         query,
         auth: "{}".to_string(),
-        remote_ip: remote.map(|ip| ip.to_canonical().to_string()).unwrap_or_default(),
+        remote_ip,
         identity: None,
     };
     if let Err(reason) = mount.connect(hello, client.clone(), credentials).await {
