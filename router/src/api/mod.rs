@@ -8,6 +8,7 @@ pub mod error;
 pub mod forwarded;
 pub mod metrics;
 pub mod recordings;
+pub mod route_edits;
 pub mod routes;
 pub mod serve;
 pub mod tap;
@@ -44,8 +45,8 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/v1/status", get(routes::status))
         .route("/v1/reload", post(routes::reload))
-        .route("/v1/routes", get(routes::list))
-        .route("/v1/routes/{name}", get(routes::show))
+        .route("/v1/routes", get(routes::list).post(route_edits::add).patch(route_edits::batch))
+        .route("/v1/routes/{name}", get(routes::show).patch(route_edits::update).delete(route_edits::delete))
         .route("/v1/routes/{name}/frames", get(tap::frames))
         .route("/v1/routes/{name}/record", post(recordings::record))
         .route("/v1/recordings", get(recordings::list))

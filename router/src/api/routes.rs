@@ -5,6 +5,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
 use futures_util::future::join_all;
 use serde::Serialize;
 
@@ -116,17 +117,27 @@ pub async fn view(
     }
 }
 
-pub async fn list(State(state): State<AppState>) -> Json<Vec<RouteView>> {
+/// `GET /v1/routes`, with the routes file's `ETag` (what `If-Match` on a change names).
+pub async fn list(State(state): State<AppState>) -> Response {
     let dir = state.runtime.directory();
     let sessions = state.webrtc.stats().await.sessions;
-    Json(join_all(dir.routes.iter().map(|(c, h)| view(&dir, c, h, &sessions))).await)
+    let views = join_all(dir.routes.iter().map(|(c, h)| view(&dir, c, h, &sessions))).await;
+    with_etag(&dir, Json(views).into_response()).await
 }
 
-pub async fn show(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<RouteView>, ApiError> {
+pub async fn show(State(state): State<AppState>, Path(name): Path<String>) -> Result<Response, ApiError> {
     let dir = state.runtime.directory();
     let (config, handle) = dir.route(&name).ok_or_else(|| ApiError::route_not_found(&name))?;
     let sessions = state.webrtc.stats().await.sessions;
-    Ok(Json(view(&dir, config, handle, &sessions).await))
+    let view = view(&dir, config, handle, &sessions).await;
+    Ok(with_etag(&dir, Json(view).into_response()).await)
+}
+
+async fn with_etag(dir: &Directory, mut response: Response) -> Response {
+    if let Some(etag) = super::route_edits::current_etag(&dir.config_path).await {
+        response.headers_mut().insert(axum::http::header::ETAG, etag);
+    }
+    response
 }
 
 pub async fn status(State(state): State<AppState>) -> Json<serde_json::Value> {

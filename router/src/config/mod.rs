@@ -6,6 +6,7 @@
 //! write instead; their text is part of the interface and tests assert it exactly.
 
 pub mod diff;
+pub mod edit;
 pub mod error;
 pub mod interpolate;
 pub mod model;
@@ -20,6 +21,12 @@ pub use model::RouteTable;
 
 /// Reads and validates a routes file, expanding `${VAR}` from the process environment.
 pub fn load(path: &Path) -> Result<RouteTable, ConfigErrors> {
+    let text = read(path)?;
+    parse(&text, &path.display().to_string(), &|name| std::env::var(name).ok())
+}
+
+/// The text of a routes file, refused when it is too large to be one.
+pub fn read(path: &Path) -> Result<String, ConfigErrors> {
     let label = path.display().to_string();
     let error = |message: String| ConfigErrors::single(ConfigError::file(&label, message, None));
     // Checked before reading: a huge file costs memory and parse time before validation could refuse it.
@@ -30,8 +37,7 @@ pub fn load(path: &Path) -> Result<RouteTable, ConfigErrors> {
             MAX_FILE_BYTES >> 20
         )));
     }
-    let text = std::fs::read_to_string(path).map_err(|e| error(format!("cannot read the file: {e}")))?;
-    parse(&text, &label, &|name| std::env::var(name).ok())
+    std::fs::read_to_string(path).map_err(|e| error(format!("cannot read the file: {e}")))
 }
 
 /// The largest routes file read: ten thousand routes (validate's cap) with long comments fit well within it.

@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot, watch as tokio_watch};
 
 use crate::admit::{Admission, Routes};
 use crate::config::diff::{RouteChange, TableDiff, diff};
+use crate::config::edit::{EditError, RouteEdit};
 use crate::config::model::PluginWorld;
 use crate::config::model::{Output, RouteConfig, RouteName, RouteTable};
 use crate::config::{self, ConfigErrors};
@@ -283,6 +284,8 @@ pub enum ReloadTrigger {
     FileChange,
     Signal,
     Api,
+    /// A route added, changed or removed through the API (the file was edited, then applied).
+    RouteApi,
 }
 
 /// What a reload changed, for the API and logs.
@@ -390,6 +393,38 @@ struct ReloadRequest {
     reply: Option<oneshot::Sender<ReloadOutcome>>,
 }
 
+/// Route changes from the API, to be made in the routes file.
+struct EditRequest {
+    edits: Vec<RouteEdit>,
+    if_match: Option<String>,
+    reply: oneshot::Sender<Result<Edited, EditRefusal>>,
+}
+
+/// Route edits written and applied: the file's new ETag and what the reload changed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Edited {
+    pub etag: String,
+    #[serde(flatten)]
+    pub outcome: ReloadOutcome,
+}
+
+/// Why route edits were not made; the file and the running routes are as they were.
+#[derive(Debug, Clone)]
+pub enum EditRefusal {
+    /// `If-Match` named another version of the file (it changed since the client read it); its ETag now.
+    Changed {
+        etag: String,
+    },
+    NoRoute(String),
+    /// An edit that cannot be written (a null in a list, a number TOML lacks).
+    Invalid(String),
+    /// The edited file is not valid: the same errors a hand edit would get.
+    Rejected(ConfigErrors),
+    /// The file could not be read or written.
+    Io(String),
+    ShuttingDown,
+}
+
 /// A recording started or stopped from the API.
 struct RecordRequest {
     route: String,
@@ -414,14 +449,34 @@ pub fn check_config(path: &std::path::Path) -> Result<(RouteTable, Plugins, Vec<
     load_config_with(path, &Plugins::default(), None)
 }
 
+/// [`load_config`] of `text`, the file at `path` as an API edit would leave it (messages name `path`).
+fn load_edited(
+    path: &std::path::Path,
+    text: &str,
+    previous: &Plugins,
+    storages: &Arc<Storages>,
+) -> Result<(RouteTable, Plugins, Vec<String>), ConfigErrors> {
+    let table = config::parse(text, &path.display().to_string(), &|name| std::env::var(name).ok())?;
+    load_plugins(path, table, previous, Some(storages))
+}
+
 /// `storages`: the running router's (compiled plugins are then cached in `data_dir`); `None` for a check.
 fn load_config_with(
     path: &std::path::Path,
     previous: &Plugins,
     storages: Option<&Arc<Storages>>,
 ) -> Result<(RouteTable, Plugins, Vec<String>), ConfigErrors> {
+    load_plugins(path, config::load(path)?, previous, storages)
+}
+
+/// Loads the plugins of a valid `table` and checks what only loaded plugins tell (which world each is).
+fn load_plugins(
+    path: &std::path::Path,
+    table: RouteTable,
+    previous: &Plugins,
+    storages: Option<&Arc<Storages>>,
+) -> Result<(RouteTable, Plugins, Vec<String>), ConfigErrors> {
     let cache = storages.is_some();
-    let table = config::load(path)?;
     let label = path.display().to_string();
     let file_error =
         |message: String, help: Option<String>| ConfigErrors::single(config::ConfigError::file(&label, message, help));
@@ -489,6 +544,7 @@ pub struct Runtime {
     pub index: Arc<Index>,
     requests: mpsc::Sender<ReloadRequest>,
     records: mpsc::Sender<RecordRequest>,
+    edits: mpsc::Sender<EditRequest>,
     shutdown: mpsc::Sender<oneshot::Sender<()>>,
     directory: tokio_watch::Receiver<Arc<Directory>>,
 }
@@ -545,15 +601,18 @@ impl Runtime {
         let (dir_tx, dir_rx) = tokio_watch::channel(directory);
         let (req_tx, req_rx) = mpsc::channel(16);
         let (rec_tx, rec_rx) = mpsc::channel(16);
+        let (edit_tx, edit_rx) = mpsc::channel(16);
         let (stop_tx, stop_rx) = mpsc::channel(1);
         let published = Published { directory: dir_tx, routes: routes_tx };
         let recordings = Recordings { storages, index: Arc::clone(&index) };
-        tokio::spawn(run(path, set, published, req_rx, rec_rx, stop_rx, recordings));
+        let inbox = Inbox { reloads: req_rx, records: rec_rx, edits: edit_rx, shutdown: stop_rx };
+        tokio::spawn(run(path, set, published, inbox, recordings));
         Ok(Runtime {
             admission: Admission::new(routes_rx, Arc::default()),
             index,
             requests: req_tx,
             records: rec_tx,
+            edits: edit_tx,
             shutdown: stop_tx,
             directory: dir_rx,
         })
@@ -570,6 +629,14 @@ impl Runtime {
         let request = RecordRequest { route: route.to_string(), plugin, on, reply };
         self.records.send(request).await.map_err(|_| RecordError::NoRoute)?;
         rx.await.map_err(|_| RecordError::NoRoute)?
+    }
+
+    /// Makes `edits` in the routes file and applies the result like a reload, or changes nothing. `if_match`: the
+    /// ETag(s) of the file the edits were made against (`If-Match`).
+    pub async fn edit_routes(&self, edits: Vec<RouteEdit>, if_match: Option<String>) -> Result<Edited, EditRefusal> {
+        let (reply, rx) = oneshot::channel();
+        self.edits.send(EditRequest { edits, if_match, reply }).await.map_err(|_| EditRefusal::ShuttingDown)?;
+        rx.await.map_err(|_| EditRefusal::ShuttingDown)?
     }
 
     pub fn directory(&self) -> Arc<Directory> {
@@ -603,25 +670,31 @@ impl Runtime {
     }
 }
 
-async fn run(
-    path: PathBuf,
-    mut set: RouteSet,
-    directory: Published,
-    mut requests: mpsc::Receiver<ReloadRequest>,
-    mut records: mpsc::Receiver<RecordRequest>,
-    mut shutdown: mpsc::Receiver<oneshot::Sender<()>>,
-    recordings: Recordings,
-) {
+/// What the runtime actor is asked, one channel per kind of request.
+struct Inbox {
+    reloads: mpsc::Receiver<ReloadRequest>,
+    records: mpsc::Receiver<RecordRequest>,
+    edits: mpsc::Receiver<EditRequest>,
+    shutdown: mpsc::Receiver<oneshot::Sender<()>>,
+}
+
+async fn run(path: PathBuf, mut set: RouteSet, directory: Published, inbox: Inbox, recordings: Recordings) {
+    let Inbox { reloads: mut requests, mut records, mut edits, mut shutdown } = inbox;
     // The listeners and data directory are set up once: reloads report changes against these.
     let started = set.table().server.clone();
+    let ctx = ReloadContext { path: &path, started: &started, directory: &directory, recordings: &recordings };
     loop {
         tokio::select! {
             req = requests.recv() => {
                 let Some(req) = req else { break };
-                let outcome = reload(&path, &started, &mut set, req.trigger, &directory, &recordings).await;
+                let outcome = reload(&ctx, &mut set, req.trigger).await;
                 if let Some(reply) = req.reply {
                     let _ = reply.send(outcome);
                 }
+            }
+            Some(req) = edits.recv() => {
+                let result = edit(&ctx, &mut set, req.edits, req.if_match).await;
+                let _ = req.reply.send(result);
             }
             Some(req) = records.recv() => {
                 let result = set.set_recording(&req.route, req.plugin.as_deref(), req.on);
@@ -642,29 +715,87 @@ async fn run(
     set.stop_all().await;
 }
 
-async fn reload(
-    path: &std::path::Path,
-    started: &config::model::ServerConfig,
+/// What every reload works with: the file, the server as it started, where the state is published.
+struct ReloadContext<'a> {
+    path: &'a std::path::Path,
+    started: &'a config::model::ServerConfig,
+    directory: &'a Published,
+    recordings: &'a Recordings,
+}
+
+type Loaded = (RouteTable, Plugins, Vec<String>);
+
+/// Loads the file (or `text`, what an edit would make of it) off the async threads, with the plugins in force
+/// reused where unchanged.
+async fn load(ctx: &ReloadContext<'_>, set: &RouteSet, text: Option<String>) -> Result<Loaded, ConfigErrors> {
+    let path = ctx.path.to_path_buf();
+    let previous = ctx.directory.directory.borrow().plugins.clone();
+    let storages = Arc::clone(&ctx.recordings.storages);
+    let loaded = tokio::task::spawn_blocking(move || match text {
+        Some(text) => load_edited(&path, &text, &previous, &storages),
+        None => load_config(&path, &previous, &storages),
+    })
+    .await
+    .unwrap_or_else(|e| {
+        Err(ConfigErrors::single(config::ConfigError::file("routes file", format!("validation panicked: {e}"), None)))
+    });
+    loaded.and_then(|loaded| refuse_emptying(ctx.path, set.table(), loaded))
+}
+
+async fn reload(ctx: &ReloadContext<'_>, set: &mut RouteSet, trigger: ReloadTrigger) -> ReloadOutcome {
+    let began = Instant::now();
+    let loaded = load(ctx, set, None).await;
+    apply_loaded(ctx, set, trigger, loaded, began).await
+}
+
+/// Edits the routes file, validates the result like a reload, and only then writes and applies it.
+async fn edit(
+    ctx: &ReloadContext<'_>,
+    set: &mut RouteSet,
+    edits: Vec<RouteEdit>,
+    if_match: Option<String>,
+) -> Result<Edited, EditRefusal> {
+    let began = Instant::now();
+    let path = ctx.path.to_path_buf();
+    let text = tokio::task::spawn_blocking(move || config::read(&path))
+        .await
+        .map_err(|e| EditRefusal::Io(e.to_string()))?
+        .map_err(|e| EditRefusal::Io(e.to_string()))?;
+    let current = config::edit::etag(text.as_bytes());
+    if let Some(wanted) = if_match
+        && !wanted.split(',').map(|t| t.trim().trim_start_matches("W/")).any(|t| t == "*" || t == current)
+    {
+        return Err(EditRefusal::Changed { etag: current });
+    }
+    let edited = config::edit::apply(&text, &edits).map_err(|e| match e {
+        EditError::NoRoute(name) => EditRefusal::NoRoute(name),
+        EditError::Invalid(why) => EditRefusal::Invalid(why),
+        EditError::File(why) => EditRefusal::Rejected(ConfigErrors::single(config::ConfigError::file(
+            &ctx.path.display().to_string(),
+            why,
+            None,
+        ))),
+    })?;
+    let loaded = load(ctx, set, Some(edited.clone())).await.map_err(EditRefusal::Rejected)?;
+    let (path, bytes) = (ctx.path.to_path_buf(), edited.clone());
+    tokio::task::spawn_blocking(move || config::edit::write_file(&path, &bytes))
+        .await
+        .map_err(|e| EditRefusal::Io(e.to_string()))?
+        .map_err(|e| EditRefusal::Io(format!("cannot write {}: {e}", ctx.path.display())))?;
+    let outcome = apply_loaded(ctx, set, ReloadTrigger::RouteApi, Ok(loaded), began).await;
+    Ok(Edited { etag: config::edit::etag(edited.as_bytes()), outcome })
+}
+
+/// Applies a loaded configuration (or records why it was refused) and publishes the new state.
+async fn apply_loaded(
+    ctx: &ReloadContext<'_>,
     set: &mut RouteSet,
     trigger: ReloadTrigger,
-    directory: &Published,
-    recordings: &Recordings,
+    loaded: Result<Loaded, ConfigErrors>,
+    began: Instant,
 ) -> ReloadOutcome {
-    let began = Instant::now();
+    let ReloadContext { path, started, directory, recordings } = *ctx;
     let prev = directory.directory.borrow().clone();
-    let loaded = {
-        let path = path.to_path_buf();
-        let previous = prev.plugins.clone();
-        let storages = Arc::clone(&recordings.storages);
-        tokio::task::spawn_blocking(move || load_config(&path, &previous, &storages)).await.unwrap_or_else(|e| {
-            Err(ConfigErrors::single(config::ConfigError::file(
-                "routes file",
-                format!("validation panicked: {e}"),
-                None,
-            )))
-        })
-    };
-    let loaded = loaded.and_then(|loaded| refuse_emptying(path, set.table(), loaded));
     let mut plugins = prev.plugins.clone();
     let (result, config_error, applied, rejected) = match loaded {
         Ok((table, new_plugins, plugins_reloaded)) => {
