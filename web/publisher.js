@@ -1,7 +1,8 @@
 // The publisher page at /{route}/publish: camera and microphone to the route over WHIP.
 import { whipPublish, videoStats } from '/webrtc-client.js';
 
-const route = decodeURIComponent(location.pathname.split('/').filter(Boolean)[0]);
+// The route is the path before /publish; a name may have segments (`live/cam1`).
+const route = decodeURIComponent(location.pathname.replace(/^\/+|\/+$/g, '').replace(/\/publish$/, ''));
 const preview = document.getElementById('preview');
 const startBtn = document.getElementById('start');
 const stopBtn = document.getElementById('stop');

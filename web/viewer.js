@@ -1,7 +1,8 @@
 // The viewer page at /{route}: a play button (browsers allow autoplay only muted), connection state and stats.
 import { whepPlay, videoStats } from '/webrtc-client.js';
 
-const route = decodeURIComponent(location.pathname.split('/').filter(Boolean)[0]);
+// The route is the whole path; a name may have segments (`live/cam1`).
+const route = decodeURIComponent(location.pathname.replace(/^\/+|\/+$/g, ''));
 const video = document.getElementById('video');
 const play = document.getElementById('play');
 const state = document.getElementById('state');

@@ -366,3 +366,60 @@ async fn b_frames_and_aac_are_reported_and_players_get_the_tracks_in_metadata() 
     let _ = publisher.kill();
     let _ = publisher.wait();
 }
+
+/// Issue 29: a template route (`live/*`) makes a route per name published to, played like any other (RTMP, the
+/// frame tap, the viewer page under a path with segments), and ends it once idle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_template_makes_a_route_per_publisher_and_ends_it_when_idle() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let path = dir.path().join("routes.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[server]\nhttp = \"127.0.0.1:0\"\nrtsp = \"127.0.0.1:0\"\nrtmp = \"127.0.0.1:{port}\"\nwebrtc = {{ udp = \"127.0.0.1:0\" }}\n\n\
+             [[route]]\nname = \"live/*\"\nfrom = \"rtmp\"\nto = [\"whep\", \"rtmp\"]\nidle_timeout = \"1s\"\n\n\
+             [[route]]\nname = \"live/fixed\"\nfrom = \"rtmp\"\nto = [\"rtmp\"]\n"
+        ),
+    )
+    .expect("write routes");
+    let mut router = RouterProcess::start(&path);
+    let client = reqwest::Client::new();
+    let base = router.url("");
+    let get = |path: &str| client.get(format!("{base}{path}")).send();
+
+    // Nothing is made before a publisher comes; the viewer page exists for any name the template matches.
+    assert_eq!(get("/v1/routes/live%2Fcam1").await.expect("get").status(), 404);
+    assert_eq!(get("/live/cam1").await.expect("page").status(), 200);
+    assert_eq!(get("/elsewhere/cam1").await.expect("page").status(), 404);
+
+    let mut publisher = publish(&format!("rtmp://127.0.0.1:{port}/live/cam1"), 30);
+    router.wait_log(|l| l["message"] == "route made from its template" && l["route"] == "live/cam1");
+    router.wait_log(|l| l["message"] == "RTMP publisher connected" && l["route"] == "live/cam1");
+    let shown: serde_json::Value = get("/v1/routes/live%2Fcam1").await.expect("get").json().await.expect("json");
+    assert_eq!(shown["template"], "live/*");
+    assert_eq!(shown["config"]["to"], serde_json::json!(["whep", "rtmp"]), "the template's settings");
+    // The exact route keeps its own settings: it was not made from the template.
+    let fixed: serde_json::Value = get("/v1/routes/live%2Ffixed").await.expect("get").json().await.expect("json");
+    assert!(fixed["template"].is_null(), "{fixed}");
+
+    // Played over RTMP under the same path.
+    let streams = read_back(&format!("rtmp://127.0.0.1:{port}/live/cam1"), 2, &dir.path().join("back.flv"));
+    assert!(streams.iter().any(|(c, n)| c == "h264" && *n > 30), "{streams:?}");
+
+    // The publisher goes; the route ends once idle for its `idle_timeout`, and is gone from the API.
+    publisher.kill().expect("kill ffmpeg");
+    let _ = publisher.wait();
+    router.wait_log(|l| l["message"] == "route made from a template ended: idle" && l["route"] == "live/cam1");
+    assert_eq!(get("/v1/routes/live%2Fcam1").await.expect("get").status(), 404);
+    let names: Vec<String> = get("/v1/routes")
+        .await
+        .expect("get")
+        .json::<Vec<serde_json::Value>>()
+        .await
+        .expect("json")
+        .iter()
+        .map(|r| r["name"].as_str().expect("name").to_string())
+        .collect();
+    assert_eq!(names, ["live/fixed"]);
+}

@@ -11,7 +11,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::auth::{Action, AuthGate, Credentials, Outcome, Protocol};
 use crate::config::model::{Output, PublishProtocol, RouteConfig, RouteTable, Source};
@@ -80,16 +80,32 @@ pub enum Refusal {
     Refused { route: String, outcome: Outcome },
 }
 
+/// A request to the runtime to make route `name` from the template it matches (or to give the route, when
+/// someone made it meanwhile); the answer is `None` when no template makes it any more.
+#[derive(Debug)]
+pub struct MakeRoute {
+    pub name: String,
+    pub reply: oneshot::Sender<Option<(Arc<RouteConfig>, RouteHandle)>>,
+}
+
 /// The admission service: cheap to clone, handed to every entry point.
 #[derive(Debug, Clone)]
 pub struct Admission {
     routes: watch::Receiver<Arc<Routes>>,
     gate: Arc<AuthGate>,
+    /// Where routes are made from templates (the runtime); `None`: templates make nothing.
+    make: Option<mpsc::Sender<MakeRoute>>,
 }
 
 impl Admission {
     pub fn new(routes: watch::Receiver<Arc<Routes>>, gate: Arc<AuthGate>) -> Self {
-        Admission { routes, gate }
+        Admission { routes, gate, make: None }
+    }
+
+    /// Admission that makes routes from templates by asking `make`.
+    pub fn making_routes(mut self, make: mpsc::Sender<MakeRoute>) -> Self {
+        self.make = Some(make);
+        self
     }
 
     /// The configuration in force now.
@@ -98,11 +114,21 @@ impl Admission {
     }
 
     /// Decides `ask`: resolve, check source or output, check the publish key, authorize.
+    ///
+    /// A name no route has but a template matches (`live/cam1` for `live/*`) is decided on the template's
+    /// settings; once admitted, a publisher (or a reader of an on-demand pull) gets the route made from it.
     pub async fn admit(&self, ask: Ask) -> Result<Admitted, Refusal> {
         let routes = self.routes();
         let found = routes.route(&ask.route).map(|(c, h)| (Arc::clone(c), h.clone()));
-        let plugin = match (&found, &ask.wants) {
-            (Some((config, _)), _) => config.auth.clone(),
+        let template = match (&found, &ask.wants) {
+            (None, Wants::Publish(_)) => routes.table.template_for(&ask.route),
+            (None, Wants::Read(_)) => routes.table.template_for(&ask.route).filter(|t| t.on_demand),
+            _ => None,
+        };
+        // What the request is decided on: the route, or the template its route would be made from.
+        let subject = found.as_ref().map(|(c, _)| c).or(template);
+        let plugin = match (subject, &ask.wants) {
+            (Some(config), _) => config.auth.clone(),
             (None, Wants::Playback) => routes.table.server.api_auth.clone(),
             (None, _) => return Err(Refusal::NoRoute(ask.route)),
         };
@@ -111,7 +137,7 @@ impl Admission {
             Wants::Read(_) => Action::Read,
             Wants::Playback => Action::Playback,
         };
-        if let Some((config, _)) = &found {
+        if let Some(config) = subject {
             check_route(config, &ask.wants)?;
             if let (Wants::Publish(_), Some(expected)) = (&ask.wants, &config.publish_key) {
                 let outcome = self.gate.check_secret(ask.remote, ask.stream_key.as_deref(), expected).await;
@@ -126,11 +152,22 @@ impl Admission {
         if !outcome.is_allowed() {
             return Err(Refusal::Refused { route: ask.route, outcome });
         }
+        if found.is_none() && template.is_some() {
+            return self.make(&ask.route).await.ok_or(Refusal::NoRoute(ask.route));
+        }
         match found {
             Some((config, route)) => Ok(Admitted { config, route }),
             // Playback of a route no longer configured: its recordings remain; there is no live route to give.
             None => Err(Refusal::NoRoute(ask.route)),
         }
+    }
+
+    /// The route `name` made from its template by the runtime.
+    async fn make(&self, name: &str) -> Option<Admitted> {
+        let (reply, answer) = oneshot::channel();
+        self.make.as_ref()?.send(MakeRoute { name: name.to_string(), reply }).await.ok()?;
+        let (config, route) = answer.await.ok()??;
+        Some(Admitted { config, route })
     }
 
     /// Decides `request` against `plugin` (a route's or the API's auth; `None` = "none") with the plugins and

@@ -9,6 +9,7 @@ pub mod forwarded;
 pub mod metrics;
 pub mod recordings;
 pub mod route_edits;
+pub mod route_paths;
 pub mod routes;
 pub mod serve;
 pub mod tap;
@@ -54,7 +55,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/recordings/{id}/file", get(recordings::file))
         .route("/v1/{*rest}", axum::routing::any(routes::unknown_api))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_api));
-    Router::new()
+    let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics::metrics))
         .merge(api)
@@ -81,5 +82,7 @@ pub fn router(state: AppState) -> Router {
         // Signaling mounts come first: their paths are the plugins', whatever the routes above would match.
         .layer(axum::middleware::from_fn_with_state(state.signaling.clone(), crate::signal::dispatch))
         .layer(axum::middleware::from_fn_with_state(state.clone(), serve::limit_body_time))
-        .with_state(state)
+        .with_state(state);
+    // Route names with segments are joined before routing (a layer on `app` would run after it).
+    Router::new().fallback_service(tower::ServiceExt::map_request(app, route_paths::rewrite))
 }

@@ -21,6 +21,9 @@ use crate::webrtc::SessionInfo;
 #[derive(Debug, Serialize)]
 pub struct RouteView {
     pub name: String,
+    /// The template this route was made from (`live/*`), for routes made when first published to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
     pub config: Arc<RouteConfig>,
     /// `None` only if the route ended between listing and asking (a reload removed it).
     pub live: Option<RouteSnapshot>,
@@ -111,6 +114,7 @@ pub async fn view(
             .collect(),
         recordings,
         name: config.name.to_string(),
+        template: config.instance_of.as_ref().map(ToString::to_string),
         config: Arc::clone(config),
         live,
         webrtc_sessions: sessions.iter().filter(|s| s.route == config.name.as_str()).cloned().collect(),

@@ -264,7 +264,7 @@ pub async fn route_page(State(state): State<AppState>, Path(name): Path<String>,
     if super::web::asset(&name).is_some() {
         return super::web::serve(uri).await;
     }
-    if state.runtime.directory().route(&name).is_none() {
+    if !known(&state, &name) {
         return ApiError::route_not_found(&name).into_response();
     }
     super::web::page("viewer.html")
@@ -272,8 +272,14 @@ pub async fn route_page(State(state): State<AppState>, Path(name): Path<String>,
 
 /// `GET /{route}/publish`: the browser publisher page.
 pub async fn publish_page(State(state): State<AppState>, Path(name): Path<String>) -> Response {
-    if state.runtime.directory().route(&name).is_none() {
+    if !known(&state, &name) {
         return ApiError::route_not_found(&name).into_response();
     }
     super::web::page("publisher.html")
+}
+
+/// A route, or a name a template makes a route of when published to: its pages exist.
+fn known(state: &AppState, name: &str) -> bool {
+    let dir = state.runtime.directory();
+    dir.route(name).is_some() || dir.table.template_for(name).is_some()
 }

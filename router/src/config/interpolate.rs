@@ -13,6 +13,12 @@ pub fn expand(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, S
         } else if let Some(after) = rest.strip_prefix("${") {
             let end = after.find('}').ok_or_else(|| format!("`${{` without a closing `}}` in \"{s}\""))?;
             let name = &after[..end];
+            if !name.is_empty() && name.chars().all(|c| c.is_ascii_digit()) {
+                // `${1}`: a template route's capture, filled in when a route is made from it.
+                out.push_str(&rest[..end + 3]);
+                rest = &after[end + 1..];
+                continue;
+            }
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 return Err(format!("\"${{{name}}}\" is not a valid variable name"));
             }

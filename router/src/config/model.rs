@@ -19,24 +19,68 @@ impl RouteName {
     /// Names that would shadow the router's own HTTP paths.
     pub const RESERVED: [&'static str; 6] = ["v1", "metrics", "healthz", "assets", "static", "web"];
 
-    /// Checks the characters a name may use; the caller reports the error with its position.
+    /// Path segments after the first that would make the name's HTTP paths ambiguous (`/NAME/whep` is a route's
+    /// WHEP endpoint, not a route whose last segment is "whep").
+    pub const RESERVED_SEGMENTS: [&'static str; 3] = ["whip", "whep", "publish"];
+
+    /// The longest name: room for a prefix, a user and a UUID (`cameras/alice/4f0c...`).
+    pub const MAX_LEN: usize = 128;
+
+    /// Checks the characters a name may use; the caller reports the error with its position. A name is one or
+    /// more segments separated by '/' (`door`, `live/cam1`).
     pub fn parse(name: &str) -> Result<RouteName, String> {
         if name.is_empty() {
             return Err("a route name cannot be empty".into());
         }
-        if name.len() > 64 {
-            return Err(format!("route name \"{name}\" is longer than 64 characters"));
+        if name.len() > Self::MAX_LEN {
+            return Err(format!("route name \"{name}\" is longer than {} characters", Self::MAX_LEN));
         }
-        if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))) {
-            return Err(format!("route name \"{name}\" contains {c:?}; names use letters, digits, '-', '_' and '.'"));
-        }
-        if name.starts_with('.') {
-            return Err(format!("route name \"{name}\" starts with '.'"));
-        }
-        if Self::RESERVED.contains(&name) {
-            return Err(format!("route name \"{name}\" is reserved for the router's own HTTP paths"));
+        for (i, segment) in name.split('/').enumerate() {
+            if segment.is_empty() {
+                return Err(format!(
+                    "route name \"{name}\" has an empty segment; segments are separated by one '/', with none at either end"
+                ));
+            }
+            Self::check_segment(name, segment)?;
+            if i == 0 && Self::RESERVED.contains(&segment) {
+                return Err(format!("route name \"{name}\" is reserved for the router's own HTTP paths"));
+            }
+            if i > 0 && Self::RESERVED_SEGMENTS.contains(&segment) {
+                return Err(format!(
+                    "route name \"{name}\" ends a segment with \"{segment}\", which names an endpoint of the route before it"
+                ));
+            }
         }
         Ok(RouteName(name.into()))
+    }
+
+    /// Whether `segment` could be one segment of a name (what a template's `*` matches).
+    pub fn is_segment(segment: &str) -> bool {
+        !segment.is_empty()
+            && !Self::RESERVED_SEGMENTS.contains(&segment)
+            && Self::check_segment(segment, segment).is_ok()
+    }
+
+    fn check_segment(name: &str, segment: &str) -> Result<(), String> {
+        if let Some(c) = segment.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))) {
+            return Err(format!(
+                "route name \"{name}\" contains {c:?}; names use letters, digits, '-', '_' and '.' (and '/' between segments)"
+            ));
+        }
+        if segment.starts_with('.') {
+            return Err(format!("route name \"{name}\" has a segment starting with '.'"));
+        }
+        Ok(())
+    }
+
+    /// A template's name, `PREFIX/*` (the prefix already checked as a name).
+    pub fn template(prefix: &RouteName) -> RouteName {
+        RouteName(format!("{prefix}/*").into())
+    }
+
+    /// For a template's name, the prefix its instances start with (`live` for `live/*`).
+    pub fn template_prefix(&self) -> Option<&str> {
+        self.0.strip_suffix("/*")
     }
 
     pub fn as_str(&self) -> &str {
@@ -50,6 +94,18 @@ impl fmt::Display for RouteName {
     }
 }
 
+impl RouteTable {
+    /// The template route `name` would be made from (`live/*` for `live/cam1`): the one whose prefix is all of
+    /// `name` but its last segment. Exact routes are looked up first by the caller; they win.
+    pub fn template_for(&self, name: &str) -> Option<&Arc<RouteConfig>> {
+        let (prefix, last) = name.rsplit_once('/')?;
+        if !RouteName::is_segment(last) {
+            return None;
+        }
+        self.routes.iter().find(|r| r.name.template_prefix() == Some(prefix))
+    }
+}
+
 /// The whole file, validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RouteTable {
@@ -57,7 +113,8 @@ pub struct RouteTable {
     pub plugins: BTreeMap<String, PluginConfig>,
     /// What anyone may do on routes whose `auth` is "none" (`[defaults] anonymous`).
     pub anonymous: Vec<AnonymousAction>,
-    /// In file order.
+    /// In file order. Templates (`name = "live/*"`) are among them: they run nothing themselves, their instances
+    /// are made when first published to (see [`RouteConfig::template`]).
     pub routes: Vec<Arc<RouteConfig>>,
     /// Whether the file has a `route` key (`[[route]]` tables, or `route = []` for none on purpose).
     pub routes_declared: bool,
@@ -434,10 +491,49 @@ pub struct RouteConfig {
     pub publish_key: Option<String>,
     /// A new publisher replaces the current one instead of being refused.
     pub override_publisher: bool,
+    /// For a template (`name = "PREFIX/*"`): how to make a route from it. `None` for a route.
+    #[serde(skip_serializing)]
+    pub template: Option<Template>,
+    /// For a route made from a template: the template's name (`live/*`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_of: Option<RouteName>,
     /// RTMP players are written to at most this often: frames that arrive in between go out together, in one
     /// system call per player. Zero writes every frame as it arrives.
     #[serde(serialize_with = "serialize_duration_ms")]
     pub rtmp_write_interval: Duration,
+}
+
+/// What a template route knows beyond a route's settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Template {
+    /// `from` as written (after `${VAR}`), when it uses the capture `${1}`: the segment `*` matched goes there.
+    pub from: Option<String>,
+}
+
+/// The capture a template's `from` may use: the last segment of the instance's name.
+pub const TEMPLATE_CAPTURE: &str = "${1}";
+
+impl RouteConfig {
+    /// Whether this is a template (runs nothing; its instances do).
+    pub fn is_template(&self) -> bool {
+        self.template.is_some()
+    }
+
+    /// The route template `self` makes for `name` (which [`RouteTable::template_for`] matched to it).
+    pub fn instantiate(&self, name: &str) -> Result<RouteConfig, String> {
+        let Some(template) = &self.template else { return Err(format!("route \"{}\" is not a template", self.name)) };
+        let name = RouteName::parse(name)?;
+        let capture = name.as_str().rsplit('/').next().unwrap_or_default().to_string();
+        let from = match &template.from {
+            None => self.from.clone(),
+            Some(from) => {
+                let url = from.replace(TEMPLATE_CAPTURE, &capture);
+                let url = Url::parse(&url).map_err(|e| format!("`from` made for \"{name}\" is not a URL ({e})"))?;
+                Source::Pull { url: PullUrl(url) }
+            }
+        };
+        Ok(RouteConfig { name, from, template: None, instance_of: Some(self.name.clone()), ..self.clone() })
+    }
 }
 
 /// How to pull an RTSP camera: transport and camera quirks (retina's named policies, validated).

@@ -824,13 +824,21 @@ impl Validator<'_> {
         for spec in specs {
             let spec = spec.into_inner();
             let raw_name = spec.name.get_ref().clone();
-            let name = match RouteName::parse(&raw_name) {
+            let parsed = match raw_name.strip_suffix("/*") {
+                Some(prefix) => RouteName::parse(prefix).map(|p| RouteName::template(&p)),
+                None if raw_name == "*" => Err("a template needs a prefix, e.g. \"live/*\"".to_string()),
+                None => RouteName::parse(&raw_name),
+            };
+            let name = match parsed {
                 Ok(n) => n,
                 Err(e) => {
                     self.err(
                         spec.name.span(),
                         format!("`name`: {e}"),
-                        Some("use a name like \"front-door\"".to_string()),
+                        Some(
+                            "use a name like \"front-door\" or \"cams/front-door\"; \"live/*\" is a template"
+                                .to_string(),
+                        ),
                     );
                     continue;
                 }
@@ -861,7 +869,31 @@ impl Validator<'_> {
     ) -> Option<RouteConfig> {
         let ctx = format!("route \"{name}\"");
         let errors_before = self.errors.len();
-        let from = self.source(&ctx, &spec.from);
+        let is_template = name.template_prefix().is_some();
+        let mut template_from = None;
+        let from = match self.expand(&format!("{ctx}: `from`"), &spec.from) {
+            Some(s) if s.contains(TEMPLATE_CAPTURE) && !is_template => {
+                self.err(
+                    spec.from.span(),
+                    format!(
+                        "{ctx}: `from`: {TEMPLATE_CAPTURE} is the capture of a template route, and this is not one"
+                    ),
+                    Some(format!(
+                        "name the route \"PREFIX/*\" to make a route per name under PREFIX, with {TEMPLATE_CAPTURE} \
+                         the last segment of that name; write $${{1}} for a literal ${{1}}"
+                    )),
+                );
+                None
+            }
+            Some(s) if s.contains(TEMPLATE_CAPTURE) => {
+                // Checked with a capture in place: the segments `*` matches are valid in any URL.
+                let source = self.parse_source(&ctx, &s.replace(TEMPLATE_CAPTURE, "capture"), &spec.from);
+                template_from = Some(s);
+                source
+            }
+            Some(s) => self.parse_source(&ctx, &s, &spec.from),
+            None => None,
+        };
 
         let to_specs = match (&spec.to, &defaults.to) {
             (Some(to), _) => Some((to.get_ref().clone(), to.span())),
@@ -975,10 +1007,21 @@ impl Validator<'_> {
             None => defaults.rtmp_write_interval,
         }
         .unwrap_or(DEFAULT_RTMP_WRITE_INTERVAL);
+        if is_template && matches!(from, Some(Source::Pull { .. })) && !on_demand {
+            self.err(
+                spec.from.span(),
+                format!("{ctx}: a template that pulls its source must be `on_demand`"),
+                Some(
+                    "add `on_demand = true`: its routes are made when a reader asks for one, and end when idle".into(),
+                ),
+            );
+        }
         if self.errors.len() != errors_before {
             return None;
         }
         Some(RouteConfig {
+            template: is_template.then_some(Template { from: template_from }),
+            instance_of: None,
             name,
             from: from?,
             to,
@@ -993,9 +1036,9 @@ impl Validator<'_> {
         })
     }
 
-    fn source(&mut self, ctx: &str, v: &Spanned<String>) -> Option<Source> {
-        let s = self.expand(&format!("{ctx}: `from`"), v)?;
-        match s.as_str() {
+    /// `from`, `${VAR}` expanded into `s`; `v` is where it is in the file.
+    fn parse_source(&mut self, ctx: &str, s: &str, v: &Spanned<String>) -> Option<Source> {
+        match s {
             "demo" => return Some(Source::Demo),
             "whip" => {
                 return Some(Source::Publish { protocol: PublishProtocol::Whip });
@@ -1024,7 +1067,7 @@ impl Validator<'_> {
             );
             return None;
         }
-        match Url::parse(&s) {
+        match Url::parse(s) {
             Ok(url)
                 if matches!(url.scheme(), "rtsp" | "rtsps" | "rtmp" | "rtmps")
                     && url.host_str().is_some_and(|h| !h.is_empty()) =>
@@ -1671,11 +1714,11 @@ auth = "none"
     fn route_names_and_numbers() {
         assert_eq!(
             error("[[route]]\nname = \"front door\"\nfrom = \"demo\"\nto = [\"whep\"]\n"),
-            "routes.toml:2:8: `name`: route name \"front door\" contains ' '; names use letters, digits, '-', '_' and '.'\n  help: use a name like \"front-door\""
+            "routes.toml:2:8: `name`: route name \"front door\" contains ' '; names use letters, digits, '-', '_' and '.' (and '/' between segments)\n  help: use a name like \"front-door\" or \"cams/front-door\"; \"live/*\" is a template"
         );
         assert_eq!(
             error("[[route]]\nname = \"v1\"\nfrom = \"demo\"\nto = [\"whep\"]\n"),
-            "routes.toml:2:8: `name`: route name \"v1\" is reserved for the router's own HTTP paths\n  help: use a name like \"front-door\""
+            "routes.toml:2:8: `name`: route name \"v1\" is reserved for the router's own HTTP paths\n  help: use a name like \"front-door\" or \"cams/front-door\"; \"live/*\" is a template"
         );
         assert_eq!(
             error("[[route]]\nname = \"r\"\nfrom = \"demo\"\nto = [\"whep\"]\nmax_readers = 0\n"),
@@ -1685,6 +1728,51 @@ auth = "none"
             error("[[route]]\nname = \"r\"\nfrom = \"whip\"\nto = [\"whep\"]\non_demand = true\n"),
             "routes.toml:5:13: route \"r\": `on_demand` needs a source the router pulls, not a whip publisher\n  help: remove `on_demand`: a publish route simply waits for its publisher"
         );
+    }
+
+    #[test]
+    fn names_with_segments_and_templates() {
+        let table = check(
+            "[[route]]\nname = \"cams/door\"\nfrom = \"whip\"\nto = [\"whep\"]\n\n\
+             [[route]]\nname = \"cams/*\"\nfrom = \"rtsp://admin:${CAM_PASS}@10.0.0.9/${1}\"\non_demand = true\nto = [\"whep\"]\n",
+        )
+        .expect("valid");
+        assert_eq!(table.routes[0].name.as_str(), "cams/door");
+        assert!(!table.routes[0].is_template());
+        let template = &table.routes[1];
+        assert!(template.is_template());
+        assert_eq!(table.template_for("cams/yard").map(|t| t.name.as_str()), Some("cams/*"));
+        assert!(table.template_for("cams/a/b").is_none(), "`*` is one segment");
+        assert!(table.template_for("cams/whep").is_none(), "not a name");
+        assert!(table.template_for("other/yard").is_none());
+        let made = template.instantiate("cams/yard").expect("made");
+        assert_eq!(made.name.as_str(), "cams/yard");
+        assert_eq!(made.instance_of.as_ref().map(|n| n.as_str()), Some("cams/*"));
+        assert_eq!(
+            made.from.redacted(),
+            "rtsp://admin:***@10.0.0.9/yard",
+            "the capture and the variable both filled in"
+        );
+        assert!(made.on_demand && !made.is_template());
+
+        let route =
+            |name: &str, from: &str| format!("[[route]]\nname = \"{name}\"\nfrom = \"{from}\"\nto = [\"whep\"]\n");
+        assert_eq!(
+            error(&route("cams//door", "whip")),
+            "routes.toml:2:8: `name`: route name \"cams//door\" has an empty segment; segments are separated by one '/', with none at either end\n  help: use a name like \"front-door\" or \"cams/front-door\"; \"live/*\" is a template"
+        );
+        assert!(error(&route("cams/whep", "whip")).contains("names an endpoint of the route before it"));
+        assert!(error(&route("*", "whip")).contains("a template needs a prefix"));
+        assert!(error(&route("cams/*/x", "whip")).contains("contains '*'"));
+        assert_eq!(
+            error(&route("door", "rtsp://10.0.0.9/${1}")),
+            "routes.toml:3:8: route \"door\": `from`: ${1} is the capture of a template route, and this is not one\n  help: name the route \"PREFIX/*\" to make a route per name under PREFIX, with ${1} the last segment of that name; write $${1} for a literal ${1}"
+        );
+        assert_eq!(
+            error(&route("cams/*", "rtsp://10.0.0.9/${1}")),
+            "routes.toml:3:8: route \"cams/*\": a template that pulls its source must be `on_demand`\n  help: add `on_demand = true`: its routes are made when a reader asks for one, and end when idle"
+        );
+        assert!(error(&format!("{}\n{}", route("cams/*", "whip"), route("cams/*", "rtmp"))).contains("defined twice"));
     }
 
     #[test]

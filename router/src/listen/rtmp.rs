@@ -278,17 +278,29 @@ impl Connection {
             .map(|(k, v)| if k == "token" { StreamKey::Token(v.into_owned()) } else { StreamKey::Key(v.into_owned()) });
         let dir = self.admission.routes();
         let app = app.trim_matches('/');
-        let (name, key) = if dir.route(app).is_some() {
-            let key = query_key.or_else(|| (!stream.is_empty()).then(|| StreamKey::Key(stream.to_string())));
-            (app.to_string(), key.unwrap_or(StreamKey::None))
-        } else if dir.route(stream).is_some() {
-            (stream.to_string(), query_key.unwrap_or(StreamKey::None))
-        } else {
-            return Err(format!(
-                "there is no route \"{app}\" (use rtmp://host/ROUTE with the stream key as the stream name)"
-            ));
+        // App and stream name together are the path: `live` + `cam1/KEY` or `live/cam1` + `KEY` alike. The route
+        // is its longest start that names a route (exact names first, then templates); the rest is the key.
+        let segments: Vec<&str> = app.split('/').chain(stream.split('/')).filter(|s| !s.is_empty()).collect();
+        let split = |known: &dyn Fn(&str) -> bool| {
+            (1..=segments.len())
+                .rev()
+                .map(|k| (segments[..k].join("/"), segments[k..].join("/")))
+                .find(|(n, _)| known(n))
         };
-        Ok((name, key))
+        let found = split(&|n| dir.route(n).is_some()).or_else(|| split(&|n| dir.table.template_for(n).is_some())).map(
+            |(name, rest)| (name, query_key.clone().or_else(|| (!rest.is_empty()).then_some(StreamKey::Key(rest)))),
+        );
+        let (name, key) = match found {
+            Some(found) => found,
+            // `rtmp://host/live/ROUTE`, for tools that insist on an app.
+            None if dir.route(stream).is_some() => (stream.to_string(), query_key),
+            None => {
+                return Err(format!(
+                    "there is no route \"{app}\" (use rtmp://host/ROUTE with the stream key as the stream name)"
+                ));
+            }
+        };
+        Ok((name, key.unwrap_or(StreamKey::None)))
     }
 }
 

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch as tokio_watch};
 
-use crate::admit::{Admission, Routes};
+use crate::admit::{Admission, MakeRoute, Routes};
 use crate::config::diff::{RouteChange, TableDiff, diff};
 use crate::config::edit::{EditError, RouteEdit};
 use crate::config::model::PluginWorld;
@@ -43,6 +43,8 @@ pub struct RouteSet {
     recordings: HashMap<(RouteName, String), Recording>,
     /// Recordings started (true) or stopped (false) through the API, overriding `to` while the route exists.
     record_overrides: HashMap<(RouteName, String), bool>,
+    /// Routes made from templates (also in `routes`), and since when each has been idle.
+    instances: HashMap<RouteName, Option<Instant>>,
 }
 
 /// Why a recording could not be started or stopped from the API.
@@ -75,6 +77,7 @@ impl RouteSet {
         let routes = table
             .routes
             .iter()
+            .filter(|r| !r.is_template())
             .map(|r| (r.name.clone(), (Arc::clone(r), spawn_route(Arc::clone(r), ingest::source_for(r)))))
             .collect();
         let mut set = RouteSet {
@@ -84,6 +87,7 @@ impl RouteSet {
             plugins: Plugins::default(),
             recordings: HashMap::new(),
             record_overrides: HashMap::new(),
+            instances: HashMap::new(),
         };
         set.sync_pushes();
         set
@@ -101,7 +105,7 @@ impl RouteSet {
         let routes: std::collections::HashSet<&RouteName> = self.routes.keys().collect();
         self.record_overrides.retain(|(route, _), _| routes.contains(route));
         let mut wanted = std::collections::HashSet::new();
-        for route in &self.table.routes {
+        for (route, _) in self.routes.values() {
             for output in &route.to {
                 if let Output::Record { plugin } = output {
                     wanted.insert((route.name.clone(), plugin.clone()));
@@ -177,8 +181,7 @@ impl RouteSet {
     /// Starts the pushes the table lists and stops the ones it no longer does; running ones are untouched.
     fn sync_pushes(&mut self) {
         let mut wanted = std::collections::HashSet::new();
-        for route in &self.table.routes {
-            let Some((_, handle)) = self.routes.get(&route.name) else { continue };
+        for (route, handle) in self.routes.values() {
             for output in &route.to {
                 let Output::Push(url) = output else { continue };
                 let key = (route.name.clone(), url.to_string());
@@ -218,9 +221,89 @@ impl RouteSet {
         self.routes.get(name).map(|(_, h)| h)
     }
 
-    /// Moves to `table`, touching only the routes that differ.
+    /// The route `name` made from the template it matches (or already made); `None` when no template makes it.
+    pub fn make(&mut self, name: &str) -> Option<(Arc<RouteConfig>, RouteHandle)> {
+        let parsed = RouteName::parse(name).ok()?;
+        if let Some(running) = self.routes.get(&parsed) {
+            return Some(running.clone());
+        }
+        let template = self.table.template_for(name)?;
+        let config = match template.instantiate(name) {
+            Ok(c) => Arc::new(c),
+            Err(e) => {
+                tracing::warn!(route = name, template = %template.name, error = %e, "cannot make a route from its template");
+                return None;
+            }
+        };
+        let handle = spawn_route(Arc::clone(&config), ingest::source_for(&config));
+        tracing::info!(route = name, template = %template.name, "route made from its template");
+        self.routes.insert(parsed.clone(), (Arc::clone(&config), handle.clone()));
+        self.instances.insert(parsed, None);
+        self.sync_pushes();
+        self.sync_recordings();
+        Some((config, handle))
+    }
+
+    /// Ends the routes made from templates that have been idle (no publisher or source, no reader but
+    /// recordings) for their `idle_timeout`; true if any ended.
+    pub async fn end_idle(&mut self, now: Instant) -> bool {
+        let mut ended = Vec::new();
+        for (name, idle_since) in &mut self.instances {
+            let Some((config, handle)) = self.routes.get(name) else { continue };
+            let idle = match handle.snapshot().await {
+                Ok(s) => {
+                    s.state != crate::route::RouteState::Live
+                        && s.readers.iter().all(|r| {
+                            r.kind == crate::route::ReaderKind::Record
+                                || (r.kind == crate::route::ReaderKind::Whep && r.viewers == 0)
+                        })
+                }
+                Err(_) => true,
+            };
+            match (idle, *idle_since) {
+                (false, _) => *idle_since = None,
+                (true, None) => *idle_since = Some(now),
+                (true, Some(since)) if now.duration_since(since) >= config.idle_timeout => ended.push(name.clone()),
+                (true, Some(_)) => {}
+            }
+        }
+        for name in &ended {
+            self.end_instance(name).await;
+            tracing::info!(route = %name, "route made from a template ended: idle");
+        }
+        if !ended.is_empty() {
+            self.sync_pushes();
+            self.sync_recordings();
+        }
+        !ended.is_empty()
+    }
+
+    async fn end_instance(&mut self, name: &RouteName) {
+        self.instances.remove(name);
+        if let Some((_, handle)) = self.routes.remove(name) {
+            handle.stop().await;
+        }
+    }
+
+    /// Moves to `table`, touching only the routes that differ. Routes made from a template that changed or went
+    /// (or whose name an exact route now takes) end; their publishers reconnect to the new version.
     pub async fn apply(&mut self, table: RouteTable) -> TableDiff {
         let d = diff(&self.table, &table);
+        let stale: Vec<RouteName> = self
+            .instances
+            .keys()
+            .filter(|name| {
+                let old = self.table.template_for(name.as_str());
+                let new = table.template_for(name.as_str());
+                let taken = table.routes.iter().any(|r| &r.name == *name);
+                taken || old.is_none() || new.is_none() || old.map(|t| &**t) != new.map(|t| &**t)
+            })
+            .cloned()
+            .collect();
+        for name in &stale {
+            self.end_instance(name).await;
+            tracing::info!(route = %name, "route made from a template ended: its template changed");
+        }
         for name in &d.removed {
             if let Some((_, handle)) = self.routes.remove(name) {
                 handle.stop().await;
@@ -240,7 +323,7 @@ impl RouteSet {
             *config = Arc::clone(route);
             tracing::info!(route = %route.name, ?change, "route updated");
         }
-        for route in &d.added {
+        for route in d.added.iter().filter(|r| !r.is_template()) {
             let handle = spawn_route(Arc::clone(route), ingest::source_for(route));
             self.routes.insert(route.name.clone(), (Arc::clone(route), handle));
             tracing::info!(route = %route.name, "route added");
@@ -251,9 +334,16 @@ impl RouteSet {
         d
     }
 
-    /// Routes in file order.
+    /// Routes in file order, then the routes made from templates by name.
     pub fn in_order(&self) -> Vec<(Arc<RouteConfig>, RouteHandle)> {
-        self.table.routes.iter().filter_map(|r| self.routes.get(&r.name).cloned()).collect()
+        let mut made: Vec<_> = self.instances.keys().filter_map(|n| self.routes.get(n).cloned()).collect();
+        made.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+        self.table.routes.iter().filter_map(|r| self.routes.get(&r.name).cloned()).chain(made).collect()
+    }
+
+    /// Whether any route was made from a template (the runtime then checks them for idleness).
+    pub fn has_instances(&self) -> bool {
+        !self.instances.is_empty()
     }
 
     pub async fn stop_all(&mut self) {
@@ -602,13 +692,14 @@ impl Runtime {
         let (req_tx, req_rx) = mpsc::channel(16);
         let (rec_tx, rec_rx) = mpsc::channel(16);
         let (edit_tx, edit_rx) = mpsc::channel(16);
+        let (make_tx, make_rx) = mpsc::channel(64);
         let (stop_tx, stop_rx) = mpsc::channel(1);
         let published = Published { directory: dir_tx, routes: routes_tx };
         let recordings = Recordings { storages, index: Arc::clone(&index) };
-        let inbox = Inbox { reloads: req_rx, records: rec_rx, edits: edit_rx, shutdown: stop_rx };
+        let inbox = Inbox { reloads: req_rx, records: rec_rx, edits: edit_rx, makes: make_rx, shutdown: stop_rx };
         tokio::spawn(run(path, set, published, inbox, recordings));
         Ok(Runtime {
-            admission: Admission::new(routes_rx, Arc::default()),
+            admission: Admission::new(routes_rx, Arc::default()).making_routes(make_tx),
             index,
             requests: req_tx,
             records: rec_tx,
@@ -675,11 +766,27 @@ struct Inbox {
     reloads: mpsc::Receiver<ReloadRequest>,
     records: mpsc::Receiver<RecordRequest>,
     edits: mpsc::Receiver<EditRequest>,
+    /// Routes to make from templates (admission asks when a publisher or reader comes for one).
+    makes: mpsc::Receiver<MakeRoute>,
     shutdown: mpsc::Receiver<oneshot::Sender<()>>,
 }
 
+/// How often routes made from templates are checked for idleness: they end within a second of their timeout.
+const IDLE_CHECK: Duration = Duration::from_secs(1);
+
+/// Publishes the routes as they are now (after one was made or ended outside a reload).
+fn publish_routes(directory: &Published, set: &RouteSet) {
+    let mut dir = (**directory.directory.borrow()).clone();
+    dir.routes = set.in_order();
+    dir.pushes = set.push_statuses();
+    dir.recordings = set.recording_statuses();
+    directory.publish(dir);
+}
+
 async fn run(path: PathBuf, mut set: RouteSet, directory: Published, inbox: Inbox, recordings: Recordings) {
-    let Inbox { reloads: mut requests, mut records, mut edits, mut shutdown } = inbox;
+    let Inbox { reloads: mut requests, mut records, mut edits, mut makes, mut shutdown } = inbox;
+    let mut idle_check = tokio::time::interval(IDLE_CHECK);
+    idle_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The listeners and data directory are set up once: reloads report changes against these.
     let started = set.table().server.clone();
     let ctx = ReloadContext { path: &path, started: &started, directory: &directory, recordings: &recordings };
@@ -695,6 +802,18 @@ async fn run(path: PathBuf, mut set: RouteSet, directory: Published, inbox: Inbo
             Some(req) = edits.recv() => {
                 let result = edit(&ctx, &mut set, req.edits, req.if_match).await;
                 let _ = req.reply.send(result);
+            }
+            Some(req) = makes.recv() => {
+                let made = set.make(&req.name);
+                if made.is_some() {
+                    publish_routes(&directory, &set);
+                }
+                let _ = req.reply.send(made);
+            }
+            _ = idle_check.tick(), if set.has_instances() => {
+                if set.end_idle(Instant::now()).await {
+                    publish_routes(&directory, &set);
+                }
             }
             Some(req) = records.recv() => {
                 let result = set.set_recording(&req.route, req.plugin.as_deref(), req.on);
