@@ -1,7 +1,9 @@
 // The home page: a grid of playable routes (click to play inline over WHEP) and the routes table, both from
-// the REST API; recording (start/stop, the recorded segments) is in recordings.js.
+// the REST API; recording (start/stop, the recorded segments) is in recordings.js, adding and changing routes in
+// route-editor.js.
 import { whepPlay } from '/webrtc-client.js';
 import { recordCell } from '/recordings.js';
+import { editCell, noteRoutes } from '/route-editor.js';
 
 const grid = document.getElementById('grid');
 /** Tiles by route name, kept across refreshes so a playing tile keeps playing. */
@@ -85,7 +87,10 @@ function kbps(bps) {
 async function refresh() {
   try {
     const [routes, status] = await Promise.all([
-      fetch('/v1/routes').then((r) => r.json()),
+      fetch('/v1/routes').then((r) => {
+        noteRoutes(r.headers.get('etag'), refresh);
+        return r.json();
+      }),
       fetch('/v1/status').then((r) => r.json()),
     ]);
     renderGrid(routes);
@@ -107,6 +112,7 @@ async function refresh() {
         cell(kbps(live.bitrate_in_bps ?? 0)),
         cell(String(live.frames_dropped ?? 0)),
         recordCell(r, refresh),
+        editCell(r),
       );
       tr.title = [live.last_error, ...(r.warnings ?? [])].filter(Boolean).join('\n');
       return tr;

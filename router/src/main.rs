@@ -122,7 +122,14 @@ fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Run { config: PathBuf::from("routes.toml") }) {
         Command::Check { config } => match sluice::runtime::check_config(&config) {
             Ok((table, _, _)) => {
-                println!("{}: ok ({} routes, {} plugins)", config.display(), table.routes.len(), table.plugins.len());
+                let templates = table.routes.iter().filter(|r| r.is_template()).count();
+                let routes = table.routes.len() - templates;
+                let templates = match templates {
+                    0 => String::new(),
+                    1 => ", 1 template".to_string(),
+                    n => format!(", {n} templates"),
+                };
+                println!("{}: ok ({routes} routes{templates}, {} plugins)", config.display(), table.plugins.len());
                 ExitCode::SUCCESS
             }
             Err(errors) => {

@@ -79,10 +79,11 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(crate::webrtc::MAX_SDP_BYTES))
         .fallback(web::serve)
         .method_not_allowed_fallback(routes::method_not_allowed)
-        // Signaling mounts come first: their paths are the plugins', whatever the routes above would match.
+        .with_state(state.clone());
+    // Route names with segments are joined before `app` routes (a layer on `app` would run after its routing).
+    // Signaling mounts come first, with their paths as sent: they are the plugins', whatever a route would match.
+    Router::new()
+        .fallback_service(tower::ServiceExt::map_request(app, route_paths::rewrite))
         .layer(axum::middleware::from_fn_with_state(state.signaling.clone(), crate::signal::dispatch))
         .layer(axum::middleware::from_fn_with_state(state.clone(), serve::limit_body_time))
-        .with_state(state);
-    // Route names with segments are joined before routing (a layer on `app` would run after it).
-    Router::new().fallback_service(tower::ServiceExt::map_request(app, route_paths::rewrite))
 }
