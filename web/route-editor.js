@@ -11,13 +11,20 @@ const errorBox = document.getElementById('route-form-error');
 
 /** The routes file's ETag as of the last list read or change. */
 let etag = null;
-/** The route being edited (its name and the values the form was filled with), or null when adding. */
+/** Counts the changes made here: a list read that began before one answers for an older file. */
+let changes = 0;
+/** The route being edited (its name, the values the form was filled with and the file's ETag then), or null. */
 let editing = null;
 let changed = () => {};
 
-/** Remembers the ETag `GET /v1/routes` answered; `onChange` runs after every change made here. */
-export function noteRoutes(value, onChange) {
-  etag = value ?? etag;
+/** Call before reading the list; pass what it returns to `noteRoutes`. */
+export function beginRead() {
+  return changes;
+}
+
+/** Remembers the ETag a list read begun at `read` answered; `onChange` runs after every change made here. */
+export function noteRoutes(read, value, onChange) {
+  if (read === changes && value) etag = value;
   changed = onChange;
 }
 
@@ -58,9 +65,11 @@ function reset() {
   errorBox.hidden = true;
 }
 
-async function send(method, url, body) {
+/** Sends a change made against the file as it was at `version` (its ETag). */
+async function send(method, url, body, version = etag) {
   const headers = { 'content-type': 'application/json' };
-  if (etag) headers['if-match'] = etag;
+  if (version) headers['if-match'] = version;
+  changes += 1;
   const res = await fetch(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
   const reply = await res.json().catch(() => ({}));
   if (res.headers.get('etag')) etag = res.headers.get('etag');
@@ -87,7 +96,12 @@ form.addEventListener('submit', async (event) => {
       for (const key of Object.keys(v)) {
         if (JSON.stringify(v[key]) !== JSON.stringify(editing.values[key])) set[key] = v[key];
       }
-      if (Object.keys(set).length) await send('PATCH', `/v1/routes/${encodeURIComponent(editing.name)}`, set);
+      if ([set.from, ...(set.to ?? [])].some((x) => typeof x === 'string' && x.includes('***'))) {
+        throw new Error('a value still shows *** where a password or key is hidden: edit it in routes.toml, or type it in full');
+      }
+      // Against the file as it was when the form was filled: a change made since is not overwritten.
+      const url = `/v1/routes/${encodeURIComponent(editing.name)}`;
+      if (Object.keys(set).length) await send('PATCH', url, set, editing.etag);
     } else {
       const route = Object.fromEntries(Object.entries(v).filter(([, value]) => value !== null));
       if (!route.to.length) delete route.to;
@@ -121,7 +135,7 @@ export function editCell(route) {
       max_readers: route.config.max_readers ?? null,
       on_demand: route.config.on_demand ? true : null,
     };
-    editing = { name: route.name, values: v };
+    editing = { name: route.name, values: v, etag };
     fill(v);
     submit.textContent = 'Save';
     summary.textContent = `Edit ${route.name}`;

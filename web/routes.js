@@ -3,7 +3,7 @@
 // route-editor.js.
 import { whepPlay } from '/webrtc-client.js';
 import { recordCell } from '/recordings.js';
-import { editCell, noteRoutes } from '/route-editor.js';
+import { beginRead, editCell, noteRoutes } from '/route-editor.js';
 
 const grid = document.getElementById('grid');
 /** Tiles by route name, kept across refreshes so a playing tile keeps playing. */
@@ -86,9 +86,10 @@ function kbps(bps) {
 
 async function refresh() {
   try {
+    const read = beginRead();
     const [routes, status] = await Promise.all([
       fetch('/v1/routes').then((r) => {
-        noteRoutes(r.headers.get('etag'), refresh);
+        noteRoutes(read, r.headers.get('etag'), refresh);
         return r.json();
       }),
       fetch('/v1/status').then((r) => r.json()),

@@ -19,6 +19,8 @@
 //!   outputs, one module per kind (WHEP, RTMP play, push, record). Neither uses the other.
 //! - [`runtime`]: builds routes from the table, wires sources, recorders and pushes, applies reloads.
 //! - [`listen`]: ports where a connection may publish or play (RTMP): admit, then hand to ingest or egress.
+//! - [`accounts`]: users, their cameras (routes made from a template) and sessions, in the router's database;
+//!   decides `auth = "accounts"`.
 //! - [`signal`]: signaling transports (Socket.IO, plain WebSocket) on the HTTP listener, each mount feeding a
 //!   signaling plugin that starts WebRTC sessions as WHIP/WHEP do.
 //! - [`api`]: HTTP (REST, WHIP/WHEP, metrics, UI) and its driver (`api::serve`: timeouts, caps, trusted
@@ -27,6 +29,7 @@
 // Denied everywhere; the one exception is loading the plugin host's own precompiled artifacts (plugin/mod.rs).
 #![deny(unsafe_code)]
 
+pub mod accounts;
 pub mod admit;
 pub mod api;
 pub mod auth;

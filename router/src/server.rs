@@ -72,10 +72,22 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
         .with_context(|| format!("binding the WebRTC UDP port {} (`server.webrtc.udp`)", server.webrtc.udp))?;
     let client_bundle = api::web::asset("vendor/socket.io.min.js");
     let signaling = crate::signal::Signaling::start(runtime.clone(), webrtc.clone(), client_bundle);
+    let accounts = match &dir.table.accounts {
+        None => None,
+        Some(_) => {
+            let store = runtime.index.store().clone();
+            let accounts = crate::accounts::Accounts::open(store, runtime.clone()).context("starting the accounts")?;
+            runtime.admission.gate().use_accounts(std::sync::Arc::new(accounts.clone()));
+            crate::accounts::sessions::spawn(accounts.clone());
+            tracing::info!("accounts on: /api/auth and /api/cameras");
+            Some(accounts)
+        }
+    };
     let app = api::router(AppState {
         runtime: runtime.clone(),
         webrtc,
         signaling,
+        accounts,
         started: Instant::now(),
         connections: connections.clone(),
     });

@@ -29,9 +29,11 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("listen", &["admit", "auth", "config", "connections", "egress", "ingest", "media", "rtmp"]),
     // Signaling transports feeding signaling plugins, which start WebRTC sessions as WHIP/WHEP do.
     ("signal", &["admit", "auth", "config", "egress", "ingest", "plugin", "route", "runtime", "webrtc"]),
+    ("accounts", &["auth", "config", "credentials", "route", "runtime"]),
     (
         "api",
         &[
+            "accounts",
             "admit",
             "auth",
             "config",

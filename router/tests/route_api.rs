@@ -111,6 +111,15 @@ async fn route_changes_are_written_into_the_file_validated_and_applied() {
         (client.post(router.url("/v1/routes")).json(&json!({ "from": "whip" })), StatusCode::BAD_REQUEST),
         (client.post(router.url("/v1/routes")).body("{not json"), StatusCode::BAD_REQUEST),
         (client.patch(router.url("/v1/routes/door")).json(&json!({ "to": [null] })), StatusCode::BAD_REQUEST),
+        // The API may not make the router read its environment into a value it shows back.
+        (
+            client.patch(router.url("/v1/routes/door")).json(&json!({ "from": "rtsp://h/${HOME}" })),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            client.patch(router.url("/v1/routes/door")).header("if-match", "W/\"x\"").json(&json!({})),
+            StatusCode::CONFLICT,
+        ),
         (client.patch(router.url("/v1/routes")).json(&json!({ "changes": [] })), StatusCode::BAD_REQUEST),
         (
             client.patch(router.url("/v1/routes")).json(&json!({ "changes": [{ "op": "rename" }] })),
@@ -149,6 +158,16 @@ async fn route_changes_are_written_into_the_file_validated_and_applied() {
         .map(|r| r["name"].as_str().expect("name").to_string())
         .collect();
     assert_eq!(names, ["demo", "door", "lobby"]);
+
+    // A name with segments: its URL in /v1 writes the '/' as %2F.
+    let segmented = send(
+        client.post(router.url("/v1/routes")).json(&json!({ "name": "cams/yard", "from": "whip", "to": ["whep"] })),
+    )
+    .await;
+    assert_eq!(segmented.status, StatusCode::CREATED, "{}", segmented.body);
+    assert_eq!(segmented.location.as_deref(), Some("/v1/routes/cams%2Fyard"));
+    assert_eq!(send(client.get(router.url("/v1/routes/cams%2Fyard"))).await.status, StatusCode::OK);
+    assert_eq!(send(client.delete(router.url("/v1/routes/cams%2Fyard"))).await.status, StatusCode::OK);
 
     // Delete: the route and the comment above it go, the rest stays.
     let deleted = send(client.delete(router.url("/v1/routes/door"))).await;
@@ -196,4 +215,14 @@ async fn api_auth_decides_who_may_change_routes() {
     )
     .await;
     assert_eq!(door.status, StatusCode::OK, "{}", door.body);
+    // Every name a change touches is judged: a rename, or a batch naming other routes.
+    let rename = send(
+        client.patch(router.url("/v1/routes/door")).bearer_auth(token(&["api:door"])).json(&json!({ "name": "gate" })),
+    )
+    .await;
+    assert_eq!(rename.status, StatusCode::FORBIDDEN, "{}", rename.body);
+    let batch = json!({ "changes": [{ "op": "delete", "name": "demo" }] });
+    let batch =
+        send(client.patch(router.url("/v1/routes")).bearer_auth(token(&["api:door", "api:"])).json(&batch)).await;
+    assert_eq!(batch.status, StatusCode::FORBIDDEN, "{}", batch.body);
 }

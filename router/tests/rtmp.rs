@@ -379,7 +379,9 @@ async fn a_template_makes_a_route_per_publisher_and_ends_it_when_idle() {
         format!(
             "[server]\nhttp = \"127.0.0.1:0\"\nrtsp = \"127.0.0.1:0\"\nrtmp = \"127.0.0.1:{port}\"\nwebrtc = {{ udp = \"127.0.0.1:0\" }}\n\n\
              [[route]]\nname = \"live/*\"\nfrom = \"rtmp\"\nto = [\"whep\", \"rtmp\"]\nidle_timeout = \"1s\"\n\n\
-             [[route]]\nname = \"live/fixed\"\nfrom = \"rtmp\"\nto = [\"rtmp\"]\n"
+             [[route]]\nname = \"live/fixed\"\nfrom = \"rtmp\"\nto = [\"rtmp\"]\n\n\
+             [[route]]\nname = \"live\"\nfrom = \"rtmp\"\nto = [\"rtmp\"]\n\n\
+             [[route]]\nname = \"keyed/*\"\nfrom = \"rtmp\"\nto = [\"rtmp\"]\npublish_key = \"k\"\n"
         ),
     )
     .expect("write routes");
@@ -393,6 +395,17 @@ async fn a_template_makes_a_route_per_publisher_and_ends_it_when_idle() {
     assert_eq!(get("/live/cam1").await.expect("page").status(), 200);
     assert_eq!(get("/elsewhere/cam1").await.expect("page").status(), 404);
 
+    // A template's key is checked before anything is made.
+    let wrong = publish(&format!("rtmp://127.0.0.1:{port}/keyed/cam9/nope"), 2).wait_with_output().expect("ffmpeg");
+    assert!(!wrong.status.success());
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("wrong or missing stream key"));
+    assert_eq!(
+        get("/v1/routes/keyed%2Fcam9").await.expect("get").status(),
+        404,
+        "nothing made for a refused publisher"
+    );
+
+    // `live/cam1` is the template's, though the exact route `live` exists (the longest name that matches wins).
     let mut publisher = publish(&format!("rtmp://127.0.0.1:{port}/live/cam1"), 30);
     router.wait_log(|l| l["message"] == "route made from its template" && l["route"] == "live/cam1");
     router.wait_log(|l| l["message"] == "RTMP publisher connected" && l["route"] == "live/cam1");
@@ -421,5 +434,5 @@ async fn a_template_makes_a_route_per_publisher_and_ends_it_when_idle() {
         .iter()
         .map(|r| r["name"].as_str().expect("name").to_string())
         .collect();
-    assert_eq!(names, ["live/fixed"]);
+    assert_eq!(names, ["live/fixed", "live"]);
 }

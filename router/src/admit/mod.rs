@@ -85,6 +85,8 @@ pub enum Refusal {
 #[derive(Debug)]
 pub struct MakeRoute {
     pub name: String,
+    /// The template the request was admitted on.
+    pub template: Arc<RouteConfig>,
     pub reply: oneshot::Sender<Option<(Arc<RouteConfig>, RouteHandle)>>,
 }
 
@@ -108,6 +110,11 @@ impl Admission {
         self
     }
 
+    /// The process's auth gate (its failure limit is shared by every kind of attempt).
+    pub fn gate(&self) -> &Arc<AuthGate> {
+        &self.gate
+    }
+
     /// The configuration in force now.
     pub fn routes(&self) -> Arc<Routes> {
         Arc::clone(&self.routes.borrow())
@@ -118,11 +125,16 @@ impl Admission {
     /// A name no route has but a template matches (`live/cam1` for `live/*`) is decided on the template's
     /// settings; once admitted, a publisher (or a reader of an on-demand pull) gets the route made from it.
     pub async fn admit(&self, ask: Ask) -> Result<Admitted, Refusal> {
+        self.admit_once(ask, false).await
+    }
+
+    async fn admit_once(&self, ask: Ask, retried: bool) -> Result<Admitted, Refusal> {
         let routes = self.routes();
         let found = routes.route(&ask.route).map(|(c, h)| (Arc::clone(c), h.clone()));
+        // A template decides for the names it matches, also for playback of routes made from it that ended.
         let template = match (&found, &ask.wants) {
-            (None, Wants::Publish(_)) => routes.table.template_for(&ask.route),
             (None, Wants::Read(_)) => routes.table.template_for(&ask.route).filter(|t| t.on_demand),
+            (None, _) => routes.table.template_for(&ask.route),
             _ => None,
         };
         // What the request is decided on: the route, or the template its route would be made from.
@@ -146,14 +158,23 @@ impl Admission {
                 }
             }
         }
+        // Kept to decide again, should the route not be made from the template decided on.
+        let again = (found.is_none() && template.is_some() && !retried).then(|| ask.clone());
         let request =
             crate::auth::request(action, ask.protocol, &ask.route, ask.target, ask.remote, ask.query, ask.credentials);
         let outcome = self.authorize(plugin.as_deref(), request).await;
         if !outcome.is_allowed() {
             return Err(Refusal::Refused { route: ask.route, outcome });
         }
-        if found.is_none() && template.is_some() {
-            return self.make(&ask.route).await.ok_or(Refusal::NoRoute(ask.route));
+        if let (None, Some(template), Wants::Publish(_) | Wants::Read(_)) = (&found, template, &ask.wants) {
+            return match self.make(&ask.route, template).await {
+                Some(admitted) => Ok(admitted),
+                // The configuration changed under the request: decide it again on what is in force now.
+                None => match again {
+                    Some(ask) => Box::pin(self.admit_once(ask, true)).await,
+                    None => Err(Refusal::NoRoute(ask.route)),
+                },
+            };
         }
         match found {
             Some((config, route)) => Ok(Admitted { config, route }),
@@ -163,9 +184,10 @@ impl Admission {
     }
 
     /// The route `name` made from its template by the runtime.
-    async fn make(&self, name: &str) -> Option<Admitted> {
+    async fn make(&self, name: &str, template: &Arc<RouteConfig>) -> Option<Admitted> {
         let (reply, answer) = oneshot::channel();
-        self.make.as_ref()?.send(MakeRoute { name: name.to_string(), reply }).await.ok()?;
+        let request = MakeRoute { name: name.to_string(), template: Arc::clone(template), reply };
+        self.make.as_ref()?.send(request).await.ok()?;
         let (config, route) = answer.await.ok()??;
         Some(Admitted { config, route })
     }

@@ -3,6 +3,7 @@
 //! Handlers are thin: they read the runtime's [`Directory`](crate::runtime::Directory) or message a route actor,
 //! and every error leaves as [`ApiError`]'s one JSON shape.
 
+pub mod accounts;
 pub mod auth;
 pub mod error;
 pub mod forwarded;
@@ -39,6 +40,8 @@ pub struct AppState {
     pub connections: std::sync::Arc<crate::connections::Connections>,
     /// The signaling mounts (Socket.IO and WebSocket paths served by signaling plugins).
     pub signaling: crate::signal::Signaling,
+    /// Users, cameras and sessions, when routes.toml has `[accounts]` (at start).
+    pub accounts: Option<crate::accounts::Accounts>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -55,8 +58,19 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/recordings/{id}/file", get(recordings::file))
         .route("/v1/{*rest}", axum::routing::any(routes::unknown_api))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_api));
+    // Accounts, cameras and sessions (`[accounts]`): their own logins, not `api_auth`.
+    let accounts = Router::new()
+        .route("/api/auth/register", post(accounts::register))
+        .route("/api/auth/login", post(accounts::login))
+        .route("/api/auth/me", get(accounts::me))
+        .route("/api/cameras", get(accounts::list).post(accounts::create))
+        .route("/api/cameras/{id}", get(accounts::show).put(accounts::update).delete(accounts::delete))
+        .route("/api/cameras/{id}/stream", get(accounts::stream))
+        .route("/api/cameras/{id}/key", post(accounts::new_key))
+        .route("/api/cameras/{id}/sessions", get(accounts::sessions));
     let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
+        .merge(accounts)
         .route("/metrics", get(metrics::metrics))
         .merge(api)
         .route(

@@ -20,7 +20,7 @@ use crate::runtime::EditRefusal;
 /// `POST /v1/routes`: a new route, e.g. `{"name": "door", "from": "rtsp://...", "to": ["whep"]}`.
 pub async fn add(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let route = object(body, "a route, e.g. {\"name\": \"door\", \"from\": \"whip\", \"to\": [\"whep\"]}")?;
@@ -28,8 +28,9 @@ pub async fn add(
         Some(Value::String(name)) => name.clone(),
         _ => return Err(bad_request("the route needs a \"name\" (a string)")),
     };
-    let mut response = apply(&state, &headers, vec![RouteEdit::Add { route }], StatusCode::CREATED).await?;
-    if let Ok(location) = header::HeaderValue::from_str(&format!("/v1/routes/{name}")) {
+    let mut response = apply(&state, &caller, vec![RouteEdit::Add { route }], StatusCode::CREATED).await?;
+    // A name's '/' is one path segment in /v1: written as %2F.
+    if let Ok(location) = header::HeaderValue::from_str(&format!("/v1/routes/{}", name.replace('/', "%2F"))) {
         response.headers_mut().insert(header::LOCATION, location);
     }
     Ok(response)
@@ -39,20 +40,20 @@ pub async fn add(
 pub async fn update(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    headers: HeaderMap,
+    caller: Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let set = object(body, "the keys to change, e.g. {\"to\": [\"whep\", \"rtmp\"], \"max_readers\": null}")?;
-    apply(&state, &headers, vec![RouteEdit::Update { name, set }], StatusCode::OK).await
+    apply(&state, &caller, vec![RouteEdit::Update { name, set }], StatusCode::OK).await
 }
 
 /// `DELETE /v1/routes/{name}`.
 pub async fn delete(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    headers: HeaderMap,
+    caller: Caller,
 ) -> Result<Response, ApiError> {
-    apply(&state, &headers, vec![RouteEdit::Delete { name }], StatusCode::OK).await
+    apply(&state, &caller, vec![RouteEdit::Delete { name }], StatusCode::OK).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -65,7 +66,7 @@ struct Batch {
 /// {"op": "delete", "name"}]}`, applied together or not at all.
 pub async fn batch(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    caller: Caller,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = body.map_err(|e| ApiError::new(e.status(), "bad_request", e.body_text()))?;
@@ -78,7 +79,7 @@ pub async fn batch(
     if batch.changes.is_empty() {
         return Err(bad_request("\"changes\" is empty"));
     }
-    apply(&state, &headers, batch.changes, StatusCode::OK).await
+    apply(&state, &caller, batch.changes, StatusCode::OK).await
 }
 
 /// The routes file's current ETag, for `GET /v1/routes` (a client reads it there and sends it back).
@@ -88,13 +89,80 @@ pub async fn current_etag(path: &std::path::Path) -> Option<header::HeaderValue>
     header::HeaderValue::from_str(&crate::config::edit::etag(&bytes)).ok()
 }
 
+/// Who asks for a change: what the `api_auth` plugin judges each route it touches by.
+#[derive(Debug)]
+pub struct Caller {
+    method: axum::http::Method,
+    remote: std::net::SocketAddr,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let remote = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.0);
+        Ok(Caller { method: parts.method.clone(), remote, headers: parts.headers.clone(), uri: parts.uri.clone() })
+    }
+}
+
+/// The routes `edits` touch, by every name they have before and after: the API guard judged only the one in the
+/// path, and a rename or an added route must be allowed under its new name too.
+fn touched(edits: &[RouteEdit]) -> Vec<String> {
+    let mut names = Vec::new();
+    for edit in edits {
+        match edit {
+            RouteEdit::Add { route } => names.extend(route.get("name").and_then(Value::as_str).map(str::to_string)),
+            RouteEdit::Update { name, set } => {
+                names.push(name.clone());
+                names.extend(set.get("name").and_then(Value::as_str).map(str::to_string));
+            }
+            RouteEdit::Delete { name } => names.push(name.clone()),
+        }
+    }
+    names.sort();
+    names.dedup();
+    names
+}
+
 async fn apply(
     state: &AppState,
-    headers: &HeaderMap,
+    caller: &Caller,
     edits: Vec<RouteEdit>,
     status: StatusCode,
 ) -> Result<Response, ApiError> {
-    let if_match = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()).map(str::to_string);
+    if let Some(plugin) = state.runtime.directory().table.server.api_auth.clone() {
+        let (credentials, query) = super::auth::credentials_and_query(&caller.headers, &caller.uri);
+        let target = format!("{} {}", caller.method, caller.uri.path());
+        for name in touched(&edits) {
+            let request = crate::auth::request(
+                crate::auth::Action::Api,
+                crate::auth::Protocol::Http,
+                &name,
+                target.clone(),
+                Some(caller.remote.ip()),
+                query.clone(),
+                credentials.clone(),
+            );
+            let outcome = state.runtime.admission.authorize(Some(&plugin), request).await;
+            if !outcome.is_allowed() {
+                return Err(super::auth::refusal(&outcome, &["Bearer", "Basic"]));
+            }
+        }
+    }
+    // Every `If-Match` line, as one list; a value that is not text cannot match anything.
+    let mut if_match: Option<String> = None;
+    for value in caller.headers.get_all(header::IF_MATCH) {
+        let text = value.to_str().map_err(|_| bad_request("If-Match is not text"))?;
+        if_match = Some(match if_match {
+            Some(list) => format!("{list}, {text}"),
+            None => text.to_string(),
+        });
+    }
     let edited = state.runtime.edit_routes(edits, if_match).await.map_err(refusal)?;
     let mut response = (status, Json(&edited)).into_response();
     if let Ok(etag) = header::HeaderValue::from_str(&edited.etag) {

@@ -162,7 +162,8 @@ async fn offer_inner(
             Side::Whep => Protocol::Whep,
             Side::Whip => Protocol::Whip,
         },
-        target: uri.path().to_string(),
+        // As the client wrote it: a name's segments were joined with %2F only to route the request.
+        target: uri.path().replace("%2F", "/"),
         remote: Some(remote.ip()),
         query,
         credentials,

@@ -11,13 +11,13 @@ pub mod http;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::config::model::AnonymousAction;
 use crate::connections::address_key;
 use crate::plugin::Plugins;
-pub use crate::plugin::auth::{Action, BasicCredentials, Credentials, Decision, Protocol, Request};
+pub use crate::plugin::auth::{Action, Allow, BasicCredentials, Credentials, Decision, Protocol, Request};
 
 /// How long a denied client waits for its answer: slows down guessing and hides how long the check took.
 pub const FAILURE_DELAY: Duration = Duration::from_millis(300);
@@ -93,9 +93,23 @@ impl FailureWindow {
 #[derive(Debug, Default)]
 pub struct AuthGate {
     failures: Mutex<HashMap<IpAddr, FailureWindow>>,
+    /// Decides `auth = "accounts"` (set once at start when the file has `[accounts]`).
+    accounts: std::sync::OnceLock<Arc<dyn AccountsDecider>>,
+}
+
+/// The accounts' side of access control: a route (or the API) whose `auth` is "accounts" is decided here, from
+/// the router's own users and cameras (a camera's stream key publishes, its owner's or an admin's login reads).
+/// It answers what an auth plugin would, from memory: no database read on the request path.
+pub trait AccountsDecider: Send + Sync + std::fmt::Debug {
+    fn decide(&self, request: &Request) -> Decision;
 }
 
 impl AuthGate {
+    /// Lets the accounts decide `auth = "accounts"`; the first call wins (one set of accounts per process).
+    pub fn use_accounts(&self, accounts: Arc<dyn AccountsDecider>) {
+        let _ = self.accounts.set(accounts);
+    }
+
     /// Decides `request`, where `plugin` is the route's (or the API's) auth plugin, `None` for "none".
     pub async fn check(
         &self,
@@ -108,6 +122,9 @@ impl AuthGate {
             return open_access(anonymous, &request);
         };
         let ip = request.remote_ip.parse::<IpAddr>().ok();
+        if name == crate::config::model::ACCOUNTS_AUTH {
+            return self.check_accounts(ip, request).await;
+        }
         let Some(loaded) = plugins.get(name).cloned() else {
             return Outcome::Unavailable { reason: format!("auth plugin \"{name}\" is not loaded") };
         };
@@ -141,6 +158,27 @@ impl AuthGate {
         outcome
     }
 
+    /// [`check`](Self::check) for `auth = "accounts"`: the accounts decide, under the same failure limit.
+    async fn check_accounts(&self, ip: Option<IpAddr>, request: Request) -> Outcome {
+        let Some(accounts) = self.accounts.get() else {
+            return Outcome::Unavailable {
+                reason: "the accounts are not running (they start with the router: restart it after adding [accounts])"
+                    .into(),
+            };
+        };
+        if let Err(retry_after) = self.admit(ip) {
+            return Outcome::TooManyFailures { retry_after };
+        }
+        let outcome = match accounts.decide(&request) {
+            Decision::Allow(a) => Outcome::Allowed { identity: Some(a.identity) },
+            Decision::Challenge(realm) if request.credentials == Credentials::None => Outcome::Challenge { realm },
+            Decision::Challenge(_) => Outcome::Denied { reason: "the credentials were not accepted".into() },
+            Decision::Deny(reason) => Outcome::Denied { reason },
+        };
+        self.settle(ip, matches!(outcome, Outcome::Denied { .. })).await;
+        outcome
+    }
+
     /// Checks a secret that needs no plugin (an RTMP route's `publish_key`) under the same per-address limit
     /// and delay as plugin decisions.
     pub async fn check_secret(&self, ip: Option<IpAddr>, presented: Option<&str>, expected: &str) -> Outcome {
@@ -154,6 +192,17 @@ impl AuthGate {
         } else {
             Outcome::Denied { reason: "wrong or missing stream key".into() }
         }
+    }
+
+    /// Starts an attempt from `ip` that is checked elsewhere (a password login), under the failure limit: `Err`
+    /// with how long to wait when the address is over it. End it with [`end_attempt`](Self::end_attempt).
+    pub fn begin_attempt(&self, ip: Option<IpAddr>) -> Result<(), Duration> {
+        self.admit(ip)
+    }
+
+    /// Ends an attempt begun with [`begin_attempt`](Self::begin_attempt); a failure counts and is answered late.
+    pub async fn end_attempt(&self, ip: Option<IpAddr>, failed: bool) {
+        self.settle(ip, failed).await;
     }
 
     /// Starts a check from `ip`, unless that address is over the limit.
@@ -201,7 +250,7 @@ impl AuthGate {
 }
 
 /// Compares without stopping at the first difference, so timing does not reveal how much of a key was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

@@ -120,7 +120,24 @@ fn update(doc: &mut DocumentMut, name: &str, set: &Map<String, Value>) -> Result
 fn delete(doc: &mut DocumentMut, name: &str) -> Result<(), EditError> {
     let routes = routes_mut(doc)?;
     let at = position(routes, name).ok_or_else(|| EditError::NoRoute(name.into()))?;
+    // The lines above a table's header come with it: only the comment block right above belongs to the route;
+    // what is before its last blank line (an example, a note on the next section) stays.
+    let prefix = routes.get(at).and_then(|t| t.decor().prefix()).and_then(|p| p.as_str()).unwrap_or_default();
+    let keep = prefix.rfind("\n\n").map(|i| prefix[..=i].to_string()).unwrap_or_default();
     routes.remove(at);
+    if !keep.trim().is_empty() {
+        match routes.get_mut(at) {
+            Some(next) => {
+                let next_prefix = next.decor().prefix().and_then(|p| p.as_str()).unwrap_or_default().to_string();
+                next.decor_mut().set_prefix(format!("{keep}{next_prefix}"));
+            }
+            None => {
+                let trailing = doc.trailing().as_str().unwrap_or_default().to_string();
+                doc.set_trailing(format!("{keep}{trailing}"));
+            }
+        }
+    }
+    let routes = routes_mut(doc)?;
     if routes.is_empty() {
         // An empty [[route]] list would vanish from the file, which then declares no routes: say so on purpose.
         doc.insert("route", Item::Value(toml_edit::Array::new().into()));
@@ -134,7 +151,17 @@ fn to_toml(key: &str, v: &Value) -> Result<toml_edit::Value, EditError> {
     Ok(match v {
         Value::Null => return Err(bad("null inside a list or table")),
         Value::Bool(b) => (*b).into(),
-        Value::String(s) => s.as_str().into(),
+        Value::String(s) => {
+            // `${VAR}` would make the router read its environment into a value the API shows back (and send
+            // to a host the caller names): variables are for the file's own author.
+            if reads_environment(s) {
+                return Err(EditError::Invalid(format!(
+                    "`{key}`: \"${{...}}\" reads the router's environment, which only routes.toml itself may do: \
+                     write the value, or put the reference in the file by hand"
+                )));
+            }
+            s.as_str().into()
+        }
         Value::Number(n) => match (n.as_i64(), n.as_f64()) {
             (Some(i), _) => i.into(),
             (None, Some(f)) if n.is_f64() => f.into(),
@@ -159,6 +186,13 @@ fn to_toml(key: &str, v: &Value) -> Result<toml_edit::Value, EditError> {
     })
 }
 
+/// Whether `s` has a `${VAR}` other than a template's capture `${1}`.
+fn reads_environment(s: &str) -> bool {
+    s.match_indices("${").any(|(at, _)| {
+        !s[at + 2..].split_once('}').is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    })
+}
+
 /// Replaces the file at `path` with `text` so that a crash leaves the old file or the new one, never half of
 /// one: written beside it, flushed, renamed over it. A file that cannot be renamed over (a single file
 /// bind-mounted into a container) is rewritten in place instead.
@@ -170,9 +204,13 @@ pub fn write_file(path: &Path, text: &str) -> std::io::Result<()> {
     let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let temp = dir.join(format!(".{name}.sluice-edit"));
     let written = (|| {
-        let mut file = std::fs::File::create(&temp)?;
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let mode = std::fs::metadata(&target)?.permissions().mode();
+        // Left by a crash (or planted: a symlink is removed, never followed), then made afresh, with the file's
+        // own permissions from the start: the routes may hold secrets.
+        let _ = std::fs::remove_file(&temp);
+        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(mode & 0o777).open(&temp)?;
         file.write_all(text.as_bytes())?;
-        file.set_permissions(std::fs::metadata(&target)?.permissions())?;
         file.sync_all()?;
         std::fs::rename(&temp, &target)
     })();
@@ -186,8 +224,9 @@ pub fn write_file(path: &Path, text: &str) -> std::io::Result<()> {
         }
         Err(e) => {
             let _ = std::fs::remove_file(&temp);
-            if matches!(e.raw_os_error(), Some(16 | 18)) {
-                // EBUSY / EXDEV: a mount point cannot be renamed over.
+            if matches!(e.raw_os_error(), Some(13 | 16 | 18)) {
+                // EACCES (the directory is not ours to write in), EBUSY / EXDEV (a mount point cannot be renamed
+                // over): the file itself may still be writable.
                 let mut file = std::fs::OpenOptions::new().write(true).truncate(true).open(&target)?;
                 file.write_all(text.as_bytes())?;
                 return file.sync_all();
@@ -231,13 +270,12 @@ mod tests {
         let expected = FILE
             .replace("on_demand = true # saves the camera", "on_demand = false # saves the camera\nmax_readers = 5");
         assert_eq!(out, expected);
-        // Removing a key, and a value written as TOML (`${VAR}` stays text).
+        // Removing a key, and a value written as a TOML literal.
         let out = edit(json!([{ "op": "update", "name": "door", "set": { "on_demand": null,
-            "from": "rtsp://admin:${DOOR_PASS}@10.0.0.8/stream1" } }]))
+            "from": "rtsp://admin:pa\"ss@10.0.0.8/stream1" } }]))
         .expect("edited");
-        assert!(out.contains("from = \"rtsp://admin:${DOOR_PASS}@10.0.0.8/stream1\"\n"), "{out}");
+        assert!(out.contains("from = 'rtsp://admin:pa\"ss@10.0.0.8/stream1'\n"), "{out}");
         assert!(!out.contains("on_demand"), "{out}");
-        assert_eq!(out.replace("10.0.0.8", "10.0.0.7"), FILE.replace("on_demand = true # saves the camera\n", ""));
     }
 
     #[test]
@@ -301,6 +339,29 @@ mod tests {
         assert!(std::fs::symlink_metadata(&link).expect("meta").file_type().is_symlink());
         let left: Vec<_> = std::fs::read_dir(dir.path()).expect("dir").map(|e| e.expect("entry").file_name()).collect();
         assert_eq!(left.len(), 2, "no temporary file left: {left:?}");
+    }
+
+    #[test]
+    fn a_deleted_route_takes_only_the_comment_block_right_above_it() {
+        let text = "[[route]]\nname = \"a\"\nfrom = \"demo\"\n\n# An example:\n# [[route]]\n# name = \"x\"\n\n\
+            # The b route.\n[[route]]\nname = \"b\"\nfrom = \"demo\"\n\n# Another example.\n\n# The c route.\n\
+            [[route]]\nname = \"c\"\nfrom = \"demo\"\n";
+        let out = apply(text, &[RouteEdit::Delete { name: "b".into() }]).expect("deleted");
+        assert_eq!(out, text.replace("# The b route.\n[[route]]\nname = \"b\"\nfrom = \"demo\"\n\n", ""));
+        // The last route: the example before it ends the file.
+        let out = apply(text, &[RouteEdit::Delete { name: "c".into() }]).expect("deleted");
+        assert_eq!(out, text.replace("\n# The c route.\n[[route]]\nname = \"c\"\nfrom = \"demo\"\n", ""));
+    }
+
+    #[test]
+    fn values_may_not_read_the_environment() {
+        for bad in ["rtsp://h/${SECRET}", "rtsp://h/${1}/${HOME}", "${", "x${}y"] {
+            let e = edit(json!([{ "op": "update", "name": "door", "set": { "from": bad } }])).expect_err(bad);
+            assert!(e.to_string().contains("reads the router's environment"), "{e}");
+        }
+        let e = edit(json!([{ "op": "add", "route": { "name": "x", "from": "whip", "to": ["rtmp://h/${KEY}"] } }]));
+        assert!(e.is_err());
+        assert!(edit(json!([{ "op": "update", "name": "door", "set": { "from": "rtsp://h/${1}" } }])).is_ok());
     }
 
     #[test]

@@ -2,6 +2,15 @@
 
 /// Expands every `${NAME}`; an unset variable or an unclosed `${` is an error naming it.
 pub fn expand(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    expand_with(s, env, false)
+}
+
+/// [`expand`] for a template's `from`, where `${1}` (the matched segment) is kept for when a route is made.
+pub fn expand_keeping_capture(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    expand_with(s, env, true)
+}
+
+fn expand_with(s: &str, env: &dyn Fn(&str) -> Option<String>, keep_capture: bool) -> Result<String, String> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(i) = rest.find('$') {
@@ -14,6 +23,11 @@ pub fn expand(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, S
             let end = after.find('}').ok_or_else(|| format!("`${{` without a closing `}}` in \"{s}\""))?;
             let name = &after[..end];
             if !name.is_empty() && name.chars().all(|c| c.is_ascii_digit()) {
+                if !keep_capture {
+                    return Err(format!(
+                        "\"${{{name}}}\" is a template's capture, valid only in the `from` of a template route"
+                    ));
+                }
                 // `${1}`: a template route's capture, filled in when a route is made from it.
                 out.push_str(&rest[..end + 3]);
                 rest = &after[end + 1..];

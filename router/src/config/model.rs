@@ -118,9 +118,38 @@ pub struct RouteTable {
     pub routes: Vec<Arc<RouteConfig>>,
     /// Whether the file has a `route` key (`[[route]]` tables, or `route = []` for none on purpose).
     pub routes_declared: bool,
+    /// `[accounts]`: people, their cameras and sessions; `None` when the file has no such table.
+    pub accounts: Option<AccountsConfig>,
     /// Where each plugin's `config` (or its table, without one) is in the file, (line, column): errors found when
     /// the plugin loads point there. Kept apart from [`PluginConfig`] so moving a plugin does not reload it.
     pub plugin_positions: BTreeMap<String, (usize, usize)>,
+}
+
+/// `[accounts]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AccountsConfig {
+    pub registration: Registration,
+    /// How long a login's token is valid.
+    #[serde(serialize_with = "serialize_duration_ms")]
+    pub token_ttl: Duration,
+    /// The template each camera's route is made from (`cameras/*`: camera 7 is route `cameras/7`).
+    pub cameras: Option<RouteName>,
+}
+
+/// Logins last a day unless `accounts.token_ttl` says otherwise.
+pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// `auth = "accounts"`: the route (or the API) is decided by the accounts, not by a plugin.
+pub const ACCOUNTS_AUTH: &str = "accounts";
+
+/// Who may create an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Registration {
+    /// Anyone; the first account is the admin.
+    Open,
+    /// Only an admin, once there is one (the first account, made by anyone, is the admin).
+    Admin,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -21,6 +21,16 @@ pub struct FileSpec {
     /// would end every running route is refused otherwise: it is more often a save caught half-written).
     #[serde(default, rename = "route")]
     pub routes: Option<Vec<Spanned<RouteSpec>>>,
+    /// `[accounts]`: users, their cameras and sessions, in the router's database.
+    pub accounts: Option<Spanned<AccountsSpec>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountsSpec {
+    pub registration: Option<Spanned<String>>,
+    pub token_ttl: Option<Spanned<String>>,
+    pub cameras: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -49,6 +49,7 @@ pub fn validate(
         base_dir,
         errors: Vec::new(),
         plugin_positions: BTreeMap::new(),
+        accounts_enabled: false,
     };
     let api_auth_spec = spec.server.as_ref().and_then(|s| s.api_auth.clone());
     let mut server = cx.server(spec.server);
@@ -56,14 +57,20 @@ pub fn validate(
     // directory it was started from.
     server.data_dir = cx.base_dir.join(&server.data_dir);
     let plugins = cx.plugins(spec.plugins, &server.data_dir);
+    let accounts = spec.accounts.as_ref().map(|a| cx.accounts(a));
+    cx.accounts_enabled = accounts.is_some();
     if let Some(a) = &api_auth_spec {
         server.api_auth = cx.auth("`server.api_auth`", a, &plugins);
     }
     let anonymous = cx.anonymous(spec.defaults.as_ref().and_then(|d| d.anonymous.as_ref()));
     let defaults = cx.defaults(spec.defaults, &plugins);
     let routes = cx.routes(route_specs, &defaults, &plugins, &server);
+    if let (Some(spec), Some(accounts)) = (&spec.accounts, &accounts) {
+        cx.camera_template(spec, accounts, &routes);
+    }
     if cx.errors.is_empty() {
-        Ok(RouteTable { server, plugins, anonymous, routes, routes_declared, plugin_positions: cx.plugin_positions })
+        let plugin_positions = cx.plugin_positions;
+        Ok(RouteTable { server, plugins, anonymous, routes, routes_declared, accounts, plugin_positions })
     } else {
         cx.errors.sort_by_key(|e| (e.line, e.column));
         // An inherited `[defaults]` value that is wrong is reported once, not once per route inheriting it.
@@ -86,6 +93,15 @@ struct Validator<'a> {
     env: &'a dyn Fn(&str) -> Option<String>,
     base_dir: PathBuf,
     errors: Vec<ConfigError>,
+    /// The file has `[accounts]`: `auth = "accounts"` is valid.
+    accounts_enabled: bool,
+}
+
+/// Whether every `${1}` of a URL stands after its authority (scheme, credentials, host, port).
+fn capture_in_path(url: &str) -> bool {
+    let Some((_, rest)) = url.split_once("://") else { return false };
+    let path_start = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    !rest[..path_start].contains(TEMPLATE_CAPTURE)
 }
 
 /// `[defaults]` after validation.
@@ -106,7 +122,17 @@ impl Validator<'_> {
 
     /// Expands `${VAR}` in a string value, reporting at its position.
     fn expand(&mut self, context: &str, value: &Spanned<String>) -> Option<String> {
-        match expand(value.get_ref(), self.env) {
+        self.expand_with(context, value, false)
+    }
+
+    /// [`expand`](Self::expand); `keep_capture`: a template's `from`, where `${1}` stays for its routes.
+    fn expand_with(&mut self, context: &str, value: &Spanned<String>, keep_capture: bool) -> Option<String> {
+        let expanded = if keep_capture {
+            super::interpolate::expand_keeping_capture(value.get_ref(), self.env)
+        } else {
+            expand(value.get_ref(), self.env)
+        };
+        match expanded {
             Ok(s) => Some(s),
             Err(e) => {
                 let help = if e.contains("is not set") {
@@ -306,6 +332,14 @@ impl Validator<'_> {
             let ctx = format!("plugin \"{name}\"");
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
                 self.err(span.clone(), format!("{ctx}: plugin names use letters, digits, '-' and '_'"), None);
+                continue;
+            }
+            if name == ACCOUNTS_AUTH {
+                self.err(
+                    span.clone(),
+                    format!("{ctx}: the name is reserved: `auth = \"{ACCOUNTS_AUTH}\"` means the [accounts]"),
+                    Some("give the plugin another name".to_string()),
+                );
                 continue;
             }
             let Some(source_text) = self.expand(&format!("{ctx}: `source`"), &spec.source) else {
@@ -649,6 +683,16 @@ impl Validator<'_> {
         if name == "none" {
             return None;
         }
+        if name == ACCOUNTS_AUTH {
+            if !self.accounts_enabled {
+                self.err(
+                    v.span(),
+                    format!("{ctx}: \"{ACCOUNTS_AUTH}\" needs an [accounts] table"),
+                    Some("add [accounts] to keep users and cameras, or name an auth plugin".to_string()),
+                );
+            }
+            return Some(name.clone());
+        }
         let auth_plugins: Vec<&str> = plugins
             .values()
             .filter(|p| p.source.known_world().is_none_or(|w| w == PluginWorld::Auth))
@@ -666,6 +710,85 @@ impl Validator<'_> {
             None => self.err(v.span(), format!("{ctx}: there is no plugin \"{name}\""), Some(auth_help(&auth_plugins))),
         }
         Some(name.clone())
+    }
+
+    fn accounts(&mut self, spec: &Spanned<AccountsSpec>) -> AccountsConfig {
+        let spec = spec.get_ref();
+        let registration = match spec.registration.as_ref().map(|r| (r.get_ref().as_str(), r)) {
+            None | Some(("open", _)) => Registration::Open,
+            Some(("admin", _)) => Registration::Admin,
+            Some((other, r)) => {
+                self.err(
+                    r.span(),
+                    format!("`accounts.registration`: \"{other}\" is not a registration policy"),
+                    Some("write \"open\" (anyone may register) or \"admin\" (only an admin adds people)".into()),
+                );
+                Registration::Open
+            }
+        };
+        let token_ttl = match &spec.token_ttl {
+            None => DEFAULT_TOKEN_TTL,
+            Some(v) => match parse_duration(v.get_ref()) {
+                Ok(d) if d >= Duration::from_secs(60) && d <= Duration::from_secs(366 * 86_400) => d,
+                Ok(_) => {
+                    self.err(v.span(), "`accounts.token_ttl`: between 1m and 366d", Some("e.g. \"24h\"".into()));
+                    DEFAULT_TOKEN_TTL
+                }
+                Err(e) => {
+                    self.err(v.span(), format!("`accounts.token_ttl`: {e}"), Some("e.g. \"24h\"".into()));
+                    DEFAULT_TOKEN_TTL
+                }
+            },
+        };
+        // Checked against the routes once they are read (see `camera_template`).
+        let cameras = spec.cameras.as_ref().and_then(|c| {
+            let prefix = c.get_ref().strip_suffix("/*").and_then(|p| RouteName::parse(p).ok());
+            if prefix.is_none() {
+                self.err(
+                    c.span(),
+                    format!("`accounts.cameras`: \"{}\" is not a template name", c.get_ref()),
+                    Some("name a template route of this file, e.g. \"cameras/*\"".into()),
+                );
+            }
+            prefix.map(|p| RouteName::template(&p))
+        });
+        AccountsConfig { registration, token_ttl, cameras }
+    }
+
+    /// `accounts.cameras` names a template of the file that takes publishers and asks the accounts.
+    fn camera_template(
+        &mut self,
+        spec: &Spanned<AccountsSpec>,
+        accounts: &AccountsConfig,
+        routes: &[Arc<RouteConfig>],
+    ) {
+        let (Some(name), Some(at)) = (&accounts.cameras, &spec.get_ref().cameras) else { return };
+        let example = format!(
+            "[[route]]\nname = \"{name}\"\nfrom = \"rtmp\"\nto = [\"whep\", \"rtmp\"]\nauth = \"{ACCOUNTS_AUTH}\""
+        );
+        match routes.iter().find(|r| &r.name == name) {
+            None => self.err(
+                at.span(),
+                format!("`accounts.cameras`: there is no template route \"{name}\""),
+                Some(format!("add it:\n{example}")),
+            ),
+            Some(t) if !matches!(t.from, Source::Publish { .. }) => self.err(
+                at.span(),
+                format!(
+                    "`accounts.cameras`: template \"{name}\" does not take publishers (cameras publish with their keys)"
+                ),
+                Some("give it `from = \"rtmp\"`, \"whip\" or \"rtsp\"".into()),
+            ),
+            Some(t) if t.auth.as_deref() != Some(ACCOUNTS_AUTH) => self.err(
+                at.span(),
+                format!("`accounts.cameras`: template \"{name}\" must have `auth = \"{ACCOUNTS_AUTH}\"`"),
+                Some(
+                    "its publishers present their camera's key and viewers their login; the accounts decide both"
+                        .into(),
+                ),
+            ),
+            Some(_) => {}
+        }
     }
 
     fn idle_timeout(&mut self, ctx: &str, v: &Spanned<String>) -> Option<Duration> {
@@ -871,7 +994,7 @@ impl Validator<'_> {
         let errors_before = self.errors.len();
         let is_template = name.template_prefix().is_some();
         let mut template_from = None;
-        let from = match self.expand(&format!("{ctx}: `from`"), &spec.from) {
+        let from = match self.expand_with(&format!("{ctx}: `from`"), &spec.from, true) {
             Some(s) if s.contains(TEMPLATE_CAPTURE) && !is_template => {
                 self.err(
                     spec.from.span(),
@@ -880,8 +1003,17 @@ impl Validator<'_> {
                     ),
                     Some(format!(
                         "name the route \"PREFIX/*\" to make a route per name under PREFIX, with {TEMPLATE_CAPTURE} \
-                         the last segment of that name; write $${{1}} for a literal ${{1}}"
+                         the last segment of that name"
                     )),
+                );
+                None
+            }
+            // In the path only: the host a route is pulled from is the file's to choose, not a reader's.
+            Some(s) if s.contains(TEMPLATE_CAPTURE) && !capture_in_path(&s) => {
+                self.err(
+                    spec.from.span(),
+                    format!("{ctx}: `from`: {TEMPLATE_CAPTURE} may stand only in the URL's path"),
+                    Some("write the host (and any credentials) in full, e.g. \"rtsp://nvr.local/ch${1}\"".into()),
                 );
                 None
             }
@@ -1766,7 +1898,13 @@ auth = "none"
         assert!(error(&route("cams/*/x", "whip")).contains("contains '*'"));
         assert_eq!(
             error(&route("door", "rtsp://10.0.0.9/${1}")),
-            "routes.toml:3:8: route \"door\": `from`: ${1} is the capture of a template route, and this is not one\n  help: name the route \"PREFIX/*\" to make a route per name under PREFIX, with ${1} the last segment of that name; write $${1} for a literal ${1}"
+            "routes.toml:3:8: route \"door\": `from`: ${1} is the capture of a template route, and this is not one\n  help: name the route \"PREFIX/*\" to make a route per name under PREFIX, with ${1} the last segment of that name"
+        );
+        assert!(error(&route("cams/*", "rtsp://${1}.cams.local/s")).contains("may stand only in the URL's path"));
+        assert!(error(&route("cams/*", "rtsp://u:${1}@cams.local/s")).contains("may stand only in the URL's path"));
+        assert!(
+            error("[[route]]\nname = \"cams/*\"\nfrom = \"rtmp\"\nto = [\"whep\", \"rtmp://yt/live/${1}\"]\n")
+                .contains("is a template's capture, valid only in the `from` of a template route")
         );
         assert_eq!(
             error(&route("cams/*", "rtsp://10.0.0.9/${1}")),

@@ -44,6 +44,12 @@ impl RtmpPublisher {
         self.deliver(events).await
     }
 
+    /// The connection ended without the publisher ending its stream: tells the route why (its `last_error`).
+    pub async fn lost(self, why: &str) {
+        let error = format!("the publisher went without ending its stream ({why})");
+        let _ = self.feed.send(SourceEvent::Problem { error }).await;
+    }
+
     /// Hands events to the route, waiting when it is behind: TCP backpressure slows the publisher rather than
     /// the route losing frames mid-GOP.
     async fn deliver(&self, events: Vec<SourceEvent>) -> Result<(), RtmpError> {

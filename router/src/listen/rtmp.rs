@@ -17,7 +17,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::admit::{Admission, Admitted, Ask, Wants};
 use crate::auth::{Credentials, Protocol};
-use crate::config::model::{Output, PublishProtocol};
+use crate::config::model::{Output, PublishProtocol, RouteName};
 use crate::connections::Connections;
 use crate::egress::rtmp_play::RtmpPlayer;
 use crate::ingest::rtmp_publish::RtmpPublisher;
@@ -73,7 +73,17 @@ const START_DEADLINE: Duration = Duration::from_secs(15);
 
 async fn run(stream: TcpStream, peer: SocketAddr, admission: Admission) {
     let mut conn = Connection { stream, peer, admission, publishing: None, playing: None, buf: vec![0u8; 16 * 1024] };
-    match conn.serve().await {
+    let result = conn.serve().await;
+    if let Some(publisher) = conn.publishing.take() {
+        // Gone without ending its stream (killed, network lost): the route records it, so the publish counts as
+        // failed rather than finished.
+        let why = match &result {
+            Ok(()) => "the connection closed".to_string(),
+            Err(e) => e.to_string(),
+        };
+        publisher.lost(&why).await;
+    }
+    match result {
         Ok(()) => tracing::debug!(%peer, "RTMP connection closed"),
         Err(RtmpError::Io(e)) => tracing::debug!(%peer, error = %e, "RTMP connection ended"),
         Err(e) => tracing::warn!(%peer, error = %e, "RTMP connection closed"),
@@ -279,17 +289,23 @@ impl Connection {
         let dir = self.admission.routes();
         let app = app.trim_matches('/');
         // App and stream name together are the path: `live` + `cam1/KEY` or `live/cam1` + `KEY` alike. The route
-        // is its longest start that names a route (exact names first, then templates); the rest is the key.
-        let segments: Vec<&str> = app.split('/').chain(stream.split('/')).filter(|s| !s.is_empty()).collect();
-        let split = |known: &dyn Fn(&str) -> bool| {
-            (1..=segments.len())
-                .rev()
-                .map(|k| (segments[..k].join("/"), segments[k..].join("/")))
-                .find(|(n, _)| known(n))
-        };
-        let found = split(&|n| dir.route(n).is_some()).or_else(|| split(&|n| dir.table.template_for(n).is_some())).map(
-            |(name, rest)| (name, query_key.clone().or_else(|| (!rest.is_empty()).then_some(StreamKey::Key(rest)))),
-        );
+        // is its longest start that names a route (an exact name, else a template's), the rest the key as sent.
+        let path = format!("{app}/{}", stream.trim_start_matches('/'));
+        let path = path.trim_end_matches('/');
+        // A name has at most RouteName::MAX_LEN characters: longer starts are never tried (nor split further).
+        let ends = path.char_indices().filter(|(_, c)| *c == '/').map(|(i, _)| i).chain([path.len()]);
+        let ends: Vec<usize> = ends.filter(|i| *i <= RouteName::MAX_LEN).collect();
+        let found = ends.iter().rev().find_map(|&end| {
+            let name = &path[..end];
+            let known = dir.route(name).is_some() || dir.table.template_for(name).is_some();
+            known.then(|| {
+                let rest = path.get(end + 1..).unwrap_or_default();
+                (
+                    name.to_string(),
+                    query_key.clone().or_else(|| (!rest.is_empty()).then(|| StreamKey::Key(rest.into()))),
+                )
+            })
+        });
         let (name, key) = match found {
             Some(found) => found,
             // `rtmp://host/live/ROUTE`, for tools that insist on an app.

@@ -83,6 +83,11 @@ impl Index {
         Ok(Arc::new(Index { store }))
     }
 
+    /// The database the index lives in (other parts of the router keep their tables there too).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// An index held in memory (tests, benchmarks).
     pub fn in_memory() -> Result<Arc<Index>, IndexError> {
         Index::open(Store::in_memory()?)

@@ -561,6 +561,8 @@ impl RouteActor {
         let (running, feed) = RunningSource::new();
         self.running = Some(running);
         self.new_session();
+        // What went wrong with the last publisher is not this one's problem.
+        self.last_error = None;
         tracing::info!(route = %self.config.name, remote = remote.as_deref().unwrap_or("-"), "publisher attached");
         Ok(feed)
     }
@@ -806,6 +808,7 @@ impl RouteActor {
     fn snapshot(&self) -> RouteSnapshot {
         RouteSnapshot {
             state: self.state,
+            source_running: self.running.as_ref().is_some_and(|r| !r.events.is_closed()),
             source: self.config.from.redacted(),
             last_error: self.last_error.clone(),
             reordered_video: self.reordered_video,

@@ -83,6 +83,8 @@ pub struct ReaderInfo {
 #[derive(Debug, Clone, Serialize)]
 pub struct RouteSnapshot {
     pub state: RouteState,
+    /// A publisher is attached, or a pulled source runs (before its first frame too).
+    pub source_running: bool,
     /// The source, with any password in its URL replaced by `***`.
     pub source: String,
     /// Why the source last failed, if it did.

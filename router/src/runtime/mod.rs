@@ -222,12 +222,28 @@ impl RouteSet {
     }
 
     /// The route `name` made from the template it matches (or already made); `None` when no template makes it.
-    pub fn make(&mut self, name: &str) -> Option<(Arc<RouteConfig>, RouteHandle)> {
+    pub fn make(&mut self, name: &str, admitted: &RouteConfig) -> Option<(Arc<RouteConfig>, RouteHandle)> {
         let parsed = RouteName::parse(name).ok()?;
+        // Only from the template admission decided on, unchanged: a reload in between may have changed it (or
+        // added an exact route of this name), and the request must then be decided again.
+        let current = self.table.template_for(name).filter(|t| ***t == *admitted)?;
         if let Some(running) = self.routes.get(&parsed) {
+            if running.0.instance_of.as_ref() != Some(&current.name) {
+                return None;
+            }
+            // Someone is coming: the idle clock starts again.
+            self.instances.insert(parsed, None);
             return Some(running.clone());
         }
-        let template = self.table.template_for(name)?;
+        if self.instances.len() >= MAX_MADE_ROUTES {
+            tracing::warn!(
+                route = name,
+                max = MAX_MADE_ROUTES,
+                "not made from its template: too many routes made from templates"
+            );
+            return None;
+        }
+        let template = current;
         let config = match template.instantiate(name) {
             Ok(c) => Arc::new(c),
             Err(e) => {
@@ -247,18 +263,33 @@ impl RouteSet {
     /// Ends the routes made from templates that have been idle (no publisher or source, no reader but
     /// recordings) for their `idle_timeout`; true if any ended.
     pub async fn end_idle(&mut self, now: Instant) -> bool {
+        use crate::route::ReaderKind;
+        // Asked together, each with a deadline: one stuck route must not hold up the runtime.
+        let names: Vec<RouteName> = self.instances.keys().cloned().collect();
+        let snapshots = futures_util::future::join_all(names.iter().map(|name| {
+            let handle = self.routes.get(name).map(|(_, h)| h.clone());
+            async move {
+                let handle = handle?;
+                tokio::time::timeout(Duration::from_secs(1), handle.snapshot()).await.ok().map(|s| s.ok())
+            }
+        }))
+        .await;
         let mut ended = Vec::new();
-        for (name, idle_since) in &mut self.instances {
-            let Some((config, handle)) = self.routes.get(name) else { continue };
-            let idle = match handle.snapshot().await {
-                Ok(s) => {
-                    s.state != crate::route::RouteState::Live
+        for (name, snapshot) in names.iter().zip(snapshots) {
+            let Some((config, _)) = self.routes.get(name) else { continue };
+            let Some(idle_since) = self.instances.get_mut(name) else { continue };
+            let idle = match snapshot {
+                // Busy (no answer in time): not idle.
+                None => false,
+                // Recordings and pushes follow the route; they do not keep it.
+                Some(Some(s)) => {
+                    !s.source_running
                         && s.readers.iter().all(|r| {
-                            r.kind == crate::route::ReaderKind::Record
-                                || (r.kind == crate::route::ReaderKind::Whep && r.viewers == 0)
+                            matches!(r.kind, ReaderKind::Record | ReaderKind::Push)
+                                || (r.kind == ReaderKind::Whep && r.viewers == 0)
                         })
                 }
-                Err(_) => true,
+                Some(None) => true,
             };
             match (idle, *idle_since) {
                 (false, _) => *idle_since = None,
@@ -771,6 +802,10 @@ struct Inbox {
     shutdown: mpsc::Receiver<oneshot::Sender<()>>,
 }
 
+/// Routes made from templates at once, at most: each is an actor, and a publisher may name any route a template
+/// matches.
+pub const MAX_MADE_ROUTES: usize = 2_000;
+
 /// How often routes made from templates are checked for idleness: they end within a second of their timeout.
 const IDLE_CHECK: Duration = Duration::from_secs(1);
 
@@ -804,7 +839,7 @@ async fn run(path: PathBuf, mut set: RouteSet, directory: Published, inbox: Inbo
                 let _ = req.reply.send(result);
             }
             Some(req) = makes.recv() => {
-                let made = set.make(&req.name);
+                let made = set.make(&req.name, &req.template);
                 if made.is_some() {
                     publish_routes(&directory, &set);
                 }
@@ -882,7 +917,8 @@ async fn edit(
         .map_err(|e| EditRefusal::Io(e.to_string()))?;
     let current = config::edit::etag(text.as_bytes());
     if let Some(wanted) = if_match
-        && !wanted.split(',').map(|t| t.trim().trim_start_matches("W/")).any(|t| t == "*" || t == current)
+        // Strong comparison (RFC 9110): a weak tag never matches.
+        && !wanted.split(',').map(str::trim).any(|t| t == "*" || t == current)
     {
         return Err(EditRefusal::Changed { etag: current });
     }
@@ -896,11 +932,21 @@ async fn edit(
         ))),
     })?;
     let loaded = load(ctx, set, Some(edited.clone())).await.map_err(EditRefusal::Rejected)?;
-    let (path, bytes) = (ctx.path.to_path_buf(), edited.clone());
-    tokio::task::spawn_blocking(move || config::edit::write_file(&path, &bytes))
-        .await
-        .map_err(|e| EditRefusal::Io(e.to_string()))?
-        .map_err(|e| EditRefusal::Io(format!("cannot write {}: {e}", ctx.path.display())))?;
+    let (path, bytes, read) = (ctx.path.to_path_buf(), edited.clone(), current.clone());
+    let written = tokio::task::spawn_blocking(move || {
+        // Edited by hand while this edit was validated: that edit wins, this one is refused.
+        let now = config::read(&path).map(|t| config::edit::etag(t.as_bytes())).unwrap_or_default();
+        if now != read {
+            return Ok(Err(now));
+        }
+        config::edit::write_file(&path, &bytes).map(Ok)
+    })
+    .await
+    .map_err(|e| EditRefusal::Io(e.to_string()))?
+    .map_err(|e| EditRefusal::Io(format!("cannot write {}: {e}", ctx.path.display())))?;
+    if let Err(etag) = written {
+        return Err(EditRefusal::Changed { etag });
+    }
     let outcome = apply_loaded(ctx, set, ReloadTrigger::RouteApi, Ok(loaded), began).await;
     Ok(Edited { etag: config::edit::etag(edited.as_bytes()), outcome })
 }
