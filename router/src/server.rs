@@ -76,7 +76,11 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
         None => None,
         Some(_) => {
             let store = runtime.index.store().clone();
-            let accounts = crate::accounts::Accounts::open(store, runtime.clone()).context("starting the accounts")?;
+            let opening = runtime.clone();
+            let accounts = tokio::task::spawn_blocking(move || crate::accounts::Accounts::open(store, opening))
+                .await
+                .context("starting the accounts")?
+                .context("starting the accounts")?;
             runtime.admission.gate().use_accounts(std::sync::Arc::new(accounts.clone()));
             crate::accounts::sessions::spawn(accounts.clone());
             tracing::info!("accounts on: /api/auth and /api/cameras");

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use common::RouterProcess;
+use common::ffmpeg_rtmp_publish as publish;
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
@@ -26,19 +27,6 @@ fn start_router(dir: &Path, rtmp_port: u16) -> RouterProcess {
     )
     .expect("write routes");
     RouterProcess::start(&path)
-}
-
-/// ffmpeg publishing a live test pattern and tone (H.264 + AAC) for `seconds`.
-fn publish(url: &str, seconds: u32) -> Child {
-    Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi", "-i", "testsrc=size=640x360:rate=30"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=48000", "-t", &seconds.to_string()])
-        .args(["-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-pix_fmt", "yuv420p", "-g", "30"])
-        .args(["-c:a", "aac", "-b:a", "96k", "-f", "flv", url])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("ffmpeg")
 }
 
 /// Reads `seconds` of a stream over RTMP into an FLV file and returns ffprobe's (codec, frames) per stream.

@@ -17,7 +17,7 @@ pub struct RouteName(Arc<str>);
 
 impl RouteName {
     /// Names that would shadow the router's own HTTP paths.
-    pub const RESERVED: [&'static str; 6] = ["v1", "metrics", "healthz", "assets", "static", "web"];
+    pub const RESERVED: [&'static str; 7] = ["v1", "api", "metrics", "healthz", "assets", "static", "web"];
 
     /// Path segments after the first that would make the name's HTTP paths ambiguous (`/NAME/whep` is a route's
     /// WHEP endpoint, not a route whose last segment is "whep").

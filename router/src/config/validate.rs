@@ -67,6 +67,7 @@ pub fn validate(
     let routes = cx.routes(route_specs, &defaults, &plugins, &server);
     if let (Some(spec), Some(accounts)) = (&spec.accounts, &accounts) {
         cx.camera_template(spec, accounts, &routes);
+        cx.accounts_paths_free(&plugins);
     }
     if cx.errors.is_empty() {
         let plugin_positions = cx.plugin_positions;
@@ -753,6 +754,27 @@ impl Validator<'_> {
             prefix.map(|p| RouteName::template(&p))
         });
         AccountsConfig { registration, token_ttl, cameras }
+    }
+
+    /// The accounts answer `/api/auth` and `/api/cameras`: no signaling plugin may take those paths from them.
+    fn accounts_paths_free(&mut self, plugins: &BTreeMap<String, PluginConfig>) {
+        const PATHS: [&str; 2] = ["/api/auth", "/api/cameras"];
+        for (name, plugin) in plugins {
+            let Some(mount) = &plugin.mount else { continue };
+            for prefix in std::iter::once(mount.path.as_str()).chain(mount.http.as_deref()) {
+                let prefix = prefix.trim_end_matches('/');
+                let Some(taken) = PATHS.iter().find(|p| p.starts_with(prefix) || prefix.starts_with(**p)) else {
+                    continue;
+                };
+                let at = self.plugin_positions.get(name).copied().unwrap_or((1, 1));
+                self.errors.push(ConfigError::at_line_col(
+                    self.file,
+                    at,
+                    format!("plugin \"{name}\": \"{prefix}\" overlaps {taken}, which the [accounts] answer"),
+                    Some(format!("give the plugin another path (e.g. \"/signal{prefix}\"), or remove [accounts]")),
+                ));
+            }
+        }
     }
 
     /// `accounts.cameras` names a template of the file that takes publishers and asks the accounts.
