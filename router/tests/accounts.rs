@@ -81,7 +81,7 @@ async fn accounts_cameras_keys_and_sessions() {
         format!(
             "[server]\nhttp = \"127.0.0.1:0\"\nrtsp = \"127.0.0.1:0\"\nrtmp = \"127.0.0.1:{port}\"\nwebrtc = {{ udp = \"127.0.0.1:0\" }}\n\
              data_dir = \"{}\"\n\n[accounts]\nregistration = \"admin\"\ncameras = \"cameras/*\"\n\n\
-             [[route]]\nname = \"cameras/*\"\nfrom = \"rtmp\"\nto = [\"whep\", \"rtmp\"]\nauth = \"accounts\"\nidle_timeout = \"1s\"\n",
+             [[route]]\nname = \"cameras/*\"\nfrom = \"publisher\"\nto = [\"whep\", \"rtmp\"]\nauth = \"accounts\"\nidle_timeout = \"1s\"\n",
             dir.path().join("data").display()
         ),
     )
@@ -153,7 +153,8 @@ async fn accounts_cameras_keys_and_sessions() {
     assert_eq!(status, StatusCode::OK, "{urls}");
     let publish_url = urls["rtmp"].as_str().expect("rtmp url").to_string();
     assert!(publish_url.ends_with(&format!("/cameras/{id}/{key}")), "{urls}");
-    assert!(urls["whip"].is_null(), "the template takes RTMP publishers only: {urls}");
+    assert!(urls["whip"].as_str().is_some_and(|u| u.ends_with(&format!("/cameras/{id}/whip"))), "{urls}");
+    assert!(urls["rtsp"].is_null(), "the template does not serve RTSP: {urls}");
     assert!(urls["whep"].as_str().is_some_and(|u| u.ends_with(&format!("/cameras/{id}/whep"))), "{urls}");
 
     // Carol cannot see, change or delete it; the admin can see it.

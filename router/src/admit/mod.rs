@@ -14,7 +14,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::auth::{Action, AuthGate, Credentials, Outcome, Protocol};
-use crate::config::model::{Output, PublishProtocol, RouteConfig, RouteTable, Source};
+use crate::config::model::{Output, PublishProtocol, RouteConfig, RouteTable};
 use crate::plugin::Plugins;
 use crate::route::RouteHandle;
 
@@ -213,17 +213,16 @@ impl Admission {
 /// Whether the route takes what is asked: a publisher of its `from` protocol, a reader of an output it lists.
 fn check_route(config: &RouteConfig, wants: &Wants) -> Result<(), Refusal> {
     match wants {
-        Wants::Publish(protocol) if config.from != (Source::Publish { protocol: *protocol }) => {
-            Err(Refusal::NotPublishable {
-                route: config.name.to_string(),
-                from: config.from.redacted(),
-                protocol: match protocol {
-                    PublishProtocol::Whip => "WHIP",
-                    PublishProtocol::Rtmp => "RTMP",
-                    PublishProtocol::Rtsp => "RTSP",
-                },
-            })
-        }
+        Wants::Publish(protocol) if !config.from.takes(*protocol) => Err(Refusal::NotPublishable {
+            route: config.name.to_string(),
+            from: config.from.redacted(),
+            protocol: match protocol {
+                PublishProtocol::Whip => "WHIP",
+                PublishProtocol::Rtmp => "RTMP",
+                PublishProtocol::Rtsp => "RTSP",
+                PublishProtocol::Any => "any",
+            },
+        }),
         Wants::Read(output) if !config.to.contains(output) => {
             Err(Refusal::OutputNotAllowed { route: config.name.to_string(), output: output.to_string() })
         }

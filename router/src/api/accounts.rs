@@ -21,7 +21,7 @@ use super::{ApiError, AppState};
 use crate::accounts::tokens::Claims;
 use crate::accounts::{Accounts, AccountsError, Camera, Session, User};
 use crate::auth::Credentials;
-use crate::config::model::{Output, PublishProtocol, Source};
+use crate::config::model::{Output, PublishProtocol};
 use crate::route::RouteState;
 
 #[derive(Debug, Deserialize)]
@@ -177,7 +177,7 @@ pub async fn stream(
         _ => http_host.clone(),
     };
     let server = &dir.table.server;
-    let publishes = |p: PublishProtocol| template.from == Source::Publish { protocol: p };
+    let publishes = |p: PublishProtocol| template.from.takes(p);
     let key = &camera.stream_key;
     let url = |cond: bool, url: String| if cond { Value::String(url) } else { Value::Null };
     Ok(Json(json!({

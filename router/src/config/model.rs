@@ -629,6 +629,10 @@ pub enum PublishProtocol {
     Whip,
     Rtmp,
     Rtsp,
+    /// `from = "publisher"`: a publisher of any protocol the router takes (a camera pushing RTMP today and WHIP
+    /// tomorrow keeps its route).
+    #[serde(rename = "publisher")]
+    Any,
 }
 
 impl PublishProtocol {
@@ -637,7 +641,15 @@ impl PublishProtocol {
             PublishProtocol::Whip => "whip",
             PublishProtocol::Rtmp => "rtmp",
             PublishProtocol::Rtsp => "rtsp",
+            PublishProtocol::Any => "publisher",
         }
+    }
+}
+
+impl Source {
+    /// Whether a publisher using `protocol` may publish into a route with this source.
+    pub fn takes(&self, protocol: PublishProtocol) -> bool {
+        matches!(self, Source::Publish { protocol: p } if *p == protocol || *p == PublishProtocol::Any)
     }
 }
 

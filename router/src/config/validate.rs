@@ -18,8 +18,7 @@ use super::units::{parse_duration, parse_size};
 
 const OUTPUTS_HELP: &str =
     "outputs are \"whep\", \"rtsp\", \"rtmp\", \"record:<plugin>\", or an rtmp:// or rtsp:// URL to push to";
-const SOURCES_HELP: &str =
-    "write \"demo\"; \"whip\", \"rtmp\" or \"rtsp\" to take a publisher; or an rtsp:// or rtmp:// URL to pull from";
+const SOURCES_HELP: &str = "write \"demo\"; \"whip\", \"rtmp\" or \"rtsp\" to take a publisher of that protocol, \"publisher\" for any; or an rtsp:// or rtmp:// URL to pull from";
 
 /// Messages quote values as written in the file, never after `${VAR}` expansion: expanded values are often
 /// secrets, and these messages reach logs and the API.
@@ -1090,8 +1089,11 @@ impl Validator<'_> {
                 self.err(
                     v.span(),
                     format!(
-                        "{ctx}: `on_demand` needs a source the router pulls, not a {} publisher",
-                        protocol.as_str()
+                        "{ctx}: `on_demand` needs a source the router pulls, not {}",
+                        match protocol {
+                            PublishProtocol::Any => "publishers".to_string(),
+                            p => format!("a {} publisher", p.as_str()),
+                        }
                     ),
                     Some("remove `on_demand`: a publish route simply waits for its publisher".to_string()),
                 );
@@ -1202,6 +1204,9 @@ impl Validator<'_> {
             }
             "rtsp" => {
                 return Some(Source::Publish { protocol: PublishProtocol::Rtsp });
+            }
+            "publisher" => {
+                return Some(Source::Publish { protocol: PublishProtocol::Any });
             }
             "whep" => {
                 self.err(
@@ -1722,11 +1727,11 @@ auth = "none"
         let route = |from: &str| format!("[[route]]\nname = \"r\"\nfrom = \"{from}\"\nto = [\"whep\"]\n");
         assert_eq!(
             error(&route("whep")),
-            "routes.toml:3:8: route \"r\": `from`: \"whep\" is a playback protocol, not a source\n  help: to let browsers play this route put \"whep\" in `to`; for `from` write \"demo\"; \"whip\", \"rtmp\" or \"rtsp\" to take a publisher; or an rtsp:// or rtmp:// URL to pull from"
+            "routes.toml:3:8: route \"r\": `from`: \"whep\" is a playback protocol, not a source\n  help: to let browsers play this route put \"whep\" in `to`; for `from` write \"demo\"; \"whip\", \"rtmp\" or \"rtsp\" to take a publisher of that protocol, \"publisher\" for any; or an rtsp:// or rtmp:// URL to pull from"
         );
         assert_eq!(
             error(&route("http://cam/x")),
-            "routes.toml:3:8: route \"r\": `from`: cannot pull from http:// URLs\n  help: write \"demo\"; \"whip\", \"rtmp\" or \"rtsp\" to take a publisher; or an rtsp:// or rtmp:// URL to pull from"
+            "routes.toml:3:8: route \"r\": `from`: cannot pull from http:// URLs\n  help: write \"demo\"; \"whip\", \"rtmp\" or \"rtsp\" to take a publisher of that protocol, \"publisher\" for any; or an rtsp:// or rtmp:// URL to pull from"
         );
         assert_eq!(
             error(&route("rtsp://")),
@@ -1950,7 +1955,7 @@ auth = "none"
         let e = error("[[route]]\nname = \"a\"\nfrom = \"${CAM_PASS}\"\nto = [\"whep\"]\n");
         assert_eq!(
             e,
-            "routes.toml:3:8: route \"a\": `from`: \"${CAM_PASS}\" is not a source\n  help: write \"demo\"; \"whip\", \"rtmp\" or \"rtsp\" to take a publisher; or an rtsp:// or rtmp:// URL to pull from"
+            "routes.toml:3:8: route \"a\": `from`: \"${CAM_PASS}\" is not a source\n  help: write \"demo\"; \"whip\", \"rtmp\" or \"rtsp\" to take a publisher of that protocol, \"publisher\" for any; or an rtsp:// or rtmp:// URL to pull from"
         );
         assert!(!e.contains("hunter2"));
     }

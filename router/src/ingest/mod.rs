@@ -19,7 +19,9 @@ pub fn source_for(route: &RouteConfig) -> RouteSource {
     match &route.from {
         Source::Demo => RouteSource::Pull(Arc::new(demo::DemoSource)),
         // Publishers attach when they connect: WHIP through `ingest::whip`, RTMP through `ingest::rtmp_publish`.
-        Source::Publish { protocol: PublishProtocol::Whip | PublishProtocol::Rtmp } => RouteSource::Publish,
+        Source::Publish { protocol: PublishProtocol::Whip | PublishProtocol::Rtmp | PublishProtocol::Any } => {
+            RouteSource::Publish
+        }
         Source::Publish { protocol } => RouteSource::Unavailable(format!(
             "taking {} publishers is not available in this build yet",
             protocol.as_str().to_uppercase()
