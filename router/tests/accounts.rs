@@ -66,6 +66,7 @@ fn rtmp_plays(url: &str) -> bool {
             "null",
             "-",
         ])
+        .stderr(std::process::Stdio::null())
         .status()
         .expect("ffmpeg reader")
         .success()
