@@ -1,9 +1,9 @@
 // The cameras page, on the `signal-cameras` plugin: as a camera (?camera=ID) it publishes getUserMedia into the
-// camera's route; as the admin grid it lists the cameras (GET /api/cameras) and plays one per tile on click.
+// camera's route; as the admin grid it lists the cameras (GET /api/signal-cameras) and plays one per tile on click.
 // Signaling: join-room {cameraId, role}, offer/answer {cameraId, sdp}, ice-candidate, camera-status.
 const params = new URLSearchParams(location.search);
 const path = params.get('path') ?? '/cameras/socket.io/';
-const api = params.get('api') ?? '/api/cameras';
+const api = params.get('api') ?? '/api/signal-cameras';
 const state = document.getElementById('state');
 const error = document.getElementById('error');
 /** For tests: cameraId -> { pc, status } of this page's sessions. */

@@ -84,7 +84,7 @@ http = "/api/rooms"
 [plugins.cameras]
 source = "builtin:signal-cameras"
 mount = "/cameras/socket.io/"
-http = "/api/cameras"
+http = "/api/signal-cameras"
 config = { route = "cam-{cameraId}" }
 
 [plugins.live]

@@ -57,7 +57,7 @@ test('a camera publishes through signal-cameras; two viewers play it while camer
     }, (n) => n > 10, 'a viewer decodes the camera');
     await poll(v, () => window.sluiceCameras.get('door').status, (s) => s === 'streaming', 'camera-status streaming');
   }
-  const listed = await (await fetch(`${router.base}/api/cameras`)).json();
+  const listed = await (await fetch(`${router.base}/api/signal-cameras`)).json();
   assert.deepEqual(listed.cameras.map((c) => [c.cameraId, c.status, c.viewers]), [['door', 'streaming', 2]]);
   await camera.close();
   for (const v of viewers) {

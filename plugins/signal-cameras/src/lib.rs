@@ -14,7 +14,7 @@
 //!
 //! Config: `route` maps a camera id to its route name, `{cameraId}` standing for the id (default "{cameraId}");
 //! the route must exist in routes.toml with `from = "whip"` and `whep` in `to`. REST under the plugin's `http`
-//! prefix (e.g. "/api/cameras"): `GET` lists the cameras connected to now (as camera or viewed) with their status and
+//! prefix (e.g. "/api/signal-cameras"): `GET` lists the cameras connected to now (as camera or viewed) with their status and
 //! viewer count.
 
 use std::collections::{BTreeMap, HashMap};
