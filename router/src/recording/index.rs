@@ -9,6 +9,8 @@ use std::sync::Arc;
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 use sluice_store::{Store, StoreError};
+
+use crate::config::model::RouteTable;
 use tokio::sync::mpsc;
 
 use super::probe;
@@ -59,6 +61,9 @@ pub enum IndexError {
 #[derive(Debug)]
 pub struct Index {
     store: Store,
+    /// The routes in force: a file found on disk is filed under the longest leading folders that name one of
+    /// them (or a name a template matches): `cameras/7/2026-...mp4` is route `cameras/7`.
+    table: std::sync::RwLock<Option<Arc<RouteTable>>>,
 }
 
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS recordings (
@@ -80,7 +85,7 @@ impl Index {
     /// The index in `store`, its table created if missing. Blocking: call it off the async threads.
     pub fn open(store: Store) -> Result<Arc<Index>, IndexError> {
         store.call_blocking(|c| c.execute_batch(SCHEMA))?;
-        Ok(Arc::new(Index { store }))
+        Ok(Arc::new(Index { store, table: std::sync::RwLock::new(None) }))
     }
 
     /// The database the index lives in (other parts of the router keep their tables there too).
@@ -112,7 +117,10 @@ impl Index {
                     .saturating_sub(duration_ms)
             }
         };
-        let route = route.unwrap_or_else(|| path.split('/').next().unwrap_or(path)).to_string();
+        let route = match route {
+            Some(route) => route.to_string(),
+            None => self.route_of(path),
+        };
         let (root_text, path, filed_as) = (root.to_string_lossy().into_owned(), path.to_string(), route.clone());
         let (size, codecs) = (meta.len() as i64, probed.codecs.join(","));
         self.store.call_blocking(move |c| {
@@ -165,6 +173,30 @@ impl Index {
             }
         }
         Ok((added, removed))
+    }
+
+    /// Uses `table` to tell which route a file found on disk belongs to.
+    pub fn use_table(&self, table: Arc<RouteTable>) {
+        *self.table.write().unwrap_or_else(|p| p.into_inner()) = Some(table);
+    }
+
+    /// The route a file at `path` was recorded from: its longest leading folders that name a route (or that a
+    /// template matches), else its first folder (how the default name template files recordings).
+    fn route_of(&self, path: &str) -> String {
+        let table = self.table.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let folders: Vec<usize> = path.match_indices('/').map(|(i, _)| i).collect();
+        let known = |name: &str| {
+            table
+                .as_ref()
+                .is_some_and(|t| t.routes.iter().any(|r| r.name.as_str() == name) || t.template_for(name).is_some())
+        };
+        folders
+            .iter()
+            .rev()
+            .map(|&end| &path[..end])
+            .find(|name| known(name))
+            .unwrap_or_else(|| path.split('/').next().unwrap_or(path))
+            .to_string()
     }
 
     /// Recordings of `route` (all when `None`) overlapping [from_ms, to_ms), oldest first.
@@ -231,5 +263,27 @@ pub async fn run_indexer(index: Arc<Index>, mut changes: mpsc::UnboundedReceiver
             Ok(Err(e)) => tracing::warn!(error = %e, "recordings index not updated"),
             Err(e) => tracing::error!(error = %e, "recordings indexer task failed"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_found_on_disk_is_filed_under_the_route_its_folders_name() {
+        let index = Index::in_memory().expect("index");
+        assert_eq!(index.route_of("cameras/7/2026-12-04_10-00-00.mp4"), "cameras", "no table yet: the first folder");
+        let table = crate::config::parse(
+            "[[route]]\nname = \"cameras/*\"\nfrom = \"rtmp\"\nto = [\"whep\"]\n\n\
+             [[route]]\nname = \"door\"\nfrom = \"whip\"\nto = [\"whep\"]\n",
+            "routes.toml",
+            &|_| None,
+        )
+        .expect("valid");
+        index.use_table(Arc::new(table));
+        assert_eq!(index.route_of("cameras/7/2026-12-04_10-00-00.mp4"), "cameras/7");
+        assert_eq!(index.route_of("door/2026-12-04_10-00-00.mp4"), "door");
+        assert_eq!(index.route_of("gone/2026/12/04/10-00-00.mp4"), "gone", "a route no longer configured");
     }
 }

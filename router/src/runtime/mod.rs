@@ -698,6 +698,7 @@ impl Runtime {
             ))
         })?;
         let mut set = RouteSet::start(table);
+        index.use_table(Arc::clone(set.table()));
         recover_and_index(&plugins, &Plugins::default(), &index);
         set.use_plugins(plugins.clone());
         let outcome = ReloadOutcome {
@@ -964,6 +965,7 @@ async fn apply_loaded(
     let mut plugins = prev.plugins.clone();
     let (result, config_error, applied, rejected) = match loaded {
         Ok((table, new_plugins, plugins_reloaded)) => {
+            recordings.index.use_table(Arc::new(table.clone()));
             recover_and_index(&new_plugins, &plugins, &recordings.index);
             plugins = new_plugins;
             set.plugins = plugins.clone();

@@ -452,6 +452,14 @@ impl Shard {
             s.drain(Instant::now(), out, &mut Vec::new());
         });
         let Some(session) = self.sessions.remove(&key) else { return };
+        // A publisher that went without ending its session (no DELETE): the route records it, so the publish
+        // counts as failed rather than finished.
+        if why == "peer gone"
+            && let Role::Publisher(p) = &session.role
+        {
+            let error = "the WHIP publisher went without ending its session (ICE or DTLS lost)".to_string();
+            let _ = p.feed.try_send(crate::route::SourceEvent::Problem { error });
+        }
         self.timers.remove(&(session.next_timeout, key));
         self.ids.remove(&session.id);
         self.by_ufrag.remove(&session.ufrag);
