@@ -48,6 +48,9 @@ def main():
         state["posted"] = True
         sdp = description.sdp.as_text()
         if "GST_WHIP_DEBUG" in __import__("os").environ: print(sdp, file=sys.stderr)
+        if "a=candidate" not in sdp:
+            return fail("libnice gathered no ICE candidates (it ignores loopback): run in the network namespace "
+                        "router/tests/browser.rs makes, with its veth pair")
         request = urllib.request.Request(endpoint, data=sdp.encode(), method="POST",
                                          headers={"Content-Type": "application/sdp"})
         try:

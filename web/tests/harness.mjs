@@ -1,6 +1,6 @@
 // Shared by the browser tests: starts the real `sluice` binary on a temporary routes file and headless Chromium,
-// and stops both however a test ends. Run inside a private network namespace (see router/tests/browser.rs) so
-// ICE only ever sees 127.0.0.1.
+// and stops both however a test ends. Run inside the private network namespace router/tests/browser.rs makes:
+// loopback plus a veth pair, since GStreamer's ICE (libnice) never gathers loopback candidates.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
