@@ -84,6 +84,12 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
             runtime.admission.gate().use_accounts(std::sync::Arc::new(accounts.clone()));
             crate::accounts::sessions::spawn(accounts.clone());
             tracing::info!("accounts on: /api/auth and /api/cameras");
+            if dir.table.server.api_auth.is_none() {
+                tracing::warn!(
+                    "accounts are on but /v1 is open (`api_auth = \"none\"`): whoever reaches the HTTP port can change \
+                     routes, the cameras' template included; set `api_auth = \"accounts\"` (admins' logins) or an auth plugin"
+                );
+            }
             Some(accounts)
         }
     };

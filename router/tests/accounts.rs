@@ -182,7 +182,10 @@ async fn accounts_cameras_keys_and_sessions() {
         .wait_with_output()
         .expect("ffmpeg");
     assert!(!wrong.status.success());
-    assert!(String::from_utf8_lossy(&wrong.stderr).contains("wrong or missing stream key"), "{wrong:?}");
+    assert!(
+        String::from_utf8_lossy(&wrong.stderr).contains("not your camera, or not a valid login or stream key"),
+        "{wrong:?}"
+    );
 
     // Published with the key: the camera streams, a session is active; its owner plays it, Carol does not.
     let mut publisher = ffmpeg_rtmp_publish(&publish_url.replace("localhost", "127.0.0.1"), 60);

@@ -33,25 +33,29 @@ impl AccountsDecider for Accounts {
                 None => Decision::Deny("not a valid login".into()),
             };
         }
+        // One answer for a camera that is not there and one that is someone else's: neither tells which.
+        let refused = || Decision::Deny("not your camera, or not a valid login or stream key".into());
         let Some(camera) = self.camera_of(&request.route) else {
+            // Under the cameras' prefix, only cameras (a name like `cameras/abc` is no one's).
+            if self.under_camera_prefix(&request.route) {
+                return refused();
+            }
+            // Other routes with `auth = "accounts"`: any login reads, admins publish and play back (recordings of
+            // routes no longer configured land here too).
             return match (login, request.action) {
-                (Some(c), Action::Publish) if !c.admin => Decision::Deny("only admins publish here".into()),
-                (Some(c), _) => allow(user(&c)),
-                (None, _) => Decision::Deny("not a valid login".into()),
+                (Some(c), Action::Read) => allow(user(&c)),
+                (Some(c), _) if c.admin => allow(user(&c)),
+                _ => refused(),
             };
         };
-        let Some(access) = self.access(camera) else {
-            return Decision::Deny(format!("there is no camera {camera}"));
-        };
+        let Some(access) = self.access(camera) else { return refused() };
         let owns = |c: &Claims| c.admin || c.user_id() == Some(access.owner);
         match (login, request.action) {
             (Some(c), _) if owns(&c) => allow(user(&c)),
-            (Some(_), _) => Decision::Deny(format!("camera {camera} is not yours")),
             (None, Action::Publish) if constant_time_eq(secret.as_bytes(), access.key.as_bytes()) => {
                 allow(format!("camera {camera}"))
             }
-            (None, Action::Publish) => Decision::Deny("wrong or missing stream key".into()),
-            (None, _) => Decision::Deny("not a valid login".into()),
+            _ => refused(),
         }
     }
 }

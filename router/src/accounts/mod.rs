@@ -110,7 +110,13 @@ struct Inner {
     cameras: RwLock<HashMap<i64, CameraAccess>>,
     /// Verified when a login names no user, so that a wrong username costs what a wrong password does.
     dummy_hash: String,
+    /// Password hashes (19 MiB and tens of milliseconds each) computed at once, at most: a flood of logins or
+    /// registrations queues instead of taking every blocking thread and gigabytes.
+    hashing: tokio::sync::Semaphore,
 }
+
+/// See `Inner::hashing`.
+const HASHES_AT_ONCE: usize = 2;
 
 fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
@@ -136,8 +142,16 @@ impl Accounts {
         })?;
         let dummy_hash =
             crate::credentials::hash_password("not a password anyone has").map_err(AccountsError::Internal)?;
-        let accounts =
-            Accounts { inner: Arc::new(Inner { store, signer, runtime, cameras: RwLock::new(cameras), dummy_hash }) };
+        let accounts = Accounts {
+            inner: Arc::new(Inner {
+                store,
+                signer,
+                runtime,
+                cameras: RwLock::new(cameras),
+                dummy_hash,
+                hashing: tokio::sync::Semaphore::new(HASHES_AT_ONCE),
+            }),
+        };
         Ok(accounts)
     }
 
@@ -172,15 +186,26 @@ impl Accounts {
         let username = check_username(username)?;
         let email = check_email(email)?;
         check_password(password)?;
+        let admin_only = self.config().registration == crate::config::model::Registration::Admin;
+        let by_admin = by.is_some_and(|c| c.admin);
+        // Refused before the costly hash (checked again in the insert's transaction, against a race).
+        if admin_only && !by_admin {
+            let users: i64 =
+                self.inner.store.call(|c| c.query_row("SELECT count(*) FROM users", [], |r| r.get(0))).await?;
+            if users > 0 {
+                return Err(AccountsError::Forbidden(
+                    "registration is closed (registration = \"admin\"): an admin creates accounts".into(),
+                ));
+            }
+        }
         let hash = {
             let password = password.to_string();
+            let _permit = self.inner.hashing.acquire().await.map_err(|e| AccountsError::Internal(e.to_string()))?;
             tokio::task::spawn_blocking(move || crate::credentials::hash_password(&password))
                 .await
                 .map_err(|e| AccountsError::Internal(e.to_string()))?
                 .map_err(AccountsError::Internal)?
         };
-        let admin_only = self.config().registration == crate::config::model::Registration::Admin;
-        let by_admin = by.is_some_and(|c| c.admin);
         let created = now_ms();
         let user = self
             .inner
@@ -244,6 +269,7 @@ impl Accounts {
             .await?;
         let hash = found.as_ref().map_or_else(|| self.inner.dummy_hash.clone(), |(_, h)| h.clone());
         let password = password.to_string();
+        let _permit = self.inner.hashing.acquire().await.map_err(|e| AccountsError::Internal(e.to_string()))?;
         let matches = tokio::task::spawn_blocking(move || {
             PasswordHash::new(&hash)
                 .is_ok_and(|h| argon2::Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
@@ -422,6 +448,12 @@ impl Accounts {
             return None;
         }
         id.parse().ok()
+    }
+
+    /// Whether `route` is under the camera template's prefix (`cameras/...`), a camera's or not.
+    pub fn under_camera_prefix(&self, route: &str) -> bool {
+        let prefix = self.config().cameras.and_then(|t| t.template_prefix().map(str::to_string));
+        prefix.is_some_and(|p| route.strip_prefix(&p).is_some_and(|rest| rest.starts_with('/')))
     }
 
     fn remember(&self, camera: &Camera) {

@@ -61,11 +61,11 @@ pub async fn login(
     let gate = state.runtime.admission.gate();
     // Already the client's address when it came through a trusted proxy (see serve.rs).
     let ip = remote.ip();
-    if let Err(retry_after) = gate.begin_attempt(Some(ip)) {
-        return Err(super::auth::refusal(&crate::auth::Outcome::TooManyFailures { retry_after }, &[]));
-    }
+    let attempt = gate
+        .begin_attempt(Some(ip))
+        .map_err(|retry_after| super::auth::refusal(&crate::auth::Outcome::TooManyFailures { retry_after }, &[]))?;
     let result = accounts.login(&body.username, &body.password).await;
-    gate.end_attempt(Some(ip), matches!(result, Err(AccountsError::WrongLogin))).await;
+    attempt.finish(matches!(result, Err(AccountsError::WrongLogin))).await;
     let (token, expires_at, user) = result.map_err(error)?;
     Ok(Json(json!({
         "token": token,

@@ -195,14 +195,11 @@ impl AuthGate {
     }
 
     /// Starts an attempt from `ip` that is checked elsewhere (a password login), under the failure limit: `Err`
-    /// with how long to wait when the address is over it. End it with [`end_attempt`](Self::end_attempt).
-    pub fn begin_attempt(&self, ip: Option<IpAddr>) -> Result<(), Duration> {
-        self.admit(ip)
-    }
-
-    /// Ends an attempt begun with [`begin_attempt`](Self::begin_attempt); a failure counts and is answered late.
-    pub async fn end_attempt(&self, ip: Option<IpAddr>, failed: bool) {
-        self.settle(ip, failed).await;
+    /// with how long to wait when the address is over it. The attempt counts as under way until
+    /// [`Attempt::finish`], or until it is dropped (a client that hung up mid-check), which counts nothing.
+    pub fn begin_attempt(self: &Arc<Self>, ip: Option<IpAddr>) -> Result<Attempt, Duration> {
+        self.admit(ip)?;
+        Ok(Attempt { gate: Arc::clone(self), ip, open: true })
     }
 
     /// Starts a check from `ip`, unless that address is over the limit.
@@ -230,6 +227,14 @@ impl AuthGate {
 
     /// Ends a check started by [`admit`](Self::admit); a failure counts and is answered after [`FAILURE_DELAY`].
     async fn settle(&self, ip: Option<IpAddr>, failed: bool) {
+        self.record(ip, failed);
+        if failed && ip.is_some() {
+            tokio::time::sleep(FAILURE_DELAY).await;
+        }
+    }
+
+    /// The bookkeeping of [`settle`](Self::settle): the check is no longer under way; a failure counts.
+    fn record(&self, ip: Option<IpAddr>, failed: bool) {
         let Some(ip) = ip else { return };
         {
             let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
@@ -243,8 +248,29 @@ impl AuthGate {
                 }
             }
         }
-        if failed {
-            tokio::time::sleep(FAILURE_DELAY).await;
+    }
+}
+
+/// A check made outside the gate (a password login), counted under the failure limit while under way.
+#[derive(Debug)]
+pub struct Attempt {
+    gate: Arc<AuthGate>,
+    ip: Option<IpAddr>,
+    open: bool,
+}
+
+impl Attempt {
+    /// Ends the attempt; a failure counts and is answered late.
+    pub async fn finish(mut self, failed: bool) {
+        self.open = false;
+        self.gate.settle(self.ip, failed).await;
+    }
+}
+
+impl Drop for Attempt {
+    fn drop(&mut self) {
+        if self.open {
+            self.gate.record(self.ip, false);
         }
     }
 }

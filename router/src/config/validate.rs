@@ -715,8 +715,8 @@ impl Validator<'_> {
     fn accounts(&mut self, spec: &Spanned<AccountsSpec>) -> AccountsConfig {
         let spec = spec.get_ref();
         let registration = match spec.registration.as_ref().map(|r| (r.get_ref().as_str(), r)) {
-            None | Some(("open", _)) => Registration::Open,
-            Some(("admin", _)) => Registration::Admin,
+            Some(("open", _)) => Registration::Open,
+            None | Some(("admin", _)) => Registration::Admin,
             Some((other, r)) => {
                 self.err(
                     r.span(),
@@ -809,6 +809,18 @@ impl Validator<'_> {
                 ),
             ),
             Some(_) => {}
+        }
+        // A route of a camera's name would take its publisher (exact names win over templates): only with the
+        // accounts deciding.
+        let prefix = format!("{}/", name.template_prefix().unwrap_or_default());
+        for route in routes.iter().filter(|r| r.name.as_str().starts_with(&prefix) && &r.name != name) {
+            if route.auth.as_deref() != Some(ACCOUNTS_AUTH) {
+                self.err(
+                    at.span(),
+                    format!("`accounts.cameras`: route \"{}\" is under the cameras' prefix but not `auth = \"{ACCOUNTS_AUTH}\"`: it would take a camera's publisher and viewers", route.name),
+                    Some(format!("rename it, or give it `auth = \"{ACCOUNTS_AUTH}\"`")),
+                );
+            }
         }
     }
 

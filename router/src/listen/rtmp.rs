@@ -290,8 +290,11 @@ impl Connection {
         let app = app.trim_matches('/');
         // App and stream name together are the path: `live` + `cam1/KEY` or `live/cam1` + `KEY` alike. The route
         // is its longest start that names a route (an exact name, else a template's), the rest the key as sent.
-        let path = format!("{app}/{}", stream.trim_start_matches('/'));
-        let path = path.trim_end_matches('/');
+        // Empty segments dropped (an OBS server URL with no app, a doubled '/'); a name has at most 64 segments,
+        // and one more is the key.
+        let segments: Vec<&str> = app.split('/').chain(stream.split('/')).filter(|s| !s.is_empty()).take(65).collect();
+        let path = segments.join("/");
+        let path = path.as_str();
         // A name has at most RouteName::MAX_LEN characters: longer starts are never tried (nor split further).
         let ends = path.char_indices().filter(|(_, c)| *c == '/').map(|(i, _)| i).chain([path.len()]);
         let ends: Vec<usize> = ends.filter(|i| *i <= RouteName::MAX_LEN).collect();
