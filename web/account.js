@@ -71,6 +71,20 @@ $('register').addEventListener('submit', async (event) => {
 
 $('logout').addEventListener('click', signOut);
 
+// Admins add people (with registration = "admin" nobody else can): the new account, not a login as it.
+$('add-person').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const data = Object.fromEntries(new FormData(event.target));
+  try {
+    showError(null);
+    const { user } = await api('POST', '/api/auth/register', data);
+    event.target.reset();
+    $('person-added').textContent = `added ${user.username}`;
+  } catch (e) {
+    showError(e);
+  }
+});
+
 $('add-camera').addEventListener('submit', async (event) => {
   event.preventDefault();
   const data = Object.fromEntries(new FormData(event.target));
@@ -247,6 +261,7 @@ async function render() {
   try {
     const { user } = await api('GET', '/api/auth/me');
     $('who').textContent = user.admin ? `${user.username} (admin)` : user.username;
+    $('add-person').hidden = !user.admin;
   } catch (e) {
     if (e.code === 'accounts_off') $('off').hidden = false;
     return;

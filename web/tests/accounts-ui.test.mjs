@@ -10,7 +10,7 @@ import { startRouter, startBrowser, waitFrames, SERVER } from './harness.mjs';
 const dir = mkdtempSync(join(tmpdir(), 'sluice-accounts-ui-'));
 const routes = `${SERVER.replace('data_dir = "data"', `data_dir = "${dir}/data"`)}
 [accounts]
-registration = "open"
+registration = "admin"
 cameras = "cameras/*"
 
 [[route]]
@@ -43,6 +43,19 @@ test('register, log in, add a camera, publish with its key from the phone page, 
   await page.fill('#register input[name="password"]', 'correct horse');
   await page.click('#register button[type="submit"]');
   await page.locator('#who', { hasText: 'ana (admin)' }).waitFor();
+
+  // The admin adds a person from the page; the admin stays logged in as the admin.
+  await page.fill('#add-person input[name="username"]', 'ben');
+  await page.fill('#add-person input[name="email"]', 'ben@example.com');
+  await page.fill('#add-person input[name="password"]', 'battery staple');
+  await page.click('#add-person button[type="submit"]');
+  await page.locator('#person-added', { hasText: 'added ben' }).waitFor();
+  await page.locator('#who', { hasText: 'ana (admin)' }).waitFor();
+  const ben = await fetch(`${router.base}/api/auth/login`, {
+    method: 'POST', headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ username: 'ben', password: 'battery staple' }),
+  });
+  assert.equal(ben.status, 200);
 
   await page.fill('#add-camera input[name="name"]', 'Phone');
   await page.click('#add-camera button[type="submit"]');
