@@ -226,8 +226,21 @@ async fn accounts_cameras_keys_and_sessions() {
     let statuses: Vec<Value> = api.sessions(&bob, id).await.iter().map(|s| s["status"].clone()).collect();
     assert_eq!(statuses, [json!("ended"), json!("error")], "newest first");
 
-    // A new key: the old one no longer publishes.
+    // A new key: a publisher streaming with the old one is cut off, and the old one no longer publishes.
+    let mut streaming = ffmpeg_rtmp_publish(&publish_url.replace("localhost", "127.0.0.1"), 60);
+    router.wait_log(|l| l["message"] == "accounts: camera streaming" && l["camera"] == id);
     let (status, rekeyed) = api.call("POST", &format!("{other}/key"), Some(&bob), None).await;
+    router.wait_log(|l| l["message"] == "accounts: camera route ended (key renewed or camera deleted)");
+    // A child's exit has no event to await short of blocking: polled in 20 ms steps, for at most 10 s.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let cut_off = loop {
+        if let Some(exit) = streaming.try_wait().expect("try_wait") {
+            break exit;
+        }
+        assert!(std::time::Instant::now() < deadline, "the publisher with the old key was not cut off");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(!cut_off.success(), "ffmpeg saw its stream end under it");
     assert_eq!(status, StatusCode::OK, "{rekeyed}");
     assert_ne!(rekeyed["stream_key"], key.as_str());
     let old =

@@ -390,7 +390,7 @@ impl Accounts {
         Ok(camera)
     }
 
-    /// A new stream key: the old one stops working for new publishes (one streaming now is not cut off).
+    /// A new stream key: the old one stops working, and a publisher streaming with it now is cut off.
     pub async fn new_key(&self, who: &Claims, id: i64) -> Result<Camera, AccountsError> {
         let mut camera = self.camera(who, id).await?;
         camera.stream_key = new_stream_key()?;
@@ -400,6 +400,8 @@ impl Accounts {
             .call(move |c| c.execute("UPDATE cameras SET stream_key = ?1 WHERE id = ?2", params![key, id]))
             .await?;
         self.remember(&camera);
+        // Whoever streams with the old key (a key that leaked, a device given away) is cut off now.
+        self.end_route(id).await;
         Ok(camera)
     }
 
@@ -407,6 +409,7 @@ impl Accounts {
         self.camera(who, id).await?;
         self.inner.store.call(move |c| c.execute("DELETE FROM cameras WHERE id = ?1", [id])).await?;
         self.inner.cameras.write().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        self.end_route(id).await;
         Ok(())
     }
 
@@ -454,6 +457,15 @@ impl Accounts {
     pub fn under_camera_prefix(&self, route: &str) -> bool {
         let prefix = self.config().cameras.and_then(|t| t.template_prefix().map(str::to_string));
         prefix.is_some_and(|p| route.strip_prefix(&p).is_some_and(|rest| rest.starts_with('/')))
+    }
+
+    /// Ends camera `id`'s route if it runs: its publisher and viewers are cut off.
+    async fn end_route(&self, id: i64) {
+        if let Some(route) = self.route_of(id)
+            && self.inner.runtime.end_made_route(&route).await
+        {
+            tracing::info!(camera = id, route = %route, "accounts: camera route ended (key renewed or camera deleted)");
+        }
     }
 
     fn remember(&self, camera: &Camera) {

@@ -309,6 +309,19 @@ impl RouteSet {
         !ended.is_empty()
     }
 
+    /// Ends route `name` now if it was made from a template (its publisher and readers are cut off); false when
+    /// there is no such route.
+    pub async fn end_made(&mut self, name: &RouteName) -> bool {
+        if !self.instances.contains_key(name) {
+            return false;
+        }
+        self.end_instance(name).await;
+        self.sync_pushes();
+        self.sync_recordings();
+        tracing::info!(route = %name, "route made from a template ended on request");
+        true
+    }
+
     async fn end_instance(&mut self, name: &RouteName) {
         self.instances.remove(name);
         if let Some((_, handle)) = self.routes.remove(name) {
@@ -666,6 +679,7 @@ pub struct Runtime {
     requests: mpsc::Sender<ReloadRequest>,
     records: mpsc::Sender<RecordRequest>,
     edits: mpsc::Sender<EditRequest>,
+    ends: mpsc::Sender<(RouteName, oneshot::Sender<bool>)>,
     shutdown: mpsc::Sender<oneshot::Sender<()>>,
     directory: tokio_watch::Receiver<Arc<Directory>>,
 }
@@ -725,10 +739,12 @@ impl Runtime {
         let (rec_tx, rec_rx) = mpsc::channel(16);
         let (edit_tx, edit_rx) = mpsc::channel(16);
         let (make_tx, make_rx) = mpsc::channel(64);
+        let (end_tx, end_rx) = mpsc::channel(16);
         let (stop_tx, stop_rx) = mpsc::channel(1);
         let published = Published { directory: dir_tx, routes: routes_tx };
         let recordings = Recordings { storages, index: Arc::clone(&index) };
-        let inbox = Inbox { reloads: req_rx, records: rec_rx, edits: edit_rx, makes: make_rx, shutdown: stop_rx };
+        let inbox =
+            Inbox { reloads: req_rx, records: rec_rx, edits: edit_rx, makes: make_rx, ends: end_rx, shutdown: stop_rx };
         tokio::spawn(run(path, set, published, inbox, recordings));
         Ok(Runtime {
             admission: Admission::new(routes_rx, Arc::default()).making_routes(make_tx),
@@ -736,6 +752,7 @@ impl Runtime {
             requests: req_tx,
             records: rec_tx,
             edits: edit_tx,
+            ends: end_tx,
             shutdown: stop_tx,
             directory: dir_rx,
         })
@@ -760,6 +777,16 @@ impl Runtime {
         let (reply, rx) = oneshot::channel();
         self.edits.send(EditRequest { edits, if_match, reply }).await.map_err(|_| EditRefusal::ShuttingDown)?;
         rx.await.map_err(|_| EditRefusal::ShuttingDown)?
+    }
+
+    /// Ends route `name` if it was made from a template: its publisher and readers are cut off (they may come
+    /// back and make it again, if admission lets them). True if it was running.
+    pub async fn end_made_route(&self, name: &RouteName) -> bool {
+        let (reply, rx) = oneshot::channel();
+        if self.ends.send((name.clone(), reply)).await.is_err() {
+            return false;
+        }
+        rx.await.unwrap_or(false)
     }
 
     pub fn directory(&self) -> Arc<Directory> {
@@ -800,6 +827,8 @@ struct Inbox {
     edits: mpsc::Receiver<EditRequest>,
     /// Routes to make from templates (admission asks when a publisher or reader comes for one).
     makes: mpsc::Receiver<MakeRoute>,
+    /// Routes made from templates to end now (a camera deleted or given a new key).
+    ends: mpsc::Receiver<(RouteName, oneshot::Sender<bool>)>,
     shutdown: mpsc::Receiver<oneshot::Sender<()>>,
 }
 
@@ -820,7 +849,7 @@ fn publish_routes(directory: &Published, set: &RouteSet) {
 }
 
 async fn run(path: PathBuf, mut set: RouteSet, directory: Published, inbox: Inbox, recordings: Recordings) {
-    let Inbox { reloads: mut requests, mut records, mut edits, mut makes, mut shutdown } = inbox;
+    let Inbox { reloads: mut requests, mut records, mut edits, mut makes, mut ends, mut shutdown } = inbox;
     let mut idle_check = tokio::time::interval(IDLE_CHECK);
     idle_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The listeners and data directory are set up once: reloads report changes against these.
@@ -838,6 +867,13 @@ async fn run(path: PathBuf, mut set: RouteSet, directory: Published, inbox: Inbo
             Some(req) = edits.recv() => {
                 let result = edit(&ctx, &mut set, req.edits, req.if_match).await;
                 let _ = req.reply.send(result);
+            }
+            Some((name, reply)) = ends.recv() => {
+                let ended = set.end_made(&name).await;
+                if ended {
+                    publish_routes(&directory, &set);
+                }
+                let _ = reply.send(ended);
             }
             Some(req) = makes.recv() => {
                 let made = set.make(&req.name, &req.template);
