@@ -75,15 +75,13 @@ pub async fn login(
     .into_response())
 }
 
-pub async fn me(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Result<Json<Value>, ApiError> {
-    let (accounts, who) = signed_in(&state, &headers, &uri)?;
+pub async fn me(SignedIn(accounts, who): SignedIn) -> Result<Json<Value>, ApiError> {
     let user = accounts.user(who.user_id().unwrap_or(-1)).await.map_err(error)?;
     let user = user.ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "this account is gone"))?;
     Ok(Json(json!({ "user": user_view(&user) })))
 }
 
-pub async fn list(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Result<Json<Value>, ApiError> {
-    let (accounts, who) = signed_in(&state, &headers, &uri)?;
+pub async fn list(State(state): State<AppState>, SignedIn(accounts, who): SignedIn) -> Result<Json<Value>, ApiError> {
     let cameras = accounts.cameras(&who).await.map_err(error)?;
     let mut out = Vec::with_capacity(cameras.len());
     for camera in &cameras {
@@ -92,8 +90,11 @@ pub async fn list(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -
     Ok(Json(Value::Array(out)))
 }
 
-pub async fn create(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
-    let (accounts, who) = signed_in(&state, request.headers(), request.uri())?;
+pub async fn create(
+    State(state): State<AppState>,
+    SignedIn(accounts, who): SignedIn,
+    request: Request,
+) -> Result<Response, ApiError> {
     let body: CameraBody = body(request, "{\"name\", \"resolution\": \"1280x720\" (optional)}").await?;
     let name = body.name.ok_or_else(|| bad_field("name", "missing"))?;
     let camera = accounts.add_camera(&who, &name, body.resolution.as_deref()).await.map_err(error)?;
@@ -103,10 +104,8 @@ pub async fn create(State(state): State<AppState>, request: Request) -> Result<R
 pub async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    uri: Uri,
+    SignedIn(accounts, who): SignedIn,
 ) -> Result<Json<Value>, ApiError> {
-    let (accounts, who) = signed_in(&state, &headers, &uri)?;
     let camera = accounts.camera(&who, camera_id(&id)?).await.map_err(error)?;
     Ok(Json(camera_view(&state, &accounts, &camera).await))
 }
@@ -114,9 +113,9 @@ pub async fn show(
 pub async fn update(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    SignedIn(accounts, who): SignedIn,
     request: Request,
 ) -> Result<Json<Value>, ApiError> {
-    let (accounts, who) = signed_in(&state, request.headers(), request.uri())?;
     let id = camera_id(&id)?;
     let body: CameraBody = body(request, "{\"name\", \"resolution\"} (either)").await?;
     let camera =
@@ -124,13 +123,7 @@ pub async fn update(
     Ok(Json(camera_view(&state, &accounts, &camera).await))
 }
 
-pub async fn delete(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    uri: Uri,
-) -> Result<StatusCode, ApiError> {
-    let (accounts, who) = signed_in(&state, &headers, &uri)?;
+pub async fn delete(Path(id): Path<String>, SignedIn(accounts, who): SignedIn) -> Result<StatusCode, ApiError> {
     accounts.delete_camera(&who, camera_id(&id)?).await.map_err(error)?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -138,21 +131,13 @@ pub async fn delete(
 pub async fn new_key(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    uri: Uri,
+    SignedIn(accounts, who): SignedIn,
 ) -> Result<Json<Value>, ApiError> {
-    let (accounts, who) = signed_in(&state, &headers, &uri)?;
     let camera = accounts.new_key(&who, camera_id(&id)?).await.map_err(error)?;
     Ok(Json(camera_view(&state, &accounts, &camera).await))
 }
 
-pub async fn sessions(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    uri: Uri,
-) -> Result<Json<Value>, ApiError> {
-    let (accounts, who) = signed_in(&state, &headers, &uri)?;
+pub async fn sessions(Path(id): Path<String>, SignedIn(accounts, who): SignedIn) -> Result<Json<Value>, ApiError> {
     let sessions = accounts.sessions(&who, camera_id(&id)?).await.map_err(error)?;
     Ok(Json(Value::Array(sessions.iter().map(session_view).collect())))
 }
@@ -161,10 +146,9 @@ pub async fn sessions(
 pub async fn stream(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    SignedIn(accounts, who): SignedIn,
     headers: HeaderMap,
-    uri: Uri,
 ) -> Result<Json<Value>, ApiError> {
-    let (accounts, who) = signed_in(&state, &headers, &uri)?;
     let camera = accounts.camera(&who, camera_id(&id)?).await.map_err(error)?;
     let route = accounts.route_of(camera.id).ok_or_else(no_template)?;
     let dir = state.runtime.directory();
@@ -212,13 +196,21 @@ fn login_of(accounts: &Accounts, headers: &HeaderMap, uri: &Uri) -> Option<Claim
     }
 }
 
-fn signed_in(state: &AppState, headers: &HeaderMap, uri: &Uri) -> Result<(Accounts, Claims), ApiError> {
-    let accounts = enabled(state)?;
-    let who = login_of(&accounts, headers, uri).ok_or_else(|| {
-        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "log in first: send `Authorization: Bearer TOKEN`")
-            .with_header(header::WWW_AUTHENTICATE, "Bearer realm=\"sluice\"")
-    })?;
-    Ok((accounts, who))
+/// A request with a valid login: the accounts and who is calling. 404 when accounts are off, 401 without a login.
+#[derive(Debug)]
+pub struct SignedIn(Accounts, Claims);
+
+impl axum::extract::FromRequestParts<AppState> for SignedIn {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &AppState) -> Result<Self, ApiError> {
+        let accounts = enabled(state)?;
+        let who = login_of(&accounts, &parts.headers, &parts.uri).ok_or_else(|| {
+            ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "log in first: send `Authorization: Bearer TOKEN`")
+                .with_header(header::WWW_AUTHENTICATE, "Bearer realm=\"sluice\"")
+        })?;
+        Ok(SignedIn(accounts, who))
+    }
 }
 
 fn camera_id(id: &str) -> Result<i64, ApiError> {
