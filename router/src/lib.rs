@@ -33,7 +33,8 @@ pub mod accounts;
 pub mod admit;
 pub mod api;
 pub mod auth;
-pub mod backoff;
+/// Shared with sluice-edge (the `sluice-client` crate).
+pub use sluice_client::backoff;
 pub mod config;
 pub mod connections;
 pub mod credentials;

@@ -49,28 +49,130 @@ pub fn split_annex_b(stream: &[u8]) -> Vec<&[u8]> {
 /// Groups NAL units into access units (ITU-T H.264 7.4.1.2.3): a new access unit starts at an AUD, at an
 /// SPS/PPS/SEI following a picture, or at a slice with `first_mb_in_slice == 0` following a picture.
 pub fn group_access_units<'a>(nals: &[&'a [u8]]) -> Vec<Vec<&'a [u8]>> {
-    let mut units: Vec<Vec<&'a [u8]>> = Vec::new();
-    let mut current: Vec<&'a [u8]> = Vec::new();
-    let mut has_picture = false;
-    for &nal in nals {
-        let t = nal_type(nal);
-        let starts_new = has_picture
+    let mut grouper = AccessUnits::default();
+    let mut units: Vec<Vec<&'a [u8]>> = nals.iter().filter_map(|&nal| grouper.push(nal)).collect();
+    units.extend(grouper.finish());
+    units
+}
+
+/// [`group_access_units`] for NAL units that arrive one at a time (a camera pipe): an access unit is known to be
+/// complete when the first NAL unit of the next one arrives.
+#[derive(Debug)]
+pub struct AccessUnits<T> {
+    current: Vec<T>,
+    has_picture: bool,
+}
+
+impl<T> Default for AccessUnits<T> {
+    fn default() -> Self {
+        AccessUnits { current: Vec::new(), has_picture: false }
+    }
+}
+
+impl<T: AsRef<[u8]>> AccessUnits<T> {
+    /// Takes the next NAL unit; returns the access unit it completes, if it starts a new one.
+    pub fn push(&mut self, nal: T) -> Option<Vec<T>> {
+        let bytes = nal.as_ref();
+        let t = nal_type(bytes);
+        let starts_new = self.has_picture
             && match t {
                 NAL_AUD | NAL_SPS | NAL_PPS | NAL_SEI => true,
-                t if is_vcl(t) => first_mb_is_zero(nal),
+                t if is_vcl(t) => first_mb_is_zero(bytes),
                 _ => false,
             };
-        if starts_new {
-            units.push(std::mem::take(&mut current));
-            has_picture = false;
+        let done = if starts_new {
+            self.has_picture = false;
+            Some(std::mem::take(&mut self.current))
+        } else {
+            None
+        };
+        self.has_picture |= is_vcl(t);
+        self.current.push(nal);
+        done
+    }
+
+    /// The access unit collected so far, if it has a picture: at the end of the stream, or when the input says
+    /// an access unit ended (an encoder's buffer). Parameter sets with no picture yet stay for the next one.
+    pub fn finish(&mut self) -> Option<Vec<T>> {
+        if !self.has_picture {
+            return None;
         }
-        has_picture |= is_vcl(t);
-        current.push(nal);
+        self.has_picture = false;
+        Some(std::mem::take(&mut self.current))
     }
-    if has_picture {
-        units.push(current);
+}
+
+/// [`split_annex_b`] for a byte stream that arrives in pieces of any size (a pipe): NAL units come out as soon as
+/// the start code after them has arrived. A NAL unit longer than `max_nal` is dropped (counted in
+/// [`AnnexBSplitter::oversized`]) so garbage without start codes cannot grow the buffer without end.
+#[derive(Debug)]
+pub struct AnnexBSplitter {
+    buf: BytesMut,
+    /// Where the payload of the NAL unit being collected starts in `buf`, once a start code was seen.
+    nal_start: Option<usize>,
+    /// How far `buf` has been searched for start codes.
+    scanned: usize,
+    max_nal: usize,
+    pub oversized: u64,
+}
+
+impl AnnexBSplitter {
+    pub fn new(max_nal: usize) -> AnnexBSplitter {
+        AnnexBSplitter { buf: BytesMut::new(), nal_start: None, scanned: 0, max_nal, oversized: 0 }
     }
-    units
+
+    /// Appends bytes; every NAL unit they complete is pushed to `out`.
+    pub fn push(&mut self, data: &[u8], out: &mut Vec<Bytes>) {
+        self.buf.extend_from_slice(data);
+        let mut i = self.scanned;
+        while i + 3 <= self.buf.len() {
+            if self.buf[i + 2] > 1 {
+                i += 3;
+            } else if self.buf[i] == 0 && self.buf[i + 1] == 0 && self.buf[i + 2] == 1 {
+                if let Some(start) = self.nal_start {
+                    self.emit(start, i, out);
+                }
+                self.nal_start = Some(i + 3);
+                i += 3;
+            } else {
+                i += 1;
+            }
+        }
+        self.scanned = i;
+        // Drop what was emitted (or precedes the first start code) so the buffer holds one NAL unit at most.
+        let keep_from = self.nal_start.unwrap_or(self.scanned).min(self.scanned);
+        if keep_from > 0 {
+            let _ = self.buf.split_to(keep_from);
+            self.scanned -= keep_from;
+            self.nal_start = self.nal_start.map(|s| s - keep_from);
+        }
+        if self.buf.len() > self.max_nal {
+            self.oversized += 1;
+            self.buf.clear();
+            self.scanned = 0;
+            self.nal_start = None;
+        }
+    }
+
+    /// The NAL unit still collected at the end of the stream.
+    pub fn finish(&mut self, out: &mut Vec<Bytes>) {
+        if let Some(start) = self.nal_start.take() {
+            let end = self.buf.len();
+            self.emit(start, end, out);
+        }
+        self.buf.clear();
+        self.scanned = 0;
+    }
+
+    fn emit(&self, start: usize, mut end: usize, out: &mut Vec<Bytes>) {
+        // A 4-byte start code's leading zero (and trailing_zero_8bits) belongs to no NAL unit.
+        while end > start && self.buf[end - 1] == 0 {
+            end -= 1;
+        }
+        if end > start {
+            out.push(Bytes::copy_from_slice(&self.buf[start..end]));
+        }
+    }
 }
 
 /// `first_mb_in_slice` is the first ue(v) of the slice header: it is 0 exactly when its first bit is 1.
@@ -517,5 +619,46 @@ mod tests {
     #[test]
     fn emulation_prevention_bytes_are_removed() {
         assert_eq!(remove_emulation_prevention(&[0, 0, 3, 1, 0, 0, 3]), vec![0, 0, 1, 0, 0]);
+    }
+
+    #[test]
+    fn the_streaming_splitter_and_grouper_agree_with_the_whole_buffer_ones_at_any_piece_size() {
+        let clip = include_bytes!("../../assets/demo.h264");
+        let whole: Vec<Vec<Vec<u8>>> = group_access_units(&split_annex_b(clip))
+            .into_iter()
+            .map(|u| u.into_iter().map(<[u8]>::to_vec).collect())
+            .collect();
+        for piece in [1, 2, 3, 7, 1000, 65536] {
+            let mut splitter = AnnexBSplitter::new(1 << 20);
+            let mut grouper = AccessUnits::default();
+            let mut units = Vec::new();
+            let mut nals = Vec::new();
+            for chunk in clip.chunks(piece) {
+                splitter.push(chunk, &mut nals);
+                units.extend(nals.drain(..).filter_map(|n| grouper.push(n)));
+            }
+            splitter.finish(&mut nals);
+            units.extend(nals.drain(..).filter_map(|n| grouper.push(n)));
+            units.extend(grouper.finish());
+            let units: Vec<Vec<Vec<u8>>> =
+                units.into_iter().map(|u| u.into_iter().map(|n| n.to_vec()).collect()).collect();
+            assert_eq!(units.len(), whole.len(), "piece size {piece}");
+            assert!(units == whole, "piece size {piece}: the access units differ");
+        }
+    }
+
+    #[test]
+    fn garbage_without_start_codes_is_dropped_at_the_limit() {
+        let mut splitter = AnnexBSplitter::new(1000);
+        let mut out = Vec::new();
+        splitter.push(&[0, 0, 1, 0x65], &mut out);
+        for _ in 0..10 {
+            splitter.push(&[0xaa; 300], &mut out);
+        }
+        assert!(out.is_empty());
+        assert!(splitter.oversized >= 1, "the oversized NAL unit was dropped");
+        splitter.push(&[0, 0, 0, 1, 0x67, 1, 0, 0, 1, 0x68, 2], &mut out);
+        splitter.finish(&mut out);
+        assert_eq!(out, vec![Bytes::from_static(&[0x67, 1]), Bytes::from_static(&[0x68, 2])]);
     }
 }

@@ -7,10 +7,12 @@
 //! `ingest::rtmp_publish`, a player reads through `egress::rtmp_play`; pulls are `ingest::rtmp_pull`, pushes
 //! `egress::push`.
 
-pub mod client;
 pub mod flv;
 pub mod tracks;
 pub mod wire;
+
+/// Outbound connections live in their own crate so that `sluice-edge` shares them.
+pub use sluice_client::rtmp as client;
 
 use std::time::Duration;
 

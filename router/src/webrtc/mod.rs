@@ -28,6 +28,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use str0m::crypto::CryptoProvider;
 use str0m::crypto::dtls::DtlsCert;
 use str0m::media::{Direction, MediaKind, Mid};
 use str0m::{Candidate, IceCreds, Rtc, RtcConfig};
@@ -91,6 +92,7 @@ struct Inner {
     frames: mpsc::Sender<ShardFrame>,
     local: SocketAddr,
     candidates: Vec<SocketAddr>,
+    provider: Arc<CryptoProvider>,
     cert: DtlsCert,
     subscriptions: Mutex<HashMap<RouteName, std::sync::Weak<Subscription>>>,
     /// WHIP and WHEP sessions per client address; each session holds its place until it ends.
@@ -104,7 +106,8 @@ impl WebRtc {
         socket.set_nonblocking(true)?;
         let local = socket.local_addr()?;
         let candidates = candidates::candidate_addrs(local, &config.public_ips);
-        let provider = str0m::crypto::from_feature_flags();
+        // OpenSSL by name: str0m prefers its pure-Rust provider whenever a build also carries it (the edge's).
+        let provider = Arc::new(str0m_openssl::default_provider());
         let cert = provider
             .dtls_provider
             .generate_certificate()
@@ -130,6 +133,7 @@ impl WebRtc {
                 frames: frame_tx,
                 local,
                 candidates,
+                provider,
                 cert,
                 subscriptions: Mutex::new(HashMap::new()),
                 per_address: Arc::default(),
@@ -154,6 +158,7 @@ impl WebRtc {
             .set_local_ice_credentials(creds)
             .set_ice_lite(true)
             .set_rtp_mode(rtp_mode)
+            .set_crypto_provider(self.inner.provider.clone())
             .set_dtls_cert(self.inner.cert.clone())
             .clear_codecs()
             .enable_h264(video.is_none_or(|c| c == Codec::H264))

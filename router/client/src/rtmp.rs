@@ -1,6 +1,6 @@
 //! Outbound RTMP with rml_rtmp's client session: the connection both directions share (handshake, connect,
-//! publish or play accepted). Pulling a stream into a route is `ingest::rtmp_pull`; pushing one out is
-//! `egress::push`.
+//! publish or play accepted). In the router, pulling a stream into a route is `ingest::rtmp_pull` and pushing
+//! one out is `egress::push`; `sluice-edge` publishes a camera with it.
 
 use std::time::Duration;
 

@@ -1,0 +1,245 @@
+//! MP4 segments on the local disk, written by the router's own recorder (record-mp4's segmenter, run natively)
+//! into a directory, with a size quota kept by deleting the oldest finished segments: a Pi's card fills up, and a
+//! recorder that stops when it does loses the newest footage, which is the footage people want.
+
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use sluice_media::Codec;
+use sluice_media::h264::{NAL_PPS, NAL_SPS, avc_decoder_config, nal_type, parse_sps};
+use sluice_plugin_record_mp4::config::{Config, ConfigSpec};
+use sluice_plugin_record_mp4::media::{Sample, TrackInfo};
+use sluice_plugin_record_mp4::mux::Part;
+use sluice_plugin_record_mp4::segmenter::{CreateError, DirFile, DirFiles, Files, Segmenter};
+
+pub const VIDEO: u32 = 1;
+pub const AUDIO: u32 = 2;
+
+/// A sample as the pull hands it over: H.264 as NAL units, Opus as one packet.
+#[derive(Debug)]
+pub enum Media {
+    Video { nals: Vec<Bytes>, pts_90k: i64 },
+    Audio { packet: Bytes, pts_48k: i64 },
+}
+
+#[derive(Debug)]
+pub struct Recorder {
+    dir: PathBuf,
+    quota: u64,
+    config: Config,
+    segmenter: Option<Segmenter<QuotaFiles>>,
+    /// The video track's SPS and PPS: the track (and the segment) is made again when they change.
+    parameter_sets: Option<(Bytes, Bytes)>,
+    audio: bool,
+    pub video_frames: u64,
+    pub audio_packets: u64,
+}
+
+impl Recorder {
+    pub fn new(dir: &Path, quota: u64, segment_duration: Duration, audio: bool) -> anyhow::Result<Recorder> {
+        std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+        let spec = ConfigSpec {
+            part_duration: Some("1s".into()),
+            segment_duration: Some(format!("{}s", segment_duration.as_secs().max(1))),
+            path: Some("%Y-%m-%d_%H-%M-%S".into()),
+        };
+        let config = Config::from_spec(spec).map_err(anyhow::Error::msg)?;
+        Ok(Recorder {
+            dir: dir.to_path_buf(),
+            quota,
+            config,
+            segmenter: None,
+            parameter_sets: None,
+            audio,
+            video_frames: 0,
+            audio_packets: 0,
+        })
+    }
+
+    pub fn write(&mut self, media: Media) -> anyhow::Result<()> {
+        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
+        match media {
+            Media::Video { nals, pts_90k } => {
+                let keyframe = nals.iter().any(|n| nal_type(n) == sluice_media::h264::NAL_IDR);
+                let sps = nals.iter().find(|n| nal_type(n) == NAL_SPS);
+                let pps = nals.iter().find(|n| nal_type(n) == NAL_PPS);
+                if let (Some(sps), Some(pps)) = (sps, pps)
+                    && self.parameter_sets.as_ref() != Some(&(sps.clone(), pps.clone()))
+                {
+                    self.set_video(sps.clone(), pps.clone())?;
+                }
+                // Nothing can be written before the first keyframe with its parameter sets.
+                let Some(segmenter) = self.segmenter.as_mut() else { return Ok(()) };
+                if self.video_frames == 0 && !keyframe {
+                    return Ok(());
+                }
+                let payload = sluice_media::h264::to_avcc(nals.iter().map(|n| &n[..])).to_vec();
+                let len = payload.len() as u32;
+                let sample = Sample {
+                    track: VIDEO,
+                    pts: pts_90k,
+                    dts: pts_90k,
+                    keyframe,
+                    offset: 0,
+                    len,
+                    wallclock_ms: Some(now_ms),
+                };
+                segmenter.write(Rc::new(payload), [sample]).map_err(anyhow::Error::msg)?;
+                self.video_frames += 1;
+            }
+            Media::Audio { packet, pts_48k } => {
+                let Some(segmenter) = self.segmenter.as_mut() else { return Ok(()) };
+                if self.video_frames == 0 {
+                    return Ok(());
+                }
+                let len = packet.len() as u32;
+                let sample = Sample {
+                    track: AUDIO,
+                    pts: pts_48k,
+                    dts: pts_48k,
+                    keyframe: true,
+                    offset: 0,
+                    len,
+                    wallclock_ms: Some(now_ms),
+                };
+                segmenter.write(Rc::new(packet.to_vec()), [sample]).map_err(anyhow::Error::msg)?;
+                self.audio_packets += 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn set_video(&mut self, sps: Bytes, pps: Bytes) -> anyhow::Result<()> {
+        let info = parse_sps(&sps).map_err(|e| anyhow::anyhow!("the route's SPS: {e}"))?;
+        tracing::info!(picture = %info.describe(), "recording");
+        let mut tracks = vec![TrackInfo {
+            id: VIDEO,
+            codec: Codec::H264,
+            clock_rate: 90_000,
+            width: info.width,
+            height: info.height,
+            channels: 0,
+            sample_rate: 0,
+            config: avc_decoder_config(&sps, &pps).to_vec(),
+        }];
+        if self.audio {
+            tracks.push(TrackInfo {
+                id: AUDIO,
+                codec: Codec::Opus,
+                clock_rate: 48_000,
+                width: 0,
+                height: 0,
+                channels: 2,
+                sample_rate: 48_000,
+                config: Vec::new(),
+            });
+        }
+        match self.segmenter.as_mut() {
+            Some(s) => s.update_tracks(tracks).map_err(anyhow::Error::msg)?,
+            None => {
+                let files = QuotaFiles { inner: DirFiles::new(&self.dir), dir: self.dir.clone(), quota: self.quota };
+                self.segmenter =
+                    Some(Segmenter::new(files, "pull", tracks, self.config.clone()).map_err(anyhow::Error::msg)?);
+            }
+        }
+        self.parameter_sets = Some((sps, pps));
+        Ok(())
+    }
+
+    /// Commits the segment being written.
+    pub fn finish(&mut self) -> anyhow::Result<Vec<String>> {
+        let Some(s) = self.segmenter.as_mut() else { return Ok(Vec::new()) };
+        s.finish().map_err(anyhow::Error::msg)?;
+        Ok(s.committed().to_vec())
+    }
+}
+
+/// [`DirFiles`] that keeps the directory's MP4 files under a quota.
+#[derive(Debug)]
+pub struct QuotaFiles {
+    inner: DirFiles,
+    dir: PathBuf,
+    quota: u64,
+}
+
+impl Files for QuotaFiles {
+    type File = DirFile;
+    type Payload = Vec<u8>;
+
+    fn create(&mut self, path: &str) -> Result<DirFile, CreateError> {
+        enforce_quota(&self.dir, self.quota);
+        self.inner.create(path)
+    }
+
+    fn append(&mut self, file: &mut DirFile, data: &[u8]) -> Result<(), String> {
+        self.inner.append(file, data)
+    }
+
+    fn append_part(&mut self, file: &mut DirFile, part: Part<Vec<u8>>) -> Result<(), String> {
+        self.inner.append_part(file, part)
+    }
+
+    fn sync(&mut self, file: &mut DirFile) -> Result<(), String> {
+        self.inner.sync(file)
+    }
+
+    fn commit(&mut self, file: DirFile) -> Result<(), String> {
+        self.inner.commit(file)?;
+        enforce_quota(&self.dir, self.quota);
+        Ok(())
+    }
+}
+
+/// Deletes the oldest finished segments (`*.mp4`, oldest name first: names are start times) until everything in
+/// the directory, the segment being written included, fits in `quota`.
+pub fn enforce_quota(dir: &Path, quota: u64) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let mut finished: Vec<(String, u64)> = Vec::new();
+    let mut total = 0u64;
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let size = e.metadata().map(|m| m.len()).unwrap_or(0);
+        if name.ends_with(".mp4") {
+            finished.push((name, size));
+            total += size;
+        } else if name.ends_with(".mp4.part") {
+            total += size;
+        }
+    }
+    finished.sort();
+    for (name, size) in finished {
+        if total <= quota {
+            break;
+        }
+        match std::fs::remove_file(dir.join(&name)) {
+            Ok(()) => {
+                total -= size;
+                tracing::info!(file = name, bytes = size, "deleted the oldest segment to stay under the quota");
+            }
+            Err(e) => tracing::warn!(file = name, "cannot delete: {e}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_quota_deletes_the_oldest_finished_segments_first() {
+        let dir = tempfile::tempdir().expect("dir");
+        for (name, size) in
+            [("2026-01-01_00-00-00.mp4", 400), ("2026-01-01_00-10-00.mp4", 400), ("2026-01-01_00-20-00.mp4.part", 300)]
+        {
+            std::fs::write(dir.path().join(name), vec![0u8; size]).expect("write");
+        }
+        std::fs::write(dir.path().join("notes.txt"), vec![0u8; 5000]).expect("write");
+        enforce_quota(dir.path(), 800);
+        assert!(!dir.path().join("2026-01-01_00-00-00.mp4").exists(), "the oldest went");
+        assert!(dir.path().join("2026-01-01_00-10-00.mp4").exists());
+        assert!(dir.path().join("2026-01-01_00-20-00.mp4.part").exists(), "the segment being written stays");
+        assert!(dir.path().join("notes.txt").exists(), "other files are not ours");
+    }
+}

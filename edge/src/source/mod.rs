@@ -1,0 +1,198 @@
+//! Capture sources. Each runs on its own thread and hands complete H.264 access units to the pusher through a
+//! small queue. A source never waits for the network: when the queue is full (the pusher is reconnecting, or the
+//! link is slower than the camera) frames are dropped and the pusher asks for a keyframe before it sends again.
+//!
+//! - [`test_pattern`] draws a moving pattern with a clock, encoded by [`pcm_h264`];
+//! - [`annexb`] reads Annex B H.264 from standard input, a file, or `rpicam-vid` ([`rpicam`]);
+//! - [`v4l2`] drives a V4L2 camera, and the Pi's memory-to-memory encoder for cameras that give raw frames.
+
+pub mod annexb;
+pub mod pcm_h264;
+pub mod rpicam;
+pub mod test_pattern;
+pub mod v4l2;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use crate::config::{SourceKind, Video};
+
+/// One picture: its NAL units (no start codes), whether it starts a GOP, and when it was captured.
+#[derive(Debug, Clone)]
+pub struct AccessUnit {
+    pub nals: Vec<Bytes>,
+    pub keyframe: bool,
+    pub captured: Instant,
+}
+
+impl AccessUnit {
+    pub fn new(nals: Vec<Bytes>, captured: Instant) -> AccessUnit {
+        let keyframe = nals.iter().any(|n| sluice_media::h264::nal_type(n) == sluice_media::h264::NAL_IDR);
+        AccessUnit { nals, keyframe, captured }
+    }
+
+    pub fn len(&self) -> usize {
+        self.nals.iter().map(Bytes::len).sum()
+    }
+
+    /// The SPS and PPS it carries in-band, if it carries both.
+    pub fn parameter_sets(&self) -> Option<(Bytes, Bytes)> {
+        use sluice_media::h264::{NAL_PPS, NAL_SPS, nal_type};
+        let sps = self.nals.iter().find(|n| nal_type(n) == NAL_SPS)?;
+        let pps = self.nals.iter().find(|n| nal_type(n) == NAL_PPS)?;
+        Some((sps.clone(), pps.clone()))
+    }
+}
+
+/// How many access units wait for the pusher at most (a second at 30 fps).
+const QUEUE: usize = 32;
+
+/// The source side of the queue, handed to the capture thread.
+#[derive(Debug, Clone)]
+pub struct Output {
+    tx: mpsc::Sender<AccessUnit>,
+    control: Arc<Control>,
+}
+
+/// Shared between the capture thread and the pusher.
+#[derive(Debug, Default)]
+pub struct Control {
+    /// Set by the pusher (a viewer's PLI, a reconnect); the source makes its next picture a keyframe if it can.
+    pub keyframe_wanted: AtomicBool,
+    /// Access units dropped because the queue was full.
+    pub dropped: AtomicU64,
+}
+
+/// Why a capture thread stopped.
+#[derive(Debug)]
+pub enum Stop {
+    /// The pusher is gone (the program is stopping).
+    Closed,
+}
+
+impl Output {
+    /// Queues an access unit, or drops it when the pusher is behind. `Err` once the pusher is gone.
+    pub fn send(&self, unit: AccessUnit) -> Result<(), Stop> {
+        match self.tx.try_send(unit) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.control.dropped.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(Stop::Closed),
+        }
+    }
+
+    /// Whether a keyframe was asked for since the last call (clears the request).
+    pub fn take_keyframe_request(&self) -> bool {
+        self.control.keyframe_wanted.swap(false, Ordering::Relaxed)
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+}
+
+/// A running source, as the pusher holds it.
+#[derive(Debug)]
+pub struct Capture {
+    pub units: mpsc::Receiver<AccessUnit>,
+    pub control: Arc<Control>,
+    /// What is captured, for the log ("test pattern 640x360 at 30 fps").
+    pub describe: String,
+}
+
+impl Capture {
+    pub fn request_keyframe(&self) {
+        self.control.keyframe_wanted.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Starts the source on its own thread.
+pub fn start(kind: &SourceKind, video: Video) -> anyhow::Result<Capture> {
+    let (out, mut capture) = channel();
+    capture.describe = match kind {
+        SourceKind::Test => {
+            spawn("test-pattern", move || test_pattern::run(video, out))?;
+            format!("test pattern {}x{} at {} fps", video.width, video.height, video.fps)
+        }
+        SourceKind::Stdin => {
+            spawn("stdin", move || annexb::run(std::io::stdin().lock(), video, out))?;
+            format!("H.264 from standard input at {} fps", video.fps)
+        }
+        SourceKind::File(path) => {
+            let path = path.clone();
+            // Opened here so a missing file is an error at start, not a log line later.
+            std::fs::File::open(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            let describe = format!("H.264 file {} at {} fps, looped", path.display(), video.fps);
+            spawn("file", move || annexb::run_file_looped(&path, video, out))?;
+            describe
+        }
+        SourceKind::Rpicam => {
+            spawn("rpicam", move || rpicam::run(video, out))?;
+            format!("rpicam-vid {}x{} at {} fps, {} bit/s", video.width, video.height, video.fps, video.bitrate)
+        }
+        SourceKind::V4l2 { device, encoder } => {
+            let (device, encoder) = (device.clone(), encoder.clone());
+            let describe = format!("V4L2 {} {}x{} at {} fps", device.display(), video.width, video.height, video.fps);
+            spawn("v4l2", move || v4l2::run_device(&device, &encoder, video, out))?;
+            describe
+        }
+    };
+    Ok(capture)
+}
+
+/// The queue between a capture thread and the pusher.
+pub fn channel() -> (Output, Capture) {
+    let (tx, units) = mpsc::channel(QUEUE);
+    let control = Arc::new(Control::default());
+    (Output { tx, control: control.clone() }, Capture { units, control, describe: String::new() })
+}
+
+fn spawn(name: &str, f: impl FnOnce() -> anyhow::Result<()> + Send + 'static) -> anyhow::Result<()> {
+    let name = name.to_string();
+    std::thread::Builder::new().name(format!("source-{name}")).spawn(move || {
+        if let Err(e) = f() {
+            tracing::error!(source = %name, "the source stopped: {e:#}");
+        }
+    })?;
+    Ok(())
+}
+
+/// Paces frames read from a byte stream (a file has no timestamps) at the configured rate: frame `n` is not
+/// released before `start + n / fps`. A live pipe that delivers later than that is never held back, and a source
+/// that fell more than a second behind is re-anchored instead of being let to burst.
+#[derive(Debug)]
+pub struct Pacer {
+    start: Instant,
+    n: u32,
+    frame: Duration,
+}
+
+impl Pacer {
+    pub fn new(fps: u32) -> Pacer {
+        Pacer { start: Instant::now(), n: 0, frame: Duration::from_secs(1) / fps.max(1) }
+    }
+
+    /// Waits until the next frame is due; returns its capture time.
+    pub fn wait(&mut self) -> Instant {
+        let due = self.start + self.frame * self.n;
+        let now = Instant::now();
+        let at = if due > now {
+            std::thread::sleep(due - now);
+            due
+        } else {
+            if now - due > Duration::from_secs(1) {
+                self.start = now;
+                self.n = 0;
+            }
+            now
+        };
+        self.n += 1;
+        at
+    }
+}

@@ -1,0 +1,87 @@
+//! `rpicam-vid` as a child process: Raspberry Pi OS's camera tool (libcamera underneath) encodes H.264, on the
+//! hardware encoder of the Pi 0-4 and in software (libav) on the Pi 5, and writes Annex B to its standard output,
+//! which [`super::annexb`] reads. When it exits (camera unplugged, a crash) it is started again with backoff.
+//!
+//! `SLUICE_EDGE_RPICAM` names another program to run instead (tests use a script that plays a file).
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sluice_client::backoff::Backoff;
+
+use super::Output;
+use crate::config::Video;
+
+/// The arguments for a stream of `video`: endless, SPS/PPS before every keyframe (`--inline`, so a viewer can
+/// join at any keyframe), flushed frame by frame, no preview window.
+pub fn args(video: Video) -> Vec<String> {
+    let mut args: Vec<String> =
+        ["-t", "0", "--inline", "--flush", "--nopreview", "--codec", "h264"].into_iter().map(String::from).collect();
+    for (flag, value) in [
+        ("--width", video.width),
+        ("--height", video.height),
+        ("--framerate", video.fps),
+        ("--bitrate", video.bitrate),
+        ("--intra", video.keyframe_every),
+    ] {
+        args.push(flag.to_string());
+        args.push(value.to_string());
+    }
+    // Baseline keeps every browser able to decode it (WebRTC's common H.264 profile).
+    args.extend(["--profile", "baseline", "-o", "-"].map(String::from));
+    args
+}
+
+pub fn program() -> String {
+    std::env::var("SLUICE_EDGE_RPICAM").unwrap_or_else(|_| "rpicam-vid".to_string())
+}
+
+pub fn run(video: Video, out: Output) -> anyhow::Result<()> {
+    let program = program();
+    let mut backoff = Backoff::default();
+    loop {
+        let started = Instant::now();
+        let child = Command::new(&program).args(args(video)).stdout(Stdio::piped()).stdin(Stdio::null()).spawn();
+        let mut child = match child {
+            Ok(c) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                anyhow::bail!("{program} is not installed: `sudo apt install rpicam-apps` on Raspberry Pi OS")
+            }
+            Err(e) => anyhow::bail!("cannot start {program}: {e}"),
+        };
+        tracing::info!(pid = child.id(), "started {program}");
+        let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("{program} has no standard output"))?;
+        let read = super::annexb::run(stdout, video, out.clone());
+        // Ended either way: the pusher is gone (stop the camera) or the camera tool exited.
+        let _ = child.kill();
+        let status = child.wait();
+        if out.is_closed() {
+            return Ok(());
+        }
+        let ran = started.elapsed();
+        let wait = backoff.failed(Some(ran));
+        tracing::warn!(
+            status = ?status.ok(),
+            error = ?read.err(),
+            "{program} stopped after {:.1}s; starting it again in {:.1}s",
+            ran.as_secs_f64(),
+            wait.as_secs_f64()
+        );
+        std::thread::sleep(wait.max(Duration::from_millis(100)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn asks_for_what_the_plan_says() {
+        let video = Video { width: 1280, height: 720, fps: 30, bitrate: 2_000_000, keyframe_every: 60 };
+        let a = args(video).join(" ");
+        assert!(a.starts_with("-t 0 --inline"), "{a}");
+        for part in ["--width 1280", "--height 720", "--framerate 30", "--bitrate 2000000", "--intra 60", "-o -"] {
+            assert!(a.contains(part), "{part} missing from {a}");
+        }
+    }
+}
