@@ -17,6 +17,7 @@ use url::Url;
 const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time from the answer to a working ICE + DTLS connection.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+const RECV_BUFFER: usize = 4 << 20;
 
 #[derive(Debug)]
 pub struct Peer {
@@ -28,6 +29,7 @@ pub struct Peer {
     resource: Option<Url>,
     http: reqwest::Client,
     token: Option<String>,
+    last_keyframe_request: Option<Instant>,
 }
 
 impl Peer {
@@ -47,6 +49,9 @@ impl Peer {
             .next()
             .with_context(|| format!("{host} has no address"))?;
         let socket = UdpSocket::bind(if remote.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }).await?;
+        // A viewer joins with the route's whole GOP sent at once; the default buffer would drop its keyframe.
+        // The kernel caps this at net.core.rmem_max.
+        let _ = rustix::net::sockopt::set_socket_recv_buffer_size(&socket, RECV_BUFFER);
         // The address this machine reaches the router from is the one candidate worth offering.
         let probe = std::net::UdpSocket::bind(if remote.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" })?;
         probe.connect(remote).with_context(|| format!("no route to {remote}"))?;
@@ -72,6 +77,7 @@ impl Peer {
             resource,
             http,
             token: token.map(str::to_string),
+            last_keyframe_request: None,
         };
         Ok((peer, mids))
     }
@@ -111,6 +117,17 @@ impl Peer {
             }
         }
         Ok(())
+    }
+
+    /// Asks the sender of `mid` for a keyframe (PLI), at most once a second.
+    pub fn request_keyframe(&mut self, mid: Mid) {
+        if self.last_keyframe_request.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+            return;
+        }
+        self.last_keyframe_request = Some(Instant::now());
+        if let Some(mut writer) = self.rtc.writer(mid) {
+            let _ = writer.request_keyframe(None, str0m::media::KeyframeRequestKind::Pli);
+        }
     }
 
     /// Ends the session on the router (DELETE of the resource it made), so the route frees its slot at once.

@@ -78,6 +78,9 @@ async fn session(
     let result = async {
         loop {
             for event in peer.drain()? {
+                if let Event::MediaData(d) = &event {
+                    tracing::trace!(mid = %d.mid, codec = ?d.params.spec().codec, bytes = d.data.len(), keyframe = d.is_keyframe(), "media");
+                }
                 match event {
                     Event::Connected => {
                         *connected_at = Some(Instant::now());
@@ -92,7 +95,10 @@ async fn session(
                             .map(bytes::Bytes::copy_from_slice)
                             .collect();
                         let pts_90k = d.time.rebase(str0m::media::Frequency::NINETY_KHZ).numer() as i64;
-                        recorder.write(Media::Video { nals, pts_90k })?;
+                        if !recorder.write(Media::Video { nals, pts_90k })? {
+                            // Joined after a loss, or the first keyframe did not make it: ask for the next now.
+                            peer.request_keyframe(mids[0]);
+                        }
                     }
                     Event::MediaData(d) if d.mid == mids[1] && d.params.spec().codec == Codec::Opus => {
                         let pts_48k = d.time.rebase(str0m::media::Frequency::FORTY_EIGHT_KHZ).numer() as i64;

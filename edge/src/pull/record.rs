@@ -58,7 +58,8 @@ impl Recorder {
         })
     }
 
-    pub fn write(&mut self, media: Media) -> anyhow::Result<()> {
+    /// Writes a sample. `false` when video waits for a keyframe (with its parameter sets) to start from.
+    pub fn write(&mut self, media: Media) -> anyhow::Result<bool> {
         let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
         match media {
             Media::Video { nals, pts_90k } => {
@@ -71,9 +72,9 @@ impl Recorder {
                     self.set_video(sps.clone(), pps.clone())?;
                 }
                 // Nothing can be written before the first keyframe with its parameter sets.
-                let Some(segmenter) = self.segmenter.as_mut() else { return Ok(()) };
+                let Some(segmenter) = self.segmenter.as_mut() else { return Ok(false) };
                 if self.video_frames == 0 && !keyframe {
-                    return Ok(());
+                    return Ok(false);
                 }
                 let payload = sluice_media::h264::to_avcc(nals.iter().map(|n| &n[..])).to_vec();
                 let len = payload.len() as u32;
@@ -90,9 +91,9 @@ impl Recorder {
                 self.video_frames += 1;
             }
             Media::Audio { packet, pts_48k } => {
-                let Some(segmenter) = self.segmenter.as_mut() else { return Ok(()) };
+                let Some(segmenter) = self.segmenter.as_mut() else { return Ok(true) };
                 if self.video_frames == 0 {
-                    return Ok(());
+                    return Ok(true);
                 }
                 let len = packet.len() as u32;
                 let sample = Sample {
@@ -108,7 +109,7 @@ impl Recorder {
                 self.audio_packets += 1;
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     fn set_video(&mut self, sps: Bytes, pps: Bytes) -> anyhow::Result<()> {
