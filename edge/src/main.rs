@@ -97,7 +97,7 @@ fn init_logging(json: bool) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if json {
-        builder.json().init();
+        builder.json().flatten_event(true).init();
     } else {
         builder.init();
     }

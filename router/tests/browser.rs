@@ -2,7 +2,8 @@
 //! playwright-core, GStreamer webrtcbin through a Python WHIP client) against this build's `sluice` binary.
 //!
 //! They run in a private network namespace, so ICE only sees addresses that exist nowhere else: loopback for
-//! Chromium, and a veth pair because libnice (GStreamer) never gathers loopback candidates.
+//! Chromium, and a veth pair because libnice (GStreamer) never gathers loopback candidates. The sluice-edge tests
+//! (`edge.test.mjs`) run here too, with the edge binaries for x86_64 and, under qemu, aarch64.
 
 use std::path::Path;
 use std::process::Command;
@@ -19,10 +20,18 @@ fn browser_and_gstreamer_peers() {
         web.join("node_modules/playwright-core").is_dir(),
         "web/node_modules is missing: run the test command (.ci/test), which installs the npm dev packages"
     );
+    // sluice-edge, built beside `sluice` (the edge crate's own tests make cargo build it), and its aarch64 build,
+    // which the test command cross-compiles before running the tests.
+    let bin = Path::new(env!("CARGO_BIN_EXE_sluice"));
+    let edge = bin.with_file_name("sluice-edge");
+    let target = bin.parent().and_then(Path::parent).expect("target dir");
+    let edge_aarch64 = target.join("aarch64-unknown-linux-gnu/debug/sluice-edge");
     let out = Command::new("unshare")
         .args(["--net", "--", "sh", "-c", &format!("{NETNS_SETUP} && exec node --test --test-reporter=spec tests/")])
         .current_dir(&web)
         .env("SLUICE_BIN", env!("CARGO_BIN_EXE_sluice"))
+        .env("SLUICE_EDGE_BIN", &edge)
+        .env("SLUICE_EDGE_AARCH64", &edge_aarch64)
         .env("SLUICE_TEST_PLUGINS", env!("SLUICE_TEST_PLUGINS"))
         .output()
         .expect("run unshare (util-linux)");

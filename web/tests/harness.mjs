@@ -55,8 +55,9 @@ export async function startRouter(routesToml) {
     config,
     logs,
     waitLog,
-    async stop() {
-      child.kill('SIGTERM');
+    /** Stops the router: SIGTERM by default, SIGKILL to play a crash. */
+    async stop(signal = 'SIGTERM') {
+      child.kill(signal);
       const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
       await exited;
       clearTimeout(timer);
