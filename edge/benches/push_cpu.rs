@@ -24,7 +24,11 @@ fn main() {
     let url = format!("rtmp://127.0.0.1:{}/live/bench", nginx.port);
     let mut ratios = Vec::new();
     for round in 1..=rounds {
-        let e = measure(&clip, seconds, Command::new(&edge).args(["push", "--source", "stdin", "--fps", "30", "--to", &url]));
+        let e = measure(
+            &clip,
+            seconds,
+            Command::new(&edge).args(["push", "--source", "stdin", "--fps", "30", "--to", &url]),
+        );
         let f = measure(
             &clip,
             seconds,
@@ -51,13 +55,17 @@ fn main() {
     );
     drop(nginx);
 
-    let router_bin = std::env::var("SLUICE_BIN").map(PathBuf::from).unwrap_or_else(|_| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/sluice")
-    });
+    let router_bin = std::env::var("SLUICE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/sluice"));
     if router_bin.is_file() {
         let router = Router::start(&router_bin);
         let whip = format!("http://127.0.0.1:{}/bench/whip", router.http_port);
-        let w = measure(&clip, seconds, Command::new(&edge).args(["push", "--source", "stdin", "--fps", "30", "--to", &whip]));
+        let w = measure(
+            &clip,
+            seconds,
+            Command::new(&edge).args(["push", "--source", "stdin", "--fps", "30", "--to", &whip]),
+        );
         println!("WHIP push  sluice-edge {:.2}% of a core, RSS {} KB", w.cpu * 100.0, w.rss_kb);
     } else {
         println!("WHIP push: skipped ({} not built; cargo build --release -p sluice)", router_bin.display());
@@ -78,7 +86,8 @@ struct Usage {
 /// Runs `cmd` with the clip on its standard input for `seconds`, and measures its CPU from 2 s in (after start-up)
 /// to the end, and its resident memory at the end.
 fn measure(clip: &Path, seconds: u64, cmd: &mut Command) -> Usage {
-    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start pusher");
+    let mut child =
+        cmd.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start pusher");
     let mut stdin = child.stdin.take().expect("stdin");
     let data = std::fs::read(clip).expect("clip");
     // The clip as often as the run needs, written as fast as the pusher takes it (it paces itself, -re / --fps).

@@ -18,6 +18,9 @@ const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time from the answer to a working ICE + DTLS connection.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 const RECV_BUFFER: usize = 4 << 20;
+/// A connected router sends RTCP (reports, feedback) and ICE answers every second or so; this long without a
+/// datagram means it is gone (restarted, unplugged), long before ICE itself would give up.
+pub const SILENCE: Duration = Duration::from_secs(5);
 
 #[derive(Debug)]
 pub struct Peer {
@@ -30,6 +33,7 @@ pub struct Peer {
     http: reqwest::Client,
     token: Option<String>,
     last_keyframe_request: Option<Instant>,
+    last_received: Instant,
 }
 
 impl Peer {
@@ -78,6 +82,7 @@ impl Peer {
             http,
             token: token.map(str::to_string),
             last_keyframe_request: None,
+            last_received: Instant::now(),
         };
         Ok((peer, mids))
     }
@@ -107,6 +112,7 @@ impl Peer {
             r = self.socket.recv_from(&mut self.buf) => {
                 let (n, source) = r?;
                 let now = Instant::now();
+                self.last_received = now;
                 if let Ok(contents) = self.buf[..n].try_into() {
                     let input = Input::Receive(now, Receive { proto: Protocol::Udp, source, destination: self.local, contents });
                     self.rtc.handle_input(input).context("WebRTC input")?;
@@ -115,6 +121,14 @@ impl Peer {
             _ = tokio::time::sleep_until(deadline) => {
                 self.rtc.handle_input(Input::Timeout(Instant::now())).context("WebRTC timer")?;
             }
+        }
+        Ok(())
+    }
+
+    /// Fails when the router has sent nothing for [`SILENCE`].
+    pub fn check_alive(&self) -> anyhow::Result<()> {
+        if self.last_received.elapsed() > SILENCE {
+            anyhow::bail!("the router went silent for {}s", SILENCE.as_secs());
         }
         Ok(())
     }

@@ -107,6 +107,9 @@ async fn session(
                     _ => {}
                 }
             }
+            if connected_at.is_some() {
+                peer.check_alive()?;
+            }
             if last_log.elapsed() >= plan.stats_every {
                 *last_log = Instant::now();
                 tracing::info!(video_frames = recorder.video_frames, audio_packets = recorder.audio_packets, "stats");

@@ -51,6 +51,9 @@ async fn stream(peer: &mut Peer, mid: Mid, link: &mut Link<'_>) -> anyhow::Resul
             }
         }
         link.stats.maybe_log();
+        if connected {
+            peer.check_alive()?;
+        }
         tokio::select! {
             r = peer.wait_input() => r?,
             unit = link.capture.units.recv() => {

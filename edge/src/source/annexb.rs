@@ -1,22 +1,32 @@
 //! Annex B H.264 from a byte stream (standard input, a file, `rpicam-vid`'s output): split into NAL units, grouped
 //! into access units, released at the configured frame rate.
+//!
+//! These sources run as a task on the pusher's own thread, not a thread of their own: a pipe is read when epoll
+//! says it has data and frames are released by the runtime's timer, so a frame costs no hand-over between threads
+//! (what a pusher that copies a stream spends most of its time on otherwise; see BENCHMARKS.md).
 
-use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use sluice_media::h264::{AccessUnits, AnnexBSplitter};
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::{AccessUnit, Output, Pacer};
 use crate::config::Video;
 
 /// A NAL unit larger than this is garbage (a 4K I-frame at a high bitrate is a few MB).
 const MAX_NAL: usize = 16 << 20;
+/// Bytes per read: a few reads a second at camera bitrates when the input is a file or a fast pipe.
+const READ_SIZE: usize = 256 * 1024;
 
-/// Reads `input` to its end. `Ok` at the end of the stream or when the pusher is gone.
-pub fn run(input: impl Read, video: Video, out: Output) -> anyhow::Result<()> {
+/// Standard input: a pipe is read through epoll; anything else (a file redirected in) through tokio's file reads.
+pub async fn run_stdin(video: Video, out: Output) -> anyhow::Result<()> {
+    let stdin = std::os::fd::AsFd::as_fd(&std::io::stdin()).try_clone_to_owned()?;
     let mut reader = Reader::new(video);
-    let ended = reader.read_all(input, &out)?;
+    let ended = match tokio::net::unix::pipe::Receiver::from_owned_fd(stdin.try_clone()?) {
+        Ok(pipe) => reader.read_all(pipe, &out).await?,
+        Err(_) => reader.read_all(tokio::fs::File::from_std(std::fs::File::from(stdin)), &out).await?,
+    };
     if ended {
         tracing::info!(frames = reader.frames, "end of the H.264 input");
     }
@@ -24,12 +34,12 @@ pub fn run(input: impl Read, video: Video, out: Output) -> anyhow::Result<()> {
 }
 
 /// Plays a file again and again (a stand-in camera), until the pusher is gone.
-pub fn run_file_looped(path: &Path, video: Video, out: Output) -> anyhow::Result<()> {
+pub async fn run_file_looped(path: PathBuf, video: Video, out: Output) -> anyhow::Result<()> {
     let mut reader = Reader::new(video);
     loop {
-        let file = std::fs::File::open(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let file = open(&path).await?;
         let before = reader.frames;
-        if !reader.read_all(file, &out)? {
+        if !reader.read_all(file, &out).await? {
             return Ok(());
         }
         if reader.frames == before {
@@ -38,34 +48,36 @@ pub fn run_file_looped(path: &Path, video: Video, out: Output) -> anyhow::Result
     }
 }
 
+async fn open(path: &Path) -> anyhow::Result<tokio::fs::File> {
+    tokio::fs::File::open(path).await.map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
 /// The splitting and pacing state, kept across loops of a file so its pace and timestamps run on.
-struct Reader {
+pub struct Reader {
     pacer: Pacer,
-    frames: u64,
+    pub frames: u64,
 }
 
 impl Reader {
-    fn new(video: Video) -> Reader {
+    pub fn new(video: Video) -> Reader {
         Reader { pacer: Pacer::new(video.fps), frames: 0 }
     }
 
     /// Reads one stream to its end: `true` at the end, `false` when the pusher is gone.
-    fn read_all(&mut self, mut input: impl Read, out: &Output) -> anyhow::Result<bool> {
+    pub async fn read_all(&mut self, mut input: impl AsyncRead + Unpin, out: &Output) -> anyhow::Result<bool> {
         let mut splitter = AnnexBSplitter::new(MAX_NAL);
         let mut grouper = AccessUnits::default();
-        let mut buf = vec![0u8; 64 * 1024];
+        let mut buf = vec![0u8; READ_SIZE];
         let mut nals: Vec<Bytes> = Vec::new();
         loop {
-            let n = match input.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e.into()),
-            };
+            let n = input.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
             splitter.push(&buf[..n], &mut nals);
             for nal in nals.drain(..) {
                 if let Some(unit) = grouper.push(nal)
-                    && !self.release(unit, out)
+                    && !self.release(unit, out).await
                 {
                     return Ok(false);
                 }
@@ -77,13 +89,13 @@ impl Reader {
         splitter.finish(&mut nals);
         for nal in nals.drain(..) {
             if let Some(unit) = grouper.push(nal)
-                && !self.release(unit, out)
+                && !self.release(unit, out).await
             {
                 return Ok(false);
             }
         }
         if let Some(unit) = grouper.finish()
-            && !self.release(unit, out)
+            && !self.release(unit, out).await
         {
             return Ok(false);
         }
@@ -93,11 +105,12 @@ impl Reader {
         Ok(true)
     }
 
-    fn release(&mut self, nals: Vec<Bytes>, out: &Output) -> bool {
-        let captured = self.pacer.wait();
+    async fn release(&mut self, nals: Vec<Bytes>, out: &Output) -> bool {
+        let due = self.pacer.next();
+        tokio::time::sleep_until(due.into()).await;
         self.frames += 1;
         // A byte stream cannot be asked for a keyframe: the request is dropped, the next IDR comes on schedule.
         let _ = out.take_keyframe_request();
-        out.send(AccessUnit::new(nals, captured)).is_ok()
+        out.send(AccessUnit::new(nals, due)).is_ok()
     }
 }

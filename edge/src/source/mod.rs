@@ -1,5 +1,6 @@
-//! Capture sources. Each runs on its own thread and hands complete H.264 access units to the pusher through a
-//! small queue. A source never waits for the network: when the queue is full (the pusher is reconnecting, or the
+//! Capture sources. Each hands complete H.264 access units to the pusher through a small queue: the test pattern
+//! and V4L2 cameras from a thread of their own (they compute or block), byte streams from a task on the pusher's
+//! runtime. A source never waits for the network: when the queue is full (the pusher is reconnecting, or the
 //! link is slower than the camera) frames are dropped and the pusher asks for a keyframe before it sends again.
 //!
 //! - [`test_pattern`] draws a moving pattern with a clock, encoded by [`pcm_h264`];
@@ -121,7 +122,7 @@ pub fn start(kind: &SourceKind, video: Video) -> anyhow::Result<Capture> {
             format!("test pattern {}x{} at {} fps", video.width, video.height, video.fps)
         }
         SourceKind::Stdin => {
-            spawn("stdin", move || annexb::run(std::io::stdin().lock(), video, out))?;
+            spawn_task("stdin", annexb::run_stdin(video, out));
             format!("H.264 from standard input at {} fps", video.fps)
         }
         SourceKind::File(path) => {
@@ -129,11 +130,11 @@ pub fn start(kind: &SourceKind, video: Video) -> anyhow::Result<Capture> {
             // Opened here so a missing file is an error at start, not a log line later.
             std::fs::File::open(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
             let describe = format!("H.264 file {} at {} fps, looped", path.display(), video.fps);
-            spawn("file", move || annexb::run_file_looped(&path, video, out))?;
+            spawn_task("file", annexb::run_file_looped(path, video, out));
             describe
         }
         SourceKind::Rpicam => {
-            spawn("rpicam", move || rpicam::run(video, out))?;
+            spawn_task("rpicam", rpicam::run(video, out));
             format!("rpicam-vid {}x{} at {} fps, {} bit/s", video.width, video.height, video.fps, video.bitrate)
         }
         SourceKind::V4l2 { device, encoder } => {
@@ -153,6 +154,15 @@ pub fn channel() -> (Output, Capture) {
     (Output { tx, control: control.clone() }, Capture { units, control, describe: String::new() })
 }
 
+/// Byte-stream sources run on the pusher's runtime (see [`annexb`]); dropping the receiver ends them.
+fn spawn_task(name: &'static str, f: impl std::future::Future<Output = anyhow::Result<()>> + Send + 'static) {
+    tokio::spawn(async move {
+        if let Err(e) = f.await {
+            tracing::error!(source = name, "the source stopped: {e:#}");
+        }
+    });
+}
+
 fn spawn(name: &str, f: impl FnOnce() -> anyhow::Result<()> + Send + 'static) -> anyhow::Result<()> {
     let name = name.to_string();
     std::thread::Builder::new().name(format!("source-{name}")).spawn(move || {
@@ -163,9 +173,9 @@ fn spawn(name: &str, f: impl FnOnce() -> anyhow::Result<()> + Send + 'static) ->
     Ok(())
 }
 
-/// Paces frames read from a byte stream (a file has no timestamps) at the configured rate: frame `n` is not
-/// released before `start + n / fps`. A live pipe that delivers later than that is never held back, and a source
-/// that fell more than a second behind is re-anchored instead of being let to burst.
+/// Paces frames read from a byte stream (a file has no timestamps) at the configured rate: frame `n` is due at
+/// `start + n / fps`. A live pipe that delivers later than that is never held back, and a source that fell more
+/// than a second behind is re-anchored instead of being let to burst.
 #[derive(Debug)]
 pub struct Pacer {
     start: Instant,
@@ -178,12 +188,11 @@ impl Pacer {
         Pacer { start: Instant::now(), n: 0, frame: Duration::from_secs(1) / fps.max(1) }
     }
 
-    /// Waits until the next frame is due; returns its capture time.
-    pub fn wait(&mut self) -> Instant {
+    /// When the next frame is due (now, if it is late); also its capture time.
+    pub fn next(&mut self) -> Instant {
         let due = self.start + self.frame * self.n;
         let now = Instant::now();
         let at = if due > now {
-            std::thread::sleep(due - now);
             due
         } else {
             if now - due > Duration::from_secs(1) {
@@ -193,6 +202,16 @@ impl Pacer {
             now
         };
         self.n += 1;
+        at
+    }
+
+    /// [`next`](Self::next), waited for on this thread.
+    pub fn wait(&mut self) -> Instant {
+        let at = self.next();
+        let now = Instant::now();
+        if at > now {
+            std::thread::sleep(at - now);
+        }
         at
     }
 }

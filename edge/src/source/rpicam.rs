@@ -4,7 +4,7 @@
 //!
 //! `SLUICE_EDGE_RPICAM` names another program to run instead (tests use a script that plays a file).
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use sluice_client::backoff::Backoff;
@@ -36,12 +36,17 @@ pub fn program() -> String {
     std::env::var("SLUICE_EDGE_RPICAM").unwrap_or_else(|_| "rpicam-vid".to_string())
 }
 
-pub fn run(video: Video, out: Output) -> anyhow::Result<()> {
+pub async fn run(video: Video, out: Output) -> anyhow::Result<()> {
     let program = program();
     let mut backoff = Backoff::default();
     loop {
         let started = Instant::now();
-        let child = Command::new(&program).args(args(video)).stdout(Stdio::piped()).stdin(Stdio::null()).spawn();
+        let child = tokio::process::Command::new(&program)
+            .args(args(video))
+            .stdout(Stdio::piped())
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .spawn();
         let mut child = match child {
             Ok(c) => c,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -51,10 +56,11 @@ pub fn run(video: Video, out: Output) -> anyhow::Result<()> {
         };
         tracing::info!(pid = child.id(), "started {program}");
         let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("{program} has no standard output"))?;
-        let read = super::annexb::run(stdout, video, out.clone());
+        let mut reader = super::annexb::Reader::new(video);
+        let read = reader.read_all(stdout, &out).await;
         // Ended either way: the pusher is gone (stop the camera) or the camera tool exited.
-        let _ = child.kill();
-        let status = child.wait();
+        let _ = child.start_kill();
+        let status = child.wait().await;
         if out.is_closed() {
             return Ok(());
         }
@@ -63,11 +69,12 @@ pub fn run(video: Video, out: Output) -> anyhow::Result<()> {
         tracing::warn!(
             status = ?status.ok(),
             error = ?read.err(),
+            frames = reader.frames,
             "{program} stopped after {:.1}s; starting it again in {:.1}s",
             ran.as_secs_f64(),
             wait.as_secs_f64()
         );
-        std::thread::sleep(wait.max(Duration::from_millis(100)));
+        tokio::time::sleep(wait.max(Duration::from_millis(100))).await;
     }
 }
 

@@ -108,7 +108,8 @@ impl<T: AsRef<[u8]>> AccessUnits<T> {
 #[derive(Debug)]
 pub struct AnnexBSplitter {
     buf: BytesMut,
-    /// Where the payload of the NAL unit being collected starts in `buf`, once a start code was seen.
+    /// Where the payload of the NAL unit being collected starts in `buf` (just after the start code `buf` begins
+    /// with), once a start code was seen.
     nal_start: Option<usize>,
     /// How far `buf` has been searched for start codes.
     scanned: usize,
@@ -121,7 +122,7 @@ impl AnnexBSplitter {
         AnnexBSplitter { buf: BytesMut::new(), nal_start: None, scanned: 0, max_nal, oversized: 0 }
     }
 
-    /// Appends bytes; every NAL unit they complete is pushed to `out`.
+    /// Appends bytes; every NAL unit they complete is pushed to `out`, sharing the buffer (no copy).
     pub fn push(&mut self, data: &[u8], out: &mut Vec<Bytes>) {
         self.buf.extend_from_slice(data);
         let mut i = self.scanned;
@@ -129,22 +130,23 @@ impl AnnexBSplitter {
             if self.buf[i + 2] > 1 {
                 i += 3;
             } else if self.buf[i] == 0 && self.buf[i + 1] == 0 && self.buf[i + 2] == 1 {
+                // Everything before this start code: the NAL unit being collected, or bytes before the first one.
+                let head = self.buf.split_to(i).freeze();
                 if let Some(start) = self.nal_start {
-                    self.emit(start, i, out);
+                    emit(head, start, out);
                 }
-                self.nal_start = Some(i + 3);
-                i += 3;
+                self.nal_start = Some(3);
+                i = 3;
             } else {
                 i += 1;
             }
         }
         self.scanned = i;
-        // Drop what was emitted (or precedes the first start code) so the buffer holds one NAL unit at most.
-        let keep_from = self.nal_start.unwrap_or(self.scanned).min(self.scanned);
-        if keep_from > 0 {
-            let _ = self.buf.split_to(keep_from);
-            self.scanned -= keep_from;
-            self.nal_start = self.nal_start.map(|s| s - keep_from);
+        if self.nal_start.is_none() {
+            // No start code yet: what was searched is garbage, but for a start code's first two bytes.
+            let drop = self.scanned.saturating_sub(2);
+            let _ = self.buf.split_to(drop);
+            self.scanned -= drop;
         }
         if self.buf.len() > self.max_nal {
             self.oversized += 1;
@@ -156,22 +158,23 @@ impl AnnexBSplitter {
 
     /// The NAL unit still collected at the end of the stream.
     pub fn finish(&mut self, out: &mut Vec<Bytes>) {
+        let rest = std::mem::take(&mut self.buf).freeze();
         if let Some(start) = self.nal_start.take() {
-            let end = self.buf.len();
-            self.emit(start, end, out);
+            emit(rest, start, out);
         }
-        self.buf.clear();
         self.scanned = 0;
     }
+}
 
-    fn emit(&self, start: usize, mut end: usize, out: &mut Vec<Bytes>) {
-        // A 4-byte start code's leading zero (and trailing_zero_8bits) belongs to no NAL unit.
-        while end > start && self.buf[end - 1] == 0 {
-            end -= 1;
-        }
-        if end > start {
-            out.push(Bytes::copy_from_slice(&self.buf[start..end]));
-        }
+/// Pushes `chunk[start..]` without its trailing zeros (a 4-byte start code's leading zero, trailing_zero_8bits,
+/// belong to no NAL unit), if anything is left.
+fn emit(chunk: Bytes, start: usize, out: &mut Vec<Bytes>) {
+    let mut end = chunk.len();
+    while end > start && chunk[end - 1] == 0 {
+        end -= 1;
+    }
+    if end > start {
+        out.push(chunk.slice(start..end));
     }
 }
 
