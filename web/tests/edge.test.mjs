@@ -41,6 +41,22 @@ to = ["whep"]
 name = "edge-arm"
 from = "whip"
 to = ["whep"]
+
+[[route]]
+name = "edge-rtmp-test"
+from = "rtmp"
+to = ["whep"]
+
+# The surveillance set-up: each account camera is a route made from this template, published with its key.
+[accounts]
+registration = "admin"
+cameras = "cameras/*"
+
+[[route]]
+name = "cameras/*"
+from = "publisher"
+to = ["whep"]
+auth = "accounts"
 `;
 
 /** Starts sluice-edge (or `program` with `args`, for qemu) with JSON logs; `waitLog` resolves on a matching line
@@ -126,6 +142,14 @@ test('the test source over WHIP plays in Chromium, and comes back by itself afte
   assert.equal(stats.live.source, 'whip');
 });
 
+test('the test source over RTMP plays in Chromium', async () => {
+  const edge = startEdge(['--log-json', 'push', '--source', 'test', '--width', '320', '--height', '240',
+    '--to', `rtmp://${router.rtmp}/edge-rtmp-test/key`]);
+  edges.push(edge);
+  await edge.waitLog(connected('RTMP'), { what: 'the RTMP connection' });
+  assert.ok(await plays('edge-rtmp-test') > 20);
+});
+
 test('an H.264 stream on stdin over RTMP, and over WHIP, plays in Chromium', async () => {
   // The demo clip five times over: a 20-second Annex B stream, paced by the edge at 30 fps.
   const clip = readFileSync(CLIP);
@@ -141,6 +165,41 @@ test('an H.264 stream on stdin over RTMP, and over WHIP, plays in Chromium', asy
     await edge.waitLog(connected(how), { what: `the ${how} connection` });
     assert.ok(await plays(route) > 20, `${route} plays`);
   }
+});
+
+test("an account camera's Pi publishes with its stream key, and a wrong key is refused", async () => {
+  const api = async (method, path, token, body) => {
+    const headers = {};
+    if (token) headers.authorization = `Bearer ${token}`;
+    if (body) headers['content-type'] = 'application/json';
+    const r = await fetch(`${router.base}${path}`, { method, headers, body: body ? JSON.stringify(body) : undefined });
+    return [r.status, await r.json().catch(() => null)];
+  };
+  const [registered, owner] = await api('POST', '/api/auth/register', null,
+    { username: 'owner', email: 'owner@example.com', password: 'correct horse' });
+  assert.equal(registered, 201, JSON.stringify(owner));
+  const [loggedIn, login] = await api('POST', '/api/auth/login', null, { username: 'owner', password: 'correct horse' });
+  assert.equal(loggedIn, 200, JSON.stringify(login));
+  const [created, camera] = await api('POST', '/api/cameras', login.token, { name: 'Garden' });
+  assert.equal(created, 201, JSON.stringify(camera));
+  const [, urls] = await api('GET', `/api/cameras/${camera.id}/stream`, login.token);
+
+  const args = (key) => ['--log-json', 'push', '--source', 'test', '--width', '160', '--height', '96', '--to', urls.whip,
+    '--token', key, '--stats-interval', '1s'];
+  const wrong = startEdge(args('not-the-key'));
+  edges.push(wrong);
+  const refused = await wrong.waitLog((l) => l.message?.startsWith('push failed'), { what: 'the refusal' });
+  assert.match(refused.message, /403 Forbidden.*stream key/);
+  await wrong.stop();
+
+  const edge = startEdge(args(camera.stream_key));
+  edges.push(edge);
+  await edge.waitLog(connected('WHIP'), { what: 'the camera connecting with its key' });
+  await router.waitLog((l) => l.message === 'accounts: camera streaming' && l.camera === camera.id);
+  // A stats line counting frames sent: the route has had frames for a second by then.
+  await edge.waitLog((l) => l.message === 'stats' && l.sent > 0, { what: 'frames sent' });
+  const [, shown] = await api('GET', `/api/cameras/${camera.id}`, login.token);
+  assert.equal(shown.status, 'streaming', JSON.stringify(shown));
 });
 
 test('the aarch64 build runs under qemu-aarch64 and pushes the test source', async () => {
