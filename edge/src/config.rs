@@ -63,7 +63,7 @@ pub struct PushOptions {
 #[derive(Debug, Default, Clone, Deserialize, clap::Args)]
 #[serde(deny_unknown_fields)]
 pub struct PullOptions {
-    /// http://HOST:8889/ROUTE/whep
+    /// http://HOST:8889/ROUTE/whep, or rtmp://HOST/ROUTE/TOKEN (rtmp://HOST/live/ROUTE without auth)
     #[arg(long = "from")]
     pub from: Option<String>,
     /// Bearer token for WHEP
@@ -258,10 +258,19 @@ impl PushPlan {
 
 impl PullPlan {
     pub fn resolve(o: PullOptions) -> Result<PullPlan, String> {
-        let from = o.from.ok_or("say which route to read: http://HOST:8889/ROUTE/whep")?;
+        let from = o.from.ok_or("say which route to read: http://HOST:8889/ROUTE/whep or rtmp://HOST/ROUTE/TOKEN")?;
         let from = Url::parse(&from).map_err(|e| format!("{from:?}: {e}"))?;
-        if !matches!(from.scheme(), "http" | "https") || from.host_str().is_none() {
-            return Err(format!("{from}: pull reads over WHEP: http://HOST:8889/ROUTE/whep"));
+        match from.scheme() {
+            "http" | "https" if from.host_str().is_some() => {}
+            "rtmp" => {
+                sluice_client::rtmp::RtmpTarget::parse(&from).map_err(|e| format!("{from}: {e}"))?;
+            }
+            _ => {
+                return Err(format!(
+                    "{from}: pull reads over WHEP (http://HOST:8889/ROUTE/whep) or RTMP (rtmp://HOST/ROUTE/TOKEN, \
+                     or rtmp://HOST/live/ROUTE when the route needs no token)"
+                ));
+            }
         }
         let record = o.record.ok_or("say where to record: --record DIR")?;
         let quota = match o.quota.as_deref() {

@@ -47,9 +47,9 @@ struct Cli {
 enum Command {
     /// Capture H.264 and push it to a router (WHIP, or RTMP)
     Push(PushOptions),
-    /// Read a route over WHEP and record it to MP4 segments
+    /// Read a route (WHEP, or RTMP) and record it to MP4 segments
     Pull {
-        /// http://HOST:8889/ROUTE/whep (or --from)
+        /// http://HOST:8889/ROUTE/whep or rtmp://HOST/ROUTE/TOKEN (or --from)
         url: Option<String>,
         #[command(flatten)]
         options: PullOptions,

@@ -15,13 +15,44 @@ use sluice_plugin_record_mp4::mux::Part;
 use sluice_plugin_record_mp4::segmenter::{CreateError, DirFile, DirFiles, Files, Segmenter};
 
 pub const VIDEO: u32 = 1;
+/// How long a recording waits for an expected audio track once video is there.
+const AUDIO_WAIT: Duration = Duration::from_secs(2);
 pub const AUDIO: u32 = 2;
 
-/// A sample as the pull hands it over: H.264 as NAL units, Opus as one packet.
+/// A sample as the pull hands it over: H.264 as NAL units (times in 1/90000 s), audio as one packet (times in
+/// the audio track's clock).
 #[derive(Debug)]
 pub enum Media {
-    Video { nals: Vec<Bytes>, pts_90k: i64 },
-    Audio { packet: Bytes, pts_48k: i64 },
+    Video { nals: Vec<Bytes>, pts: i64, dts: i64 },
+    Audio { packet: Bytes, pts: i64 },
+}
+
+/// The Opus track of a WHEP session (48 kHz, stereo, as WebRTC sends it).
+pub fn opus_track() -> TrackInfo {
+    TrackInfo {
+        id: AUDIO,
+        codec: Codec::Opus,
+        clock_rate: 48_000,
+        width: 0,
+        height: 0,
+        channels: 2,
+        sample_rate: 48_000,
+        config: Vec::new(),
+    }
+}
+
+/// An AAC track (RTMP) from its AudioSpecificConfig; its clock is its sample rate.
+pub fn aac_track(config: &[u8], sample_rate: u32, channels: u8) -> TrackInfo {
+    TrackInfo {
+        id: AUDIO,
+        codec: Codec::Aac,
+        clock_rate: sample_rate,
+        width: 0,
+        height: 0,
+        channels: u32::from(channels),
+        sample_rate,
+        config: config.to_vec(),
+    }
 }
 
 #[derive(Debug)]
@@ -32,13 +63,17 @@ pub struct Recorder {
     segmenter: Option<Segmenter<QuotaFiles>>,
     /// The video track's SPS and PPS: the track (and the segment) is made again when they change.
     parameter_sets: Option<(Bytes, Bytes)>,
-    audio: bool,
+    video: Option<TrackInfo>,
+    audio: Option<TrackInfo>,
+    /// The session said audio will come: the recording waits this long for its track before starting without it,
+    /// so the first segment is not cut when the audio configuration arrives just after the first keyframe.
+    audio_expected: Option<std::time::Instant>,
     pub video_frames: u64,
     pub audio_packets: u64,
 }
 
 impl Recorder {
-    pub fn new(dir: &Path, quota: u64, segment_duration: Duration, audio: bool) -> anyhow::Result<Recorder> {
+    pub fn new(dir: &Path, quota: u64, segment_duration: Duration) -> anyhow::Result<Recorder> {
         std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
         let spec = ConfigSpec {
             part_duration: Some("1s".into()),
@@ -52,7 +87,9 @@ impl Recorder {
             config,
             segmenter: None,
             parameter_sets: None,
-            audio,
+            video: None,
+            audio: None,
+            audio_expected: None,
             video_frames: 0,
             audio_packets: 0,
         })
@@ -62,7 +99,7 @@ impl Recorder {
     pub fn write(&mut self, media: Media) -> anyhow::Result<bool> {
         let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
         match media {
-            Media::Video { nals, pts_90k } => {
+            Media::Video { nals, pts, dts } => {
                 let keyframe = nals.iter().any(|n| nal_type(n) == sluice_media::h264::NAL_IDR);
                 let sps = nals.iter().find(|n| nal_type(n) == NAL_SPS);
                 let pps = nals.iter().find(|n| nal_type(n) == NAL_PPS);
@@ -71,6 +108,9 @@ impl Recorder {
                 {
                     self.set_video(sps.clone(), pps.clone())?;
                 }
+                if self.segmenter.is_none() && self.audio_expected.is_some() {
+                    self.apply_tracks()?;
+                }
                 // Nothing can be written before the first keyframe with its parameter sets.
                 let Some(segmenter) = self.segmenter.as_mut() else { return Ok(false) };
                 if self.video_frames == 0 && !keyframe {
@@ -78,33 +118,18 @@ impl Recorder {
                 }
                 let payload = sluice_media::h264::to_avcc(nals.iter().map(|n| &n[..])).to_vec();
                 let len = payload.len() as u32;
-                let sample = Sample {
-                    track: VIDEO,
-                    pts: pts_90k,
-                    dts: pts_90k,
-                    keyframe,
-                    offset: 0,
-                    len,
-                    wallclock_ms: Some(now_ms),
-                };
+                let sample = Sample { track: VIDEO, pts, dts, keyframe, offset: 0, len, wallclock_ms: Some(now_ms) };
                 segmenter.write(Rc::new(payload), [sample]).map_err(anyhow::Error::msg)?;
                 self.video_frames += 1;
             }
-            Media::Audio { packet, pts_48k } => {
+            Media::Audio { packet, pts } => {
                 let Some(segmenter) = self.segmenter.as_mut() else { return Ok(true) };
                 if self.video_frames == 0 {
                     return Ok(true);
                 }
                 let len = packet.len() as u32;
-                let sample = Sample {
-                    track: AUDIO,
-                    pts: pts_48k,
-                    dts: pts_48k,
-                    keyframe: true,
-                    offset: 0,
-                    len,
-                    wallclock_ms: Some(now_ms),
-                };
+                let sample =
+                    Sample { track: AUDIO, pts, dts: pts, keyframe: true, offset: 0, len, wallclock_ms: Some(now_ms) };
                 segmenter.write(Rc::new(packet.to_vec()), [sample]).map_err(anyhow::Error::msg)?;
                 self.audio_packets += 1;
             }
@@ -112,10 +137,26 @@ impl Recorder {
         Ok(true)
     }
 
+    /// Audio will come (the stream's metadata or the WebRTC answer says so): wait a little for its track.
+    pub fn expect_audio(&mut self) {
+        if self.audio.is_none() && self.segmenter.is_none() {
+            self.audio_expected = Some(std::time::Instant::now() + AUDIO_WAIT);
+        }
+    }
+
+    /// The route's audio track, once known (a new one starts a new segment at the next keyframe).
+    pub fn set_audio(&mut self, track: TrackInfo) -> anyhow::Result<()> {
+        if self.audio.as_ref() != Some(&track) {
+            self.audio = Some(track);
+            self.apply_tracks()?;
+        }
+        Ok(())
+    }
+
     fn set_video(&mut self, sps: Bytes, pps: Bytes) -> anyhow::Result<()> {
         let info = parse_sps(&sps).map_err(|e| anyhow::anyhow!("the route's SPS: {e}"))?;
         tracing::info!(picture = %info.describe(), "recording");
-        let mut tracks = vec![TrackInfo {
+        self.video = Some(TrackInfo {
             id: VIDEO,
             codec: Codec::H264,
             clock_rate: 90_000,
@@ -124,19 +165,24 @@ impl Recorder {
             channels: 0,
             sample_rate: 0,
             config: avc_decoder_config(&sps, &pps).to_vec(),
-        }];
-        if self.audio {
-            tracks.push(TrackInfo {
-                id: AUDIO,
-                codec: Codec::Opus,
-                clock_rate: 48_000,
-                width: 0,
-                height: 0,
-                channels: 2,
-                sample_rate: 48_000,
-                config: Vec::new(),
-            });
+        });
+        self.parameter_sets = Some((sps, pps));
+        self.apply_tracks()
+    }
+
+    /// Hands the tracks to the segmenter, making it once there is video (and the audio expected, or the wait for it
+    /// is over).
+    fn apply_tracks(&mut self) -> anyhow::Result<()> {
+        let Some(video) = self.video.clone() else { return Ok(()) };
+        if self.segmenter.is_none() && self.audio.is_none() {
+            match self.audio_expected {
+                Some(until) if std::time::Instant::now() < until => return Ok(()),
+                Some(_) => tracing::info!("no audio track arrived; recording video only"),
+                None => {}
+            }
         }
+        self.audio_expected = None;
+        let tracks: Vec<TrackInfo> = std::iter::once(video).chain(self.audio.clone()).collect();
         match self.segmenter.as_mut() {
             Some(s) => s.update_tracks(tracks).map_err(anyhow::Error::msg)?,
             None => {
@@ -145,7 +191,6 @@ impl Recorder {
                     Some(Segmenter::new(files, "pull", tracks, self.config.clone()).map_err(anyhow::Error::msg)?);
             }
         }
-        self.parameter_sets = Some((sps, pps));
         Ok(())
     }
 

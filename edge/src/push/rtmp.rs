@@ -1,13 +1,18 @@
 //! Push over RTMP, the fallback where UDP does not pass: rml_rtmp's client session (through `sluice-client`),
-//! the AVC sequence header sent whenever the SPS/PPS change, then one FLV video tag per access unit.
+//! the AVC sequence header (`sluice_media::flv`, as the router sends its players) whenever the SPS/PPS change, then
+//! one FLV video tag per access unit.
 
 use std::time::Instant;
+
+use anyhow::Context;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use rml_rtmp::sessions::StreamMetadata;
 use rml_rtmp::time::RtmpTimestamp;
 use sluice_client::rtmp::{Client, Mode, RtmpTarget};
-use sluice_media::h264::{NAL_AUD, NAL_PPS, NAL_SPS, avc_decoder_config, nal_type};
+use sluice_media::CodecParams;
+use sluice_media::flv::sequence_header;
+use sluice_media::h264::{NAL_AUD, NAL_PPS, NAL_SPS, nal_type};
 use tokio::io::AsyncReadExt;
 use url::Url;
 
@@ -46,7 +51,8 @@ pub async fn push(url: &Url, video: Video, link: &mut Link<'_>) -> anyhow::Resul
                 if let Some(sets) = unit.parameter_sets()
                     && parameter_sets.as_ref() != Some(&sets)
                 {
-                    let header = sequence_header(&sets.0, &sets.1);
+                    let params = CodecParams::H264 { sps: sets.0.clone(), pps: sets.1.clone() };
+                    let (_, header) = sequence_header(&params).context("an H.264 sequence header")?;
                     let r = client.session.publish_video_data(header, RtmpTimestamp::new(0), false)?;
                     client.apply(vec![r]).await?;
                     parameter_sets = Some(sets);
@@ -75,15 +81,6 @@ pub async fn push(url: &Url, video: Video, link: &mut Link<'_>) -> anyhow::Resul
             }
         }
     }
-}
-
-/// The AVC sequence header tag body: keyframe + AVC, packet type 0, composition time 0, the decoder config.
-fn sequence_header(sps: &[u8], pps: &[u8]) -> Bytes {
-    let config = avc_decoder_config(sps, pps);
-    let mut b = BytesMut::with_capacity(5 + config.len());
-    b.put_slice(&[0x17, 0, 0, 0, 0]);
-    b.put_slice(&config);
-    b.freeze()
 }
 
 /// One access unit as an FLV video tag body: frame type and AVC, packet type 1 (NALU), composition time 0 (no
@@ -115,7 +112,7 @@ mod tests {
         assert!(unit.keyframe);
         assert_eq!(&video_tag(&unit)[..], [0x17, 1, 0, 0, 0, 0, 0, 0, 3, 0x65, 0x88, 3]);
         let (sps, pps) = unit.parameter_sets().expect("sets");
-        let header = sequence_header(&sps, &pps);
+        let (_, header) = sequence_header(&CodecParams::H264 { sps, pps }).expect("header");
         assert_eq!(&header[..6], [0x17, 0, 0, 0, 0, 1]);
         assert_eq!(&header[6..9], [0x42, 0xc0, 0x1f], "profile, constraints, level from the SPS");
     }

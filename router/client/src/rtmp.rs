@@ -162,8 +162,9 @@ impl Client {
             {
                 return Err(ClientError::Refused(description.clone()));
             }
-            if let Some(ClientSessionEvent::UnhandleableOnStatusCode { code }) =
-                events.iter().find(|e| matches!(e, ClientSessionEvent::UnhandleableOnStatusCode { .. }))
+            if let Some(ClientSessionEvent::UnhandleableOnStatusCode { code }) = events
+                .iter()
+                .find(|e| matches!(e, ClientSessionEvent::UnhandleableOnStatusCode { code } if !informational(code)))
             {
                 return Err(ClientError::Status(code.clone()));
             }
@@ -200,6 +201,12 @@ impl Client {
     }
 }
 
+/// Status codes servers send on the way to (or beside) an accepted play or publish, which rml_rtmp does not
+/// know: `NetStream.Play.Reset` comes before `Play.Start` from nginx-rtmp and Sluice, in the same packet or not.
+fn informational(code: &str) -> bool {
+    [".Reset", ".PublishNotify", ".Start", ".Switch", ".Notify"].iter().any(|end| code.ends_with(end))
+}
+
 pub async fn read(tcp: &mut TcpStream, buf: &mut [u8]) -> Result<usize, ClientError> {
     match tcp.read(buf).await? {
         0 => Err(ClientError::Closed),
@@ -210,6 +217,14 @@ pub async fn read(tcp: &mut TcpStream, buf: &mut [u8]) -> Result<usize, ClientEr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_refusals_end_a_connection_attempt() {
+        assert!(informational("NetStream.Play.Reset"));
+        assert!(informational("NetStream.Play.PublishNotify"));
+        assert!(!informational("NetStream.Play.StreamNotFound"));
+        assert!(!informational("NetStream.Publish.BadName"));
+    }
 
     #[test]
     fn targets() {

@@ -10,106 +10,11 @@ use crate::media::h264::avc_decoder_config;
 use crate::media::{Codec, CodecParams, h264};
 use crate::route::TrackInfo;
 
-const CODEC_AVC: u8 = 7;
-const SOUND_AAC: u8 = 10;
-/// Enhanced RTMP: the top bit of the first video byte marks an extended header with a FourCC.
-const EX_HEADER: u8 = 0x80;
+/// Parsing FLV tags is shared with sluice-edge (its RTMP pull), so it lives in `sluice-media`.
+pub use crate::media::flv::{AudioTag, FlvError, VideoTag, parse_audio, parse_video};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum VideoTag<'a> {
-    /// AVCDecoderConfigurationRecord: SPS and PPS.
-    AvcSequenceHeader { sps: Bytes, pps: Bytes },
-    /// Length-prefixed NAL units of one picture.
-    AvcNalus { keyframe: bool, composition_time_ms: i32, data: &'a [u8] },
-    /// End of sequence, or a frame-type-5 info frame: nothing to forward.
-    Ignored,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum FlvError {
-    #[error("empty {0} message")]
-    Empty(&'static str),
-    #[error("{0} message is truncated")]
-    Truncated(&'static str),
-    #[error("video codec {0} is not supported over RTMP (publish H.264)")]
-    VideoCodec(u8),
-    #[error("Enhanced RTMP video ({0}) is not supported yet; publish H.264 (in OBS: x264 or NVENC H.264)")]
-    EnhancedVideo(String),
-    #[error("audio format {0} is not supported over RTMP (publish AAC)")]
-    AudioCodec(u8),
-    #[error("bad AVC sequence header: {0}")]
-    BadSequenceHeader(&'static str),
-    #[error("bad AudioSpecificConfig")]
-    BadAudioConfig,
-}
-
-pub fn parse_video(data: &[u8]) -> Result<VideoTag<'_>, FlvError> {
-    let first = *data.first().ok_or(FlvError::Empty("video"))?;
-    if first & EX_HEADER != 0 {
-        let fourcc = data.get(1..5).map(|f| String::from_utf8_lossy(f).into_owned()).unwrap_or_default();
-        return Err(FlvError::EnhancedVideo(fourcc));
-    }
-    let frame_type = first >> 4;
-    let codec = first & 0x0f;
-    if frame_type == 5 {
-        return Ok(VideoTag::Ignored);
-    }
-    if codec != CODEC_AVC {
-        return Err(FlvError::VideoCodec(codec));
-    }
-    let header = data.get(1..5).ok_or(FlvError::Truncated("video"))?;
-    // Composition time: signed 24-bit.
-    let cts = (i32::from(header[1]) << 16 | i32::from(header[2]) << 8 | i32::from(header[3])) << 8 >> 8;
-    match header[0] {
-        0 => {
-            let (sps, pps) = h264::parse_avc_decoder_config(&data[5..]).map_err(FlvError::BadSequenceHeader)?;
-            Ok(VideoTag::AvcSequenceHeader { sps, pps })
-        }
-        1 => Ok(VideoTag::AvcNalus { keyframe: frame_type == 1, composition_time_ms: cts, data: &data[5..] }),
-        _ => Ok(VideoTag::Ignored),
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AudioTag<'a> {
-    AacConfig { config: Bytes, sample_rate: u32, channels: u8 },
-    AacRaw(&'a [u8]),
-}
-
-pub fn parse_audio(data: &[u8]) -> Result<AudioTag<'_>, FlvError> {
-    let first = *data.first().ok_or(FlvError::Empty("audio"))?;
-    let format = first >> 4;
-    if format != SOUND_AAC {
-        return Err(FlvError::AudioCodec(format));
-    }
-    match data.get(1).ok_or(FlvError::Truncated("audio"))? {
-        0 => {
-            let config = &data[2..];
-            let (sample_rate, channels) = aac_config(config).ok_or(FlvError::BadAudioConfig)?;
-            Ok(AudioTag::AacConfig { config: Bytes::copy_from_slice(config), sample_rate, channels })
-        }
-        _ => Ok(AudioTag::AacRaw(&data[2..])),
-    }
-}
-
-/// The sequence-header message for a track, sent to a player before its first frame (and on changes).
-pub fn sequence_header(params: &CodecParams) -> Option<(bool, Bytes)> {
-    match params {
-        CodecParams::H264 { sps, pps } => {
-            let mut b = BytesMut::new();
-            b.put_slice(&[0x17, 0, 0, 0, 0]);
-            b.put_slice(&avc_decoder_config(sps, pps));
-            Some((true, b.freeze()))
-        }
-        CodecParams::Aac { audio_specific_config } => {
-            let mut b = BytesMut::new();
-            b.put_slice(&[0xaf, 0]);
-            b.put_slice(audio_specific_config);
-            Some((false, b.freeze()))
-        }
-        _ => None,
-    }
-}
+/// Shared with sluice-edge, which publishes with it.
+pub use crate::media::flv::sequence_header;
 
 /// The `onMetaData` a player is sent before its first frame, as a chunked data message at timestamp 0: which
 /// tracks follow, in FLV's codec ids. Tracks FLV cannot carry are left out, as their frames are.
