@@ -212,7 +212,8 @@ impl PushPlan {
         let to = o.to.ok_or("say where to push: --to http://HOST:8889/ROUTE/whip or rtmp://HOST/ROUTE/KEY")?;
         let url = Url::parse(&to).map_err(|e| format!("--to {to:?}: {e}"))?;
         let target = match url.scheme() {
-            "http" | "https" => {
+            "https" => return Err(no_tls(&to)),
+            "http" => {
                 if url.host_str().is_none() {
                     return Err(format!("--to {to:?} has no host"));
                 }
@@ -261,7 +262,8 @@ impl PullPlan {
         let from = o.from.ok_or("say which route to read: http://HOST:8889/ROUTE/whep or rtmp://HOST/ROUTE/TOKEN")?;
         let from = Url::parse(&from).map_err(|e| format!("{from:?}: {e}"))?;
         match from.scheme() {
-            "http" | "https" if from.host_str().is_some() => {}
+            "https" => return Err(no_tls(from.as_str())),
+            "http" if from.host_str().is_some() => {}
             "rtmp" => {
                 sluice_client::rtmp::RtmpTarget::parse(&from).map_err(|e| format!("{from}: {e}"))?;
             }
@@ -297,6 +299,13 @@ impl PullPlan {
             stats_every,
         })
     }
+}
+
+/// The edge speaks plain HTTP to the router (WHIP/WHEP carry their media encrypted either way: DTLS-SRTP).
+fn no_tls(url: &str) -> String {
+    format!(
+        "{url}: https:// is not supported by sluice-edge yet; use the router's http:// address (the media is encrypted by WebRTC either way)"
+    )
 }
 
 fn optional_duration(key: &str, text: Option<&str>, default: Duration) -> Result<Duration, String> {
@@ -377,6 +386,7 @@ mod tests {
             (PushOptions { source: Some("webcam".into()), ..push("http://r/x/whip") }, "use test, stdin"),
             (PushOptions::default(), "say where to push"),
             (push("ftp://r/x"), "not a push target"),
+            (push("https://r/x/whip"), "https:// is not supported"),
             (push("rtmp://r/only-app"), "rtmp://host"),
             (PushOptions { width: Some(641), ..push("http://r/x/whip") }, "even number"),
             (PushOptions { fps: Some(0), ..push("http://r/x/whip") }, "1 to 120"),

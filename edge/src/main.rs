@@ -103,9 +103,10 @@ fn init_logging(json: bool) {
     }
 }
 
-/// Runs a push or a pull on a single-threaded runtime (the capture has its own thread) until it ends or
-/// SIGINT/SIGTERM asks it to stop, which it does cleanly: the router is told the session ended, the segment being
-/// recorded is committed.
+/// Runs a push or a pull on a single-threaded runtime (camera threads aside) until it ends or SIGINT/SIGTERM asks
+/// it to stop, which it does cleanly: the router is told the session ended, the segment being recorded is
+/// committed. A stop that lands in the middle of connecting (a DNS lookup, a router that does not answer) gets
+/// a few seconds, then the program exits anyway.
 fn serve<F, Fut>(run: F) -> ExitCode
 where
     F: FnOnce(watch::Receiver<bool>) -> Fut,
@@ -120,13 +121,24 @@ where
     };
     let result = rt.block_on(async move {
         let (stop_tx, stop) = watch::channel(false);
+        let mut stopping = stop.clone();
         tokio::spawn(async move {
             wait_for_signal().await;
             tracing::info!("stopping");
             let _ = stop_tx.send(true);
         });
-        run(stop).await
+        let run = run(stop);
+        tokio::pin!(run);
+        tokio::select! {
+            r = &mut run => r,
+            _ = async { let _ = stopping.changed().await; tokio::time::sleep(STOP_GRACE).await } => {
+                tracing::warn!("still busy {}s after the stop; exiting", STOP_GRACE.as_secs());
+                Ok(())
+            }
+        }
     });
+    // A read of a terminal or a stuck lookup on a blocking thread must not hold the exit.
+    rt.shutdown_timeout(std::time::Duration::from_millis(500));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -135,6 +147,8 @@ where
         }
     }
 }
+
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 async fn wait_for_signal() {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {

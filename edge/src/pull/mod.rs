@@ -47,6 +47,7 @@ pub async fn run(plan: PullPlan, mut stop: watch::Receiver<bool>) -> anyhow::Res
     let mut backoff = Backoff::default();
     let mut last_log = Instant::now();
     let result = loop {
+        recorder.new_session();
         let mut pulling =
             Pulling { plan: &plan, recorder: &mut recorder, stop: &mut stop, until, connected_at: None, last_log };
         let session = if plan.from.scheme() == "rtmp" {

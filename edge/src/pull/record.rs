@@ -70,6 +70,33 @@ pub struct Recorder {
     audio_expected: Option<std::time::Instant>,
     pub video_frames: u64,
     pub audio_packets: u64,
+    /// Where this session's timestamps are placed on the recording's timeline.
+    session: SessionTime,
+    /// The last video decode time written, on the recording's timeline (1/90000 s).
+    last_video_dts: Option<i64>,
+}
+
+/// Each session's timestamps start wherever its source's clocks are (a new WebRTC session, a restarted router, a
+/// wrapped RTP clock), and WebRTC gives each track its own origin. Each track is placed by its first sample's
+/// arrival: the session starts one frame after what was recorded before it, and the tracks keep the distance
+/// they arrived with.
+#[derive(Debug)]
+struct SessionTime {
+    epoch: std::time::Instant,
+    /// Seconds on the recording's timeline where the session starts.
+    base: f64,
+    video: Option<i64>,
+    audio: Option<i64>,
+}
+
+impl SessionTime {
+    /// The offset of a track (kept in `slot` from its first sample on).
+    fn offset(&self, slot: Option<i64>, ts: i64, clock: u32, arrival: std::time::Instant) -> i64 {
+        slot.unwrap_or_else(|| {
+            let at = self.base + arrival.saturating_duration_since(self.epoch).as_secs_f64();
+            (at * f64::from(clock)).round() as i64 - ts
+        })
+    }
 }
 
 impl Recorder {
@@ -92,11 +119,20 @@ impl Recorder {
             audio_expected: None,
             video_frames: 0,
             audio_packets: 0,
+            session: SessionTime { epoch: std::time::Instant::now(), base: 0.0, video: None, audio: None },
+            last_video_dts: None,
         })
     }
 
-    /// Writes a sample. `false` when video waits for a keyframe (with its parameter sets) to start from.
-    pub fn write(&mut self, media: Media) -> anyhow::Result<bool> {
+    /// A new session (a connection) starts: its timestamps are placed after what was recorded.
+    pub fn new_session(&mut self) {
+        let base = self.last_video_dts.map_or(0.0, |d| d as f64 / 90_000.0 + 1.0 / 30.0);
+        self.session = SessionTime { epoch: std::time::Instant::now(), base, video: None, audio: None };
+    }
+
+    /// Writes a sample that arrived at `arrival`. `false` when video waits for a keyframe (with its parameter
+    /// sets) to start from.
+    pub fn write(&mut self, media: Media, arrival: std::time::Instant) -> anyhow::Result<bool> {
         let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
         match media {
             Media::Video { nals, pts, dts } => {
@@ -116,17 +152,25 @@ impl Recorder {
                 if self.video_frames == 0 && !keyframe {
                     return Ok(false);
                 }
+                let offset = self.session.offset(self.session.video, dts, 90_000, arrival);
+                self.session.video = Some(offset);
+                let (pts, dts) = (pts.saturating_add(offset), dts.saturating_add(offset));
                 let payload = sluice_media::h264::to_avcc(nals.iter().map(|n| &n[..])).to_vec();
                 let len = payload.len() as u32;
                 let sample = Sample { track: VIDEO, pts, dts, keyframe, offset: 0, len, wallclock_ms: Some(now_ms) };
                 segmenter.write(Rc::new(payload), [sample]).map_err(anyhow::Error::msg)?;
                 self.video_frames += 1;
+                self.last_video_dts = Some(dts);
             }
             Media::Audio { packet, pts } => {
                 let Some(segmenter) = self.segmenter.as_mut() else { return Ok(true) };
                 if self.video_frames == 0 {
                     return Ok(true);
                 }
+                let clock = self.audio.as_ref().map_or(48_000, |a| a.clock_rate);
+                let offset = self.session.offset(self.session.audio, pts, clock, arrival);
+                self.session.audio = Some(offset);
+                let pts = pts.saturating_add(offset);
                 let len = packet.len() as u32;
                 let sample =
                     Sample { track: AUDIO, pts, dts: pts, keyframe: true, offset: 0, len, wallclock_ms: Some(now_ms) };

@@ -76,7 +76,7 @@ impl Stream {
                     nals.extend(avcc_nals(data).map(Bytes::copy_from_slice));
                     let dts = i64::from(timestamp.value) * 90;
                     let pts = dts + i64::from(composition_time_ms) * 90;
-                    p.recorder.write(Media::Video { nals, pts, dts })?;
+                    p.recorder.write(Media::Video { nals, pts, dts }, Instant::now())?;
                 }
                 Ok(VideoTag::Ignored) => {}
                 Err(e) => self.warn_once(&e.to_string()),
@@ -89,7 +89,7 @@ impl Stream {
                 Ok(AudioTag::AacRaw(raw)) => {
                     if let Some(rate) = self.aac_rate {
                         let pts = i64::from(timestamp.value) * i64::from(rate) / 1000;
-                        p.recorder.write(Media::Audio { packet: Bytes::copy_from_slice(raw), pts })?;
+                        p.recorder.write(Media::Audio { packet: Bytes::copy_from_slice(raw), pts }, Instant::now())?;
                     }
                 }
                 Err(e) => self.warn_once(&e.to_string()),

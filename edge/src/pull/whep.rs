@@ -39,7 +39,7 @@ pub async fn session(p: &mut Pulling<'_>) -> anyhow::Result<()> {
                             .map(bytes::Bytes::copy_from_slice)
                             .collect();
                         let pts_90k = d.time.rebase(Frequency::NINETY_KHZ).numer() as i64;
-                        if !p.recorder.write(Media::Video { nals, pts: pts_90k, dts: pts_90k })? {
+                        if !p.recorder.write(Media::Video { nals, pts: pts_90k, dts: pts_90k }, d.network_time)? {
                             // Joined after a loss, or the first keyframe did not make it: ask for the next now.
                             peer.request_keyframe(mids[0]);
                         }
@@ -47,7 +47,8 @@ pub async fn session(p: &mut Pulling<'_>) -> anyhow::Result<()> {
                     Event::MediaData(d) if d.mid == mids[1] && d.params.spec().codec == Codec::Opus => {
                         let pts_48k = d.time.rebase(Frequency::FORTY_EIGHT_KHZ).numer() as i64;
                         p.recorder.set_audio(record::opus_track())?;
-                        p.recorder.write(Media::Audio { packet: bytes::Bytes::copy_from_slice(&d.data), pts: pts_48k })?;
+                        let packet = bytes::Bytes::copy_from_slice(&d.data);
+                        p.recorder.write(Media::Audio { packet, pts: pts_48k }, d.network_time)?;
                     }
                     _ => {}
                 }

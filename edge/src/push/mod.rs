@@ -47,6 +47,7 @@ pub async fn run(plan: PushPlan, mut stop: watch::Receiver<bool>) -> anyhow::Res
         let healthy_for = link.connected_at.map(|t| t.elapsed());
         match result {
             Ok(Ended::SourceEnded) => {
+                capture.ended()?;
                 tracing::info!("the source ended; stopping");
                 return Ok(());
             }
@@ -60,6 +61,9 @@ pub async fn run(plan: PushPlan, mut stop: watch::Receiver<bool>) -> anyhow::Res
                     wait.as_secs_f64()
                 );
                 if let Some(ended) = idle(&mut capture, &mut stop, wait).await {
+                    if ended == Ended::SourceEnded {
+                        capture.ended()?;
+                    }
                     tracing::info!(?ended, "stopping");
                     return Ok(());
                 }

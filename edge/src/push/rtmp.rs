@@ -48,20 +48,21 @@ pub async fn push(url: &Url, video: Video, link: &mut Link<'_>) -> anyhow::Resul
                 if !gate.pass(&unit, link.capture) {
                     continue;
                 }
+                let start = *first.get_or_insert(unit.captured);
+                let ms = unit.captured.saturating_duration_since(start).as_millis() as u32;
                 if let Some(sets) = unit.parameter_sets()
                     && parameter_sets.as_ref() != Some(&sets)
                 {
                     let params = CodecParams::H264 { sps: sets.0.clone(), pps: sets.1.clone() };
                     let (_, header) = sequence_header(&params).context("an H.264 sequence header")?;
-                    let r = client.session.publish_video_data(header, RtmpTimestamp::new(0), false)?;
+                    // At the frame's time: a header from the past would run a player's clock backwards.
+                    let r = client.session.publish_video_data(header, RtmpTimestamp::new(ms), false)?;
                     client.apply(vec![r]).await?;
                     parameter_sets = Some(sets);
                 }
                 if parameter_sets.is_none() {
                     anyhow::bail!("the source's keyframes carry no SPS/PPS (use rpicam-vid --inline)");
                 }
-                let start = *first.get_or_insert(unit.captured);
-                let ms = unit.captured.saturating_duration_since(start).as_millis() as u32;
                 let r = client.session.publish_video_data(video_tag(&unit), RtmpTimestamp::new(ms), !unit.keyframe)?;
                 client.apply(vec![r]).await?;
                 link.stats.sent(&unit);

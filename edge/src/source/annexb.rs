@@ -6,12 +6,13 @@
 //! (what a pusher that copies a stream spends most of its time on otherwise; see BENCHMARKS.md).
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use sluice_media::h264::{AccessUnits, AnnexBSplitter};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use super::{AccessUnit, Output, Pacer};
+use super::{Output, Pacer, ParameterSets};
 use crate::config::Video;
 
 /// A NAL unit larger than this is garbage (a 4K I-frame at a high bitrate is a few MB).
@@ -54,13 +55,24 @@ async fn open(path: &Path) -> anyhow::Result<tokio::fs::File> {
 
 /// The splitting and pacing state, kept across loops of a file so its pace and timestamps run on.
 pub struct Reader {
-    pacer: Pacer,
+    /// `None` for a live source, whose frames go out as they arrive, stamped with their arrival.
+    pacer: Option<Pacer>,
+    sets: ParameterSets,
+    /// A live source that sends nothing for this long is stalled.
+    stall: Option<Duration>,
     pub frames: u64,
 }
 
 impl Reader {
+    /// A stream with no timing of its own (a file, a pipe of unknown origin): released at `fps`.
     pub fn new(video: Video) -> Reader {
-        Reader { pacer: Pacer::new(video.fps), frames: 0 }
+        Reader { pacer: Some(Pacer::new(video.fps)), sets: ParameterSets::default(), stall: None, frames: 0 }
+    }
+
+    /// A camera's own output (rpicam-vid): frames go out as they come; a read that waits longer than `stall`
+    /// fails, so a hung camera tool is restarted.
+    pub fn live(stall: Duration) -> Reader {
+        Reader { pacer: None, sets: ParameterSets::default(), stall: Some(stall), frames: 0 }
     }
 
     /// Reads one stream to its end: `true` at the end, `false` when the pusher is gone.
@@ -70,7 +82,12 @@ impl Reader {
         let mut buf = vec![0u8; READ_SIZE];
         let mut nals: Vec<Bytes> = Vec::new();
         loop {
-            let n = input.read(&mut buf).await?;
+            let n = match self.stall {
+                Some(limit) => tokio::time::timeout(limit, input.read(&mut buf))
+                    .await
+                    .map_err(|_| anyhow::anyhow!("no data for {}s", limit.as_secs()))??,
+                None => input.read(&mut buf).await?,
+            };
             if n == 0 {
                 break;
             }
@@ -106,11 +123,17 @@ impl Reader {
     }
 
     async fn release(&mut self, nals: Vec<Bytes>, out: &Output) -> bool {
-        let due = self.pacer.next();
-        tokio::time::sleep_until(due.into()).await;
+        let captured = match &mut self.pacer {
+            Some(pacer) => {
+                let due = pacer.next();
+                tokio::time::sleep_until(due.into()).await;
+                due
+            }
+            None => Instant::now(),
+        };
         self.frames += 1;
         // A byte stream cannot be asked for a keyframe: the request is dropped, the next IDR comes on schedule.
         let _ = out.take_keyframe_request();
-        out.send(AccessUnit::new(nals, due)).is_ok()
+        out.send(self.sets.complete(nals, captured)).is_ok()
     }
 }

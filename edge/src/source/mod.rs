@@ -66,6 +66,23 @@ pub struct Control {
     pub keyframe_wanted: AtomicBool,
     /// Access units dropped because the queue was full.
     pub dropped: AtomicU64,
+    /// After a drop, nothing goes out until the next keyframe: later pictures refer to the dropped ones.
+    resyncing: AtomicBool,
+    /// Why the source stopped, if it failed (an end of standard input is no failure).
+    failure: std::sync::Mutex<Option<String>>,
+}
+
+impl Control {
+    /// Why the source stopped, if it failed.
+    pub fn failure(&self) -> Option<String> {
+        self.failure.lock().ok().and_then(|f| f.clone())
+    }
+
+    fn fail(&self, why: String) {
+        if let Ok(mut f) = self.failure.lock() {
+            *f = Some(why);
+        }
+    }
 }
 
 /// Why a capture thread stopped.
@@ -76,12 +93,24 @@ pub enum Stop {
 }
 
 impl Output {
-    /// Queues an access unit, or drops it when the pusher is behind. `Err` once the pusher is gone.
+    /// Queues an access unit, or drops it when the pusher is behind (and then every picture up to the next
+    /// keyframe, which is asked for). `Err` once the pusher is gone.
     pub fn send(&self, unit: AccessUnit) -> Result<(), Stop> {
+        let c = &self.control;
+        if c.resyncing.load(Ordering::Relaxed) {
+            if !unit.keyframe {
+                c.dropped.fetch_add(1, Ordering::Relaxed);
+                c.keyframe_wanted.store(true, Ordering::Relaxed);
+                return if self.tx.is_closed() { Err(Stop::Closed) } else { Ok(()) };
+            }
+            c.resyncing.store(false, Ordering::Relaxed);
+        }
         match self.tx.try_send(unit) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(_)) => {
-                self.control.dropped.fetch_add(1, Ordering::Relaxed);
+                c.dropped.fetch_add(1, Ordering::Relaxed);
+                c.resyncing.store(true, Ordering::Relaxed);
+                c.keyframe_wanted.store(true, Ordering::Relaxed);
                 Ok(())
             }
             Err(mpsc::error::TrySendError::Closed(_)) => Err(Stop::Closed),
@@ -111,18 +140,54 @@ impl Capture {
     pub fn request_keyframe(&self) {
         self.control.keyframe_wanted.store(true, Ordering::Relaxed);
     }
+
+    /// The source has no more frames: `Ok` at the end of standard input, the failure otherwise.
+    pub fn ended(&self) -> anyhow::Result<()> {
+        match self.control.failure() {
+            Some(why) => anyhow::bail!("the source failed: {why}"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Keeps the last SPS and PPS a stream carried and puts them before keyframes that come without (a camera that
+/// sends them once): every keyframe must be decodable alone, by a viewer joining there or after a reconnect.
+#[derive(Debug, Default)]
+pub struct ParameterSets {
+    last: Option<(Bytes, Bytes)>,
+}
+
+impl ParameterSets {
+    pub fn complete(&mut self, nals: Vec<Bytes>, captured: Instant) -> AccessUnit {
+        let unit = AccessUnit::new(nals, captured);
+        if let Some(sets) = unit.parameter_sets() {
+            self.last = Some(sets);
+            return unit;
+        }
+        match (&self.last, unit.keyframe) {
+            (Some((sps, pps)), true) => {
+                let mut nals = vec![sps.clone(), pps.clone()];
+                nals.extend(unit.nals);
+                AccessUnit { nals, ..unit }
+            }
+            _ => unit,
+        }
+    }
 }
 
 /// Starts the source on its own thread.
 pub fn start(kind: &SourceKind, video: Video) -> anyhow::Result<Capture> {
     let (out, mut capture) = channel();
+    let control = capture.control.clone();
+    let spawn = |name: &'static str, f: Box<dyn FnOnce() -> anyhow::Result<()> + Send>| spawn(name, control.clone(), f);
+    let spawn_task = |name: &'static str, f| spawn_task(name, capture.control.clone(), f);
     capture.describe = match kind {
         SourceKind::Test => {
-            spawn("test-pattern", move || test_pattern::run(video, out))?;
+            spawn("test-pattern", Box::new(move || test_pattern::run(video, out)))?;
             format!("test pattern {}x{} at {} fps", video.width, video.height, video.fps)
         }
         SourceKind::Stdin => {
-            spawn_task("stdin", annexb::run_stdin(video, out));
+            spawn_task("stdin", Box::pin(annexb::run_stdin(video, out)));
             format!("H.264 from standard input at {} fps", video.fps)
         }
         SourceKind::File(path) => {
@@ -130,17 +195,17 @@ pub fn start(kind: &SourceKind, video: Video) -> anyhow::Result<Capture> {
             // Opened here so a missing file is an error at start, not a log line later.
             std::fs::File::open(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
             let describe = format!("H.264 file {} at {} fps, looped", path.display(), video.fps);
-            spawn_task("file", annexb::run_file_looped(path, video, out));
+            spawn_task("file", Box::pin(annexb::run_file_looped(path, video, out)));
             describe
         }
         SourceKind::Rpicam => {
-            spawn_task("rpicam", rpicam::run(video, out));
+            spawn_task("rpicam", Box::pin(rpicam::run(video, out)));
             format!("rpicam-vid {}x{} at {} fps, {} bit/s", video.width, video.height, video.fps, video.bitrate)
         }
         SourceKind::V4l2 { device, encoder } => {
             let (device, encoder) = (device.clone(), encoder.clone());
             let describe = format!("V4L2 {} {}x{} at {} fps", device.display(), video.width, video.height, video.fps);
-            spawn("v4l2", move || v4l2::run_device(&device, &encoder, video, out))?;
+            spawn("v4l2", Box::new(move || v4l2::run_device(&device, &encoder, video, out)))?;
             describe
         }
     };
@@ -154,20 +219,28 @@ pub fn channel() -> (Output, Capture) {
     (Output { tx, control: control.clone() }, Capture { units, control, describe: String::new() })
 }
 
-/// Byte-stream sources run on the pusher's runtime (see [`annexb`]); dropping the receiver ends them.
-fn spawn_task(name: &'static str, f: impl std::future::Future<Output = anyhow::Result<()>> + Send + 'static) {
+/// A boxed source task: byte-stream sources run on the pusher's runtime (see [`annexb`]).
+type SourceTask = std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send>>;
+
+/// Runs a source task; its failure is kept for the pusher, which exits with it (systemd restarts it then).
+fn spawn_task(name: &'static str, control: Arc<Control>, f: SourceTask) {
     tokio::spawn(async move {
         if let Err(e) = f.await {
             tracing::error!(source = name, "the source stopped: {e:#}");
+            control.fail(format!("{e:#}"));
         }
     });
 }
 
-fn spawn(name: &str, f: impl FnOnce() -> anyhow::Result<()> + Send + 'static) -> anyhow::Result<()> {
-    let name = name.to_string();
+fn spawn(
+    name: &'static str,
+    control: Arc<Control>,
+    f: Box<dyn FnOnce() -> anyhow::Result<()> + Send>,
+) -> anyhow::Result<()> {
     std::thread::Builder::new().name(format!("source-{name}")).spawn(move || {
         if let Err(e) = f() {
             tracing::error!(source = %name, "the source stopped: {e:#}");
+            control.fail(format!("{e:#}"));
         }
     })?;
     Ok(())

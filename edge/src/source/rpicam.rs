@@ -1,6 +1,7 @@
 //! `rpicam-vid` as a child process: Raspberry Pi OS's camera tool (libcamera underneath) encodes H.264, on the
 //! hardware encoder of the Pi 0-4 and in software (libav) on the Pi 5, and writes Annex B to its standard output,
-//! which [`super::annexb`] reads. When it exits (camera unplugged, a crash) it is started again with backoff.
+//! which [`super::annexb`] reads, stamping frames as they arrive (the camera keeps the time, not a pacer). When it
+//! exits or hangs (camera unplugged, a crash) it is started again with backoff.
 //!
 //! `SLUICE_EDGE_RPICAM` names another program to run instead (tests use a script that plays a file).
 
@@ -32,6 +33,9 @@ pub fn args(video: Video) -> Vec<String> {
     args
 }
 
+/// rpicam-vid writes a frame every 1/fps; this long without a byte means it hung.
+const STALL: Duration = Duration::from_secs(5);
+
 pub fn program() -> String {
     std::env::var("SLUICE_EDGE_RPICAM").unwrap_or_else(|_| "rpicam-vid".to_string())
 }
@@ -56,7 +60,7 @@ pub async fn run(video: Video, out: Output) -> anyhow::Result<()> {
         };
         tracing::info!(pid = child.id(), "started {program}");
         let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("{program} has no standard output"))?;
-        let mut reader = super::annexb::Reader::new(video);
+        let mut reader = super::annexb::Reader::live(STALL);
         let read = reader.read_all(stdout, &out).await;
         // Ended either way: the pusher is gone (stop the camera) or the camera tool exited.
         let _ = child.start_kill();

@@ -55,7 +55,7 @@ pub fn draw(p: &mut Picture, n: u64, wallclock: Duration) {
     let travel = w.saturating_sub(size).max(1);
     let step = (n as usize * 4) % (2 * travel);
     let left = if step < travel { step } else { 2 * travel - step };
-    let top = (bar_bottom.saturating_sub(size)) / 2 & !1;
+    let top = (bar_bottom.saturating_sub(size) / 2) & !1;
     for y in top..(top + size).min(h) {
         for x in left..(left + size).min(w) {
             let white = ((x - left) * 4 / size + (y - top) * 4 / size) % 2 == 0;
@@ -99,7 +99,7 @@ pub fn draw(p: &mut Picture, n: u64, wallclock: Duration) {
 fn set(p: &mut Picture, x: usize, y: usize, yy: u8, u: u8, v: u8) {
     let w = p.width as usize;
     p.y[y * w + x] = yy;
-    if x % 2 == 0 && y % 2 == 0 {
+    if x.is_multiple_of(2) && y.is_multiple_of(2) {
         p.u[(y / 2) * (w / 2) + x / 2] = u;
         p.v[(y / 2) * (w / 2) + x / 2] = v;
     }

@@ -44,8 +44,9 @@ pub fn frame_message(frame: &Frame) -> Option<(bool, u32, Bytes)> {
     }
 }
 
-const CODEC_AVC: u8 = 7;
-const SOUND_AAC: u8 = 10;
+/// FLV codec ids (video: AVC; audio: AAC).
+pub const CODEC_AVC: u8 = 7;
+pub const SOUND_AAC: u8 = 10;
 /// Enhanced RTMP: the top bit of the first video byte marks an extended header with a FourCC.
 const EX_HEADER: u8 = 0x80;
 

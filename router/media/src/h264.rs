@@ -55,6 +55,9 @@ pub fn group_access_units<'a>(nals: &[&'a [u8]]) -> Vec<Vec<&'a [u8]>> {
     units
 }
 
+/// More NAL units than any picture has (slices, SEI, parameter sets): a stream past this is not H.264.
+const MAX_NALS_PER_UNIT: usize = 1024;
+
 /// [`group_access_units`] for NAL units that arrive one at a time (a camera pipe): an access unit is known to be
 /// complete when the first NAL unit of the next one arrives.
 #[derive(Debug)]
@@ -86,6 +89,11 @@ impl<T: AsRef<[u8]>> AccessUnits<T> {
         } else {
             None
         };
+        if self.current.len() >= MAX_NALS_PER_UNIT {
+            // No picture among this many NAL units (SEI or garbage without end): not an access unit to keep.
+            self.current.clear();
+            self.has_picture = false;
+        }
         self.has_picture |= is_vcl(t);
         self.current.push(nal);
         done
@@ -133,7 +141,7 @@ impl AnnexBSplitter {
                 // Everything before this start code: the NAL unit being collected, or bytes before the first one.
                 let head = self.buf.split_to(i).freeze();
                 if let Some(start) = self.nal_start {
-                    emit(head, start, out);
+                    self.oversized += u64::from(!emit(head, start, self.max_nal, out));
                 }
                 self.nal_start = Some(3);
                 i = 3;
@@ -149,8 +157,9 @@ impl AnnexBSplitter {
             self.scanned -= drop;
         }
         if self.buf.len() > self.max_nal {
+            // Keep the last two bytes: they may begin the next start code.
             self.oversized += 1;
-            self.buf.clear();
+            let _ = self.buf.split_to(self.buf.len() - 2);
             self.scanned = 0;
             self.nal_start = None;
         }
@@ -160,22 +169,26 @@ impl AnnexBSplitter {
     pub fn finish(&mut self, out: &mut Vec<Bytes>) {
         let rest = std::mem::take(&mut self.buf).freeze();
         if let Some(start) = self.nal_start.take() {
-            emit(rest, start, out);
+            self.oversized += u64::from(!emit(rest, start, self.max_nal, out));
         }
         self.scanned = 0;
     }
 }
 
 /// Pushes `chunk[start..]` without its trailing zeros (a 4-byte start code's leading zero, trailing_zero_8bits,
-/// belong to no NAL unit), if anything is left.
-fn emit(chunk: Bytes, start: usize, out: &mut Vec<Bytes>) {
+/// belong to no NAL unit), if anything is left; `false` when it is longer than `max` and was dropped.
+fn emit(chunk: Bytes, start: usize, max: usize, out: &mut Vec<Bytes>) -> bool {
     let mut end = chunk.len();
     while end > start && chunk[end - 1] == 0 {
         end -= 1;
     }
+    if end - start > max {
+        return false;
+    }
     if end > start {
         out.push(chunk.slice(start..end));
     }
+    true
 }
 
 /// `first_mb_in_slice` is the first ue(v) of the slice header: it is 0 exactly when its first bit is 1.

@@ -2,12 +2,10 @@
 //!
 //! Pure functions over untrusted bytes: every parse returns an error value, never panics.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 
-use crate::media::aac::aac_config;
-use crate::media::flv::{DATA_CSID, PLAYER_CHUNK_SIZE, chunk_message};
-use crate::media::h264::avc_decoder_config;
-use crate::media::{Codec, CodecParams, h264};
+use crate::media::Codec;
+use crate::media::flv::{CODEC_AVC, DATA_CSID, PLAYER_CHUNK_SIZE, SOUND_AAC, chunk_message};
 use crate::route::TrackInfo;
 
 /// Parsing FLV tags is shared with sluice-edge (its RTMP pull), so it lives in `sluice-media`.
@@ -72,6 +70,7 @@ pub fn is_rml_data_packet(packet: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media::CodecParams;
 
     #[test]
     fn avc_sequence_header_round_trip() {

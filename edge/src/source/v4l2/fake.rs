@@ -63,7 +63,7 @@ impl FakeDevice {
         FakeDevice {
             caps: Caps { driver: "fake".into(), card: "Fake".into(), capture: !encoder, m2m: encoder, streaming: true },
             accepts,
-            fallback: FourCc(*b"YUYV"),
+            fallback: FourCc(*b"MJPG"),
             max_buffers: 4,
             frames: frames.into(),
             encoder,

@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use sluice_media::h264::{AccessUnits, AnnexBSplitter};
 
-use super::{AccessUnit, Output};
+use sluice_client::backoff::Backoff;
+
+use super::{Output, ParameterSets};
 use crate::config::Video;
 
 /// Which queue of a device: a camera captures; an encoder takes raw frames on `Output` and gives H.264 on
@@ -37,6 +39,8 @@ impl FourCc {
     pub const H264: FourCc = FourCc(*b"H264");
     /// Planar YUV 4:2:0 (I420).
     pub const YU12: FourCc = FourCc(*b"YU12");
+    /// Packed YUV 4:2:2, what most USB cameras give uncompressed; the Pi's encoder takes it too.
+    pub const YUYV: FourCc = FourCc(*b"YUYV");
 }
 
 impl std::fmt::Debug for FourCc {
@@ -111,7 +115,7 @@ pub enum V4l2Error {
     NotACamera(String),
     #[error("{0} is not a memory-to-memory encoder")]
     NotAnEncoder(String),
-    #[error("{device} gives neither H.264 nor YUV 4:2:0 (it offered {offered:?})")]
+    #[error("{device} gives neither H.264 nor raw YUV (YU12, YUYV) (it offered {offered:?})")]
     FormatRefused { device: String, offered: FourCc },
     #[error("{device} gave only {got} buffers; at least 2 are needed")]
     TooFewBuffers { device: String, got: u32 },
@@ -119,23 +123,47 @@ pub enum V4l2Error {
     Io { device: String, source: std::io::Error },
     #[error("{0} delivered no frame for 5s")]
     Stalled(String),
+    #[error(
+        "{encoder} lays frames out as {wants} and the camera as {gives}; use another size (a multiple of 32 wide and 16 high)"
+    )]
+    LayoutMismatch { encoder: String, wants: String, gives: String },
 }
 
 const BUFFERS: u32 = 4;
 const FRAME_WAIT: Duration = Duration::from_millis(200);
 const STALL: Duration = Duration::from_secs(5);
 
-/// Opens the camera (and the encoder, if the camera gives raw frames) and streams until the pusher is gone.
+/// Opens the camera (and the encoder, if the camera gives raw frames) and streams until the pusher is gone. A
+/// camera that fails (unplugged, stalled, not there yet at boot) is opened again with backoff, for ever.
 pub fn run_device(device: &Path, encoder: &Path, video: Video, out: Output) -> anyhow::Result<()> {
+    let mut backoff = Backoff::default();
+    loop {
+        let started = Instant::now();
+        let result = run_once(device, encoder, video, &out);
+        if out.is_closed() {
+            return Ok(());
+        }
+        let wait = backoff.failed(Some(started.elapsed()));
+        match result {
+            Ok(()) => {
+                tracing::warn!(device = %device.display(), "the camera stopped; opening it again in {:.1}s", wait.as_secs_f64())
+            }
+            Err(e) => tracing::warn!("{e:#}; opening the camera again in {:.1}s", wait.as_secs_f64()),
+        }
+        std::thread::sleep(wait);
+    }
+}
+
+fn run_once(device: &Path, encoder: &Path, video: Video, out: &Output) -> anyhow::Result<()> {
     let name = device.display().to_string();
     let mut camera = sys::SysDevice::open(device)?;
     match Camera::start(&mut camera, &name, video)? {
-        Camera::H264 => stream_h264(&mut camera, &name, &out)?,
+        Camera::H264 => stream_h264(&mut camera, &name, out)?,
         Camera::Raw(format) => {
             let enc_name = encoder.display().to_string();
             let mut enc = sys::SysDevice::open(encoder)?;
             let encoder = Encoder::start(&mut enc, &enc_name, format, video)?;
-            stream_encoded(&mut camera, &name, &mut enc, &enc_name, encoder, &out)?;
+            stream_encoded(&mut camera, &name, &mut enc, &enc_name, encoder, out)?;
         }
     }
     Ok(())
@@ -175,8 +203,11 @@ impl Camera {
             );
             Camera::H264
         } else {
-            let raw = dev.set_format(Queue::Capture, want(FourCc::YU12)).map_err(io(name))?;
+            let mut raw = dev.set_format(Queue::Capture, want(FourCc::YU12)).map_err(io(name))?;
             if raw.fourcc != FourCc::YU12 {
+                raw = dev.set_format(Queue::Capture, want(FourCc::YUYV)).map_err(io(name))?;
+            }
+            if raw.fourcc != FourCc::YU12 && raw.fourcc != FourCc::YUYV {
                 return Err(V4l2Error::FormatRefused { device: name.to_string(), offered: raw.fourcc });
             }
             tracing::info!(
@@ -224,6 +255,17 @@ impl Encoder {
         if input.fourcc != raw.fourcc {
             return Err(V4l2Error::FormatRefused { device: name.to_string(), offered: input.fourcc });
         }
+        // Frames are copied as they are: the encoder must read them with the camera's line stride and size (the
+        // Pi's aligns lines to 32 bytes and heights to 16), or the picture would come out sheared.
+        if input.bytes_per_line != raw.bytes_per_line || input.size_image < raw.size_image {
+            let layout =
+                |f: &Format| format!("{}x{} stride {} size {}", f.width, f.height, f.bytes_per_line, f.size_image);
+            return Err(V4l2Error::LayoutMismatch {
+                encoder: name.to_string(),
+                wants: layout(&input),
+                gives: layout(&raw),
+            });
+        }
         let h264 = Format { fourcc: FourCc::H264, bytes_per_line: 0, size_image: 0, ..raw };
         let output = dev.set_format(Queue::Capture, h264).map_err(io(name))?;
         if output.fourcc != FourCc::H264 {
@@ -260,16 +302,24 @@ fn set_codec_controls(dev: &mut impl Device, name: &str, video: Video) {
     }
 }
 
-/// Splits what an encoder gives into access units: most give one per buffer, but nothing promises it.
+/// Turns encoder buffers into access units. A V4L2 encoder's capture buffer holds one encoded frame (the stateful
+/// encoder interface), sometimes with the SPS/PPS before it, and some give the SPS/PPS in a buffer of their own:
+/// those wait for their picture.
 struct Units {
     splitter: AnnexBSplitter,
     grouper: AccessUnits<Bytes>,
     nals: Vec<Bytes>,
+    sets: ParameterSets,
 }
 
 impl Units {
     fn new() -> Units {
-        Units { splitter: AnnexBSplitter::new(16 << 20), grouper: AccessUnits::default(), nals: Vec::new() }
+        Units {
+            splitter: AnnexBSplitter::new(16 << 20),
+            grouper: AccessUnits::default(),
+            nals: Vec::new(),
+            sets: ParameterSets::default(),
+        }
     }
 
     /// Takes one buffer; sends every access unit completed. `false` when the pusher is gone.
@@ -278,15 +328,15 @@ impl Units {
         // The buffer ends an access unit: let the last NAL unit out without waiting for the next start code.
         self.splitter.finish(&mut self.nals);
         let now = Instant::now();
-        for nal in self.nals.drain(..) {
+        for nal in std::mem::take(&mut self.nals) {
             if let Some(nals) = self.grouper.push(nal)
-                && out.send(AccessUnit::new(nals, now)).is_err()
+                && out.send(self.sets.complete(nals, now)).is_err()
             {
                 return false;
             }
         }
         match self.grouper.finish() {
-            Some(nals) => out.send(AccessUnit::new(nals, now)).is_ok(),
+            Some(nals) => out.send(self.sets.complete(nals, now)).is_ok(),
             None => true,
         }
     }

@@ -346,8 +346,10 @@ impl Device for SysDevice {
         let events = if queue == Queue::Capture { PollFlags::IN } else { PollFlags::OUT };
         let mut fds = [PollFd::new(&self.fd, events | PollFlags::PRI)];
         let wait = Timespec { tv_sec: timeout.as_secs() as _, tv_nsec: timeout.subsec_nanos() as _ };
-        if poll(&mut fds, Some(&wait))? == 0 {
-            return Ok(None);
+        match poll(&mut fds, Some(&wait)) {
+            Ok(0) | Err(Errno::INTR) => return Ok(None),
+            Ok(_) => {}
+            Err(e) => return Err(e.into()),
         }
         if fds[0].revents().contains(PollFlags::ERR) {
             return Err(std::io::Error::other("the device reported an error (unplugged?)"));

@@ -99,7 +99,11 @@ fn a_raw_camera_goes_through_the_m2m_encoder() {
 fn refusals_are_said_in_words() {
     let mut cam = FakeDevice::camera(&[], vec![]);
     let err = Camera::start(&mut cam, "/dev/video0", VIDEO).expect_err("no usable format");
-    assert_eq!(err.to_string(), "/dev/video0 gives neither H.264 nor YUV 4:2:0 (it offered YUYV)");
+    assert_eq!(err.to_string(), "/dev/video0 gives neither H.264 nor raw YUV (YU12, YUYV) (it offered MJPG)");
+
+    // A USB camera with packed YUV only: raw frames in YUYV, which the encoder takes as they are.
+    let mut usb = FakeDevice::camera(&[FourCc::YUYV], vec![]);
+    assert!(matches!(Camera::start(&mut usb, "/dev/video0", VIDEO), Ok(Camera::Raw(f)) if f.fourcc == FourCc::YUYV));
 
     let mut not_camera = FakeDevice::encoder(vec![]);
     let err = Camera::start(&mut not_camera, "/dev/video11", VIDEO).expect_err("an encoder is no camera");
