@@ -18,6 +18,7 @@ const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time from the answer to a working ICE + DTLS connection.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 const RECV_BUFFER: usize = 4 << 20;
+const MAX_ANSWER: usize = 256 * 1024;
 /// A connected router sends RTCP (reports, feedback) and ICE answers every second or so; this long without a
 /// datagram means it is gone (restarted, unplugged), long before ICE itself would give up.
 pub const SILENCE: Duration = Duration::from_secs(5);
@@ -71,7 +72,13 @@ impl Peer {
 
         let http = reqwest::Client::builder().timeout(HTTP_TIMEOUT).build()?;
         let (answer, resource) = post_offer(&http, url, token, &offer).await?;
-        rtc.sdp_api().accept_answer(pending, answer).context("the router's answer does not fit the offer")?;
+        if let Err(e) = rtc.sdp_api().accept_answer(pending, answer) {
+            // The router made a session for an answer we cannot use: end it rather than leave it to time out.
+            if let Some(resource) = resource {
+                let _ = with_token(http.delete(resource), token).timeout(Duration::from_secs(2)).send().await;
+            }
+            return Err(anyhow::Error::new(e).context("the router's answer does not fit the offer"));
+        }
         let peer = Peer {
             rtc,
             socket,
@@ -148,10 +155,7 @@ impl Peer {
     pub async fn close(mut self) {
         self.rtc.disconnect();
         let Some(resource) = self.resource.take() else { return };
-        let mut req = self.http.delete(resource.clone()).timeout(Duration::from_secs(2));
-        if let Some(t) = &self.token {
-            req = req.bearer_auth(t);
-        }
+        let req = with_token(self.http.delete(resource.clone()), self.token.as_deref()).timeout(Duration::from_secs(2));
         if let Err(e) = req.send().await {
             tracing::debug!(%resource, "DELETE: {e}");
         }
@@ -164,18 +168,30 @@ async fn post_offer(
     token: Option<&str>,
     offer: &SdpOffer,
 ) -> anyhow::Result<(SdpAnswer, Option<Url>)> {
-    let mut req = http.post(url.clone()).header("content-type", "application/sdp").body(offer.to_sdp_string());
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    let resp = req.send().await.with_context(|| format!("POST {url}"))?;
+    let req = http.post(url.clone()).header("content-type", "application/sdp").body(offer.to_sdp_string());
+    let mut resp = with_token(req, token).send().await.with_context(|| format!("POST {url}"))?;
     let status = resp.status();
     let resource = resp.headers().get("location").and_then(|l| l.to_str().ok()).and_then(|l| url.join(l).ok());
-    let body = resp.text().await.unwrap_or_default();
+    // An answer is a few KB; a server that sends more is not a WHIP/WHEP endpoint.
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.context("reading the answer")? {
+        if body.len() + chunk.len() > MAX_ANSWER {
+            anyhow::bail!("the answer from {url} is over {MAX_ANSWER} bytes");
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let body = String::from_utf8_lossy(&body).into_owned();
     if !status.is_success() {
         let said: String = body.chars().take(300).collect();
         anyhow::bail!("the router answered {status}: {}", said.trim());
     }
     let answer = SdpAnswer::from_sdp_string(&body).context("the router's answer is not SDP")?;
     Ok((answer, resource))
+}
+
+fn with_token(req: reqwest::RequestBuilder, token: Option<&str>) -> reqwest::RequestBuilder {
+    match token {
+        Some(t) => req.bearer_auth(t),
+        None => req,
+    }
 }

@@ -7,8 +7,7 @@ import { spawn, execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import readline from 'node:readline';
-import { startRouter, startBrowser, waitFrames } from './harness.mjs';
+import { startRouter, startBrowser, waitFrames, followLog } from './harness.mjs';
 
 const EDGE_BIN = process.env.SLUICE_EDGE_BIN ?? new URL('../../target/debug/sluice-edge', import.meta.url).pathname;
 const EDGE_AARCH64 = process.env.SLUICE_EDGE_AARCH64
@@ -59,33 +58,18 @@ to = ["whep"]
 auth = "accounts"
 `;
 
-/** Starts sluice-edge (or `program` with `args`, for qemu) with JSON logs; `waitLog` resolves on a matching line
- * after `since` lines (so a reconnect waits for the next "connected"). */
+/** Starts sluice-edge (or `program` with `args`, for qemu) with JSON logs; `waitLog` as the harness's (`since`
+ * skips lines already seen, so a reconnect waits for the next "connected"). */
 function startEdge(args, { program = EDGE_BIN, stdin = 'ignore' } = {}) {
   const child = spawn(program, args, { stdio: [stdin, 'ignore', 'pipe'], env: { ...process.env, RUST_LOG: 'info' } });
-  const logs = [];
-  const waiters = [];
-  readline.createInterface({ input: child.stderr }).on('line', (line) => {
-    let entry;
-    try { entry = JSON.parse(line); } catch { entry = { raw: line }; }
-    logs.push(entry);
-    if (process.env.SLUICE_TEST_VERBOSE) console.error('edge:', line);
-    for (const w of [...waiters]) {
-      if (w.index < logs.length && w.pred(entry)) { waiters.splice(waiters.indexOf(w), 1); w.resolve(entry); }
-    }
-  });
+  const { logs, waitLog } = followLog(child.stderr, 'sluice-edge');
   const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
   return {
     child,
     logs,
     exited,
     waitLog(pred, { since = 0, timeoutMs = 30000, what = 'edge log line' } = {}) {
-      const seen = logs.slice(since).find(pred);
-      if (seen) return Promise.resolve(seen);
-      return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}; edge log:\n${logs.slice(-20).map((l) => JSON.stringify(l)).join('\n')}`)), timeoutMs);
-        waiters.push({ pred, index: since, resolve: (e) => { clearTimeout(timer); resolve(e); } });
-      });
+      return waitLog(pred, timeoutMs, what, since);
     },
     async stop() {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');

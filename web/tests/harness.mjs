@@ -10,6 +10,36 @@ import { chromium } from 'playwright-core';
 
 export const SLUICE_BIN = process.env.SLUICE_BIN ?? new URL('../../target/debug/sluice', import.meta.url).pathname;
 
+/** Follows a process's JSON log lines (one object a line; others kept as `{ raw }`). `waitLog(pred, timeoutMs,
+ * what, since)` resolves on the first line matching among those from index `since` on, seen or still to come. */
+export function followLog(stream, name) {
+  const logs = [];
+  const waiters = [];
+  readline.createInterface({ input: stream }).on('line', (line) => {
+    let entry;
+    try { entry = JSON.parse(line); } catch { entry = { raw: line }; }
+    logs.push(entry);
+    if (process.env.SLUICE_TEST_VERBOSE) console.error(`${name}: ${line}`);
+    for (const w of [...waiters]) {
+      if (w.pred(entry)) { waiters.splice(waiters.indexOf(w), 1); w.resolve(entry); }
+    }
+  });
+  const waitLog = (pred, timeoutMs = 20000, what = 'log line', since = 0) => {
+    const seen = logs.slice(since).find(pred);
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        const i = waiters.indexOf(w);
+        if (i >= 0) waiters.splice(i, 1);
+        reject(new Error(`timed out waiting for ${what}; ${name} log:\n${logs.slice(-30).map((l) => JSON.stringify(l)).join('\n')}`));
+      }, timeoutMs);
+      const w = { pred, resolve: (entry) => { clearTimeout(timer); resolve(entry); } };
+      waiters.push(w);
+    });
+  };
+  return { logs, waitLog };
+}
+
 /** A running router. `logs` collects its JSON log lines; `waitLog` resolves on the first line matching. */
 export async function startRouter(routesToml) {
   const dir = mkdtempSync(join(tmpdir(), 'sluice-test-'));
@@ -19,31 +49,8 @@ export async function startRouter(routesToml) {
     env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'info' },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
-  const logs = [];
-  const waiters = [];
-  readline.createInterface({ input: child.stderr }).on('line', (line) => {
-    let entry;
-    try { entry = JSON.parse(line); } catch { entry = { raw: line }; }
-    logs.push(entry);
-    if (process.env.SLUICE_TEST_VERBOSE) console.error(line);
-    for (const w of [...waiters]) {
-      if (w.pred(entry)) { waiters.splice(waiters.indexOf(w), 1); w.resolve(entry); }
-    }
-  });
+  const { logs, waitLog } = followLog(child.stderr, 'sluice');
   const exited = new Promise((resolve) => child.on('exit', resolve));
-  const waitLog = (pred, timeoutMs = 20000, what = 'log line') => {
-    const seen = logs.find(pred);
-    if (seen) return Promise.resolve(seen);
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        const i = waiters.indexOf(w);
-        if (i >= 0) waiters.splice(i, 1);
-        reject(new Error(`timed out waiting for ${what}; log:\n${logs.slice(-30).map((l) => JSON.stringify(l)).join('\n')}`));
-      }, timeoutMs);
-      const w = { pred, resolve: (entry) => { clearTimeout(timer); resolve(entry); } };
-      waiters.push(w);
-    });
-  };
   const up = await Promise.race([
     waitLog((l) => l.message?.includes('is up'), 20000, 'router startup'),
     exited.then((code) => { throw new Error(`sluice exited with ${code}: ${logs.map((l) => JSON.stringify(l)).join('\n')}`); }),

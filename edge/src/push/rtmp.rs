@@ -44,7 +44,12 @@ pub async fn push(url: &Url, video: Video, link: &mut Link<'_>) -> anyhow::Resul
         link.stats.maybe_log();
         tokio::select! {
             unit = link.capture.units.recv() => {
-                let Some(unit) = unit else { return Ok(Ended::SourceEnded) };
+                let Some(unit) = unit else {
+                    if let Ok(results) = client.session.stop_publishing() {
+                        let _ = client.apply(results).await;
+                    }
+                    return Ok(Ended::SourceEnded);
+                };
                 if !gate.pass(&unit, link.capture) {
                     continue;
                 }
