@@ -63,7 +63,8 @@ auth = "accounts"
 function startEdge(args, { program = EDGE_BIN, stdin = 'ignore' } = {}) {
   const child = spawn(program, args, { stdio: [stdin, 'ignore', 'pipe'], env: { ...process.env, RUST_LOG: 'info' } });
   const { logs, waitLog } = followLog(child.stderr, 'sluice-edge');
-  const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+  // 'close', not 'exit': the last log lines are read by then.
+  const exited = new Promise((resolve) => child.on('close', (code, signal) => resolve({ code, signal })));
   return {
     child,
     logs,

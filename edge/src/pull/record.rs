@@ -74,6 +74,8 @@ pub struct Recorder {
     session: SessionTime,
     /// The last video decode time written, on the recording's timeline (1/90000 s).
     last_video_dts: Option<i64>,
+    /// The last audio time written, on the recording's timeline (s).
+    last_audio_end: Option<f64>,
 }
 
 /// Each session's timestamps start wherever its source's clocks are (a new WebRTC session, a restarted router, a
@@ -121,12 +123,19 @@ impl Recorder {
             audio_packets: 0,
             session: SessionTime { epoch: std::time::Instant::now(), base: 0.0, video: None, audio: None },
             last_video_dts: None,
+            last_audio_end: None,
         })
     }
 
     /// A new session (a connection) starts: its timestamps are placed after what was recorded.
     pub fn new_session(&mut self) {
-        let base = self.last_video_dts.map_or(0.0, |d| d as f64 / 90_000.0 + 1.0 / 30.0);
+        let end = self
+            .last_video_dts
+            .map(|d| d as f64 / 90_000.0)
+            .into_iter()
+            .chain(self.last_audio_end)
+            .fold(None, |m: Option<f64>, t| Some(m.map_or(t, |m| m.max(t))));
+        let base = end.map_or(0.0, |e| e + 1.0 / 30.0);
         self.session = SessionTime { epoch: std::time::Instant::now(), base, video: None, audio: None };
     }
 
@@ -149,7 +158,8 @@ impl Recorder {
                 }
                 // Nothing can be written before the first keyframe with its parameter sets.
                 let Some(segmenter) = self.segmenter.as_mut() else { return Ok(false) };
-                if self.video_frames == 0 && !keyframe {
+                // Each session starts at a keyframe: pictures after a reconnect refer to ones it never had.
+                if self.session.video.is_none() && !keyframe {
                     return Ok(false);
                 }
                 let offset = self.session.offset(self.session.video, dts, 90_000, arrival);
@@ -171,6 +181,7 @@ impl Recorder {
                 let offset = self.session.offset(self.session.audio, pts, clock, arrival);
                 self.session.audio = Some(offset);
                 let pts = pts.saturating_add(offset);
+                self.last_audio_end = Some(pts as f64 / f64::from(clock.max(1)));
                 let len = packet.len() as u32;
                 let sample =
                     Sample { track: AUDIO, pts, dts: pts, keyframe: true, offset: 0, len, wallclock_ms: Some(now_ms) };

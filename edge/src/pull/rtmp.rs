@@ -17,9 +17,33 @@ use super::{Pulling, sleep_until_opt};
 /// A server that sends nothing for this long is treated as gone.
 const SILENCE: Duration = Duration::from_secs(10);
 
+/// RTMP timestamps are 32-bit milliseconds: a route up for 49.7 days wraps. Unwrapped to 64 bits, so the
+/// recording's times keep rising.
+#[derive(Debug, Default)]
+struct Unwrap {
+    last: Option<u32>,
+    high: i64,
+}
+
+impl Unwrap {
+    fn ms(&mut self, raw: u32) -> i64 {
+        if let Some(last) = self.last {
+            if raw < last && last - raw > 1 << 31 {
+                self.high += 1 << 32;
+            } else if raw > last && raw - last > 1 << 31 {
+                // A late sample from just before a wrap.
+                return self.high - (1 << 32) + i64::from(raw);
+            }
+        }
+        self.last = Some(raw);
+        self.high + i64::from(raw)
+    }
+}
+
 /// What the stream has said so far that later tags need.
 #[derive(Debug, Default)]
 struct Stream {
+    clock: Unwrap,
     /// SPS and PPS from the last AVC sequence header, put in front of each keyframe for the recorder.
     parameter_sets: Option<(Bytes, Bytes)>,
     /// The AAC sample rate (the audio clock).
@@ -57,6 +81,20 @@ pub async fn session(p: &mut Pulling<'_>) -> anyhow::Result<()> {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_keep_rising_across_the_32_bit_wrap() {
+        let mut u = Unwrap::default();
+        assert_eq!(u.ms(u32::MAX - 10), i64::from(u32::MAX) - 10);
+        assert_eq!(u.ms(5), (1i64 << 32) + 5);
+        assert_eq!(u.ms(u32::MAX - 20), i64::from(u32::MAX) - 20, "a late one from before the wrap");
+        assert_eq!(u.ms(40), (1i64 << 32) + 40);
+    }
+}
+
 impl Stream {
     fn handle(&mut self, event: ClientSessionEvent, p: &mut Pulling<'_>) -> anyhow::Result<()> {
         match event {
@@ -74,7 +112,7 @@ impl Stream {
                         nals.extend([sps.clone(), pps.clone()]);
                     }
                     nals.extend(avcc_nals(data).map(Bytes::copy_from_slice));
-                    let dts = i64::from(timestamp.value) * 90;
+                    let dts = self.clock.ms(timestamp.value) * 90;
                     let pts = dts + i64::from(composition_time_ms) * 90;
                     p.recorder.write(Media::Video { nals, pts, dts }, Instant::now())?;
                 }
@@ -88,7 +126,7 @@ impl Stream {
                 }
                 Ok(AudioTag::AacRaw(raw)) => {
                     if let Some(rate) = self.aac_rate {
-                        let pts = i64::from(timestamp.value) * i64::from(rate) / 1000;
+                        let pts = self.clock.ms(timestamp.value) * i64::from(rate) / 1000;
                         p.recorder.write(Media::Audio { packet: Bytes::copy_from_slice(raw), pts }, Instant::now())?;
                     }
                 }

@@ -82,7 +82,9 @@ impl Reader {
         let mut buf = vec![0u8; READ_SIZE];
         let mut nals: Vec<Bytes> = Vec::new();
         loop {
-            let n = match self.stall {
+            // The first bytes get three times as long: a camera tool takes seconds to start on a small Pi.
+            let stall = self.stall.map(|s| if self.frames == 0 { s * 3 } else { s });
+            let n = match stall {
                 Some(limit) => tokio::time::timeout(limit, input.read(&mut buf))
                     .await
                     .map_err(|_| anyhow::anyhow!("no data for {}s", limit.as_secs()))??,

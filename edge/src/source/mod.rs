@@ -43,8 +43,8 @@ impl AccessUnit {
     /// The SPS and PPS it carries in-band, if it carries both.
     pub fn parameter_sets(&self) -> Option<(Bytes, Bytes)> {
         use sluice_media::h264::{NAL_PPS, NAL_SPS, nal_type};
-        let sps = self.nals.iter().find(|n| nal_type(n) == NAL_SPS)?;
-        let pps = self.nals.iter().find(|n| nal_type(n) == NAL_PPS)?;
+        let sps = self.nals.iter().rev().find(|n| nal_type(n) == NAL_SPS)?;
+        let pps = self.nals.iter().rev().find(|n| nal_type(n) == NAL_PPS)?;
         Some((sps.clone(), pps.clone()))
     }
 }
@@ -150,40 +150,51 @@ impl Capture {
     }
 }
 
-/// Keeps the last SPS and PPS a stream carried and puts them before keyframes that come without (a camera that
-/// sends them once): every keyframe must be decodable alone, by a viewer joining there or after a reconnect.
+/// Keeps the last SPS and PPS a stream carried and puts whichever is missing before keyframes that come without
+/// (a camera that sends them once): every keyframe must be decodable alone, by a viewer joining there or after a
+/// reconnect.
 #[derive(Debug, Default)]
 pub struct ParameterSets {
-    last: Option<(Bytes, Bytes)>,
+    sps: Option<Bytes>,
+    pps: Option<Bytes>,
 }
 
 impl ParameterSets {
     pub fn complete(&mut self, nals: Vec<Bytes>, captured: Instant) -> AccessUnit {
+        use sluice_media::h264::{NAL_AUD, NAL_PPS, NAL_SPS, nal_type};
+        let last = |t| nals.iter().rev().find(|n| nal_type(n) == t).cloned();
+        let (sps, pps) = (last(NAL_SPS), last(NAL_PPS));
+        let complete = sps.is_some() && pps.is_some();
+        let missing: Vec<Bytes> = [sps.is_none().then(|| self.sps.clone()), pps.is_none().then(|| self.pps.clone())]
+            .into_iter()
+            .flatten()
+            .flatten()
+            .collect();
+        if let Some(sps) = sps {
+            self.sps = Some(sps);
+        }
+        if let Some(pps) = pps {
+            self.pps = Some(pps);
+        }
         let unit = AccessUnit::new(nals, captured);
-        if let Some(sets) = unit.parameter_sets() {
-            self.last = Some(sets);
+        if !unit.keyframe || complete || missing.is_empty() {
             return unit;
         }
-        match (&self.last, unit.keyframe) {
-            (Some((sps, pps)), true) => {
-                let mut nals = vec![sps.clone(), pps.clone()];
-                nals.extend(unit.nals);
-                AccessUnit { nals, ..unit }
-            }
-            _ => unit,
-        }
+        // After an access unit delimiter, which must come first.
+        let at = usize::from(unit.nals.first().is_some_and(|n| nal_type(n) == NAL_AUD));
+        let mut nals = unit.nals;
+        nals.splice(at..at, missing);
+        AccessUnit { nals, ..unit }
     }
 }
 
 /// Starts the source on its own thread.
 pub fn start(kind: &SourceKind, video: Video) -> anyhow::Result<Capture> {
     let (out, mut capture) = channel();
-    let control = capture.control.clone();
-    let spawn = |name: &'static str, f: Box<dyn FnOnce() -> anyhow::Result<()> + Send>| spawn(name, control.clone(), f);
     let spawn_task = |name: &'static str, f| spawn_task(name, capture.control.clone(), f);
     capture.describe = match kind {
         SourceKind::Test => {
-            spawn("test-pattern", Box::new(move || test_pattern::run(video, out)))?;
+            spawn("test-pattern", out, Box::new(move |out| test_pattern::run(video, out)))?;
             format!("test pattern {}x{} at {} fps", video.width, video.height, video.fps)
         }
         SourceKind::Stdin => {
@@ -205,7 +216,7 @@ pub fn start(kind: &SourceKind, video: Video) -> anyhow::Result<Capture> {
         SourceKind::V4l2 { device, encoder } => {
             let (device, encoder) = (device.clone(), encoder.clone());
             let describe = format!("V4L2 {} {}x{} at {} fps", device.display(), video.width, video.height, video.fps);
-            spawn("v4l2", Box::new(move || v4l2::run_device(&device, &encoder, video, out)))?;
+            spawn("v4l2", out, Box::new(move |out| v4l2::run_device(&device, &encoder, video, out)))?;
             describe
         }
     };
@@ -232,16 +243,19 @@ fn spawn_task(name: &'static str, control: Arc<Control>, f: SourceTask) {
     });
 }
 
+/// Runs a capture thread. Its failure is recorded before its end of the queue closes, so the pusher, which
+/// sees the close, always finds the reason.
 fn spawn(
     name: &'static str,
-    control: Arc<Control>,
-    f: Box<dyn FnOnce() -> anyhow::Result<()> + Send>,
+    out: Output,
+    f: Box<dyn FnOnce(&Output) -> anyhow::Result<()> + Send>,
 ) -> anyhow::Result<()> {
     std::thread::Builder::new().name(format!("source-{name}")).spawn(move || {
-        if let Err(e) = f() {
+        if let Err(e) = f(&out) {
             tracing::error!(source = %name, "the source stopped: {e:#}");
-            control.fail(format!("{e:#}"));
+            out.control.fail(format!("{e:#}"));
         }
+        drop(out);
     })?;
     Ok(())
 }
@@ -286,5 +300,29 @@ impl Pacer {
             std::thread::sleep(at - now);
         }
         at
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(x: &[u8]) -> Bytes {
+        Bytes::copy_from_slice(x)
+    }
+
+    #[test]
+    fn keyframes_get_the_parameter_sets_they_lack_after_their_delimiter() {
+        let mut sets = ParameterSets::default();
+        let now = Instant::now();
+        let first = sets.complete(vec![b(&[0x67, 1]), b(&[0x68, 1]), b(&[0x65, 9])], now);
+        assert_eq!(first.nals.len(), 3);
+        let bare = sets.complete(vec![b(&[0x09, 0x10]), b(&[0x65, 9])], now);
+        assert_eq!(bare.nals, vec![b(&[0x09, 0x10]), b(&[0x67, 1]), b(&[0x68, 1]), b(&[0x65, 9])]);
+        let new_sps = sets.complete(vec![b(&[0x67, 2]), b(&[0x65, 9])], now);
+        assert_eq!(new_sps.nals, vec![b(&[0x68, 1]), b(&[0x67, 2]), b(&[0x65, 9])], "only the PPS was missing");
+        assert_eq!(new_sps.parameter_sets(), Some((b(&[0x67, 2]), b(&[0x68, 1]))));
+        let p = sets.complete(vec![b(&[0x41, 9])], now);
+        assert_eq!(p.nals.len(), 1, "pictures that are not keyframes stay as they are");
     }
 }

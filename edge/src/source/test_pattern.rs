@@ -8,7 +8,7 @@ use super::{AccessUnit, Output, Pacer};
 use crate::config::Video;
 
 /// Draws and sends pictures at the configured rate until the pusher is gone.
-pub fn run(video: Video, out: Output) -> anyhow::Result<()> {
+pub fn run(video: Video, out: &Output) -> anyhow::Result<()> {
     let mut encoder = Encoder::new(video.width, video.height, video.fps);
     let mut pacer = Pacer::new(video.fps);
     let mut picture = Picture::new(video.width, video.height);

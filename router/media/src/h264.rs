@@ -159,7 +159,7 @@ impl AnnexBSplitter {
         if self.buf.len() > self.max_nal {
             // Keep the last two bytes: they may begin the next start code.
             self.oversized += 1;
-            let _ = self.buf.split_to(self.buf.len() - 2);
+            let _ = self.buf.split_to(self.buf.len().saturating_sub(2));
             self.scanned = 0;
             self.nal_start = None;
         }

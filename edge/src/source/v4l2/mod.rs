@@ -135,13 +135,19 @@ const STALL: Duration = Duration::from_secs(5);
 
 /// Opens the camera (and the encoder, if the camera gives raw frames) and streams until the pusher is gone. A
 /// camera that fails (unplugged, stalled, not there yet at boot) is opened again with backoff, for ever.
-pub fn run_device(device: &Path, encoder: &Path, video: Video, out: Output) -> anyhow::Result<()> {
+pub fn run_device(device: &Path, encoder: &Path, video: Video, out: &Output) -> anyhow::Result<()> {
     let mut backoff = Backoff::default();
     loop {
         let started = Instant::now();
-        let result = run_once(device, encoder, video, &out);
+        let result = run_once(device, encoder, video, out);
         if out.is_closed() {
             return Ok(());
+        }
+        // A device that cannot do what is asked will not learn to: that is for the person configuring it.
+        if let Err(e) = &result
+            && e.downcast_ref::<V4l2Error>().is_some_and(V4l2Error::is_configuration)
+        {
+            return result;
         }
         let wait = backoff.failed(Some(started.elapsed()));
         match result {
@@ -176,6 +182,20 @@ pub enum Camera {
     H264,
     /// It gives raw frames in this format, to be encoded.
     Raw(Format),
+}
+
+impl V4l2Error {
+    /// A refusal of the configuration (wrong device, format, size), as opposed to a device that went away.
+    pub fn is_configuration(&self) -> bool {
+        matches!(
+            self,
+            V4l2Error::NotACamera(_)
+                | V4l2Error::NotAnEncoder(_)
+                | V4l2Error::FormatRefused { .. }
+                | V4l2Error::TooFewBuffers { .. }
+                | V4l2Error::LayoutMismatch { .. }
+        )
+    }
 }
 
 fn io(device: &str) -> impl Fn(std::io::Error) -> V4l2Error + '_ {
@@ -379,6 +399,8 @@ pub fn stream_encoded(
 ) -> Result<(), V4l2Error> {
     let mut units = Units::new();
     let mut last = Instant::now();
+    // An encoder that takes frames and gives nothing back is stalled too.
+    let mut encoded_at = Instant::now();
     loop {
         if out.take_keyframe_request() {
             let _ = enc.set_control(control::FORCE_KEY_FRAME, 1);
@@ -400,7 +422,11 @@ pub fn stream_encoded(
         } else if last.elapsed() > STALL {
             return Err(V4l2Error::Stalled(cam_name.to_string()));
         }
+        if encoded_at.elapsed() > STALL {
+            return Err(V4l2Error::Stalled(enc_name.to_string()));
+        }
         while let Some(buf) = enc.dequeue_buffer(Queue::Capture, Duration::ZERO).map_err(io(enc_name))? {
+            encoded_at = Instant::now();
             let open = units.take(&buf.data, out);
             enc.queue_buffer(Queue::Capture, buf.index, &[]).map_err(io(enc_name))?;
             if !open {
