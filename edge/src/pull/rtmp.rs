@@ -81,20 +81,6 @@ pub async fn session(p: &mut Pulling<'_>) -> anyhow::Result<()> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn timestamps_keep_rising_across_the_32_bit_wrap() {
-        let mut u = Unwrap::default();
-        assert_eq!(u.ms(u32::MAX - 10), i64::from(u32::MAX) - 10);
-        assert_eq!(u.ms(5), (1i64 << 32) + 5);
-        assert_eq!(u.ms(u32::MAX - 20), i64::from(u32::MAX) - 20, "a late one from before the wrap");
-        assert_eq!(u.ms(40), (1i64 << 32) + 40);
-    }
-}
-
 impl Stream {
     fn handle(&mut self, event: ClientSessionEvent, p: &mut Pulling<'_>) -> anyhow::Result<()> {
         match event {
@@ -142,5 +128,19 @@ impl Stream {
             self.warned = true;
             tracing::warn!("skipping what cannot be recorded: {why}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_keep_rising_across_the_32_bit_wrap() {
+        let mut u = Unwrap::default();
+        assert_eq!(u.ms(u32::MAX - 10), i64::from(u32::MAX) - 10);
+        assert_eq!(u.ms(5), (1i64 << 32) + 5);
+        assert_eq!(u.ms(u32::MAX - 20), i64::from(u32::MAX) - 20, "a late one from before the wrap");
+        assert_eq!(u.ms(40), (1i64 << 32) + 40);
     }
 }

@@ -230,6 +230,9 @@ pub fn channel() -> (Output, Capture) {
     (Output { tx, control: control.clone() }, Capture { units, control, describe: String::new() })
 }
 
+/// A capture thread's body.
+type SourceThread = Box<dyn FnOnce(&Output) -> anyhow::Result<()> + Send>;
+
 /// A boxed source task: byte-stream sources run on the pusher's runtime (see [`annexb`]).
 type SourceTask = std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send>>;
 
@@ -245,11 +248,7 @@ fn spawn_task(name: &'static str, control: Arc<Control>, f: SourceTask) {
 
 /// Runs a capture thread. Its failure is recorded before its end of the queue closes, so the pusher, which
 /// sees the close, always finds the reason.
-fn spawn(
-    name: &'static str,
-    out: Output,
-    f: Box<dyn FnOnce(&Output) -> anyhow::Result<()> + Send>,
-) -> anyhow::Result<()> {
+fn spawn(name: &'static str, out: Output, f: SourceThread) -> anyhow::Result<()> {
     std::thread::Builder::new().name(format!("source-{name}")).spawn(move || {
         if let Err(e) = f(&out) {
             tracing::error!(source = %name, "the source stopped: {e:#}");
