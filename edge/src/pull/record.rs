@@ -192,7 +192,8 @@ impl Recorder {
         Ok(true)
     }
 
-    /// Audio will come (the stream's metadata or the WebRTC answer says so): wait a little for its track.
+    /// Audio will come (an RTMP stream's metadata says so): wait a little for its track. Over WHEP the answer
+    /// offers audio whether the route has it or not, so a WHEP pull adds Opus when the first packet comes.
     pub fn expect_audio(&mut self) {
         if self.audio.is_none() && self.segmenter.is_none() {
             self.audio_expected = Some(std::time::Instant::now() + AUDIO_WAIT);
