@@ -401,7 +401,7 @@ pub fn stream_encoded(
     let mut last = Instant::now();
     // An encoder that takes frames and gives nothing back is stalled too.
     let mut encoded_at = Instant::now();
-    loop {
+    'streaming: loop {
         if out.take_keyframe_request() {
             let _ = enc.set_control(control::FORCE_KEY_FRAME, 1);
         }
@@ -418,7 +418,7 @@ pub fn stream_encoded(
             }
             cam.queue_buffer(Queue::Capture, frame.index, &[]).map_err(io(cam_name))?;
         } else if out.is_closed() {
-            break;
+            break 'streaming;
         } else if last.elapsed() > STALL {
             return Err(V4l2Error::Stalled(cam_name.to_string()));
         }
@@ -430,10 +430,7 @@ pub fn stream_encoded(
             let open = units.take(&buf.data, out);
             enc.queue_buffer(Queue::Capture, buf.index, &[]).map_err(io(enc_name))?;
             if !open {
-                let _ = cam.stream(Queue::Capture, false);
-                let _ = enc.stream(Queue::Output, false);
-                let _ = enc.stream(Queue::Capture, false);
-                return Ok(());
+                break 'streaming;
             }
         }
     }
