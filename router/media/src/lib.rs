@@ -14,10 +14,12 @@
 //! muxer recordings are written with.
 
 pub mod aac;
+pub mod depacketize;
 pub mod flv;
 pub mod fmp4;
 pub mod frame;
 pub mod h264;
+pub mod h265;
 pub mod payload;
 pub mod rtp;
 

@@ -1,11 +1,14 @@
-//! RTP payloads made once per route frame and shared by every viewer (RFC 6184 for H.264, RFC 7741 for VP8).
+//! RTP payloads made once per route frame and shared by every reader, WebRTC viewers and RTSP players alike
+//! (RFC 6184 for H.264, RFC 7798 for H.265, RFC 7741 for VP8, RFC 3640 AAC-hbr for AAC; Opus and G.711 as they
+//! are).
 //!
-//! Pure functions: a frame in, payloads out. Per viewer only the RTP header (SSRC, sequence number, payload
-//! type), SRTP and the send remain; the payload bytes are one `Arc<[u8]>` for all of them.
+//! Pure functions: a frame in, payloads out. Per reader only the RTP header (SSRC, sequence number, payload
+//! type), SRTP or interleaving and the send remain; the payload bytes are one `Arc<[u8]>` for all of them.
 
 use std::sync::Arc;
 
 use crate::h264::{self, NAL_AUD, NAL_IDR, NAL_SPS};
+use crate::h265;
 use crate::{Codec, CodecParams, Frame};
 
 /// Largest RTP payload we produce. 1200 bytes leaves room for the RTP header (12), header extensions (~20),
@@ -33,16 +36,17 @@ pub struct RtpFrame {
     pub payloads: Vec<RtpPayload>,
 }
 
-/// Packetizes a frame, or `None` for codecs WebRTC cannot carry (AAC). Readers ask [`Frame::rtp`], which makes
-/// this once per route frame.
+/// Packetizes a frame for every RTP reader (WebRTC skips the codecs it cannot carry: AAC, H.265). Readers ask
+/// [`Frame::rtp`], which makes this once per route frame. `Option` for codecs no RTP format is written for.
 pub fn packetize(frame: &Frame) -> Option<RtpFrame> {
     let payloads = match frame.track.codec {
         Codec::H264 => h264_payloads(frame),
+        Codec::H265 => h265_payloads(frame),
         Codec::Vp8 => vp8_payloads(&frame.data),
+        Codec::Aac => aac_payloads(&frame.data),
         Codec::Opus | Codec::Pcmu | Codec::Pcma => {
             vec![RtpPayload { data: Arc::from(&frame.data[..]), marker: false }]
         }
-        Codec::Aac | Codec::H265 => return None,
     };
     Some(RtpFrame { codec: frame.track.codec, timestamp: frame.pts as u32, keyframe: frame.keyframe, payloads })
 }
@@ -120,6 +124,105 @@ fn fragment(nal: &[u8], out: &mut Vec<RtpPayload>) {
         p.extend_from_slice(part);
         out.push(RtpPayload { data: Arc::from(p), marker: false });
     }
+}
+
+/// H.265 (RFC 7798): small NAL units aggregated into APs (type 48), large ones fragmented into FUs (type 49).
+/// IRAP pictures get the track's VPS/SPS/PPS when the source did not send them in-band.
+fn h265_payloads(frame: &Frame) -> Vec<RtpPayload> {
+    let mut nals: Vec<&[u8]> =
+        h264::avcc_nals(&frame.data).filter(|n| n.len() >= 2 && h265::nal_type(n) != h265::NAL_AUD).collect();
+    let has_irap = nals.iter().any(|n| h265::is_irap(h265::nal_type(n)));
+    let has_sps = nals.iter().any(|n| h265::nal_type(n) == h265::NAL_SPS);
+    if has_irap
+        && !has_sps
+        && let CodecParams::H265 { vps, sps, pps } = &frame.track.params
+    {
+        nals.splice(0..0, [&vps[..], &sps[..], &pps[..]]);
+    }
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < nals.len() {
+        let nal = nals[i];
+        if nal.len() > MAX_PAYLOAD {
+            h265_fragment(nal, &mut out);
+            i += 1;
+            continue;
+        }
+        let mut j = i + 1;
+        let mut size = 2 + 2 + nal.len();
+        while j < nals.len() && nals[j].len() <= MAX_PAYLOAD && size + 2 + nals[j].len() <= MAX_PAYLOAD {
+            size += 2 + nals[j].len();
+            j += 1;
+        }
+        if j - i == 1 {
+            out.push(RtpPayload { data: Arc::from(nal), marker: false });
+        } else {
+            let group = &nals[i..j];
+            // The AP's header: F if any has it, the lowest layer id and temporal id of its NAL units.
+            let f = group.iter().any(|n| n[0] & 0x80 != 0);
+            let layer = group.iter().map(|n| h265::layer_id(n)).min().unwrap_or(0);
+            let tid = group.iter().map(|n| n[1] & 0x07).min().unwrap_or(1);
+            let mut ap = Vec::with_capacity(size);
+            ap.push(u8::from(f) << 7 | h265::AP << 1 | (layer >> 5) as u8);
+            ap.push(((layer & 0x1f) as u8) << 3 | tid);
+            for n in group {
+                ap.extend_from_slice(&(n.len() as u16).to_be_bytes());
+                ap.extend_from_slice(n);
+            }
+            out.push(RtpPayload { data: Arc::from(ap), marker: false });
+        }
+        i = j;
+    }
+    if let Some(last) = out.last_mut() {
+        last.marker = true;
+    }
+    out
+}
+
+fn h265_fragment(nal: &[u8], out: &mut Vec<RtpPayload>) {
+    let nal_type = h265::nal_type(nal);
+    let header = [(nal[0] & 0x81) | h265::FU << 1, nal[1]];
+    let body = &nal[2..];
+    let chunk = MAX_PAYLOAD - 3;
+    let count = body.len().div_ceil(chunk);
+    for (k, part) in body.chunks(chunk).enumerate() {
+        let mut fu_header = nal_type;
+        if k == 0 {
+            fu_header |= 0x80;
+        }
+        if k == count - 1 {
+            fu_header |= 0x40;
+        }
+        let mut p = Vec::with_capacity(3 + part.len());
+        p.extend_from_slice(&header);
+        p.push(fu_header);
+        p.extend_from_slice(part);
+        out.push(RtpPayload { data: Arc::from(p), marker: false });
+    }
+}
+
+/// AAC in RFC 3640's AAC-hbr mode (`sizelength=13; indexlength=3; indexdeltalength=3`): one access unit per
+/// packet behind its AU header; one too large for a packet is fragmented, each fragment behind the same header
+/// (with the whole unit's size) and the marker bit on the last.
+fn aac_payloads(frame: &[u8]) -> Vec<RtpPayload> {
+    // 13 bits of size: larger units cannot be described (AAC frames are at most 768 bytes per channel).
+    if frame.is_empty() || frame.len() >= 1 << 13 {
+        return Vec::new();
+    }
+    let au_header = ((frame.len() as u16) << 3).to_be_bytes();
+    let chunk = MAX_PAYLOAD - 4;
+    let count = frame.len().div_ceil(chunk);
+    frame
+        .chunks(chunk)
+        .enumerate()
+        .map(|(k, part)| {
+            let mut p = Vec::with_capacity(4 + part.len());
+            p.extend_from_slice(&16u16.to_be_bytes());
+            p.extend_from_slice(&au_header);
+            p.extend_from_slice(part);
+            RtpPayload { data: Arc::from(p), marker: k == count - 1 }
+        })
+        .collect()
 }
 
 /// VP8: a one-byte payload descriptor (S bit on the first packet of the frame) before each fragment.
