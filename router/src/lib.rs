@@ -13,12 +13,13 @@
 //! - [`plugin`]: the WebAssembly plugin host (wasmtime) and the sink world's storage; [`auth`]: access decisions
 //!   at every entry point; [`recording`]: the recordings index, retention, probe and stitch.
 //! - [`admit`]: the one admission path (route, source/output, publish key, auth) every entry point takes.
-//! - [`webrtc`], [`rtmp`]: protocol cores, what every path of a protocol shares (the WebRTC engine and its
-//!   shard; RTMP's FLV conversion, client and writes). No admission in them.
-//! - [`ingest`]: sources, one module per kind (demo, RTSP pull, RTMP pull and publish, WHIP); [`egress`]:
-//!   outputs, one module per kind (WHEP, RTMP play, push, record). Neither uses the other.
+//! - [`webrtc`], [`rtmp`], [`rtsp`]: protocol cores, what every path of a protocol shares (the WebRTC engine and
+//!   its shard; RTMP's FLV conversion and writes; RTSP's messages, transports, SDP and packets). No admission in
+//!   them.
+//! - [`ingest`]: sources, one module per kind (demo, RTSP pull and publish, RTMP pull and publish, WHIP);
+//!   [`egress`]: outputs, one module per kind (WHEP, RTSP and RTMP play, push, record). Neither uses the other.
 //! - [`runtime`]: builds routes from the table, wires sources, recorders and pushes, applies reloads.
-//! - [`listen`]: ports where a connection may publish or play (RTMP): admit, then hand to ingest or egress.
+//! - [`listen`]: ports where a connection may publish or play (RTMP, RTSP): admit, then hand to ingest or egress.
 //! - [`accounts`]: users, their cameras (routes made from a template) and sessions, in the router's database;
 //!   decides `auth = "accounts"`.
 //! - [`signal`]: signaling transports (Socket.IO, plain WebSocket) on the HTTP listener, each mount feeding a
@@ -48,6 +49,7 @@ pub mod plugin;
 pub mod recording;
 pub mod route;
 pub mod rtmp;
+pub mod rtsp;
 pub mod runtime;
 pub mod server;
 pub mod signal;

@@ -52,21 +52,13 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     let rtmp = crate::listen::rtmp::serve(server.rtmp, runtime.admission.clone(), connections.clone())
         .await
         .with_context(|| format!("binding the RTMP listener on {} (`server.rtmp`)", server.rtmp))?;
+    let rtsp = crate::listen::rtsp::serve(server.rtsp, runtime.admission.clone(), connections.clone())
+        .await
+        .with_context(|| format!("binding the RTSP listener on {} (`server.rtsp`)", server.rtsp))?;
 
-    tracing::info!(http = %local, rtmp = %rtmp, routes = dir.routes.len(), config = %config_path.display(),
+    tracing::info!(http = %local, rtmp = %rtmp, rtsp = %rtsp, routes = dir.routes.len(), config = %config_path.display(),
         fd_limit, max_connections = connections.cap(&server.limits),
         "sluice {} is up; open http://{}/", env!("CARGO_PKG_VERSION"), browsable(local));
-
-    let rtsp_readers: Vec<&str> = dir
-        .routes
-        .iter()
-        .filter(|(c, _)| c.to.contains(&crate::config::model::Output::Rtsp))
-        .map(|(c, _)| c.name.as_str())
-        .collect();
-    if !rtsp_readers.is_empty() {
-        tracing::warn!(routes = ?rtsp_readers, "these routes list `rtsp` in `to`, but this build has no RTSP server yet: \
-            nothing listens on `server.rtsp`, so RTSP readers cannot connect");
-    }
 
     let webrtc = WebRtc::start(&server.webrtc)
         .with_context(|| format!("binding the WebRTC UDP port {} (`server.webrtc.udp`)", server.webrtc.udp))?;

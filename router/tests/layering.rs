@@ -20,13 +20,14 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("admit", &["auth", "config", "plugin", "route"]),
     // Protocol cores: what every path of a protocol shares, with no notion of admission.
     ("webrtc", &["config", "connections", "media", "route"]),
-    ("rtmp", &["media", "route"]),
+    ("rtmp", &["connections", "media", "route"]),
+    ("rtsp", &["media"]),
     // The data path: sources into routes, outputs out of them. Neither knows the other.
-    ("ingest", &["admit", "backoff", "config", "connections", "media", "route", "rtmp", "webrtc"]),
-    ("egress", &["admit", "backoff", "config", "connections", "media", "plugin", "route", "rtmp", "webrtc"]),
+    ("ingest", &["admit", "backoff", "config", "connections", "media", "route", "rtmp", "rtsp", "webrtc"]),
+    ("egress", &["admit", "backoff", "config", "connections", "media", "plugin", "route", "rtmp", "rtsp", "webrtc"]),
     ("runtime", &["admit", "auth", "backoff", "config", "egress", "ingest", "media", "plugin", "recording", "route"]),
     // Drivers of ports where one connection may publish or play: they admit it and hand it to ingest or egress.
-    ("listen", &["admit", "auth", "config", "connections", "egress", "ingest", "media", "rtmp"]),
+    ("listen", &["admit", "auth", "config", "connections", "egress", "ingest", "media", "rtmp", "rtsp"]),
     // Signaling transports feeding signaling plugins, which start WebRTC sessions as WHIP/WHEP do.
     ("signal", &["admit", "auth", "config", "egress", "ingest", "plugin", "route", "runtime", "webrtc"]),
     ("accounts", &["auth", "config", "credentials", "route", "runtime"]),

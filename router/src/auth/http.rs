@@ -1,5 +1,5 @@
-//! Credentials as HTTP carries them (the API, WHIP/WHEP, signaling connections): `Authorization: Bearer` or
-//! `Basic`, or `?token=` in the URL.
+//! Credentials as HTTP carries them (the API, WHIP/WHEP, signaling connections; RTSP's headers are the same):
+//! `Authorization: Bearer` or `Basic`, or `?token=` in the URL.
 
 use axum::http::{HeaderMap, Uri, header};
 use base64::Engine as _;
@@ -21,9 +21,14 @@ pub fn credentials_and_query(headers: &HeaderMap, uri: &Uri) -> (Credentials, Ve
 }
 
 fn from_header(headers: &HeaderMap) -> Credentials {
-    let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
-        return Credentials::None;
-    };
+    match headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        Some(value) => from_authorization(value),
+        None => Credentials::None,
+    }
+}
+
+/// Credentials from an `Authorization` header's value (HTTP's and RTSP's are the same): Bearer or Basic.
+pub fn from_authorization(value: &str) -> Credentials {
     let (scheme, rest) = value.trim().split_once(' ').unwrap_or((value, ""));
     let rest = rest.trim();
     if scheme.eq_ignore_ascii_case("bearer") && !rest.is_empty() {

@@ -72,7 +72,7 @@ impl RtmpPlayer {
             let Some(next) = self.reader.try_recv() else { break };
             self.queue_frame(session, &next, &mut out)?;
         }
-        let written = wire::write_vectored(stream, &mut out).await;
+        let written = wire::write_vectored(stream, &out).await;
         out.clear();
         self.out = out;
         written

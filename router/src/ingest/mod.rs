@@ -7,27 +7,23 @@
 pub mod demo;
 pub mod rtmp_publish;
 pub mod rtmp_pull;
-pub mod rtsp;
+pub mod rtsp_publish;
+pub mod rtsp_pull;
 pub mod whip;
 
 use std::sync::Arc;
 
-use crate::config::model::{PublishProtocol, RouteConfig, Source};
+use crate::config::model::{RouteConfig, Source};
 use crate::route::actor::RouteSource;
 
 pub fn source_for(route: &RouteConfig) -> RouteSource {
     match &route.from {
         Source::Demo => RouteSource::Pull(Arc::new(demo::DemoSource)),
-        // Publishers attach when they connect: WHIP through `ingest::whip`, RTMP through `ingest::rtmp_publish`.
-        Source::Publish { protocol: PublishProtocol::Whip | PublishProtocol::Rtmp | PublishProtocol::Any } => {
-            RouteSource::Publish
-        }
-        Source::Publish { protocol } => RouteSource::Unavailable(format!(
-            "taking {} publishers is not available in this build yet",
-            protocol.as_str().to_uppercase()
-        )),
+        // Publishers attach when they connect: WHIP through `ingest::whip`, RTMP through `ingest::rtmp_publish`,
+        // RTSP through `ingest::rtsp_publish`.
+        Source::Publish { .. } => RouteSource::Publish,
         Source::Pull { url } if url.0.scheme() == "rtsp" => {
-            RouteSource::Pull(Arc::new(rtsp::RtspSource::new(url.0.clone(), route.rtsp.clone().unwrap_or_default())))
+            RouteSource::Pull(Arc::new(rtsp_pull::RtspSource::new(url.0.clone(), route.rtsp.clone().unwrap_or_default())))
         }
         Source::Pull { url } if url.0.scheme() == "rtmp" => {
             RouteSource::Pull(Arc::new(rtmp_pull::RtmpPullSource::new(url.0.clone())))

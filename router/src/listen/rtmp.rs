@@ -17,13 +17,15 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::admit::{Admission, Admitted, Ask, Wants};
 use crate::auth::{Credentials, Protocol};
-use crate::config::model::{Output, PublishProtocol, RouteName};
+use crate::config::model::{Output, PublishProtocol};
 use crate::connections::Connections;
 use crate::egress::rtmp_play::RtmpPlayer;
 use crate::ingest::rtmp_publish::RtmpPublisher;
 use crate::media::Frame;
 use crate::rtmp::wire::{self, write};
 use crate::rtmp::{RtmpError, flv};
+
+use super::Activity;
 
 /// Binds the RTMP listener and serves connections until the process ends. Connections are admitted through the
 /// caps every listener shares (`[server.limits]`); one over them is closed at once.
@@ -35,26 +37,7 @@ pub async fn serve(
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     tracing::info!(rtmp = %local, "RTMP listening");
-    tokio::spawn(async move {
-        loop {
-            match listener.accept().await {
-                Ok((stream, peer)) => {
-                    let limits = admission.routes().table.server.limits.clone();
-                    let Ok(permit) = connections.admit(peer.ip(), &limits) else { continue };
-                    let _ = stream.set_nodelay(true);
-                    let admission = admission.clone();
-                    tokio::spawn(async move {
-                        run(stream, peer, admission).await;
-                        drop(permit);
-                    });
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "RTMP accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                }
-            }
-        }
-    });
+    super::accept(listener, "RTMP", admission, connections, run);
     Ok(local)
 }
 
@@ -294,20 +277,8 @@ impl Connection {
         // and one more is the key.
         let segments: Vec<&str> = app.split('/').chain(stream.split('/')).filter(|s| !s.is_empty()).take(65).collect();
         let path = segments.join("/");
-        let path = path.as_str();
-        // A name has at most RouteName::MAX_LEN characters: longer starts are never tried (nor split further).
-        let ends = path.char_indices().filter(|(_, c)| *c == '/').map(|(i, _)| i).chain([path.len()]);
-        let ends: Vec<usize> = ends.filter(|i| *i <= RouteName::MAX_LEN).collect();
-        let found = ends.iter().rev().find_map(|&end| {
-            let name = &path[..end];
-            let known = dir.route(name).is_some() || dir.table.template_for(name).is_some();
-            known.then(|| {
-                let rest = path.get(end + 1..).unwrap_or_default();
-                (
-                    name.to_string(),
-                    query_key.clone().or_else(|| (!rest.is_empty()).then(|| StreamKey::Key(rest.into()))),
-                )
-            })
+        let found = super::route_prefix(&dir, &path).map(|(name, rest)| {
+            (name.to_string(), query_key.clone().or_else(|| (!rest.is_empty()).then(|| StreamKey::Key(rest.into()))))
         });
         let (name, key) = match found {
             Some(found) => found,
@@ -320,30 +291,6 @@ impl Connection {
             }
         };
         Ok((name, key.unwrap_or(StreamKey::None)))
-    }
-}
-
-/// Whether a connection has been idle: traffic either way is noted (a flag, not a clock read per frame), and each
-/// check counts the periods in a row that saw none.
-#[derive(Debug, Default)]
-struct Activity {
-    noted: bool,
-    idle_checks: u32,
-}
-
-impl Activity {
-    fn note(&mut self) {
-        self.noted = true;
-    }
-
-    /// Check periods in a row, this one included, with nothing noted.
-    fn idle_since_last_check(&mut self) -> u32 {
-        if std::mem::take(&mut self.noted) {
-            self.idle_checks = 0;
-        } else {
-            self.idle_checks += 1;
-        }
-        self.idle_checks
     }
 }
 
@@ -376,22 +323,5 @@ impl StreamKey {
             StreamKey::Key(k) => Credentials::StreamKey(k),
             StreamKey::Token(t) => Credentials::Bearer(t),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_connection_is_idle_when_check_periods_in_a_row_passed_without_traffic() {
-        let mut activity = Activity::default();
-        assert_eq!(activity.idle_since_last_check(), 1, "nothing since it opened");
-        assert_eq!(activity.idle_since_last_check(), 2);
-        activity.note();
-        activity.note();
-        assert_eq!(activity.idle_since_last_check(), 0, "traffic starts the count again");
-        assert_eq!(activity.idle_since_last_check(), 1, "what was noted counts for one period only");
-        assert_eq!(IDLE_CHECKS, 6);
     }
 }

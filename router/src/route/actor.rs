@@ -148,6 +148,7 @@ enum Command {
     RequestKeyframe,
     RemoveReader(ReaderId),
     Snapshot(oneshot::Sender<RouteSnapshot>),
+    Tracks(oneshot::Sender<Vec<Arc<Track>>>),
     Update { config: Arc<RouteConfig>, source: Option<RouteSource>, reply: oneshot::Sender<()> },
     Stop(oneshot::Sender<()>),
 }
@@ -213,6 +214,14 @@ impl RouteHandle {
     pub async fn snapshot(&self) -> Result<RouteSnapshot, RouteError> {
         let (reply, rx) = oneshot::channel();
         self.tx.send(Command::Snapshot(reply)).await.map_err(|_| self.ended())?;
+        rx.await.map_err(|_| self.ended())
+    }
+
+    /// The source's tracks as known now (announced, or seen in frames), with their parameters: what a player
+    /// must be told before the first frame (RTSP's DESCRIBE).
+    pub async fn tracks(&self) -> Result<Vec<Arc<Track>>, RouteError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Command::Tracks(reply)).await.map_err(|_| self.ended())?;
         rx.await.map_err(|_| self.ended())
     }
 
@@ -434,6 +443,9 @@ impl RouteActor {
             }
             Command::Snapshot(reply) => {
                 let _ = reply.send(self.snapshot());
+            }
+            Command::Tracks(reply) => {
+                let _ = reply.send(self.tracks.values().cloned().collect());
             }
             Command::Update { config, source, reply } => {
                 self.config = config;

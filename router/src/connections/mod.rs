@@ -1,10 +1,14 @@
-//! Admission of TCP connections, shared by every listener (HTTP, RTMP; RTSP when it lands): a cap on all
+//! Admission of TCP connections, shared by every listener (HTTP, RTMP, RTSP): a cap on all
 //! connections together and one per client address, so that neither one client nor a crowd can take the file
 //! descriptors that recordings, plugins and media need (issue 24: 19,980 idle connections took all 20,000
 //! descriptors, the API stopped answering and a recording lost 15 s).
 //!
 //! Invariant: every admitted connection holds a [`Permit`] for its whole life; dropping it is the only way the
 //! counts go down.
+//!
+//! [`write`]: the writes with a deadline every TCP connection's player shares.
+
+pub mod write;
 
 use std::collections::HashMap;
 use std::net::IpAddr;

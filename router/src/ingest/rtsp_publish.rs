@@ -1,0 +1,184 @@
+//! `from = "rtsp"`: an RTSP publisher (ffmpeg `-f rtsp`, GStreamer `rtspclientsink`, a camera pushing) feeding
+//! its route. The RTSP port's driver (`listen::rtsp`) admits it at ANNOUNCE, sets up its streams and, at RECORD,
+//! starts this; then it hands over each RTP and RTCP packet, from the interleaved channels or UDP.
+//!
+//! Packets are depacketized per stream (`media::depacketize`) into route frames. Each stream's RTP clock starts
+//! at a random value, so the streams are put on one timeline by when their first packet arrived; a publisher's
+//! sender reports give the frames their wall-clock time.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::admit::Admitted;
+use crate::media::depacketize::{Depacketizer, Unit};
+use crate::media::{Codec, CodecParams, Frame, Track, TrackId, h264, h265};
+use crate::route::{RouteError, SourceEvent, SourceFeed};
+use crate::rtsp::packet::{parse_rtp, parse_sender_report};
+use crate::rtsp::sdp::Announced;
+
+/// One announced stream, as it is received.
+#[derive(Debug)]
+struct Stream {
+    track: Arc<Track>,
+    payload_type: u8,
+    depacketizer: Depacketizer,
+    /// The first packet's extended RTP timestamp, and the route time it maps to.
+    zero: Option<(i64, i64)>,
+    /// The last extended timestamp out of the depacketizer, to place sender reports on the route's timeline.
+    last: Option<(u32, i64)>,
+}
+
+/// A recording connection's side of its route.
+#[derive(Debug)]
+pub struct RtspPublisher {
+    pub route: String,
+    feed: SourceFeed,
+    streams: Vec<Stream>,
+    started: Instant,
+}
+
+/// Why a packet ended the publisher.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("another publisher replaced this one, or the route ended")]
+    Replaced,
+}
+
+impl RtspPublisher {
+    /// Takes the route's publisher slot for the announced streams (all of them, in SDP order: stream `i` of the
+    /// driver is `streams[i]`).
+    pub async fn start(
+        admitted: Admitted,
+        peer: SocketAddr,
+        streams: &[Announced],
+    ) -> Result<RtspPublisher, RouteError> {
+        let feed = admitted.route.attach_publisher(Some(peer.to_string()), admitted.config.override_publisher).await?;
+        let streams: Vec<Stream> = streams
+            .iter()
+            .enumerate()
+            .filter_map(|(i, a)| {
+                let depacketizer = Depacketizer::new(a.codec, a.fmtp.as_deref()).ok()?;
+                let description = match &a.params {
+                    CodecParams::H264 { sps, .. } => h264::parse_sps(sps).map(|i| i.describe()).unwrap_or_default(),
+                    _ => String::new(),
+                };
+                let track = Arc::new(Track {
+                    id: TrackId(i as u32),
+                    codec: a.codec,
+                    clock_rate: a.clock_rate,
+                    params: a.params.clone(),
+                    description,
+                });
+                Some(Stream { track, payload_type: a.payload_type, depacketizer, zero: None, last: None })
+            })
+            .collect();
+        let tracks = streams.iter().map(|s| Arc::clone(&s.track)).collect();
+        let _ = feed.send(SourceEvent::Tracks(tracks)).await;
+        Ok(RtspPublisher { route: admitted.config.name.to_string(), feed, streams, started: Instant::now() })
+    }
+
+    /// One RTP packet of stream `index`. Malformed packets are dropped (UDP may carry anything); a frame the
+    /// route will not take ends the publisher.
+    pub async fn rtp(&mut self, index: usize, packet: Bytes) -> Result<(), PublishError> {
+        let Some(stream) = self.streams.get_mut(index) else { return Ok(()) };
+        let Some(rtp) = parse_rtp(&packet) else { return Ok(()) };
+        if rtp.payload_type != stream.payload_type {
+            return Ok(());
+        }
+        let payload = packet.slice(rtp.payload.0..rtp.payload.1);
+        if let Err(e) = stream.depacketizer.push(rtp.seq, rtp.timestamp, rtp.marker, payload) {
+            tracing::debug!(route = %self.route, error = %e, "RTSP publisher packet dropped");
+        }
+        let started = self.started;
+        let mut frames = Vec::new();
+        while let Some(unit) = stream.depacketizer.pull() {
+            frames.extend(stream.frame(unit, started));
+        }
+        for frame in frames {
+            if !self.feed.send(SourceEvent::Frame(frame)).await {
+                return Err(PublishError::Replaced);
+            }
+        }
+        Ok(())
+    }
+
+    /// One RTCP packet of stream `index`: a sender report dates the stream's frames in wall-clock time.
+    pub async fn rtcp(&mut self, index: usize, packet: &[u8]) -> Result<(), PublishError> {
+        let Some(stream) = self.streams.get(index) else { return Ok(()) };
+        let (Some((rtp_ts, wallclock)), Some((last_raw, last_pts)), Some(_)) =
+            (parse_sender_report(packet), stream.last, stream.zero)
+        else {
+            return Ok(());
+        };
+        let pts = last_pts + i64::from(rtp_ts.wrapping_sub(last_raw) as i32);
+        let event = SourceEvent::Clock { track: stream.track.id, pts, wallclock };
+        if self.feed.send(event).await { Ok(()) } else { Err(PublishError::Replaced) }
+    }
+
+    /// How many packets the publisher's streams lost so far.
+    pub fn lost(&self) -> u64 {
+        self.streams.iter().map(|s| s.depacketizer.lost()).sum()
+    }
+
+    /// The connection ended without TEARDOWN: tells the route why (its `last_error`).
+    pub async fn gone(self, why: &str) {
+        let error = format!("the publisher went without ending its stream ({why})");
+        let _ = self.feed.send(SourceEvent::Problem { error }).await;
+    }
+}
+
+impl Stream {
+    /// A depacketized unit as a route frame on the route's timeline.
+    fn frame(&mut self, unit: Unit, started: Instant) -> Option<Frame> {
+        let clock = i64::from(self.track.clock_rate);
+        let (zero_ts, zero_pts) = *self.zero.get_or_insert_with(|| {
+            // This stream starts where the publisher's session is now, so streams that began together line up.
+            (unit.timestamp, (started.elapsed().as_secs_f64() * clock as f64) as i64)
+        });
+        let pts = zero_pts + (unit.timestamp - zero_ts);
+        self.last = Some((unit.timestamp as u32, pts));
+        let data = match self.track.codec {
+            Codec::H264 => self.video_payload(&unit.parts, h264::nal_type, |t| t == h264::NAL_AUD)?,
+            Codec::H265 => self.video_payload(&unit.parts, h265::nal_type, |t| t == h265::NAL_AUD)?,
+            _ => unit.parts.into_iter().next()?,
+        };
+        // RTP carries presentation times only: frames with B-frames reach the route out of decode order, which
+        // the route counts (`reordered_video`).
+        Some(Frame::new(Arc::clone(&self.track), pts, pts, unit.keyframe, data))
+    }
+
+    /// The picture as length-prefixed NAL units, without access unit delimiters; parameter sets sent in-band
+    /// update the track, so readers joining later get them.
+    fn video_payload(&mut self, nals: &[Bytes], nal_type: fn(&[u8]) -> u8, skip: fn(u8) -> bool) -> Option<Bytes> {
+        let params = match self.track.codec {
+            Codec::H264 => {
+                let find = |t| nals.iter().find(|n| nal_type(n) == t).cloned();
+                match (find(h264::NAL_SPS), find(h264::NAL_PPS)) {
+                    (Some(sps), Some(pps)) => Some(CodecParams::H264 { sps, pps }),
+                    _ => None,
+                }
+            }
+            _ => {
+                let find = |t| nals.iter().find(|n| nal_type(n) == t).cloned();
+                match (find(h265::NAL_VPS), find(h265::NAL_SPS), find(h265::NAL_PPS)) {
+                    (Some(vps), Some(sps), Some(pps)) => Some(CodecParams::H265 { vps, sps, pps }),
+                    _ => None,
+                }
+            }
+        };
+        if let Some(params) = params
+            && params != self.track.params
+        {
+            let description = match &params {
+                CodecParams::H264 { sps, .. } => h264::parse_sps(sps).map(|i| i.describe()).unwrap_or_default(),
+                _ => String::new(),
+            };
+            self.track = Arc::new(Track { params, description, ..(*self.track).clone() });
+        }
+        let kept: Vec<&[u8]> = nals.iter().map(|n| &n[..]).filter(|n| !skip(nal_type(n))).collect();
+        (!kept.is_empty()).then(|| h264::to_avcc(kept))
+    }
+}
