@@ -58,6 +58,7 @@ export async function startRouter(routesToml) {
   return {
     base: `http://${up.http}`,
     rtmp: up.rtmp,
+    rtsp: up.rtsp,
     /** The routes file the router runs on (rewrite it to reload). */
     config,
     logs,

@@ -32,6 +32,11 @@ from = "rtmp"
 to = ["whep", "rtmp"]
 
 [[route]]
+name = "rtsp-in"
+from = "rtsp"
+to = ["whep", "rtsp"]
+
+[[route]]
 name = "vp8"
 from = "whip"
 to = ["whep"]
@@ -135,6 +140,24 @@ test('ffmpeg publishes H.264 + AAC over RTMP and Chromium plays the video over W
     await page.goto(`${router.base}/obs?autoplay`);
     await waitFrames(page, 'framesDecoded', 60, 15000);
     assert.equal(await videoStat(page, 'frameWidth'), 640);
+    await page.close();
+  } finally {
+    ffmpeg.kill();
+  }
+});
+
+test('ffmpeg publishes H.264 + AAC over RTSP and Chromium plays the video over WHEP', async () => {
+  const ffmpeg = spawn('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-re', '-f', 'lavfi', '-i', 'testsrc=size=480x270:rate=30',
+    '-f', 'lavfi', '-i', 'sine=frequency=1000:sample_rate=48000', '-t', '30', '-c:v', 'libx264', '-preset', 'veryfast',
+    '-tune', 'zerolatency', '-pix_fmt', 'yuv420p', '-g', '30', '-c:a', 'aac', '-f', 'rtsp', '-rtsp_transport', 'tcp',
+    `rtsp://${router.rtsp}/rtsp-in`],
+  { stdio: 'ignore' });
+  try {
+    await router.waitLog((l) => l.message === 'RTSP publisher connected' && l.route === 'rtsp-in');
+    const page = await chrome.browser.newPage();
+    await page.goto(`${router.base}/rtsp-in?autoplay`);
+    await waitFrames(page, 'framesDecoded', 60, 15000);
+    assert.equal(await videoStat(page, 'frameWidth'), 480);
     await page.close();
   } finally {
     ffmpeg.kill();

@@ -22,9 +22,10 @@ pub fn source_for(route: &RouteConfig) -> RouteSource {
         // Publishers attach when they connect: WHIP through `ingest::whip`, RTMP through `ingest::rtmp_publish`,
         // RTSP through `ingest::rtsp_publish`.
         Source::Publish { .. } => RouteSource::Publish,
-        Source::Pull { url } if url.0.scheme() == "rtsp" => {
-            RouteSource::Pull(Arc::new(rtsp_pull::RtspSource::new(url.0.clone(), route.rtsp.clone().unwrap_or_default())))
-        }
+        Source::Pull { url } if url.0.scheme() == "rtsp" => RouteSource::Pull(Arc::new(rtsp_pull::RtspSource::new(
+            url.0.clone(),
+            route.rtsp.clone().unwrap_or_default(),
+        ))),
         Source::Pull { url } if url.0.scheme() == "rtmp" => {
             RouteSource::Pull(Arc::new(rtmp_pull::RtmpPullSource::new(url.0.clone())))
         }

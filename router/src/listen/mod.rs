@@ -16,8 +16,13 @@ use crate::connections::Connections;
 
 /// Accepts connections on `listener` until the process ends, each admitted through the caps every listener
 /// shares (`[server.limits]`; one over them is closed at once) and served by `run` on its own task.
-fn accept<F, Fut>(listener: TcpListener, protocol: &'static str, admission: Admission, connections: Arc<Connections>, run: F)
-where
+fn accept<F, Fut>(
+    listener: TcpListener,
+    protocol: &'static str,
+    admission: Admission,
+    connections: Arc<Connections>,
+    run: F,
+) where
     F: Fn(TcpStream, SocketAddr, Admission) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {

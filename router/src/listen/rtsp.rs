@@ -27,10 +27,10 @@ use crate::connections::write;
 use crate::egress::rtsp_play::{PrepareError, RtspPlayer, Sink};
 use crate::ingest::rtsp_publish::RtspPublisher;
 use crate::route::RouteError;
+use crate::rtsp::RtspError;
 use crate::rtsp::message::{self, Incoming, Reply};
 use crate::rtsp::sdp::{self, Announced};
 use crate::rtsp::transport::{self, Answer, Lower};
-use crate::rtsp::RtspError;
 
 /// Binds the RTSP listener and serves connections until the process ends, under the caps every listener shares.
 pub async fn serve(
@@ -100,7 +100,11 @@ enum Mode {
     /// Described (and maybe set up, playing or paused).
     Play(Box<RtspPlayer>),
     /// Announced: streams being set up, not recording yet.
-    Announced { admitted: Admitted, streams: Vec<Announced>, set_up: Vec<bool> },
+    Announced {
+        admitted: Admitted,
+        streams: Vec<Announced>,
+        set_up: Vec<bool>,
+    },
     Record(Box<RtspPublisher>),
 }
 
@@ -264,7 +268,10 @@ impl Connection {
         let url = request_url(request)?;
         let (route, rest) = self.route_of(url.path())?;
         if !rest.is_empty() {
-            return Err(Reply::error(StatusCode::NotFound, format!("there is no route \"{}\"", url.path().trim_matches('/'))));
+            return Err(Reply::error(
+                StatusCode::NotFound,
+                format!("there is no route \"{}\"", url.path().trim_matches('/')),
+            ));
         }
         let player = self.prepare_player(request, &route).await?;
         let (player, sdp) = player;
@@ -282,7 +289,9 @@ impl Connection {
                 tracing::info!(peer = %self.peer, route, "RTSP player connected");
                 Ok((player, sdp))
             }
-            Err(PrepareError::NoStream(route)) => Err(Reply::error(StatusCode::NotFound, format!("route {route} has no stream yet"))),
+            Err(PrepareError::NoStream(route)) => {
+                Err(Reply::error(StatusCode::NotFound, format!("route {route} has no stream yet")))
+            }
             Err(PrepareError::Route(e)) => Err(route_refusal(&e)),
         }
     }
@@ -294,7 +303,10 @@ impl Connection {
         let url = request_url(request)?;
         let (route, rest) = self.route_of(url.path())?;
         if !rest.is_empty() {
-            return Err(Reply::error(StatusCode::NotFound, format!("there is no route \"{}\"", url.path().trim_matches('/'))));
+            return Err(Reply::error(
+                StatusCode::NotFound,
+                format!("there is no route \"{}\"", url.path().trim_matches('/')),
+            ));
         }
         let admitted = self.admit(request, &route, Wants::Publish(PublishProtocol::Rtsp)).await?;
         let (streams, skipped) = sdp::parse_announce(request.body())
@@ -311,8 +323,8 @@ impl Connection {
         let url = request_url(request)?;
         let header = request.header(&headers::TRANSPORT).map(|v| v.as_str()).unwrap_or_default();
         let next_channel = self.setups.saturating_mul(2);
-        let requested = transport::choose(header, next_channel)
-            .map_err(|e| Reply::error(StatusCode::UnsupportedTransport, e.0))?;
+        let requested =
+            transport::choose(header, next_channel).map_err(|e| Reply::error(StatusCode::UnsupportedTransport, e.0))?;
         if matches!(self.mode, Mode::Idle) {
             // A player that skipped DESCRIBE (it knew the SDP): admitted here instead.
             if requested.record {
@@ -336,7 +348,9 @@ impl Connection {
                 let control = path.strip_prefix(route).unwrap_or(&path).trim_start_matches('/');
                 streams.iter().position(|s| {
                     let theirs = url::Url::parse(&s.control).map(|u| u.path().trim_matches('/').to_string());
-                    s.control == control || theirs.is_ok_and(|p| p == path) || (control.is_empty() && streams.len() == 1)
+                    s.control == control
+                        || theirs.is_ok_and(|p| p == path)
+                        || (control.is_empty() && streams.len() == 1)
                 })
             }
             _ => None,
@@ -350,7 +364,8 @@ impl Connection {
                 Reply::error(StatusCode::InternalServerError, format!("no UDP ports for the stream: {e}"))
             })?),
         };
-        let server_ports = udp.as_ref().and_then(|(rtp, rtcp)| Some((rtp.local_addr().ok()?.port(), rtcp.local_addr().ok()?.port())));
+        let server_ports =
+            udp.as_ref().and_then(|(rtp, rtcp)| Some((rtp.local_addr().ok()?.port(), rtcp.local_addr().ok()?.port())));
         let mut ssrc = None;
         match &mut self.mode {
             Mode::Play(player) => {
@@ -359,7 +374,13 @@ impl Connection {
                     (Lower::Udp { rtp, rtcp }, Some((s_rtp, s_rtcp))) => {
                         let (s_rtp, s_rtcp) = (Arc::new(s_rtp), Arc::new(s_rtcp));
                         // Receiver reports keep the session alive; RTP to us is not expected.
-                        self.udp_tasks.push(spawn_udp_reader(Arc::clone(&s_rtcp), index, true, self.peer.ip(), self.udp_tx.clone()));
+                        self.udp_tasks.push(spawn_udp_reader(
+                            Arc::clone(&s_rtcp),
+                            index,
+                            true,
+                            self.peer.ip(),
+                            self.udp_tx.clone(),
+                        ));
                         self.playing_udp = true;
                         Sink::Udp {
                             rtp: s_rtp,
@@ -411,7 +432,8 @@ impl Connection {
         self.playing = true;
         let url = request_url(request)?;
         let base = base_url(&url, &player.route);
-        let rtp_info: Vec<String> = info.iter().map(|(control, seq)| format!("url={base}/{control};seq={seq}")).collect();
+        let rtp_info: Vec<String> =
+            info.iter().map(|(control, seq)| format!("url={base}/{control};seq={seq}")).collect();
         Ok(Reply::ok().header(headers::RANGE, "npt=0.000-").header(headers::RTP_INFO, rtp_info.join(",")))
     }
 
@@ -458,7 +480,8 @@ impl Connection {
 
     async fn datagram(&mut self, d: Datagram) -> Result<(), RtspError> {
         let Mode::Record(publisher) = &mut self.mode else { return Ok(()) };
-        let delivered = if d.rtcp { publisher.rtcp(d.stream, &d.data).await } else { publisher.rtp(d.stream, d.data).await };
+        let delivered =
+            if d.rtcp { publisher.rtcp(d.stream, &d.data).await } else { publisher.rtp(d.stream, d.data).await };
         delivered.map_err(|e| RtspError::Ended(e.to_string()))
     }
 
@@ -541,8 +564,9 @@ fn refused(refusal: &Refusal) -> Reply {
         Refusal::Refused { outcome, .. } => match outcome {
             Outcome::Challenge { realm } => Reply::error(StatusCode::Unauthorized, "Unauthorized")
                 .header(headers::WWW_AUTHENTICATE, format!("Basic realm=\"{}\"", realm.replace('"', ""))),
-            Outcome::Denied { .. } => Reply::error(StatusCode::Unauthorized, text)
-                .header(headers::WWW_AUTHENTICATE, "Basic realm=\"sluice\""),
+            Outcome::Denied { .. } => {
+                Reply::error(StatusCode::Unauthorized, text).header(headers::WWW_AUTHENTICATE, "Basic realm=\"sluice\"")
+            }
             Outcome::TooManyFailures { retry_after } => Reply::error(StatusCode::ServiceUnavailable, text)
                 .header(headers::RETRY_AFTER, retry_after.as_secs().max(1).to_string()),
             Outcome::Unavailable { .. } | Outcome::Allowed { .. } => Reply::error(StatusCode::ServiceUnavailable, text),
@@ -620,14 +644,13 @@ mod tests {
 
     #[test]
     fn refusals_map_to_rtsp_statuses() {
-        let challenge = refused(&Refusal::Refused {
-            route: "cam".into(),
-            outcome: Outcome::Challenge { realm: "cams".into() },
-        });
+        let challenge =
+            refused(&Refusal::Refused { route: "cam".into(), outcome: Outcome::Challenge { realm: "cams".into() } });
         assert_eq!(challenge.status, StatusCode::Unauthorized);
         assert!(challenge.headers.iter().any(|(n, v)| *n == headers::WWW_AUTHENTICATE && v == "Basic realm=\"cams\""));
         assert_eq!(refused(&Refusal::NoRoute("x".into())).status, StatusCode::NotFound);
-        let busy = route_refusal(&RouteError::PublisherBusy(crate::config::model::RouteName::parse("a").expect("name")));
+        let busy =
+            route_refusal(&RouteError::PublisherBusy(crate::config::model::RouteName::parse("a").expect("name")));
         assert_eq!(u16::from(busy.status), 409);
     }
 }

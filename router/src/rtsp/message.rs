@@ -12,7 +12,10 @@ pub const MAX_REQUEST: usize = 64 * 1024;
 pub enum Incoming {
     Request(Box<Request<Vec<u8>>>),
     /// RTP or RTCP on an interleaved channel.
-    Interleaved { channel: u8, data: Bytes },
+    Interleaved {
+        channel: u8,
+        data: Bytes,
+    },
 }
 
 /// What a client sent that cannot be a request: answered 400 (when it looks like one) and the connection closed.

@@ -78,7 +78,13 @@ pub fn describe(route: &str, tracks: &[Arc<Track>], server: IpAddr) -> (String, 
             let _ = write!(sdp, "a=fmtp:{payload_type} {fmtp}\r\n");
         }
         let _ = write!(sdp, "a=control:{control}\r\n");
-        offered.push(Offered { track: track.id, codec: track.codec, payload_type, clock_rate: track.clock_rate, control });
+        offered.push(Offered {
+            track: track.id,
+            codec: track.codec,
+            payload_type,
+            clock_rate: track.clock_rate,
+            control,
+        });
     }
     (sdp, offered)
 }
@@ -144,9 +150,10 @@ fn announced(media: &sdp_types::Media, index: usize) -> Result<Announced, String
     let clock_rate: u32 = parts.next().and_then(|c| c.trim().parse().ok()).filter(|c| *c > 0).ok_or("no clock rate")?;
     let fmtp = attribute("fmtp").map(str::to_string);
     let param = |key: &str| -> Option<&str> {
-        fmtp.as_deref()?.split(';').filter_map(|p| p.trim().split_once('=')).find_map(|(k, v)| {
-            k.trim().eq_ignore_ascii_case(key).then_some(v.trim())
-        })
+        fmtp.as_deref()?
+            .split(';')
+            .filter_map(|p| p.trim().split_once('='))
+            .find_map(|(k, v)| k.trim().eq_ignore_ascii_case(key).then_some(v.trim()))
     };
     let decode = |v: &str| BASE64.decode(v.trim()).ok().filter(|b| !b.is_empty()).map(Bytes::from);
     let (codec, params) = match (media.media.as_str(), encoding.as_str()) {
@@ -162,7 +169,11 @@ fn announced(media: &sdp_types::Media, index: usize) -> Result<Announced, String
             (Codec::H264, params)
         }
         ("video", "h265") => {
-            let sets = (param("sprop-vps").and_then(decode), param("sprop-sps").and_then(decode), param("sprop-pps").and_then(decode));
+            let sets = (
+                param("sprop-vps").and_then(decode),
+                param("sprop-sps").and_then(decode),
+                param("sprop-pps").and_then(decode),
+            );
             let params = match sets {
                 (Some(vps), Some(sps), Some(pps)) => CodecParams::H265 { vps, sps, pps },
                 _ => CodecParams::None,
@@ -192,7 +203,11 @@ fn hex(s: &str) -> Option<Bytes> {
     if s.len() % 2 != 0 || s.len() > 128 {
         return None;
     }
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect::<Option<Vec<u8>>>().map(Bytes::from)
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect::<Option<Vec<u8>>>()
+        .map(Bytes::from)
 }
 
 #[cfg(test)]
@@ -211,10 +226,15 @@ mod tests {
         let (streams, skipped) = parse_announce(FFMPEG.as_bytes()).expect("parses");
         assert!(skipped.is_empty());
         assert_eq!(streams.len(), 2);
-        assert_eq!((streams[0].codec, streams[0].payload_type, streams[0].control.as_str()), (Codec::H264, 96, "streamid=0"));
+        assert_eq!(
+            (streams[0].codec, streams[0].payload_type, streams[0].control.as_str()),
+            (Codec::H264, 96, "streamid=0")
+        );
         assert!(matches!(&streams[0].params, CodecParams::H264 { sps, pps } if sps[0] == 0x67 && pps[0] == 0x68));
         assert_eq!((streams[1].codec, streams[1].clock_rate), (Codec::Aac, 44_100));
-        assert!(matches!(&streams[1].params, CodecParams::Aac { audio_specific_config } if audio_specific_config[..2] == [0x12, 0x10]));
+        assert!(
+            matches!(&streams[1].params, CodecParams::Aac { audio_specific_config } if audio_specific_config[..2] == [0x12, 0x10])
+        );
         assert!(streams[1].fmtp.as_deref().is_some_and(|f| f.contains("sizelength=13")));
     }
 
@@ -248,6 +268,9 @@ mod tests {
         assert_eq!(offered.iter().map(|o| o.control.as_str()).collect::<Vec<_>>(), ["trackID=0", "trackID=1"]);
         assert!(sdp.to_ascii_lowercase().contains("profile-level-id=42c01e"), "{sdp}");
         let (again, _) = parse_announce(sdp.as_bytes()).expect("our own SDP parses");
-        assert_eq!(again.iter().map(|a| (&a.params, a.codec)).collect::<Vec<_>>(), streams.iter().map(|a| (&a.params, a.codec)).collect::<Vec<_>>());
+        assert_eq!(
+            again.iter().map(|a| (&a.params, a.codec)).collect::<Vec<_>>(),
+            streams.iter().map(|a| (&a.params, a.codec)).collect::<Vec<_>>()
+        );
     }
 }
