@@ -27,7 +27,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("egress", &["admit", "backoff", "config", "connections", "media", "plugin", "route", "rtmp", "rtsp", "webrtc"]),
     ("runtime", &["admit", "auth", "backoff", "config", "egress", "ingest", "media", "plugin", "recording", "route"]),
     // Drivers of ports where one connection may publish or play: they admit it and hand it to ingest or egress.
-    ("listen", &["admit", "auth", "config", "connections", "egress", "ingest", "media", "rtmp", "rtsp"]),
+    ("listen", &["admit", "auth", "config", "connections", "egress", "ingest", "media", "route", "rtmp", "rtsp"]),
     // Signaling transports feeding signaling plugins, which start WebRTC sessions as WHIP/WHEP do.
     ("signal", &["admit", "auth", "config", "egress", "ingest", "plugin", "route", "runtime", "webrtc"]),
     ("accounts", &["auth", "config", "credentials", "route", "runtime"]),

@@ -597,7 +597,7 @@ async fn bind_pair(ip: IpAddr) -> std::io::Result<(UdpSocket, UdpSocket)> {
     for _ in 0..64 {
         let rtp = UdpSocket::bind((ip, 0)).await?;
         let port = rtp.local_addr()?.port();
-        if port % 2 != 0 || port == u16::MAX {
+        if !port.is_multiple_of(2) || port == u16::MAX {
             continue;
         }
         if let Ok(rtcp) = UdpSocket::bind((ip, port + 1)).await {

@@ -200,7 +200,7 @@ fn announced(media: &sdp_types::Media, index: usize) -> Result<Announced, String
 }
 
 fn hex(s: &str) -> Option<Bytes> {
-    if s.len() % 2 != 0 || s.len() > 128 {
+    if !s.len().is_multiple_of(2) || s.len() > 128 {
         return None;
     }
     (0..s.len())
