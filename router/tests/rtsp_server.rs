@@ -48,6 +48,11 @@ from = "rtsp"
 to = ["rtsp"]
 
 [[route]]
+name = "hevc"
+from = "rtsp"
+to = ["rtsp"]
+
+[[route]]
 name = "gst"
 from = "rtsp"
 to = ["rtsp"]
@@ -200,6 +205,41 @@ fn ffmpeg_publishes_over_tcp_and_udp_and_readers_get_both_tracks() {
 }
 
 #[test]
+fn h265_and_g711_pass_through() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut router, rtsp, _) = start_router(dir.path());
+    let url = format!("rtsp://{rtsp}/hevc");
+    let _publisher = Killed(
+        Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=30"])
+            .args(["-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=8000", "-t", "30"])
+            .args([
+                "-c:v",
+                "libx265",
+                "-preset",
+                "ultrafast",
+                "-tune",
+                "zerolatency",
+                "-x265-params",
+                "keyint=30:log-level=error",
+            ])
+            .args(["-c:a", "pcm_mulaw", "-ar", "8000", "-ac", "1", "-f", "rtsp", "-rtsp_transport", "tcp", &url])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ffmpeg"),
+    );
+    router.wait_log(|l| l["message"] == "RTSP publisher connected" && l["route"] == "hevc");
+    for transport in ["tcp", "udp"] {
+        let streams = probe(&url, transport, 3).unwrap_or_else(|e| panic!("{transport}: {e}"));
+        assert!(
+            frames_of(&streams, "hevc") >= 60 && frames_of(&streams, "pcm_mulaw") >= 60,
+            "{transport}: {streams:?}"
+        );
+    }
+}
+
+#[test]
 fn gstreamer_rtspclientsink_publishes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (mut router, rtsp, _) = start_router(dir.path());
@@ -269,6 +309,19 @@ fn garbage_oversized_and_half_open_connections_leave_a_reader_playing() {
             s
         })
         .collect();
+    // A player that asks for the stream and then never reads it: its queue drops to keyframes, nobody waits.
+    let mut stalled = TcpStream::connect(&rtsp).expect("connect");
+    stalled.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let describe = format!("DESCRIBE rtsp://{rtsp}/demo RTSP/1.0\r\nCSeq: 1\r\n\r\n");
+    stalled.write_all(describe.as_bytes()).expect("describe");
+    let mut head = [0u8; 4096];
+    let n = stalled.read(&mut head).expect("describe answer");
+    assert!(head[..n].starts_with(b"RTSP/1.0 200"), "{}", String::from_utf8_lossy(&head[..n]));
+    let setup = format!(
+        "SETUP rtsp://{rtsp}/demo/trackID=0 RTSP/1.0\r\nCSeq: 2\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n\r\n\
+         PLAY rtsp://{rtsp}/demo RTSP/1.0\r\nCSeq: 3\r\n\r\n"
+    );
+    stalled.write_all(setup.as_bytes()).expect("setup and play");
     // Binary garbage: a 400 and the connection closed.
     let answer = exchange(&rtsp, b"\x00\xff\x13\x37garbage\r\n\r\n");
     assert!(answer.starts_with("RTSP/1.0 400"), "{answer}");
@@ -292,4 +345,5 @@ fn garbage_oversized_and_half_open_connections_leave_a_reader_playing() {
     let (frames, _) = common::ffprobe_video(&out);
     assert!(frames >= 150, "the reader got {frames} pictures in 6 s");
     drop(half_open);
+    drop(stalled);
 }

@@ -2,13 +2,21 @@
 // must also say why (issue 18): the route waits for its publisher, or carries what WebRTC cannot play.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { startRouter, startBrowser, SERVER } from './harness.mjs';
 
+const dir = mkdtempSync(join(tmpdir(), 'sluice-state-'));
 const routes = `${SERVER}
+[plugins.mp4]
+source = "builtin:record-mp4"
+grants = { storage = { dir = "${dir}/rec" } }
+
 [[route]]
 name = "inbox"
 from = "whip"
-to = ["whep", "rtsp"]
+to = ["whep", "rtsp", "record:mp4"]
 `;
 
 let router;
@@ -22,6 +30,7 @@ before(async () => {
 after(async () => {
   await chrome?.stop();
   await router?.stop();
+  rmSync(dir, { recursive: true, force: true });
 });
 
 test('the viewer page shows the route waiting and its warnings', async () => {
@@ -31,7 +40,7 @@ test('the viewer page shows the route waiting and its warnings', async () => {
   await state.filter({ hasText: 'route: waiting' }).waitFor({ timeout: 10000 });
   const warnings = page.locator('#warnings li');
   await warnings.first().waitFor({ timeout: 10000 });
-  assert.match(await warnings.first().textContent(), /no RTSP server yet/);
+  assert.match(await warnings.first().textContent(), /recording with "mp4" starts at the route's first keyframe: the route has no media yet/);
   await page.close();
 });
 
@@ -41,6 +50,6 @@ test('a grid tile shows its route state, with a warning mark', async () => {
   const tile = page.locator('figure.tile[data-route="inbox"] .tile-state');
   await tile.filter({ hasText: 'waiting' }).waitFor({ timeout: 10000 });
   assert.match(await tile.textContent(), /^⚠ waiting/);
-  assert.match(await tile.getAttribute('title'), /no RTSP server yet/);
+  assert.match(await tile.getAttribute('title'), /recording with "mp4" starts at the route's first keyframe: the route has no media yet/);
   await page.close();
 });

@@ -64,12 +64,6 @@ pub fn warnings(
         }
         out.extend(recordings_waiting(live, recordings));
     }
-    if config.to.contains(&Output::Rtsp) {
-        out.push(
-            "this build has no RTSP server yet: nothing listens for RTSP readers, so `rtsp` in `to` serves no one"
-                .to_string(),
-        );
-    }
     out
 }
 
