@@ -232,10 +232,9 @@ fn h265_and_g711_pass_through() {
     router.wait_log(|l| l["message"] == "RTSP publisher connected" && l["route"] == "hevc");
     for transport in ["tcp", "udp"] {
         let streams = probe(&url, transport, 3).unwrap_or_else(|e| panic!("{transport}: {e}"));
-        assert!(
-            frames_of(&streams, "hevc") >= 60 && frames_of(&streams, "pcm_mulaw") >= 60,
-            "{transport}: {streams:?}"
-        );
+        // ffmpeg sends G.711 in packets of 1024 samples (128 ms at 8 kHz): about 23 in three seconds.
+        let (video, audio) = (frames_of(&streams, "hevc"), frames_of(&streams, "pcm_mulaw"));
+        assert!(video >= 60 && audio >= 15, "{transport}: {streams:?}");
     }
 }
 
