@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
 use rml_rtmp::sessions::{ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult};
-use support::{Router, clip, cpu_seconds, rss_bytes};
+use support::{Router, clip_mp4, core_ticks, cpu_seconds, rss_bytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -166,36 +166,6 @@ async fn reader(addr: String, app: String, stream: String, bytes: Arc<AtomicU64>
         }
         pending = session.handle_input(&buf[..n]).map_err(|e| format!("{e:?}"))?;
     }
-}
-
-/// A core's (busy, total) ticks from /proc/stat.
-fn core_ticks(core: usize) -> (u64, u64) {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let label = format!("cpu{core}");
-    let Some(line) = stat.lines().find(|l| l.split_whitespace().next() == Some(label.as_str())) else {
-        return (0, 0);
-    };
-    let ticks: Vec<u64> = line.split_whitespace().skip(1).filter_map(|t| t.parse().ok()).collect();
-    let total: u64 = ticks.iter().take(8).sum();
-    // idle and iowait are the 4th and 5th columns.
-    let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
-    (total - idle, total)
-}
-
-/// The bench clip in MP4, which ffmpeg can loop (a raw H.264 stream cannot be rewound).
-fn clip_mp4() -> std::path::PathBuf {
-    let mp4 = clip().with_extension("mp4");
-    if !mp4.exists() {
-        let status = Command::new("ffmpeg")
-            .args(["-hide_banner", "-loglevel", "error", "-y", "-framerate", "30", "-i"])
-            .arg(clip())
-            .args(["-c", "copy"])
-            .arg(&mp4)
-            .status()
-            .expect("ffmpeg");
-        assert!(status.success());
-    }
-    mp4
 }
 
 fn run(server: Server, max: usize, step: usize, clip_mbps: f64) {

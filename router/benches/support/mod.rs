@@ -61,6 +61,36 @@ pub fn clip() -> PathBuf {
     path
 }
 
+/// A core's (busy, total) ticks from /proc/stat.
+pub fn core_ticks(core: usize) -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let label = format!("cpu{core}");
+    let Some(line) = stat.lines().find(|l| l.split_whitespace().next() == Some(label.as_str())) else {
+        return (0, 0);
+    };
+    let ticks: Vec<u64> = line.split_whitespace().skip(1).filter_map(|t| t.parse().ok()).collect();
+    let total: u64 = ticks.iter().take(8).sum();
+    // idle and iowait are the 4th and 5th columns.
+    let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
+    (total - idle, total)
+}
+
+/// The bench clip in MP4, which ffmpeg can loop (a raw H.264 stream cannot be rewound).
+pub fn clip_mp4() -> std::path::PathBuf {
+    let mp4 = clip().with_extension("mp4");
+    if !mp4.exists() {
+        let status = Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-y", "-framerate", "30", "-i"])
+            .arg(clip())
+            .args(["-c", "copy"])
+            .arg(&mp4)
+            .status()
+            .expect("ffmpeg");
+        assert!(status.success());
+    }
+    mp4
+}
+
 /// Annex B access units (one per picture; this clip has one slice per picture).
 pub fn split_frames(data: &[u8]) -> Vec<Vec<u8>> {
     let nals = sluice::media::h264::split_annex_b(data);
@@ -101,6 +131,13 @@ impl Router {
     pub fn start_with_rtmp(rtmp_port: u16, routes: &str) -> Router {
         Router::start_file(
             Router::file(routes).replace("rtmp = \"127.0.0.1:0\"", &format!("rtmp = \"127.0.0.1:{rtmp_port}\"")),
+        )
+    }
+
+    /// The same, with the RTSP listener on `rtsp_port`.
+    pub fn start_with_rtsp(rtsp_port: u16, routes: &str) -> Router {
+        Router::start_file(
+            Router::file(routes).replace("rtsp = \"127.0.0.1:0\"", &format!("rtsp = \"127.0.0.1:{rtsp_port}\"")),
         )
     }
 

@@ -2,7 +2,9 @@
 """An IP camera stand-in: gst-rtsp-server serving a live test stream at rtsp://127.0.0.1:PORT/test.
 
 Usage: rtsp_camera.py PORT CODEC [USER PASS]
-  CODEC: h264 | h264-4m | h265 | h264+pcma | h264+opus
+  CODEC: h264 | h264-4m | h265 | h264+pcma | h264+opus | rtp:UDPPORT
+    rtp:UDPPORT serves H.264 that arrives as RTP on that UDP port (ffmpeg -f rtp), repacketized: the RTSP-serving
+    benchmark's gst-rtsp-server side, fed the same clip as the router.
   USER PASS: require Digest authentication with these credentials.
 Prints "ready" once listening, and "client connected" / "client disconnected" per RTSP connection, flushed,
 so tests can wait on them.
@@ -35,6 +37,10 @@ AUDIO = {
 def main():
     port, codec = sys.argv[1], sys.argv[2]
     video, _, audio = codec.partition("+")
+    if video.startswith("rtp:"):
+        caps = "application/x-rtp,media=video,encoding-name=H264,clock-rate=90000,payload=96"
+        VIDEO[video] = (f"udpsrc port={video[4:]} caps=\"{caps}\" ! rtph264depay "
+                        "! rtph264pay name=pay0 pt=96 config-interval=-1")
     launch = VIDEO[video] + (" " + AUDIO[audio] if audio else "")
     Gst.init(None)
     server = GstRtspServer.RTSPServer()
