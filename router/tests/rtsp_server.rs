@@ -48,6 +48,12 @@ from = "rtsp"
 to = ["rtsp"]
 
 [[route]]
+name = "keyed"
+from = "rtsp"
+to = ["rtsp"]
+publish_key = "k1"
+
+[[route]]
 name = "hevc"
 from = "rtsp"
 to = ["rtsp"]
@@ -205,6 +211,22 @@ fn ffmpeg_publishes_over_tcp_and_udp_and_readers_get_both_tracks() {
 }
 
 #[test]
+fn a_publish_key_goes_in_the_query_and_every_stream_is_set_up_behind_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut router, rtsp, _) = start_router(dir.path());
+    // ffmpeg sets up streams at ANNOUNCE-URL + "/streamid=N", after the query: rtsp://h/keyed?key=k1/streamid=0.
+    let mut wrong = ffmpeg_publish(&format!("rtsp://{rtsp}/keyed?key=nope"), "tcp", "aac", 3);
+    let mut err = String::new();
+    wrong.stderr.take().expect("stderr").read_to_string(&mut err).expect("read");
+    assert!(!wrong.wait().expect("wait").success());
+    assert!(err.contains("401"), "{err}");
+    let _publisher = Killed(ffmpeg_publish(&format!("rtsp://{rtsp}/keyed?key=k1"), "tcp", "aac", 30));
+    router.wait_log(|l| l["message"] == "RTSP publisher connected" && l["route"] == "keyed");
+    let streams = probe(&format!("rtsp://{rtsp}/keyed"), "tcp", 3).expect("RTSP reader");
+    assert!(frames_of(&streams, "h264") >= 60 && frames_of(&streams, "aac") >= 60, "{streams:?}");
+}
+
+#[test]
 fn h265_and_g711_pass_through() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (mut router, rtsp, _) = start_router(dir.path());
@@ -345,4 +367,106 @@ fn garbage_oversized_and_half_open_connections_leave_a_reader_playing() {
     assert!(frames >= 150, "the reader got {frames} pictures in 6 s");
     drop(half_open);
     drop(stalled);
+}
+
+/// A raw RTSP client over TCP: requests, responses, and the RTP timestamps of interleaved packets.
+struct RawClient {
+    tcp: TcpStream,
+    buf: Vec<u8>,
+    cseq: u32,
+}
+
+impl RawClient {
+    fn connect(addr: &str) -> RawClient {
+        let tcp = TcpStream::connect(addr).expect("connect");
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        RawClient { tcp, buf: Vec::new(), cseq: 0 }
+    }
+
+    fn fill(&mut self) {
+        let mut chunk = [0u8; 65536];
+        let n = self.tcp.read(&mut chunk).expect("read");
+        assert!(n > 0, "the server closed the connection");
+        self.buf.extend_from_slice(&chunk[..n]);
+    }
+
+    /// Sends a request and returns the response's head, collecting the RTP timestamps that came before it.
+    fn request(&mut self, line: &str, headers: &str, rtp: &mut Vec<u32>) -> String {
+        self.cseq += 1;
+        let text = format!("{line} RTSP/1.0\r\nCSeq: {}\r\n{headers}\r\n", self.cseq);
+        self.tcp.write_all(text.as_bytes()).expect("write");
+        loop {
+            if let Some(head) = self.take(rtp) {
+                return head;
+            }
+            self.fill();
+        }
+    }
+
+    /// Takes interleaved packets and, if complete, one response off the buffer.
+    fn take(&mut self, rtp: &mut Vec<u32>) -> Option<String> {
+        loop {
+            if self.buf.first() == Some(&b'$') {
+                let len = usize::from(u16::from_be_bytes([*self.buf.get(2)?, *self.buf.get(3)?]));
+                let packet = self.buf.get(4..4 + len)?;
+                if self.buf[1] == 0 && packet.len() >= 12 {
+                    rtp.push(u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]));
+                }
+                self.buf.drain(..4 + len);
+                continue;
+            }
+            let end = self.buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+            let head = String::from_utf8_lossy(&self.buf[..end]).into_owned();
+            let length: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0))
+                })
+                .unwrap_or(0);
+            if self.buf.len() < end + length {
+                return None;
+            }
+            self.buf.drain(..end + length);
+            return Some(head);
+        }
+    }
+
+    /// Reads until `n` more RTP packets arrived.
+    fn packets(&mut self, n: usize, rtp: &mut Vec<u32>) {
+        let target = rtp.len() + n;
+        while rtp.len() < target {
+            if self.take(rtp).is_some() {
+                continue;
+            }
+            self.fill();
+        }
+    }
+}
+
+#[test]
+fn pause_and_play_again_resume_at_a_keyframe_with_timestamps_moving_forward() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_router, rtsp, _) = start_router(dir.path());
+    let url = format!("rtsp://{rtsp}/demo");
+    let mut c = RawClient::connect(&rtsp);
+    let mut rtp = Vec::new();
+    assert!(c.request(&format!("DESCRIBE {url}"), "", &mut rtp).starts_with("RTSP/1.0 200"));
+    let setup =
+        c.request(&format!("SETUP {url}/trackID=0"), "Transport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n", &mut rtp);
+    assert!(setup.starts_with("RTSP/1.0 200") && setup.contains("interleaved=0-1"), "{setup}");
+    let session =
+        setup.lines().find_map(|l| l.strip_prefix("Session: ")).expect("session").split(';').next().expect("id");
+    let session = format!("Session: {session}\r\n");
+    let play = c.request(&format!("PLAY {url}"), &session, &mut rtp);
+    assert!(play.starts_with("RTSP/1.0 200") && play.contains("RTP-Info: url="), "{play}");
+    c.packets(200, &mut rtp);
+    assert!(c.request(&format!("PAUSE {url}"), &session, &mut rtp).starts_with("RTSP/1.0 200"));
+    let before = *rtp.iter().max().expect("packets");
+    let mut after = Vec::new();
+    assert!(c.request(&format!("PLAY {url}"), &session, &mut after).starts_with("RTSP/1.0 200"));
+    after.clear();
+    c.packets(100, &mut after);
+    // The demo's timestamps start near zero and grow: nothing sent after the resume is older than before it.
+    assert!(after.iter().all(|ts| *ts > before), "resumed at {:?}, had reached {before}", after.first());
+    assert!(c.request(&format!("TEARDOWN {url}"), &session, &mut after).starts_with("RTSP/1.0 200"));
 }

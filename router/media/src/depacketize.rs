@@ -130,6 +130,8 @@ pub struct Depacketizer {
     aac_fragment: Option<(i64, usize, BytesMut)>,
     ready: VecDeque<Unit>,
     lost: u64,
+    /// The last packet taken as out of order: one more in sequence after it restarts the stream there.
+    probation: Option<u16>,
 }
 
 impl Depacketizer {
@@ -152,6 +154,7 @@ impl Depacketizer {
             aac_fragment: None,
             ready: VecDeque::new(),
             lost: 0,
+            probation: None,
         })
     }
 
@@ -167,13 +170,24 @@ impl Depacketizer {
 
     /// Feeds one packet. An error discards what the packet belonged to; the stream goes on with the next packet.
     pub fn push(&mut self, seq: u16, timestamp: u32, marker: bool, payload: Bytes) -> Result<(), DepacketizeError> {
-        let timestamp = self.extender.extend(timestamp);
         if let Some(last) = self.last_seq {
             let gap = seq.wrapping_sub(last);
             if gap == 0 || gap > 0x8000 {
-                // A duplicate or a late packet from before: already counted as lost.
-                return Ok(());
+                // A duplicate or a late packet from before: already counted as lost. Unless packets keep coming
+                // in order from there: the sender restarted its numbering (RFC 3550 A.1's probation), so the
+                // stream resyncs on the second one in a row.
+                let follows = self.probation.is_some_and(|p| seq == p.wrapping_add(1));
+                self.probation = Some(seq);
+                if !follows {
+                    return Ok(());
+                }
+                self.restart();
             }
+        }
+        self.probation = None;
+        let timestamp = self.extender.extend(timestamp);
+        if let Some(last) = self.last_seq {
+            let gap = seq.wrapping_sub(last);
             if gap > 1 {
                 self.lost += u64::from(gap - 1);
                 self.unit.damaged = true;
@@ -211,6 +225,16 @@ impl Depacketizer {
                 pushed
             }
         }
+    }
+
+    /// Starts over after the sender's numbering jumped: what was being assembled is dropped, the timestamps
+    /// are taken afresh, and video waits for a keyframe.
+    fn restart(&mut self) {
+        self.last_seq = None;
+        self.extender = Extender::default();
+        self.unit = Assembly::default();
+        self.aac_fragment = None;
+        self.wait_keyframe = self.codec.is_video();
     }
 
     fn malformed(&self, what: &'static str) -> DepacketizeError {
@@ -551,6 +575,18 @@ mod tests {
         }
         assert!(AacFraming::from_fmtp("sizelength=40").is_err());
         assert!(AacFraming::from_fmtp("sizelength=x").is_err());
+    }
+
+    #[test]
+    fn a_jump_in_sequence_numbers_resyncs_after_two_packets_in_a_row() {
+        let mut d = Depacketizer::new(Codec::Opus, None).expect("opus");
+        let mut got = Vec::new();
+        for (seq, ts) in [(100u16, 0u32), (101, 960), (40_000, 5000), (40_001, 5960), (40_002, 6920), (39_999, 1920)] {
+            d.push(seq, ts, false, Bytes::from_static(&[1])).expect("valid");
+            got.extend(std::iter::from_fn(|| d.pull()).map(|u| u.timestamp));
+        }
+        // 40 000 alone is taken as late; 40 001 right after it restarts the stream; 39 999 is now a late one.
+        assert_eq!(got, [0, 960, 5960, 6920]);
     }
 
     #[test]

@@ -137,7 +137,8 @@ fn h265_payloads(frame: &Frame) -> Vec<RtpPayload> {
         && !has_sps
         && let CodecParams::H265 { vps, sps, pps } = &frame.track.params
     {
-        nals.splice(0..0, [&vps[..], &sps[..], &pps[..]]);
+        // Parameter sets come from a publisher's SDP: ones too short for a NAL header are left out.
+        nals.splice(0..0, [&vps[..], &sps[..], &pps[..]].into_iter().filter(|n| n.len() >= 2));
     }
     let mut out = Vec::new();
     let mut i = 0;

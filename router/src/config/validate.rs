@@ -1127,10 +1127,15 @@ impl Validator<'_> {
         let rtsp = self.rtsp_options(&ctx, &spec, from.as_ref());
         let publishes = matches!(from, Some(Source::Publish { .. }));
         let publish_key = match &spec.publish_key {
-            Some(k) if !matches!(from, Some(Source::Publish { protocol: PublishProtocol::Rtmp })) => {
+            Some(k)
+                if !matches!(
+                    from,
+                    Some(Source::Publish { protocol: PublishProtocol::Rtmp | PublishProtocol::Rtsp })
+                ) =>
+            {
                 self.err(
                     k.span(),
-                    format!("{ctx}: `publish_key` applies to `from = \"rtmp\"` routes"),
+                    format!("{ctx}: `publish_key` applies to `from = \"rtmp\"` and `from = \"rtsp\"` routes"),
                     Some("remove `publish_key`".to_string()),
                 );
                 None

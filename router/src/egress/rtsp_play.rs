@@ -48,6 +48,7 @@ pub enum Sink {
 #[derive(Debug)]
 struct Stream {
     track: TrackId,
+    video: bool,
     payload_type: u8,
     ssrc: u32,
     seq: u16,
@@ -56,6 +57,11 @@ struct Stream {
     sink: Sink,
     /// When the last sender report went out.
     reported: Option<Instant>,
+    /// The last frame's decode time sent.
+    last_dts: Option<i64>,
+    /// After a PAUSE the route replays its GOP, whose earlier frames must not go out again (RTP timestamps only
+    /// move forward): until then, frames up to this decode time are skipped, and video waits for a keyframe.
+    resume_after: Option<i64>,
 }
 
 /// One bytes piece of a TCP write: an interleaved RTP header, an interleaved sender report, or a shared payload.
@@ -156,6 +162,7 @@ impl RtspPlayer {
         let ssrc = random_u32();
         self.streams.push(Stream {
             track: offered.track,
+            video: offered.codec.is_video(),
             payload_type: offered.payload_type,
             ssrc,
             seq: random_u32() as u16,
@@ -163,6 +170,8 @@ impl RtspPlayer {
             octets: 0,
             sink,
             reported: None,
+            last_dts: None,
+            resume_after: None,
         });
         Some(ssrc)
     }
@@ -177,6 +186,9 @@ impl RtspPlayer {
         if self.reader.is_none() {
             // Resuming after PAUSE: from the route's GOP again, so the player restarts on a keyframe.
             self.reader = Some(self.handle.add_reader(ReaderKind::Rtsp, Some(self.peer.to_string())).await?);
+            for stream in &mut self.streams {
+                stream.resume_after = stream.last_dts;
+            }
         }
         let info = self
             .streams
@@ -227,6 +239,14 @@ impl RtspPlayer {
     /// Packs one frame for every stream of its track.
     fn queue(&mut self, frame: &Arc<Frame>, out: &mut Vec<Piece>) {
         let Some(i) = self.streams.iter().position(|s| s.track == frame.track.id) else { return };
+        let stream = &mut self.streams[i];
+        if let Some(after) = stream.resume_after {
+            if frame.dts <= after || (stream.video && !frame.keyframe) {
+                return;
+            }
+            stream.resume_after = None;
+        }
+        stream.last_dts = Some(frame.dts);
         let Some(rtp) = frame.rtp() else { return };
         let wallclock = self.wallclock(frame);
         let stream = &mut self.streams[i];

@@ -24,6 +24,7 @@ use crate::rtsp::sdp::Announced;
 struct Stream {
     track: Arc<Track>,
     payload_type: u8,
+    ssrc: Option<u32>,
     depacketizer: Depacketizer,
     /// The first packet's extended RTP timestamp, and the route time it maps to.
     zero: Option<(i64, i64)>,
@@ -36,7 +37,8 @@ struct Stream {
 pub struct RtspPublisher {
     pub route: String,
     feed: SourceFeed,
-    streams: Vec<Stream>,
+    /// By the SDP's order, as the driver numbers them; `None` for a stream that cannot be depacketized.
+    streams: Vec<Option<Stream>>,
     started: Instant,
 }
 
@@ -56,10 +58,10 @@ impl RtspPublisher {
         streams: &[Announced],
     ) -> Result<RtspPublisher, RouteError> {
         let feed = admitted.route.attach_publisher(Some(peer.to_string()), admitted.config.override_publisher).await?;
-        let streams: Vec<Stream> = streams
+        let streams: Vec<Option<Stream>> = streams
             .iter()
             .enumerate()
-            .filter_map(|(i, a)| {
+            .map(|(i, a)| {
                 let depacketizer = Depacketizer::new(a.codec, a.fmtp.as_deref()).ok()?;
                 let description = match &a.params {
                     CodecParams::H264 { sps, .. } => h264::parse_sps(sps).map(|i| i.describe()).unwrap_or_default(),
@@ -72,10 +74,10 @@ impl RtspPublisher {
                     params: a.params.clone(),
                     description,
                 });
-                Some(Stream { track, payload_type: a.payload_type, depacketizer, zero: None, last: None })
+                Some(Stream { track, payload_type: a.payload_type, ssrc: None, depacketizer, zero: None, last: None })
             })
             .collect();
-        let tracks = streams.iter().map(|s| Arc::clone(&s.track)).collect();
+        let tracks = streams.iter().flatten().map(|s| Arc::clone(&s.track)).collect();
         let _ = feed.send(SourceEvent::Tracks(tracks)).await;
         Ok(RtspPublisher { route: admitted.config.name.to_string(), feed, streams, started: Instant::now() })
     }
@@ -83,9 +85,10 @@ impl RtspPublisher {
     /// One RTP packet of stream `index`. Malformed packets are dropped (UDP may carry anything); a frame the
     /// route will not take ends the publisher.
     pub async fn rtp(&mut self, index: usize, packet: Bytes) -> Result<(), PublishError> {
-        let Some(stream) = self.streams.get_mut(index) else { return Ok(()) };
+        let Some(Some(stream)) = self.streams.get_mut(index) else { return Ok(()) };
         let Some(rtp) = parse_rtp(&packet) else { return Ok(()) };
-        if rtp.payload_type != stream.payload_type {
+        // One sender per stream: the first SSRC is the stream's, anything else on the port is not.
+        if rtp.payload_type != stream.payload_type || *stream.ssrc.get_or_insert(rtp.ssrc) != rtp.ssrc {
             return Ok(());
         }
         let payload = packet.slice(rtp.payload.0..rtp.payload.1);
@@ -107,7 +110,7 @@ impl RtspPublisher {
 
     /// One RTCP packet of stream `index`: a sender report dates the stream's frames in wall-clock time.
     pub async fn rtcp(&mut self, index: usize, packet: &[u8]) -> Result<(), PublishError> {
-        let Some(stream) = self.streams.get(index) else { return Ok(()) };
+        let Some(Some(stream)) = self.streams.get(index) else { return Ok(()) };
         let (Some((rtp_ts, wallclock)), Some((last_raw, last_pts)), Some(_)) =
             (parse_sender_report(packet), stream.last, stream.zero)
         else {
@@ -120,7 +123,7 @@ impl RtspPublisher {
 
     /// How many packets the publisher's streams lost so far.
     pub fn lost(&self) -> u64 {
-        self.streams.iter().map(|s| s.depacketizer.lost()).sum()
+        self.streams.iter().flatten().map(|s| s.depacketizer.lost()).sum()
     }
 
     /// The connection ended without TEARDOWN: tells the route why (its `last_error`).
@@ -143,7 +146,9 @@ impl Stream {
         let data = match self.track.codec {
             Codec::H264 => self.video_payload(&unit.parts, h264::nal_type, |t| t == h264::NAL_AUD)?,
             Codec::H265 => self.video_payload(&unit.parts, h265::nal_type, |t| t == h265::NAL_AUD)?,
-            _ => unit.parts.into_iter().next()?,
+            // Audio comes out as slices of the connection's read buffer: copied, so a GOP's worth of audio in
+            // the route does not hold every buffer its video arrived in.
+            _ => Bytes::copy_from_slice(unit.parts.first()?),
         };
         // RTP carries presentation times only: frames with B-frames reach the route out of decode order, which
         // the route counts (`reordered_video`).

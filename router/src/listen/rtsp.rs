@@ -54,6 +54,8 @@ const IDLE_CHECKS: u32 = (SESSION_TIMEOUT.as_secs() / IDLE_CHECK.as_secs()) as u
 const START_DEADLINE: Duration = Duration::from_secs(30);
 /// How long DESCRIBE waits for a route that is not live yet (an on-demand camera connecting).
 const DESCRIBE_WAIT: Duration = Duration::from_secs(10);
+/// SETUPs one connection may send (each UDP one binds two ports): more than any real session needs.
+const MAX_SETUPS: u8 = 32;
 const PUBLIC: &str = "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER, SET_PARAMETER, ANNOUNCE, RECORD";
 
 async fn run(stream: TcpStream, peer: SocketAddr, admission: Admission) {
@@ -70,21 +72,23 @@ async fn run(stream: TcpStream, peer: SocketAddr, admission: Admission) {
         channels: Vec::new(),
         udp_tx,
         udp_rx,
-        udp_tasks: Vec::new(),
+        udp: Vec::new(),
+        torn_down: false,
+        scanned: 0,
         setups: 0,
         playing: false,
         playing_udp: false,
     };
     let result = conn.serve().await;
-    for task in &conn.udp_tasks {
-        task.abort();
-    }
     if let Mode::Record(publisher) = std::mem::replace(&mut conn.mode, Mode::Idle) {
-        let why = match &result {
-            Ok(()) => "the connection closed".to_string(),
-            Err(e) => e.to_string(),
-        };
-        publisher.gone(&why).await;
+        tracing::info!(%peer, route = %publisher.route, lost_packets = publisher.lost(), "RTSP publisher finished");
+        if !conn.torn_down {
+            let why = match &result {
+                Ok(()) => "the connection closed".to_string(),
+                Err(e) => e.to_string(),
+            };
+            publisher.gone(&why).await;
+        }
     }
     match result {
         Ok(()) => tracing::debug!(%peer, "RTSP connection closed"),
@@ -136,7 +140,13 @@ struct Connection {
     channels: Vec<(u8, usize, bool)>,
     udp_tx: mpsc::Sender<Datagram>,
     udp_rx: mpsc::Receiver<Datagram>,
-    udp_tasks: Vec<JoinHandle<()>>,
+    /// The UDP readers of each stream set up over UDP: replaced by a new SETUP of the stream, ended with the
+    /// session (dropping them aborts their tasks, which closes the sockets).
+    udp: Vec<(usize, Vec<AbortOnDrop>)>,
+    /// The client ended its session with TEARDOWN.
+    torn_down: bool,
+    /// How far into the read buffer a request's end was looked for (see `message::next`).
+    scanned: usize,
     /// SETUPs so far: a TCP offer naming no channels gets the next pair.
     setups: u8,
     playing: bool,
@@ -152,8 +162,10 @@ impl Connection {
         let idle_check = tokio::time::sleep(IDLE_CHECK);
         tokio::pin!(idle_check);
         let mut activity = Activity::default();
+        // Once playing or recording, the deadline is met for good: a PAUSE later does not bring it back.
+        let mut started = false;
         loop {
-            let started = self.playing || matches!(self.mode, Mode::Record(_));
+            started |= self.playing || matches!(self.mode, Mode::Record(_));
             if self.buf.capacity() - self.buf.len() < 4096 {
                 self.buf.reserve(16 * 1024);
             }
@@ -198,7 +210,7 @@ impl Connection {
     /// Handles every complete message in the buffer.
     async fn take_messages(&mut self) -> Result<Flow, RtspError> {
         loop {
-            match message::next(&mut self.buf) {
+            match message::next(&mut self.buf, &mut self.scanned) {
                 Ok(None) => return Ok(Flow::Continue),
                 Ok(Some(Incoming::Request(request))) => {
                     if self.request(*request).await? == Flow::Close {
@@ -254,7 +266,10 @@ impl Connection {
             Method::Play => self.play(request).await,
             Method::Pause => Ok(self.pause()),
             Method::Record => self.record().await,
-            Method::Teardown => return (Reply::ok(), Flow::Close),
+            Method::Teardown => {
+                self.torn_down = true;
+                return (Reply::ok(), Flow::Close);
+            }
             Method::GetParameter | Method::SetParameter => Ok(Reply::ok()),
             _ => Ok(Reply::error(StatusCode::NotImplemented, "Not Implemented").header(headers::PUBLIC, PUBLIC)),
         };
@@ -277,6 +292,9 @@ impl Connection {
         let (player, sdp) = player;
         self.mode = Mode::Play(Box::new(player));
         self.playing = false;
+        self.playing_udp = false;
+        self.udp.clear();
+        self.channels.clear();
         let base = base_url(&url, &route);
         Ok(Reply::ok().header(headers::CONTENT_BASE, format!("{base}/")).body("application/sdp", sdp.into_bytes()))
     }
@@ -321,6 +339,9 @@ impl Connection {
 
     async fn setup(&mut self, request: &Request<Vec<u8>>) -> Result<Reply, Reply> {
         let url = request_url(request)?;
+        if self.setups >= MAX_SETUPS {
+            return Err(Reply::error(StatusCode::BadRequest, format!("more than {MAX_SETUPS} SETUPs in one session")));
+        }
         let header = request.header(&headers::TRANSPORT).map(|v| v.as_str()).unwrap_or_default();
         let next_channel = self.setups.saturating_mul(2);
         let requested =
@@ -366,44 +387,46 @@ impl Connection {
         };
         let server_ports =
             udp.as_ref().and_then(|(rtp, rtcp)| Some((rtp.local_addr().ok()?.port(), rtcp.local_addr().ok()?.port())));
+        // The stream's previous transport, if it was set up before, gives way to this one.
+        self.channels.retain(|(_, stream, _)| *stream != index);
+        self.udp.retain(|(stream, _)| *stream != index);
+        let peer = self.peer.ip();
         let mut ssrc = None;
         match &mut self.mode {
             Mode::Play(player) => {
                 let sink = match (requested.lower, udp) {
-                    (Lower::Tcp { rtp, rtcp }, _) => Sink::Tcp { rtp, rtcp },
                     (Lower::Udp { rtp, rtcp }, Some((s_rtp, s_rtcp))) => {
                         let (s_rtp, s_rtcp) = (Arc::new(s_rtp), Arc::new(s_rtcp));
                         // Receiver reports keep the session alive; RTP to us is not expected.
-                        self.udp_tasks.push(spawn_udp_reader(
-                            Arc::clone(&s_rtcp),
-                            index,
-                            true,
-                            self.peer.ip(),
-                            self.udp_tx.clone(),
-                        ));
+                        let reports = spawn_udp_reader(Arc::clone(&s_rtcp), index, true, peer, self.udp_tx.clone());
+                        self.udp.push((index, vec![reports]));
                         self.playing_udp = true;
                         Sink::Udp {
                             rtp: s_rtp,
                             rtcp: s_rtcp,
-                            to_rtp: SocketAddr::new(self.peer.ip(), rtp),
-                            to_rtcp: SocketAddr::new(self.peer.ip(), rtcp),
+                            to_rtp: SocketAddr::new(peer, rtp),
+                            to_rtcp: SocketAddr::new(peer, rtcp),
                         }
                     }
-                    (Lower::Udp { .. }, None) => unreachable!("UDP streams get their ports above"),
+                    (Lower::Tcp { rtp, rtcp }, _) => Sink::Tcp { rtp, rtcp },
+                    (Lower::Udp { .. }, None) => {
+                        return Err(Reply::error(StatusCode::InternalServerError, "no UDP ports for the stream"));
+                    }
                 };
                 ssrc = player.setup(index, sink);
             }
             Mode::Announced { set_up, .. } => {
                 match (requested.lower, udp) {
                     (Lower::Tcp { rtp, rtcp }, _) => {
-                        self.channels.retain(|(_, stream, _)| *stream != index);
                         self.channels.push((rtp, index, false));
                         self.channels.push((rtcp, index, true));
                     }
                     (Lower::Udp { .. }, Some((s_rtp, s_rtcp))) => {
-                        let peer = self.peer.ip();
-                        self.udp_tasks.push(spawn_udp_reader(Arc::new(s_rtp), index, false, peer, self.udp_tx.clone()));
-                        self.udp_tasks.push(spawn_udp_reader(Arc::new(s_rtcp), index, true, peer, self.udp_tx.clone()));
+                        let readers = vec![
+                            spawn_udp_reader(Arc::new(s_rtp), index, false, peer, self.udp_tx.clone()),
+                            spawn_udp_reader(Arc::new(s_rtcp), index, true, peer, self.udp_tx.clone()),
+                        ];
+                        self.udp.push((index, readers));
                     }
                     (Lower::Udp { .. }, None) => {}
                 }
@@ -533,9 +556,19 @@ async fn next_frame(mode: &mut Mode, playing: bool) -> Option<Arc<crate::media::
     }
 }
 
-/// The request's URL (RTSP requests always carry an absolute one).
+/// The request's URL (RTSP requests always carry an absolute one). A control a client appended after the query
+/// (ffmpeg's `rtsp://host/cam?key=K/streamid=0`, the ANNOUNCE URL plus `/streamid=0`) is moved back into the
+/// path: `rtsp://host/cam/streamid=0?key=K`.
 fn request_url(request: &Request<Vec<u8>>) -> Result<url::Url, Reply> {
-    request.request_uri().cloned().ok_or_else(|| Reply::error(StatusCode::BadRequest, "the request has no URL"))
+    let mut url =
+        request.request_uri().cloned().ok_or_else(|| Reply::error(StatusCode::BadRequest, "the request has no URL"))?;
+    let moved = url.query().and_then(|q| q.rsplit_once('/')).map(|(q, c)| (q.to_string(), c.to_string()));
+    if let Some((query, control)) = moved {
+        let path = format!("{}/{control}", url.path().trim_end_matches('/'));
+        url.set_path(&path);
+        url.set_query((!query.is_empty()).then_some(query.as_str()));
+    }
+    Ok(url)
 }
 
 /// `rtsp://host:port/route`: the URL streams' controls are relative to (no credentials, no query).
@@ -607,6 +640,16 @@ async fn bind_pair(ip: IpAddr) -> std::io::Result<(UdpSocket, UdpSocket)> {
     Err(std::io::Error::new(std::io::ErrorKind::AddrInUse, "no free pair of adjacent UDP ports"))
 }
 
+/// A task that is aborted when this is dropped.
+#[derive(Debug)]
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Reads datagrams from the client's address only (anything else on the port is dropped) into the connection.
 fn spawn_udp_reader(
     socket: Arc<UdpSocket>,
@@ -614,8 +657,8 @@ fn spawn_udp_reader(
     rtcp: bool,
     client: IpAddr,
     tx: mpsc::Sender<Datagram>,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
+) -> AbortOnDrop {
+    AbortOnDrop(tokio::spawn(async move {
         let mut buf = vec![0u8; 65_536];
         loop {
             let Ok((n, from)) = socket.recv_from(&mut buf).await else { return };
@@ -627,7 +670,7 @@ fn spawn_udp_reader(
                 return;
             }
         }
-    })
+    }))
 }
 
 #[cfg(test)]

@@ -155,7 +155,8 @@ fn announced(media: &sdp_types::Media, index: usize) -> Result<Announced, String
             .filter_map(|p| p.trim().split_once('='))
             .find_map(|(k, v)| k.trim().eq_ignore_ascii_case(key).then_some(v.trim()))
     };
-    let decode = |v: &str| BASE64.decode(v.trim()).ok().filter(|b| !b.is_empty()).map(Bytes::from);
+    // A parameter set shorter than its NAL header (two bytes for H.265) is no parameter set.
+    let decode = |v: &str| BASE64.decode(v.trim()).ok().filter(|b| b.len() >= 2).map(Bytes::from);
     let (codec, params) = match (media.media.as_str(), encoding.as_str()) {
         ("video", "h264") => {
             let sets: Vec<Bytes> =

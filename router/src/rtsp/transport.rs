@@ -84,7 +84,7 @@ fn pair(value: &str) -> Option<(u32, u32)> {
         Some((a, b)) => Some((a.trim().parse().ok()?, b.trim().parse().ok()?)),
         None => {
             let a: u32 = value.trim().parse().ok()?;
-            Some((a, a + 1))
+            Some((a, a.checked_add(1)?))
         }
     }
 }

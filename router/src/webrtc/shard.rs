@@ -18,7 +18,7 @@ use super::WebRtcError;
 use super::session::{Role, RoleKind, Session, SessionEvent, SessionStats};
 use super::subscription::{ShardFrame, Subscription};
 use super::udp::{Received, UdpIo, recv_buffers};
-use crate::media::{Frame, MediaKind};
+use crate::media::{Codec, Frame, MediaKind};
 use crate::route::gop::{GopCache, GopLimits};
 
 /// Receive calls (each up to 32 datagrams) per wake before looking at other inputs, so a flood cannot starve
@@ -342,6 +342,10 @@ impl Shard {
 
     fn handle_frame(&mut self, sub: &Arc<Subscription>, frame: &Arc<Frame>) {
         let Some(fanout) = self.fanouts.get_mut(&sub.name) else { return };
+        // Codecs WebRTC cannot carry (AAC, H.265) are neither packetized here nor kept for new viewers.
+        if !matches!(frame.track.codec, Codec::H264 | Codec::Vp8 | Codec::Opus | Codec::Pcmu | Codec::Pcma) {
+            return;
+        }
         let Some(rtp) = frame.rtp().cloned() else { return };
         // The GOP starts at a video keyframe; audio-only routes keep none (every audio frame stands alone). One
         // too long to replay is dropped: new viewers then wait for (and ask for) a keyframe.
