@@ -1,7 +1,7 @@
 //! RTMP readers of one 4 Mbit/s stream, Sluice side by side with nginx-rtmp: both pinned to core 0, the same
 //! clip published by ffmpeg, the same reader tool (rml_rtmp clients on core 1). Per step: server CPU, CPU per
 //! reader, resident memory per reader, and whether every reader still gets the full bitrate. Sluice runs twice:
-//! with its default `rtmp_write_interval` (50 ms) and with 0 ms (every frame written as it arrives, like nginx-rtmp).
+//! with its default `write_interval` (50 ms) and with 0 ms (every frame written as it arrives, like nginx-rtmp).
 //!
 //! Run: `cargo bench -p sluice --bench rtmp_load -- [MAX_READERS] [STEP]`
 
@@ -35,13 +35,13 @@ struct Server {
     _keep: Box<dyn std::any::Any>,
 }
 
-/// The router with its players written to at most every `write_interval` (see `rtmp_write_interval`).
+/// The router with its players written to at most every `write_interval` (see `write_interval`).
 fn sluice(name: &'static str, write_interval: &str) -> Server {
     let port = free_port();
     let router = Router::start_with_rtmp(
         port,
         &format!(
-            "[[route]]\nname = \"live\"\nfrom = \"rtmp\"\nto = [\"rtmp\"]\nrtmp_write_interval = \"{write_interval}\"\n"
+            "[[route]]\nname = \"live\"\nfrom = \"rtmp\"\nto = [\"rtmp\"]\nwrite_interval = \"{write_interval}\"\n"
         ),
     );
     Server {

@@ -317,7 +317,7 @@ async fn keyframe_requests_reach_the_publisher_rate_limited() {
 /// A publish route with RTMP players whose frames are held `interval`, fed directly through its feed.
 async fn rtmp_route(interval: &str) -> (sluice::route::RouteHandle, SourceFeed) {
     let text = format!(
-        "[[route]]\nname = \"r\"\nfrom = \"rtmp\"\nto = [\"whep\", \"rtmp\"]\nrtmp_write_interval = \"{interval}\"\n"
+        "[[route]]\nname = \"r\"\nfrom = \"rtmp\"\nto = [\"whep\", \"rtmp\"]\nwrite_interval = \"{interval}\"\n"
     );
     let table = sluice::config::parse(&text, "t.toml", &|_| None).expect("valid");
     let route = spawn_route(Arc::clone(&table.routes[0]), RouteSource::Publish);
@@ -387,7 +387,7 @@ async fn turning_rtmp_bunches_off_by_reload_sends_what_was_held() {
     let t = track();
     send(&feed, &t, 0).await;
     wait_frames(&mut whep, 1).await;
-    let text = "[[route]]\nname = \"r\"\nfrom = \"rtmp\"\nto = [\"whep\", \"rtmp\"]\nrtmp_write_interval = \"0ms\"\n";
+    let text = "[[route]]\nname = \"r\"\nfrom = \"rtmp\"\nto = [\"whep\", \"rtmp\"]\nwrite_interval = \"0ms\"\n";
     let table = sluice::config::parse(text, "t.toml", &|_| None).expect("valid");
     route.update(Arc::clone(&table.routes[0]), None).await.expect("update");
     let start = tokio::time::Instant::now();

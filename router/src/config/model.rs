@@ -529,7 +529,7 @@ pub struct RouteConfig {
     /// RTMP players are written to at most this often: frames that arrive in between go out together, in one
     /// system call per player. Zero writes every frame as it arrives.
     #[serde(serialize_with = "serialize_duration_ms")]
-    pub rtmp_write_interval: Duration,
+    pub write_interval: Duration,
 }
 
 /// What a template route knows beyond a route's settings.
@@ -596,7 +596,7 @@ impl Default for RtspOptions {
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Players buffer a second or more before they start; 50 ms more is not noticed, and halves the writes of a
 /// 30 fps stream (a third with audio).
-pub const DEFAULT_RTMP_WRITE_INTERVAL: Duration = Duration::from_millis(50);
+pub const DEFAULT_WRITE_INTERVAL: Duration = Duration::from_millis(50);
 /// Longer would keep frames from players for a good part of what they buffer.
 pub const MAX_RTMP_WRITE_INTERVAL: Duration = Duration::from_secs(1);
 

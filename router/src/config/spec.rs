@@ -84,7 +84,9 @@ pub struct DefaultsSpec {
     pub on_demand: Option<bool>,
     pub idle_timeout: Option<Spanned<String>>,
     pub max_readers: Option<Spanned<i64>>,
-    pub rtmp_write_interval: Option<Spanned<String>>,
+    /// `rtmp_write_interval` is its name from before RTSP players were served in bunches too.
+    #[serde(alias = "rtmp_write_interval")]
+    pub write_interval: Option<Spanned<String>>,
     pub anonymous: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
@@ -146,7 +148,9 @@ pub struct RouteSpec {
     pub rtsp_quirks: Option<Spanned<RtspQuirksSpec>>,
     pub publish_key: Option<Spanned<String>>,
     pub override_publisher: Option<Spanned<bool>>,
-    pub rtmp_write_interval: Option<Spanned<String>>,
+    /// `rtmp_write_interval` is its name from before RTSP players were served in bunches too.
+    #[serde(alias = "rtmp_write_interval")]
+    pub write_interval: Option<Spanned<String>>,
 }
 
 /// Workarounds for cameras that bend RTSP, each one of retina's named policies.
@@ -203,11 +207,15 @@ fn type_help(message: &str) -> Option<&'static str> {
     })
 }
 
+/// Keys read under an alias for files written before they were renamed.
+const OLD_NAMES: &[&str] = &["rtmp_write_interval"];
+
 /// Rewrites serde's messages into ours, with a suggestion where one can be made.
 fn explain(message: &str) -> (String, Option<String>) {
     if let Some(rest) = message.strip_prefix("unknown field `") {
         let (key, expected) = rest.split_once('`').unwrap_or((rest, ""));
-        let valid: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+        // Old names still read are not suggested.
+        let valid: Vec<&str> = expected.split('`').skip(1).step_by(2).filter(|k| !OLD_NAMES.contains(k)).collect();
         let help = match closest(key, &valid) {
             Some(best) => format!("did you mean `{best}`? Keys allowed here: {}", valid.join(", ")),
             None if valid.is_empty() => "remove it".to_string(),

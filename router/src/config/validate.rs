@@ -112,7 +112,7 @@ struct Defaults {
     on_demand: Option<bool>,
     idle_timeout: Option<Duration>,
     max_readers: Option<u32>,
-    rtmp_write_interval: Option<Duration>,
+    write_interval: Option<Duration>,
 }
 
 impl Validator<'_> {
@@ -671,10 +671,10 @@ impl Validator<'_> {
             on_demand: spec.on_demand,
             idle_timeout: spec.idle_timeout.as_ref().and_then(|t| self.idle_timeout("`defaults.idle_timeout`", t)),
             max_readers: spec.max_readers.as_ref().and_then(|m| self.max_readers("`defaults.max_readers`", m)),
-            rtmp_write_interval: spec
-                .rtmp_write_interval
+            write_interval: spec
+                .write_interval
                 .as_ref()
-                .and_then(|t| self.rtmp_write_interval("`defaults.rtmp_write_interval`", t)),
+                .and_then(|t| self.write_interval("`defaults.write_interval`", t)),
         }
     }
 
@@ -838,7 +838,7 @@ impl Validator<'_> {
         }
     }
 
-    fn rtmp_write_interval(&mut self, ctx: &str, v: &Spanned<String>) -> Option<Duration> {
+    fn write_interval(&mut self, ctx: &str, v: &Spanned<String>) -> Option<Duration> {
         let help = Some("write a duration such as \"50ms\", or \"0ms\" to send every frame as it comes".to_string());
         match parse_duration(v.get_ref()) {
             Ok(d) if d > MAX_RTMP_WRITE_INTERVAL => {
@@ -1165,21 +1165,21 @@ impl Validator<'_> {
             Some(v) => *v.get_ref(),
             None => false,
         };
-        let rtmp_write_interval = match &spec.rtmp_write_interval {
+        let write_interval = match &spec.write_interval {
             // A missing or broken `to` is reported already.
             Some(_) if to.is_empty() => None,
-            Some(v) if !to.contains(&Output::Rtmp) => {
+            Some(v) if !to.contains(&Output::Rtmp) && !to.contains(&Output::Rtsp) => {
                 self.err(
                     v.span(),
-                    format!("{ctx}: `rtmp_write_interval` applies to routes with \"rtmp\" in `to`"),
-                    Some("remove it, or add \"rtmp\" to `to`".to_string()),
+                    format!("{ctx}: `write_interval` applies to routes with \"rtmp\" or \"rtsp\" in `to`"),
+                    Some("remove it, or add \"rtmp\" or \"rtsp\" to `to`".to_string()),
                 );
                 None
             }
-            Some(v) => self.rtmp_write_interval(&format!("{ctx}: `rtmp_write_interval`"), v),
-            None => defaults.rtmp_write_interval,
+            Some(v) => self.write_interval(&format!("{ctx}: `write_interval`"), v),
+            None => defaults.write_interval,
         }
-        .unwrap_or(DEFAULT_RTMP_WRITE_INTERVAL);
+        .unwrap_or(DEFAULT_WRITE_INTERVAL);
         if is_template && matches!(from, Some(Source::Pull { .. })) && !on_demand {
             self.err(
                 spec.from.span(),
@@ -1205,7 +1205,7 @@ impl Validator<'_> {
             rtsp,
             publish_key,
             override_publisher,
-            rtmp_write_interval,
+            write_interval,
         })
     }
 
@@ -1583,7 +1583,7 @@ auth = "none"
     fn unknown_key_suggests_the_closest() {
         assert_eq!(
             error("[[route]]\nname = \"a\"\nform = \"demo\"\nto = [\"whep\"]\n"),
-            "routes.toml:3:1: unknown key `form`\n  help: did you mean `from`? Keys allowed here: name, from, to, auth, on_demand, idle_timeout, max_readers, rtsp_transport, rtsp_quirks, publish_key, override_publisher, rtmp_write_interval"
+            "routes.toml:3:1: unknown key `form`\n  help: did you mean `from`? Keys allowed here: name, from, to, auth, on_demand, idle_timeout, max_readers, rtsp_transport, rtsp_quirks, publish_key, override_publisher, write_interval"
         );
     }
 
@@ -1866,23 +1866,24 @@ auth = "none"
     }
 
     #[test]
-    fn rtmp_write_interval_defaults_inherits_and_is_bounded() {
+    fn write_interval_defaults_inherits_and_is_bounded() {
         use std::time::Duration;
         let route = "[[route]]\nname = \"r\"\nfrom = \"rtmp\"\nto = [\"rtmp\"]\n";
-        assert_eq!(check(route).expect("valid").routes[0].rtmp_write_interval, DEFAULT_RTMP_WRITE_INTERVAL);
-        let table = check(&format!("[defaults]\nrtmp_write_interval = \"0ms\"\n{route}")).expect("valid");
-        assert_eq!(table.routes[0].rtmp_write_interval, Duration::ZERO, "from [defaults]");
-        let table =
-            check(&format!("[defaults]\nrtmp_write_interval = \"0ms\"\n{route}rtmp_write_interval = \"120ms\"\n"))
-                .expect("valid");
-        assert_eq!(table.routes[0].rtmp_write_interval, Duration::from_millis(120), "the route's own wins");
+        assert_eq!(check(route).expect("valid").routes[0].write_interval, DEFAULT_WRITE_INTERVAL);
+        let table = check(&format!("[defaults]\nwrite_interval = \"0ms\"\n{route}")).expect("valid");
+        assert_eq!(table.routes[0].write_interval, Duration::ZERO, "from [defaults]");
+        let table = check(&format!("[defaults]\nwrite_interval = \"0ms\"\n{route}write_interval = \"120ms\"\n"))
+            .expect("valid");
+        assert_eq!(table.routes[0].write_interval, Duration::from_millis(120), "the route's own wins");
+        let table = check(&format!("{route}rtmp_write_interval = \"80ms\"\n")).expect("the old name still reads");
+        assert_eq!(table.routes[0].write_interval, Duration::from_millis(80));
         assert_eq!(
-            error(&format!("{route}rtmp_write_interval = \"2s\"\n")),
-            "routes.toml:5:23: route \"r\": `rtmp_write_interval`: at most 1000ms (players would wait for frames they need)\n  help: write a duration such as \"50ms\", or \"0ms\" to send every frame as it comes"
+            error(&format!("{route}write_interval = \"2s\"\n")),
+            "routes.toml:5:18: route \"r\": `write_interval`: at most 1000ms (players would wait for frames they need)\n  help: write a duration such as \"50ms\", or \"0ms\" to send every frame as it comes"
         );
         assert_eq!(
-            error("[[route]]\nname = \"r\"\nfrom = \"demo\"\nto = [\"whep\"]\nrtmp_write_interval = \"10ms\"\n"),
-            "routes.toml:5:23: route \"r\": `rtmp_write_interval` applies to routes with \"rtmp\" in `to`\n  help: remove it, or add \"rtmp\" to `to`"
+            error("[[route]]\nname = \"r\"\nfrom = \"demo\"\nto = [\"whep\"]\nwrite_interval = \"10ms\"\n"),
+            "routes.toml:5:18: route \"r\": `write_interval` applies to routes with \"rtmp\" or \"rtsp\" in `to`\n  help: remove it, or add \"rtmp\" or \"rtsp\" to `to`"
         );
     }
 

@@ -308,7 +308,7 @@ struct RouteActor {
     /// Per track, the source's latest (pts, wall clock) pair; cleared with each new source session.
     clocks: std::collections::HashMap<TrackId, (i64, std::time::SystemTime)>,
     gop: GopCache,
-    /// Frames held for readers served in bunches (RTMP players).
+    /// Frames held for readers served in bunches (RTMP and RTSP players).
     bunch: Bunch,
     readers: Vec<ReaderSlot>,
     next_reader_id: ReaderId,
@@ -341,8 +341,8 @@ impl RouteActor {
         state_tx: watch::Sender<RouteState>,
     ) -> Self {
         let now = Instant::now();
-        // RTMP players are the only readers served in bunches.
-        let bunch = Bunch::new(config.rtmp_write_interval);
+        // RTMP and RTSP players are the readers served in bunches.
+        let bunch = Bunch::new(config.write_interval);
         RouteActor {
             config,
             source,
@@ -449,7 +449,7 @@ impl RouteActor {
             }
             Command::Update { config, source, reply } => {
                 self.config = config;
-                self.bunch.set_interval(self.config.rtmp_write_interval);
+                self.bunch.set_interval(self.config.write_interval);
                 if !self.bunch.enabled() {
                     self.offer_bunch();
                 }

@@ -1,4 +1,4 @@
-//! Frames held back for readers that are served in bunches (RTMP players), so that each of them wakes once per
+//! Frames held back for readers that are served in bunches (RTMP and RTSP players), so that each of them wakes once per
 //! bunch and sends it in one system call instead of one per frame.
 //!
 //! Why: with many players of one stream, the cost that grows with them is per write, not per byte (on a TCP socket

@@ -24,7 +24,7 @@ pub enum ReaderKind {
 impl ReaderKind {
     /// Readers of this kind get the route's frames in bunches ([`crate::route::bunch`]).
     pub fn served_in_bunches(self) -> bool {
-        self == ReaderKind::Rtmp
+        matches!(self, ReaderKind::Rtmp | ReaderKind::Rtsp)
     }
 
     /// The kind of reader an output of `to` serves.
