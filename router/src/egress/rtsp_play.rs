@@ -64,23 +64,25 @@ struct Stream {
     resume_after: Option<i64>,
 }
 
-/// One bytes piece of a TCP write: an interleaved RTP header, an interleaved sender report, or a shared payload.
+/// One bytes piece of a TCP write: 16 bytes of our own (an interleaved RTP header, half a sender report), or a
+/// shared payload. 24 bytes: a wake's list stays small.
 #[derive(Debug)]
 enum Piece {
-    Header([u8; 16]),
-    Report([u8; 32]),
+    Own([u8; 16]),
     Payload(Arc<[u8]>),
 }
 
 impl AsRef<[u8]> for Piece {
     fn as_ref(&self) -> &[u8] {
         match self {
-            Piece::Header(h) => h,
-            Piece::Report(r) => r,
+            Piece::Own(h) => h,
             Piece::Payload(p) => p,
         }
     }
 }
+
+/// Pieces kept allocated between wakes: a burst (a new player's GOP) needs more once, not for the player's life.
+const KEPT_PIECES: usize = 256;
 
 /// A playing connection's side of its route.
 #[derive(Debug)]
@@ -137,7 +139,7 @@ impl RtspPlayer {
             streams: Vec::new(),
             origin: None,
             out: Vec::new(),
-            datagram: Vec::with_capacity(1500),
+            datagram: Vec::new(),
         };
         Ok((player, sdp))
     }
@@ -232,6 +234,7 @@ impl RtspPlayer {
         }
         let written = write::write_vectored(stream, &out).await;
         out.clear();
+        out.shrink_to(KEPT_PIECES);
         self.out = out;
         written
     }
@@ -262,7 +265,7 @@ impl RtspPlayer {
                     h[1] = *channel;
                     h[2..4].copy_from_slice(&((12 + payload.data.len()) as u16).to_be_bytes());
                     h[4..].copy_from_slice(&header);
-                    out.push(Piece::Header(h));
+                    out.push(Piece::Own(h));
                     out.push(Piece::Payload(Arc::clone(&payload.data)));
                 }
                 Sink::Udp { rtp: socket, to_rtp, .. } => {
@@ -279,12 +282,15 @@ impl RtspPlayer {
             let report = sender_report(stream.ssrc, wallclock, rtp.timestamp, stream.packets, stream.octets);
             match &stream.sink {
                 Sink::Tcp { rtcp, .. } => {
-                    let mut r = [0u8; 32];
-                    r[0] = b'$';
-                    r[1] = *rtcp;
-                    r[2..4].copy_from_slice(&(report.len() as u16).to_be_bytes());
-                    r[4..].copy_from_slice(&report);
-                    out.push(Piece::Report(r));
+                    let mut first = [0u8; 16];
+                    first[0] = b'$';
+                    first[1] = *rtcp;
+                    first[2..4].copy_from_slice(&(report.len() as u16).to_be_bytes());
+                    first[4..].copy_from_slice(&report[..12]);
+                    let mut second = [0u8; 16];
+                    second.copy_from_slice(&report[12..]);
+                    out.push(Piece::Own(first));
+                    out.push(Piece::Own(second));
                 }
                 Sink::Udp { rtcp, to_rtcp, .. } => {
                     let _ = rtcp.try_send_to(&report, *to_rtcp);

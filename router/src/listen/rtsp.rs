@@ -66,7 +66,8 @@ async fn run(stream: TcpStream, peer: SocketAddr, admission: Admission) {
         peer,
         local,
         admission,
-        buf: BytesMut::with_capacity(16 * 1024),
+        // Small: most connections are players, which send a few requests. A publisher's grows (see `serve`).
+        buf: BytesMut::with_capacity(2048),
         session: None,
         mode: Mode::Idle,
         channels: Vec::new(),
@@ -166,8 +167,9 @@ impl Connection {
         let mut started = false;
         loop {
             started |= self.playing || matches!(self.mode, Mode::Record(_));
-            if self.buf.capacity() - self.buf.len() < 4096 {
-                self.buf.reserve(16 * 1024);
+            if self.buf.capacity() - self.buf.len() < 1024 {
+                let publishing = matches!(self.mode, Mode::Announced { .. } | Mode::Record(_));
+                self.buf.reserve(if publishing { 64 * 1024 } else { 2048 });
             }
             tokio::select! {
                 () = &mut start_deadline, if !started => {
