@@ -15,11 +15,9 @@ use std::time::{Duration, Instant};
 
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
 use rml_rtmp::sessions::{ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult};
-use support::{Router, clip_mp4, core_ticks, cpu_seconds, rss_bytes};
+use support::{Router, clip_mp4, measure_step, rss_bytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-const WINDOW: Duration = Duration::from_secs(5);
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
@@ -195,22 +193,9 @@ fn run(server: Server, max: usize, step: usize, clip_mbps: f64) {
             }
             started = n;
             tokio::time::sleep(Duration::from_secs(3)).await;
-            let before: Vec<u64> = counters.iter().take(n).map(|c| c.load(Ordering::Relaxed)).collect();
-            let cpu0 = cpu_seconds(server.pid);
-            let core0 = core_ticks(1);
-            let t0 = Instant::now();
-            tokio::time::sleep(WINDOW).await;
-            let secs = t0.elapsed().as_secs_f64();
-            let cpu = (cpu_seconds(server.pid) - cpu0) / secs;
-            let core1 = core_ticks(1);
-            let readers_busy = (core1.0 - core0.0) as f64 / (core1.1 - core0.1).max(1) as f64;
-            let min_mbps = counters
-                .iter()
-                .take(n)
-                .zip(&before)
-                .map(|(c, b)| (c.load(Ordering::Relaxed) - b) as f64 * 8.0 / secs / 1e6)
-                .fold(f64::INFINITY, f64::min);
-            let kb = (rss_bytes(server.pid).saturating_sub(rss0)) as f64 / n as f64 / 1024.0;
+            let measured = measure_step(server.pid, &counters[..n], rss0).await;
+            let (cpu, readers_busy, kb) = (measured.cpu, measured.readers_busy, measured.kb_per_reader);
+            let min_mbps = measured.rates.iter().copied().fold(f64::INFINITY, f64::min);
             println!(
                 "{:>w$}  {n:7}  {:11.1}  {:11.3}  {kb:9.1}  {min_mbps:8.2}  {:22.1}",
                 "",

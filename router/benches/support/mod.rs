@@ -91,6 +91,37 @@ pub fn clip_mp4() -> std::path::PathBuf {
     mp4
 }
 
+/// One step of a readers bench, measured over [`WINDOW`].
+#[derive(Debug)]
+pub struct Step {
+    /// The server's CPU, as a share of one core.
+    pub cpu: f64,
+    /// How busy the readers' core (1) was: near 1.0 the readers, not the server, set the pace.
+    pub readers_busy: f64,
+    /// Each reader's bitrate, Mbit/s.
+    pub rates: Vec<f64>,
+    /// The server's resident memory growth since `rss0`, per reader, KB.
+    pub kb_per_reader: f64,
+}
+
+/// Measures a step: the server `pid`'s CPU and memory, and what each reader counted into `bytes`.
+pub async fn measure_step(pid: u32, bytes: &[std::sync::Arc<std::sync::atomic::AtomicU64>], rss0: u64) -> Step {
+    use std::sync::atomic::Ordering;
+    let before: Vec<u64> = bytes.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+    let cpu0 = cpu_seconds(pid);
+    let core0 = core_ticks(1);
+    let t0 = Instant::now();
+    tokio::time::sleep(WINDOW).await;
+    let secs = t0.elapsed().as_secs_f64();
+    let cpu = (cpu_seconds(pid) - cpu0) / secs;
+    let core1 = core_ticks(1);
+    let readers_busy = (core1.0 - core0.0) as f64 / (core1.1 - core0.1).max(1) as f64;
+    let rates =
+        bytes.iter().zip(&before).map(|(c, b)| (c.load(Ordering::Relaxed) - b) as f64 * 8.0 / secs / 1e6).collect();
+    let kb_per_reader = rss_bytes(pid).saturating_sub(rss0) as f64 / bytes.len().max(1) as f64 / 1024.0;
+    Step { cpu, readers_busy, rates, kb_per_reader }
+}
+
 /// Annex B access units (one per picture; this clip has one slice per picture).
 pub fn split_frames(data: &[u8]) -> Vec<Vec<u8>> {
     let nals = sluice::media::h264::split_annex_b(data);

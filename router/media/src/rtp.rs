@@ -67,6 +67,20 @@ fn h264_payloads(frame: &Frame) -> Vec<RtpPayload> {
         nals.insert(0, pps);
         nals.insert(0, sps);
     }
+    aggregate(&nals, fragment, |group| {
+        // STAP-A's header: the highest NRI of its NAL units.
+        vec![group.iter().map(|n| n[0] & 0x60).max().unwrap_or(0) | STAP_A]
+    })
+}
+
+/// NAL units as payloads: each one over [`MAX_PAYLOAD`] fragmented by `fragment`, runs of smaller ones that fit
+/// together aggregated behind `header` (STAP-A, AP: each unit behind its 16-bit size), a lone one as it is. The
+/// marker bit goes on the last payload.
+fn aggregate(
+    nals: &[&[u8]],
+    fragment: fn(&[u8], &mut Vec<RtpPayload>),
+    header: impl Fn(&[&[u8]]) -> Vec<u8>,
+) -> Vec<RtpPayload> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < nals.len() {
@@ -76,9 +90,9 @@ fn h264_payloads(frame: &Frame) -> Vec<RtpPayload> {
             i += 1;
             continue;
         }
-        // Aggregate as many following small NAL units as fit into one STAP-A.
+        // As many following small NAL units as fit into one aggregation packet (its header is at most 2 bytes).
         let mut j = i + 1;
-        let mut size = 1 + 2 + nal.len();
+        let mut size = 2 + 2 + nal.len();
         while j < nals.len() && size + 2 + nals[j].len() <= MAX_PAYLOAD {
             size += 2 + nals[j].len();
             j += 1;
@@ -87,14 +101,13 @@ fn h264_payloads(frame: &Frame) -> Vec<RtpPayload> {
             out.push(RtpPayload { data: Arc::from(nal), marker: false });
         } else {
             let group = &nals[i..j];
-            let nri = group.iter().map(|n| n[0] & 0x60).max().unwrap_or(0);
-            let mut stap = Vec::with_capacity(size);
-            stap.push(nri | STAP_A);
+            let mut packet = header(group);
+            packet.reserve(size);
             for n in group {
-                stap.extend_from_slice(&(n.len() as u16).to_be_bytes());
-                stap.extend_from_slice(n);
+                packet.extend_from_slice(&(n.len() as u16).to_be_bytes());
+                packet.extend_from_slice(n);
             }
-            out.push(RtpPayload { data: Arc::from(stap), marker: false });
+            out.push(RtpPayload { data: Arc::from(packet), marker: false });
         }
         i = j;
     }
@@ -140,44 +153,13 @@ fn h265_payloads(frame: &Frame) -> Vec<RtpPayload> {
         // Parameter sets come from a publisher's SDP: ones too short for a NAL header are left out.
         nals.splice(0..0, [&vps[..], &sps[..], &pps[..]].into_iter().filter(|n| n.len() >= 2));
     }
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < nals.len() {
-        let nal = nals[i];
-        if nal.len() > MAX_PAYLOAD {
-            h265_fragment(nal, &mut out);
-            i += 1;
-            continue;
-        }
-        let mut j = i + 1;
-        let mut size = 2 + 2 + nal.len();
-        while j < nals.len() && nals[j].len() <= MAX_PAYLOAD && size + 2 + nals[j].len() <= MAX_PAYLOAD {
-            size += 2 + nals[j].len();
-            j += 1;
-        }
-        if j - i == 1 {
-            out.push(RtpPayload { data: Arc::from(nal), marker: false });
-        } else {
-            let group = &nals[i..j];
-            // The AP's header: F if any has it, the lowest layer id and temporal id of its NAL units.
-            let f = group.iter().any(|n| n[0] & 0x80 != 0);
-            let layer = group.iter().map(|n| h265::layer_id(n)).min().unwrap_or(0);
-            let tid = group.iter().map(|n| n[1] & 0x07).min().unwrap_or(1);
-            let mut ap = Vec::with_capacity(size);
-            ap.push(u8::from(f) << 7 | h265::AP << 1 | (layer >> 5) as u8);
-            ap.push(((layer & 0x1f) as u8) << 3 | tid);
-            for n in group {
-                ap.extend_from_slice(&(n.len() as u16).to_be_bytes());
-                ap.extend_from_slice(n);
-            }
-            out.push(RtpPayload { data: Arc::from(ap), marker: false });
-        }
-        i = j;
-    }
-    if let Some(last) = out.last_mut() {
-        last.marker = true;
-    }
-    out
+    aggregate(&nals, h265_fragment, |group| {
+        // The AP's header: F if any has it, the lowest layer id and temporal id of its NAL units.
+        let f = group.iter().any(|n| n[0] & 0x80 != 0);
+        let layer = group.iter().map(|n| h265::layer_id(n)).min().unwrap_or(0);
+        let tid = group.iter().map(|n| n[1] & 0x07).min().unwrap_or(1);
+        vec![u8::from(f) << 7 | h265::AP << 1 | (layer >> 5) as u8, ((layer & 0x1f) as u8) << 3 | tid]
+    })
 }
 
 fn h265_fragment(nal: &[u8], out: &mut Vec<RtpPayload>) {

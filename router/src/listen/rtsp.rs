@@ -283,13 +283,7 @@ impl Connection {
             return Err(invalid_state("this connection is publishing"));
         }
         let url = request_url(request)?;
-        let (route, rest) = self.route_of(url.path())?;
-        if !rest.is_empty() {
-            return Err(Reply::error(
-                StatusCode::NotFound,
-                format!("there is no route \"{}\"", url.path().trim_matches('/')),
-            ));
-        }
+        let route = self.whole_route(url.path())?;
         let player = self.prepare_player(request, &route).await?;
         let (player, sdp) = player;
         self.mode = Mode::Play(Box::new(player));
@@ -321,13 +315,7 @@ impl Connection {
             return Err(invalid_state("this connection already described or announced a stream"));
         }
         let url = request_url(request)?;
-        let (route, rest) = self.route_of(url.path())?;
-        if !rest.is_empty() {
-            return Err(Reply::error(
-                StatusCode::NotFound,
-                format!("there is no route \"{}\"", url.path().trim_matches('/')),
-            ));
-        }
+        let route = self.whole_route(url.path())?;
         let admitted = self.admit(request, &route, Wants::Publish(PublishProtocol::Rtsp)).await?;
         let (streams, skipped) = sdp::parse_announce(request.body())
             .map_err(|e| Reply::error(StatusCode::BadRequest, format!("ANNOUNCE: {e}")))?;
@@ -508,6 +496,14 @@ impl Connection {
         let delivered =
             if d.rtcp { publisher.rtcp(d.stream, &d.data).await } else { publisher.rtp(d.stream, d.data).await };
         delivered.map_err(|e| RtspError::Ended(e.to_string()))
+    }
+
+    /// The route a URL path names as a whole (DESCRIBE, ANNOUNCE): a path with more after a route is no route.
+    fn whole_route(&self, path: &str) -> Result<String, Reply> {
+        match self.route_of(path)? {
+            (route, rest) if rest.is_empty() => Ok(route),
+            _ => Err(Reply::error(StatusCode::NotFound, format!("there is no route \"{}\"", path.trim_matches('/')))),
+        }
     }
 
     /// The route a URL path names, and what follows it.
