@@ -146,15 +146,18 @@ fn ffmpeg_gstreamer_and_vlc_play_the_demo_route_over_tcp_and_udp() {
         assert!(frames_of(&streams, "h264") >= 60, "{transport}: {streams:?}");
     }
     for protocols in ["tcp", "udp"] {
-        let status = Command::new("timeout")
-            .args(["30", "gst-launch-1.0", "-q", "rtspsrc"])
+        let out = Command::new("timeout")
+            .args(["30", "gst-launch-1.0", "rtspsrc"])
             .arg(format!("location={url}"))
             .arg(format!("protocols={protocols}"))
             .args(["!", "rtph264depay", "!", "h264parse", "!", "avdec_h264", "!", "fakesink", "num-buffers=60"])
-            .stdout(Stdio::null())
-            .status()
+            .output()
             .expect("gst-launch-1.0");
-        assert!(status.success(), "GStreamer rtspsrc over {protocols}: {status}");
+        // EOS comes once 60 pictures were decoded. Over UDP, rtspsrc's own PAUSE on the way down then sometimes
+        // fails inside GStreamer ("connection flush busy": its read loop holds the connection), making the exit
+        // status 1 after the pictures were played; the EOS is what counts.
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("Got EOS from element \"pipeline0\""), "GStreamer rtspsrc over {protocols}: {stdout}");
     }
     // VLC records what it plays; Debian builds it without live555, so its RTSP client is libavformat's.
     let out = dir.path().join("vlc.ts");

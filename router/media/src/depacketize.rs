@@ -28,6 +28,9 @@ pub struct Unit {
     pub parts: Vec<Bytes>,
     /// A picture a decoder can start from (IDR / IRAP); always true for audio.
     pub keyframe: bool,
+    /// The first unit after the sender's numbering jumped (it restarted): its timestamps start afresh, and the
+    /// receiver should place them after what came before.
+    pub restarted: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -130,8 +133,10 @@ pub struct Depacketizer {
     aac_fragment: Option<(i64, usize, BytesMut)>,
     ready: VecDeque<Unit>,
     lost: u64,
-    /// The last packet taken as out of order: one more in sequence after it restarts the stream there.
+    /// The last packet taken as a jump: one more in sequence after it restarts the stream there.
     probation: Option<u16>,
+    /// The next unit out is the first after a restart.
+    restarted: bool,
 }
 
 impl Depacketizer {
@@ -155,6 +160,7 @@ impl Depacketizer {
             ready: VecDeque::new(),
             lost: 0,
             probation: None,
+            restarted: false,
         })
     }
 
@@ -172,10 +178,15 @@ impl Depacketizer {
     pub fn push(&mut self, seq: u16, timestamp: u32, marker: bool, payload: Bytes) -> Result<(), DepacketizeError> {
         if let Some(last) = self.last_seq {
             let gap = seq.wrapping_sub(last);
-            if gap == 0 || gap > 0x8000 {
-                // A duplicate or a late packet from before: already counted as lost. Unless packets keep coming
-                // in order from there: the sender restarted its numbering (RFC 3550 A.1's probation), so the
-                // stream resyncs on the second one in a row.
+            // RFC 3550 A.1: up to 100 behind is a duplicate or a late packet (already counted as lost); more than
+            // 100 behind or 3,000 ahead is a jump, believed once a second packet follows it in order (the
+            // sender restarted its numbering).
+            let late = gap == 0 || (gap > 0x8000 && gap.wrapping_neg() <= 100);
+            let jump = !late && gap > 3000;
+            if late {
+                return Ok(());
+            }
+            if jump {
                 let follows = self.probation.is_some_and(|p| seq == p.wrapping_add(1));
                 self.probation = Some(seq);
                 if !follows {
@@ -201,7 +212,7 @@ impl Depacketizer {
         match self.format {
             Format::Whole => {
                 if !payload.is_empty() {
-                    self.ready.push_back(Unit { timestamp, parts: vec![payload], keyframe: true });
+                    self.emit(timestamp, vec![payload], true);
                 }
                 Ok(())
             }
@@ -232,9 +243,15 @@ impl Depacketizer {
     fn restart(&mut self) {
         self.last_seq = None;
         self.extender = Extender::default();
+        self.restarted = true;
         self.unit = Assembly::default();
         self.aac_fragment = None;
         self.wait_keyframe = self.codec.is_video();
+    }
+
+    fn emit(&mut self, timestamp: i64, parts: Vec<Bytes>, keyframe: bool) {
+        let restarted = std::mem::take(&mut self.restarted);
+        self.ready.push_back(Unit { timestamp, parts, keyframe, restarted });
     }
 
     fn malformed(&self, what: &'static str) -> DepacketizeError {
@@ -360,7 +377,7 @@ impl Depacketizer {
             return;
         }
         self.wait_keyframe = false;
-        self.ready.push_back(Unit { timestamp, parts: unit.nals, keyframe });
+        self.emit(timestamp, unit.nals, keyframe);
     }
 
     fn push_aac(&mut self, f: AacFraming, timestamp: i64, payload: Bytes) -> Result<(), DepacketizeError> {
@@ -397,7 +414,7 @@ impl Depacketizer {
                 return Err(self.malformed("fragments longer than their unit"));
             }
             if buf.len() == want {
-                self.ready.push_back(Unit { timestamp: ts, parts: vec![buf.freeze()], keyframe: true });
+                self.emit(ts, vec![buf.freeze()], true);
             } else {
                 self.aac_fragment = Some((ts, want, buf));
             }
@@ -410,7 +427,7 @@ impl Depacketizer {
                 return Err(self.malformed("an access unit past the payload"));
             }
             let ts = timestamp + i as i64 * i64::from(f.frame_length);
-            self.ready.push_back(Unit { timestamp: ts, parts: vec![data.slice(at..at + size)], keyframe: true });
+            self.emit(ts, vec![data.slice(at..at + size)], true);
             at += size;
         }
         Ok(())
@@ -583,10 +600,21 @@ mod tests {
         let mut got = Vec::new();
         for (seq, ts) in [(100u16, 0u32), (101, 960), (40_000, 5000), (40_001, 5960), (40_002, 6920), (39_999, 1920)] {
             d.push(seq, ts, false, Bytes::from_static(&[1])).expect("valid");
-            got.extend(std::iter::from_fn(|| d.pull()).map(|u| u.timestamp));
+            got.extend(std::iter::from_fn(|| d.pull()).map(|u| (u.timestamp, u.restarted)));
         }
-        // 40 000 alone is taken as late; 40 001 right after it restarts the stream; 39 999 is now a late one.
-        assert_eq!(got, [0, 960, 5960, 6920]);
+        // 40 000 alone is taken as a jump; 40 001 right after it restarts the stream; 39 999 is now a late one.
+        assert_eq!(got, [(0, false), (960, false), (5960, true), (6920, false)]);
+    }
+
+    #[test]
+    fn reordering_within_a_hundred_packets_is_not_a_restart() {
+        let mut d = Depacketizer::new(Codec::Opus, None).expect("opus");
+        let mut got = Vec::new();
+        for seq in [10u16, 13, 11, 12, 14] {
+            d.push(seq, u32::from(seq) * 960, false, Bytes::from_static(&[1])).expect("valid");
+            got.extend(std::iter::from_fn(|| d.pull()).map(|u| (u.timestamp / 960, u.restarted)));
+        }
+        assert_eq!(got, [(10, false), (13, false), (14, false)], "11 and 12 came late and were dropped");
     }
 
     #[test]

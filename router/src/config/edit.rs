@@ -98,11 +98,18 @@ fn add(doc: &mut DocumentMut, route: &Map<String, Value>) -> Result<(), EditErro
     Ok(())
 }
 
+/// Keys renamed since files were written with them: (old, new). The old name still reads.
+const RENAMED: &[(&str, &str)] = &[("rtmp_write_interval", "write_interval")];
+
 fn update(doc: &mut DocumentMut, name: &str, set: &Map<String, Value>) -> Result<(), EditError> {
     let routes = routes_mut(doc)?;
     let at = position(routes, name).ok_or_else(|| EditError::NoRoute(name.into()))?;
     let Some(table) = routes.get_mut(at) else { return Err(EditError::NoRoute(name.into())) };
     for (key, value) in set {
+        // A key set or removed under its new name takes the old name with it (both would be a duplicate key).
+        if let Some((old, _)) = RENAMED.iter().find(|(_, new)| new == key) {
+            table.remove(old);
+        }
         if value.is_null() {
             table.remove(key);
             continue;
@@ -261,6 +268,18 @@ mod tests {
     fn edit(edits: serde_json::Value) -> Result<String, EditError> {
         let edits: Vec<RouteEdit> = serde_json::from_value(edits).expect("edits");
         apply(FILE, &edits)
+    }
+
+    #[test]
+    fn setting_a_renamed_key_replaces_its_old_name() {
+        let mut doc: DocumentMut =
+            "[[route]]\nname = \"a\"\nfrom = \"rtmp\"\nto = [\"rtmp\"]\nrtmp_write_interval = \"80ms\"\n"
+                .parse()
+                .expect("toml");
+        let set = json!({ "write_interval": "20ms" });
+        update(&mut doc, "a", set.as_object().expect("object")).expect("updated");
+        let text = doc.to_string();
+        assert!(text.contains("write_interval = \"20ms\"") && !text.contains("rtmp_write_interval"), "{text}");
     }
 
     #[test]

@@ -48,7 +48,6 @@ pub enum Sink {
 #[derive(Debug)]
 struct Stream {
     track: TrackId,
-    video: bool,
     payload_type: u8,
     ssrc: u32,
     seq: u16,
@@ -57,11 +56,9 @@ struct Stream {
     sink: Sink,
     /// When the last sender report went out.
     reported: Option<Instant>,
-    /// The last frame's decode time sent.
-    last_dts: Option<i64>,
-    /// After a PAUSE the route replays its GOP, whose earlier frames must not go out again (RTP timestamps only
-    /// move forward): until then, frames up to this decode time are skipped, and video waits for a keyframe.
-    resume_after: Option<i64>,
+    clock_rate: u32,
+    /// The last frame's presentation time sent, in seconds of the route's timeline (shift included).
+    last_sent: Option<f64>,
 }
 
 /// One bytes piece of a TCP write: 16 bytes of our own (an interleaved RTP header, half a sender report), or a
@@ -99,6 +96,12 @@ pub struct RtspPlayer {
     /// The wall-clock time of the route's time zero, from the first frame sent: every stream's sender reports
     /// are on this one clock, so they agree with each other.
     origin: Option<SystemTime>,
+    /// Seconds added to every stream's timestamps. After a PAUSE the route replays its GOP from a keyframe
+    /// already sent; RTP timestamps must only move forward, so the replay is moved past what was sent (all
+    /// streams by the same time, which keeps them in sync) instead of the player waiting for the next keyframe.
+    shift: f64,
+    /// A PLAY after PAUSE: the shift is decided at the first frame that follows.
+    resumed: bool,
     out: Vec<Piece>,
     datagram: Vec<u8>,
 }
@@ -116,14 +119,16 @@ impl RtspPlayer {
         let route = admitted.config.name.to_string();
         let mut reader = admitted.route.add_reader(ReaderKind::Rtsp, Some(peer.to_string())).await?;
         let mut held: VecDeque<Arc<Frame>> = std::iter::from_fn(|| reader.try_recv()).collect();
-        if held.is_empty() {
+        let mut tracks: Vec<Arc<Track>> = admitted.route.tracks().await?;
+        if tracks.is_empty() {
+            // Not live yet: its first frame says what it carries.
             match tokio::time::timeout(wait, reader.recv()).await {
                 Ok(Some(frame)) => held.push_back(frame),
                 Ok(None) => return Err(RouteError::Ended(admitted.config.name.clone()).into()),
                 Err(_) => return Err(PrepareError::NoStream(route)),
             }
+            tracks = admitted.route.tracks().await?;
         }
-        let mut tracks: Vec<Arc<Track>> = admitted.route.tracks().await?;
         tracks.sort_by_key(|t| (t.kind() != MediaKind::Video, t.id));
         if tracks.is_empty() {
             return Err(PrepareError::NoStream(route));
@@ -138,6 +143,8 @@ impl RtspPlayer {
             offered,
             streams: Vec::new(),
             origin: None,
+            shift: 0.0,
+            resumed: false,
             out: Vec::new(),
             datagram: Vec::new(),
         };
@@ -164,7 +171,6 @@ impl RtspPlayer {
         let ssrc = random_u32();
         self.streams.push(Stream {
             track: offered.track,
-            video: offered.codec.is_video(),
             payload_type: offered.payload_type,
             ssrc,
             seq: random_u32() as u16,
@@ -172,10 +178,15 @@ impl RtspPlayer {
             octets: 0,
             sink,
             reported: None,
-            last_dts: None,
-            resume_after: None,
+            clock_rate: offered.clock_rate.max(1),
+            last_sent: None,
         });
         Some(ssrc)
+    }
+
+    /// Paused (or never played): PLAY takes a reader of the route again.
+    pub fn is_paused(&self) -> bool {
+        self.reader.is_none()
     }
 
     /// Whether any stream was set up (PLAY needs one).
@@ -188,9 +199,7 @@ impl RtspPlayer {
         if self.reader.is_none() {
             // Resuming after PAUSE: from the route's GOP again, so the player restarts on a keyframe.
             self.reader = Some(self.handle.add_reader(ReaderKind::Rtsp, Some(self.peer.to_string())).await?);
-            for stream in &mut self.streams {
-                stream.resume_after = stream.last_dts;
-            }
+            self.resumed = true;
         }
         let info = self
             .streams
@@ -242,19 +251,24 @@ impl RtspPlayer {
     /// Packs one frame for every stream of its track.
     fn queue(&mut self, frame: &Arc<Frame>, out: &mut Vec<Piece>) {
         let Some(i) = self.streams.iter().position(|s| s.track == frame.track.id) else { return };
-        let stream = &mut self.streams[i];
-        if let Some(after) = stream.resume_after {
-            if frame.dts <= after || (stream.video && !frame.keyframe) {
-                return;
+        let seconds = |pts: i64, clock: u32| pts as f64 / f64::from(clock.max(1));
+        if std::mem::take(&mut self.resumed) {
+            // The replay's first frame (its keyframe) goes out one frame time after the latest frame sent.
+            let latest = self.streams.iter().filter_map(|s| s.last_sent).fold(f64::NEG_INFINITY, f64::max);
+            let gap = latest + 1.0 / 30.0 - (seconds(frame.pts, frame.track.clock_rate) + self.shift);
+            if gap > 0.0 {
+                self.shift += gap;
             }
-            stream.resume_after = None;
         }
-        stream.last_dts = Some(frame.dts);
+        let at = seconds(frame.pts, frame.track.clock_rate) + self.shift;
+        let shift = self.shift;
         let Some(rtp) = frame.rtp() else { return };
         let wallclock = self.wallclock(frame);
         let stream = &mut self.streams[i];
+        stream.last_sent = Some(at);
+        let timestamp = rtp.timestamp.wrapping_add((shift * f64::from(stream.clock_rate)).round() as i64 as u32);
         for payload in &rtp.payloads {
-            let header = rtp_header(payload.marker, stream.payload_type, stream.seq, rtp.timestamp, stream.ssrc);
+            let header = rtp_header(payload.marker, stream.payload_type, stream.seq, timestamp, stream.ssrc);
             stream.seq = stream.seq.wrapping_add(1);
             stream.packets = stream.packets.wrapping_add(1);
             stream.octets = stream.octets.wrapping_add(payload.data.len() as u32);
@@ -279,7 +293,7 @@ impl RtspPlayer {
         }
         if stream.reported.is_none_or(|t| t.elapsed() >= REPORT_INTERVAL) {
             stream.reported = Some(Instant::now());
-            let report = sender_report(stream.ssrc, wallclock, rtp.timestamp, stream.packets, stream.octets);
+            let report = sender_report(stream.ssrc, wallclock, timestamp, stream.packets, stream.octets);
             match &stream.sink {
                 Sink::Tcp { rtcp, .. } => {
                     let mut first = [0u8; 16];
@@ -302,15 +316,16 @@ impl RtspPlayer {
     /// The wall-clock time of `frame`: the source's own where it says (a camera's sender reports), otherwise the
     /// route's time zero (fixed at the first frame sent) plus the frame's presentation time.
     fn wallclock(&mut self, frame: &Frame) -> SystemTime {
+        let shift = Duration::from_secs_f64(self.shift);
         if let Some(at) = frame.wallclock {
-            return at;
+            return at + shift;
         }
         let since_zero = Duration::from_secs_f64(frame.pts.max(0) as f64 / f64::from(frame.track.clock_rate.max(1)));
         let origin = *self.origin.get_or_insert_with(|| {
             let received = SystemTime::now() - frame.received.elapsed();
             received.checked_sub(since_zero).unwrap_or(received)
         });
-        origin + since_zero
+        origin + since_zero + shift
     }
 }
 

@@ -24,12 +24,19 @@ use crate::rtsp::sdp::Announced;
 struct Stream {
     track: Arc<Track>,
     payload_type: u8,
+    /// The sender the stream is taken from: the first SSRC seen, until another one sends alone for a while.
     ssrc: Option<u32>,
+    /// Another SSRC and how many packets it sent in a row with none from `ssrc` between.
+    other: Option<(u32, u32)>,
     depacketizer: Depacketizer,
+    codec: Codec,
+    fmtp: Option<String>,
     /// The first packet's extended RTP timestamp, and the route time it maps to.
     zero: Option<(i64, i64)>,
     /// The last extended timestamp out of the depacketizer, to place sender reports on the route's timeline.
     last: Option<(u32, i64)>,
+    /// The stream restarted (a sequence jump, a new SSRC): its next frame goes just after this one.
+    rebased_after: Option<i64>,
 }
 
 /// A recording connection's side of its route.
@@ -74,7 +81,18 @@ impl RtspPublisher {
                     params: a.params.clone(),
                     description,
                 });
-                Some(Stream { track, payload_type: a.payload_type, ssrc: None, depacketizer, zero: None, last: None })
+                Some(Stream {
+                    track,
+                    payload_type: a.payload_type,
+                    ssrc: None,
+                    other: None,
+                    depacketizer,
+                    codec: a.codec,
+                    fmtp: a.fmtp.clone(),
+                    zero: None,
+                    last: None,
+                    rebased_after: None,
+                })
             })
             .collect();
         let tracks = streams.iter().flatten().map(|s| Arc::clone(&s.track)).collect();
@@ -87,8 +105,7 @@ impl RtspPublisher {
     pub async fn rtp(&mut self, index: usize, packet: Bytes) -> Result<(), PublishError> {
         let Some(Some(stream)) = self.streams.get_mut(index) else { return Ok(()) };
         let Some(rtp) = parse_rtp(&packet) else { return Ok(()) };
-        // One sender per stream: the first SSRC is the stream's, anything else on the port is not.
-        if rtp.payload_type != stream.payload_type || *stream.ssrc.get_or_insert(rtp.ssrc) != rtp.ssrc {
+        if rtp.payload_type != stream.payload_type || !stream.accepts(rtp.ssrc) {
             return Ok(());
         }
         let payload = packet.slice(rtp.payload.0..rtp.payload.1);
@@ -133,13 +150,54 @@ impl RtspPublisher {
     }
 }
 
+/// Packets a new SSRC must send in a row, with none from the current one, to take the stream over (an encoder
+/// that restarted with a new SSRC); a stray packet or two from elsewhere changes nothing.
+const SSRC_TAKEOVER: u32 = 16;
+
 impl Stream {
+    /// Whether a packet from `ssrc` belongs to the stream. The first SSRC is the stream's; another one takes over
+    /// after [`SSRC_TAKEOVER`] packets in a row, with the depacketizer started afresh and its frames placed
+    /// after what the stream sent so far.
+    fn accepts(&mut self, ssrc: u32) -> bool {
+        let current = *self.ssrc.get_or_insert(ssrc);
+        if ssrc == current {
+            self.other = None;
+            return true;
+        }
+        let run = match self.other {
+            Some((other, n)) if other == ssrc => n + 1,
+            _ => 1,
+        };
+        self.other = Some((ssrc, run));
+        if run < SSRC_TAKEOVER {
+            return false;
+        }
+        let Ok(fresh) = Depacketizer::new(self.codec, self.fmtp.as_deref()) else { return false };
+        self.depacketizer = fresh;
+        self.ssrc = Some(ssrc);
+        self.other = None;
+        self.rebase();
+        true
+    }
+
+    /// The stream's next unit starts a new RTP timeline: it is placed just after the last frame.
+    fn rebase(&mut self) {
+        self.zero = None;
+        self.rebased_after = self.last.map(|(_, pts)| pts);
+    }
+
     /// A depacketized unit as a route frame on the route's timeline.
     fn frame(&mut self, unit: Unit, started: Instant) -> Option<Frame> {
         let clock = i64::from(self.track.clock_rate);
-        let (zero_ts, zero_pts) = *self.zero.get_or_insert_with(|| {
+        if unit.restarted {
+            self.rebase();
+        }
+        let after = self.rebased_after.take();
+        let (zero_ts, zero_pts) = *self.zero.get_or_insert_with(|| match after {
+            // Continuing after a restart: one tick past the last frame (the route keeps the timeline monotonic).
+            Some(pts) => (unit.timestamp, pts + 1),
             // This stream starts where the publisher's session is now, so streams that began together line up.
-            (unit.timestamp, (started.elapsed().as_secs_f64() * clock as f64) as i64)
+            None => (unit.timestamp, (started.elapsed().as_secs_f64() * clock as f64) as i64),
         });
         let pts = zero_pts + (unit.timestamp - zero_ts);
         self.last = Some((unit.timestamp as u32, pts));

@@ -54,8 +54,12 @@ const IDLE_CHECKS: u32 = (SESSION_TIMEOUT.as_secs() / IDLE_CHECK.as_secs()) as u
 const START_DEADLINE: Duration = Duration::from_secs(30);
 /// How long DESCRIBE waits for a route that is not live yet (an on-demand camera connecting).
 const DESCRIBE_WAIT: Duration = Duration::from_secs(10);
-/// SETUPs one connection may send (each UDP one binds two ports): more than any real session needs.
+/// SETUPs one connection may send: more than any real session needs.
 const MAX_SETUPS: u8 = 32;
+/// Streams one connection may have over UDP at once (each holds two ports): an RTSP session has one or two.
+const MAX_UDP_STREAMS: usize = 4;
+/// Readers one connection may take of routes over its life (DESCRIBEs, PLAYs after PAUSE): each replays a GOP.
+const MAX_ATTACHMENTS: u32 = 16;
 const PUBLIC: &str = "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER, SET_PARAMETER, ANNOUNCE, RECORD";
 
 async fn run(stream: TcpStream, peer: SocketAddr, admission: Admission) {
@@ -74,22 +78,22 @@ async fn run(stream: TcpStream, peer: SocketAddr, admission: Admission) {
         udp_tx,
         udp_rx,
         udp: Vec::new(),
-        torn_down: false,
         scanned: 0,
+        attachments: 0,
+        rearm: false,
         setups: 0,
         playing: false,
         playing_udp: false,
     };
     let result = conn.serve().await;
     if let Mode::Record(publisher) = std::mem::replace(&mut conn.mode, Mode::Idle) {
-        tracing::info!(%peer, route = %publisher.route, lost_packets = publisher.lost(), "RTSP publisher finished");
-        if !conn.torn_down {
-            let why = match &result {
-                Ok(()) => "the connection closed".to_string(),
-                Err(e) => e.to_string(),
-            };
-            publisher.gone(&why).await;
-        }
+        // Gone without TEARDOWN (killed, network lost): the route records why.
+        tracing::info!(%peer, route = %publisher.route, lost_packets = publisher.lost(), "RTSP publisher gone");
+        let why = match &result {
+            Ok(()) => "the connection closed".to_string(),
+            Err(e) => e.to_string(),
+        };
+        publisher.gone(&why).await;
     }
     match result {
         Ok(()) => tracing::debug!(%peer, "RTSP connection closed"),
@@ -121,13 +125,6 @@ struct Datagram {
     data: Bytes,
 }
 
-/// Whether to go on after a request.
-#[derive(Debug, PartialEq, Eq)]
-enum Flow {
-    Continue,
-    Close,
-}
-
 struct Connection {
     stream: TcpStream,
     peer: SocketAddr,
@@ -144,10 +141,12 @@ struct Connection {
     /// The UDP readers of each stream set up over UDP: replaced by a new SETUP of the stream, ended with the
     /// session (dropping them aborts their tasks, which closes the sockets).
     udp: Vec<(usize, Vec<AbortOnDrop>)>,
-    /// The client ended its session with TEARDOWN.
-    torn_down: bool,
     /// How far into the read buffer a request's end was looked for (see `message::next`).
     scanned: usize,
+    /// Route readers taken so far (see [`MAX_ATTACHMENTS`]).
+    attachments: u32,
+    /// A reader was taken that is not playing yet: the start deadline runs again from now.
+    rearm: bool,
     /// SETUPs so far: a TCP offer naming no channels gets the next pair.
     setups: u8,
     playing: bool,
@@ -166,6 +165,11 @@ impl Connection {
         // Once playing or recording, the deadline is met for good: a PAUSE later does not bring it back.
         let mut started = false;
         loop {
+            if std::mem::take(&mut self.rearm) {
+                // A new reader (another DESCRIBE) must start playing in time like the first one.
+                started = false;
+                start_deadline.as_mut().reset(tokio::time::Instant::now() + START_DEADLINE);
+            }
             started |= self.playing || matches!(self.mode, Mode::Record(_));
             if self.buf.capacity() - self.buf.len() < 1024 {
                 let publishing = matches!(self.mode, Mode::Announced { .. } | Mode::Record(_));
@@ -186,9 +190,7 @@ impl Connection {
                         return Ok(());
                     }
                     activity.note();
-                    if self.take_messages().await? == Flow::Close {
-                        return Ok(());
-                    }
+                    self.take_messages().await?;
                 }
                 frame = next_frame(&mut self.mode, self.playing) => match frame {
                     Some(frame) => {
@@ -210,15 +212,11 @@ impl Connection {
     }
 
     /// Handles every complete message in the buffer.
-    async fn take_messages(&mut self) -> Result<Flow, RtspError> {
+    async fn take_messages(&mut self) -> Result<(), RtspError> {
         loop {
             match message::next(&mut self.buf, &mut self.scanned) {
-                Ok(None) => return Ok(Flow::Continue),
-                Ok(Some(Incoming::Request(request))) => {
-                    if self.request(*request).await? == Flow::Close {
-                        return Ok(Flow::Close);
-                    }
-                }
+                Ok(None) => return Ok(()),
+                Ok(Some(Incoming::Request(request))) => self.request(*request).await?,
                 Ok(Some(Incoming::Interleaved { channel, data })) => self.interleaved(channel, data).await?,
                 Err(malformed) => {
                     let reply = Reply::error(StatusCode::BadRequest, malformed.to_string());
@@ -229,11 +227,11 @@ impl Connection {
         }
     }
 
-    async fn request(&mut self, request: Request<Vec<u8>>) -> Result<Flow, RtspError> {
+    async fn request(&mut self, request: Request<Vec<u8>>) -> Result<(), RtspError> {
         let cseq = request.header(&headers::CSEQ).map(|v| v.as_str().to_string());
         let method = message::method_name(request.method()).to_string();
-        let (reply, flow) = match self.check_session(&request) {
-            Err(reply) => (reply, Flow::Continue),
+        let reply = match self.check_session(&request) {
+            Err(reply) => reply,
             Ok(()) => self.answer(&request).await,
         };
         if !reply.status.is_success() {
@@ -246,7 +244,7 @@ impl Connection {
             reply = reply.header(headers::SESSION, format!("{id};timeout={}", SESSION_TIMEOUT.as_secs()));
         }
         write::write(&mut self.stream, &reply.encode(cseq.as_deref())).await?;
-        Ok(flow)
+        Ok(())
     }
 
     /// A request naming a session must name this connection's.
@@ -259,7 +257,7 @@ impl Connection {
         }
     }
 
-    async fn answer(&mut self, request: &Request<Vec<u8>>) -> (Reply, Flow) {
+    async fn answer(&mut self, request: &Request<Vec<u8>>) -> Reply {
         let reply = match request.method() {
             Method::Options => Ok(Reply::ok().header(headers::PUBLIC, PUBLIC)),
             Method::Describe => self.describe(request).await,
@@ -268,14 +266,11 @@ impl Connection {
             Method::Play => self.play(request).await,
             Method::Pause => Ok(self.pause()),
             Method::Record => self.record().await,
-            Method::Teardown => {
-                self.torn_down = true;
-                return (Reply::ok(), Flow::Close);
-            }
+            Method::Teardown => Ok(self.teardown()),
             Method::GetParameter | Method::SetParameter => Ok(Reply::ok()),
             _ => Ok(Reply::error(StatusCode::NotImplemented, "Not Implemented").header(headers::PUBLIC, PUBLIC)),
         };
-        (reply.unwrap_or_else(|refused| refused), Flow::Continue)
+        reply.unwrap_or_else(|refused| refused)
     }
 
     async fn describe(&mut self, request: &Request<Vec<u8>>) -> Result<Reply, Reply> {
@@ -296,7 +291,9 @@ impl Connection {
     }
 
     /// Admits a reader of `route` and takes its reader slot.
-    async fn prepare_player(&self, request: &Request<Vec<u8>>, route: &str) -> Result<(RtspPlayer, String), Reply> {
+    async fn prepare_player(&mut self, request: &Request<Vec<u8>>, route: &str) -> Result<(RtspPlayer, String), Reply> {
+        self.attach()?;
+        self.rearm = true;
         let admitted = self.admit(request, route, Wants::Read(Output::Rtsp)).await?;
         match RtspPlayer::prepare(admitted, self.peer, self.local.ip(), DESCRIBE_WAIT).await {
             Ok((player, sdp)) => {
@@ -328,7 +325,7 @@ impl Connection {
     }
 
     async fn setup(&mut self, request: &Request<Vec<u8>>) -> Result<Reply, Reply> {
-        let url = request_url(request)?;
+        let url = setup_url(request_url(request)?);
         if self.setups >= MAX_SETUPS {
             return Err(Reply::error(StatusCode::BadRequest, format!("more than {MAX_SETUPS} SETUPs in one session")));
         }
@@ -369,6 +366,13 @@ impl Connection {
         let Some(index) = index else {
             return Err(Reply::error(StatusCode::NotFound, format!("no stream \"{path}\" in this session")));
         };
+        let udp_elsewhere = self.udp.iter().filter(|(stream, _)| *stream != index).count();
+        if matches!(requested.lower, Lower::Udp { .. }) && udp_elsewhere >= MAX_UDP_STREAMS {
+            return Err(Reply::error(
+                StatusCode::UnsupportedTransport,
+                format!("more than {MAX_UDP_STREAMS} streams over UDP"),
+            ));
+        }
         let udp = match requested.lower {
             Lower::Tcp { .. } => None,
             Lower::Udp { .. } => Some(bind_pair(self.local.ip()).await.map_err(|e| {
@@ -390,7 +394,6 @@ impl Connection {
                         // Receiver reports keep the session alive; RTP to us is not expected.
                         let reports = spawn_udp_reader(Arc::clone(&s_rtcp), index, true, peer, self.udp_tx.clone());
                         self.udp.push((index, vec![reports]));
-                        self.playing_udp = true;
                         Sink::Udp {
                             rtp: s_rtp,
                             rtcp: s_rtcp,
@@ -404,6 +407,7 @@ impl Connection {
                     }
                 };
                 ssrc = player.setup(index, sink);
+                self.playing_udp = !self.udp.is_empty();
             }
             Mode::Announced { set_up, .. } => {
                 match (requested.lower, udp) {
@@ -435,6 +439,9 @@ impl Connection {
     }
 
     async fn play(&mut self, request: &Request<Vec<u8>>) -> Result<Reply, Reply> {
+        if matches!(&self.mode, Mode::Play(player) if player.is_paused()) {
+            self.attach()?;
+        }
         let Mode::Play(player) = &mut self.mode else {
             return Err(invalid_state("PLAY before DESCRIBE and SETUP"));
         };
@@ -448,6 +455,21 @@ impl Connection {
         let rtp_info: Vec<String> =
             info.iter().map(|(control, seq)| format!("url={base}/{control};seq={seq}")).collect();
         Ok(Reply::ok().header(headers::RANGE, "npt=0.000-").header(headers::RTP_INFO, rtp_info.join(",")))
+    }
+
+    /// Ends the session; the connection stays open for another (RFC 2326 10.7: clients may send more requests).
+    fn teardown(&mut self) -> Reply {
+        if let Mode::Record(publisher) = &self.mode {
+            tracing::info!(peer = %self.peer, route = %publisher.route, lost_packets = publisher.lost(), "RTSP publisher finished");
+        }
+        // Dropping the publisher's feed ends its publish normally; dropping a player leaves the route.
+        self.mode = Mode::Idle;
+        self.playing = false;
+        self.playing_udp = false;
+        self.udp.clear();
+        self.channels.clear();
+        self.session = None;
+        Reply::ok()
     }
 
     fn pause(&mut self) -> Reply {
@@ -496,6 +518,18 @@ impl Connection {
         let delivered =
             if d.rtcp { publisher.rtcp(d.stream, &d.data).await } else { publisher.rtp(d.stream, d.data).await };
         delivered.map_err(|e| RtspError::Ended(e.to_string()))
+    }
+
+    /// Counts one more route reader taken by this connection, refusing past [`MAX_ATTACHMENTS`].
+    fn attach(&mut self) -> Result<(), Reply> {
+        self.attachments += 1;
+        if self.attachments > MAX_ATTACHMENTS {
+            return Err(Reply::error(
+                StatusCode::NotEnoughBandwidth,
+                format!("more than {MAX_ATTACHMENTS} readers taken on one connection"),
+            ));
+        }
+        Ok(())
     }
 
     /// The route a URL path names as a whole (DESCRIBE, ANNOUNCE): a path with more after a route is no route.
@@ -554,19 +588,22 @@ async fn next_frame(mode: &mut Mode, playing: bool) -> Option<Arc<crate::media::
     }
 }
 
-/// The request's URL (RTSP requests always carry an absolute one). A control a client appended after the query
-/// (ffmpeg's `rtsp://host/cam?key=K/streamid=0`, the ANNOUNCE URL plus `/streamid=0`) is moved back into the
-/// path: `rtsp://host/cam/streamid=0?key=K`.
+/// The request's URL (RTSP requests always carry an absolute one).
 fn request_url(request: &Request<Vec<u8>>) -> Result<url::Url, Reply> {
-    let mut url =
-        request.request_uri().cloned().ok_or_else(|| Reply::error(StatusCode::BadRequest, "the request has no URL"))?;
+    request.request_uri().cloned().ok_or_else(|| Reply::error(StatusCode::BadRequest, "the request has no URL"))
+}
+
+/// A SETUP's URL with a control the client appended after the query (ffmpeg's `rtsp://host/cam?key=K/streamid=0`,
+/// the ANNOUNCE URL plus `/streamid=0`) moved back into the path: `rtsp://host/cam/streamid=0?key=K`. Only for
+/// SETUP, whose URL names a stream: elsewhere a `/` in the query is part of a token.
+fn setup_url(mut url: url::Url) -> url::Url {
     let moved = url.query().and_then(|q| q.rsplit_once('/')).map(|(q, c)| (q.to_string(), c.to_string()));
     if let Some((query, control)) = moved {
         let path = format!("{}/{control}", url.path().trim_end_matches('/'));
         url.set_path(&path);
         url.set_query((!query.is_empty()).then_some(query.as_str()));
     }
-    Ok(url)
+    url
 }
 
 /// `rtsp://host:port/route`: the URL streams' controls are relative to (no credentials, no query).
@@ -657,7 +694,9 @@ fn spawn_udp_reader(
     tx: mpsc::Sender<Datagram>,
 ) -> AbortOnDrop {
     AbortOnDrop(tokio::spawn(async move {
-        let mut buf = vec![0u8; 65_536];
+        // RTCP packets are small; RTP over UDP fits an Ethernet frame (a jumbo one at most). Per stream and
+        // connection, so kept small.
+        let mut buf = vec![0u8; if rtcp { 2048 } else { 9216 }];
         loop {
             let Ok((n, from)) = socket.recv_from(&mut buf).await else { return };
             if from.ip() != client {

@@ -65,7 +65,7 @@ pub fn next(buf: &mut BytesMut, scanned: &mut usize) -> Result<Option<Incoming>,
         };
         // Found again at once on the next call, while the body arrives.
         *scanned = head_end - 4;
-        let total = head_end + content_length(&buf[..head_end])?;
+        let total = head_end.saturating_add(content_length(&buf[..head_end])?);
         if total > MAX_REQUEST {
             return Err(Malformed::TooLarge);
         }
