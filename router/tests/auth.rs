@@ -129,10 +129,11 @@ async fn tokens_guard_every_entry_point() {
     let view = offer(Direction::RecvOnly);
     let publish = offer(Direction::SendOnly);
 
-    // WHEP on a guarded route: no token -> 401 with a Bearer challenge; wrong rights -> 403; right -> 201.
+    // WHEP on a guarded route: no token -> 401 with Bearer and Basic challenges; wrong rights -> 403; right -> 201.
     let r = post_sdp(&client, router.url("/secure/whep"), &view, None).await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(r.headers()["www-authenticate"], "Bearer realm=\"sluice\"");
+    let offered: Vec<_> = r.headers().get_all("www-authenticate").iter().map(|v| v.to_str().expect("ascii")).collect();
+    assert_eq!(offered, ["Bearer realm=\"sluice\"", "Basic realm=\"sluice\""]);
     let r = post_sdp(&client, router.url("/secure/whep"), &view, Some(&token(&["read:other"]))).await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     let body: serde_json::Value = r.json().await.expect("json");
@@ -295,6 +296,12 @@ name = "secure"
 from = "demo"
 to = ["whep"]
 auth = "jwt"
+
+[[route]]
+name = "members"
+from = "demo"
+to = ["whep"]
+auth = "users"
 "#
         ),
     )
@@ -328,6 +335,33 @@ auth = "jwt"
             .send()
     };
     assert_eq!(from("203.0.113.1", &token).await.expect("post").status(), StatusCode::CREATED, "sluice token's token");
+
+    // MediaMTX's clients: HTTP Basic on WHEP. auth-users checks the password; auth-jwt takes a JWT as the password.
+    let basic = |route: &str, client_ip: &'static str, user: &str, password: &str| {
+        client
+            .post(router.url(&format!("/{route}/whep")))
+            .header("content-type", "application/sdp")
+            .header("x-forwarded-for", client_ip)
+            .basic_auth(user, Some(password))
+            .body(view.clone())
+            .send()
+    };
+    assert_eq!(basic("members", "203.0.113.2", "ana", "hunter2").await.expect("post").status(), StatusCode::CREATED);
+    assert_eq!(basic("members", "203.0.113.2", "ana", "wrong").await.expect("post").status(), StatusCode::FORBIDDEN);
+    assert_eq!(basic("secure", "203.0.113.2", "any", &token).await.expect("post").status(), StatusCode::CREATED);
+    let anonymous = client
+        .post(router.url("/members/whep"))
+        .header("content-type", "application/sdp")
+        .header("x-forwarded-for", "203.0.113.3")
+        .body(view.clone())
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    let challenges: Vec<&str> =
+        anonymous.headers().get_all("www-authenticate").iter().filter_map(|v| v.to_str().ok()).collect();
+    assert!(challenges.iter().any(|c| c.starts_with("Basic realm=")), "{challenges:?}");
+    assert!(challenges.iter().any(|c| c.starts_with("Bearer realm=")), "{challenges:?}");
 
     // One client behind the proxy fails until it is limited...
     let mut last = StatusCode::OK;

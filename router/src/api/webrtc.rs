@@ -174,7 +174,9 @@ async fn offer_inner(
         .admission
         .admit(ask)
         .await
-        .map_err(|refusal| super::auth::admission_error(&refusal, &["Bearer"]))?;
+        // Basic too: MediaMTX's WHEP clients and browsers answer it (a user and password for auth-users, a JWT as
+        // the password for auth-jwt).
+        .map_err(|refusal| super::auth::admission_error(&refusal, &["Bearer", "Basic"]))?;
     let dir = state.runtime.directory();
     let sdp = sdp_body(headers, body, "application/sdp")?;
     let per_ip = dir.table.server.limits.webrtc_sessions_per_ip;
