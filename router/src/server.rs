@@ -85,15 +85,24 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
             Some(accounts)
         }
     };
-    let app = api::router(AppState {
+    let state = AppState {
         runtime: runtime.clone(),
         webrtc,
         signaling,
         accounts,
         started: Instant::now(),
         connections: connections.clone(),
-    });
+    };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    if let Some(addr) = server.mediamtx_api {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding MediaMTX's API listener on {addr} (`server.mediamtx_api`)"))?;
+        tracing::info!(mediamtx_api = %listener.local_addr()?, "MediaMTX's read-only v3 API listening");
+        let app = api::mediamtx::router(state.clone());
+        tokio::spawn(api::serve::serve(listener, app, runtime.clone(), connections.clone(), stop_rx.clone()));
+    }
+    let app = api::router(state);
     let serve = api::serve::serve(listener, app, runtime.clone(), connections, stop_rx);
     tokio::pin!(serve);
     let signal = tokio::select! {

@@ -7,6 +7,7 @@ pub mod accounts;
 pub mod auth;
 pub mod error;
 pub mod forwarded;
+pub mod mediamtx;
 pub mod metrics;
 pub mod recordings;
 pub mod route_edits;

@@ -55,6 +55,7 @@ pub fn restart_keys(running: &ServerConfig, new: &ServerConfig) -> Vec<&'static 
         ("server.http", o.http != n.http),
         ("server.rtsp", o.rtsp != n.rtsp),
         ("server.rtmp", o.rtmp != n.rtmp),
+        ("server.mediamtx_api", o.mediamtx_api != n.mediamtx_api),
         ("server.webrtc", o.webrtc != n.webrtc),
         ("server.data_dir", o.data_dir != n.data_dir),
     ]

@@ -157,6 +157,8 @@ pub struct ServerConfig {
     pub http: SocketAddr,
     pub rtsp: SocketAddr,
     pub rtmp: SocketAddr,
+    /// Where MediaMTX's read-only v3 API answers (for dashboards written for MediaMTX); `None`: off.
+    pub mediamtx_api: Option<SocketAddr>,
     pub webrtc: WebrtcConfig,
     pub data_dir: PathBuf,
     /// The auth plugin guarding the REST API (`/v1`); `None` leaves it open.
@@ -278,6 +280,7 @@ impl Default for ServerConfig {
             http: SocketAddr::new(any, 8889),
             rtsp: SocketAddr::new(any, 8554),
             rtmp: SocketAddr::new(any, 1935),
+            mediamtx_api: None,
             webrtc: WebrtcConfig { udp: SocketAddr::new(any, 8189), public_ips: Vec::new(), ice_servers: Vec::new() },
             data_dir: PathBuf::from("data"),
             api_auth: None,

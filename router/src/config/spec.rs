@@ -39,6 +39,7 @@ pub struct ServerSpec {
     pub http: Option<Spanned<String>>,
     pub rtsp: Option<Spanned<String>>,
     pub rtmp: Option<Spanned<String>>,
+    pub mediamtx_api: Option<Spanned<String>>,
     pub webrtc: Option<WebrtcSpec>,
     pub data_dir: Option<Spanned<String>>,
     pub api_auth: Option<Spanned<String>>,

@@ -158,6 +158,9 @@ impl Validator<'_> {
         if let Some(v) = &spec.rtmp {
             server.rtmp = self.addr("server.rtmp", v, server.rtmp);
         }
+        if let Some(v) = &spec.mediamtx_api {
+            server.mediamtx_api = Some(self.addr("server.mediamtx_api", v, SocketAddr::from(([127, 0, 0, 1], 9997))));
+        }
         if let Some(webrtc) = &spec.webrtc {
             if let Some(v) = &webrtc.udp {
                 server.webrtc.udp = self.addr("server.webrtc.udp", v, server.webrtc.udp);
