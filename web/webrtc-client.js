@@ -36,7 +36,9 @@ async function exchange(endpoint, pc, token) {
   await gathered(pc);
   const headers = { 'Content-Type': 'application/sdp' };
   if (token) headers.Authorization = `Bearer ${token}`;
-  const resp = await fetch(endpoint, { method: 'POST', headers, body: pc.localDescription.sdp });
+  // credentials: 'omit': a 401 offering Basic (for MediaMTX's clients) must not bring up the browser's own login
+  // dialog here; the page passes its token itself.
+  const resp = await fetch(endpoint, { method: 'POST', headers, body: pc.localDescription.sdp, credentials: 'omit' });
   if (resp.status !== 201) {
     let message = `${resp.status} ${resp.statusText}`;
     try { message = (await resp.json()).error.message; } catch { /* not JSON */ }

@@ -166,8 +166,8 @@ async fn global(State(state): State<AppState>) -> Response {
     config.insert("webrtcLocalUDPAddress", json!(port(server.webrtc.udp)));
     config.insert("hls", json!(false));
     config.insert("srt", json!(false));
-    config.insert("playback", json!(true));
-    config.insert("playbackAddress", json!(port(server.http)));
+    // Recordings play back through /v1/recordings, not MediaMTX's playback server.
+    config.insert("playback", json!(false));
     let records = routes.iter().any(|(c, _)| c.to.iter().any(|o| matches!(o, Output::Record { .. })));
     config.insert("record", json!(records));
     config.insert(

@@ -235,12 +235,15 @@ impl Validator<'_> {
                 ),
             }
         }
-        // The three TCP listeners cannot share a port on the same address.
-        let tcp = [
+        // The TCP listeners cannot share a port on the same address.
+        let mut tcp = vec![
             ("server.http", server.http, &spec.http),
             ("server.rtsp", server.rtsp, &spec.rtsp),
             ("server.rtmp", server.rtmp, &spec.rtmp),
         ];
+        if let Some(addr) = server.mediamtx_api {
+            tcp.push(("server.mediamtx_api", addr, &spec.mediamtx_api));
+        }
         for (i, (name, addr, v)) in tcp.iter().enumerate() {
             for (other, other_addr, _) in &tcp[..i] {
                 let overlap = addr.port() == other_addr.port()
