@@ -274,12 +274,7 @@ impl RtspPlayer {
             stream.octets = stream.octets.wrapping_add(payload.data.len() as u32);
             match &stream.sink {
                 Sink::Tcp { rtp: channel, .. } => {
-                    let mut h = [0u8; 16];
-                    h[0] = b'$';
-                    h[1] = *channel;
-                    h[2..4].copy_from_slice(&((12 + payload.data.len()) as u16).to_be_bytes());
-                    h[4..].copy_from_slice(&header);
-                    out.push(Piece::Own(h));
+                    out.push(Piece::Own(interleaved(*channel, 12 + payload.data.len(), &header)));
                     out.push(Piece::Payload(Arc::clone(&payload.data)));
                 }
                 Sink::Udp { rtp: socket, to_rtp, .. } => {
@@ -296,11 +291,7 @@ impl RtspPlayer {
             let report = sender_report(stream.ssrc, wallclock, timestamp, stream.packets, stream.octets);
             match &stream.sink {
                 Sink::Tcp { rtcp, .. } => {
-                    let mut first = [0u8; 16];
-                    first[0] = b'$';
-                    first[1] = *rtcp;
-                    first[2..4].copy_from_slice(&(report.len() as u16).to_be_bytes());
-                    first[4..].copy_from_slice(&report[..12]);
+                    let first = interleaved(*rtcp, report.len(), &report[..12]);
                     let mut second = [0u8; 16];
                     second.copy_from_slice(&report[12..]);
                     out.push(Piece::Own(first));
@@ -327,6 +318,16 @@ impl RtspPlayer {
         });
         origin + since_zero + shift
     }
+}
+
+/// The 4-byte interleaved frame header (`$`, channel, length) followed by the frame's first 12 bytes.
+fn interleaved(channel: u8, len: usize, first: &[u8]) -> [u8; 16] {
+    let mut h = [0u8; 16];
+    h[0] = b'$';
+    h[1] = channel;
+    h[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+    h[4..].copy_from_slice(first);
+    h
 }
 
 fn random_u32() -> u32 {
