@@ -10,6 +10,7 @@
 //! - [`route`]: the route actor (one source, N readers, GOP cache, slow-reader policy). Knows no protocol.
 //! - [`connections`]: admission of TCP connections (and per-address counts) shared by every listener.
 //! - [`credentials`]: `sluice passwd` / `sluice token`, for the built-in auth plugins.
+//! - [`import`]: `sluice import`, other servers' configurations (MediaMTX's) as routes files.
 //! - [`plugin`]: the WebAssembly plugin host (wasmtime) and the sink world's storage; [`auth`]: access decisions
 //!   at every entry point; [`recording`]: the recordings index, retention, probe and stitch.
 //! - [`admit`]: the one admission path (route, source/output, publish key, auth) every entry point takes.
@@ -40,6 +41,7 @@ pub mod config;
 pub mod connections;
 pub mod credentials;
 pub mod egress;
+pub mod import;
 pub mod ingest;
 pub mod listen;
 pub mod logging;

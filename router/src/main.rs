@@ -1,7 +1,8 @@
 //! The `sluice` command: `sluice [run] [FILE]` runs the router, `sluice check [FILE]` validates a routes file (and
 //! loads its plugins), `sluice plugin test PLUGIN.wasm --world auth --cases CASES.toml` runs a plugin under the
 //! real host against a table of cases, `sluice passwd` and `sluice token` make credentials for the built-in auth
-//! plugins. FILE defaults to `routes.toml` in the working directory.
+//! plugins, `sluice import mediamtx.yml [-o routes.toml]` converts a MediaMTX configuration. FILE defaults to
+//! `routes.toml` in the working directory.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -55,6 +56,17 @@ enum Command {
         #[arg(long)]
         private_key: Option<PathBuf>,
     },
+    /// Convert a MediaMTX configuration (mediamtx.yml) into a routes file; print what did not convert.
+    Import {
+        /// MediaMTX's configuration file.
+        mediamtx_yml: PathBuf,
+        /// Where to write the routes file (standard output when left out).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Replace the output file if it exists.
+        #[arg(long)]
+        force: bool,
+    },
     /// Work with plugins.
     Plugin {
         #[command(subcommand)]
@@ -100,7 +112,7 @@ fn token(
 /// `sluice FILE` means `sluice run FILE`: when the first word that is not an option is no command, `run` goes in
 /// front of it. (A positional argument beside subcommands would make clap take `run` itself for a file.)
 fn run_by_default(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
-    const COMMANDS: [&str; 6] = ["run", "check", "plugin", "passwd", "token", "help"];
+    const COMMANDS: [&str; 7] = ["run", "check", "import", "plugin", "passwd", "token", "help"];
     let mut i = 1;
     while let Some(arg) = args.get(i).and_then(|a| a.to_str()) {
         if arg == "--log-format" {
@@ -137,6 +149,31 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Import { mediamtx_yml, output, force } => {
+            match sluice::import::import_mediamtx(&mediamtx_yml, output.as_deref(), force) {
+                Ok(conversion) => {
+                    if output.is_none() {
+                        print!("{}", conversion.routes_toml);
+                    }
+                    for skipped in &conversion.skipped {
+                        eprintln!("not converted: {skipped}");
+                    }
+                    if let Some(output) = &output {
+                        eprintln!(
+                            "wrote {} ({} settings not converted); check it with `sluice check {}`",
+                            output.display(),
+                            conversion.skipped.len(),
+                            output.display()
+                        );
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("sluice import: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Passwd => {
             let mut password = String::new();
             if let Err(e) = std::io::stdin().read_line(&mut password) {

@@ -14,6 +14,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("route", &["config", "media"]),
     ("connections", &["config"]),
     ("credentials", &["config"]),
+    // `sluice import`: other servers' configs into routes files, checked by the config layer.
+    ("import", &["config", "credentials"]),
     ("plugin", &["config", "media"]),
     ("auth", &["config", "connections", "plugin"]),
     ("recording", &["config", "media", "plugin"]),

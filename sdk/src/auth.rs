@@ -154,10 +154,16 @@ impl Action {
 /// One permission, as auth plugins conventionally write them in config or token claims: either
 /// `{ action = "read", route = "cams/*" }` or the short form `"read:cams/*"` (a bare `"read"` means every
 /// route). `action` is publish, read, playback, api or `*`; in `route`, `*` matches any run of characters.
+/// MediaMTX's shape is read too: `{ "action": "read", "path": "cams/door" }`, where a missing or empty path means
+/// every route (so its tokens' `mediamtx_permissions` claim works unchanged).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(untagged)]
 pub enum Grant {
-    Full { action: String, route: String },
+    Full {
+        action: String,
+        #[serde(alias = "path", default)]
+        route: String,
+    },
     Short(String),
 }
 
@@ -165,6 +171,7 @@ impl Grant {
     /// Whether this permission covers `action` on `route`.
     pub fn grants(&self, action: Action, route: &str) -> bool {
         let (a, r) = match self {
+            Grant::Full { action, route } if route.is_empty() => (action.as_str(), "*"),
             Grant::Full { action, route } => (action.as_str(), route.as_str()),
             Grant::Short(s) => s.split_once(':').unwrap_or((s.as_str(), "*")),
         };
@@ -266,5 +273,18 @@ mod tests {
         assert!(!g[1].grants(Action::Publish, "studio2"));
         assert!(g[2].grants(Action::Api, ""));
         assert!(g[2].grants(Action::Api, "anything"));
+    }
+
+    #[test]
+    fn mediamtx_permissions_read_as_grants() {
+        let g: Vec<Grant> = serde_json::from_str(
+            r#"[{"action":"publish","path":"cams/door"},{"action":"read","path":""},{"action":"playback"}]"#,
+        )
+        .expect("parse");
+        assert!(g[0].grants(Action::Publish, "cams/door"));
+        assert!(!g[0].grants(Action::Publish, "cams/yard"));
+        assert!(g[1].grants(Action::Read, "anything/at/all"), "an empty path is every path");
+        assert!(g[2].grants(Action::Playback, "x"), "and so is a missing one");
+        assert!(!g[2].grants(Action::Read, "x"));
     }
 }

@@ -11,19 +11,29 @@
 //! - `password_hash`: an argon2 PHC string, e.g. from `echo -n 'PASSWORD' | argon2 "$(openssl rand -hex 8)" -id -e`
 //!   (Debian package `argon2`). Plain-text passwords are not accepted.
 //! - `permissions`: `"action:route-pattern"` or `{ action = "read", route = "cams/*" }`; `*` is a wildcard.
-//! - `cache_ttl` (seconds, default 300): how long the router may reuse a decision.
+//! - `ips` (optional): the addresses or ranges (`"192.168.1.0/24"`, `"::1"`) a user may connect from; anywhere
+//!   when left out.
+//! - `anonymous` (optional): what clients without credentials may do, a list of `{ permissions = [...], ips = [...] }`
+//!   (MediaMTX's user `any`); a client none of them covers is asked for credentials.
+//! - `cache_ttl` (seconds, default 300): how long the router may reuse a decision (decisions that depended on the
+//!   client's address are not reused: the router's cache does not key on it).
 //!
 //! Clients send a user and password as HTTP/RTSP Basic credentials, or as the RTMP stream key `user:password`.
 //! Accounts move to the router's database once it has one; this config stays as the static alternative.
 
+use std::net::IpAddr;
+
 use argon2::{Argon2, PasswordHash, PasswordVerifier};
 use serde::Deserialize;
-use sluice_sdk::auth::{Authorizer, Credentials, Decision, Grant, Request};
+use sluice_sdk::auth::{Action, Authorizer, Credentials, Decision, Grant, Request};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    #[serde(default)]
     users: Vec<UserConfig>,
+    #[serde(default)]
+    anonymous: Vec<AnonymousConfig>,
     #[serde(default = "default_cache_ttl")]
     cache_ttl: u32,
 }
@@ -35,6 +45,84 @@ struct UserConfig {
     password_hash: String,
     #[serde(default)]
     permissions: Vec<Grant>,
+    #[serde(default)]
+    ips: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AnonymousConfig {
+    permissions: Vec<Grant>,
+    #[serde(default)]
+    ips: Vec<String>,
+}
+
+/// Where a client may connect from: none listed is anywhere.
+#[derive(Debug, Default)]
+struct Places(Vec<IpRange>);
+
+impl Places {
+    fn parse(ips: &[String], whose: &str) -> Result<Places, String> {
+        ips.iter()
+            .map(|ip| IpRange::parse(ip).map_err(|e| format!("{whose}: `ips`: {e}")))
+            .collect::<Result<_, _>>()
+            .map(Places)
+    }
+
+    fn admit(&self, remote: &str) -> bool {
+        if self.0.is_empty() {
+            return true;
+        }
+        // An unparsable address (the router always sends one) matches no range.
+        let Ok(ip) = remote.parse::<IpAddr>() else { return false };
+        self.0.iter().any(|r| r.contains(ip.to_canonical()))
+    }
+
+    fn restricted(&self) -> bool {
+        !self.0.is_empty()
+    }
+}
+
+/// An address and how many of its leading bits a client's must share.
+#[derive(Debug, Clone, Copy)]
+struct IpRange {
+    net: IpAddr,
+    bits: u32,
+}
+
+impl IpRange {
+    fn parse(text: &str) -> Result<IpRange, String> {
+        let (addr, bits) = match text.split_once('/') {
+            Some((a, b)) => (a, Some(b)),
+            None => (text, None),
+        };
+        let net = addr
+            .trim()
+            .parse::<IpAddr>()
+            .map_err(|_| format!("\"{text}\" is not an address or range like \"10.0.0.0/8\""))?
+            .to_canonical();
+        let max = if net.is_ipv4() { 32 } else { 128 };
+        let bits = match bits {
+            None => max,
+            Some(b) => b
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|b| *b <= max)
+                .ok_or_else(|| format!("\"{text}\" has a prefix length outside 0..={max}"))?,
+        };
+        Ok(IpRange { net, bits })
+    }
+
+    fn contains(&self, ip: IpAddr) -> bool {
+        let (net, ip, width) = match (self.net, ip) {
+            (IpAddr::V4(n), IpAddr::V4(i)) => (u128::from(u32::from(n)), u128::from(u32::from(i)), 32),
+            (IpAddr::V6(n), IpAddr::V6(i)) => (u128::from(n), u128::from(i), 128),
+            _ => return false,
+        };
+        let shift = width - self.bits;
+        shift >= 128 || (net >> shift) == (ip >> shift)
+    }
 }
 
 fn default_cache_ttl() -> u32 {
@@ -46,11 +134,19 @@ struct User {
     name: String,
     hash: String,
     permissions: Vec<Grant>,
+    places: Places,
+}
+
+#[derive(Debug)]
+struct Anonymous {
+    permissions: Vec<Grant>,
+    places: Places,
 }
 
 #[derive(Debug)]
 pub struct Users {
     users: Vec<User>,
+    anonymous: Vec<Anonymous>,
     cache_ttl_ms: u32,
 }
 
@@ -72,9 +168,19 @@ impl Authorizer for Users {
                     u.name
                 )
             })?;
-            users.push(User { name: u.name, hash: u.password_hash, permissions: u.permissions });
+            let places = Places::parse(&u.ips, &format!("user \"{}\"", u.name))?;
+            users.push(User { name: u.name, hash: u.password_hash, permissions: u.permissions, places });
         }
-        Ok(Users { users, cache_ttl_ms: config.cache_ttl.saturating_mul(1000) })
+        let anonymous = config
+            .anonymous
+            .into_iter()
+            .enumerate()
+            .map(|(i, a)| {
+                let places = Places::parse(&a.ips, &format!("anonymous entry {}", i + 1))?;
+                Ok(Anonymous { permissions: a.permissions, places })
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(Users { users, anonymous, cache_ttl_ms: config.cache_ttl.saturating_mul(1000) })
     }
 
     fn authorize(&self, request: &Request) -> Decision {
@@ -84,7 +190,7 @@ impl Authorizer for Users {
                 Some(pair) => pair,
                 None => return Decision::deny("the stream key must be user:password"),
             },
-            Credentials::None | Credentials::Bearer(_) => return Decision::challenge("sluice"),
+            Credentials::None | Credentials::Bearer(_) => return self.anonymously(request),
         };
         let user = self.users.iter().find(|u| u.name == name);
         let hash = user.map_or(DUMMY_HASH, |u| u.hash.as_str());
@@ -92,9 +198,13 @@ impl Authorizer for Users {
             .map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
             .unwrap_or(false);
         match user {
+            Some(u) if verified && !u.places.admit(&request.remote_ip) => {
+                Decision::deny(format!("{} may not connect from {}", u.name, request.remote_ip))
+            }
             Some(u) if verified => {
-                if u.permissions.iter().any(|p| p.grants(request.action, &request.route)) {
-                    Decision::allow(u.name.clone(), self.cache_ttl_ms)
+                if grants(&u.permissions, request.action, &request.route) {
+                    let ttl = if u.places.restricted() { 0 } else { self.cache_ttl_ms };
+                    Decision::allow(u.name.clone(), ttl)
                 } else {
                     Decision::deny(format!("{} may not {} \"{}\"", u.name, request.action.as_str(), request.route))
                 }
@@ -102,6 +212,25 @@ impl Authorizer for Users {
             _ => Decision::deny("wrong user name or password"),
         }
     }
+}
+
+impl Users {
+    /// A client without credentials: allowed what an `anonymous` entry covering its address grants, otherwise
+    /// asked for credentials.
+    fn anonymously(&self, request: &Request) -> Decision {
+        let entry = self
+            .anonymous
+            .iter()
+            .find(|a| grants(&a.permissions, request.action, &request.route) && a.places.admit(&request.remote_ip));
+        match entry {
+            Some(a) => Decision::allow("anonymous", if a.places.restricted() { 0 } else { self.cache_ttl_ms }),
+            None => Decision::challenge("sluice"),
+        }
+    }
+}
+
+fn grants(permissions: &[Grant], action: Action, route: &str) -> bool {
+    permissions.iter().any(|p| p.grants(action, route))
 }
 
 sluice_sdk::export_auth!(Users);
@@ -143,6 +272,56 @@ mod tests {
         assert_eq!(h.authorize(&Request::new(Action::Read, "a").with_basic("ana", "nope")), wrong);
         assert_eq!(h.authorize(&Request::new(Action::Read, "a").with_basic("bob", "opensesame")), wrong);
         assert_eq!(h.authorize(&Request::new(Action::Read, "a")), Decision::challenge("sluice"));
+    }
+
+    #[test]
+    fn users_may_be_held_to_addresses() {
+        let h = AuthHost::<Users>::from_value(json!({ "users": [
+            { "name": "ana", "password_hash": ANA_HASH, "permissions": ["*"], "ips": ["192.168.1.0/24", "::1"] },
+        ] }))
+        .expect("config");
+        let from = |ip: &str| Request::new(Action::Read, "cam").with_basic("ana", "opensesame").with_remote_ip(ip);
+        assert_eq!(h.authorize(&from("192.168.1.77")), Decision::allow("ana", 0), "not cached: it hung on the address");
+        assert!(h.authorize(&from("::1")).is_allow());
+        assert!(h.authorize(&from("::ffff:192.168.1.5")).is_allow(), "an IPv4 client on a dual-stack socket");
+        assert_eq!(h.authorize(&from("192.168.2.1")), Decision::deny("ana may not connect from 192.168.2.1"));
+        assert!(!h.authorize(&from("::2")).is_allow());
+        assert!(!h.authorize(&from("not an address")).is_allow());
+    }
+
+    #[test]
+    fn clients_without_credentials_get_what_anonymous_entries_grant() {
+        // MediaMTX's default users: anyone reads and publishes, the API only from this machine.
+        let h = AuthHost::<Users>::from_value(json!({
+            "users": [{ "name": "ana", "password_hash": ANA_HASH, "permissions": ["api"] }],
+            "anonymous": [
+                { "permissions": ["read:*", "publish:cams/*"] },
+                { "permissions": ["api"], "ips": ["127.0.0.1", "::1"] },
+            ],
+        }))
+        .expect("config");
+        let anon = |action, route: &str, ip: &str| h.authorize(&Request::new(action, route).with_remote_ip(ip));
+        assert_eq!(anon(Action::Read, "door", "10.0.0.5"), Decision::allow("anonymous", 300_000));
+        assert!(anon(Action::Publish, "cams/1", "10.0.0.5").is_allow());
+        assert_eq!(anon(Action::Publish, "door", "10.0.0.5"), Decision::challenge("sluice"), "asked who it is");
+        assert_eq!(anon(Action::Api, "", "127.0.0.1"), Decision::allow("anonymous", 0));
+        assert_eq!(anon(Action::Api, "", "10.0.0.5"), Decision::challenge("sluice"));
+        let ana = Request::new(Action::Api, "").with_basic("ana", "opensesame").with_remote_ip("10.0.0.5");
+        assert!(h.authorize(&ana).is_allow(), "a user's credentials still count from anywhere");
+    }
+
+    #[test]
+    fn bad_ranges_are_refused_with_whose_they_are() {
+        let user = json!({ "name": "a", "password_hash": DUMMY_HASH, "ips": ["10.0.0.0/33"] });
+        let e = AuthHost::<Users>::from_value(json!({ "users": [user] })).expect_err("range");
+        assert_eq!(e, "user \"a\": `ips`: \"10.0.0.0/33\" has a prefix length outside 0..=32");
+        let e = AuthHost::<Users>::from_value(json!({ "anonymous": [{ "permissions": ["read"], "ips": ["lan"] }] }))
+            .expect_err("name");
+        assert_eq!(e, "anonymous entry 1: `ips`: \"lan\" is not an address or range like \"10.0.0.0/8\"");
+        let all =
+            AuthHost::<Users>::from_value(json!({ "anonymous": [{ "permissions": ["read"], "ips": ["0.0.0.0/0"] }] }))
+                .expect("every IPv4 address");
+        assert!(all.authorize(&Request::new(Action::Read, "x").with_remote_ip("203.0.113.9")).is_allow());
     }
 
     #[test]

@@ -78,8 +78,18 @@ impl RouteName {
         RouteName(format!("{prefix}/*").into())
     }
 
-    /// For a template's name, the prefix its instances start with (`live` for `live/*`).
+    /// The template of every one-segment name no other route has (MediaMTX's `all_others`): `*`.
+    pub fn catch_all() -> RouteName {
+        RouteName(Self::CATCH_ALL.into())
+    }
+
+    pub const CATCH_ALL: &'static str = "*";
+
+    /// For a template's name, the prefix its instances start with (`live` for `live/*`, "" for `*`).
     pub fn template_prefix(&self) -> Option<&str> {
+        if &*self.0 == Self::CATCH_ALL {
+            return Some("");
+        }
         self.0.strip_suffix("/*")
     }
 
@@ -95,11 +105,12 @@ impl fmt::Display for RouteName {
 }
 
 impl RouteTable {
-    /// The template route `name` would be made from (`live/*` for `live/cam1`): the one whose prefix is all of
-    /// `name` but its last segment. Exact routes are looked up first by the caller; they win.
+    /// The template route `name` would be made from (`live/*` for `live/cam1`, `*` for `cam1`): the one whose
+    /// prefix is all of `name` but its last segment. Exact routes are looked up first by the caller; they win.
     pub fn template_for(&self, name: &str) -> Option<&Arc<RouteConfig>> {
-        let (prefix, last) = name.rsplit_once('/')?;
-        if !RouteName::is_segment(last) {
+        // A one-segment name can only come from the catch-all `*`, and never one of the router's own paths.
+        let (prefix, last) = name.rsplit_once('/').unwrap_or(("", name));
+        if !RouteName::is_segment(last) || (prefix.is_empty() && RouteName::RESERVED.contains(&last)) {
             return None;
         }
         self.routes.iter().find(|r| r.name.template_prefix() == Some(prefix))

@@ -988,7 +988,7 @@ impl Validator<'_> {
             let raw_name = spec.name.get_ref().clone();
             let parsed = match raw_name.strip_suffix("/*") {
                 Some(prefix) => RouteName::parse(prefix).map(|p| RouteName::template(&p)),
-                None if raw_name == "*" => Err("a template needs a prefix, e.g. \"live/*\"".to_string()),
+                None if raw_name == RouteName::CATCH_ALL => Ok(RouteName::catch_all()),
                 None => RouteName::parse(&raw_name),
             };
             let name = match parsed {
@@ -1914,6 +1914,34 @@ auth = "none"
     }
 
     #[test]
+    fn the_catch_all_template_makes_one_segment_names_no_other_route_has() {
+        let table = check(
+            "[[route]]\nname = \"door\"\nfrom = \"whip\"\nto = [\"whep\"]\n\n\
+             [[route]]\nname = \"live/*\"\nfrom = \"rtmp\"\nto = [\"whep\"]\n\n\
+             [[route]]\nname = \"*\"\nfrom = \"publisher\"\nto = [\"whep\", \"rtsp\"]\n",
+        )
+        .expect("valid");
+        let catch_all = &table.routes[2];
+        assert!(catch_all.is_template());
+        assert_eq!(catch_all.name.template_prefix(), Some(""));
+        assert_eq!(table.template_for("mystream").map(|t| t.name.as_str()), Some("*"));
+        assert_eq!(table.template_for("live/cam").map(|t| t.name.as_str()), Some("live/*"));
+        assert!(table.template_for("other/cam").is_none(), "`*` is one segment, like every template's");
+        for name in ["v1", "api", "metrics", "whep", ".hidden", ""] {
+            assert!(table.template_for(name).is_none(), "{name:?} is not a name it makes");
+        }
+        let made = catch_all.instantiate("mystream").expect("made");
+        assert_eq!(made.name.as_str(), "mystream");
+        assert_eq!(made.instance_of.as_ref().map(|n| n.as_str()), Some("*"));
+        // The capture of a pulling catch-all is the whole name.
+        let table =
+            check("[[route]]\nname = \"*\"\nfrom = \"rtsp://10.0.0.9/${1}\"\non_demand = true\nto = [\"whep\"]\n")
+                .expect("valid");
+        let made = table.routes[0].instantiate("ch7").expect("made");
+        assert_eq!(made.from.redacted(), "rtsp://10.0.0.9/ch7");
+    }
+
+    #[test]
     fn names_with_segments_and_templates() {
         let table = check(
             "[[route]]\nname = \"cams/door\"\nfrom = \"whip\"\nto = [\"whep\"]\n\n\
@@ -1945,7 +1973,7 @@ auth = "none"
             "routes.toml:2:8: `name`: route name \"cams//door\" has an empty segment; segments are separated by one '/', with none at either end\n  help: use a name like \"front-door\" or \"cams/front-door\"; \"live/*\" is a template"
         );
         assert!(error(&route("cams/whep", "whip")).contains("names an endpoint of the route before it"));
-        assert!(error(&route("*", "whip")).contains("a template needs a prefix"));
+        assert!(error(&route("*/x", "whip")).contains("contains '*'"));
         assert!(error(&route("cams/*/x", "whip")).contains("contains '*'"));
         assert_eq!(
             error(&route("door", "rtsp://10.0.0.9/${1}")),

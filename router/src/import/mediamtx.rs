@@ -1,0 +1,1469 @@
+//! MediaMTX's `mediamtx.yml` as a routes file.
+//!
+//! What maps: paths become routes (exact names; `all_others` and `~^PREFIX/(...)$` regexes become templates),
+//! their sources, on-demand pulls, `maxReaders`, `overridePublisher`, recording (the built-in recorder with the
+//! same part and segment durations, path pattern and retention), internal users (passwords hashed with argon2 on
+//! the way; the `any` user becomes the auth plugin's anonymous entries), the listeners and WebRTC's ICE settings.
+//! What does not (hooks, protocols Sluice lacks, HTTP auth) is listed with the reason, in the output and as a
+//! comment at the end of the file. MediaMTX's defaults apply where the file is silent, as they did when MediaMTX
+//! read it: a file without `authInternalUsers` lets anyone read and publish, as MediaMTX did.
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use yaml_rust2::parser::{Event, EventReceiver, Parser};
+use yaml_rust2::yaml::Hash;
+use yaml_rust2::{Yaml, YamlLoader};
+
+use super::{Conversion, Skipped};
+use crate::config::model::RouteName;
+
+/// Anchors and aliases are not used in MediaMTX files; a handful is allowed, more is refused before loading
+/// (each alias is a copy: nested ones grow the document exponentially).
+const MAX_ALIASES: usize = 16;
+
+/// The name of the auth plugin the users convert into.
+const USERS_PLUGIN: &str = "users";
+const JWT_PLUGIN: &str = "jwt";
+
+pub fn convert(text: &str) -> Result<Conversion, String> {
+    let mut aliases = AliasCounter(0);
+    Parser::new_from_str(text).load(&mut aliases, true).map_err(|e| format!("not valid YAML: {e}"))?;
+    if aliases.0 > MAX_ALIASES {
+        return Err(format!("the file uses {} YAML aliases; at most {MAX_ALIASES} are read", aliases.0));
+    }
+    let docs = YamlLoader::load_from_str(text).map_err(|e| format!("not valid YAML: {e}"))?;
+    let empty = Hash::new();
+    let root = match docs.as_slice() {
+        [] | [Yaml::Null] => &empty,
+        [Yaml::Hash(h)] => h,
+        [_] => return Err("expected MediaMTX settings (`key: value` lines) at the top level".into()),
+        _ => return Err("the file holds several YAML documents; MediaMTX reads one".into()),
+    };
+    let mut converter = Converter::default();
+    converter.global(root)?;
+    converter.paths(root)?;
+    Ok(converter.finish())
+}
+
+struct AliasCounter(usize);
+
+impl EventReceiver for AliasCounter {
+    fn on_event(&mut self, event: Event) {
+        if matches!(event, Event::Alias(_)) {
+            self.0 += 1;
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Converter {
+    skipped: Vec<Skipped>,
+    /// `[server]` lines, `key = value`.
+    server: Vec<String>,
+    webrtc: Vec<String>,
+    /// The protocols readers may use on every route (`to`).
+    outputs: Vec<&'static str>,
+    auth: Auth,
+    users: Users,
+    /// Whether `authInternalUsers` was absent and MediaMTX's default users were converted.
+    default_users: bool,
+    recorders: Vec<Recorder>,
+    routes: Vec<Route>,
+    /// Said at the top of the file: what changed meaning on the way.
+    comments: Vec<String>,
+}
+
+#[derive(Debug, Default)]
+enum Auth {
+    /// `authMethod: internal`: routes and the API ask the users plugin.
+    #[default]
+    Internal,
+    /// Per-path `readUser`/`publishUser` (MediaMTX before 1.0): open routes stay open, those with credentials ask
+    /// the users plugin.
+    PerPath,
+    /// `authMethod: jwt`.
+    Jwt { claim: String },
+    /// Something Sluice cannot check (`authMethod: http`): everything is refused until the file says otherwise.
+    Closed,
+}
+
+#[derive(Debug, Default)]
+struct Users {
+    users: Vec<User>,
+    anonymous: Vec<Anonymous>,
+}
+
+#[derive(Debug)]
+struct User {
+    name: String,
+    hash: String,
+    /// Where the password came from, to tell two entries of one name apart.
+    pass: String,
+    permissions: Vec<String>,
+    ips: Vec<String>,
+}
+
+#[derive(Debug)]
+struct Anonymous {
+    permissions: Vec<String>,
+    ips: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Recorder {
+    name: String,
+    dir: String,
+    pattern: String,
+    part: String,
+    segment: String,
+    max_age: Option<String>,
+}
+
+#[derive(Debug)]
+struct Route {
+    /// The MediaMTX path it came from.
+    path: String,
+    name: String,
+    lines: Vec<String>,
+    notes: Vec<String>,
+}
+
+/// A MediaMTX mapping, read key by key; a missing key and an explicit `null` are alike.
+#[derive(Debug, Clone, Copy)]
+struct Section<'a> {
+    hash: Option<&'a Hash>,
+    /// Falls back to these (a path's keys to `pathDefaults`).
+    fallback: Option<&'a Hash>,
+}
+
+impl<'a> Section<'a> {
+    fn of(hash: &'a Hash) -> Self {
+        Section { hash: Some(hash), fallback: None }
+    }
+
+    fn get(&self, key: &str) -> Option<&'a Yaml> {
+        let find = |h: Option<&'a Hash>| h.and_then(|h| h.get(&Yaml::String(key.into()))).filter(|v| !v.is_null());
+        find(self.hash).or_else(|| find(self.fallback))
+    }
+
+    fn text(&self, key: &str) -> Option<String> {
+        self.get(key).map(text).filter(|t| !t.is_empty())
+    }
+
+    fn bool(&self, key: &str, default: bool) -> Result<bool, String> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(v) => boolean(v).ok_or_else(|| format!("`{key}`: expected yes or no, got {}", text(v))),
+        }
+    }
+
+    fn duration(&self, key: &str) -> Result<Option<Duration>, String> {
+        self.text(key).map(|t| go_duration(&t).map_err(|e| format!("`{key}`: {e}"))).transpose()
+    }
+}
+
+/// A scalar as MediaMTX would read it into a string; lists joined with commas.
+fn text(v: &Yaml) -> String {
+    match v {
+        Yaml::String(s) | Yaml::Real(s) => s.clone(),
+        Yaml::Integer(i) => i.to_string(),
+        Yaml::Boolean(b) => b.to_string(),
+        Yaml::Array(a) => a.iter().map(text).collect::<Vec<_>>().join(","),
+        Yaml::Hash(_) => "{...}".into(),
+        Yaml::Null | Yaml::BadValue | Yaml::Alias(_) => String::new(),
+    }
+}
+
+/// MediaMTX reads YAML 1.1 booleans: yes/no as well as true/false.
+fn boolean(v: &Yaml) -> Option<bool> {
+    match v {
+        Yaml::Boolean(b) => Some(*b),
+        Yaml::String(s) => match s.to_ascii_lowercase().as_str() {
+            "yes" | "true" | "on" | "y" => Some(true),
+            "no" | "false" | "off" | "n" => Some(false),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Whether a value says nothing: empty, no, zero, or an empty list.
+fn is_empty(v: &Yaml) -> bool {
+    match v {
+        Yaml::Null | Yaml::BadValue => true,
+        Yaml::String(s) => s.is_empty() || boolean(v) == Some(false),
+        Yaml::Boolean(b) => !b,
+        Yaml::Integer(i) => *i == 0,
+        Yaml::Array(a) => a.is_empty(),
+        Yaml::Hash(h) => h.is_empty(),
+        _ => false,
+    }
+}
+
+/// A Go duration (`10s`, `1h30m`, `500ms`) or MediaMTX's days (`1d`).
+fn go_duration(t: &str) -> Result<Duration, String> {
+    let t = t.trim();
+    if t == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let mut rest = t;
+    let mut total = 0f64;
+    if rest.is_empty() {
+        return Err("an empty duration".into());
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let number: f64 = rest[..digits].parse().map_err(|_| format!("\"{t}\" is not a duration like \"10s\""))?;
+        rest = &rest[digits..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let seconds = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            "d" => 86400.0,
+            _ => return Err(format!("\"{t}\" is not a duration like \"10s\"")),
+        };
+        total += number * seconds;
+        rest = &rest[unit_len..];
+    }
+    if !total.is_finite() || total > 1e10 {
+        return Err(format!("\"{t}\" is too long"));
+    }
+    Ok(Duration::from_secs_f64(total))
+}
+
+/// A duration as routes.toml and the recorder write it: the largest whole unit (never days: the recorder reads
+/// ms, s, m and h).
+fn sluice_duration(d: Duration) -> String {
+    let ms = d.as_millis().max(1);
+    match ms {
+        ms if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
+        ms if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
+        ms if ms % 1_000 == 0 => format!("{}s", ms / 1_000),
+        ms => format!("{ms}ms"),
+    }
+}
+
+/// A TOML string, with `${` kept literal (routes.toml expands `${VAR}`; MediaMTX did not).
+fn q(s: &str) -> String {
+    toml::Value::String(s.replace("${", "$${")).to_string()
+}
+
+fn list(items: &[String]) -> String {
+    format!("[{}]", items.iter().map(|i| q(i)).collect::<Vec<_>>().join(", "))
+}
+
+/// MediaMTX's `:8554` (every interface), `host:port` or `[v6]:port`, as a socket address.
+fn listener(key: &str, addr: &str) -> Result<String, String> {
+    let bad = || format!("`{key}`: \"{addr}\" is not an address like \":8554\" or \"127.0.0.1:8554\"");
+    let (host, port) = addr.trim().rsplit_once(':').ok_or_else(bad)?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let ip: IpAddr = match host {
+        "" => IpAddr::from([0, 0, 0, 0]),
+        "localhost" => IpAddr::from([127, 0, 0, 1]),
+        h => h.parse().map_err(|_| bad())?,
+    };
+    Ok(SocketAddr::new(ip, port).to_string())
+}
+
+/// Settings whose value is MediaMTX's default, which mean nothing to Sluice either way.
+const QUIET_DEFAULTS: &[(&str, &str)] = &[
+    ("logLevel", "info"),
+    ("logDestinations", "stdout"),
+    ("logFile", "mediamtx.log"),
+    ("sysLogPrefix", "mediamtx"),
+    ("readTimeout", "10s"),
+    ("writeTimeout", "10s"),
+    ("writeQueueSize", "512"),
+    ("udpMaxPayloadSize", "1472"),
+    ("udpReadBufferSize", "0"),
+    ("authHTTPExclude", "{...},{...},{...}"),
+    ("authJWTClaimKey", "mediamtx_permissions"),
+    ("authJWTExclude", ""),
+    ("authJWTInHTTPQuery", "true"),
+    ("apiAllowOrigin", "*"),
+    ("rtspAuthMethods", "basic"),
+    ("authMethods", "basic"),
+    ("protocols", "udp,multicast,tcp"),
+    ("encryption", "no"),
+    ("rtmpEncryption", "no"),
+    ("webrtcEncryption", "false"),
+    ("webrtcAllowOrigin", "*"),
+    ("webrtcIPsFromInterfaces", "true"),
+    ("webrtcHandshakeTimeout", "10s"),
+    ("webrtcTrackGatherTimeout", "2s"),
+    ("webrtcSTUNGatherTimeout", "5s"),
+    ("sourceOnDemandStartTimeout", "10s"),
+    ("runOnDemandStartTimeout", "10s"),
+    ("runOnDemandCloseAfter", "10s"),
+    ("recordMaxPartSize", "50M"),
+    ("rtspRangeType", ""),
+    ("rtspUDPReadBufferSize", "0"),
+    ("rtspAnyPort", "false"),
+];
+
+fn quiet_default(key: &str, v: &Yaml) -> bool {
+    let t = text(v);
+    is_empty(v)
+        || QUIET_DEFAULTS.iter().any(|(k, d)| *k == key && (t == *d || boolean(v).is_some_and(|b| b.to_string() == *d)))
+}
+
+impl Converter {
+    fn skip(&mut self, setting: impl Into<String>, reason: impl Into<String>) {
+        self.skipped.push(Skipped { setting: setting.into(), reason: reason.into() });
+    }
+
+    /// The listeners, protocols, API and authentication.
+    fn global(&mut self, root: &Hash) -> Result<(), String> {
+        let g = Section::of(root);
+        // Protocols: each on by default in MediaMTX, `xxxDisable: yes` in files before 1.0.
+        let enabled =
+            |on: &str, disable: &str| -> Result<bool, String> { Ok(g.bool(on, true)? && !g.bool(disable, false)?) };
+        let webrtc = enabled("webrtc", "webrtcDisable")?;
+        let rtsp = enabled("rtsp", "rtspDisable")?;
+        let rtmp = enabled("rtmp", "rtmpDisable")?;
+        let addr = |key: &str, default: &str| listener(key, &g.text(key).unwrap_or_else(|| default.into()));
+        self.server.push(format!("http = {}", q(&addr("webrtcAddress", ":8889")?)));
+        for (on, key, default, name) in [(rtsp, "rtspAddress", ":8554", "rtsp"), (rtmp, "rtmpAddress", ":1935", "rtmp")]
+        {
+            if on {
+                self.server.push(format!("{name} = {}", q(&addr(key, default)?)));
+            } else {
+                // Sluice always listens on both; kept to this machine, and routes do not offer the protocol.
+                let port = addr(key, default)?.rsplit_once(':').map(|(_, p)| p.to_string()).unwrap_or_default();
+                self.server.push(format!("{name} = {}", q(&format!("127.0.0.1:{port}"))));
+                self.comments.push(format!(
+                    "{name} is off in MediaMTX: Sluice always listens, here on 127.0.0.1 only, and no route offers it"
+                ));
+            }
+        }
+        if webrtc {
+            self.outputs.push("whep");
+        }
+        if rtsp {
+            self.outputs.push("rtsp");
+        }
+        if rtmp {
+            self.outputs.push("rtmp");
+        }
+        if enabled("hls", "hlsDisable")? {
+            self.skip("hls", "Sluice does not serve HLS yet: players use WHEP (browsers), RTSP or RTMP");
+        }
+        if g.bool("srt", true)? {
+            self.skip(
+                "srt",
+                "Sluice does not serve SRT: publishers use RTMP, RTSP or WHIP; players WHEP, RTSP or RTMP",
+            );
+        }
+        if !webrtc {
+            self.comments.push(
+                "webrtc is off in MediaMTX: its address is still Sluice's HTTP listener (API and pages); no route offers WHEP"
+                    .into(),
+            );
+        }
+        if g.bool("api", false)? {
+            self.server.push(format!("mediamtx_api = {}", q(&addr("apiAddress", ":9997")?)));
+        }
+        let udp = g.text("webrtcLocalUDPAddress").or_else(|| g.text("webrtcICEUDPMuxAddress"));
+        self.webrtc
+            .push(format!("udp = {}", q(&listener("webrtcLocalUDPAddress", udp.as_deref().unwrap_or(":8189"))?)));
+        self.public_ips(&g);
+        self.ice_servers(&g)?;
+        self.trusted_proxies(&g);
+        self.server.push("data_dir = \"data\"".into());
+        self.auth(&g)?;
+        for (k, v) in root {
+            let key = text(k);
+            if let Some(reason) = global_reason(&key, v, &g) {
+                self.skip(key, reason);
+            }
+        }
+        Ok(())
+    }
+
+    fn public_ips(&mut self, g: &Section) {
+        let mut ips = Vec::new();
+        for key in ["webrtcAdditionalHosts", "webrtcICEHostNAT1To1IPs"] {
+            for host in g.get(key).and_then(Yaml::as_vec).map(Vec::as_slice).unwrap_or_default() {
+                let host = text(host);
+                match host.parse::<IpAddr>() {
+                    Ok(_) => ips.push(host),
+                    Err(_) => self.skip(
+                        format!("{key}: {host}"),
+                        "Sluice advertises addresses, not host names: list the address it resolves to in `public_ips`",
+                    ),
+                }
+            }
+        }
+        self.webrtc.push(format!("public_ips = {}", list(&ips)));
+    }
+
+    fn ice_servers(&mut self, g: &Section) -> Result<(), String> {
+        let mut servers = Vec::new();
+        for s in g.get("webrtcICEServers2").and_then(Yaml::as_vec).map(Vec::as_slice).unwrap_or_default() {
+            let Yaml::Hash(h) = s else { return Err("`webrtcICEServers2`: expected entries with `url`".into()) };
+            let s = Section::of(h);
+            let url = s.text("url").ok_or("`webrtcICEServers2`: an entry has no `url`")?;
+            let mut entry = format!("{{ url = {}", q(&url));
+            if let (Some(user), Some(pass)) = (s.text("username"), s.text("password")) {
+                write!(entry, ", username = {}, credential = {}", q(&user), q(&pass)).ok();
+            }
+            entry.push_str(" }");
+            servers.push(entry);
+        }
+        // Before 1.0: a list of URLs, TURN ones as turn:USER:PASS:HOST:PORT.
+        for url in g.get("webrtcICEServers").and_then(Yaml::as_vec).map(Vec::as_slice).unwrap_or_default() {
+            let url = text(url);
+            let parts: Vec<&str> = url.splitn(4, ':').collect();
+            let entry = match parts.as_slice() {
+                [scheme @ ("turn" | "turns"), user, pass, host] => format!(
+                    "{{ url = {}, username = {}, credential = {} }}",
+                    q(&format!("{scheme}:{host}")),
+                    q(user),
+                    q(pass)
+                ),
+                _ => format!("{{ url = {} }}", q(&url)),
+            };
+            servers.push(entry);
+        }
+        self.webrtc.push(format!("ice_servers = [{}]", servers.join(", ")));
+        Ok(())
+    }
+
+    fn trusted_proxies(&mut self, g: &Section) {
+        let mut proxies: Vec<String> = Vec::new();
+        for key in ["webrtcTrustedProxies", "hlsTrustedProxies", "apiTrustedProxies", "playbackTrustedProxies"] {
+            for p in g.get(key).and_then(Yaml::as_vec).map(Vec::as_slice).unwrap_or_default() {
+                let p = text(p);
+                if !proxies.contains(&p) {
+                    proxies.push(p);
+                }
+            }
+        }
+        if !proxies.is_empty() {
+            self.server.push(format!("trusted_proxies = {}", list(&proxies)));
+        }
+    }
+
+    fn auth(&mut self, g: &Section) -> Result<(), String> {
+        let method = g.text("authMethod").unwrap_or_else(|| "internal".into());
+        self.auth = match method.as_str() {
+            "internal" => Auth::Internal,
+            "jwt" => {
+                self.skip(
+                    "authJWTJWKS",
+                    "auth-jwt checks tokens with one key, not a JWKS URL: put the RS256 public key (PEM) from that \
+                     URL in the environment variable SLUICE_JWT_PUBLIC_KEY (the converted plugin reads it)",
+                );
+                Auth::Jwt { claim: g.text("authJWTClaimKey").unwrap_or_else(|| "mediamtx_permissions".into()) }
+            }
+            other => {
+                self.skip(
+                    "authMethod",
+                    format!(
+                        "\"{other}\" has no Sluice equivalent (plugins have no network to call an auth service): \
+                         every route and the API refuse clients until you name an auth plugin; write one with the SDK \
+                         (sdk/) or use builtin:auth-users / builtin:auth-jwt"
+                    ),
+                );
+                Auth::Closed
+            }
+        };
+        Ok(())
+    }
+
+    fn paths(&mut self, root: &Hash) -> Result<(), String> {
+        let g = Section::of(root);
+        let defaults = match g.get("pathDefaults") {
+            None => None,
+            Some(Yaml::Hash(h)) => Some(h),
+            Some(_) => return Err("`pathDefaults`: expected path settings".into()),
+        };
+        let paths = match g.get("paths") {
+            None => Hash::new(),
+            Some(Yaml::Hash(h)) => h.clone(),
+            Some(_) => return Err("`paths`: expected a path name and its settings per entry".into()),
+        };
+        if let Some(d) = defaults {
+            for (k, v) in d {
+                let key = text(k);
+                if let Some(reason) = path_reason(&key, v, Section { hash: Some(d), fallback: None }) {
+                    self.skip(format!("pathDefaults.{key}"), reason);
+                }
+            }
+        }
+        let per_path = paths.values().any(|p| {
+            let s = Section { hash: p.as_hash(), fallback: defaults };
+            ["readUser", "publishUser"].iter().any(|k| s.text(k).is_some())
+        });
+        if per_path && matches!(self.auth, Auth::Internal) && g.get("authInternalUsers").is_none() {
+            self.auth = Auth::PerPath;
+            // MediaMTX before 1.0 served its API to this machine only, without credentials.
+            let local = vec!["127.0.0.1".to_string(), "::1".to_string()];
+            self.users.anonymous.push(Anonymous { permissions: vec!["api".into()], ips: local });
+        }
+        if matches!(self.auth, Auth::Internal) {
+            self.internal_users(&g)?;
+        }
+        let mut names: Vec<String> = Vec::new();
+        for (name, conf) in &paths {
+            let name = text(name);
+            let hash = match conf {
+                Yaml::Null => None,
+                Yaml::Hash(h) => Some(h),
+                _ => return Err(format!("`paths.{name}`: expected the path's settings (or nothing)")),
+            };
+            let s = Section { hash, fallback: defaults };
+            for (k, v) in hash.into_iter().flatten() {
+                let key = text(k);
+                if let Some(reason) = path_reason(&key, v, s) {
+                    self.skip(format!("paths.{name}.{key}"), reason);
+                }
+            }
+            match self.route(&name, s) {
+                Ok(route) if names.contains(&route.name) => self.skip(
+                    format!("paths.{name}"),
+                    format!("it becomes route \"{}\", which an earlier path already is", route.name),
+                ),
+                Ok(route) => {
+                    names.push(route.name.clone());
+                    self.routes.push(route);
+                }
+                Err(reason) => self.skip(format!("paths.{name}"), reason),
+            }
+        }
+        Ok(())
+    }
+
+    /// `authInternalUsers` (or MediaMTX's default users when the file has none).
+    fn internal_users(&mut self, g: &Section) -> Result<(), String> {
+        let entries = match g.get("authInternalUsers") {
+            None => {
+                // MediaMTX's defaults: anyone publishes, reads and plays back; the API only from this machine.
+                self.default_users = true;
+                let local = vec!["127.0.0.1".to_string(), "::1".to_string()];
+                self.users.anonymous.push(Anonymous {
+                    permissions: vec!["publish".into(), "read".into(), "playback".into()],
+                    ips: Vec::new(),
+                });
+                self.users.anonymous.push(Anonymous { permissions: vec!["api".into()], ips: local });
+                return Ok(());
+            }
+            Some(Yaml::Array(a)) => a,
+            Some(_) => return Err("`authInternalUsers`: expected a list of users".into()),
+        };
+        let mut noted_metrics = false;
+        for (i, entry) in entries.iter().enumerate() {
+            let at = format!("authInternalUsers[{i}]");
+            let Yaml::Hash(h) = entry else { return Err(format!("`{at}`: expected `user`, `pass` and `permissions`")) };
+            let s = Section::of(h);
+            let user = s.text("user").unwrap_or_default();
+            let ips: Vec<String> = s.get("ips").and_then(Yaml::as_vec).into_iter().flatten().map(text).collect();
+            let mut permissions = Vec::new();
+            for p in s.get("permissions").and_then(Yaml::as_vec).into_iter().flatten() {
+                let Yaml::Hash(p) = p else { return Err(format!("`{at}.permissions`: expected `action` and `path`")) };
+                let p = Section::of(p);
+                let action = p.text("action").unwrap_or_default();
+                match action.as_str() {
+                    "publish" | "read" | "playback" | "api" => {}
+                    "metrics" | "pprof" => {
+                        if !noted_metrics {
+                            noted_metrics = true;
+                            self.skip(
+                                format!("{at}.permissions: {action}"),
+                                "/metrics is served to anyone who reaches the HTTP listener; there is no pprof",
+                            );
+                        }
+                        continue;
+                    }
+                    other => {
+                        self.skip(format!("{at}.permissions: {other}"), "not an action Sluice knows");
+                        continue;
+                    }
+                }
+                let route = match p.text("path") {
+                    None => "*".to_string(),
+                    Some(path) => match permission_pattern(&path) {
+                        Ok(r) => r,
+                        Err(e) => {
+                            self.skip(format!("{at}.permissions: {action} {path}"), e);
+                            continue;
+                        }
+                    },
+                };
+                permissions.push(if route == "*" { action } else { format!("{action}:{route}") });
+            }
+            if user == "any" {
+                self.users.anonymous.push(Anonymous { permissions, ips });
+                continue;
+            }
+            if user.is_empty() {
+                self.skip(at, "no `user` name");
+                continue;
+            }
+            let pass = s.text("pass").unwrap_or_default();
+            self.add_user(&format!("{at} ({user})"), &user, &pass, permissions, ips);
+        }
+        Ok(())
+    }
+
+    /// A user with a MediaMTX password (plain, `argon2:` or `sha256:`); permissions merge into an earlier entry of
+    /// the same name and password.
+    fn add_user(&mut self, at: &str, name: &str, pass: &str, permissions: Vec<String>, ips: Vec<String>) {
+        if let Some(u) = self.users.users.iter_mut().find(|u| u.name == name) {
+            if u.pass != pass {
+                self.skip(at, "listed again with another password; the first entry is kept");
+                return;
+            }
+            for p in permissions {
+                if !u.permissions.contains(&p) {
+                    u.permissions.push(p);
+                }
+            }
+            if u.ips.is_empty() || ips.is_empty() {
+                u.ips.clear();
+            } else {
+                u.ips.extend(ips.into_iter().filter(|ip| !u.ips.contains(ip)).collect::<Vec<_>>());
+            }
+            return;
+        }
+        match password_hash(pass) {
+            Ok(hash) => self.users.users.push(User { name: name.into(), hash, pass: pass.into(), permissions, ips }),
+            Err(reason) => self.skip(at, reason),
+        }
+    }
+
+    /// One path as a route.
+    fn route(&mut self, path: &str, s: Section) -> Result<Route, String> {
+        let (name, mut notes) = route_name(path)?;
+        let template = name.ends_with('*');
+        let source = s.text("source").unwrap_or_else(|| "publisher".into());
+        let pulls = source != "publisher";
+        let from = if pulls { pull_source(&source, &name)? } else { q("publisher") };
+        let mut lines = vec![format!("name = {}", q(&name)), format!("from = {from}")];
+        let mut on_demand = pulls && s.bool("sourceOnDemand", false)?;
+        if pulls && template && !on_demand {
+            on_demand = true;
+            notes.push("pulled on demand: a template's routes are made when a reader asks for one".into());
+        }
+        if on_demand {
+            lines.push("on_demand = true".into());
+            let close_after = s.duration("sourceOnDemandCloseAfter")?.unwrap_or(Duration::from_secs(10));
+            if close_after != Duration::from_secs(10) {
+                lines.push(format!("idle_timeout = {}", q(&sluice_duration(close_after))));
+            }
+        }
+        if let Some(max) = s.text("maxReaders") {
+            let max: u64 = max.parse().map_err(|_| format!("`maxReaders`: \"{max}\" is not a number"))?;
+            if max > 0 {
+                lines.push(format!("max_readers = {max}"));
+            }
+        }
+        if source.starts_with("rtsp://") {
+            match s.text("rtspTransport").or_else(|| s.text("sourceProtocol")).as_deref() {
+                Some("udp") => lines.push("rtsp_transport = \"udp\"".into()),
+                Some("tcp") => lines.push("rtsp_transport = \"tcp\"".into()),
+                Some("multicast") => notes.push("pulled over TCP: multicast is not supported".into()),
+                _ => {}
+            }
+        }
+        if !pulls {
+            let default = !s.bool("disablePublisherOverride", false)?;
+            if s.bool("overridePublisher", default)? {
+                lines.push("override_publisher = true".into());
+            }
+        }
+        let mut to: Vec<String> = self.outputs.iter().map(|o| o.to_string()).collect();
+        if s.bool("record", false)? {
+            let recorder = self.recorder(path, s)?;
+            to.push(format!("record:{recorder}"));
+            lines.push(format!("to = {}", list(&to)));
+        }
+        if self.per_path_users(path, &name, s) {
+            lines.push(format!("auth = {}", q(USERS_PLUGIN)));
+        }
+        Ok(Route { path: path.into(), name, lines, notes })
+    }
+
+    /// MediaMTX before 1.0: `readUser`/`publishUser` on the path. Returns whether the route needs credentials.
+    fn per_path_users(&mut self, path: &str, name: &str, s: Section) -> bool {
+        if !matches!(self.auth, Auth::PerPath) {
+            return false;
+        }
+        let read = s.text("readUser");
+        let publish = s.text("publishUser");
+        if read.is_none() && publish.is_none() {
+            return false;
+        }
+        let pattern = name.to_string();
+        let mut open = Vec::new();
+        for (user, pass, action) in [(&read, "readPass", "read"), (&publish, "publishPass", "publish")] {
+            match user {
+                Some(user) => {
+                    let pass = s.text(pass).unwrap_or_default();
+                    let mut permissions = vec![format!("{action}:{pattern}")];
+                    if action == "read" {
+                        permissions.push(format!("playback:{pattern}"));
+                    }
+                    self.add_user(&format!("paths.{path}.{action}User ({user})"), user, &pass, permissions, Vec::new());
+                }
+                None => open.push(format!("{action}:{pattern}")),
+            }
+        }
+        if !open.is_empty() {
+            if name == RouteName::CATCH_ALL {
+                // "*" as a permission would match every route the plugin guards, not only the catch-all's.
+                self.skip(
+                    format!("paths.{path}"),
+                    "what anyone could do on it now needs the user's credentials too (a catch-all's open \
+                     permission would open every guarded route)",
+                );
+            } else {
+                self.users.anonymous.push(Anonymous { permissions: open, ips: Vec::new() });
+            }
+        }
+        true
+    }
+
+    /// The recorder plugin for the path's recording settings: one per directory.
+    fn recorder(&mut self, path: &str, s: Section) -> Result<String, String> {
+        let record_path = s.text("recordPath").unwrap_or_else(|| "./recordings/%path/%Y-%m-%d_%H-%M-%S-%f".into());
+        let (dir, pattern) = match split_record_path(&record_path) {
+            Ok(split) => split,
+            Err(e) => {
+                self.skip(format!("paths.{path}.recordPath"), format!("{e}; recording to recordings/ instead"));
+                ("recordings".to_string(), "%route/%Y-%m-%d_%H-%M-%S".to_string())
+            }
+        };
+        let part = s.duration("recordPartDuration")?.unwrap_or(Duration::from_secs(1)).max(Duration::from_millis(100));
+        let segment = s.duration("recordSegmentDuration")?.unwrap_or(Duration::from_secs(3600)).max(part);
+        let delete_after = s.duration("recordDeleteAfter")?.unwrap_or(Duration::from_secs(86400));
+        let mut recorder = Recorder {
+            name: String::new(),
+            dir,
+            pattern,
+            part: sluice_duration(part),
+            segment: sluice_duration(segment),
+            max_age: (!delete_after.is_zero()).then(|| sluice_duration(delete_after)),
+        };
+        if let Some(same_dir) = self.recorders.iter().find(|r| r.dir == recorder.dir) {
+            let name = same_dir.name.clone();
+            if (Recorder { name: name.clone(), ..recorder }) != *same_dir {
+                self.skip(
+                    format!("paths.{path}.record*"),
+                    format!("recorded with recorder \"{name}\"'s settings: Sluice keeps one recorder per directory"),
+                );
+            }
+            return Ok(name);
+        }
+        recorder.name = match self.recorders.len() {
+            0 => "mp4".to_string(),
+            n => format!("mp4-{}", n + 1),
+        };
+        let name = recorder.name.clone();
+        self.recorders.push(recorder);
+        Ok(name)
+    }
+
+    fn finish(self) -> Conversion {
+        let mut out = String::new();
+        out.push_str(
+            "# Sluice routes file converted from MediaMTX's configuration by `sluice import`. Check it with\n\
+             # `sluice check`; the commented routes.toml shipped with Sluice explains every key.\n",
+        );
+        for c in &self.comments {
+            writeln!(out, "# Note: {c}").ok();
+        }
+        if self.routes.is_empty() {
+            out.push_str("\n# The MediaMTX file had no paths: nothing may publish or be read until routes are added.\nroute = []\n");
+        }
+        out.push_str("\n[server]\n");
+        for line in &self.server {
+            writeln!(out, "{line}").ok();
+        }
+        writeln!(out, "webrtc = {{ {} }}", self.webrtc.join(", ")).ok();
+        let api_auth = match &self.auth {
+            Auth::Jwt { .. } => JWT_PLUGIN,
+            _ => USERS_PLUGIN,
+        };
+        out.push_str("# The REST API (/v1, and /v3 when mediamtx_api is set) asks the same plugin as the routes.\n");
+        writeln!(out, "api_auth = {}", q(api_auth)).ok();
+
+        out.push_str("\n# MediaMTX serves every path on every protocol it has on; these are Sluice's.\n[defaults]\n");
+        let outputs: Vec<String> = self.outputs.iter().map(|o| o.to_string()).collect();
+        writeln!(out, "to = {}", list(&outputs)).ok();
+        match &self.auth {
+            Auth::PerPath => out.push_str(
+                "# Paths without readUser/publishUser were open to anyone; those with them ask the users plugin.\n\
+                 auth = \"none\"\nanonymous = [\"read\", \"publish\", \"playback\"]\n",
+            ),
+            Auth::Jwt { .. } => writeln!(out, "auth = {}", q(JWT_PLUGIN)).unwrap_or_default(),
+            _ => writeln!(out, "auth = {}", q(USERS_PLUGIN)).unwrap_or_default(),
+        }
+
+        match &self.auth {
+            Auth::Jwt { claim } => {
+                out.push_str(
+                    "\n# MediaMTX's JWT auth: tokens carry their permissions in the claim below ({ action, path }\n\
+                     # entries, read as they are). Set SLUICE_JWT_PUBLIC_KEY to the RS256 public key (PEM) of the issuer.\n",
+                );
+                writeln!(out, "[plugins.{JWT_PLUGIN}]\nsource = \"builtin:auth-jwt\"").ok();
+                writeln!(
+                    out,
+                    "config = {{ public_key_env = \"SLUICE_JWT_PUBLIC_KEY\", permissions_claim = {} }}",
+                    q(claim)
+                )
+                .ok();
+                out.push_str("grants = { env = [\"SLUICE_JWT_PUBLIC_KEY\"] }\n");
+            }
+            auth => self.write_users(&mut out, matches!(auth, Auth::Closed)),
+        }
+
+        for r in &self.recorders {
+            writeln!(
+                out,
+                "\n# Recording, as MediaMTX's record settings said (fragmented MP4, indexed for /v1/recordings)."
+            )
+            .ok();
+            writeln!(out, "[plugins.{}]\nsource = \"builtin:record-mp4\"", r.name).ok();
+            writeln!(
+                out,
+                "config = {{ part_duration = {}, segment_duration = {}, path = {} }}",
+                q(&r.part),
+                q(&r.segment),
+                q(&r.pattern)
+            )
+            .ok();
+            let max_age = r.max_age.as_ref().map(|a| format!(", max_age = {}", q(a))).unwrap_or_default();
+            writeln!(out, "grants = {{ storage = {{ dir = {}{max_age} }} }}", q(&r.dir)).ok();
+        }
+
+        for route in &self.routes {
+            writeln!(out, "\n# MediaMTX path {}", q(&route.path)).ok();
+            for note in &route.notes {
+                writeln!(out, "# ({note})").ok();
+            }
+            writeln!(out, "[[route]]").ok();
+            for line in &route.lines {
+                writeln!(out, "{line}").ok();
+            }
+        }
+
+        if !self.skipped.is_empty() {
+            out.push_str("\n# Not converted (`sluice import` printed these too):\n");
+            for s in &self.skipped {
+                for (i, line) in s.to_string().lines().enumerate() {
+                    writeln!(out, "#{} {line}", if i == 0 { "  -" } else { "   " }).ok();
+                }
+            }
+        }
+        Conversion { routes_toml: out, skipped: self.skipped }
+    }
+
+    fn write_users(&self, out: &mut String, closed: bool) {
+        out.push('\n');
+        if closed {
+            out.push_str(
+                "# MediaMTX's auth method did not convert: this plugin has no users, so everything is refused.\n",
+            );
+        } else if self.default_users {
+            out.push_str(
+                "# The MediaMTX file listed no users, so MediaMTX's defaults apply: anyone publishes, reads and plays\n\
+                 # back; the API answers this machine only. Add users (`sluice passwd` hashes a password) to close it.\n",
+            );
+        } else {
+            out.push_str(
+                "# MediaMTX's internal users: passwords hashed with argon2 on the way (`sluice passwd` makes more);\n\
+                 # the user `any` became `anonymous` entries (what clients without credentials may do).\n",
+            );
+        }
+        writeln!(out, "[plugins.{USERS_PLUGIN}]\nsource = \"builtin:auth-users\"").ok();
+        if self.users.users.is_empty() && self.users.anonymous.is_empty() {
+            out.push_str("config = { users = [] }\n");
+            return;
+        }
+        for u in &self.users.users {
+            writeln!(out, "\n[[plugins.{USERS_PLUGIN}.config.users]]").ok();
+            writeln!(out, "name = {}\npassword_hash = {}", q(&u.name), q(&u.hash)).ok();
+            writeln!(out, "permissions = {}", list(&u.permissions)).ok();
+            if !u.ips.is_empty() {
+                writeln!(out, "ips = {}", list(&u.ips)).ok();
+            }
+        }
+        for a in &self.users.anonymous {
+            writeln!(out, "\n[[plugins.{USERS_PLUGIN}.config.anonymous]]").ok();
+            writeln!(out, "permissions = {}", list(&a.permissions)).ok();
+            if !a.ips.is_empty() {
+                writeln!(out, "ips = {}", list(&a.ips)).ok();
+            }
+        }
+    }
+}
+
+/// A MediaMTX password as an argon2 hash the users plugin checks.
+fn password_hash(pass: &str) -> Result<String, String> {
+    if let Some(hash) = pass.strip_prefix("argon2:") {
+        return argon2::PasswordHash::new(hash)
+            .map(|_| hash.to_string())
+            .map_err(|e| format!("its argon2 hash does not parse ({e})"));
+    }
+    if pass.starts_with("sha256:") {
+        return Err("a sha256 password hash cannot become an argon2 one: give the user a new password \
+                    (`echo -n PASSWORD | sluice passwd`) and add it to the users plugin"
+            .into());
+    }
+    if pass.is_empty() {
+        return Err("no password (only the user `any` may go without one)".into());
+    }
+    crate::credentials::hash_password(pass)
+}
+
+/// A path name as a route name: exact names stay, `all_others` and `~^PREFIX/(...)$` become templates. Returns
+/// notes on what the name now matches that MediaMTX's did not, or the other way round.
+fn route_name(path: &str) -> Result<(String, Vec<String>), String> {
+    let mut notes = Vec::new();
+    let name = match path {
+        "all_others" | "all" => {
+            notes.push(
+                "MediaMTX's all_others also took names with '/'; `*` takes one-segment names: add a template \
+                 \"PREFIX/*\" for others"
+                    .into(),
+            );
+            RouteName::CATCH_ALL.to_string()
+        }
+        re if re.starts_with('~') => {
+            let (name, note) = template_of_regex(&re[1..])?;
+            notes.extend(note);
+            name
+        }
+        exact => {
+            RouteName::parse(exact).map_err(|e| format!("{e}: rename the path (clients use the new name)"))?;
+            exact.to_string()
+        }
+    };
+    Ok((name, notes))
+}
+
+/// What a regex capture group takes, as far as a template's `*` (one segment) is concerned.
+enum Capture {
+    /// Anything but '/': exactly a segment.
+    Segment,
+    /// Anything, '/' too: the template takes one segment of it.
+    Wider,
+    /// Fewer names than a segment (digits, a character class): the template takes more.
+    Narrower,
+}
+
+fn capture_kind(group: &str) -> Option<Capture> {
+    let body = group.strip_suffix('+').or_else(|| group.strip_suffix('*'))?;
+    match body {
+        "[^/]" => Some(Capture::Segment),
+        "." => Some(Capture::Wider),
+        "\\d" | "\\w" => Some(Capture::Narrower),
+        class if class.starts_with('[') && class.ends_with(']') && !class.contains('/') => Some(Capture::Narrower),
+        _ => None,
+    }
+}
+
+/// `^PREFIX/(CAPTURE)$` as `PREFIX/*`, `^(CAPTURE)$` as `*`.
+fn template_of_regex(re: &str) -> Result<(String, Option<String>), String> {
+    let unmapped = || {
+        format!(
+            "the regex \"{re}\" has no template equivalent: a template is \"PREFIX/*\" (one name segment under a \
+             fixed prefix), written as a regex ^PREFIX/([^/]+)$; list these paths by name, or use one prefix"
+        )
+    };
+    let body = re.strip_prefix('^').and_then(|b| b.strip_suffix('$')).ok_or_else(unmapped)?;
+    let open = body.rfind('(').ok_or_else(unmapped)?;
+    let group = body[open..].strip_prefix('(').and_then(|g| g.strip_suffix(')')).ok_or_else(unmapped)?;
+    let group = group.strip_prefix("?:").unwrap_or(group);
+    let capture = capture_kind(group).ok_or_else(unmapped)?;
+    let prefix = unescape_literal(&body[..open]).ok_or_else(unmapped)?;
+    let name = match prefix.strip_suffix('/') {
+        None if prefix.is_empty() => RouteName::CATCH_ALL.to_string(),
+        None => return Err(unmapped()),
+        Some(prefix) => {
+            RouteName::parse(prefix).map_err(|e| format!("the regex's prefix: {e}"))?;
+            format!("{prefix}/*")
+        }
+    };
+    let note = match capture {
+        Capture::Segment => None,
+        Capture::Wider => {
+            Some(format!("\"{name}\" takes names one segment under its prefix; \"{re}\" took deeper ones too"))
+        }
+        Capture::Narrower => {
+            Some(format!("\"{name}\" takes every one-segment name under its prefix, more than \"{re}\" did"))
+        }
+    };
+    Ok((name, note))
+}
+
+/// A regex fragment that is plain text (letters, digits, '/', '-', '_', escaped '.'), as that text.
+fn unescape_literal(fragment: &str) -> Option<String> {
+    let mut out = String::new();
+    let mut chars = fragment.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next()? {
+                e @ ('.' | '/' | '-' | '_') => out.push(e),
+                _ => return None,
+            },
+            c if c.is_ascii_alphanumeric() || matches!(c, '/' | '-' | '_') => out.push(c),
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+/// A permission's `path` as a route pattern (`*` matching any run of characters): names stay, regexes whose only
+/// operators are `.*`-like runs become patterns (`~^cams/` is `cams/*`).
+fn permission_pattern(path: &str) -> Result<String, String> {
+    const RUNS: [&str; 10] = ["(.*)", "(.+)", ".*", ".+", "([^/]+)", "[^/]+", "(\\d+)", "\\d+", "(\\w+)", "\\w+"];
+    let Some(re) = path.strip_prefix('~') else { return Ok(path.to_string()) };
+    let unmapped =
+        || format!("the regex \"{re}\" has no pattern equivalent (`*` is the only wildcard): list the routes");
+    let (mut out, body) = match re.strip_prefix('^') {
+        Some(b) => (String::new(), b),
+        None => ("*".to_string(), re),
+    };
+    let (body, end) = match body.strip_suffix('$') {
+        Some(b) => (b, ""),
+        None => (body, "*"),
+    };
+    let mut rest = body;
+    while let Some(c) = rest.chars().next() {
+        if let Some(run) = RUNS.iter().find(|r| rest.starts_with(**r)) {
+            if !out.ends_with('*') {
+                out.push('*');
+            }
+            rest = &rest[run.len()..];
+            continue;
+        }
+        match c {
+            '\\' => match rest[1..].chars().next() {
+                Some(e @ ('.' | '/' | '-' | '_')) => {
+                    out.push(e);
+                    rest = &rest[2..];
+                }
+                _ => return Err(unmapped()),
+            },
+            c if c.is_ascii_alphanumeric() || matches!(c, '/' | '-' | '_') => {
+                out.push(c);
+                rest = &rest[1..];
+            }
+            _ => return Err(unmapped()),
+        }
+    }
+    if !out.ends_with('*') {
+        out.push_str(end);
+    }
+    Ok(out)
+}
+
+/// A pull source's URL, with a template's capture (`$G1`, or `$MTX_PATH` on the catch-all) as `${1}`.
+fn pull_source(source: &str, name: &str) -> Result<String, String> {
+    let scheme = source.split_once("://").map_or(source, |(s, _)| s);
+    match scheme {
+        "rtsp" | "rtmp" => {}
+        "rtsps" | "rtmps" => {
+            return Err(format!(
+                "{scheme} sources are not pulled yet (no TLS on the pull side); pull {} if the camera offers it",
+                &scheme[..4]
+            ));
+        }
+        "http" | "https" => return Err("HLS sources are not pulled: Sluice pulls RTSP and RTMP".into()),
+        "udp" | "srt" | "whep" | "wheps" => {
+            return Err(format!("{scheme} sources are not pulled: Sluice pulls RTSP and RTMP"));
+        }
+        "rpiCamera" => {
+            return Err("a Raspberry Pi camera is captured by sluice-edge on the Pi, which pushes into a route: make \
+                        the route `from = \"publisher\"` and run sluice-edge there"
+                .into());
+        }
+        "redirect" => return Err("redirects are not served: give the route the redirect target's source".into()),
+        _ => return Err(format!("\"{source}\" is not a source Sluice knows")),
+    }
+    url::Url::parse(source).map_err(|e| format!("`source` is not a URL ({e})"))?;
+    let quoted = q(source);
+    let template = name.ends_with('*');
+    let capture = if template { quoted.replace("$G1", "${1}") } else { quoted.clone() };
+    let capture = if name == RouteName::CATCH_ALL { capture.replace("$MTX_PATH", "${1}") } else { capture };
+    if capture.contains("$G") || capture.contains("$MTX_") {
+        return Err(format!(
+            "`source` uses {} which Sluice has no equivalent for: a template's `from` has only ${{1}}, its last name segment",
+            if capture.contains("$G") { "a regex group" } else { "a MediaMTX variable" }
+        ));
+    }
+    Ok(capture)
+}
+
+/// MediaMTX's `recordPath` as the recorder's directory (the part before the first placeholder) and file pattern.
+fn split_record_path(path: &str) -> Result<(String, String), String> {
+    let components: Vec<&str> = path.split('/').collect();
+    let first = components.iter().position(|c| c.contains('%')).ok_or("it has no placeholder")?;
+    let dir: Vec<&str> = components[..first].iter().copied().filter(|c| !c.is_empty() && *c != ".").collect();
+    let dir = match (path.starts_with('/'), dir.is_empty()) {
+        (_, true) => "recordings".to_string(),
+        (true, false) => format!("/{}", dir.join("/")),
+        (false, false) => dir.join("/"),
+    };
+    let mut pattern = components[first..].join("/").replace("%path", "%route");
+    // Microseconds: Sluice names a second's second file "-2".
+    for f in ["-%f", "_%f", ".%f", "%f"] {
+        pattern = pattern.replace(f, "");
+    }
+    let mut rest = pattern.as_str();
+    while let Some(at) = rest.find('%') {
+        let after = &rest[at + 1..];
+        let len = if after.starts_with("route") {
+            5
+        } else if after.starts_with(['Y', 'm', 'd', 'H', 'M', 'S', '%']) {
+            1
+        } else {
+            return Err(format!(
+                "\"{path}\" has a placeholder Sluice's recorder lacks (it has %path, %Y %m %d %H %M %S)"
+            ));
+        };
+        rest = &after[len..];
+    }
+    Ok((dir, pattern))
+}
+
+const HOOKS: &str = "Sluice runs no commands on events: a plugin (sdk/) can react to clients, and /v1 and /metrics \
+                     show what runs";
+
+/// Why a global setting was not converted; `None` for converted ones and those at MediaMTX's default.
+fn global_reason(key: &str, v: &Yaml, g: &Section) -> Option<String> {
+    let converted = [
+        "webrtc",
+        "webrtcDisable",
+        "rtsp",
+        "rtspDisable",
+        "rtmp",
+        "rtmpDisable",
+        "webrtcAddress",
+        "rtspAddress",
+        "rtmpAddress",
+        "api",
+        "apiAddress",
+        "webrtcLocalUDPAddress",
+        "webrtcICEUDPMuxAddress",
+        "webrtcAdditionalHosts",
+        "webrtcICEHostNAT1To1IPs",
+        "webrtcICEServers2",
+        "webrtcICEServers",
+        "webrtcTrustedProxies",
+        "hlsTrustedProxies",
+        "apiTrustedProxies",
+        "playbackTrustedProxies",
+        "authMethod",
+        "authInternalUsers",
+        "authJWTClaimKey",
+        "authJWTJWKS",
+        "paths",
+        "pathDefaults",
+        "hls",
+        "hlsDisable",
+        "srt",
+    ];
+    if converted.contains(&key) || quiet_default(key, v) {
+        return None;
+    }
+    let on = |k: &str| g.get(k).and_then(boolean).unwrap_or(false);
+    let reason = match key {
+        "logLevel" | "logDestinations" | "logFile" | "sysLogPrefix" => {
+            "Sluice logs to standard error: RUST_LOG sets the level (RUST_LOG=debug), --log-format json the format"
+        }
+        "readTimeout" | "writeTimeout" | "writeQueueSize" | "udpMaxPayloadSize" | "udpReadBufferSize" => {
+            "Sluice has its own: [server.limits] for clients' timeouts, and a slow reader skips to the next keyframe"
+        }
+        "runOnConnectRestart" => return None,
+        "runOnConnect" | "runOnDisconnect" => HOOKS,
+        "authHTTPAddress" | "authHTTPExclude" => "see authMethod",
+        k if k.starts_with("authJWT") => "auth-jwt takes tokens from Bearer, ?token= and Basic passwords alike",
+        k if k.starts_with("api") => "the v3 API is served over plain HTTP to any origin",
+        "metrics" => "Sluice serves Prometheus metrics at /metrics on its HTTP listener",
+        "pprof" => "there is no profiler endpoint",
+        "playback" => {
+            "recordings are listed and served by /v1/recordings on the HTTP listener (and /v3/recordings/list)"
+        }
+        k if k.starts_with("metrics") || k.starts_with("pprof") || k.starts_with("playback") => return None,
+        "protocols" => "Sluice's RTSP offers TCP and UDP unicast, always; no multicast",
+        "encryption" => "RTSPS is not served: put a TLS proxy in front, or use RTSP",
+        "rtspsAddress" | "serverKey" | "serverCert" | "rtspServerKey" | "rtspServerCert" if !on("encryption") => {
+            return None;
+        }
+        "rtspsAddress" | "serverKey" | "serverCert" | "rtspServerKey" | "rtspServerCert" => "see encryption",
+        "rtspAuthMethods" | "authMethods" => "Sluice's RTSP asks for Basic credentials (Digest is not offered)",
+        "rtpAddress" | "rtcpAddress" | "srtpAddress" | "srtcpAddress" => {
+            "Sluice gives each RTSP stream over UDP its own port pair: open UDP to the router, or have players use TCP"
+        }
+        k if k.starts_with("multicast") => return None,
+        "rtmpEncryption" => "RTMPS is not served: put a TLS proxy in front, or use RTMP",
+        "rtmpsAddress" | "rtmpServerKey" | "rtmpServerCert" => return None,
+        "webrtcEncryption" => {
+            "HTTPS is not served yet: put a TLS proxy in front (browsers give pages a camera only over HTTPS or on localhost)"
+        }
+        "webrtcServerKey" | "webrtcServerCert" => return None,
+        "webrtcAllowOrigin" => "WHIP and WHEP answer every origin (Access-Control-Allow-Origin: *)",
+        "webrtcLocalTCPAddress" | "webrtcICETCPMuxAddress" => {
+            "ICE over TCP is not offered: WebRTC uses its one UDP port"
+        }
+        "webrtcIPsFromInterfaces" | "webrtcIPsFromInterfacesList" => {
+            "Sluice advertises every interface's address (and `public_ips` first)"
+        }
+        k if k.starts_with("webrtc") => "Sluice's own WebRTC timeouts apply",
+        k if k.starts_with("hls") || k.starts_with("srt") => return None,
+        _ => "not a setting this importer knows: set its Sluice equivalent by hand, if there is one",
+    };
+    Some(reason.to_string())
+}
+
+/// Why a path setting was not converted; `None` for converted ones and those at MediaMTX's default.
+fn path_reason(key: &str, v: &Yaml, s: Section) -> Option<String> {
+    let converted = [
+        "source",
+        "sourceOnDemand",
+        "sourceOnDemandCloseAfter",
+        "maxReaders",
+        "overridePublisher",
+        "disablePublisherOverride",
+        "record",
+        "recordPath",
+        "recordPartDuration",
+        "recordSegmentDuration",
+        "recordDeleteAfter",
+        "readUser",
+        "readPass",
+        "publishUser",
+        "publishPass",
+        "sourceFingerprint",
+        "sourceRedirect",
+    ];
+    if converted.contains(&key) || key.starts_with("rpiCamera") || quiet_default(key, v) {
+        return None;
+    }
+    let reason = match key {
+        "rtspTransport" | "sourceProtocol" => match text(v).as_str() {
+            "udp" | "tcp" | "automatic" => return None,
+            _ => "pulled over TCP: multicast is not supported",
+        },
+        "recordFormat" => match text(v).as_str() {
+            "fmp4" => return None,
+            _ => "recorded as fragmented MP4 (Sluice's recorder writes MP4 only)",
+        },
+        "recordMaxPartSize" => "the recorder cuts parts by duration only",
+        // The hook itself is reported.
+        k if k.starts_with("runOn") && k.ends_with("Restart") => return None,
+        k if k.starts_with("runOn") => HOOKS,
+        "sourceOnDemandStartTimeout" => "Sluice's own wait for a source applies",
+        "fallback" => "no fallback stream: readers of a route without a source wait for one",
+        "useAbsoluteTimestamp" => "timestamps are the source's own, and RTCP sender reports carry wall-clock time",
+        "rtspAnyPort" | "sourceAnyPortEnable" => "UDP from other ports is not accepted: use TCP (the default)",
+        "rtspRangeType" | "rtspRangeStart" => "pulls always start live",
+        "rtspUDPReadBufferSize" => "Sluice's own UDP buffers apply",
+        "readIPs" | "publishIPs" => {
+            "per-path address lists are not converted: give users `ips` in the users plugin, or use a firewall"
+        }
+        "srtReadPassphrase" | "srtPublishPassphrase" => "SRT is not served",
+        _ => "not a path setting this importer knows: set its Sluice equivalent by hand, if there is one",
+    };
+    let _ = s;
+    Some(reason.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RouteTable;
+
+    const CAMERAS: &str = include_str!("../../tests/mediamtx/cameras.yml");
+    const PUBLISHER: &str = include_str!("../../tests/mediamtx/publisher-recording.yml");
+    const USERS: &str = include_str!("../../tests/mediamtx/users.yml");
+
+    /// Converts and validates as `sluice check` would (without loading plugins).
+    fn converted(yaml: &str) -> (RouteTable, Conversion) {
+        let conversion = convert(yaml).expect("converts");
+        let table = crate::config::parse(&conversion.routes_toml, "routes.toml", &|_| None)
+            .unwrap_or_else(|e| panic!("{e}\n{}", conversion.routes_toml));
+        (table, conversion)
+    }
+
+    fn route<'t>(table: &'t RouteTable, name: &str) -> &'t crate::config::model::RouteConfig {
+        table.routes.iter().find(|r| r.name.as_str() == name).unwrap_or_else(|| panic!("no route {name}"))
+    }
+
+    fn skipped<'c>(c: &'c Conversion, setting: &str) -> &'c str {
+        let found = c.skipped.iter().find(|s| s.setting == setting);
+        &found.unwrap_or_else(|| panic!("{setting} not among {:#?}", c.skipped)).reason
+    }
+
+    #[test]
+    fn a_camera_list_becomes_pulled_routes() {
+        let (table, c) = converted(CAMERAS);
+        assert_eq!(table.server.rtsp.to_string(), "0.0.0.0:8554");
+        assert_eq!(table.server.http.to_string(), "0.0.0.0:8889");
+        let front = route(&table, "front_door");
+        assert_eq!(front.from.redacted(), "rtsp://admin:***@192.168.1.64:554/Streaming/Channels/101");
+        assert!(front.on_demand);
+        let backyard = route(&table, "backyard");
+        assert!(c.routes_toml.contains("rtsp://admin:pa$$word@192.168.1.65"), "a `$` in a password stays literal");
+        assert_eq!(backyard.rtsp.as_ref().map(|o| o.transport.as_str()), Some("udp"));
+        assert_eq!(backyard.idle_timeout, Duration::from_secs(30));
+        let garage = route(&table, "garage");
+        assert!(!garage.on_demand);
+        assert_eq!(garage.max_readers, Some(4));
+        // The NVR's regex became a template whose `${1}` is the channel.
+        let made = table.template_for("nvr/3").expect("template").instantiate("nvr/3").expect("made");
+        assert_eq!(made.from.redacted(), "rtsp://admin:***@192.168.1.20:554/ch3");
+        assert!(c.routes_toml.contains("takes every one-segment name under its prefix, more than"));
+        assert!(skipped(&c, "paths.doorbell").contains("rtsps sources are not pulled"));
+        assert!(skipped(&c, "srt").contains("SRT"), "SRT is on by default in MediaMTX");
+        assert!(c.skipped.iter().all(|s| s.setting != "hls"), "hls: no is not reported");
+        // MediaMTX's default users: anyone reads and publishes.
+        assert!(
+            c.routes_toml
+                .contains("[[plugins.users.config.anonymous]]\npermissions = [\"publish\", \"read\", \"playback\"]")
+        );
+        assert!(c.routes_toml.contains("\n#  - paths.doorbell: rtsps"), "skipped settings are listed in the file too");
+    }
+
+    #[test]
+    fn a_recorded_publisher_path_keeps_its_recording_settings() {
+        let (table, c) = converted(PUBLISHER);
+        let live = route(&table, "live");
+        assert_eq!(live.from.redacted(), "publisher");
+        assert!(!live.override_publisher, "overridePublisher: no");
+        assert!(c.routes_toml.contains("to = [\"whep\", \"rtsp\", \"rtmp\", \"record:mp4\"]"), "{}", c.routes_toml);
+        assert!(table.plugins.contains_key("mp4"));
+        assert!(
+            c.routes_toml.contains(
+                "config = { part_duration = \"2s\", segment_duration = \"1h\", path = \"%route/%Y-%m-%d_%H-%M-%S\" }"
+            ),
+            "{}",
+            c.routes_toml
+        );
+        assert!(c.routes_toml.contains("grants = { storage = { dir = \"recordings\", max_age = \"168h\" } }"));
+        let others = route(&table, "*");
+        assert!(others.is_template() && others.override_publisher, "MediaMTX's default lets a publisher take over");
+        assert_eq!(table.server.mediamtx_api.map(|a| a.to_string()).as_deref(), Some("127.0.0.1:9997"));
+        assert!(skipped(&c, "paths.live.runOnReady").starts_with("Sluice runs no commands"));
+        assert!(skipped(&c, "metrics").contains("/metrics"));
+        assert!(c.skipped.iter().all(|s| s.setting != "logLevel"), "a default is not reported");
+    }
+
+    #[test]
+    fn internal_users_keep_their_permissions_with_hashed_passwords() {
+        let (table, c) = converted(USERS);
+        assert_eq!(table.server.api_auth.as_deref(), Some("users"));
+        assert!(table.routes.iter().all(|r| r.auth.as_deref() == Some("users")));
+        let config: toml::Table = toml::from_str(&c.routes_toml).expect("toml");
+        let users = &config["plugins"]["users"]["config"]["users"];
+        let user =
+            |name: &str| users.as_array().expect("users").iter().find(|u| u["name"].as_str() == Some(name)).cloned();
+        let admin = user("admin").expect("admin");
+        let hash = argon2::PasswordHash::new(admin["password_hash"].as_str().expect("hash")).expect("argon2");
+        use argon2::PasswordVerifier;
+        assert!(argon2::Argon2::default().verify_password(b"adminpass", &hash).is_ok(), "hashed on the way");
+        assert!(!c.routes_toml.contains("adminpass"), "no plain password in the file");
+        assert_eq!(admin["permissions"].as_array().map(Vec::len), Some(4));
+        let cam1 = user("cam1").expect("cam1");
+        assert!(cam1["password_hash"].as_str().expect("hash").starts_with("$argon2id$v=19$m=19456"), "kept as it was");
+        assert_eq!(cam1["permissions"].as_array().expect("p")[0].as_str(), Some("publish:cam1"));
+        let viewer = user("viewer").expect("viewer");
+        assert_eq!(viewer["permissions"].as_array().expect("p")[0].as_str(), Some("read:cam*"));
+        assert_eq!(viewer["ips"].as_array().expect("ips")[0].as_str(), Some("192.168.1.0/24"));
+        assert!(user("legacy").is_none());
+        assert!(skipped(&c, "authInternalUsers[4] (legacy)").contains("sha256"));
+        let anonymous = config["plugins"]["users"]["config"]["anonymous"].as_array().expect("anonymous").clone();
+        assert_eq!(anonymous.len(), 2);
+        assert_eq!(anonymous[0]["permissions"].as_array().expect("p")[0].as_str(), Some("read:lobby"));
+        assert_eq!(anonymous[1]["permissions"].as_array().expect("p").len(), 1, "api; metrics and pprof have no place");
+        assert!(skipped(&c, "authInternalUsers[5].permissions: metrics").contains("/metrics"));
+        assert_eq!(table.server.webrtc.ice_servers.len(), 2);
+        assert_eq!(table.server.webrtc.public_ips.len(), 1);
+        assert!(skipped(&c, "webrtcAdditionalHosts: my.example.com").contains("not host names"));
+    }
+
+    #[test]
+    fn files_before_1_0_with_per_path_credentials_guard_only_those_paths() {
+        let (table, c) = converted(
+            "paths:\n  open:\n  private:\n    readUser: ana\n    readPass: secret\n    readIPs: [10.0.0.0/8]\n",
+        );
+        assert_eq!(route(&table, "open").auth.as_deref(), None, "open to anyone, as it was");
+        assert_eq!(table.anonymous.len(), 3);
+        assert_eq!(route(&table, "private").auth.as_deref(), Some("users"));
+        assert!(c.routes_toml.contains("name = \"ana\""));
+        assert!(c.routes_toml.contains("permissions = [\"read:private\", \"playback:private\"]"));
+        assert!(c.routes_toml.contains("permissions = [\"publish:private\"]"), "anyone still publishes to it");
+        assert!(skipped(&c, "paths.private.readIPs").contains("address lists"));
+    }
+
+    #[test]
+    fn regexes_map_to_templates_where_one_segment_under_a_prefix_is_meant() {
+        let ok = |re: &str| template_of_regex(re).map(|(name, note)| (name, note.is_some()));
+        assert_eq!(ok("^cams/([^/]+)$"), Ok(("cams/*".into(), false)));
+        assert_eq!(ok("^cams/(.+)$"), Ok(("cams/*".into(), true)));
+        assert_eq!(ok("^site\\.a/cams/(\\w+)$"), Ok(("site.a/cams/*".into(), true)));
+        assert_eq!(ok("^(.*)$"), Ok(("*".into(), true)));
+        for unmapped in ["^cam(\\d+)$", "cams/(.+)", "^(a|b)/(.+)$", "^cams/(.+)/hd$", "^v1/(.+)$"] {
+            assert!(template_of_regex(unmapped).is_err(), "{unmapped}");
+        }
+        assert_eq!(permission_pattern("~^cams/.*$").as_deref(), Ok("cams/*"));
+        assert_eq!(permission_pattern("~^cam").as_deref(), Ok("cam*"));
+        assert_eq!(permission_pattern("~door").as_deref(), Ok("*door*"));
+        assert_eq!(permission_pattern("~^site\\.a/(\\d+)$").as_deref(), Ok("site.a/*"));
+        assert_eq!(permission_pattern("lobby").as_deref(), Ok("lobby"));
+        assert!(permission_pattern("~^(a|b)$").is_err());
+    }
+
+    #[test]
+    fn go_durations_and_listeners_read_as_mediamtx_reads_them() {
+        assert_eq!(go_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(go_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(go_duration("7d"), Ok(Duration::from_secs(7 * 86400)));
+        assert_eq!(go_duration("0s"), Ok(Duration::ZERO));
+        assert!(go_duration("soon").is_err() && go_duration("").is_err() && go_duration("1e400h").is_err());
+        assert_eq!(sluice_duration(Duration::from_secs(5400)), "90m");
+        assert_eq!(sluice_duration(Duration::from_millis(1500)), "1500ms");
+        assert_eq!(listener("k", ":8554").as_deref(), Ok("0.0.0.0:8554"));
+        assert_eq!(listener("k", "[::]:8554").as_deref(), Ok("[::]:8554"));
+        assert_eq!(listener("k", "localhost:1935").as_deref(), Ok("127.0.0.1:1935"));
+        assert!(listener("k", "8554").is_err() && listener("k", "host:99999").is_err());
+    }
+
+    #[test]
+    fn what_cannot_convert_is_refused_or_listed_never_a_panic() {
+        assert!(convert("paths: [a, b]\n").unwrap_err().contains("`paths`"));
+        assert!(convert("- just\n- a list\n").is_err());
+        assert!(convert("a: 1\n---\nb: 2\n").unwrap_err().contains("several YAML documents"));
+        assert!(convert("paths:\n  x: {source: [\n").unwrap_err().starts_with("not valid YAML"));
+        let bomb = "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n\
+                    c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\n";
+        assert!(convert(bomb).unwrap_err().contains("aliases"));
+        // An empty file is MediaMTX with every default: nothing to route yet.
+        let (table, c) = converted("");
+        assert!(table.routes.is_empty() && table.routes_declared);
+        assert!(c.routes_toml.contains("route = []"));
+        // HTTP auth cannot be converted: everything is refused rather than opened.
+        let (table, c) = converted("authMethod: http\nauthHTTPAddress: http://localhost:9000/auth\npaths:\n  cam:\n");
+        assert!(skipped(&c, "authMethod").contains("refuse"));
+        assert_eq!(route(&table, "cam").auth.as_deref(), Some("users"));
+        assert!(c.routes_toml.contains("config = { users = [] }"));
+        // Unknown keys are listed, bad names and sources are skipped with their reason.
+        let (table, c) =
+            converted("someNewSetting: 3\npaths:\n  \"bad name\":\n  ok:\n    source: srt://x\n    runOnInit: x\n");
+        assert!(table.routes.is_empty());
+        assert!(skipped(&c, "someNewSetting").contains("not a setting this importer knows"));
+        assert!(skipped(&c, "paths.bad name").contains("rename"));
+        assert!(skipped(&c, "paths.ok").contains("srt sources"));
+        assert!(skipped(&c, "paths.ok.runOnInit").starts_with("Sluice runs no commands"));
+    }
+}
