@@ -5,6 +5,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import net from 'node:net';
 import readline from 'node:readline';
 import { chromium } from 'playwright-core';
 
@@ -155,4 +156,19 @@ export async function waitFrames(page, field, n, timeoutMs = 10000) {
   }
   const status = await page.evaluate(() => [document.getElementById('state')?.textContent, document.getElementById('error')?.textContent]);
   throw new Error(`${field} reached ${value}, not more than ${n}, within ${timeoutMs} ms (page state: ${status})`);
+}
+
+/** The IP-camera stand-in (gst-rtsp-server, H.264 at rtsp://127.0.0.1:PORT/test) from router/tests/peers, on a
+ * free port. */
+export async function startCamera() {
+  const port = await new Promise((resolve) => {
+    const srv = net.createServer().listen(0, '127.0.0.1', () => { const p = srv.address().port; srv.close(() => resolve(p)); });
+  });
+  const script = new URL('../../router/tests/peers/rtsp_camera.py', import.meta.url).pathname;
+  const child = spawn('/usr/bin/python3', [script, String(port), 'h264'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  await new Promise((resolve, reject) => {
+    child.stdout.on('data', (d) => { if (String(d).includes('ready')) resolve(); });
+    child.on('exit', (code) => reject(new Error(`camera exited with ${code}`)));
+  });
+  return { port, stop: () => child.kill() };
 }

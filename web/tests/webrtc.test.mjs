@@ -2,8 +2,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import net from 'node:net';
-import { startRouter, startBrowser, waitFrames, videoStat, SERVER } from './harness.mjs';
+import { startRouter, startBrowser, startCamera, waitFrames, videoStat, SERVER } from './harness.mjs';
 
 const routes = (cameraPort) => `${SERVER}
 [[route]]
@@ -50,20 +49,6 @@ to = ["rtsp"]
 let router;
 let chrome;
 let camera;
-
-/** The IP-camera stand-in (gst-rtsp-server, H.264) from router/tests/peers, on a free port. */
-async function startCamera() {
-  const port = await new Promise((resolve) => {
-    const srv = net.createServer().listen(0, '127.0.0.1', () => { const p = srv.address().port; srv.close(() => resolve(p)); });
-  });
-  const script = new URL('../../router/tests/peers/rtsp_camera.py', import.meta.url).pathname;
-  const child = spawn('/usr/bin/python3', [script, String(port), 'h264'], { stdio: ['ignore', 'pipe', 'ignore'] });
-  await new Promise((resolve, reject) => {
-    child.stdout.on('data', (d) => { if (String(d).includes('ready')) resolve(); });
-    child.on('exit', (code) => reject(new Error(`camera exited with ${code}`)));
-  });
-  return { port, stop: () => child.kill() };
-}
 
 before(async () => {
   camera = await startCamera();
