@@ -94,13 +94,15 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
         connections: connections.clone(),
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut mediamtx_api = None;
     if let Some(addr) = server.mediamtx_api {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding MediaMTX's API listener on {addr} (`server.mediamtx_api`)"))?;
         tracing::info!(mediamtx_api = %listener.local_addr()?, "MediaMTX's read-only v3 API listening");
         let app = api::mediamtx::router(state.clone());
-        tokio::spawn(api::serve::serve(listener, app, runtime.clone(), connections.clone(), stop_rx.clone()));
+        mediamtx_api =
+            Some(tokio::spawn(api::serve::serve(listener, app, runtime.clone(), connections.clone(), stop_rx.clone())));
     }
     let app = api::router(state);
     let serve = api::serve::serve(listener, app, runtime.clone(), connections, stop_rx);
@@ -115,7 +117,12 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
         tracing::warn!("routes still stopping after {SHUTDOWN_ROUTES_BUDGET:?}; exiting anyway");
     }
     let _ = stop_tx.send(true);
-    if tokio::time::timeout(SHUTDOWN_GRACE, serve).await.is_err() {
+    let mediamtx_api = async {
+        if let Some(task) = mediamtx_api {
+            let _ = task.await;
+        }
+    };
+    if tokio::time::timeout(SHUTDOWN_GRACE, futures_util::future::join(serve, mediamtx_api)).await.is_err() {
         tracing::warn!("HTTP connections still open after {SHUTDOWN_GRACE:?}; exiting anyway");
     }
     tracing::info!("stopped");

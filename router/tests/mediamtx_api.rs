@@ -65,6 +65,22 @@ async fn dashboards_read_paths_config_and_recordings_in_mediamtx_shapes() {
     let (status, recordings) = get("/v3/recordings/list").await;
     assert_eq!((status, recordings["itemCount"].clone()), (200, 0.into()));
 
+    // Dashboards on other origins: the preflight is answered before auth, every answer allows any origin.
+    let preflight = client
+        .request(reqwest::Method::OPTIONS, format!("{api}/v3/paths/list"))
+        .header("Origin", "http://dashboard.example")
+        .header("Access-Control-Request-Method", "GET")
+        .header("Access-Control-Request-Headers", "authorization")
+        .send()
+        .await
+        .expect("preflight");
+    assert_eq!(preflight.status().as_u16(), 204);
+    let header = |r: &reqwest::Response, h: &str| r.headers().get(h).and_then(|v| v.to_str().ok()).map(str::to_string);
+    assert_eq!(header(&preflight, "access-control-allow-origin").as_deref(), Some("*"));
+    assert!(header(&preflight, "access-control-allow-headers").is_some_and(|h| h.contains("Authorization")));
+    let r = client.get(format!("{api}/v3/paths/list")).header("Origin", "http://dashboard.example").send().await;
+    assert_eq!(header(&r.expect("get"), "access-control-allow-origin").as_deref(), Some("*"));
+
     // Writes are refused with where to go instead.
     let r = client.post(format!("{api}/v3/config/paths/add/x")).body("{}").send().await.expect("post");
     assert_eq!(r.status().as_u16(), 405);

@@ -29,7 +29,24 @@ pub fn router(state: AppState) -> Router {
         .route("/v3/{*rest}", any(not_here))
         .fallback(any(not_here))
         .layer(axum::middleware::from_fn_with_state(state.clone(), super::auth::require_api))
+        .layer(axum::middleware::from_fn(cors))
         .with_state(state)
+}
+
+/// Dashboards are pages of other origins: MediaMTX answers them with `Access-Control-Allow-Origin: *` (its
+/// `apiAllowOrigin` default), preflights before any credentials are asked for. A wildcard origin never carries
+/// cookies or a browser's remembered credentials: a page must send `Authorization` itself to get past auth.
+async fn cors(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    use axum::http::{HeaderValue, header};
+    let preflight = request.method() == axum::http::Method::OPTIONS;
+    let mut response = if preflight { StatusCode::NO_CONTENT.into_response() } else { next.run(request).await };
+    let headers = response.headers_mut();
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    if preflight {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("OPTIONS, GET"));
+        headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("Authorization, Content-Type"));
+    }
+    response
 }
 
 /// MediaMTX's paging: `page` from 0, `itemsPerPage` (100 by default).
