@@ -8,14 +8,21 @@
 //! comment at the end of the file. MediaMTX's defaults apply where the file is silent, as they did when MediaMTX
 //! read it: a file without `authInternalUsers` lets anyone read and publish, as MediaMTX did.
 
+mod names;
+mod unconverted;
+mod values;
+
 use std::fmt::Write as _;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::Duration;
 
 use yaml_rust2::parser::{Event, EventReceiver, Parser};
 use yaml_rust2::yaml::Hash;
 use yaml_rust2::{Yaml, YamlLoader};
 
+use self::names::{permission_pattern, pull_source, route_name, split_record_path};
+use self::unconverted::{global_reason, path_reason};
+use self::values::{Section, list, listener, q, sluice_duration, text};
 use super::{Conversion, Skipped};
 use crate::config::model::RouteName;
 
@@ -128,190 +135,6 @@ struct Route {
     name: String,
     lines: Vec<String>,
     notes: Vec<String>,
-}
-
-/// A MediaMTX mapping, read key by key; a missing key and an explicit `null` are alike.
-#[derive(Debug, Clone, Copy)]
-struct Section<'a> {
-    hash: Option<&'a Hash>,
-    /// Falls back to these (a path's keys to `pathDefaults`).
-    fallback: Option<&'a Hash>,
-}
-
-impl<'a> Section<'a> {
-    fn of(hash: &'a Hash) -> Self {
-        Section { hash: Some(hash), fallback: None }
-    }
-
-    fn get(&self, key: &str) -> Option<&'a Yaml> {
-        let find = |h: Option<&'a Hash>| h.and_then(|h| h.get(&Yaml::String(key.into()))).filter(|v| !v.is_null());
-        find(self.hash).or_else(|| find(self.fallback))
-    }
-
-    fn text(&self, key: &str) -> Option<String> {
-        self.get(key).map(text).filter(|t| !t.is_empty())
-    }
-
-    fn bool(&self, key: &str, default: bool) -> Result<bool, String> {
-        match self.get(key) {
-            None => Ok(default),
-            Some(v) => boolean(v).ok_or_else(|| format!("`{key}`: expected yes or no, got {}", text(v))),
-        }
-    }
-
-    fn duration(&self, key: &str) -> Result<Option<Duration>, String> {
-        self.text(key).map(|t| go_duration(&t).map_err(|e| format!("`{key}`: {e}"))).transpose()
-    }
-}
-
-/// A scalar as MediaMTX would read it into a string; lists joined with commas.
-fn text(v: &Yaml) -> String {
-    match v {
-        Yaml::String(s) | Yaml::Real(s) => s.clone(),
-        Yaml::Integer(i) => i.to_string(),
-        Yaml::Boolean(b) => b.to_string(),
-        Yaml::Array(a) => a.iter().map(text).collect::<Vec<_>>().join(","),
-        Yaml::Hash(_) => "{...}".into(),
-        Yaml::Null | Yaml::BadValue | Yaml::Alias(_) => String::new(),
-    }
-}
-
-/// MediaMTX reads YAML 1.1 booleans: yes/no as well as true/false.
-fn boolean(v: &Yaml) -> Option<bool> {
-    match v {
-        Yaml::Boolean(b) => Some(*b),
-        Yaml::String(s) => match s.to_ascii_lowercase().as_str() {
-            "yes" | "true" | "on" | "y" => Some(true),
-            "no" | "false" | "off" | "n" => Some(false),
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
-/// Whether a value says nothing: empty, no, zero, or an empty list.
-fn is_empty(v: &Yaml) -> bool {
-    match v {
-        Yaml::Null | Yaml::BadValue => true,
-        Yaml::String(s) => s.is_empty() || boolean(v) == Some(false),
-        Yaml::Boolean(b) => !b,
-        Yaml::Integer(i) => *i == 0,
-        Yaml::Array(a) => a.is_empty(),
-        Yaml::Hash(h) => h.is_empty(),
-        _ => false,
-    }
-}
-
-/// A Go duration (`10s`, `1h30m`, `500ms`) or MediaMTX's days (`1d`).
-fn go_duration(t: &str) -> Result<Duration, String> {
-    let t = t.trim();
-    if t == "0" {
-        return Ok(Duration::ZERO);
-    }
-    let mut rest = t;
-    let mut total = 0f64;
-    if rest.is_empty() {
-        return Err("an empty duration".into());
-    }
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
-        let number: f64 = rest[..digits].parse().map_err(|_| format!("\"{t}\" is not a duration like \"10s\""))?;
-        rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
-        let seconds = match &rest[..unit_len] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            "d" => 86400.0,
-            _ => return Err(format!("\"{t}\" is not a duration like \"10s\"")),
-        };
-        total += number * seconds;
-        rest = &rest[unit_len..];
-    }
-    if !total.is_finite() || total > 1e10 {
-        return Err(format!("\"{t}\" is too long"));
-    }
-    Ok(Duration::from_secs_f64(total))
-}
-
-/// A duration as routes.toml and the recorder write it: the largest whole unit (never days: the recorder reads
-/// ms, s, m and h).
-fn sluice_duration(d: Duration) -> String {
-    let ms = d.as_millis().max(1);
-    match ms {
-        ms if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
-        ms if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
-        ms if ms % 1_000 == 0 => format!("{}s", ms / 1_000),
-        ms => format!("{ms}ms"),
-    }
-}
-
-/// A TOML string, with `${` kept literal (routes.toml expands `${VAR}`; MediaMTX did not).
-fn q(s: &str) -> String {
-    toml::Value::String(s.replace("${", "$${")).to_string()
-}
-
-fn list(items: &[String]) -> String {
-    format!("[{}]", items.iter().map(|i| q(i)).collect::<Vec<_>>().join(", "))
-}
-
-/// MediaMTX's `:8554` (every interface), `host:port` or `[v6]:port`, as a socket address.
-fn listener(key: &str, addr: &str) -> Result<String, String> {
-    let bad = || format!("`{key}`: \"{addr}\" is not an address like \":8554\" or \"127.0.0.1:8554\"");
-    let (host, port) = addr.trim().rsplit_once(':').ok_or_else(bad)?;
-    let port: u16 = port.parse().map_err(|_| bad())?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let ip: IpAddr = match host {
-        "" => IpAddr::from([0, 0, 0, 0]),
-        "localhost" => IpAddr::from([127, 0, 0, 1]),
-        h => h.parse().map_err(|_| bad())?,
-    };
-    Ok(SocketAddr::new(ip, port).to_string())
-}
-
-/// Settings whose value is MediaMTX's default, which mean nothing to Sluice either way.
-const QUIET_DEFAULTS: &[(&str, &str)] = &[
-    ("logLevel", "info"),
-    ("logDestinations", "stdout"),
-    ("logFile", "mediamtx.log"),
-    ("sysLogPrefix", "mediamtx"),
-    ("readTimeout", "10s"),
-    ("writeTimeout", "10s"),
-    ("writeQueueSize", "512"),
-    ("udpMaxPayloadSize", "1472"),
-    ("udpReadBufferSize", "0"),
-    ("authHTTPExclude", "{...},{...},{...}"),
-    ("authJWTClaimKey", "mediamtx_permissions"),
-    ("authJWTExclude", ""),
-    ("authJWTInHTTPQuery", "true"),
-    ("apiAllowOrigin", "*"),
-    ("rtspAuthMethods", "basic"),
-    ("authMethods", "basic"),
-    ("protocols", "udp,multicast,tcp"),
-    ("encryption", "no"),
-    ("rtmpEncryption", "no"),
-    ("webrtcEncryption", "false"),
-    ("webrtcAllowOrigin", "*"),
-    ("webrtcIPsFromInterfaces", "true"),
-    ("webrtcHandshakeTimeout", "10s"),
-    ("webrtcTrackGatherTimeout", "2s"),
-    ("webrtcSTUNGatherTimeout", "5s"),
-    ("sourceOnDemandStartTimeout", "10s"),
-    ("runOnDemandStartTimeout", "10s"),
-    ("runOnDemandCloseAfter", "10s"),
-    ("recordMaxPartSize", "50M"),
-    ("rtspRangeType", ""),
-    ("rtspUDPReadBufferSize", "0"),
-    ("rtspAnyPort", "false"),
-];
-
-fn quiet_default(key: &str, v: &Yaml) -> bool {
-    let t = text(v);
-    is_empty(v)
-        || QUIET_DEFAULTS.iter().any(|(k, d)| *k == key && (t == *d || boolean(v).is_some_and(|b| b.to_string() == *d)))
 }
 
 impl Converter {
@@ -493,7 +316,7 @@ impl Converter {
         if let Some(d) = defaults {
             for (k, v) in d {
                 let key = text(k);
-                if let Some(reason) = path_reason(&key, v, Section { hash: Some(d), fallback: None }) {
+                if let Some(reason) = path_reason(&key, v) {
                     self.skip(format!("pathDefaults.{key}"), reason);
                 }
             }
@@ -522,7 +345,7 @@ impl Converter {
             let s = Section { hash, fallback: defaults };
             for (k, v) in hash.into_iter().flatten() {
                 let key = text(k);
-                if let Some(reason) = path_reason(&key, v, s) {
+                if let Some(reason) = path_reason(&key, v) {
                     self.skip(format!("paths.{name}.{key}"), reason);
                 }
             }
@@ -924,369 +747,14 @@ fn password_hash(pass: &str) -> Result<String, String> {
     crate::credentials::hash_password(pass)
 }
 
-/// A path name as a route name: exact names stay, `all_others` and `~^PREFIX/(...)$` become templates. Returns
-/// notes on what the name now matches that MediaMTX's did not, or the other way round.
-fn route_name(path: &str) -> Result<(String, Vec<String>), String> {
-    let mut notes = Vec::new();
-    let name = match path {
-        "all_others" | "all" => {
-            notes.push(
-                "MediaMTX's all_others also took names with '/'; `*` takes one-segment names: add a template \
-                 \"PREFIX/*\" for others"
-                    .into(),
-            );
-            RouteName::CATCH_ALL.to_string()
-        }
-        re if re.starts_with('~') => {
-            let (name, note) = template_of_regex(&re[1..])?;
-            notes.extend(note);
-            name
-        }
-        exact => {
-            RouteName::parse(exact).map_err(|e| format!("{e}: rename the path (clients use the new name)"))?;
-            exact.to_string()
-        }
-    };
-    Ok((name, notes))
-}
-
-/// What a regex capture group takes, as far as a template's `*` (one segment) is concerned.
-enum Capture {
-    /// Anything but '/': exactly a segment.
-    Segment,
-    /// Anything, '/' too: the template takes one segment of it.
-    Wider,
-    /// Fewer names than a segment (digits, a character class): the template takes more.
-    Narrower,
-}
-
-fn capture_kind(group: &str) -> Option<Capture> {
-    let body = group.strip_suffix('+').or_else(|| group.strip_suffix('*'))?;
-    match body {
-        "[^/]" => Some(Capture::Segment),
-        "." => Some(Capture::Wider),
-        "\\d" | "\\w" => Some(Capture::Narrower),
-        class if class.starts_with('[') && class.ends_with(']') && !class.contains('/') => Some(Capture::Narrower),
-        _ => None,
-    }
-}
-
-/// `^PREFIX/(CAPTURE)$` as `PREFIX/*`, `^(CAPTURE)$` as `*`.
-fn template_of_regex(re: &str) -> Result<(String, Option<String>), String> {
-    let unmapped = || {
-        format!(
-            "the regex \"{re}\" has no template equivalent: a template is \"PREFIX/*\" (one name segment under a \
-             fixed prefix), written as a regex ^PREFIX/([^/]+)$; list these paths by name, or use one prefix"
-        )
-    };
-    let body = re.strip_prefix('^').and_then(|b| b.strip_suffix('$')).ok_or_else(unmapped)?;
-    let open = body.rfind('(').ok_or_else(unmapped)?;
-    let group = body[open..].strip_prefix('(').and_then(|g| g.strip_suffix(')')).ok_or_else(unmapped)?;
-    let group = group.strip_prefix("?:").unwrap_or(group);
-    let capture = capture_kind(group).ok_or_else(unmapped)?;
-    let prefix = unescape_literal(&body[..open]).ok_or_else(unmapped)?;
-    let name = match prefix.strip_suffix('/') {
-        None if prefix.is_empty() => RouteName::CATCH_ALL.to_string(),
-        None => return Err(unmapped()),
-        Some(prefix) => {
-            RouteName::parse(prefix).map_err(|e| format!("the regex's prefix: {e}"))?;
-            format!("{prefix}/*")
-        }
-    };
-    let note = match capture {
-        Capture::Segment => None,
-        Capture::Wider => {
-            Some(format!("\"{name}\" takes names one segment under its prefix; \"{re}\" took deeper ones too"))
-        }
-        Capture::Narrower => {
-            Some(format!("\"{name}\" takes every one-segment name under its prefix, more than \"{re}\" did"))
-        }
-    };
-    Ok((name, note))
-}
-
-/// A regex fragment that is plain text (letters, digits, '/', '-', '_', escaped '.'), as that text.
-fn unescape_literal(fragment: &str) -> Option<String> {
-    let mut out = String::new();
-    let mut chars = fragment.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => match chars.next()? {
-                e @ ('.' | '/' | '-' | '_') => out.push(e),
-                _ => return None,
-            },
-            c if c.is_ascii_alphanumeric() || matches!(c, '/' | '-' | '_') => out.push(c),
-            _ => return None,
-        }
-    }
-    Some(out)
-}
-
-/// A permission's `path` as a route pattern (`*` matching any run of characters): names stay, regexes whose only
-/// operators are `.*`-like runs become patterns (`~^cams/` is `cams/*`).
-fn permission_pattern(path: &str) -> Result<String, String> {
-    const RUNS: [&str; 10] = ["(.*)", "(.+)", ".*", ".+", "([^/]+)", "[^/]+", "(\\d+)", "\\d+", "(\\w+)", "\\w+"];
-    let Some(re) = path.strip_prefix('~') else { return Ok(path.to_string()) };
-    let unmapped =
-        || format!("the regex \"{re}\" has no pattern equivalent (`*` is the only wildcard): list the routes");
-    let (mut out, body) = match re.strip_prefix('^') {
-        Some(b) => (String::new(), b),
-        None => ("*".to_string(), re),
-    };
-    let (body, end) = match body.strip_suffix('$') {
-        Some(b) => (b, ""),
-        None => (body, "*"),
-    };
-    let mut rest = body;
-    while let Some(c) = rest.chars().next() {
-        if let Some(run) = RUNS.iter().find(|r| rest.starts_with(**r)) {
-            if !out.ends_with('*') {
-                out.push('*');
-            }
-            rest = &rest[run.len()..];
-            continue;
-        }
-        match c {
-            '\\' => match rest[1..].chars().next() {
-                Some(e @ ('.' | '/' | '-' | '_')) => {
-                    out.push(e);
-                    rest = &rest[2..];
-                }
-                _ => return Err(unmapped()),
-            },
-            c if c.is_ascii_alphanumeric() || matches!(c, '/' | '-' | '_') => {
-                out.push(c);
-                rest = &rest[1..];
-            }
-            _ => return Err(unmapped()),
-        }
-    }
-    if !out.ends_with('*') {
-        out.push_str(end);
-    }
-    Ok(out)
-}
-
-/// A pull source's URL, with a template's capture (`$G1`, or `$MTX_PATH` on the catch-all) as `${1}`.
-fn pull_source(source: &str, name: &str) -> Result<String, String> {
-    let scheme = source.split_once("://").map_or(source, |(s, _)| s);
-    match scheme {
-        "rtsp" | "rtmp" => {}
-        "rtsps" | "rtmps" => {
-            return Err(format!(
-                "{scheme} sources are not pulled yet (no TLS on the pull side); pull {} if the camera offers it",
-                &scheme[..4]
-            ));
-        }
-        "http" | "https" => return Err("HLS sources are not pulled: Sluice pulls RTSP and RTMP".into()),
-        "udp" | "srt" | "whep" | "wheps" => {
-            return Err(format!("{scheme} sources are not pulled: Sluice pulls RTSP and RTMP"));
-        }
-        "rpiCamera" => {
-            return Err("a Raspberry Pi camera is captured by sluice-edge on the Pi, which pushes into a route: make \
-                        the route `from = \"publisher\"` and run sluice-edge there"
-                .into());
-        }
-        "redirect" => return Err("redirects are not served: give the route the redirect target's source".into()),
-        _ => return Err(format!("\"{source}\" is not a source Sluice knows")),
-    }
-    url::Url::parse(source).map_err(|e| format!("`source` is not a URL ({e})"))?;
-    let quoted = q(source);
-    let template = name.ends_with('*');
-    let capture = if template { quoted.replace("$G1", "${1}") } else { quoted.clone() };
-    let capture = if name == RouteName::CATCH_ALL { capture.replace("$MTX_PATH", "${1}") } else { capture };
-    if capture.contains("$G") || capture.contains("$MTX_") {
-        return Err(format!(
-            "`source` uses {} which Sluice has no equivalent for: a template's `from` has only ${{1}}, its last name segment",
-            if capture.contains("$G") { "a regex group" } else { "a MediaMTX variable" }
-        ));
-    }
-    Ok(capture)
-}
-
-/// MediaMTX's `recordPath` as the recorder's directory (the part before the first placeholder) and file pattern.
-fn split_record_path(path: &str) -> Result<(String, String), String> {
-    let components: Vec<&str> = path.split('/').collect();
-    let first = components.iter().position(|c| c.contains('%')).ok_or("it has no placeholder")?;
-    let dir: Vec<&str> = components[..first].iter().copied().filter(|c| !c.is_empty() && *c != ".").collect();
-    let dir = match (path.starts_with('/'), dir.is_empty()) {
-        (_, true) => "recordings".to_string(),
-        (true, false) => format!("/{}", dir.join("/")),
-        (false, false) => dir.join("/"),
-    };
-    let mut pattern = components[first..].join("/").replace("%path", "%route");
-    // Microseconds: Sluice names a second's second file "-2".
-    for f in ["-%f", "_%f", ".%f", "%f"] {
-        pattern = pattern.replace(f, "");
-    }
-    let mut rest = pattern.as_str();
-    while let Some(at) = rest.find('%') {
-        let after = &rest[at + 1..];
-        let len = if after.starts_with("route") {
-            5
-        } else if after.starts_with(['Y', 'm', 'd', 'H', 'M', 'S', '%']) {
-            1
-        } else {
-            return Err(format!(
-                "\"{path}\" has a placeholder Sluice's recorder lacks (it has %path, %Y %m %d %H %M %S)"
-            ));
-        };
-        rest = &after[len..];
-    }
-    Ok((dir, pattern))
-}
-
-const HOOKS: &str = "Sluice runs no commands on events: a plugin (sdk/) can react to clients, and /v1 and /metrics \
-                     show what runs";
-
-/// Why a global setting was not converted; `None` for converted ones and those at MediaMTX's default.
-fn global_reason(key: &str, v: &Yaml, g: &Section) -> Option<String> {
-    let converted = [
-        "webrtc",
-        "webrtcDisable",
-        "rtsp",
-        "rtspDisable",
-        "rtmp",
-        "rtmpDisable",
-        "webrtcAddress",
-        "rtspAddress",
-        "rtmpAddress",
-        "api",
-        "apiAddress",
-        "webrtcLocalUDPAddress",
-        "webrtcICEUDPMuxAddress",
-        "webrtcAdditionalHosts",
-        "webrtcICEHostNAT1To1IPs",
-        "webrtcICEServers2",
-        "webrtcICEServers",
-        "webrtcTrustedProxies",
-        "hlsTrustedProxies",
-        "apiTrustedProxies",
-        "playbackTrustedProxies",
-        "authMethod",
-        "authInternalUsers",
-        "authJWTClaimKey",
-        "authJWTJWKS",
-        "paths",
-        "pathDefaults",
-        "hls",
-        "hlsDisable",
-        "srt",
-    ];
-    if converted.contains(&key) || quiet_default(key, v) {
-        return None;
-    }
-    let on = |k: &str| g.get(k).and_then(boolean).unwrap_or(false);
-    let reason = match key {
-        "logLevel" | "logDestinations" | "logFile" | "sysLogPrefix" => {
-            "Sluice logs to standard error: RUST_LOG sets the level (RUST_LOG=debug), --log-format json the format"
-        }
-        "readTimeout" | "writeTimeout" | "writeQueueSize" | "udpMaxPayloadSize" | "udpReadBufferSize" => {
-            "Sluice has its own: [server.limits] for clients' timeouts, and a slow reader skips to the next keyframe"
-        }
-        "runOnConnectRestart" => return None,
-        "runOnConnect" | "runOnDisconnect" => HOOKS,
-        "authHTTPAddress" | "authHTTPExclude" => "see authMethod",
-        k if k.starts_with("authJWT") => "auth-jwt takes tokens from Bearer, ?token= and Basic passwords alike",
-        k if k.starts_with("api") => "the v3 API is served over plain HTTP to any origin",
-        "metrics" => "Sluice serves Prometheus metrics at /metrics on its HTTP listener",
-        "pprof" => "there is no profiler endpoint",
-        "playback" => {
-            "recordings are listed and served by /v1/recordings on the HTTP listener (and /v3/recordings/list)"
-        }
-        k if k.starts_with("metrics") || k.starts_with("pprof") || k.starts_with("playback") => return None,
-        "protocols" => "Sluice's RTSP offers TCP and UDP unicast, always; no multicast",
-        "encryption" => "RTSPS is not served: put a TLS proxy in front, or use RTSP",
-        "rtspsAddress" | "serverKey" | "serverCert" | "rtspServerKey" | "rtspServerCert" if !on("encryption") => {
-            return None;
-        }
-        "rtspsAddress" | "serverKey" | "serverCert" | "rtspServerKey" | "rtspServerCert" => "see encryption",
-        "rtspAuthMethods" | "authMethods" => "Sluice's RTSP asks for Basic credentials (Digest is not offered)",
-        "rtpAddress" | "rtcpAddress" | "srtpAddress" | "srtcpAddress" => {
-            "Sluice gives each RTSP stream over UDP its own port pair: open UDP to the router, or have players use TCP"
-        }
-        k if k.starts_with("multicast") => return None,
-        "rtmpEncryption" => "RTMPS is not served: put a TLS proxy in front, or use RTMP",
-        "rtmpsAddress" | "rtmpServerKey" | "rtmpServerCert" => return None,
-        "webrtcEncryption" => {
-            "HTTPS is not served yet: put a TLS proxy in front (browsers give pages a camera only over HTTPS or on localhost)"
-        }
-        "webrtcServerKey" | "webrtcServerCert" => return None,
-        "webrtcAllowOrigin" => "WHIP and WHEP answer every origin (Access-Control-Allow-Origin: *)",
-        "webrtcLocalTCPAddress" | "webrtcICETCPMuxAddress" => {
-            "ICE over TCP is not offered: WebRTC uses its one UDP port"
-        }
-        "webrtcIPsFromInterfaces" | "webrtcIPsFromInterfacesList" => {
-            "Sluice advertises every interface's address (and `public_ips` first)"
-        }
-        k if k.starts_with("webrtc") => "Sluice's own WebRTC timeouts apply",
-        k if k.starts_with("hls") || k.starts_with("srt") => return None,
-        _ => "not a setting this importer knows: set its Sluice equivalent by hand, if there is one",
-    };
-    Some(reason.to_string())
-}
-
-/// Why a path setting was not converted; `None` for converted ones and those at MediaMTX's default.
-fn path_reason(key: &str, v: &Yaml, s: Section) -> Option<String> {
-    let converted = [
-        "source",
-        "sourceOnDemand",
-        "sourceOnDemandCloseAfter",
-        "maxReaders",
-        "overridePublisher",
-        "disablePublisherOverride",
-        "record",
-        "recordPath",
-        "recordPartDuration",
-        "recordSegmentDuration",
-        "recordDeleteAfter",
-        "readUser",
-        "readPass",
-        "publishUser",
-        "publishPass",
-        "sourceFingerprint",
-        "sourceRedirect",
-    ];
-    if converted.contains(&key) || key.starts_with("rpiCamera") || quiet_default(key, v) {
-        return None;
-    }
-    let reason = match key {
-        "rtspTransport" | "sourceProtocol" => match text(v).as_str() {
-            "udp" | "tcp" | "automatic" => return None,
-            _ => "pulled over TCP: multicast is not supported",
-        },
-        "recordFormat" => match text(v).as_str() {
-            "fmp4" => return None,
-            _ => "recorded as fragmented MP4 (Sluice's recorder writes MP4 only)",
-        },
-        "recordMaxPartSize" => "the recorder cuts parts by duration only",
-        // The hook itself is reported.
-        k if k.starts_with("runOn") && k.ends_with("Restart") => return None,
-        k if k.starts_with("runOn") => HOOKS,
-        "sourceOnDemandStartTimeout" => "Sluice's own wait for a source applies",
-        "fallback" => "no fallback stream: readers of a route without a source wait for one",
-        "useAbsoluteTimestamp" => "timestamps are the source's own, and RTCP sender reports carry wall-clock time",
-        "rtspAnyPort" | "sourceAnyPortEnable" => "UDP from other ports is not accepted: use TCP (the default)",
-        "rtspRangeType" | "rtspRangeStart" => "pulls always start live",
-        "rtspUDPReadBufferSize" => "Sluice's own UDP buffers apply",
-        "readIPs" | "publishIPs" => {
-            "per-path address lists are not converted: give users `ips` in the users plugin, or use a firewall"
-        }
-        "srtReadPassphrase" | "srtPublishPassphrase" => "SRT is not served",
-        _ => "not a path setting this importer knows: set its Sluice equivalent by hand, if there is one",
-    };
-    let _ = s;
-    Some(reason.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::RouteTable;
 
-    const CAMERAS: &str = include_str!("../../tests/mediamtx/cameras.yml");
-    const PUBLISHER: &str = include_str!("../../tests/mediamtx/publisher-recording.yml");
-    const USERS: &str = include_str!("../../tests/mediamtx/users.yml");
+    const CAMERAS: &str = include_str!("../../../tests/mediamtx/cameras.yml");
+    const PUBLISHER: &str = include_str!("../../../tests/mediamtx/publisher-recording.yml");
+    const USERS: &str = include_str!("../../../tests/mediamtx/users.yml");
 
     /// Converts and validates as `sluice check` would (without loading plugins).
     fn converted(yaml: &str) -> (RouteTable, Conversion) {
@@ -1407,47 +875,14 @@ mod tests {
     }
 
     #[test]
-    fn regexes_map_to_templates_where_one_segment_under_a_prefix_is_meant() {
-        let ok = |re: &str| template_of_regex(re).map(|(name, note)| (name, note.is_some()));
-        assert_eq!(ok("^cams/([^/]+)$"), Ok(("cams/*".into(), false)));
-        assert_eq!(ok("^cams/(.+)$"), Ok(("cams/*".into(), true)));
-        assert_eq!(ok("^site\\.a/cams/(\\w+)$"), Ok(("site.a/cams/*".into(), true)));
-        assert_eq!(ok("^(.*)$"), Ok(("*".into(), true)));
-        for unmapped in ["^cam(\\d+)$", "cams/(.+)", "^(a|b)/(.+)$", "^cams/(.+)/hd$", "^v1/(.+)$"] {
-            assert!(template_of_regex(unmapped).is_err(), "{unmapped}");
-        }
-        assert_eq!(permission_pattern("~^cams/.*$").as_deref(), Ok("cams/*"));
-        assert_eq!(permission_pattern("~^cam").as_deref(), Ok("cam*"));
-        assert_eq!(permission_pattern("~door").as_deref(), Ok("*door*"));
-        assert_eq!(permission_pattern("~^site\\.a/(\\d+)$").as_deref(), Ok("site.a/*"));
-        assert_eq!(permission_pattern("lobby").as_deref(), Ok("lobby"));
-        assert!(permission_pattern("~^(a|b)$").is_err());
-    }
-
-    #[test]
-    fn go_durations_and_listeners_read_as_mediamtx_reads_them() {
-        assert_eq!(go_duration("1h30m"), Ok(Duration::from_secs(5400)));
-        assert_eq!(go_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(go_duration("7d"), Ok(Duration::from_secs(7 * 86400)));
-        assert_eq!(go_duration("0s"), Ok(Duration::ZERO));
-        assert!(go_duration("soon").is_err() && go_duration("").is_err() && go_duration("1e400h").is_err());
-        assert_eq!(sluice_duration(Duration::from_secs(5400)), "90m");
-        assert_eq!(sluice_duration(Duration::from_millis(1500)), "1500ms");
-        assert_eq!(listener("k", ":8554").as_deref(), Ok("0.0.0.0:8554"));
-        assert_eq!(listener("k", "[::]:8554").as_deref(), Ok("[::]:8554"));
-        assert_eq!(listener("k", "localhost:1935").as_deref(), Ok("127.0.0.1:1935"));
-        assert!(listener("k", "8554").is_err() && listener("k", "host:99999").is_err());
-    }
-
-    #[test]
     fn what_cannot_convert_is_refused_or_listed_never_a_panic() {
-        assert!(convert("paths: [a, b]\n").unwrap_err().contains("`paths`"));
+        assert!(convert("paths: [a, b]\n").expect_err("refused").contains("`paths`"));
         assert!(convert("- just\n- a list\n").is_err());
-        assert!(convert("a: 1\n---\nb: 2\n").unwrap_err().contains("several YAML documents"));
-        assert!(convert("paths:\n  x: {source: [\n").unwrap_err().starts_with("not valid YAML"));
+        assert!(convert("a: 1\n---\nb: 2\n").expect_err("refused").contains("several YAML documents"));
+        assert!(convert("paths:\n  x: {source: [\n").expect_err("refused").starts_with("not valid YAML"));
         let bomb = "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n\
                     c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\n";
-        assert!(convert(bomb).unwrap_err().contains("aliases"));
+        assert!(convert(bomb).expect_err("refused").contains("aliases"));
         // An empty file is MediaMTX with every default: nothing to route yet.
         let (table, c) = converted("");
         assert!(table.routes.is_empty() && table.routes_declared);
