@@ -71,3 +71,24 @@ fn a_file_that_is_not_mediamtx_settings_is_refused_clearly() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read /nonexistent/mediamtx.yml"));
 }
+
+/// Each converted sample runs (its plugins load, the users' anonymous API rule lets this machine in), on free
+/// ports instead of MediaMTX's.
+#[tokio::test]
+async fn each_converted_sample_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for name in ["cameras.yml", "publisher-recording.yml", "users.yml"] {
+        let out = common::sluice().arg("import").arg(sample(name)).output().expect("run");
+        assert!(out.status.success());
+        let text = String::from_utf8(out.stdout).expect("utf-8");
+        let mut text = text.replace("0.0.0.0:8189", "127.0.0.1:0").replace("127.0.0.1:9997", "127.0.0.1:0");
+        for port in ["8889", "8554", "1935"] {
+            text = text.replace(&format!("\"0.0.0.0:{port}\""), "\"127.0.0.1:0\"");
+        }
+        let config = dir.path().join(name.replace(".yml", ".toml"));
+        std::fs::write(&config, &text).expect("write");
+        let router = common::RouterProcess::start(&config);
+        let routes = reqwest::get(router.url("/v1/routes")).await.expect("get");
+        assert_eq!(routes.status().as_u16(), 200, "{name}: the API answers this machine without credentials");
+    }
+}
