@@ -56,8 +56,24 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding the RTSP listener on {} (`server.rtsp`)", server.rtsp))?;
 
-    tracing::info!(http = %local, rtmp = %rtmp, rtsp = %rtsp, routes = dir.routes.len(), config = %config_path.display(),
-        fd_limit, max_connections = connections.cap(&server.limits),
+    let https = match server.https {
+        None => None,
+        Some(addr) => {
+            let tls = api::tls::Tls::load(server).context("setting up HTTPS (`server.https`)")?;
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the HTTPS listener on {addr} (`server.https`)"))?;
+            let fingerprint = tls.fingerprint();
+            tracing::info!(https = %listener.local_addr()?, sha256 = %fingerprint.sha256, spki_sha256 = %fingerprint.spki_sha256,
+                self_signed = tls.generated(), "HTTPS listening; a browser shows this certificate fingerprint (SHA-256)");
+            Some((listener, tls))
+        }
+    };
+    let https_local = https.as_ref().map(|(l, _)| l.local_addr()).transpose()?;
+
+    tracing::info!(http = %local, https = https_local.map(|a| a.to_string()), rtmp = %rtmp, rtsp = %rtsp,
+        routes = dir.routes.len(), config = %config_path.display(), fd_limit,
+        max_connections = connections.cap(&server.limits),
         "sluice {} is up; open http://{}/", env!("CARGO_PKG_VERSION"), browsable(local));
 
     let webrtc = WebRtc::start(&server.webrtc)
@@ -92,6 +108,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
         accounts,
         started: Instant::now(),
         connections: connections.clone(),
+        tls: https.as_ref().map(|(_, tls)| tls.clone()),
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut mediamtx_api = None;
@@ -104,8 +121,23 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
         mediamtx_api =
             Some(tokio::spawn(api::serve::serve(listener, app, runtime.clone(), connections.clone(), stop_rx.clone())));
     }
+    let mut https_task = None;
     let app = api::router(state);
-    let serve = api::serve::serve(listener, app, runtime.clone(), connections, stop_rx);
+    let http_app = match (&https, server.https_redirect) {
+        (Some((l, _)), true) => api::tls::redirect_to_https(l.local_addr()?.port(), app.clone()),
+        _ => app.clone(),
+    };
+    if let Some((listener, tls)) = https {
+        https_task = Some(tokio::spawn(api::serve::serve_tls(
+            listener,
+            app,
+            runtime.clone(),
+            connections.clone(),
+            stop_rx.clone(),
+            tls,
+        )));
+    }
+    let serve = api::serve::serve(listener, http_app, runtime.clone(), connections, stop_rx);
     tokio::pin!(serve);
     let signal = tokio::select! {
         signal = signals.recv() => signal,
@@ -117,12 +149,12 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
         tracing::warn!("routes still stopping after {SHUTDOWN_ROUTES_BUDGET:?}; exiting anyway");
     }
     let _ = stop_tx.send(true);
-    let mediamtx_api = async {
-        if let Some(task) = mediamtx_api {
+    let others = async {
+        for task in [mediamtx_api, https_task].into_iter().flatten() {
             let _ = task.await;
         }
     };
-    if tokio::time::timeout(SHUTDOWN_GRACE, futures_util::future::join(serve, mediamtx_api)).await.is_err() {
+    if tokio::time::timeout(SHUTDOWN_GRACE, futures_util::future::join(serve, others)).await.is_err() {
         tracing::warn!("HTTP connections still open after {SHUTDOWN_GRACE:?}; exiting anyway");
     }
     tracing::info!("stopped");

@@ -15,6 +15,7 @@ pub mod route_paths;
 pub mod routes;
 pub mod serve;
 pub mod tap;
+pub mod tls;
 pub mod web;
 pub mod webrtc;
 
@@ -43,6 +44,8 @@ pub struct AppState {
     pub signaling: crate::signal::Signaling,
     /// Users, cameras and sessions, when routes.toml has `[accounts]` (at start).
     pub accounts: Option<crate::accounts::Accounts>,
+    /// The HTTPS listener's certificate, when `[server] https` is set (its fingerprint is shown in /v1/status).
+    pub tls: Option<std::sync::Arc<tls::Tls>>,
 }
 
 pub fn router(state: AppState) -> Router {

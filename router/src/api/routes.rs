@@ -152,6 +152,12 @@ pub async fn status(State(state): State<AppState>) -> Json<serde_json::Value> {
         "reloads": { "applied": dir.reloads_applied, "rejected": dir.reloads_rejected },
         "routes": { "total": dir.routes.len(), "live": live },
         "server": dir.table.server,
+        // What a phone user compares with what their browser shows before accepting a self-signed certificate.
+        "tls": state.tls.as_ref().map(|t| serde_json::json!({
+            "fingerprint": t.fingerprint(),
+            "self_signed": t.generated(),
+            "cert": t.cert_path(),
+        })),
     }))
 }
 

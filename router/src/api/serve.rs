@@ -8,7 +8,8 @@
 //! since hyper starts that timer whenever it waits for a request), [`limit_body_time`] ends a request whose
 //! body takes longer than `body_timeout`, and a client that stops reading a response is dropped after 30 s
 //! ([`StalledWrites`]). Handlers find the client's address in `ConnectInfo`: the peer's, or behind a trusted
-//! reverse proxy the one its `X-Forwarded-For` names ([`forwarded`]).
+//! reverse proxy the one its `X-Forwarded-For` names ([`forwarded`]). The HTTPS listener is the same driver with
+//! a TLS handshake first ([`serve_tls`], the certificate from [`super::tls`]).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -26,6 +27,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tower::ServiceExt as _;
 
+use super::tls::Tls;
 use super::{AppState, forwarded};
 use crate::connections::Connections;
 use crate::runtime::Runtime;
@@ -41,7 +43,30 @@ pub async fn serve(
     app: axum::Router,
     runtime: Runtime,
     connections: Arc<Connections>,
+    shutdown: watch::Receiver<bool>,
+) {
+    serve_with(listener, app, runtime, connections, shutdown, None).await
+}
+
+/// [`serve`] over TLS: each connection's handshake must finish within the header timeout.
+pub async fn serve_tls(
+    listener: TcpListener,
+    app: axum::Router,
+    runtime: Runtime,
+    connections: Arc<Connections>,
+    shutdown: watch::Receiver<bool>,
+    tls: Arc<Tls>,
+) {
+    serve_with(listener, app, runtime, connections, shutdown, Some(tls)).await
+}
+
+async fn serve_with(
+    listener: TcpListener,
+    app: axum::Router,
+    runtime: Runtime,
+    connections: Arc<Connections>,
     mut shutdown: watch::Receiver<bool>,
+    tls: Option<Arc<Tls>>,
 ) {
     // Each connection task holds a sender; when the last is gone, every connection has ended.
     let (alive, mut all_ended) = mpsc::channel::<Infallible>(1);
@@ -75,37 +100,70 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let app = app.clone();
         let runtime = runtime.clone();
-        let mut shutdown = shutdown.clone();
+        let shutdown = shutdown.clone();
         let alive = alive.clone();
+        let acceptor = tls.as_ref().map(|t| t.acceptor());
         tokio::spawn(async move {
             let _permit = permit;
             let _alive = alive;
-            let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
-                // Handlers see the client: behind a trusted reverse proxy, the one its headers name.
-                let trusted = &runtime.directory().table.server.trusted_proxies;
-                let client =
-                    if trusted.is_empty() { peer } else { forwarded::client_address(peer, request.headers(), trusted) };
-                request.extensions_mut().insert(ConnectInfo(client));
-                app.clone().oneshot(request.map(Body::new))
-            });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_timeout)
-                .serve_connection(TokioIo::new(StalledWrites::new(stream)), service)
-                .with_upgrades();
-            tokio::pin!(connection);
-            let stopping = async move { stop_requested(&mut shutdown).await };
-            tokio::select! {
-                result = connection.as_mut() => log_end(peer, result),
-                () = stopping => {
-                    connection.as_mut().graceful_shutdown();
-                    log_end(peer, connection.await);
+            match acceptor {
+                None => serve_connection(stream, peer, app, runtime, limits.header_timeout, shutdown).await,
+                Some(acceptor) => {
+                    // A client that opens a connection and never finishes the handshake is a slowloris too.
+                    let handshake = async {
+                        let ssl = openssl::ssl::Ssl::new(acceptor.context())?;
+                        let mut stream = tokio_openssl::SslStream::new(ssl, stream)?;
+                        std::pin::Pin::new(&mut stream).accept().await.map_err(std::io::Error::other)?;
+                        Ok::<_, std::io::Error>(stream)
+                    };
+                    match tokio::time::timeout(limits.header_timeout, handshake).await {
+                        Ok(Ok(stream)) => {
+                            serve_connection(stream, peer, app, runtime, limits.header_timeout, shutdown).await
+                        }
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake took too long"),
+                    }
                 }
             }
         });
     }
     drop(alive);
     let _ = all_ended.recv().await;
+}
+
+/// One connection's requests, plain or over TLS, until it closes or the server stops.
+async fn serve_connection<S>(
+    stream: S,
+    peer: SocketAddr,
+    app: axum::Router,
+    runtime: Runtime,
+    header_timeout: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+        // Handlers see the client: behind a trusted reverse proxy, the one its headers name.
+        let trusted = &runtime.directory().table.server.trusted_proxies;
+        let client =
+            if trusted.is_empty() { peer } else { forwarded::client_address(peer, request.headers(), trusted) };
+        request.extensions_mut().insert(ConnectInfo(client));
+        app.clone().oneshot(request.map(Body::new))
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .serve_connection(TokioIo::new(StalledWrites::new(stream)), service)
+        .with_upgrades();
+    tokio::pin!(connection);
+    let stopping = async move { stop_requested(&mut shutdown).await };
+    tokio::select! {
+        result = connection.as_mut() => log_end(peer, result),
+        () = stopping => {
+            connection.as_mut().graceful_shutdown();
+            log_end(peer, connection.await);
+        }
+    }
 }
 
 /// Resolves once `shutdown` turns true (or its sender is gone), holding no borrow of it across awaits.

@@ -56,6 +56,9 @@ pub fn restart_keys(running: &ServerConfig, new: &ServerConfig) -> Vec<&'static 
         ("server.rtsp", o.rtsp != n.rtsp),
         ("server.rtmp", o.rtmp != n.rtmp),
         ("server.mediamtx_api", o.mediamtx_api != n.mediamtx_api),
+        ("server.https", o.https != n.https || o.https_redirect != n.https_redirect),
+        // The files' contents reload by themselves; which files, at a restart.
+        ("server.tls", o.tls != n.tls),
         ("server.webrtc", o.webrtc != n.webrtc),
         ("server.data_dir", o.data_dir != n.data_dir),
     ]

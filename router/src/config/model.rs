@@ -170,6 +170,12 @@ pub struct ServerConfig {
     pub rtmp: SocketAddr,
     /// Where MediaMTX's read-only v3 API answers (for dashboards written for MediaMTX); `None`: off.
     pub mediamtx_api: Option<SocketAddr>,
+    /// Where everything the HTTP listener serves is served over TLS too; `None`: off.
+    pub https: Option<SocketAddr>,
+    /// The certificate files for `https`; `None`: a self-signed certificate made in `data_dir/tls`.
+    pub tls: Option<TlsFiles>,
+    /// Whether the HTTP listener sends browsers to `https` (308), but for /healthz and /metrics.
+    pub https_redirect: bool,
     pub webrtc: WebrtcConfig,
     pub data_dir: PathBuf,
     /// The auth plugin guarding the REST API (`/v1`); `None` leaves it open.
@@ -178,6 +184,13 @@ pub struct ServerConfig {
     /// Reverse proxies whose `X-Forwarded-For` is believed: a request from one of these is taken to come from the
     /// client the header names (for auth, the failure limit and the WebRTC sessions cap).
     pub trusted_proxies: Vec<IpNet>,
+}
+
+/// A certificate chain and its key, PEM files (relative paths already joined to the routes file's directory).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// An address range, `10.0.0.0/8` or a single address.
@@ -292,6 +305,9 @@ impl Default for ServerConfig {
             rtsp: SocketAddr::new(any, 8554),
             rtmp: SocketAddr::new(any, 1935),
             mediamtx_api: None,
+            https: None,
+            tls: None,
+            https_redirect: false,
             webrtc: WebrtcConfig { udp: SocketAddr::new(any, 8189), public_ips: Vec::new(), ice_servers: Vec::new() },
             data_dir: PathBuf::from("data"),
             api_auth: None,

@@ -40,12 +40,23 @@ pub struct ServerSpec {
     pub rtsp: Option<Spanned<String>>,
     pub rtmp: Option<Spanned<String>>,
     pub mediamtx_api: Option<Spanned<String>>,
+    pub https: Option<Spanned<String>>,
+    pub tls: Option<Spanned<TlsSpec>>,
+    pub https_redirect: Option<Spanned<bool>>,
     pub webrtc: Option<WebrtcSpec>,
     pub data_dir: Option<Spanned<String>>,
     pub api_auth: Option<Spanned<String>>,
     pub limits: Option<ServerLimitsSpec>,
     #[serde(default)]
     pub trusted_proxies: Vec<Spanned<String>>,
+}
+
+/// `[server] tls`: the certificate (PEM, the chain after it) and its private key, for `https`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSpec {
+    pub cert: Spanned<String>,
+    pub key: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -161,6 +161,33 @@ impl Validator<'_> {
         if let Some(v) = &spec.mediamtx_api {
             server.mediamtx_api = Some(self.addr("server.mediamtx_api", v, SocketAddr::from(([127, 0, 0, 1], 9997))));
         }
+        if let Some(v) = &spec.https {
+            server.https = Some(self.addr("server.https", v, SocketAddr::from(([0, 0, 0, 0], 8443))));
+        }
+        if let Some(tls) = &spec.tls {
+            let cert = self.expand("`server.tls.cert`", &tls.get_ref().cert);
+            let key = self.expand("`server.tls.key`", &tls.get_ref().key);
+            if let (Some(cert), Some(key)) = (cert, key) {
+                server.tls = Some(TlsFiles { cert: self.base_dir.join(cert), key: self.base_dir.join(key) });
+            }
+            if server.https.is_none() {
+                self.err(
+                    tls.span(),
+                    "`server.tls` names certificate files, but `server.https` is not set",
+                    Some("add https = \"0.0.0.0:8443\"".to_string()),
+                );
+            }
+        }
+        if let Some(redirect) = &spec.https_redirect {
+            server.https_redirect = *redirect.get_ref();
+            if server.https_redirect && server.https.is_none() {
+                self.err(
+                    redirect.span(),
+                    "`server.https_redirect` sends browsers to HTTPS, but `server.https` is not set",
+                    Some("add https = \"0.0.0.0:8443\"".to_string()),
+                );
+            }
+        }
         if let Some(webrtc) = &spec.webrtc {
             if let Some(v) = &webrtc.udp {
                 server.webrtc.udp = self.addr("server.webrtc.udp", v, server.webrtc.udp);
@@ -243,6 +270,9 @@ impl Validator<'_> {
         ];
         if let Some(addr) = server.mediamtx_api {
             tcp.push(("server.mediamtx_api", addr, &spec.mediamtx_api));
+        }
+        if let Some(addr) = server.https {
+            tcp.push(("server.https", addr, &spec.https));
         }
         for (i, (name, addr, v)) in tcp.iter().enumerate() {
             for (other, other_addr, _) in &tcp[..i] {
