@@ -122,6 +122,8 @@ async function refresh() {
     configState.className = `pill ${status.config_valid ? 'ok' : 'bad'}`;
     configError.hidden = status.config_valid;
     configError.textContent = status.config_error?.message ?? '';
+    document.getElementById('tls').hidden = !status.tls;
+    document.getElementById('tls-fingerprint').textContent = status.tls?.fingerprint.sha256 ?? '';
   } catch (e) {
     configState.textContent = 'router unreachable';
     configState.className = 'pill bad';

@@ -58,6 +58,8 @@ export async function startRouter(routesToml) {
   ]);
   return {
     base: `http://${up.http}`,
+    /** The HTTPS listener's address, when the file sets `https`. */
+    https: up.https,
     rtmp: up.rtmp,
     rtsp: up.rtsp,
     /** The routes file the router runs on (rewrite it to reload). */
@@ -114,7 +116,7 @@ to = ["whep"]
 `;
 
 /** Headless Chromium; playwright gives every launch a fresh temporary profile. */
-export async function startBrowser() {
+export async function startBrowser(extraArgs = []) {
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
     headless: true,
@@ -122,7 +124,7 @@ export async function startBrowser() {
       '--no-sandbox', '--disable-gpu', '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
       '--autoplay-policy=no-user-gesture-required', '--allow-loopback-in-peer-connection',
       '--disable-features=WebRtcHideLocalIpsWithMdns', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--no-first-run',
+      '--disable-component-update', '--disable-sync', '--no-first-run', ...extraArgs,
     ],
   });
   return {

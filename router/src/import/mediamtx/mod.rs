@@ -152,7 +152,22 @@ impl Converter {
         let rtsp = enabled("rtsp", "rtspDisable")?;
         let rtmp = enabled("rtmp", "rtmpDisable")?;
         let addr = |key: &str, default: &str| listener(key, &g.text(key).unwrap_or_else(|| default.into()));
-        self.server.push(format!("http = {}", q(&addr("webrtcAddress", ":8889")?)));
+        if g.bool("webrtcEncryption", false)? {
+            // MediaMTX served its WebRTC port (pages, WHIP, WHEP) over TLS: Sluice's HTTPS listener takes that address
+            // and certificate, and plain HTTP moves to this machine only.
+            self.server.push(format!("https = {}", q(&addr("webrtcAddress", ":8889")?)));
+            let cert = g.text("webrtcServerCert").unwrap_or_else(|| "server.crt".into());
+            let key = g.text("webrtcServerKey").unwrap_or_else(|| "server.key".into());
+            self.server.push(format!("tls = {{ cert = {}, key = {} }}", q(&cert), q(&key)));
+            self.server.push("http = \"127.0.0.1:8880\"".into());
+            self.comments.push(
+                "webrtcEncryption: HTTPS is served on MediaMTX's WebRTC address with its certificate; plain HTTP only on \
+                 127.0.0.1:8880"
+                    .into(),
+            );
+        } else {
+            self.server.push(format!("http = {}", q(&addr("webrtcAddress", ":8889")?)));
+        }
         for (on, key, default, name) in [(rtsp, "rtspAddress", ":8554", "rtsp"), (rtmp, "rtmpAddress", ":1935", "rtmp")]
         {
             if on {
@@ -858,6 +873,17 @@ mod tests {
         assert_eq!(table.server.webrtc.ice_servers.len(), 2);
         assert_eq!(table.server.webrtc.public_ips.len(), 1);
         assert!(skipped(&c, "webrtcAdditionalHosts: my.example.com").contains("not host names"));
+    }
+
+    #[test]
+    fn webrtc_over_tls_becomes_the_https_listener_with_the_same_certificate() {
+        let (table, _) = converted(
+            "webrtcEncryption: yes\nwebrtcServerKey: /etc/mtx/key.pem\nwebrtcServerCert: /etc/mtx/cert.pem\n",
+        );
+        assert_eq!(table.server.https.map(|a| a.to_string()).as_deref(), Some("0.0.0.0:8889"));
+        let tls = table.server.tls.expect("tls");
+        assert_eq!((tls.cert.to_str(), tls.key.to_str()), (Some("/etc/mtx/cert.pem"), Some("/etc/mtx/key.pem")));
+        assert_eq!(table.server.http.to_string(), "127.0.0.1:8880");
     }
 
     #[test]

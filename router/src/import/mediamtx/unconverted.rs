@@ -119,10 +119,7 @@ pub fn global_reason(key: &str, v: &Yaml, g: &Section) -> Option<String> {
         k if k.starts_with("multicast") => return None,
         "rtmpEncryption" => "RTMPS is not served: put a TLS proxy in front, or use RTMP",
         "rtmpsAddress" | "rtmpServerKey" | "rtmpServerCert" => return None,
-        "webrtcEncryption" => {
-            "HTTPS is not served yet: put a TLS proxy in front (browsers give pages a camera only over HTTPS or on localhost)"
-        }
-        "webrtcServerKey" | "webrtcServerCert" => return None,
+        "webrtcEncryption" | "webrtcServerKey" | "webrtcServerCert" => return None,
         "webrtcAllowOrigin" => "WHIP and WHEP answer every origin (Access-Control-Allow-Origin: *)",
         "webrtcLocalTCPAddress" | "webrtcICETCPMuxAddress" => {
             "ICE over TCP is not offered: WebRTC uses its one UDP port"
