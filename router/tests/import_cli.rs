@@ -89,6 +89,9 @@ async fn each_converted_sample_runs() {
         std::fs::write(&config, &text).expect("write");
         let router = common::RouterProcess::start(&config);
         let routes = reqwest::get(router.url("/v1/routes")).await.expect("get");
-        assert_eq!(routes.status().as_u16(), 200, "{name}: the API answers this machine without credentials");
+        // MediaMTX's local API rule carries over where its API was on or the users list it; otherwise the API
+        // asks for credentials.
+        let expected = if name == "cameras.yml" { 401 } else { 200 };
+        assert_eq!(routes.status().as_u16(), expected, "{name}");
     }
 }

@@ -111,6 +111,16 @@ async fn route_changes_are_written_into_the_file_validated_and_applied() {
         (client.post(router.url("/v1/routes")).json(&json!({ "from": "whip" })), StatusCode::BAD_REQUEST),
         (client.post(router.url("/v1/routes")).body("{not json"), StatusCode::BAD_REQUEST),
         (client.patch(router.url("/v1/routes/door")).json(&json!({ "to": [null] })), StatusCode::BAD_REQUEST),
+        // A page of another site in an admin's browser may not change routes (a "simple" POST needs no preflight).
+        (
+            client
+                .post(router.url("/v1/routes"))
+                .header("origin", "http://evil.example")
+                .header("content-type", "text/plain")
+                .body(r#"{"name":"x","from":"whip"}"#),
+            StatusCode::FORBIDDEN,
+        ),
+        (client.post(router.url("/v1/reload")).header("sec-fetch-site", "cross-site"), StatusCode::FORBIDDEN),
         // The API may not make the router read its environment into a value it shows back.
         (
             client.patch(router.url("/v1/routes/door")).json(&json!({ "from": "rtsp://h/${HOME}" })),

@@ -159,20 +159,35 @@ impl Action {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(untagged)]
 pub enum Grant {
-    Full {
-        action: String,
-        #[serde(alias = "path", default)]
-        route: String,
-    },
+    Full(RouteGrant),
+    Path(PathGrant),
     Short(String),
+}
+
+/// `{ action = "read", route = "cams/*" }`. Unknown keys are refused: a misspelt `route` is not every route.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteGrant {
+    pub action: String,
+    pub route: String,
+}
+
+/// MediaMTX's `{ "action": "read", "path": "cams/door" }`: a missing or empty path is every route.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PathGrant {
+    pub action: String,
+    #[serde(default)]
+    pub path: String,
 }
 
 impl Grant {
     /// Whether this permission covers `action` on `route`.
     pub fn grants(&self, action: Action, route: &str) -> bool {
         let (a, r) = match self {
-            Grant::Full { action, route } if route.is_empty() => (action.as_str(), "*"),
-            Grant::Full { action, route } => (action.as_str(), route.as_str()),
+            Grant::Full(g) => (g.action.as_str(), g.route.as_str()),
+            Grant::Path(g) if g.path.is_empty() => (g.action.as_str(), "*"),
+            Grant::Path(g) => (g.action.as_str(), g.path.as_str()),
             Grant::Short(s) => s.split_once(':').unwrap_or((s.as_str(), "*")),
         };
         (a == "*" || a == action.as_str()) && pattern_matches(r, route)
@@ -286,5 +301,9 @@ mod tests {
         assert!(g[1].grants(Action::Read, "anything/at/all"), "an empty path is every path");
         assert!(g[2].grants(Action::Playback, "x"), "and so is a missing one");
         assert!(!g[2].grants(Action::Read, "x"));
+        // A misspelt key is an error, not a grant of every route.
+        assert!(serde_json::from_str::<Grant>(r#"{"action":"read","rout":"cam1"}"#).is_err());
+        let empty: Grant = serde_json::from_str(r#"{"action":"read","route":""}"#).expect("parse");
+        assert!(!empty.grants(Action::Read, "cam1"), "Sluice's own form keeps its meaning");
     }
 }

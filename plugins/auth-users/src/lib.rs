@@ -96,12 +96,11 @@ impl IpRange {
             Some((a, b)) => (a, Some(b)),
             None => (text, None),
         };
-        let net = addr
+        let written = addr
             .trim()
             .parse::<IpAddr>()
-            .map_err(|_| format!("\"{text}\" is not an address or range like \"10.0.0.0/8\""))?
-            .to_canonical();
-        let max = if net.is_ipv4() { 32 } else { 128 };
+            .map_err(|_| format!("\"{text}\" is not an address or range like \"10.0.0.0/8\""))?;
+        let max = if written.is_ipv4() { 32 } else { 128 };
         let bits = match bits {
             None => max,
             Some(b) => b
@@ -111,6 +110,9 @@ impl IpRange {
                 .filter(|b| *b <= max)
                 .ok_or_else(|| format!("\"{text}\" has a prefix length outside 0..={max}"))?,
         };
+        // An IPv4-mapped range (::ffff:10.0.0.0/104) is the IPv4 range it maps, as clients' addresses are.
+        let net = written.to_canonical();
+        let bits = if written.is_ipv6() && net.is_ipv4() { bits.saturating_sub(96) } else { bits };
         Ok(IpRange { net, bits })
     }
 
@@ -188,6 +190,8 @@ impl Authorizer for Users {
             Credentials::Basic(b) => (b.user.as_str(), b.password.as_str()),
             Credentials::StreamKey(k) => match k.split_once(':') {
                 Some(pair) => pair,
+                // Encoders always send some key: one that is no user:password is no credentials.
+                None if !self.anonymous.is_empty() => return self.anonymously(request),
                 None => return Decision::deny("the stream key must be user:password"),
             },
             Credentials::None | Credentials::Bearer(_) => return self.anonymously(request),
@@ -308,6 +312,8 @@ mod tests {
         assert_eq!(anon(Action::Api, "", "10.0.0.5"), Decision::challenge("sluice"));
         let ana = Request::new(Action::Api, "").with_basic("ana", "opensesame").with_remote_ip("10.0.0.5");
         assert!(h.authorize(&ana).is_allow(), "a user's credentials still count from anywhere");
+        let obs = Request::new(Action::Publish, "cams/1").with_stream_key("live_12345").with_remote_ip("10.0.0.5");
+        assert!(h.authorize(&obs).is_allow(), "an encoder's key that is no user:password counts as no credentials");
     }
 
     #[test]
@@ -318,6 +324,12 @@ mod tests {
         let e = AuthHost::<Users>::from_value(json!({ "anonymous": [{ "permissions": ["read"], "ips": ["lan"] }] }))
             .expect_err("name");
         assert_eq!(e, "anonymous entry 1: `ips`: \"lan\" is not an address or range like \"10.0.0.0/8\"");
+        let mapped = AuthHost::<Users>::from_value(
+            json!({ "anonymous": [{ "permissions": ["read"], "ips": ["::ffff:10.0.0.0/104"] }] }),
+        )
+        .expect("an IPv4-mapped range");
+        assert!(mapped.authorize(&Request::new(Action::Read, "x").with_remote_ip("10.1.2.3")).is_allow());
+        assert!(!mapped.authorize(&Request::new(Action::Read, "x").with_remote_ip("11.1.2.3")).is_allow());
         let all =
             AuthHost::<Users>::from_value(json!({ "anonymous": [{ "permissions": ["read"], "ips": ["0.0.0.0/0"] }] }))
                 .expect("every IPv4 address");

@@ -9,6 +9,7 @@ pub mod error;
 pub mod forwarded;
 pub mod mediamtx;
 pub mod metrics;
+pub mod origin;
 pub mod recordings;
 pub mod route_edits;
 pub mod route_paths;
@@ -61,7 +62,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/recordings/download", get(recordings::download))
         .route("/v1/recordings/{id}/file", get(recordings::file))
         .route("/v1/{*rest}", axum::routing::any(routes::unknown_api))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_api));
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_api))
+        .route_layer(axum::middleware::from_fn(origin::same_origin_writes));
     // Accounts, cameras and sessions (`[accounts]`): their own logins, not `api_auth`.
     let accounts = Router::new()
         .route("/api/auth/register", post(accounts::register))

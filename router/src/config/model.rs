@@ -109,7 +109,12 @@ impl RouteTable {
     /// prefix is all of `name` but its last segment. Exact routes are looked up first by the caller; they win.
     pub fn template_for(&self, name: &str) -> Option<&Arc<RouteConfig>> {
         // A one-segment name can only come from the catch-all `*`, and never one of the router's own paths.
-        let (prefix, last) = name.rsplit_once('/').unwrap_or(("", name));
+        let (prefix, last) = match name.rsplit_once('/') {
+            // "/cam" is no name.
+            Some(("", _)) => return None,
+            Some(split) => split,
+            None => ("", name),
+        };
         if !RouteName::is_segment(last) || (prefix.is_empty() && RouteName::RESERVED.contains(&last)) {
             return None;
         }

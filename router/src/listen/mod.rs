@@ -81,8 +81,12 @@ pub fn route_prefix<'p>(dir: &Routes, path: &'p str) -> Option<(&'p str, &'p str
     let ends: Vec<usize> = ends.filter(|i| *i <= RouteName::MAX_LEN).collect();
     ends.iter().rev().find_map(|&end| {
         let name = &path[..end];
-        let known = dir.route(name).is_some() || dir.table.template_for(name).is_some();
-        known.then(|| (name, path.get(end + 1..).unwrap_or_default()))
+        let rest = path.get(end + 1..).unwrap_or_default();
+        // The catch-all `*` names a route by the whole path: with it, `live/KEY` (OBS's server `live`, key KEY)
+        // would otherwise become route `live` for every key, where MediaMTX's all_others had path `live/KEY`.
+        let made =
+            dir.table.template_for(name).is_some_and(|t| t.name.as_str() != RouteName::CATCH_ALL || rest.is_empty());
+        (dir.route(name).is_some() || made).then_some((name, rest))
     })
 }
 

@@ -29,16 +29,22 @@ use crate::config::model::RouteName;
 /// Anchors and aliases are not used in MediaMTX files; a handful is allowed, more is refused before loading
 /// (each alias is a copy: nested ones grow the document exponentially).
 const MAX_ALIASES: usize = 16;
+/// MediaMTX files nest three or four levels; deeper is refused before loading (the loaded tree is walked and
+/// dropped recursively).
+const MAX_DEPTH: usize = 64;
 
 /// The name of the auth plugin the users convert into.
 const USERS_PLUGIN: &str = "users";
 const JWT_PLUGIN: &str = "jwt";
 
 pub fn convert(text: &str) -> Result<Conversion, String> {
-    let mut aliases = AliasCounter(0);
-    Parser::new_from_str(text).load(&mut aliases, true).map_err(|e| format!("not valid YAML: {e}"))?;
-    if aliases.0 > MAX_ALIASES {
-        return Err(format!("the file uses {} YAML aliases; at most {MAX_ALIASES} are read", aliases.0));
+    let mut shape = Shape::default();
+    Parser::new_from_str(text).load(&mut shape, true).map_err(|e| format!("not valid YAML: {e}"))?;
+    if shape.aliases > MAX_ALIASES {
+        return Err(format!("the file uses {} YAML aliases; at most {MAX_ALIASES} are read", shape.aliases));
+    }
+    if shape.deepest > MAX_DEPTH {
+        return Err(format!("the file nests {} levels deep; at most {MAX_DEPTH} are read", shape.deepest));
     }
     let docs = YamlLoader::load_from_str(text).map_err(|e| format!("not valid YAML: {e}"))?;
     let empty = Hash::new();
@@ -54,15 +60,35 @@ pub fn convert(text: &str) -> Result<Conversion, String> {
     Ok(converter.finish())
 }
 
-struct AliasCounter(usize);
+/// What is counted before the document is loaded: aliases, and how deep collections nest.
+#[derive(Default)]
+struct Shape {
+    aliases: usize,
+    depth: usize,
+    deepest: usize,
+}
 
-impl EventReceiver for AliasCounter {
+impl EventReceiver for Shape {
     fn on_event(&mut self, event: Event) {
-        if matches!(event, Event::Alias(_)) {
-            self.0 += 1;
+        match event {
+            Event::Alias(_) => self.aliases += 1,
+            Event::SequenceStart(..) | Event::MappingStart(..) => {
+                self.depth += 1;
+                self.deepest = self.deepest.max(self.depth);
+            }
+            Event::SequenceEnd | Event::MappingEnd => self.depth = self.depth.saturating_sub(1),
+            _ => {}
         }
     }
 }
+
+/// This machine, as MediaMTX's default `any` user for the API lists it.
+fn this_machine() -> Vec<String> {
+    vec!["127.0.0.1".to_string(), "::1".to_string()]
+}
+
+/// Path settings of MediaMTX before 1.0 that guard one path (any of them switches MediaMTX to that mode).
+const PER_PATH_AUTH: [&str; 6] = ["readUser", "readPass", "readIPs", "publishUser", "publishPass", "publishIPs"];
 
 #[derive(Debug, Default)]
 struct Converter {
@@ -74,6 +100,8 @@ struct Converter {
     outputs: Vec<&'static str>,
     auth: Auth,
     users: Users,
+    /// Whether MediaMTX's API was on (`api: yes`): only then does its local `api` rule carry over.
+    api_on: bool,
     /// Whether `authInternalUsers` was absent and MediaMTX's default users were converted.
     default_users: bool,
     recorders: Vec<Recorder>,
@@ -91,7 +119,7 @@ enum Auth {
     /// the users plugin.
     PerPath,
     /// `authMethod: jwt`.
-    Jwt { claim: String },
+    Jwt { claim: String, issuer: Option<String>, audience: Option<String> },
     /// Something Sluice cannot check (`authMethod: http`): everything is refused until the file says otherwise.
     Closed,
 }
@@ -205,7 +233,8 @@ impl Converter {
                     .into(),
             );
         }
-        if g.bool("api", false)? {
+        self.api_on = g.bool("api", false)?;
+        if self.api_on {
             self.server.push(format!("mediamtx_api = {}", q(&addr("apiAddress", ":9997")?)));
         }
         let udp = g.text("webrtcLocalUDPAddress").or_else(|| g.text("webrtcICEUDPMuxAddress"));
@@ -276,7 +305,19 @@ impl Converter {
 
     fn trusted_proxies(&mut self, g: &Section) {
         let mut proxies: Vec<String> = Vec::new();
-        for key in ["webrtcTrustedProxies", "hlsTrustedProxies", "apiTrustedProxies", "playbackTrustedProxies"] {
+        // Sluice has one list for its HTTP listener (pages, WHIP/WHEP, /v1): the WebRTC one, and the API's when the
+        // API is on. Proxies trusted only for HLS or playback are not trusted for everything.
+        let keys: &[&str] =
+            if self.api_on { &["webrtcTrustedProxies", "apiTrustedProxies"] } else { &["webrtcTrustedProxies"] };
+        for key in ["hlsTrustedProxies", "playbackTrustedProxies", "apiTrustedProxies"] {
+            if !keys.contains(&key) && g.get(key).is_some_and(|v| !values::is_empty(v)) {
+                self.skip(
+                    key,
+                    "not trusted for the HTTP listener as a whole: add them to `trusted_proxies` if they front it",
+                );
+            }
+        }
+        for key in keys {
             for p in g.get(key).and_then(Yaml::as_vec).map(Vec::as_slice).unwrap_or_default() {
                 let p = text(p);
                 if !proxies.contains(&p) {
@@ -290,7 +331,9 @@ impl Converter {
     }
 
     fn auth(&mut self, g: &Section) -> Result<(), String> {
-        let method = g.text("authMethod").unwrap_or_else(|| "internal".into());
+        // Before 1.0, `externalAuthenticationURL` was HTTP auth.
+        let legacy_http = g.text("externalAuthenticationURL").is_some();
+        let method = g.text("authMethod").unwrap_or_else(|| if legacy_http { "http" } else { "internal" }.into());
         self.auth = match method.as_str() {
             "internal" => Auth::Internal,
             "jwt" => {
@@ -299,7 +342,11 @@ impl Converter {
                     "auth-jwt checks tokens with one key, not a JWKS URL: put the RS256 public key (PEM) from that \
                      URL in the environment variable SLUICE_JWT_PUBLIC_KEY (the converted plugin reads it)",
                 );
-                Auth::Jwt { claim: g.text("authJWTClaimKey").unwrap_or_else(|| "mediamtx_permissions".into()) }
+                Auth::Jwt {
+                    claim: g.text("authJWTClaimKey").unwrap_or_else(|| "mediamtx_permissions".into()),
+                    issuer: g.text("authJWTIssuer"),
+                    audience: g.text("authJWTAudience"),
+                }
             }
             other => {
                 self.skip(
@@ -338,13 +385,14 @@ impl Converter {
         }
         let per_path = paths.values().any(|p| {
             let s = Section { hash: p.as_hash(), fallback: defaults };
-            ["readUser", "publishUser"].iter().any(|k| s.text(k).is_some())
+            PER_PATH_AUTH.iter().any(|k| s.get(k).is_some_and(|v| !values::is_empty(v)))
         });
         if per_path && matches!(self.auth, Auth::Internal) && g.get("authInternalUsers").is_none() {
             self.auth = Auth::PerPath;
-            // MediaMTX before 1.0 served its API to this machine only, without credentials.
-            let local = vec!["127.0.0.1".to_string(), "::1".to_string()];
-            self.users.anonymous.push(Anonymous { permissions: vec!["api".into()], ips: local });
+            // MediaMTX before 1.0 served its API, when on, to this machine only without credentials.
+            if self.api_on {
+                self.users.anonymous.push(Anonymous { permissions: vec!["api".into()], ips: this_machine() });
+            }
         }
         if matches!(self.auth, Auth::Internal) {
             self.internal_users(&g)?;
@@ -364,11 +412,7 @@ impl Converter {
                     self.skip(format!("paths.{name}.{key}"), reason);
                 }
             }
-            match self.route(&name, s) {
-                Ok(route) if names.contains(&route.name) => self.skip(
-                    format!("paths.{name}"),
-                    format!("it becomes route \"{}\", which an earlier path already is", route.name),
-                ),
+            match self.route(&name, s, &names) {
                 Ok(route) => {
                     names.push(route.name.clone());
                     self.routes.push(route);
@@ -385,12 +429,13 @@ impl Converter {
             None => {
                 // MediaMTX's defaults: anyone publishes, reads and plays back; the API only from this machine.
                 self.default_users = true;
-                let local = vec!["127.0.0.1".to_string(), "::1".to_string()];
                 self.users.anonymous.push(Anonymous {
                     permissions: vec!["publish".into(), "read".into(), "playback".into()],
                     ips: Vec::new(),
                 });
-                self.users.anonymous.push(Anonymous { permissions: vec!["api".into()], ips: local });
+                if self.api_on {
+                    self.users.anonymous.push(Anonymous { permissions: vec!["api".into()], ips: this_machine() });
+                }
                 return Ok(());
             }
             Some(Yaml::Array(a)) => a,
@@ -445,6 +490,13 @@ impl Converter {
                 self.skip(at, "no `user` name");
                 continue;
             }
+            if user.starts_with("argon2:") || user.starts_with("sha256:") {
+                self.skip(
+                    format!("{at} (a hashed user name)"),
+                    "the users plugin compares names as they are: give the user a plain name",
+                );
+                continue;
+            }
             let pass = s.text("pass").unwrap_or_default();
             self.add_user(&format!("{at} ({user})"), &user, &pass, permissions, ips);
         }
@@ -459,15 +511,19 @@ impl Converter {
                 self.skip(at, "listed again with another password; the first entry is kept");
                 return;
             }
+            // One entry holds one address list: merging lists would let each permission come from the other's.
+            if u.ips != ips {
+                self.skip(
+                    at,
+                    "listed again with other addresses; the users plugin holds one list per user: give this entry \
+                     another user name",
+                );
+                return;
+            }
             for p in permissions {
                 if !u.permissions.contains(&p) {
                     u.permissions.push(p);
                 }
-            }
-            if u.ips.is_empty() || ips.is_empty() {
-                u.ips.clear();
-            } else {
-                u.ips.extend(ips.into_iter().filter(|ip| !u.ips.contains(ip)).collect::<Vec<_>>());
             }
             return;
         }
@@ -478,8 +534,12 @@ impl Converter {
     }
 
     /// One path as a route.
-    fn route(&mut self, path: &str, s: Section) -> Result<Route, String> {
+    fn route(&mut self, path: &str, s: Section, taken: &[String]) -> Result<Route, String> {
         let (name, mut notes) = route_name(path)?;
+        // Before anything is registered for it (users, recorders): a skipped path leaves nothing behind.
+        if taken.contains(&name) {
+            return Err(format!("it becomes route \"{name}\", which an earlier path already is"));
+        }
         let template = name.ends_with('*');
         let source = s.text("source").unwrap_or_else(|| "publisher".into());
         let pulls = source != "publisher";
@@ -534,36 +594,33 @@ impl Converter {
         if !matches!(self.auth, Auth::PerPath) {
             return false;
         }
-        let read = s.text("readUser");
-        let publish = s.text("publishUser");
-        if read.is_none() && publish.is_none() {
+        if !PER_PATH_AUTH.iter().any(|k| s.get(k).is_some_and(|v| !values::is_empty(v))) {
             return false;
         }
-        let pattern = name.to_string();
-        let mut open = Vec::new();
-        for (user, pass, action) in [(&read, "readPass", "read"), (&publish, "publishPass", "publish")] {
-            match user {
-                Some(user) => {
-                    let pass = s.text(pass).unwrap_or_default();
-                    let mut permissions = vec![format!("{action}:{pattern}")];
-                    if action == "read" {
-                        permissions.push(format!("playback:{pattern}"));
-                    }
-                    self.add_user(&format!("paths.{path}.{action}User ({user})"), user, &pass, permissions, Vec::new());
-                }
-                None => open.push(format!("{action}:{pattern}")),
+        let ips =
+            |key: &str| -> Vec<String> { s.get(key).and_then(Yaml::as_vec).into_iter().flatten().map(text).collect() };
+        for (user_key, pass_key, ips_key, action) in
+            [("readUser", "readPass", "readIPs", "read"), ("publishUser", "publishPass", "publishIPs", "publish")]
+        {
+            let mut permissions = vec![format!("{action}:{name}")];
+            if action == "read" {
+                permissions.push(format!("playback:{name}"));
             }
-        }
-        if !open.is_empty() {
-            if name == RouteName::CATCH_ALL {
+            let from = ips(ips_key);
+            match s.text(user_key) {
+                Some(user) => {
+                    let pass = s.text(pass_key).unwrap_or_default();
+                    self.add_user(&format!("paths.{path}.{user_key} ({user})"), &user, &pass, permissions, from);
+                }
                 // "*" as a permission would match every route the plugin guards, not only the catch-all's.
-                self.skip(
+                None if name == RouteName::CATCH_ALL => self.skip(
                     format!("paths.{path}"),
-                    "what anyone could do on it now needs the user's credentials too (a catch-all's open \
-                     permission would open every guarded route)",
-                );
-            } else {
-                self.users.anonymous.push(Anonymous { permissions: open, ips: Vec::new() });
+                    format!(
+                        "what anyone could {action} on it now needs credentials (a catch-all's open permission \
+                         would open every guarded route)"
+                    ),
+                ),
+                None => self.users.anonymous.push(Anonymous { permissions, ips: from }),
             }
         }
         true
@@ -616,7 +673,7 @@ impl Converter {
              # `sluice check`; the commented routes.toml shipped with Sluice explains every key.\n",
         );
         for c in &self.comments {
-            writeln!(out, "# Note: {c}").ok();
+            writeln!(out, "# Note: {}", comment_safe(c)).ok();
         }
         if self.routes.is_empty() {
             out.push_str("\n# The MediaMTX file had no paths: nothing may publish or be read until routes are added.\nroute = []\n");
@@ -646,18 +703,20 @@ impl Converter {
         }
 
         match &self.auth {
-            Auth::Jwt { claim } => {
+            Auth::Jwt { claim, issuer, audience } => {
                 out.push_str(
                     "\n# MediaMTX's JWT auth: tokens carry their permissions in the claim below ({ action, path }\n\
                      # entries, read as they are). Set SLUICE_JWT_PUBLIC_KEY to the RS256 public key (PEM) of the issuer.\n",
                 );
                 writeln!(out, "[plugins.{JWT_PLUGIN}]\nsource = \"builtin:auth-jwt\"").ok();
-                writeln!(
-                    out,
-                    "config = {{ public_key_env = \"SLUICE_JWT_PUBLIC_KEY\", permissions_claim = {} }}",
-                    q(claim)
-                )
-                .ok();
+                let mut config =
+                    format!("public_key_env = \"SLUICE_JWT_PUBLIC_KEY\", permissions_claim = {}", q(claim));
+                for (key, value) in [("issuer", issuer), ("audience", audience)] {
+                    if let Some(v) = value {
+                        write!(config, ", {key} = {}", q(v)).ok();
+                    }
+                }
+                writeln!(out, "config = {{ {config} }}").ok();
                 out.push_str("grants = { env = [\"SLUICE_JWT_PUBLIC_KEY\"] }\n");
             }
             auth => self.write_users(&mut out, matches!(auth, Auth::Closed)),
@@ -685,7 +744,7 @@ impl Converter {
         for route in &self.routes {
             writeln!(out, "\n# MediaMTX path {}", q(&route.path)).ok();
             for note in &route.notes {
-                writeln!(out, "# ({note})").ok();
+                writeln!(out, "# ({})", comment_safe(note)).ok();
             }
             writeln!(out, "[[route]]").ok();
             for line in &route.lines {
@@ -696,9 +755,7 @@ impl Converter {
         if !self.skipped.is_empty() {
             out.push_str("\n# Not converted (`sluice import` printed these too):\n");
             for s in &self.skipped {
-                for (i, line) in s.to_string().lines().enumerate() {
-                    writeln!(out, "#{} {line}", if i == 0 { "  -" } else { "   " }).ok();
-                }
+                writeln!(out, "#  - {}", comment_safe(&s.to_string())).ok();
             }
         }
         Conversion { routes_toml: out, skipped: self.skipped }
@@ -713,12 +770,14 @@ impl Converter {
         } else if self.default_users {
             out.push_str(
                 "# The MediaMTX file listed no users, so MediaMTX's defaults apply: anyone publishes, reads and plays\n\
-                 # back; the API answers this machine only. Add users (`sluice passwd` hashes a password) to close it.\n",
+                 # back (and, where MediaMTX's API was on, this machine uses the API, /v1 included). Add users\n\
+                 # (`sluice passwd` hashes a password) to close it.\n",
             );
         } else {
             out.push_str(
                 "# MediaMTX's internal users: passwords hashed with argon2 on the way (`sluice passwd` makes more);\n\
-                 # the user `any` became `anonymous` entries (what clients without credentials may do).\n",
+                 # the user `any` became `anonymous` entries (what clients without credentials may do). Its `api`\n\
+                 # permission also covers Sluice's /v1 on the HTTP port (routes are changed there).\n",
             );
         }
         writeln!(out, "[plugins.{USERS_PLUGIN}]\nsource = \"builtin:auth-users\"").ok();
@@ -742,6 +801,11 @@ impl Converter {
             }
         }
     }
+}
+
+/// Text from the MediaMTX file (names, keys) in a `#` comment: one line, no control characters.
+fn comment_safe(text: &str) -> String {
+    text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
 }
 
 /// A MediaMTX password as an argon2 hash the users plugin checks.
@@ -897,7 +961,43 @@ mod tests {
         assert!(c.routes_toml.contains("name = \"ana\""));
         assert!(c.routes_toml.contains("permissions = [\"read:private\", \"playback:private\"]"));
         assert!(c.routes_toml.contains("permissions = [\"publish:private\"]"), "anyone still publishes to it");
-        assert!(skipped(&c, "paths.private.readIPs").contains("address lists"));
+        assert!(c.routes_toml.contains("ips = [\"10.0.0.0/8\"]"), "ana reads from where MediaMTX let her");
+        assert!(!c.routes_toml.contains("permissions = [\"api\"]"), "MediaMTX's API was off: no local API rule");
+
+        // An address list alone switched MediaMTX to this mode too: publishing stays limited to it.
+        let (table, c) = converted("paths:\n  cam:\n    publishIPs: [127.0.0.1]\n");
+        assert_eq!(route(&table, "cam").auth.as_deref(), Some("users"));
+        assert!(c.routes_toml.contains("permissions = [\"publish:cam\"]\nips = [\"127.0.0.1\"]"), "{}", c.routes_toml);
+        assert!(c.routes_toml.contains("permissions = [\"read:cam\", \"playback:cam\"]"), "anyone still reads");
+    }
+
+    #[test]
+    fn what_would_widen_access_is_left_out_with_its_reason() {
+        let (_, c) = converted(
+            "authInternalUsers:\n  - user: x\n    pass: p\n    ips: [10.0.0.0/8]\n    permissions: [{action: publish}]\n\
+             \x20 - user: x\n    pass: p\n    permissions: [{action: read}]\n\
+             \x20 - user: y\n    pass: p\n    permissions: [{action: read, path: '~^cam\\d+$'}]\n",
+        );
+        assert!(skipped(&c, "authInternalUsers[1] (x)").contains("other addresses"), "{:#?}", c.skipped);
+        assert!(c.routes_toml.contains("permissions = [\"publish\"]\nips = [\"10.0.0.0/8\"]"));
+        assert!(c.skipped.iter().any(|s| s.setting.starts_with("authInternalUsers[2].permissions")));
+        // The default users bring no API rule unless MediaMTX's API was on, and then say it covers /v1.
+        let (_, off) = converted("paths:\n  cam:\n");
+        assert!(!off.routes_toml.contains("permissions = [\"api\"]"));
+        let (_, on) = converted("api: yes\npaths:\n  cam:\n");
+        assert!(on.routes_toml.contains("permissions = [\"api\"]\nips = [\"127.0.0.1\", \"::1\"]"));
+        // Proxies trusted for HLS only are not trusted for everything.
+        let (table, c) = converted("hlsTrustedProxies: [10.0.0.1]\nwebrtcTrustedProxies: [10.0.0.2]\n");
+        assert_eq!(table.server.trusted_proxies.len(), 1);
+        assert!(skipped(&c, "hlsTrustedProxies").contains("trusted_proxies"));
+        // externalAuthenticationURL (HTTP auth before 1.0) closes everything rather than leaving it open.
+        let (_, c) = converted("externalAuthenticationURL: http://auth/\npaths:\n  cam:\n");
+        assert!(c.routes_toml.contains("config = { users = [] }"));
+        // A regex capture in the host is refused, and control characters stay out of comments.
+        let (table, c) = converted("paths:\n  '~^cams/([^/]+)$':\n    source: rtsp://10.0.0.$G1/s\n  \"a\\rb\":\n");
+        assert!(table.routes.is_empty());
+        assert!(skipped(&c, "paths.~^cams/([^/]+)$").contains("host"));
+        assert!(c.routes_toml.contains("#  - paths.a b: "), "{}", c.routes_toml);
     }
 
     #[test]

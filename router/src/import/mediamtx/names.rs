@@ -47,7 +47,10 @@ fn capture_kind(group: &str) -> Option<Capture> {
         "[^/]" => Some(Capture::Segment),
         "." => Some(Capture::Wider),
         "\\d" | "\\w" => Some(Capture::Narrower),
-        class if class.starts_with('[') && class.ends_with(']') && !class.contains('/') => Some(Capture::Narrower),
+        // A positive class without '/' takes fewer names than a segment; a negated one other than [^/] takes '/'.
+        class if class.starts_with('[') && !class.starts_with("[^") && class.ends_with(']') && !class.contains('/') => {
+            Some(Capture::Narrower)
+        }
         _ => None,
     }
 }
@@ -106,7 +109,8 @@ fn unescape_literal(fragment: &str) -> Option<String> {
 /// A permission's `path` as a route pattern (`*` matching any run of characters): names stay, regexes whose only
 /// operators are `.*`-like runs become patterns (`~^cams/` is `cams/*`).
 pub fn permission_pattern(path: &str) -> Result<String, String> {
-    const RUNS: [&str; 10] = ["(.*)", "(.+)", ".*", ".+", "([^/]+)", "[^/]+", "(\\d+)", "\\d+", "(\\w+)", "\\w+"];
+    // Only runs that take anything: `*` matches '/' too, so a narrower class (\d+, [^/]+) would widen the grant.
+    const RUNS: [&str; 4] = ["(.*)", "(.+)", ".*", ".+"];
     let Some(re) = path.strip_prefix('~') else { return Ok(path.to_string()) };
     let unmapped =
         || format!("the regex \"{re}\" has no pattern equivalent (`*` is the only wildcard): list the routes");
@@ -172,6 +176,16 @@ pub fn pull_source(source: &str, name: &str) -> Result<String, String> {
         _ => return Err(format!("\"{source}\" is not a source Sluice knows")),
     }
     url::Url::parse(source).map_err(|e| format!("`source` is not a URL ({e})"))?;
+    // A template's capture stands in the URL's path (after scheme://authority), as routes.toml requires.
+    let path_start = source.find("://").map(|i| i + 3).and_then(|a| source[a..].find('/').map(|p| a + p));
+    let first_capture = ["$G", "$MTX_PATH"].iter().filter_map(|c| source.find(c)).min();
+    if let Some(at) = first_capture
+        && path_start.is_none_or(|p| at < p)
+    {
+        return Err("`source` puts the regex's capture in the host or credentials; a template's ${1} goes in the \
+                    URL's path only"
+            .into());
+    }
     let quoted = q(source);
     let template = name.ends_with('*');
     let capture = if template { quoted.replace("$G1", "${1}") } else { quoted.clone() };
@@ -234,7 +248,9 @@ mod tests {
         assert_eq!(permission_pattern("~^cams/.*$").as_deref(), Ok("cams/*"));
         assert_eq!(permission_pattern("~^cam").as_deref(), Ok("cam*"));
         assert_eq!(permission_pattern("~door").as_deref(), Ok("*door*"));
-        assert_eq!(permission_pattern("~^site\\.a/(\\d+)$").as_deref(), Ok("site.a/*"));
+        assert_eq!(permission_pattern("~^site\\.a/(.+)$").as_deref(), Ok("site.a/*"));
+        // Narrower runs would widen into `*` (which takes '/' and anything): refused, the grant left out.
+        assert!(permission_pattern("~^cam\\d+$").is_err() && permission_pattern("~^cams/[^/]+$").is_err());
         assert_eq!(permission_pattern("lobby").as_deref(), Ok("lobby"));
         assert!(permission_pattern("~^(a|b)$").is_err());
     }

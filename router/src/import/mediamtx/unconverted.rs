@@ -78,6 +78,9 @@ pub fn global_reason(key: &str, v: &Yaml, g: &Section) -> Option<String> {
         "authInternalUsers",
         "authJWTClaimKey",
         "authJWTJWKS",
+        "authJWTIssuer",
+        "authJWTAudience",
+        "externalAuthenticationURL",
         "paths",
         "pathDefaults",
         "hls",
@@ -148,6 +151,8 @@ pub fn path_reason(key: &str, v: &Yaml) -> Option<String> {
         "recordPartDuration",
         "recordSegmentDuration",
         "recordDeleteAfter",
+        "readIPs",
+        "publishIPs",
         "readUser",
         "readPass",
         "publishUser",
@@ -177,9 +182,6 @@ pub fn path_reason(key: &str, v: &Yaml) -> Option<String> {
         "rtspAnyPort" | "sourceAnyPortEnable" => "UDP from other ports is not accepted: use TCP (the default)",
         "rtspRangeType" | "rtspRangeStart" => "pulls always start live",
         "rtspUDPReadBufferSize" => "Sluice's own UDP buffers apply",
-        "readIPs" | "publishIPs" => {
-            "per-path address lists are not converted: give users `ips` in the users plugin, or use a firewall"
-        }
         "srtReadPassphrase" | "srtPublishPassphrase" => "SRT is not served",
         _ => "not a path setting this importer knows: set its Sluice equivalent by hand, if there is one",
     };
