@@ -51,6 +51,9 @@ function peer(peerId, displayName) {
   for (const track of stream.getTracks()) pc.addTrack(track, stream);
   pc.ontrack = ({ streams }) => { video.srcObject = streams[0]; };
   pc.onicecandidate = ({ candidate }) => send({ candidate });
+  // A pair whose connectivity checks failed (a candidate lost in a collision, a network change) tries again with
+  // fresh credentials; the offer it makes goes through the same perfect negotiation.
+  pc.onconnectionstatechange = () => { if (pc.connectionState === 'failed') pc.restartIce(); };
   pc.onnegotiationneeded = async () => {
     try {
       p.makingOffer = true;
