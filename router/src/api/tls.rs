@@ -1,8 +1,8 @@
 //! HTTPS for the HTTP listener's app (`[server] https`): browsers give a page the camera only in a secure context,
 //! so a phone on the LAN needs it to publish. The certificate is the admin's (`[server] tls`, reloaded when its
 //! files change) or one this module makes once into `data_dir/tls`: self-signed, for localhost, the host name and
-//! every interface address, made again when those change or it nears its end. Its SHA-256 fingerprint is logged
-//! and shown in the UI, so whoever accepts it on a phone can check it is this server's.
+//! every interface address, made again at a start when those changed or it nears its end. Its SHA-256 fingerprint
+//! is logged and shown in the UI, so whoever accepts it on a phone can check it is this server's.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
