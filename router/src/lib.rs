@@ -7,6 +7,8 @@
 //! frame: `ingest` -> `route` -> `egress`, with the ports that admit and hand on (`listen`, `api`) on top.
 //! - [`media`], [`backoff`], [`logging`]: tracks, frames, codec helpers; retry timing; log setup.
 //! - [`config`]: routes.toml -> validated [`config::RouteTable`]; reload diffs.
+//! - [`transcode`]: codec conversions of route frames for outputs that cannot carry the source's (AAC -> Opus for
+//!   WebRTC), made once per route.
 //! - [`route`]: the route actor (one source, N readers, GOP cache, slow-reader policy). Knows no protocol.
 //! - [`connections`]: admission of TCP connections (and per-address counts) shared by every listener.
 //! - [`credentials`]: `sluice passwd` / `sluice token`, for the built-in auth plugins.
@@ -55,6 +57,7 @@ pub mod rtsp;
 pub mod runtime;
 pub mod server;
 pub mod signal;
+pub mod transcode;
 pub mod webrtc;
 
 /// The build script's wasm32-wasip2 check, compiled here only so its decision is unit tested.

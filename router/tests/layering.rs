@@ -11,7 +11,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("backoff", &[]),
     ("logging", &[]),
     ("config", &["media"]),
-    ("route", &["config", "media"]),
+    // Codec conversions of route frames (AAC -> Opus): pure frames in, frames out.
+    ("transcode", &["media"]),
+    ("route", &["config", "media", "transcode"]),
     ("connections", &["config"]),
     ("credentials", &["config"]),
     // `sluice import`: other servers' configs into routes files, checked by the config layer.
@@ -21,7 +23,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("recording", &["config", "media", "plugin"]),
     ("admit", &["auth", "config", "plugin", "route"]),
     // Protocol cores: what every path of a protocol shares, with no notion of admission.
-    ("webrtc", &["config", "connections", "media", "route"]),
+    ("webrtc", &["config", "connections", "media", "route", "transcode"]),
     ("rtmp", &["connections", "media", "route"]),
     ("rtsp", &["media"]),
     // The data path: sources into routes, outputs out of them. Neither knows the other.

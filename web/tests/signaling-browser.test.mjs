@@ -74,15 +74,16 @@ test('four tabs in a mesh call each decode the three others', async () => {
     pages.push(page);
   }
   for (const page of pages) {
+    // Each remote peer's decoded frames, with the connection's states for the message when it fails.
     await poll(page, async () => {
-      const counts = [];
-      for (const p of window.sluiceCall.peers.values()) {
-        let n = -1;
-        (await p.pc.getStats()).forEach((x) => { if (x.kind === 'video' && x.type === 'inbound-rtp') n = x.framesDecoded; });
-        counts.push(n);
+      const remotes = [];
+      for (const [id, p] of window.sluiceCall.peers) {
+        let frames = -1;
+        (await p.pc.getStats()).forEach((x) => { if (x.kind === 'video' && x.type === 'inbound-rtp') frames = x.framesDecoded; });
+        remotes.push({ id, frames, connection: p.pc.connectionState, signaling: p.pc.signalingState });
       }
-      return counts;
-    }, (counts) => counts.length === 3 && counts.every((n) => n > 5), 'three remote videos decoded', 30000);
+      return remotes;
+    }, (remotes) => remotes.length === 3 && remotes.every((r) => r.frames > 5), 'three remote videos decoded', 30000);
   }
   await pages[3].close();
   await poll(pages[0], () => window.sluiceCall.peers.size, (n) => n === 2, 'peer-left drops the tile');

@@ -114,9 +114,26 @@ test('an RTSP camera pulled by the router plays in Chromium over WHEP', async ()
   await page.close();
 });
 
-test('ffmpeg publishes H.264 + AAC over RTMP and Chromium plays the video over WHEP', async () => {
+/** The viewer page's inbound audio and video stats: samples and level heard, and each track's estimated playout
+ * time in the sender's clock (what a browser lines audio and video up by). */
+function inbound(page) {
+  return page.evaluate(async () => {
+    const out = {};
+    (await window.sluiceSession.pc.getStats()).forEach((s) => { if (s.type === 'inbound-rtp') out[s.kind] = s; });
+    return {
+      samples: out.audio?.totalSamplesReceived ?? 0,
+      level: out.audio?.audioLevel ?? 0,
+      codec: out.audio?.codecId,
+      audioPlayout: out.audio?.estimatedPlayoutTimestamp,
+      videoPlayout: out.video?.estimatedPlayoutTimestamp,
+    };
+  });
+}
+
+test('ffmpeg publishes H.264 + AAC over RTMP: Chromium over WHEP plays the video and hears the AAC as Opus, in step', async () => {
+  // 44.1 kHz, as OBS and many cameras send: the transcoder resamples to Opus's 48 kHz.
   const ffmpeg = spawn('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-re', '-f', 'lavfi', '-i', 'testsrc=size=640x360:rate=30',
-    '-f', 'lavfi', '-i', 'sine=frequency=1000:sample_rate=48000', '-t', '30', '-c:v', 'libx264', '-preset', 'veryfast',
+    '-f', 'lavfi', '-i', 'sine=frequency=1000:sample_rate=44100', '-t', '30', '-c:v', 'libx264', '-preset', 'veryfast',
     '-tune', 'zerolatency', '-pix_fmt', 'yuv420p', '-g', '30', '-c:a', 'aac', '-f', 'flv', `rtmp://${router.rtmp}/obs/key`],
   { stdio: 'ignore' });
   try {
@@ -125,6 +142,27 @@ test('ffmpeg publishes H.264 + AAC over RTMP and Chromium plays the video over W
     await page.goto(`${router.base}/obs?autoplay`);
     await waitFrames(page, 'framesDecoded', 60, 15000);
     assert.equal(await videoStat(page, 'frameWidth'), 640);
+    await router.waitLog((l) => l.message === 'transcoding AAC to Opus for WebRTC viewers' && l.route === 'obs');
+    // Samples keep arriving and carry the tone (a 1/8-scale sine: audioLevel ~0.1), and once sender reports have
+    // come for both tracks their playout times agree: the audio is in step with the picture.
+    let first;
+    let last;
+    const deadline = Date.now() + 15000;
+    while (Date.now() < deadline) {
+      last = await inbound(page);
+      first ??= last;
+      if (last.samples > first.samples + 48000 && last.level > 0.02 && last.audioPlayout && last.videoPlayout) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    assert.ok(last.samples > first.samples + 48000, `audio samples keep coming: ${JSON.stringify([first, last])}`);
+    assert.ok(last.level > 0.02, `the tone is heard: ${JSON.stringify(last)}`);
+    const skew = last.audioPlayout - last.videoPlayout;
+    console.log(`AAC -> Opus: audio plays ${skew.toFixed(0)} ms from the video (estimatedPlayoutTimestamp)`);
+    assert.ok(Math.abs(skew) < 80, `audio and video in step: ${JSON.stringify(last)}`);
+    // The route still says AAC (RTMP players and recordings get it as published), with nothing to warn about.
+    const route = await (await fetch(`${router.base}/v1/routes/obs`)).json();
+    assert.deepEqual(route.live.tracks.map((t) => t.codec).sort(), ['aac', 'h264']);
+    assert.ok(!route.warnings.some((w) => w.includes('AAC')), JSON.stringify(route.warnings));
     await page.close();
   } finally {
     ffmpeg.kill();

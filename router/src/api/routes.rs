@@ -12,7 +12,6 @@ use serde::Serialize;
 use super::{ApiError, AppState};
 use crate::config::model::{Output, RouteConfig};
 use crate::egress::push::PushStatus;
-use crate::media::Codec;
 use crate::route::{RouteHandle, RouteSnapshot, RouteState};
 use crate::runtime::Directory;
 use crate::runtime::{ReloadOutcome, ReloadResult, ReloadTrigger};
@@ -55,12 +54,12 @@ pub fn warnings(
                     .to_string(),
             );
         }
-        if whep && live.tracks.iter().any(|t| t.codec == Codec::Aac) {
-            out.push(
-                "the audio is AAC, which WebRTC cannot carry: WHEP viewers get the video only (this build does not \
-                 transcode AAC to Opus yet). Publish Opus audio for sound in browsers; RTMP players get the AAC"
-                    .to_string(),
-            );
+        if whep && let Some(why) = live.tracks.iter().find_map(|t| t.opus_refusal.as_deref()) {
+            out.push(format!(
+                "the audio is AAC that cannot be transcoded to Opus for WebRTC: {why}. WHEP viewers get the video \
+                 only; publish AAC-LC (mono or stereo) or Opus for sound in browsers. RTMP and RTSP players and \
+                 recordings get the audio as it is"
+            ));
         }
         out.extend(recordings_waiting(live, recordings));
     }

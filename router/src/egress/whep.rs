@@ -1,6 +1,7 @@
 //! `to = ["whep"]`: WebRTC viewers (browsers, players) of a route. The HTTP API admits the offer
 //! (`POST /{route}/whep`); this picks what the viewer is sent and starts its session on the WebRTC engine, which
-//! sends every viewer of the route the RTP payloads made once per frame (`Frame::rtp`).
+//! sends every viewer of the route the RTP payloads made once per frame (`Frame::rtp`). AAC audio reaches viewers
+//! as Opus, transcoded once per route while a viewer takes audio (`webrtc::subscription`).
 
 use std::net::SocketAddr;
 
@@ -59,9 +60,16 @@ fn check_codecs(
             v.codec,
             if v.codec == Codec::H264 { " (H.264 with packetization-mode=1)" } else { "" }
         ))),
-        (None, Some(a)) if !accepts(audio, a.codec) => Err(WebRtcError::NoCommonCodec(format!(
-            "the route sends {} audio and the offer does not accept it",
-            a.codec
+        (None, Some(a)) if a.codec == Codec::Aac && a.opus_refusal.is_some() => {
+            Err(WebRtcError::NoCommonCodec(format!(
+                "the route sends AAC audio that WebRTC cannot carry and {}",
+                a.opus_refusal.as_deref().unwrap_or("")
+            )))
+        }
+        (None, Some(a)) if !accepts(audio, webrtc_codec(a.codec)) => Err(WebRtcError::NoCommonCodec(format!(
+            "the route sends {} audio and the offer does not accept it{}",
+            a.codec,
+            if a.codec == Codec::Aac { " as Opus, which the router transcodes it to" } else { "" }
         ))),
         (None, None)
             if video.is_none_or(|v| v.payload_types.is_empty()) && audio.is_none_or(|a| a.payload_types.is_empty()) =>
@@ -70,4 +78,9 @@ fn check_codecs(
         }
         _ => Ok(()),
     }
+}
+
+/// The codec a viewer is sent for a route codec: AAC goes out as Opus (see `crate::transcode`).
+fn webrtc_codec(codec: Codec) -> Codec {
+    if codec == Codec::Aac { Codec::Opus } else { codec }
 }

@@ -45,6 +45,9 @@ pub struct TrackInfo {
     pub h264_profile_idc: Option<u8>,
     /// H.264 picture size from the SPS, [width, height].
     pub video_size: Option<[u32; 2]>,
+    /// Why WebRTC viewers hear nothing of this AAC track (it cannot be transcoded to Opus: HE-AAC, surround).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub opus_refusal: Option<String>,
 }
 
 impl From<&Track> for TrackInfo {
@@ -63,6 +66,7 @@ impl From<&Track> for TrackInfo {
             description: t.description.clone(),
             h264_profile_idc,
             video_size,
+            opus_refusal: crate::transcode::opus_refusal(t),
         }
     }
 }

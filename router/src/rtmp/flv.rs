@@ -157,6 +157,7 @@ mod tests {
             description: String::new(),
             h264_profile_idc: Some(66),
             video_size: Some([640, 360]),
+            opus_refusal: None,
         }];
         let ours = metadata_message(&tracks, 1).expect("message");
         assert!(!is_rml_data_packet(&ours), "on a chunk stream of our own");

@@ -89,6 +89,8 @@ pub struct Viewer {
     pub audio: Option<Outgoing>,
     /// A keyframe went out: video frames before it would not decode, so they are not sent.
     pub synced: bool,
+    /// Held while this viewer's audio line takes Opus, so that the route's AAC is transcoded for it.
+    _opus: Option<super::subscription::OpusDemand>,
 }
 
 #[derive(Debug)]
@@ -111,7 +113,8 @@ impl Viewer {
         video: Option<Outgoing>,
         audio: Option<Outgoing>,
     ) -> Viewer {
-        Viewer { subscription, _ticket: ticket, video, audio, synced: false }
+        let opus = audio.as_ref().and_then(|a| a.pt(Codec::Opus)).map(|_| subscription.demand_opus());
+        Viewer { subscription, _ticket: ticket, video, audio, synced: false, _opus: opus }
     }
 }
 
@@ -306,9 +309,12 @@ impl Session {
 
     /// Sends one route frame to a viewer, returning whether it did: not for publishers, unconnected viewers,
     /// codecs the viewer did not accept, or video before the first keyframe.
+    /// `wallclock` is when the frame's first sample was taken, as near as the router knows: sender reports map RTP
+    /// time to it, and a browser plays audio and video in step by those reports.
     pub fn send_frame(
         &mut self,
         frame: &RtpFrame,
+        wallclock: Instant,
         now: Instant,
         out: &mut dyn FnMut(Transmit),
         events: &mut Vec<SessionEvent>,
@@ -332,7 +338,7 @@ impl Session {
         track.seq += frame.payloads.len() as u64;
         for (i, payload) in frame.payloads.iter().enumerate() {
             let seq = first_seq + i as u64;
-            let write = RtpWrite::new(params.pt(), seq.into(), frame.timestamp, now, Arc::clone(&payload.data))
+            let write = RtpWrite::new(params.pt(), seq.into(), frame.timestamp, wallclock, Arc::clone(&payload.data))
                 .marker(payload.marker)
                 .nackable(is_video);
             match self.rtc.direct_api().stream_tx_by_mid(mid, None) {

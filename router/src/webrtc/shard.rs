@@ -351,11 +351,14 @@ impl Shard {
         // too long to replay is dropped: new viewers then wait for (and ask for) a keyframe.
         fanout.gop.push(frame, frame.kind() == MediaKind::Video && frame.keyframe);
         let now = Instant::now();
+        // When the frame reached the router (for transcoded audio: when its AAC did), never later than now: the
+        // time sender reports relate the frame's RTP time to, so queueing here does not skew audio against video.
+        let wallclock = frame.received.min(now);
         let mut measured = false;
         for i in 0..fanout.viewers.len() {
             let Some(key) = self.fanouts.get(&sub.name).and_then(|f| f.viewers.get(i)).copied() else { break };
             let mut sent = false;
-            self.with_session(key, now, |s, out, ev| sent = s.send_frame(&rtp, now, out, ev));
+            self.with_session(key, now, |s, out, ev| sent = s.send_frame(&rtp, wallclock, now, out, ev));
             if sent && !measured {
                 // Once per frame: its first packets are in the kernel now.
                 measured = true;
@@ -424,9 +427,11 @@ impl Shard {
                 if gop.is_empty() {
                     v.subscription.route.request_keyframe();
                 }
-                for rtp in gop.iter().filter_map(|f| f.rtp()) {
+                for frame in &gop {
+                    let Some(rtp) = frame.rtp() else { continue };
+                    let wallclock = frame.received.min(now);
                     self.with_session(key, now, |s, out, ev| {
-                        s.send_frame(rtp, now, out, ev);
+                        s.send_frame(rtp, wallclock, now, out, ev);
                     });
                 }
             }
