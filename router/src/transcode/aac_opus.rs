@@ -119,10 +119,11 @@ impl AacToOpus {
         let resampler = if in_rate == OPUS_RATE {
             None
         } else {
-            // 64 taps with linear interpolation between 256 precomputed phases: an anti-aliasing filter good to
-            // ~20 kHz at a fraction of the cost of the default 256-tap cubic one.
+            // 32 taps with linear interpolation between 256 precomputed phases: its roll-off starts below the
+            // source's Nyquist frequency, past the 20 kHz Opus keeps, at an eighth of the default 256-tap cubic
+            // filter's cost (64 taps cost twice this for nothing audible: BENCHMARKS.md).
             let params = SincInterpolationParameters {
-                sinc_len: 64,
+                sinc_len: 32,
                 f_cutoff: None,
                 oversampling_factor: 256,
                 interpolation: SincInterpolationType::Linear,
