@@ -114,18 +114,23 @@ test('an RTSP camera pulled by the router plays in Chromium over WHEP', async ()
   await page.close();
 });
 
-/** The viewer page's inbound audio and video stats: samples and level heard, and each track's estimated playout
- * time in the sender's clock (what a browser lines audio and video up by). */
+/** The viewer page's inbound audio: samples and level heard; and how far ahead of the picture the sound plays.
+ * The router sends each track's RTP time as its source time (90 kHz video, 48 kHz Opus, same origin), so the source
+ * time each track is playing now is its last played RTP time plus the time since; the browser aligns the two by
+ * the sender reports, which hold only when the transcoded audio kept its timing. */
 function inbound(page) {
   return page.evaluate(async () => {
     const out = {};
     (await window.sluiceSession.pc.getStats()).forEach((s) => { if (s.type === 'inbound-rtp') out[s.kind] = s; });
+    const playing = {};
+    for (const r of window.sluiceSession.pc.getReceivers()) {
+      const s = r.getSynchronizationSources()[0];
+      if (s) playing[r.track.kind] = s.rtpTimestamp / (r.track.kind === 'audio' ? 48 : 90) - s.timestamp;
+    }
     return {
       samples: out.audio?.totalSamplesReceived ?? 0,
       level: out.audio?.audioLevel ?? 0,
-      codec: out.audio?.codecId,
-      audioPlayout: out.audio?.estimatedPlayoutTimestamp,
-      videoPlayout: out.video?.estimatedPlayoutTimestamp,
+      skewMs: playing.audio !== undefined && playing.video !== undefined ? playing.audio - playing.video : undefined,
     };
   });
 }
@@ -143,22 +148,27 @@ test('ffmpeg publishes H.264 + AAC over RTMP: Chromium over WHEP plays the video
     await waitFrames(page, 'framesDecoded', 60, 15000);
     assert.equal(await videoStat(page, 'frameWidth'), 640);
     await router.waitLog((l) => l.message === 'transcoding AAC to Opus for WebRTC viewers' && l.route === 'obs');
-    // Samples keep arriving and carry the tone (a 1/8-scale sine: audioLevel ~0.1), and once sender reports have
-    // come for both tracks their playout times agree: the audio is in step with the picture.
+    // Samples keep arriving and carry the tone (a 1/8-scale sine: audioLevel ~0.1); after a few seconds (sender
+    // reports for both tracks) the sound plays near the picture it was published with. Measured here: 100-140 ms
+    // behind, steady (the same with the audio dated by its arrival), which includes headless Chromium's audio
+    // output buffering; the bound catches a transcoder that loses its timing (seconds off, or drifting).
     let first;
     let last;
+    const skews = [];
     const deadline = Date.now() + 15000;
     while (Date.now() < deadline) {
       last = await inbound(page);
       first ??= last;
-      if (last.samples > first.samples + 48000 && last.level > 0.02 && last.audioPlayout && last.videoPlayout) break;
+      if (last.skewMs !== undefined && last.samples > first.samples + 48000 * 3) skews.push(last.skewMs);
+      if (skews.length >= 15 && last.level > 0.02) break;
       await new Promise((r) => setTimeout(r, 200));
     }
     assert.ok(last.samples > first.samples + 48000, `audio samples keep coming: ${JSON.stringify([first, last])}`);
     assert.ok(last.level > 0.02, `the tone is heard: ${JSON.stringify(last)}`);
-    const skew = last.audioPlayout - last.videoPlayout;
-    console.log(`AAC -> Opus: audio plays ${skew.toFixed(0)} ms from the video (estimatedPlayoutTimestamp)`);
-    assert.ok(Math.abs(skew) < 80, `audio and video in step: ${JSON.stringify(last)}`);
+    skews.sort((a, b) => a - b);
+    const skew = skews[Math.floor(skews.length / 2)];
+    console.log(`AAC -> Opus: audio plays ${(-skew).toFixed(0)} ms behind the video (median of ${skews.length})`);
+    assert.ok(skews.length >= 5 && Math.abs(skew) < 250 && skews[skews.length - 1] - skews[0] < 100, `audio and video in step: ${JSON.stringify(skews)}`);
     // The route still says AAC (RTMP players and recordings get it as published), with nothing to warn about.
     const route = await (await fetch(`${router.base}/v1/routes/obs`)).json();
     assert.deepEqual(route.live.tracks.map((t) => t.codec).sort(), ['aac', 'h264']);

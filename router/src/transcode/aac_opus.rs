@@ -5,9 +5,9 @@
 //! packets (libopus). One AAC frame (1024 samples) yields one or two packets, sometimes none.
 //!
 //! Timing is what keeps the sound in step with the picture. A packet's pts is the source time of its first sample
-//! in 48 kHz ticks, less the resampler's and the encoder's delays. Its `received` instant is that of the AAC frame
-//! its first sample came from, moved by that sample's offset: WebRTC sender reports map RTP time to wall-clock time
-//! from it, and browsers line audio up with video by that mapping, not by when packets happen to leave.
+//! in 48 kHz ticks, less the resampler's and the encoder's delays: WebRTC sender reports date frames by the route's
+//! timeline (the shard's `MediaClock`), and browsers line audio up with video by them. Its `received` instant is
+//! that of the AAC frame its first sample came from, moved by that sample's offset (latency is measured from it).
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;

@@ -309,8 +309,8 @@ impl Session {
 
     /// Sends one route frame to a viewer, returning whether it did: not for publishers, unconnected viewers,
     /// codecs the viewer did not accept, or video before the first keyframe.
-    /// `wallclock` is when the frame's first sample was taken, as near as the router knows: sender reports map RTP
-    /// time to it, and a browser plays audio and video in step by those reports.
+    /// `wallclock` is the frame's time on the router's clock (the route's `MediaClock`): sender reports map RTP time
+    /// to it, and a browser plays audio and video in step by those reports.
     pub fn send_frame(
         &mut self,
         frame: &RtpFrame,

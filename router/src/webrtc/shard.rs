@@ -120,11 +120,55 @@ type Key = u64;
 struct Fanout {
     viewers: Vec<Key>,
     gop: GopCache,
+    clock: MediaClock,
 }
 
 impl Default for Fanout {
     fn default() -> Fanout {
-        Fanout { viewers: Vec::new(), gop: GopCache::new(REPLAY_LIMITS) }
+        Fanout { viewers: Vec::new(), gop: GopCache::new(REPLAY_LIMITS), clock: MediaClock::default() }
+    }
+}
+
+/// A route's timeline on the router's clock: the wall-clock time sender reports give each frame. One origin for
+/// all the route's tracks, so a browser lines audio up with video as the source timestamped them, not as their
+/// frames happened to arrive (an AAC encoder's delay, a muxer's interleaving, the transcoder's 20 ms packets).
+#[derive(Debug, Default)]
+struct MediaClock {
+    /// An instant and the route time (seconds) it corresponds to.
+    origin: Option<(Instant, f64)>,
+}
+
+impl MediaClock {
+    /// Further behind its arrival than this, a frame's route time is taken as a new start (a source that stalled or
+    /// restarted): the origin moves up to it.
+    const MAX_LAG: Duration = Duration::from_secs(1);
+
+    fn wallclock(&mut self, frame: &Frame, now: Instant) -> Instant {
+        let secs = frame.pts as f64 / f64::from(frame.track.clock_rate.max(1));
+        let received = frame.received.min(now);
+        let Some((at, origin)) = self.origin else {
+            self.origin = Some((received, secs));
+            return received;
+        };
+        let offset = secs - origin;
+        let wallclock = if offset >= 0.0 {
+            at.checked_add(Duration::from_secs_f64(offset.min(1e9)))
+        } else {
+            at.checked_sub(Duration::from_secs_f64((-offset).min(1e9)))
+        };
+        match wallclock {
+            // Ahead of now (a source clock running fast, a reordered frame): the origin moves back for every
+            // track alike, since reports must not be dated in the future.
+            Some(w) if w > now => {
+                self.origin = Some((at.checked_sub(w - now).unwrap_or(at), origin));
+                now
+            }
+            Some(w) if received.duration_since(w) <= Self::MAX_LAG => w,
+            _ => {
+                self.origin = Some((received, secs));
+                received
+            }
+        }
     }
 }
 
@@ -351,9 +395,7 @@ impl Shard {
         // too long to replay is dropped: new viewers then wait for (and ask for) a keyframe.
         fanout.gop.push(frame, frame.kind() == MediaKind::Video && frame.keyframe);
         let now = Instant::now();
-        // When the frame reached the router (for transcoded audio: when its AAC did), never later than now: the
-        // time sender reports relate the frame's RTP time to, so queueing here does not skew audio against video.
-        let wallclock = frame.received.min(now);
+        let wallclock = fanout.clock.wallclock(frame, now);
         let mut measured = false;
         for i in 0..fanout.viewers.len() {
             let Some(key) = self.fanouts.get(&sub.name).and_then(|f| f.viewers.get(i)).copied() else { break };
@@ -427,9 +469,10 @@ impl Shard {
                 if gop.is_empty() {
                     v.subscription.route.request_keyframe();
                 }
-                for frame in &gop {
+                let Some(fanout) = self.fanouts.get_mut(&route) else { return };
+                let wallclocks: Vec<Instant> = gop.iter().map(|f| fanout.clock.wallclock(f, now)).collect();
+                for (frame, wallclock) in gop.iter().zip(wallclocks) {
                     let Some(rtp) = frame.rtp() else { continue };
-                    let wallclock = frame.received.min(now);
                     self.with_session(key, now, |s, out, ev| {
                         s.send_frame(rtp, wallclock, now, out, ev);
                     });
