@@ -79,8 +79,8 @@ pub struct AacToOpus {
     /// 48 kHz samples not yet encoded, interleaved, and the output pts of the first of them.
     pcm: Vec<f32>,
     pcm_pts: i64,
-    /// Source pts where the next AAC frame should start when the stream is continuous.
-    next_source_pts: Option<i64>,
+    /// Whether `pcm_pts` runs on from the last frame; false at first and after a bad frame.
+    started: bool,
     anchor: Option<Anchor>,
     packet: Vec<u8>,
 }
@@ -109,6 +109,9 @@ impl AacToOpus {
         };
         if !(1..=2).contains(&channels) {
             return Err(TranscodeError::Unsupported(format!("{channels} channels (Opus here carries 1 or 2)")));
+        }
+        if let Some(why) = clock_refusal(in_rate, source.clock_rate) {
+            return Err(TranscodeError::Unsupported(why));
         }
         let (layout, bitrate) =
             if channels == 2 { (opus::Channels::Stereo, STEREO_BITRATE) } else { (opus::Channels::Mono, MONO_BITRATE) };
@@ -158,7 +161,7 @@ impl AacToOpus {
             resampled: Vec::new(),
             pcm: Vec::with_capacity(2 * PACKET_SAMPLES * channels),
             pcm_pts: 0,
-            next_source_pts: None,
+            started: false,
             anchor: None,
             packet: vec![0; 1500],
         })
@@ -176,18 +179,22 @@ impl AacToOpus {
 
     /// Takes one AAC frame; returns the Opus frames it completed (0, 1 or 2).
     pub fn push(&mut self, frame: &Frame) -> Result<Vec<Frame>, TranscodeError> {
-        let continuous = self
-            .next_source_pts
-            .is_some_and(|next| (frame.pts - next).abs() * 1000 <= MAX_JITTER_MS * i64::from(self.in_rate));
-        if !continuous {
+        // Where this frame's samples belong on the output clock, against where the buffered ones end: measured
+        // against the samples actually produced, so neither a lost frame nor a source clock drifting from its
+        // sample count builds up an offset.
+        let at = rescale(frame.pts, self.in_rate, OPUS_RATE) - self.delay;
+        let end = self.pcm_pts + (self.pcm.len() / self.channels) as i64;
+        if !self.started || (at - end).abs() > MAX_JITTER_MS * i64::from(OPUS_RATE) / 1000 {
             self.restart(frame.pts);
         }
-        self.next_source_pts = Some(frame.pts + AAC_SAMPLES as i64);
+        // A frame that does not decode leaves a gap: the next one starts the clock again from its own time.
+        self.started = false;
         self.decode(frame)?;
         let frames = self.decoded.len() / self.channels;
         if frames != AAC_SAMPLES {
             return Err(TranscodeError::Decode(format!("{frames} samples where AAC-LC has {AAC_SAMPLES}")));
         }
+        self.started = true;
         // Output pts of the first sample this frame adds: where the buffered samples end.
         let first = self.pcm_pts + (self.pcm.len() / self.channels) as i64;
         match self.resampler.as_mut() {
@@ -299,10 +306,29 @@ pub fn unsupported(track: &Track) -> Option<String> {
         Err(e) => return Some(format!("an AudioSpecificConfig the decoder cannot read ({e})")),
     };
     let channels = asc.channels.as_ref().map_or(0, |c| c.count());
+    if let Some(why) = clock_refusal(asc.sample_rate, track.clock_rate) {
+        return Some(why);
+    }
     if asc.object_type != AudioObjectType::Lc || asc.sbr_present || asc.samples != AAC_SAMPLES {
         Some(unsupported_reason("too complex"))
     } else if !(1..=2).contains(&channels) {
         Some(format!("{channels} channels (Opus here carries 1 or 2)"))
+    } else {
+        None
+    }
+}
+
+/// The sample rates AAC signals by index (ISO/IEC 14496-3 1.6.3.4); an explicit other rate is refused rather
+/// than resampled at an absurd ratio (a rate of 1 Hz would make each frame 50 000 Opus packets).
+const RATES: [u32; 12] = [96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000];
+
+/// Why a track whose AudioSpecificConfig says `rate` and whose timestamps run at `clock` cannot be transcoded.
+fn clock_refusal(rate: u32, clock: u32) -> Option<String> {
+    if !RATES.contains(&rate) {
+        Some(format!("a sample rate of {rate} Hz (AAC's standard rates are 8 to 96 kHz)"))
+    } else if clock != rate {
+        // Implicitly signalled HE-AAC: the config says the core rate, the stream's clock twice that.
+        Some(format!("timestamps at {clock} Hz for {rate} Hz audio (HE-AAC signalled implicitly)"))
     } else {
         None
     }
@@ -330,7 +356,8 @@ mod tests {
         Arc::new(Track {
             id: TrackId(2),
             codec: Codec::Aac,
-            clock_rate: 44_100,
+            // Timestamps in the sample rate, as RTMP and RTSP sources give them.
+            clock_rate: crate::media::aac::aac_config(&asc).map_or(44_100, |(rate, _)| rate),
             params: CodecParams::Aac { audio_specific_config: asc },
             description: "AAC".into(),
         })
@@ -474,7 +501,13 @@ mod tests {
         assert!(unsupported(&he).is_some_and(|w| w.contains("HE-AAC")), "{:?}", unsupported(&he));
         assert!(unsupported(&surround).is_some_and(|w| w.contains("6 channels")), "{:?}", unsupported(&surround));
         assert!(unsupported(&cut).is_some());
-        for refused in [&he, &surround, &cut] {
+        // An explicit rate of 1 Hz (index 15, then 24 bits), and AAC-LC at 24 kHz on a 48 kHz clock.
+        let one_hz = aac_track(Bytes::from_static(&[0x17, 0x80, 0x00, 0x00, 0x90]));
+        assert!(unsupported(&one_hz).is_some_and(|w| w.contains("1 Hz")), "{:?}", unsupported(&one_hz));
+        let implicit = Track { clock_rate: 48_000, ..(*aac_track(Bytes::from_static(&[0x13, 0x10]))).clone() };
+        assert!(unsupported(&implicit).is_some_and(|w| w.contains("implicitly")), "{:?}", unsupported(&implicit));
+        let implicit = Arc::new(implicit);
+        for refused in [&he, &surround, &cut, &one_hz, &implicit] {
             assert!(matches!(AacToOpus::new(refused), Err(TranscodeError::Unsupported(_))));
         }
         let opus = Track { codec: Codec::Opus, params: CodecParams::None, ..(*lc).clone() };

@@ -143,6 +143,18 @@ impl MediaClock {
     /// restarted): the origin moves up to it.
     const MAX_LAG: Duration = Duration::from_secs(1);
 
+    /// A frame's time without moving the origin, for replays of frames already dated once (never after `now`).
+    fn peek(&self, frame: &Frame, now: Instant) -> Instant {
+        let Some((at, origin)) = self.origin else { return frame.received.min(now) };
+        let offset = frame.pts as f64 / f64::from(frame.track.clock_rate.max(1)) - origin;
+        let wallclock = if offset >= 0.0 {
+            at.checked_add(Duration::from_secs_f64(offset.min(1e9)))
+        } else {
+            at.checked_sub(Duration::from_secs_f64((-offset).min(1e9)))
+        };
+        wallclock.unwrap_or(frame.received).min(now)
+    }
+
     fn wallclock(&mut self, frame: &Frame, now: Instant) -> Instant {
         let secs = frame.pts as f64 / f64::from(frame.track.clock_rate.max(1));
         let received = frame.received.min(now);
@@ -469,8 +481,8 @@ impl Shard {
                 if gop.is_empty() {
                     v.subscription.route.request_keyframe();
                 }
-                let Some(fanout) = self.fanouts.get_mut(&route) else { return };
-                let wallclocks: Vec<Instant> = gop.iter().map(|f| fanout.clock.wallclock(f, now)).collect();
+                let Some(fanout) = self.fanouts.get(&route) else { return };
+                let wallclocks: Vec<Instant> = gop.iter().map(|f| fanout.clock.peek(f, now)).collect();
                 for (frame, wallclock) in gop.iter().zip(wallclocks) {
                     let Some(rtp) = frame.rtp() else { continue };
                     self.with_session(key, now, |s, out, ev| {
