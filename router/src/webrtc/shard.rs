@@ -145,30 +145,33 @@ impl MediaClock {
 
     /// A frame's time without moving the origin, for replays of frames already dated once (never after `now`).
     fn peek(&self, frame: &Frame, now: Instant) -> Instant {
-        let Some((at, origin)) = self.origin else { return frame.received.min(now) };
-        let offset = frame.pts as f64 / f64::from(frame.track.clock_rate.max(1)) - origin;
-        let wallclock = if offset >= 0.0 {
+        let Some(origin) = self.origin else { return frame.received.min(now) };
+        Self::on_clock(origin, Self::route_secs(frame)).unwrap_or(frame.received).min(now)
+    }
+
+    /// A frame's time on the route's timeline, in seconds.
+    fn route_secs(frame: &Frame) -> f64 {
+        frame.pts as f64 / f64::from(frame.track.clock_rate.max(1))
+    }
+
+    /// Route time `secs` as an instant, from `origin`; `None` when out of the clock's range.
+    fn on_clock((at, origin): (Instant, f64), secs: f64) -> Option<Instant> {
+        let offset = secs - origin;
+        if offset >= 0.0 {
             at.checked_add(Duration::from_secs_f64(offset.min(1e9)))
         } else {
             at.checked_sub(Duration::from_secs_f64((-offset).min(1e9)))
-        };
-        wallclock.unwrap_or(frame.received).min(now)
+        }
     }
 
     fn wallclock(&mut self, frame: &Frame, now: Instant) -> Instant {
-        let secs = frame.pts as f64 / f64::from(frame.track.clock_rate.max(1));
+        let secs = Self::route_secs(frame);
         let received = frame.received.min(now);
         let Some((at, origin)) = self.origin else {
             self.origin = Some((received, secs));
             return received;
         };
-        let offset = secs - origin;
-        let wallclock = if offset >= 0.0 {
-            at.checked_add(Duration::from_secs_f64(offset.min(1e9)))
-        } else {
-            at.checked_sub(Duration::from_secs_f64((-offset).min(1e9)))
-        };
-        match wallclock {
+        match Self::on_clock((at, origin), secs) {
             // Ahead of now (a source clock running fast, a reordered frame): the origin moves back for every
             // track alike, since reports must not be dated in the future.
             Some(w) if w > now => {
