@@ -34,7 +34,7 @@ fn now() -> std::time::Instant {
 /// A batch as it is built: one payload and its sample index.
 struct Batch {
     /// Laid out track by track in one buffer, for the bare native path.
-    payload: std::rc::Rc<Vec<u8>>,
+    payload: std::sync::Arc<Vec<u8>>,
     samples: Vec<Sample>,
     /// Each sample's bytes in its own buffer, in arrival order: the frames as a route holds them, which the
     /// router's batcher hands to the plugin without copying.
@@ -110,7 +110,7 @@ fn by_track(arrival: &[u8], mut samples: Vec<Sample>) -> Batch {
             s.offset = at;
         }
     }
-    Batch { payload: std::rc::Rc::new(payload), samples, frames }
+    Batch { payload: std::sync::Arc::new(payload), samples, frames }
 }
 
 fn tracks() -> Vec<Track> {
@@ -299,7 +299,7 @@ struct NativePath<F: Feed> {
 
 /// How a native path is handed a batch, in the timed section: in what form its `Files` take the payload.
 trait Feed: native::segmenter::Files + Clone {
-    fn feed(batch: &Batch) -> (std::rc::Rc<Self::Payload>, Vec<native::media::Sample>);
+    fn feed(batch: &Batch) -> (std::sync::Arc<Self::Payload>, Vec<native::media::Sample>);
 }
 
 impl<F: Feed> NativePath<F> {
@@ -346,18 +346,18 @@ impl<F: Feed> Path for NativePath<F> {
 /// Bare std::fs is handed the batch as one contiguous buffer made in advance: the cheapest a native recorder could
 /// get it, for reference.
 impl Feed for native::segmenter::DirFiles {
-    fn feed(batch: &Batch) -> (std::rc::Rc<Vec<u8>>, Vec<native::media::Sample>) {
-        (std::rc::Rc::clone(&batch.payload), batch.samples.iter().map(native_sample).collect())
+    fn feed(batch: &Batch) -> (std::sync::Arc<Vec<u8>>, Vec<native::media::Sample>) {
+        (std::sync::Arc::clone(&batch.payload), batch.samples.iter().map(native_sample).collect())
     }
 }
 
 /// The anchor is handed the route's frames as the router's batcher lays them out (shared, not copied), as a
 /// recorder built into the router would be: it writes one piece per frame, like the plugin path.
 impl Feed for RouterFiles {
-    fn feed(batch: &Batch) -> (std::rc::Rc<Frames>, Vec<native::media::Sample>) {
+    fn feed(batch: &Batch) -> (std::sync::Arc<Frames>, Vec<native::media::Sample>) {
         let mut samples = batch.samples.clone();
         let payload = sluice::egress::record::lay_out(&mut samples, &batch.frames, [0, 1].into_iter());
-        (std::rc::Rc::new(Frames(payload)), samples.iter().map(native_sample).collect())
+        (std::sync::Arc::new(Frames(payload)), samples.iter().map(native_sample).collect())
     }
 }
 

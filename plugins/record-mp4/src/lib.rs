@@ -74,7 +74,7 @@ impl Recorder for RecordMp4 {
         // The payload is exactly the samples' bytes (WIT `media.batch`): its length without a host call.
         let len = batch.samples.iter().map(|s| u64::from(s.len)).sum::<u64>();
         let len = usize::try_from(len).unwrap_or(usize::MAX);
-        self.segmenter.write(std::rc::Rc::new(HostPayload { handle: batch.payload, len }), samples)
+        self.segmenter.write(std::sync::Arc::new(HostPayload { handle: batch.payload, len }), samples)
     }
 
     fn update_tracks(&mut self, tracks: Vec<sink::Track>) -> Result<(), String> {

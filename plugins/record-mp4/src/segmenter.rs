@@ -12,7 +12,7 @@
 //! - A sample's duration is the distance to the next sample of its track, so each track holds its latest sample back
 //!   until the next one arrives (or the segment ends, when the previous duration or a codec default is used).
 
-use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::Config;
@@ -162,7 +162,7 @@ impl<F: Files> Segmenter<F> {
 
     /// One batch: `samples` index into `payload`, which is kept (not copied) until the last part using it is written.
     /// Any iterator of samples: the plugin maps the host's sample records on the fly rather than collecting them.
-    pub fn write(&mut self, payload: Rc<F::Payload>, samples: impl IntoIterator<Item = Sample>) -> Result<(), String> {
+    pub fn write(&mut self, payload: Arc<F::Payload>, samples: impl IntoIterator<Item = Sample>) -> Result<(), String> {
         for s in samples {
             let Some(index) = self.tracks.iter().position(|t| t.info.id == s.track) else {
                 if !self.ignored.contains(&s.track) {
@@ -184,7 +184,7 @@ impl<F: Files> Segmenter<F> {
                     payload.len()
                 ));
             }
-            let data = SampleData { payload: Rc::clone(&payload), offset: s.offset, len: s.len };
+            let data = SampleData { payload: Arc::clone(&payload), offset: s.offset, len: s.len };
             self.handle_sample(index, &s, data)?;
         }
         Ok(())

@@ -130,7 +130,7 @@ fn feed<F: crate::segmenter::Files<Payload = Vec<u8>>>(seg: &mut Segmenter<F>, s
             });
             payload.extend_from_slice(&s.data);
         }
-        seg.write(std::rc::Rc::new(payload), index).expect("write");
+        seg.write(std::sync::Arc::new(payload), index).expect("write");
     }
 }
 
@@ -516,10 +516,10 @@ fn timestamps_at_the_ends_of_their_range_do_not_overflow() {
 fn bad_batches_are_errors() {
     let mut seg = Segmenter::new(MemFiles::default(), "cam", vec![h264(1)], config("1s", "10m")).expect("new");
     let s = Sample { track: 1, pts: 0, dts: 0, keyframe: true, offset: 4, len: u32::MAX, wallclock_ms: None };
-    let e = seg.write(std::rc::Rc::new(vec![0; 8]), [s]).expect_err("outside");
+    let e = seg.write(std::sync::Arc::new(vec![0; 8]), [s]).expect_err("outside");
     assert_eq!(e, "a sample of track 1 at bytes 4..+4294967295 lies outside the batch payload of 8 bytes");
     // Unknown tracks are ignored.
-    seg.write(std::rc::Rc::new(vec![0; 8]), [Sample { track: 9, len: 8, offset: 0, ..s }]).expect("unknown track");
+    seg.write(std::sync::Arc::new(vec![0; 8]), [Sample { track: 9, len: 8, offset: 0, ..s }]).expect("unknown track");
 }
 
 #[test]
@@ -573,7 +573,7 @@ fn durations_of_last_samples_fall_back_to_codec_defaults() {
     let tracks = vec![h264(1), aac(2), audio(3, Codec::Opus, 48_000, 2), audio(4, Codec::Pcmu, 8000, 1)];
     let mut seg = Segmenter::new(MemFiles::default(), "cam", tracks, config("1s", "10m")).expect("new");
     let mk = |track, len| Sample { track, pts: 0, dts: 0, keyframe: true, offset: 0, len, wallclock_ms: Some(T0_MS) };
-    seg.write(std::rc::Rc::new(vec![0; 200]), [mk(1, 10), mk(2, 10), mk(3, 10), mk(4, 200)]).expect("write");
+    seg.write(std::sync::Arc::new(vec![0; 200]), [mk(1, 10), mk(2, 10), mk(3, 10), mk(4, 200)]).expect("write");
     seg.finish().expect("finish");
     let f = demux(only_file(seg.files()));
     let durations: Vec<(u32, u32)> = f.samples.iter().map(|s| (s.track, s.duration)).collect();

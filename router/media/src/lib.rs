@@ -22,6 +22,7 @@ pub mod h264;
 pub mod h265;
 pub mod payload;
 pub mod rtp;
+pub mod wallclock;
 
 pub use flv::FlvMessage;
 pub use frame::{Codec, CodecParams, Forms, Frame, MediaKind, Track, TrackId};

@@ -16,12 +16,12 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use super::recordings::format_time;
 use super::{ApiError, AppState};
 use crate::accounts::tokens::Claims;
 use crate::accounts::{Accounts, AccountsError, Camera, Session, User};
 use crate::auth::Credentials;
 use crate::config::model::{Output, PublishProtocol};
+use crate::media::wallclock::format_time;
 use crate::route::RouteState;
 
 #[derive(Debug, Deserialize)]

@@ -95,7 +95,7 @@ async fn path(config: &RouteConfig, handle: &RouteHandle) -> Value {
     let ready = live.state == RouteState::Live;
     let ready_time = live.uptime_seconds.filter(|_| ready).map(|up| {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        super::recordings::format_time(now.as_millis() as i64 - (up * 1000.0) as i64)
+        crate::media::wallclock::format_time(now.as_millis() as i64 - (up * 1000.0) as i64)
     });
     let source = live.source_running.then(|| json!({ "type": source_type(&config.from), "id": "" }));
     let readers: Vec<Value> = live
@@ -142,6 +142,7 @@ fn source_type(from: &Source) -> &'static str {
 fn reader_type(kind: ReaderKind) -> &'static str {
     match kind {
         ReaderKind::Whep => "webRTCSession",
+        ReaderKind::Hls => "hlsMuxer",
         ReaderKind::Rtsp => "rtspSession",
         ReaderKind::Rtmp => "rtmpConn",
         ReaderKind::Record => "recorder",
@@ -204,7 +205,7 @@ async fn recordings_list(State(state): State<AppState>, Query(page): Query<Page>
         by_route
             .entry(r.route.clone())
             .or_default()
-            .push(json!({ "start": super::recordings::format_time(r.start_ms) }));
+            .push(json!({ "start": crate::media::wallclock::format_time(r.start_ms) }));
     }
     let items = by_route.into_iter().map(|(name, segments)| json!({ "name": name, "segments": segments })).collect();
     Json(paged(items, &page)).into_response()

@@ -7,6 +7,7 @@ pub mod accounts;
 pub mod auth;
 pub mod error;
 pub mod forwarded;
+pub mod hls;
 pub mod mediamtx;
 pub mod metrics;
 pub mod origin;
@@ -30,6 +31,7 @@ use axum::routing::{get, patch, post};
 
 pub use error::ApiError;
 
+use crate::egress::hls::media::Flavor;
 use crate::runtime::Runtime;
 use crate::webrtc::WebRtc;
 use webrtc::Side;
@@ -47,6 +49,8 @@ pub struct AppState {
     pub accounts: Option<crate::accounts::Accounts>,
     /// The HTTPS listener's certificate, when `[server] https` is set (its fingerprint is shown in /v1/status).
     pub tls: Option<std::sync::Arc<tls::Tls>>,
+    /// Every route's HLS muxer.
+    pub hls: crate::egress::hls::Hls,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -93,6 +97,16 @@ pub fn router(state: AppState) -> Router {
             })
             .options(webrtc::options),
         )
+        .route(
+            "/{route}/index.m3u8",
+            get(|s, r, c, u, h| hls::multivariant(s, r, c, u, h, Flavor::LowLatency)).options(hls::options),
+        )
+        .route(
+            "/{route}/plain.m3u8",
+            get(|s, r, c, u, h| hls::multivariant(s, r, c, u, h, Flavor::Plain)).options(hls::options),
+        )
+        .route("/{route}/stream.m3u8", get(hls::media_playlist).options(hls::options))
+        .route("/{route}/{file}", get(hls::file).options(hls::options))
         .route("/{route}/{side}/{id}", patch(webrtc::patch).delete(webrtc::delete).options(webrtc::options))
         .route("/{route}", get(webrtc::route_page))
         .route("/{route}/publish", get(webrtc::publish_page))

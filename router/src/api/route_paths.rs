@@ -3,7 +3,8 @@
 //! The HTTP router matches one segment per route name (`/{route}/whep`). Before routing, a path whose route part
 //! has several segments gets them joined with `%2F` (`/live%2Fcam1/whep`), which the handlers' `Path` extractor
 //! decodes back to the name. Clients may send either form. Route names never use the last segments that mark an
-//! endpoint (`whip`, `whep`, `publish`: see [`RouteName::RESERVED_SEGMENTS`]), so the split is unambiguous.
+//! endpoint (`whip`, `whep`, `publish`: see [`RouteName::RESERVED_SEGMENTS`]; HLS's `*.m3u8` and `*.mp4`), so the
+//! split is unambiguous.
 
 use axum::extract::Request;
 use axum::http::Uri;
@@ -23,8 +24,8 @@ pub fn join_route_segments(path: &str) -> Option<String> {
     }
     let endpoint = |s: &str| s == "whip" || s == "whep";
     let route_len = match segments.as_slice() {
-        // `/ROUTE.../whip|whep|publish`
-        [.., last] if endpoint(last) || *last == "publish" => segments.len() - 1,
+        // `/ROUTE.../whip|whep|publish`, `/ROUTE.../index.m3u8` and the HLS files
+        [.., last] if endpoint(last) || *last == "publish" || RouteName::is_hls_file(last) => segments.len() - 1,
         // `/ROUTE.../whip|whep/SESSION`
         [.., side, _] if endpoint(side) && segments.len() > 2 => segments.len() - 2,
         // `/ROUTE...`: the viewer page
@@ -72,6 +73,8 @@ mod tests {
         assert_eq!(j("/live/cam1/whep/s-123").as_deref(), Some("/live%2Fcam1/whep/s-123"));
         assert_eq!(j("/live/cam1/publish").as_deref(), Some("/live%2Fcam1/publish"));
         assert_eq!(j("/live/cam1").as_deref(), Some("/live%2Fcam1"));
+        assert_eq!(j("/live/cam1/index.m3u8").as_deref(), Some("/live%2Fcam1/index.m3u8"));
+        assert_eq!(j("/live/cam1/part12.3.mp4").as_deref(), Some("/live%2Fcam1/part12.3.mp4"));
         // One-segment names, the API, embedded files and odd paths are left alone.
         for same in [
             "/demo/whep",

@@ -45,7 +45,7 @@ impl RouteName {
             if i == 0 && Self::RESERVED.contains(&segment) {
                 return Err(format!("route name \"{name}\" is reserved for the router's own HTTP paths"));
             }
-            if i > 0 && Self::RESERVED_SEGMENTS.contains(&segment) {
+            if i > 0 && (Self::RESERVED_SEGMENTS.contains(&segment) || Self::is_hls_file(segment)) {
                 return Err(format!(
                     "route name \"{name}\" ends a segment with \"{segment}\", which names an endpoint of the route before it"
                 ));
@@ -54,10 +54,17 @@ impl RouteName {
         Ok(RouteName(name.into()))
     }
 
+    /// Whether a last path segment names one of a route's HLS files (`index.m3u8`, `seg12.mp4`), which no
+    /// segment of a name after the first may look like.
+    pub fn is_hls_file(segment: &str) -> bool {
+        segment.ends_with(".m3u8") || segment.ends_with(".mp4")
+    }
+
     /// Whether `segment` could be one segment of a name (what a template's `*` matches).
     pub fn is_segment(segment: &str) -> bool {
         !segment.is_empty()
             && !Self::RESERVED_SEGMENTS.contains(&segment)
+            && !Self::is_hls_file(segment)
             && Self::check_segment(segment, segment).is_ok()
     }
 
@@ -703,6 +710,8 @@ impl Serialize for PullUrl {
 pub enum Output {
     /// Readers may play over WHEP.
     Whep,
+    /// Readers may play over (LL-)HLS: `/{route}/index.m3u8`.
+    Hls,
     /// Readers may play over RTSP.
     Rtsp,
     /// Readers may play over RTMP.
@@ -717,6 +726,7 @@ impl fmt::Display for Output {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Output::Whep => f.write_str("whep"),
+            Output::Hls => f.write_str("hls"),
             Output::Rtsp => f.write_str("rtsp"),
             Output::Rtmp => f.write_str("rtmp"),
             Output::Record { plugin } => write!(f, "record:{plugin}"),

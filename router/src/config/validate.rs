@@ -17,7 +17,7 @@ use super::spec::*;
 use super::units::{parse_duration, parse_size};
 
 const OUTPUTS_HELP: &str =
-    "outputs are \"whep\", \"rtsp\", \"rtmp\", \"record:<plugin>\", or an rtmp:// or rtsp:// URL to push to";
+    "outputs are \"whep\", \"hls\", \"rtsp\", \"rtmp\", \"record:<plugin>\", or an rtmp:// or rtsp:// URL to push to";
 const SOURCES_HELP: &str = "write \"demo\"; \"whip\", \"rtmp\" or \"rtsp\" to take a publisher of that protocol, \"publisher\" for any; or an rtsp:// or rtmp:// URL to pull from";
 
 /// Messages quote values as written in the file, never after `${VAR}` expansion: expanded values are often
@@ -1329,6 +1329,7 @@ impl Validator<'_> {
         let s = self.expand(&format!("{ctx}: `to`"), v)?;
         match s.as_str() {
             "whep" => return Some(Output::Whep),
+            "hls" => return Some(Output::Hls),
             "rtsp" => return Some(Output::Rtsp),
             "rtmp" => return Some(Output::Rtmp),
             "whip" | "demo" => {
@@ -1763,15 +1764,15 @@ auth = "none"
         );
         assert_eq!(
             error(&route("demo", "")),
-            "routes.toml:4:6: route \"r\": `to` is empty: nothing would read it\n  help: outputs are \"whep\", \"rtsp\", \"rtmp\", \"record:<plugin>\", or an rtmp:// or rtsp:// URL to push to"
+            "routes.toml:4:6: route \"r\": `to` is empty: nothing would read it\n  help: outputs are \"whep\", \"hls\", \"rtsp\", \"rtmp\", \"record:<plugin>\", or an rtmp:// or rtsp:// URL to push to"
         );
         assert_eq!(
             error(&route("demo", "\"whep\", \"whep\"")),
             "routes.toml:4:15: route \"r\": `to` lists \"whep\" twice\n  help: remove one"
         );
         assert_eq!(
-            error(&route("demo", "\"hls\"")),
-            "routes.toml:4:7: route \"r\": `to`: \"hls\" is not an output\n  help: outputs are \"whep\", \"rtsp\", \"rtmp\", \"record:<plugin>\", or an rtmp:// or rtsp:// URL to push to"
+            error(&route("demo", "\"dash\"")),
+            "routes.toml:4:7: route \"r\": `to`: \"dash\" is not an output\n  help: outputs are \"whep\", \"hls\", \"rtsp\", \"rtmp\", \"record:<plugin>\", or an rtmp:// or rtsp:// URL to push to"
         );
     }
 
@@ -2026,9 +2027,9 @@ auth = "none"
     fn a_bad_inherited_default_is_reported_once_where_it_is_written() {
         assert_eq!(
             error(
-                "[defaults]\nto = [\"hls\"]\n\n[[route]]\nname = \"a\"\nfrom = \"demo\"\n\n[[route]]\nname = \"b\"\nfrom = \"demo\"\n"
+                "[defaults]\nto = [\"dash\"]\n\n[[route]]\nname = \"a\"\nfrom = \"demo\"\n\n[[route]]\nname = \"b\"\nfrom = \"demo\"\n"
             ),
-            "routes.toml:2:7: route \"a\": `to`: \"hls\" is not an output\n  help: outputs are \"whep\", \"rtsp\", \"rtmp\", \"record:<plugin>\", or an rtmp:// or rtsp:// URL to push to"
+            "routes.toml:2:7: route \"a\": `to`: \"dash\" is not an output\n  help: outputs are \"whep\", \"hls\", \"rtsp\", \"rtmp\", \"record:<plugin>\", or an rtmp:// or rtsp:// URL to push to"
         );
     }
 
@@ -2045,7 +2046,7 @@ auth = "none"
     #[test]
     fn every_error_in_the_file_is_reported_in_order() {
         let e = error(
-            "[[route]]\nname = \"a\"\nfrom = \"nope\"\nto = [\"whep\"]\n[[route]]\nname = \"b\"\nfrom = \"demo\"\nto = [\"hls\"]\n",
+            "[[route]]\nname = \"a\"\nfrom = \"nope\"\nto = [\"whep\"]\n[[route]]\nname = \"b\"\nfrom = \"demo\"\nto = [\"dash\"]\n",
         );
         let lines: Vec<&str> = e.lines().filter(|l| l.starts_with("routes.toml")).collect();
         assert_eq!(lines.len(), 2);

@@ -20,7 +20,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
 use crate::backoff::Backoff;
-use crate::media::{Codec, CodecParams, Frame, MediaKind, Payload, Track, TrackId};
+use crate::media::{Codec, Frame, MediaKind, Payload, Track, TrackId};
 use crate::plugin::LoadedPlugin;
 use crate::plugin::sink::{self, RecorderError, RecorderSession};
 use crate::route::{ReaderKind, RouteHandle};
@@ -432,6 +432,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 
 /// A route track as the sink world describes it.
 pub fn wit_track(track: &Track) -> sink::Track {
+    let info = crate::media::fmp4::TrackInfo::of(track);
     let codec = match track.codec {
         Codec::H264 => sink::Codec::H264,
         Codec::H265 => sink::Codec::H265,
@@ -441,30 +442,16 @@ pub fn wit_track(track: &Track) -> sink::Track {
         Codec::Pcmu => sink::Codec::Pcmu,
         Codec::Pcma => sink::Codec::Pcma,
     };
-    let (mut width, mut height, mut channels, mut sample_rate) = (0, 0, 0, 0);
-    let config = match &track.params {
-        CodecParams::H264 { sps, pps } => {
-            if let Ok(info) = crate::media::h264::parse_sps(sps) {
-                (width, height) = (info.width, info.height);
-            }
-            crate::media::h264::avc_decoder_config(sps, pps).to_vec()
-        }
-        CodecParams::H265 { vps, sps, pps } => crate::media::h264::hevc_decoder_config(vps, sps, pps).to_vec(),
-        CodecParams::Aac { audio_specific_config } => {
-            if let Some((rate, ch)) = crate::media::aac::aac_config(audio_specific_config) {
-                (sample_rate, channels) = (rate, u32::from(ch));
-            }
-            audio_specific_config.to_vec()
-        }
-        CodecParams::None => Vec::new(),
-    };
-    match track.codec {
-        Codec::Opus => (sample_rate, channels) = (48_000, 2),
-        Codec::Pcmu | Codec::Pcma => (sample_rate, channels) = (track.clock_rate, 1),
-        Codec::Aac if sample_rate == 0 => (sample_rate, channels) = (track.clock_rate, 2),
-        _ => {}
+    sink::Track {
+        id: info.id,
+        codec,
+        clock_rate: info.clock_rate,
+        width: info.width,
+        height: info.height,
+        channels: info.channels,
+        sample_rate: info.sample_rate,
+        config: info.config,
     }
-    sink::Track { id: track.id.0, codec, clock_rate: track.clock_rate, width, height, channels, sample_rate, config }
 }
 
 #[cfg(test)]

@@ -175,6 +175,11 @@ impl RouteHandle {
         &self.name
     }
 
+    /// Whether both handles talk to the same route actor (a route replaced under the same name is another).
+    pub fn same_route(&self, other: &RouteHandle) -> bool {
+        self.tx.same_channel(&other.tx)
+    }
+
     /// The route's state now and as it changes; the sender is gone once the route ended.
     pub fn watch_state(&self) -> watch::Receiver<RouteState> {
         self.state.clone()

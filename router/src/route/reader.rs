@@ -13,6 +13,8 @@ use crate::media::Frame;
 #[serde(rename_all = "lowercase")]
 pub enum ReaderKind {
     Whep,
+    /// The route's HLS muxer, which serves every HLS viewer (counted as viewers on it).
+    Hls,
     Rtsp,
     Rtmp,
     Record,
@@ -31,6 +33,7 @@ impl ReaderKind {
     pub fn of(output: &Output) -> ReaderKind {
         match output {
             Output::Whep => ReaderKind::Whep,
+            Output::Hls => ReaderKind::Hls,
             Output::Rtsp => ReaderKind::Rtsp,
             Output::Rtmp => ReaderKind::Rtmp,
             Output::Record { .. } => ReaderKind::Record,

@@ -298,7 +298,8 @@ fn session_id() -> String {
     random_hex(16)
 }
 
-fn random_hex(bytes: usize) -> String {
+/// `bytes` random bytes as hex: session ids that are capabilities.
+pub fn random_hex(bytes: usize) -> String {
     let mut b = vec![0u8; bytes];
     let _ = getrandom::fill(&mut b);
     b.iter().map(|x| format!("{x:02x}")).collect()

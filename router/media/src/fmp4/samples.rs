@@ -22,6 +22,47 @@ pub struct TrackInfo {
     pub config: Vec<u8>,
 }
 
+impl TrackInfo {
+    /// A route track as the muxer describes it: the decoder configuration record built from its parameter sets,
+    /// the coded size from its SPS, the audio rate and channels from its AudioSpecificConfig (or the codec's own).
+    pub fn of(track: &crate::Track) -> TrackInfo {
+        use crate::CodecParams;
+        let (mut width, mut height, mut channels, mut sample_rate) = (0, 0, 0, 0);
+        let config = match &track.params {
+            CodecParams::H264 { sps, pps } => {
+                if let Ok(info) = crate::h264::parse_sps(sps) {
+                    (width, height) = (info.width, info.height);
+                }
+                crate::h264::avc_decoder_config(sps, pps).to_vec()
+            }
+            CodecParams::H265 { vps, sps, pps } => crate::h264::hevc_decoder_config(vps, sps, pps).to_vec(),
+            CodecParams::Aac { audio_specific_config } => {
+                if let Some((rate, ch)) = crate::aac::aac_config(audio_specific_config) {
+                    (sample_rate, channels) = (rate, u32::from(ch));
+                }
+                audio_specific_config.to_vec()
+            }
+            CodecParams::None => Vec::new(),
+        };
+        match track.codec {
+            Codec::Opus => (sample_rate, channels) = (48_000, 2),
+            Codec::Pcmu | Codec::Pcma => (sample_rate, channels) = (track.clock_rate, 1),
+            Codec::Aac if sample_rate == 0 => (sample_rate, channels) = (track.clock_rate, 2),
+            _ => {}
+        }
+        TrackInfo {
+            id: track.id.0,
+            codec: track.codec,
+            clock_rate: track.clock_rate,
+            width,
+            height,
+            channels,
+            sample_rate,
+            config,
+        }
+    }
+}
+
 /// One access unit inside a batch payload (WIT `media.sample`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Sample {
@@ -56,14 +97,14 @@ impl Payload for Vec<u8> {
 /// A sample's bytes: `len` bytes at `offset` of a batch payload.
 #[derive(Debug)]
 pub struct SampleData<P> {
-    pub payload: std::rc::Rc<P>,
+    pub payload: std::sync::Arc<P>,
     pub offset: u32,
     pub len: u32,
 }
 
 impl<P> Clone for SampleData<P> {
     fn clone(&self) -> Self {
-        SampleData { payload: std::rc::Rc::clone(&self.payload), offset: self.offset, len: self.len }
+        SampleData { payload: std::sync::Arc::clone(&self.payload), offset: self.offset, len: self.len }
     }
 }
 
@@ -77,6 +118,6 @@ impl<P: AsRef<[u8]>> SampleData<P> {
 impl<P> SampleData<P> {
     /// Whether `next` starts where this ends in the same payload (so the two can be written as one range).
     pub fn continues_with(&self, next: &SampleData<P>) -> bool {
-        std::rc::Rc::ptr_eq(&self.payload, &next.payload) && self.offset.checked_add(self.len) == Some(next.offset)
+        std::sync::Arc::ptr_eq(&self.payload, &next.payload) && self.offset.checked_add(self.len) == Some(next.offset)
     }
 }

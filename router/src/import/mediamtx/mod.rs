@@ -219,7 +219,8 @@ impl Converter {
             self.outputs.push("rtmp");
         }
         if enabled("hls", "hlsDisable")? {
-            self.skip("hls", "Sluice does not serve HLS yet: players use WHEP (browsers), RTSP or RTMP");
+            // Served on the HTTP port (`/PATH/index.m3u8`), not on hlsAddress: LL-HLS with fMP4 parts.
+            self.outputs.push("hls");
         }
         if g.bool("srt", true)? {
             self.skip(
