@@ -1,5 +1,8 @@
 // The viewer page at /{route}: a play button (browsers allow autoplay only muted), connection state and stats.
+// WebRTC (WHEP) first; where it fails (no WebRTC, UDP blocked, a route without "whep") it falls back to LL-HLS.
+// `?hls` plays over HLS from the start.
 import { whepPlay, videoStats } from '/webrtc-client.js';
+import { hlsPlay } from '/hls-client.js';
 
 // The route is the whole path; a name may have segments (`live/cam1`).
 const route = decodeURIComponent(location.pathname.replace(/^\/+|\/+$/g, ''));
@@ -12,7 +15,9 @@ document.getElementById('route').textContent = route;
 document.title = `${route} · Sluice`;
 
 let session = null;
+let hlsSession = null;
 let lastBytes = 0;
+const params = new URLSearchParams(location.search);
 
 function show(text, ok) {
   state.textContent = text;
@@ -30,10 +35,13 @@ async function start() {
   show('connecting');
   await session?.stop(); // a retry replaces the old session instead of leaking it on the server
   session = null;
+  hlsSession?.stop();
+  hlsSession = null;
   lastBytes = 0;
+  if (params.has('hls') || typeof RTCPeerConnection === 'undefined') return startHls(null);
   try {
     // A token in the page's URL (/ROUTE?token=...) is sent as the WHEP request's Bearer token.
-    const token = new URLSearchParams(location.search).get('token') ?? undefined;
+    const token = params.get('token') ?? undefined;
     const current = await whepPlay(`/${encodeURIComponent(route)}/whep`, video, { token });
     session = current;
     window.sluiceSession = current; // for tests and the curious: getStats() from the console
@@ -41,13 +49,33 @@ async function start() {
       if (session !== current) return;
       const s = current.pc.connectionState;
       show(s, s === 'connected' ? true : ['failed', 'closed', 'disconnected'].includes(s) ? false : undefined);
-      if (s === 'failed') { play.hidden = false; play.textContent = '↻ Retry'; }
+      if (s === 'failed') {
+        current.stop();
+        session = null;
+        startHls(new Error('WebRTC connection failed'));
+      }
     });
     video.muted = false;
     await video.play().catch(() => { video.muted = true; return video.play(); });
   } catch (e) {
+    await startHls(e);
+  }
+}
+
+// Plays over HLS; `why` is what made WebRTC fail (shown if HLS fails too).
+async function startHls(why) {
+  show('connecting (HLS)');
+  try {
+    const token = params.get('token');
+    const url = `/${encodeURIComponent(route)}/index.m3u8${token ? `?token=${encodeURIComponent(token)}` : ''}`;
+    hlsSession = await hlsPlay(url, video);
+    window.sluiceHls = hlsSession; // for tests and the curious
+    show(`playing (HLS${why ? ': WebRTC failed' : ''})`, true);
+    video.muted = false;
+    await video.play().catch(() => { video.muted = true; return video.play(); });
+  } catch (e) {
     show('error', false);
-    error.textContent = e.message;
+    error.textContent = why ? `${why.message}; ${e.message}` : e.message;
     error.hidden = false;
     play.hidden = false;
     play.textContent = '↻ Retry';
@@ -55,6 +83,20 @@ async function start() {
 }
 
 async function refreshStats() {
+  if (hlsSession) {
+    const h = hlsSession.stats();
+    statsEl.replaceChildren(...Object.entries({
+      'played over': `HLS (${hlsSession.kind})`,
+      resolution: video.videoWidth ? `${video.videoWidth}×${video.videoHeight}` : '–',
+      latency: h.latency ? `${h.latency.toFixed(2)} s` : '–',
+      buffered: h.buffered ? `${h.buffered.toFixed(2)} s` : '–',
+    }).flatMap(([k, v]) => {
+      const dt = document.createElement('dt'); dt.textContent = k;
+      const dd = document.createElement('dd'); dd.textContent = v;
+      return [dt, dd];
+    }));
+    return;
+  }
   if (!session) return;
   const s = await videoStats(session.pc);
   const kbps = Math.round(((s.bytes || 0) - lastBytes) * 8 / 1000);
@@ -101,6 +143,6 @@ async function refreshRoute() {
 play.addEventListener('click', start);
 refreshRoute();
 setInterval(refreshRoute, 2000);
-window.addEventListener('pagehide', () => session?.stop());
+window.addEventListener('pagehide', () => { session?.stop(); hlsSession?.stop(); });
 setInterval(refreshStats, 1000);
 if (new URLSearchParams(location.search).has('autoplay')) start();

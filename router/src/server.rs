@@ -109,7 +109,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
         started: Instant::now(),
         connections: connections.clone(),
         tls: https.as_ref().map(|(_, tls)| tls.clone()),
-        hls: crate::egress::hls::Hls::default(),
+        hls: crate::egress::hls::Hls::new((&server.hls).into()),
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut mediamtx_api = None;

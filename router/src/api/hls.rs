@@ -121,6 +121,10 @@ async fn media_playlist_inner(state: &AppState, route: &str, uri: &Uri) -> Resul
 /// `GET /{route}/{file}?session=...`: `init{N}.mp4`, `seg{MSN}.mp4` or `part{MSN}.{I}.mp4`; a part or segment
 /// that is about to be made (a preload hint) is waited for.
 pub async fn file(State(state): State<AppState>, Path((route, file)): Path<(String, String)>, uri: Uri) -> Response {
+    // Two-segment paths that name no HLS file are the UI's (`/vendor/hls.light.min.js`).
+    if File::parse(&file).is_none() {
+        return super::web::serve(uri).await;
+    }
     with_cors(match file_inner(&state, &route, &file, &uri).await {
         Ok(r) => r,
         Err(e) => e.into_response(),

@@ -61,6 +61,7 @@ pub fn restart_keys(running: &ServerConfig, new: &ServerConfig) -> Vec<&'static 
         ("server.tls", o.tls != n.tls),
         ("server.webrtc", o.webrtc != n.webrtc),
         ("server.data_dir", o.data_dir != n.data_dir),
+        ("server.hls", o.hls != n.hls),
     ]
     .into_iter()
     .filter_map(|(key, changed)| changed.then_some(key))

@@ -193,9 +193,29 @@ pub struct ServerConfig {
     /// The auth plugin guarding the REST API (`/v1`); `None` leaves it open.
     pub api_auth: Option<String>,
     pub limits: ServerLimits,
+    pub hls: HlsConfig,
     /// Reverse proxies whose `X-Forwarded-For` is believed: a request from one of these is taken to come from the
     /// client the header names (for auth, the failure limit and the WebRTC sessions cap).
     pub trusted_proxies: Vec<IpNet>,
+}
+
+/// `[server.hls]`: how every route's LL-HLS output is cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct HlsConfig {
+    /// A segment ends at the first keyframe at least this long after its start.
+    #[serde(serialize_with = "serialize_duration_ms")]
+    pub segment: Duration,
+    /// The longest a part lasts (PART-TARGET).
+    #[serde(serialize_with = "serialize_duration_ms")]
+    pub part: Duration,
+    /// Complete segments a playlist lists.
+    pub segments: u32,
+}
+
+impl Default for HlsConfig {
+    fn default() -> Self {
+        HlsConfig { segment: Duration::from_secs(1), part: Duration::from_millis(200), segments: 7 }
+    }
 }
 
 /// A certificate chain and its key, PEM files (relative paths already joined to the routes file's directory).
@@ -324,6 +344,7 @@ impl Default for ServerConfig {
             data_dir: PathBuf::from("data"),
             api_auth: None,
             limits: ServerLimits::default(),
+            hls: HlsConfig::default(),
             trusted_proxies: Vec::new(),
         }
     }

@@ -47,8 +47,18 @@ pub struct ServerSpec {
     pub data_dir: Option<Spanned<String>>,
     pub api_auth: Option<Spanned<String>>,
     pub limits: Option<ServerLimitsSpec>,
+    pub hls: Option<HlsSpec>,
     #[serde(default)]
     pub trusted_proxies: Vec<Spanned<String>>,
+}
+
+/// `[server.hls]`: segment and part lengths, and segments kept.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HlsSpec {
+    pub segment: Option<Spanned<String>>,
+    pub part: Option<Spanned<String>>,
+    pub segments: Option<Spanned<i64>>,
 }
 
 /// `[server] tls`: the certificate (PEM, the chain after it) and its private key, for `https`.

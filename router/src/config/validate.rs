@@ -246,6 +246,9 @@ impl Validator<'_> {
         if let Some(limits) = &spec.limits {
             server.limits = self.server_limits(limits);
         }
+        if let Some(hls) = &spec.hls {
+            server.hls = self.server_hls(hls);
+        }
         for proxy in &spec.trusted_proxies {
             let Some(s) = self.expand("`server.trusted_proxies`", proxy) else { continue };
             match IpNet::parse(&s) {
@@ -289,6 +292,37 @@ impl Validator<'_> {
             }
         }
         server
+    }
+
+    fn server_hls(&mut self, spec: &HlsSpec) -> HlsConfig {
+        let mut hls = HlsConfig::default();
+        let mut duration = |cx: &mut Self, key: &str, v: &Spanned<String>, range: (Duration, Duration), slot: &mut Duration| {
+            match parse_duration(v.get_ref()) {
+                Ok(d) if d >= range.0 && d <= range.1 => *slot = d,
+                Ok(_) => cx.err(
+                    v.span(),
+                    format!("`server.hls.{key}` must be between {:?} and {:?}", range.0, range.1),
+                    Some("leave it out for the default".to_string()),
+                ),
+                Err(e) => {
+                    cx.err(v.span(), format!("`server.hls.{key}`: {e}"), Some("write a duration such as \"1s\"".to_string()))
+                }
+            }
+        };
+        if let Some(v) = &spec.part {
+            // Below a frame's length parts would be empty; above a few seconds it is no longer low latency.
+            duration(self, "part", v, (Duration::from_millis(50), Duration::from_secs(5)), &mut hls.part);
+        }
+        if let Some(v) = &spec.segment {
+            duration(self, "segment", v, (hls.part, Duration::from_secs(60)), &mut hls.segment);
+        }
+        if let Some(v) = &spec.segments {
+            match u32::try_from(*v.get_ref()) {
+                Ok(n @ 1..=100) => hls.segments = n,
+                _ => self.err(v.span(), "`server.hls.segments` must be between 1 and 100", None),
+            }
+        }
+        hls
     }
 
     fn server_limits(&mut self, spec: &ServerLimitsSpec) -> ServerLimits {
@@ -1680,6 +1714,25 @@ auth = "none"
         let none = check("route = []\n").expect("valid");
         assert!(none.routes.is_empty() && none.routes_declared);
         assert!(check("[[route]]\nname = \"a\"\nfrom = \"demo\"\nto = [\"whep\"]\n").expect("valid").routes_declared);
+    }
+
+    #[test]
+    fn hls_settings_are_read_and_checked() {
+        let table = crate::config::parse(
+            "[server.hls]\nsegment = \"2s\"\npart = \"300ms\"\nsegments = 5\n",
+            "routes.toml",
+            &|_| None,
+        )
+        .expect("valid");
+        assert_eq!(
+            table.server.hls,
+            HlsConfig { segment: Duration::from_secs(2), part: Duration::from_millis(300), segments: 5 }
+        );
+        assert_eq!(crate::config::parse("", "routes.toml", &|_| None).expect("valid").server.hls, HlsConfig::default());
+        let e = error("[server.hls]\npart = \"10ms\"\nsegment = \"100ms\"\nsegments = 0\n");
+        assert!(e.contains("`server.hls.part` must be between 50ms and 5s"), "{e}");
+        assert!(e.contains("`server.hls.segment` must be between 200ms and 60s"), "{e}");
+        assert!(e.contains("`server.hls.segments` must be between 1 and 100"), "{e}");
     }
 
     #[test]

@@ -37,7 +37,13 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { segment: Duration::from_secs(1), part: Duration::from_millis(200), segments: 7 }
+        Settings::from(&crate::config::model::HlsConfig::default())
+    }
+}
+
+impl From<&crate::config::model::HlsConfig> for Settings {
+    fn from(c: &crate::config::model::HlsConfig) -> Self {
+        Settings { segment: c.segment, part: c.part, segments: c.segments as usize }
     }
 }
 

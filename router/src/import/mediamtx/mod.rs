@@ -221,6 +221,7 @@ impl Converter {
         if enabled("hls", "hlsDisable")? {
             // Served on the HTTP port (`/PATH/index.m3u8`), not on hlsAddress: LL-HLS with fMP4 parts.
             self.outputs.push("hls");
+            self.hls_settings(g)?;
         }
         if g.bool("srt", true)? {
             self.skip(
@@ -425,6 +426,25 @@ impl Converter {
     }
 
     /// `authInternalUsers` (or MediaMTX's default users when the file has none).
+    /// MediaMTX's segment and part durations and segment count, within what `[server.hls]` takes.
+    fn hls_settings(&mut self, g: &Section) -> Result<(), String> {
+        let segment = g.duration("hlsSegmentDuration")?;
+        let part = g.duration("hlsPartDuration")?;
+        let count = g.text("hlsSegmentCount");
+        if segment.is_none() && part.is_none() && count.is_none() {
+            return Ok(());
+        }
+        let part = part.unwrap_or(Duration::from_millis(200)).clamp(Duration::from_millis(50), Duration::from_secs(5));
+        let segment = segment.unwrap_or(Duration::from_secs(1)).clamp(part, Duration::from_secs(60));
+        let count = count.and_then(|c| c.parse::<u32>().ok()).unwrap_or(7).clamp(1, 100);
+        self.server.push(format!(
+            "hls = {{ segment = {}, part = {}, segments = {count} }}",
+            q(&sluice_duration(segment)),
+            q(&sluice_duration(part))
+        ));
+        Ok(())
+    }
+
     fn internal_users(&mut self, g: &Section) -> Result<(), String> {
         let entries = match g.get("authInternalUsers") {
             None => {
@@ -859,6 +879,9 @@ mod tests {
         assert_eq!(table.server.rtsp.to_string(), "0.0.0.0:8554");
         assert_eq!(table.server.http.to_string(), "0.0.0.0:8889");
         let front = route(&table, "front_door");
+        // MediaMTX serves HLS unless told not to: so does the converted route.
+        assert!(front.to.contains(&crate::config::model::Output::Hls), "{:?}", front.to);
+        assert_eq!(table.server.hls, crate::config::model::HlsConfig::default());
         assert_eq!(front.from.redacted(), "rtsp://admin:***@192.168.1.64:554/Streaming/Channels/101");
         assert!(front.on_demand);
         let backyard = route(&table, "backyard");
@@ -970,6 +993,28 @@ mod tests {
         assert_eq!(route(&table, "cam").auth.as_deref(), Some("users"));
         assert!(c.routes_toml.contains("permissions = [\"publish:cam\"]\nips = [\"127.0.0.1\"]"), "{}", c.routes_toml);
         assert!(c.routes_toml.contains("permissions = [\"read:cam\", \"playback:cam\"]"), "anyone still reads");
+    }
+
+    #[test]
+    fn hls_settings_carry_over_and_the_rest_is_explained() {
+        let (table, c) = converted(
+            "hlsSegmentDuration: 2s\nhlsPartDuration: 250ms\nhlsSegmentCount: 10\nhlsVariant: mpegts\nhlsAddress: :9000\n",
+        );
+        assert_eq!(
+            table.server.hls,
+            crate::config::model::HlsConfig {
+                segment: Duration::from_secs(2),
+                part: Duration::from_millis(250),
+                segments: 10
+            }
+        );
+        assert!(skipped(&c, "hlsVariant").contains("no MPEG-TS"));
+        assert!(skipped(&c, "hlsAddress").contains("/PATH/index.m3u8"));
+        assert!(c.skipped.iter().all(|s| s.setting != "hlsSegmentDuration"));
+        // `hls: no` leaves HLS out, settings and all.
+        let (table, c) = converted("hls: no\nhlsSegmentDuration: 2s\n");
+        assert_eq!(table.server.hls, crate::config::model::HlsConfig::default());
+        assert!(c.routes_toml.contains("to = [\"whep\", \"rtsp\", \"rtmp\"]"), "{}", c.routes_toml);
     }
 
     #[test]

@@ -39,6 +39,12 @@ const QUIET_DEFAULTS: &[(&str, &str)] = &[
     ("rtspRangeType", ""),
     ("rtspUDPReadBufferSize", "0"),
     ("rtspAnyPort", "false"),
+    ("hlsAddress", ":8888"),
+    ("hlsEncryption", "false"),
+    ("hlsAllowOrigin", "*"),
+    ("hlsAlwaysRemux", "false"),
+    ("hlsVariant", "lowLatency"),
+    ("hlsMuxerCloseAfter", "60s"),
 ];
 
 pub fn quiet_default(key: &str, v: &Yaml) -> bool {
@@ -85,6 +91,9 @@ pub fn global_reason(key: &str, v: &Yaml, g: &Section) -> Option<String> {
         "pathDefaults",
         "hls",
         "hlsDisable",
+        "hlsSegmentDuration",
+        "hlsPartDuration",
+        "hlsSegmentCount",
         "srt",
     ];
     if converted.contains(&key) || quiet_default(key, v) {
@@ -131,6 +140,12 @@ pub fn global_reason(key: &str, v: &Yaml, g: &Section) -> Option<String> {
             "Sluice advertises every interface's address (and `public_ips` first)"
         }
         k if k.starts_with("webrtc") => "Sluice's own WebRTC timeouts apply",
+        "hlsAddress" => "HLS is served on the HTTP listener: http://HOST:8889/PATH/index.m3u8",
+        "hlsEncryption" | "hlsServerKey" | "hlsServerCert" => "HLS is served over `https` too when it is set",
+        "hlsAllowOrigin" => "HLS answers every origin (Access-Control-Allow-Origin: *)",
+        "hlsAlwaysRemux" => "a route's HLS muxer starts with its first viewer",
+        "hlsVariant" => "HLS is always LL-HLS with fMP4 parts; plain.m3u8 lists complete segments only (no MPEG-TS)",
+        "hlsMuxerCloseAfter" => "a route's HLS muxer stops 30 s after its last viewer",
         k if k.starts_with("hls") || k.starts_with("srt") => return None,
         _ => "not a setting this importer knows: set its Sluice equivalent by hand, if there is one",
     };
