@@ -99,11 +99,8 @@ async fn viewer(client: reqwest::Client, base: String, counters: Arc<Counters>, 
     let (mut msn, mut part) = hint(&first).ok_or("no preload hint")?;
     let session = media.split("session=").nth(1).unwrap_or_default().to_string();
     loop {
-        let res = client
-            .get(format!("{media}&_HLS_msn={msn}&_HLS_part={part}"))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
+        let res =
+            client.get(format!("{media}&_HLS_msn={msn}&_HLS_part={part}")).send().await.map_err(|e| e.to_string())?;
         if !res.status().is_success() {
             return Err(format!("playlist: {}", res.status()));
         }
@@ -159,10 +156,19 @@ fn main() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         let rss0 = rss_bytes(router.child.id());
-        println!("LL-HLS viewers of one 4 Mbit/s 1080p30 stream (parts of 200 ms), router on core 0, viewers on core 1");
+        println!(
+            "LL-HLS viewers of one 4 Mbit/s 1080p30 stream (parts of 200 ms), router on core 0, viewers on core 1"
+        );
         println!(
             "{:>8} {:>9} {:>13} {:>12} {:>12} {:>10} {:>16} {:>16}",
-            "viewers", "cpu %", "cpu %/viewer", "KB/viewer", "min Mbit/s", "core 1 %", "listed p50/p99", "received p50/p99"
+            "viewers",
+            "cpu %",
+            "cpu %/viewer",
+            "KB/viewer",
+            "min Mbit/s",
+            "core 1 %",
+            "listed p50/p99",
+            "received p50/p99"
         );
         let mut viewers: Vec<Arc<Counters>> = Vec::new();
         let mut n = 0;

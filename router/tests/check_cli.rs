@@ -30,7 +30,7 @@ fn invalid_file_fails_with_every_error() {
     assert_eq!(
         stderr,
         "routes.toml:2:8: `server.http`: \"8889\" is not an IP address and port\n  help: write IP:PORT, e.g. \"0.0.0.0:8889\" for every interface or \"127.0.0.1:8889\" for this machine only\n\
-         routes.toml:7:7: route \"cam\": `to`: \"whip\" is a source, not an output\n  help: put it in `from`; outputs are \"whep\", \"rtsp\", \"rtmp\", \"record:<plugin>\", or an rtmp:// or rtsp:// URL to push to\n"
+         routes.toml:7:7: route \"cam\": `to`: \"whip\" is a source, not an output\n  help: put it in `from`; outputs are \"whep\", \"hls\", \"rtsp\", \"rtmp\", \"record:<plugin>\", or an rtmp:// or rtsp:// URL to push to\n"
     );
 }
 

@@ -678,3 +678,39 @@ mod tests {
         assert_eq!(out, vec![Bytes::from_static(&[0x67, 1]), Bytes::from_static(&[0x68, 2])]);
     }
 }
+
+/// An H.264 elementary stream as a track and its access units.
+#[derive(Debug)]
+pub struct Clip {
+    pub track: std::sync::Arc<crate::Track>,
+    /// (AVCC payload, keyframe) per access unit.
+    pub frames: Vec<(Bytes, bool)>,
+}
+
+/// Reads an Annex B stream that starts with a keyframe (the demo clip, test fixtures) into a [`Clip`]: track 0 at
+/// `clock_rate`, with the stream's first SPS and PPS, and one AVCC payload per access unit.
+pub fn parse_clip(data: &[u8], clock_rate: u32) -> Result<Clip, String> {
+    let nals = split_annex_b(data);
+    let sps = nals.iter().find(|n| nal_type(n) == NAL_SPS).ok_or("no SPS")?;
+    let pps = nals.iter().find(|n| nal_type(n) == NAL_PPS).ok_or("no PPS")?;
+    let info = parse_sps(sps).map_err(|e| e.to_string())?;
+    let track = std::sync::Arc::new(crate::Track {
+        id: crate::TrackId(0),
+        codec: crate::Codec::H264,
+        clock_rate,
+        params: crate::CodecParams::H264 { sps: Bytes::copy_from_slice(sps), pps: Bytes::copy_from_slice(pps) },
+        description: info.describe(),
+    });
+    let frames: Vec<(Bytes, bool)> = group_access_units(&nals)
+        .into_iter()
+        .map(|au| {
+            let keyframe = au.iter().any(|n| nal_type(n) == NAL_IDR);
+            // Access unit delimiters carry nothing a length-prefixed payload needs.
+            (to_avcc(au.into_iter().filter(|n| nal_type(n) != NAL_AUD)), keyframe)
+        })
+        .collect();
+    if !frames.first().is_some_and(|f| f.1) {
+        return Err("the clip must start with a keyframe".into());
+    }
+    Ok(Clip { track, frames })
+}

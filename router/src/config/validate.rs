@@ -296,19 +296,22 @@ impl Validator<'_> {
 
     fn server_hls(&mut self, spec: &HlsSpec) -> HlsConfig {
         let mut hls = HlsConfig::default();
-        let mut duration = |cx: &mut Self, key: &str, v: &Spanned<String>, range: (Duration, Duration), slot: &mut Duration| {
-            match parse_duration(v.get_ref()) {
-                Ok(d) if d >= range.0 && d <= range.1 => *slot = d,
-                Ok(_) => cx.err(
-                    v.span(),
-                    format!("`server.hls.{key}` must be between {:?} and {:?}", range.0, range.1),
-                    Some("leave it out for the default".to_string()),
-                ),
-                Err(e) => {
-                    cx.err(v.span(), format!("`server.hls.{key}`: {e}"), Some("write a duration such as \"1s\"".to_string()))
+        let duration =
+            |cx: &mut Self, key: &str, v: &Spanned<String>, range: (Duration, Duration), slot: &mut Duration| {
+                match parse_duration(v.get_ref()) {
+                    Ok(d) if d >= range.0 && d <= range.1 => *slot = d,
+                    Ok(_) => cx.err(
+                        v.span(),
+                        format!("`server.hls.{key}` must be between {:?} and {:?}", range.0, range.1),
+                        Some("leave it out for the default".to_string()),
+                    ),
+                    Err(e) => cx.err(
+                        v.span(),
+                        format!("`server.hls.{key}`: {e}"),
+                        Some("write a duration such as \"1s\"".to_string()),
+                    ),
                 }
-            }
-        };
+            };
         if let Some(v) = &spec.part {
             // Below a frame's length parts would be empty; above a few seconds it is no longer low latency.
             duration(self, "part", v, (Duration::from_millis(50), Duration::from_secs(5)), &mut hls.part);
@@ -1797,7 +1800,7 @@ auth = "none"
         let route = |from: &str, to: &str| format!("[[route]]\nname = \"r\"\nfrom = \"{from}\"\nto = [{to}]\n");
         assert_eq!(
             error(&route("demo", "\"whip\"")),
-            "routes.toml:4:7: route \"r\": `to`: \"whip\" is a source, not an output\n  help: put it in `from`; outputs are \"whep\", \"rtsp\", \"rtmp\", \"record:<plugin>\", or an rtmp:// or rtsp:// URL to push to"
+            "routes.toml:4:7: route \"r\": `to`: \"whip\" is a source, not an output\n  help: put it in `from`; outputs are \"whep\", \"hls\", \"rtsp\", \"rtmp\", \"record:<plugin>\", or an rtmp:// or rtsp:// URL to push to"
         );
         assert_eq!(
             error(&route("rtmp://a.example/app/s", "\"rtmp://a.example/app/s\"")),

@@ -7,56 +7,25 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use bytes::Bytes;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::media::h264::{self, NAL_AUD, NAL_IDR, NAL_PPS, NAL_SPS};
-use crate::media::{Codec, CodecParams, Frame, Track, TrackId};
+use crate::media::Frame;
+use crate::media::h264;
 use crate::route::actor::{SourceEvent, SourceFactory, SourceFeed};
 
 const CLIP: &[u8] = include_bytes!("../../assets/demo.h264");
 pub const DEMO_FPS: u32 = 30;
 const CLOCK_RATE: u32 = 90_000;
 
-/// The parsed clip, shared by every demo route.
-#[derive(Debug)]
-pub struct DemoClip {
-    pub track: Arc<Track>,
-    /// (AVCC payload, keyframe) per access unit.
-    pub frames: Vec<(Bytes, bool)>,
-}
+/// The parsed clip, shared by every demo route: its track and (AVCC payload, keyframe) per access unit.
+pub type DemoClip = h264::Clip;
 
 /// The clip, parsed on first use.
 pub fn clip() -> &'static DemoClip {
     static CLIP_CELL: OnceLock<DemoClip> = OnceLock::new();
-    CLIP_CELL.get_or_init(|| parse_clip(CLIP).expect("the embedded demo clip is valid H.264 (tested)"))
-}
-
-fn parse_clip(data: &[u8]) -> Result<DemoClip, String> {
-    let nals = h264::split_annex_b(data);
-    let sps = nals.iter().find(|n| h264::nal_type(n) == NAL_SPS).ok_or("no SPS")?;
-    let pps = nals.iter().find(|n| h264::nal_type(n) == NAL_PPS).ok_or("no PPS")?;
-    let info = h264::parse_sps(sps).map_err(|e| e.to_string())?;
-    let track = Arc::new(Track {
-        id: TrackId(0),
-        codec: Codec::H264,
-        clock_rate: CLOCK_RATE,
-        params: CodecParams::H264 { sps: Bytes::copy_from_slice(sps), pps: Bytes::copy_from_slice(pps) },
-        description: info.describe(),
-    });
-    let frames: Vec<(Bytes, bool)> = h264::group_access_units(&nals)
-        .into_iter()
-        .map(|au| {
-            let keyframe = au.iter().any(|n| h264::nal_type(n) == NAL_IDR);
-            // Access unit delimiters carry nothing a length-prefixed payload needs.
-            (h264::to_avcc(au.into_iter().filter(|n| h264::nal_type(n) != NAL_AUD)), keyframe)
-        })
-        .collect();
-    if !frames.first().is_some_and(|f| f.1) {
-        return Err("the clip must start with a keyframe".into());
-    }
-    Ok(DemoClip { track, frames })
+    CLIP_CELL
+        .get_or_init(|| h264::parse_clip(CLIP, CLOCK_RATE).expect("the embedded demo clip is valid H.264 (tested)"))
 }
 
 /// Starts a paced loop of the clip per route.
@@ -109,6 +78,6 @@ mod tests {
 
     #[test]
     fn garbage_is_rejected_with_a_reason() {
-        assert_eq!(parse_clip(b"not h264").err().as_deref(), Some("no SPS"));
+        assert_eq!(h264::parse_clip(b"not h264", CLOCK_RATE).err().as_deref(), Some("no SPS"));
     }
 }

@@ -281,7 +281,7 @@ mod tests {
 
     /// A store fed `seconds` of the demo clip with AAC, and the events that made it.
     fn fed(seconds: u32) -> (Media, Vec<Event>) {
-        let video = std::sync::Arc::clone(&crate::ingest::demo::clip().track);
+        let video = std::sync::Arc::clone(&crate::egress::hls::muxer::tests::clip().track);
         let (mut muxer, mut events) =
             Muxer::new(Settings::default(), &[std::sync::Arc::clone(&video), aac_track()]).expect("muxer");
         events.extend(run(&mut muxer, &av(seconds, &video)));

@@ -522,13 +522,21 @@ pub(crate) mod tests {
         })
     }
 
+    /// The demo clip (640x360, 30 fps, a keyframe every second), read here: egress sits above ingest.
+    pub(crate) fn clip() -> &'static crate::media::h264::Clip {
+        static CLIP: std::sync::OnceLock<crate::media::h264::Clip> = std::sync::OnceLock::new();
+        CLIP.get_or_init(|| {
+            crate::media::h264::parse_clip(include_bytes!("../../../assets/demo.h264"), 90_000).expect("the demo clip")
+        })
+    }
+
     fn frame(track: &Arc<Track>, dts: i64, keyframe: bool, data: Bytes) -> Frame {
         Frame::new(Arc::clone(track), dts, dts, keyframe, data)
     }
 
     /// `seconds` of the demo clip's video (30 fps, a keyframe every second) and AAC audio, interleaved by time.
     pub(crate) fn av(seconds: u32, video: &Arc<Track>) -> Vec<Frame> {
-        let clip = crate::ingest::demo::clip();
+        let clip = clip();
         let audio = aac_track();
         let mut out = Vec::new();
         let (mut v, mut a) = (0i64, 0i64);
@@ -570,7 +578,7 @@ pub(crate) mod tests {
 
     #[test]
     fn segments_start_on_keyframes_parts_fit_the_target_and_time_runs_on() {
-        let video = Arc::clone(&crate::ingest::demo::clip().track);
+        let video = Arc::clone(&clip().track);
         let (mut m, first) = Muxer::new(Settings::default(), &[Arc::clone(&video), aac_track()]).expect("muxer");
         let Some(Event::Map(map)) = first.first() else { panic!("a map first: {first:?}") };
         assert!(map.codecs.starts_with("avc1.") && map.codecs.ends_with(",mp4a.40.2"), "{}", map.codecs);
@@ -617,7 +625,7 @@ pub(crate) mod tests {
 
     #[test]
     fn new_parameters_start_a_new_map_and_a_discontinuity() {
-        let video = Arc::clone(&crate::ingest::demo::clip().track);
+        let video = Arc::clone(&clip().track);
         let (mut m, _) = Muxer::new(Settings::default(), std::slice::from_ref(&video)).expect("muxer");
         let first: Vec<Frame> = av(2, &video).into_iter().filter(|f| f.track.codec.is_video()).collect();
         assert!(!run(&mut m, &first).iter().any(|e| matches!(e, Event::Map(_))));

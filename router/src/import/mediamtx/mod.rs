@@ -221,7 +221,7 @@ impl Converter {
         if enabled("hls", "hlsDisable")? {
             // Served on the HTTP port (`/PATH/index.m3u8`), not on hlsAddress: LL-HLS with fMP4 parts.
             self.outputs.push("hls");
-            self.hls_settings(g)?;
+            self.hls_settings(&g)?;
         }
         if g.bool("srt", true)? {
             self.skip(
@@ -879,9 +879,8 @@ mod tests {
         assert_eq!(table.server.rtsp.to_string(), "0.0.0.0:8554");
         assert_eq!(table.server.http.to_string(), "0.0.0.0:8889");
         let front = route(&table, "front_door");
-        // MediaMTX serves HLS unless told not to: so does the converted route.
-        assert!(front.to.contains(&crate::config::model::Output::Hls), "{:?}", front.to);
-        assert_eq!(table.server.hls, crate::config::model::HlsConfig::default());
+        // `hls: no` in this file.
+        assert!(!front.to.contains(&crate::config::model::Output::Hls), "{:?}", front.to);
         assert_eq!(front.from.redacted(), "rtsp://admin:***@192.168.1.64:554/Streaming/Channels/101");
         assert!(front.on_demand);
         let backyard = route(&table, "backyard");
@@ -912,7 +911,12 @@ mod tests {
         let live = route(&table, "live");
         assert_eq!(live.from.redacted(), "publisher");
         assert!(!live.override_publisher, "overridePublisher: no");
-        assert!(c.routes_toml.contains("to = [\"whep\", \"rtsp\", \"rtmp\", \"record:mp4\"]"), "{}", c.routes_toml);
+        // MediaMTX serves HLS unless told not to: so does the converted route.
+        assert!(
+            c.routes_toml.contains("to = [\"whep\", \"rtsp\", \"rtmp\", \"hls\", \"record:mp4\"]"),
+            "{}",
+            c.routes_toml
+        );
         assert!(table.plugins.contains_key("mp4"));
         assert!(
             c.routes_toml.contains(
