@@ -36,6 +36,9 @@ export async function hlsPlay(url, video) {
   const Hls = await loadHlsJs();
   if (!Hls.isSupported()) throw new Error('this browser can play neither WebRTC nor HLS');
   const hls = new Hls({ lowLatencyMode: true, backBufferLength: 30 });
+  // Parts (EXT-X-PART) loaded, as opposed to whole segments: what low latency rests on.
+  let parts = 0;
+  hls.on(Hls.Events.FRAG_LOADED, (_, data) => { if (data.part) parts += 1; });
   video.srcObject = null;
   await new Promise((resolve, reject) => {
     hls.on(Hls.Events.MANIFEST_PARSED, resolve);
@@ -47,6 +50,10 @@ export async function hlsPlay(url, video) {
     kind: 'hls.js',
     hls,
     stop() { hls.destroy(); },
-    stats: () => ({ latency: hls.latency, buffered: video.buffered.length ? video.buffered.end(video.buffered.length - 1) - video.currentTime : 0 }),
+    stats: () => ({
+      latency: hls.latency,
+      parts,
+      buffered: video.buffered.length ? video.buffered.end(video.buffered.length - 1) - video.currentTime : 0,
+    }),
   };
 }

@@ -89,6 +89,7 @@ async function refreshStats() {
       'played over': `HLS (${hlsSession.kind})`,
       resolution: video.videoWidth ? `${video.videoWidth}×${video.videoHeight}` : '–',
       latency: h.latency ? `${h.latency.toFixed(2)} s` : '–',
+      'parts loaded': h.parts ?? '–',
       buffered: h.buffered ? `${h.buffered.toFixed(2)} s` : '–',
     }).flatMap(([k, v]) => {
       const dt = document.createElement('dt'); dt.textContent = k;

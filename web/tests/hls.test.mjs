@@ -42,7 +42,7 @@ async function mediaPlaylistUrl(route) {
   return new URL(text.trim().split('\n').at(-1), `${router.base}/${route}/`).href;
 }
 
-test('hls.js in Chromium plays the route at low latency where the page cannot use WebRTC', { timeout: 60000 }, async () => {
+test('hls.js in Chromium plays the route at low latency where the page cannot use WebRTC', { timeout: 60000 }, async (t) => {
   const page = await chrome.browser.newPage();
   const console = [];
   page.on('console', (m) => console.push(m.text()));
@@ -58,15 +58,19 @@ test('hls.js in Chromium plays the route at low latency where the page cannot us
     const played = await page.evaluate(() => {
       const v = document.getElementById('video');
       return { kind: window.sluiceHls.kind, width: v.videoWidth, height: v.videoHeight, latency: window.sluiceHls.hls.latency,
-        lowLatency: window.sluiceHls.hls.lowLatencyMode, state: document.getElementById('state').textContent,
-        parts: window.sluiceHls.hls.levels[0]?.details?.partList?.length ?? 0 };
+        state: document.getElementById('state').textContent, partsLoaded: window.sluiceHls.stats().parts,
+        partsListed: window.sluiceHls.hls.levels[0]?.details?.partList?.length ?? 0 };
     });
+    t.diagnostic(`hls.js: ${JSON.stringify(played)}`);
     assert.equal(played.kind, 'hls.js');
     assert.deepEqual([played.width, played.height], [640, 360]);
     assert.match(played.state, /HLS: WebRTC failed/);
-    assert.ok(played.lowLatency && played.parts > 0, `hls.js reads the parts: ${JSON.stringify(played)}`);
-    // Parts of 200 ms and a hold-back of three: about a second behind live. Plain HLS with one-second segments
-    // would sit three segments (3 s) back.
+    // Low latency: hls.js sees the parts and loads them (three seconds of playing is fifteen parts) rather than
+    // waiting for whole segments, each once (a player that reloads parts in a loop loads hundreds).
+    assert.ok(played.partsListed > 0 && played.partsLoaded >= 10 && played.partsLoaded <= 40,
+      `hls.js loads parts: ${JSON.stringify(played)}`);
+    // About a second behind on a quiet machine (PART-HOLD-BACK 0.6 s plus a part); hls.js adds a second to its
+    // target after a stall, which a loaded machine may cause. Plain HLS sits three segments (3 s) back.
     assert.ok(played.latency > 0 && played.latency < 2.5, `latency ${played.latency} s`);
   } finally {
     await page.close();

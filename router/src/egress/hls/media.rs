@@ -132,9 +132,10 @@ impl Media {
         std::time::Duration::from_secs(self.target_duration * 3)
     }
 
-    /// A playlist can be given out: a segment is complete (players start from complete segments).
+    /// A playlist can be given out: two segments are complete. With one, hls.js starting at a cold muxer loads the
+    /// first segment's parts over and over until the second completes (seen with hls.js 1.7).
     pub fn ready(&self) -> bool {
-        self.segments.iter().any(|s| s.bytes.is_some())
+        self.segments.iter().filter(|s| s.bytes.is_some()).count() >= 2
     }
 
     /// The newest map, for the multivariant playlist.
@@ -298,6 +299,7 @@ mod tests {
 
     #[test]
     fn the_low_latency_playlist_lists_parts_a_hint_and_complete_segments() {
+        assert!(!fed(2).0.ready(), "one complete segment is not enough to start hls.js well");
         let (media, _) = fed(4);
         assert!(media.ready());
         let p = media.playlist(Flavor::LowLatency, "?session=s");
