@@ -66,7 +66,7 @@ limits = {{ call_timeout = "100ms" }}
 [[route]]
 name = "secure"
 from = "demo"
-to = ["whep", "rtmp"]
+to = ["whep", "hls", "rtmp"]
 auth = "jwt"
 
 [[route]]
@@ -143,6 +143,30 @@ async fn tokens_guard_every_entry_point() {
     assert_eq!(r.status(), StatusCode::CREATED, "{:?}", r.text().await);
     let r = post_sdp(&client, router.url(&format!("/secure/whep?token={reader}")), &view, None).await;
     assert_eq!(r.status(), StatusCode::CREATED, "?token= works for clients that cannot set headers");
+
+    // HLS is admitted like WHEP, on the multivariant playlist; what it lists carries the viewer's session.
+    let r = client.get(router.url("/secure/index.m3u8")).send().await.expect("get");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(r.headers().get_all("www-authenticate").iter().count(), 2, "Bearer and Basic offered");
+    let r = client.get(router.url("/secure/index.m3u8")).bearer_auth(token(&["read:other"])).send().await.expect("get");
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = client.get(router.url("/secure/index.m3u8")).bearer_auth(&reader).send().await.expect("get");
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = client.get(router.url(&format!("/secure/index.m3u8?token={reader}"))).send().await.expect("get");
+    assert_eq!(r.status(), StatusCode::OK, "?token= works for players that cannot set headers");
+    let variant = r.text().await.expect("body").lines().last().expect("a variant").to_string();
+    assert!(variant.starts_with("stream.m3u8?session="), "{variant}");
+    let playlist = client.get(router.url(&format!("/secure/{variant}"))).send().await.expect("get");
+    assert_eq!(playlist.status(), StatusCode::OK, "the session is the credential from here on");
+    let playlist = playlist.text().await.expect("body");
+    let segment = playlist.lines().find(|l| l.starts_with("seg")).expect("a segment");
+    let r = client.get(router.url(&format!("/secure/{segment}"))).send().await.expect("get");
+    assert_eq!(r.status(), StatusCode::OK);
+    let bare = segment.split('?').next().expect("name");
+    let r = client.get(router.url(&format!("/secure/{bare}"))).send().await.expect("get");
+    assert_eq!(r.status(), StatusCode::FORBIDDEN, "no file without a session");
+    let r = client.get(router.url(&format!("/secure/{bare}?session=0123"))).send().await.expect("get");
+    assert_eq!(r.status(), StatusCode::FORBIDDEN, "nor with a made-up one");
 
     // WHIP: publishing needs a publish permission; anonymous publish is not in [defaults] anonymous.
     let r = post_sdp(&client, router.url("/stage/whip"), &publish, Some(&reader)).await;
