@@ -161,6 +161,7 @@ function card(camera, urls) {
   detail(dl, 'WHIP URL', urls.whip);
   detail(dl, 'WHEP URL', urls.whep);
   detail(dl, 'RTSP URL', urls.rtsp);
+  detail(dl, 'HLS URL', urls.hls);
   const p = player(camera);
   const actions = document.createElement('p');
   actions.append(

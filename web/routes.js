@@ -1,7 +1,9 @@
-// The home page: a grid of playable routes (click to play inline over WHEP) and the routes table, both from
+// The home page: a grid of playable routes (click to play inline over WHEP, or HLS for routes that offer only
+// that) and the routes table, both from
 // the REST API; recording (start/stop, the recorded segments) is in recordings.js, adding and changing routes in
 // route-editor.js.
 import { whepPlay } from '/webrtc-client.js';
+import { hlsPlay } from '/hls-client.js';
 import { recordCell } from '/recordings.js';
 import { beginRead, editCell, noteRoutes } from '/route-editor.js';
 
@@ -9,7 +11,7 @@ const grid = document.getElementById('grid');
 /** Tiles by route name, kept across refreshes so a playing tile keeps playing. */
 const tiles = new Map();
 
-function tile(route) {
+function tile(route, over) {
   const el = document.createElement('figure');
   el.className = 'tile';
   el.dataset.route = route;
@@ -31,8 +33,8 @@ function tile(route) {
   play.addEventListener('click', async () => {
     play.hidden = true;
     try {
-      const session = await whepPlay(`/${encodeURIComponent(route)}/whep`, video);
-      el.session = session;
+      const path = `/${encodeURIComponent(route)}`;
+      el.session = over === 'whep' ? await whepPlay(`${path}/whep`, video) : await hlsPlay(`${path}/index.m3u8`, video);
     } catch (e) {
       play.hidden = false;
       state.textContent = e.message;
@@ -51,9 +53,10 @@ function stateText(r) {
 }
 
 function renderGrid(routes) {
-  const playable = routes.filter((r) => r.config.to.includes('whep'));
+  const over = (r) => (r.config.to.includes('whep') ? 'whep' : r.config.to.includes('hls') ? 'hls' : null);
+  const playable = routes.filter(over);
   for (const r of playable) {
-    if (!tiles.has(r.name)) tiles.set(r.name, tile(r.name));
+    if (!tiles.has(r.name)) tiles.set(r.name, tile(r.name, over(r)));
     const t = tiles.get(r.name);
     // The route's state stays visible while a tile plays: "connected" with no picture is then explained.
     t.stateEl.textContent = stateText(r);

@@ -156,6 +156,7 @@ async fn accounts_cameras_keys_and_sessions() {
     assert!(publish_url.ends_with(&format!("/cameras/{id}/{key}")), "{urls}");
     assert!(urls["whip"].as_str().is_some_and(|u| u.ends_with(&format!("/cameras/{id}/whip"))), "{urls}");
     assert!(urls["rtsp"].is_null(), "the template does not serve RTSP: {urls}");
+    assert!(urls["hls"].is_null(), "nor HLS: {urls}");
     assert!(urls["whep"].as_str().is_some_and(|u| u.ends_with(&format!("/cameras/{id}/whep"))), "{urls}");
 
     // Carol cannot see, change or delete it; the admin can see it.

@@ -170,6 +170,8 @@ pub async fn stream(
         "whep": url(template.to.contains(&Output::Whep), format!("http://{http_host}/{route}/whep")),
         "rtmp": url(publishes(PublishProtocol::Rtmp), format!("rtmp://{host}:{}/{route}/{key}", server.rtmp.port())),
         "rtsp": url(template.to.contains(&Output::Rtsp), format!("rtsp://{host}:{}/{route}", server.rtsp.port())),
+        // Players send the login's token as ?token= or Bearer.
+        "hls": url(template.to.contains(&Output::Hls), format!("http://{http_host}/{route}/index.m3u8")),
         "stream_key": key,
     })))
 }
