@@ -17,20 +17,23 @@ function loadHlsJs() {
 }
 
 /** Plays `url` (a route's index.m3u8) in `video`. Resolves once the playlist loaded, rejects with the server's
- * message when it refuses. Returns { kind, stop(), stats() }. */
-export async function hlsPlay(url, video) {
+ * message when it refuses; `onError` hears of a failure after that (the player has stopped). Returns
+ * { kind, stop(), stats() }. */
+export async function hlsPlay(url, video, { onError } = {}) {
   // The router's answer first: a refusal (no such route, `to` without "hls", credentials) reads better than a
-  // player's generic network error.
-  const probe = await fetch(url);
-  if (!probe.ok) {
-    let message = `${probe.status} ${probe.statusText}`;
-    try { message = (await probe.json()).error?.message ?? message; } catch { /* not JSON */ }
+  // player's generic network error. Its one variant is this viewer's media playlist (its session): the player
+  // starts there, so the viewer is counted once.
+  const index = await fetch(url);
+  if (!index.ok) {
+    let message = `${index.status} ${index.statusText}`;
+    try { message = (await index.json()).error?.message ?? message; } catch { /* not JSON */ }
     throw new Error(`HLS: ${message}`);
   }
-  await probe.text();
+  const variant = (await index.text()).trim().split('\n').at(-1);
+  const media = new URL(variant, new URL(url, location.href)).href;
   if (!window.MediaSource && !window.ManagedMediaSource && video.canPlayType('application/vnd.apple.mpegurl')) {
     video.srcObject = null;
-    video.src = url;
+    video.src = media;
     return { kind: 'native', stop() { video.removeAttribute('src'); video.load(); }, stats: () => ({}) };
   }
   const Hls = await loadHlsJs();
@@ -40,10 +43,17 @@ export async function hlsPlay(url, video) {
   let parts = 0;
   hls.on(Hls.Events.FRAG_LOADED, (_, data) => { if (data.part) parts += 1; });
   video.srcObject = null;
+  let started = false;
   await new Promise((resolve, reject) => {
-    hls.on(Hls.Events.MANIFEST_PARSED, resolve);
-    hls.on(Hls.Events.ERROR, (_, data) => { if (data.fatal) reject(new Error(`HLS: ${data.details}`)); });
-    hls.loadSource(url);
+    hls.on(Hls.Events.MANIFEST_PARSED, () => { started = true; resolve(); });
+    hls.on(Hls.Events.ERROR, (_, data) => {
+      if (!data.fatal) return;
+      const e = new Error(`HLS: ${data.details}${data.response?.code ? ` (${data.response.code})` : ''}`);
+      if (!started) { reject(e); return; }
+      hls.destroy();
+      onError?.(e);
+    });
+    hls.loadSource(media);
     hls.attachMedia(video);
   });
   return {

@@ -68,7 +68,17 @@ async function startHls(why) {
   try {
     const token = params.get('token');
     const url = `/${encodeURIComponent(route)}/index.m3u8${token ? `?token=${encodeURIComponent(token)}` : ''}`;
-    hlsSession = await hlsPlay(url, video);
+    hlsSession = await hlsPlay(url, video, {
+      // Stopped after it started (the route ended, the session expired): say so and offer to play again.
+      onError: (e) => {
+        hlsSession = null;
+        show('error', false);
+        error.textContent = e.message;
+        error.hidden = false;
+        play.hidden = false;
+        play.textContent = '↻ Retry';
+      },
+    });
     window.sluiceHls = hlsSession; // for tests and the curious
     show(`playing (HLS${why ? ': WebRTC failed' : ''})`, true);
     video.muted = false;

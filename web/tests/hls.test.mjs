@@ -5,7 +5,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { SERVER, startRouter, startBrowser } from './harness.mjs';
+import { SERVER, startRouter, startBrowser, waitFrames } from './harness.mjs';
 
 let router;
 let chrome;
@@ -16,6 +16,12 @@ before(async () => {
 [[route]]
 name = "demo"
 from = "demo"
+to = ["hls"]
+
+# A browser camera, watched over HLS: WebRTC publishers send keyframes only when asked, and segments start on them.
+[[route]]
+name = "phone"
+from = "whip"
 to = ["hls"]
 
 [[route]]
@@ -126,4 +132,26 @@ test('the vendored hls.js is the pinned package\'s light build, and the router s
   assert.ok(pinned.equals(vendored), 'web/vendor/hls.light.min.js differs from the hls.js web/package.json pins');
   const served = Buffer.from(await (await fetch(`${router.base}/vendor/hls.light.min.js`)).arrayBuffer());
   assert.ok(served.equals(vendored));
+});
+
+test('a browser camera published over WHIP plays over HLS', { timeout: 60000 }, async () => {
+  const publisher = await chrome.browser.newPage();
+  const viewer = await chrome.browser.newPage();
+  try {
+    await publisher.goto(`${router.base}/phone/publish?autostart`);
+    await waitFrames(publisher, 'framesEncoded', 10, 10000);
+    await viewer.goto(`${router.base}/phone?hls`);
+    await viewer.click('#play');
+    await viewer.waitForFunction(() => window.sluiceHls && document.getElementById('video').currentTime > 2, null,
+      { timeout: 40000, polling: 200 }).catch(async (e) => {
+      const state = await viewer.evaluate(() => [document.getElementById('state').textContent,
+        document.getElementById('error').textContent]);
+      throw new Error(`${e.message}; page: ${JSON.stringify(state)}`);
+    });
+    const size = await viewer.evaluate(() => [document.getElementById('video').videoWidth, window.sluiceHls.kind]);
+    assert.ok(size[0] > 0 && size[1] === 'hls.js', JSON.stringify(size));
+  } finally {
+    await publisher.close();
+    await viewer.close();
+  }
 });

@@ -22,8 +22,9 @@ use crate::config::model::Output;
 use crate::egress::hls::media::{Flavor, Lookup, Media};
 use crate::egress::hls::{HlsError, Stream};
 
-/// How long `index.m3u8` waits for the first segment of a route that has just started (or whose muxer has).
-const FIRST_SEGMENT_WAIT: Duration = Duration::from_secs(10);
+/// How long `index.m3u8` waits for the first segments of a route whose muxer has just started: two segments take
+/// three keyframes, and cameras and encoders send one every 2 to 10 s.
+const FIRST_SEGMENT_WAIT: Duration = Duration::from_secs(30);
 
 const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
 
@@ -69,8 +70,12 @@ async fn multivariant_inner(
         .await
         .map_err(|refusal| super::auth::admission_error(&refusal, &["Bearer", "Basic"]))?;
     let stream = state.hls.stream(&admitted).await.map_err(hls_error)?;
-    let ready = stream.wait_for(FIRST_SEGMENT_WAIT, |m| m.ready().then_some(())).await;
-    if ready.is_none() {
+    // Until two segments are made, or it is clear they will not be (no playable track, the muxer stopped).
+    let ready = stream
+        .wait_for(FIRST_SEGMENT_WAIT, |m| (m.ready() || m.ended || stream.problem().is_some()).then_some(m.ready()))
+        .await
+        .unwrap_or(false);
+    if !ready {
         let why = stream.problem().unwrap_or_else(|| {
             format!("route \"{route}\" has no media yet (no publisher, or the source is connecting)")
         });
@@ -106,7 +111,10 @@ async fn media_playlist_inner(state: &AppState, route: &str, uri: &Uri) -> Resul
         if last.is_some_and(|last| msn > last + 2) {
             return Err(bad_request(format!("_HLS_msn={msn} is more than two segments ahead of the playlist")));
         }
-        if stream.wait_for(hold, |m| m.has(msn, part).then_some(())).await.is_none() {
+        let held = stream.wait_for(hold, |m| m.has(msn, part).then_some(())).await;
+        // A held reload kept the viewer waiting, not gone.
+        let _ = stream.touch(&session);
+        if held.is_none() {
             return Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "hls_not_ready",

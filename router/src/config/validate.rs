@@ -317,12 +317,21 @@ impl Validator<'_> {
             duration(self, "part", v, (Duration::from_millis(50), Duration::from_secs(5)), &mut hls.part);
         }
         if let Some(v) = &spec.segment {
-            duration(self, "segment", v, (hls.part, Duration::from_secs(60)), &mut hls.segment);
+            duration(self, "segment", v, (Duration::from_millis(50), Duration::from_secs(60)), &mut hls.segment);
+        }
+        if hls.part > hls.segment {
+            let span = spec.part.as_ref().or(spec.segment.as_ref()).map_or(0..0, |v| v.span());
+            self.err(
+                span,
+                format!("`server.hls.part` ({:?}) is longer than `server.hls.segment` ({:?})", hls.part, hls.segment),
+                Some("a segment is made of parts: make the part shorter".to_string()),
+            );
         }
         if let Some(v) = &spec.segments {
+            // A live playlist lasts at least three target durations (RFC 8216bis 6.2.2).
             match u32::try_from(*v.get_ref()) {
-                Ok(n @ 1..=100) => hls.segments = n,
-                _ => self.err(v.span(), "`server.hls.segments` must be between 1 and 100", None),
+                Ok(n @ 3..=100) => hls.segments = n,
+                _ => self.err(v.span(), "`server.hls.segments` must be between 3 and 100", None),
             }
         }
         hls
@@ -1732,10 +1741,12 @@ auth = "none"
             HlsConfig { segment: Duration::from_secs(2), part: Duration::from_millis(300), segments: 5 }
         );
         assert_eq!(crate::config::parse("", "routes.toml", &|_| None).expect("valid").server.hls, HlsConfig::default());
-        let e = error("[server.hls]\npart = \"10ms\"\nsegment = \"100ms\"\nsegments = 0\n");
+        let e = error("[server.hls]\npart = \"10ms\"\nsegment = \"10ms\"\nsegments = 2\n");
         assert!(e.contains("`server.hls.part` must be between 50ms and 5s"), "{e}");
-        assert!(e.contains("`server.hls.segment` must be between 200ms and 60s"), "{e}");
-        assert!(e.contains("`server.hls.segments` must be between 1 and 100"), "{e}");
+        assert!(e.contains("`server.hls.segment` must be between 50ms and 60s"), "{e}");
+        assert!(e.contains("`server.hls.segments` must be between 3 and 100"), "{e}");
+        let e = error("[server.hls]\npart = \"2s\"\n");
+        assert!(e.contains("`server.hls.part` (2s) is longer than `server.hls.segment` (1s)"), "{e}");
     }
 
     #[test]

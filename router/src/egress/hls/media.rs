@@ -152,8 +152,19 @@ impl Media {
     /// playlist request (`_HLS_msn`, `_HLS_part`) waits for. A later segment answers any earlier request.
     pub fn has(&self, msn: u64, part: Option<u32>) -> bool {
         let Some(last) = self.segments.back() else { return self.ended };
-        if self.ended || last.msn > msn {
+        if self.ended {
             return true;
+        }
+        if last.msn > msn {
+            // A part index past the end of a complete segment names the next segment's first part (RFC 8216bis
+            // 6.2.5.2): wait for that one.
+            let past_end = |s: &Segment| part.is_some_and(|p| p >= s.part_count) && s.bytes.is_some();
+            return match self.segments.iter().find(|s| s.msn == msn) {
+                Some(s) if past_end(s) => {
+                    self.segments.iter().any(|n| n.msn > msn && (n.part_count > 0 || n.msn > msn + 1))
+                }
+                _ => true,
+            };
         }
         if last.msn < msn {
             return false;
@@ -349,7 +360,9 @@ mod tests {
         let (media, _) = fed(3);
         let open = media.segments.back().expect("open");
         let (msn, parts) = (open.msn, open.part_count);
-        assert!(media.has(msn - 1, None) && media.has(msn - 1, Some(99)), "a complete segment answers any part");
+        assert!(media.has(msn - 1, None) && media.has(msn - 1, Some(4)), "a complete segment answers its parts");
+        // Past its last part: the next segment's first part, made already here.
+        assert!(media.has(msn - 1, Some(5)) == (parts > 0));
         assert!(media.has(msn, Some(parts - 1)));
         assert!(!media.has(msn, Some(parts)), "the hinted part is not made yet");
         assert!(!media.has(msn, None), "nor the open segment complete");

@@ -36,6 +36,8 @@ const MAX_SESSIONS: usize = 10_000;
 #[derive(Debug, Clone, Default)]
 pub struct Hls {
     streams: Arc<Mutex<HashMap<String, Arc<Stream>>>>,
+    /// Held while a muxer starts, so two first viewers arriving together start one (and take one reader slot).
+    starting: Arc<tokio::sync::Mutex<()>>,
     settings: Settings,
 }
 
@@ -52,13 +54,19 @@ pub enum HlsError {
 
 impl Hls {
     pub fn new(settings: Settings) -> Hls {
-        Hls { streams: Arc::default(), settings }
+        Hls { streams: Arc::default(), starting: Arc::default(), settings }
     }
 
     /// The muxer of an admitted route, started if it is not running.
     pub async fn stream(&self, admitted: &Admitted) -> Result<Arc<Stream>, HlsError> {
         let name = admitted.route.name().as_str().to_string();
-        if let Some(s) = self.running(&name).filter(|s| s.route.same_route(&admitted.route)) {
+        let running = |hls: &Hls| hls.running(&name).filter(|s| s.route.same_route(&admitted.route) && !s.ending());
+        if let Some(s) = running(self) {
+            *lock(&s.last_request) = Instant::now();
+            return Ok(s);
+        }
+        let _starting = self.starting.lock().await;
+        if let Some(s) = running(self) {
             return Ok(s);
         }
         let reader = admitted.route.add_reader(ReaderKind::Hls, None).await?;
@@ -71,14 +79,7 @@ impl Hls {
             last_request: Mutex::new(Instant::now()),
             problem: Mutex::new(None),
         });
-        {
-            let mut streams = lock(&self.streams);
-            // Another request may have started one meanwhile: it wins, and this reader is dropped.
-            if let Some(s) = streams.get(&name).filter(|s| s.route.same_route(&admitted.route)) {
-                return Ok(Arc::clone(s));
-            }
-            streams.insert(name.clone(), Arc::clone(&stream));
-        }
+        lock(&self.streams).insert(name.clone(), Arc::clone(&stream));
         tracing::info!(route = %name, "HLS muxer started");
         tokio::spawn(run(Arc::clone(&stream), reader, self.settings, self.clone(), name));
         Ok(stream)
@@ -123,6 +124,9 @@ struct Session {
 impl Stream {
     /// Opens a viewer session (one per multivariant playlist request), counted against `max_readers`.
     pub async fn open_session(&self) -> Result<String, HlsError> {
+        if self.ending() {
+            return Err(HlsError::NotReady("the route's HLS output just stopped: ask again".into()));
+        }
         let ticket = self.route.admit_viewer(self.reader).await?;
         let id = crate::webrtc::random_hex(16);
         let mut sessions = lock(&self.sessions);
@@ -149,6 +153,11 @@ impl Stream {
     /// Reads the media now.
     pub fn with_media<T>(&self, f: impl FnOnce(&Media) -> T) -> T {
         f(&lock(&self.media))
+    }
+
+    /// Whether the muxer has stopped (or is stopping): no new viewer joins it.
+    pub fn ending(&self) -> bool {
+        lock(&self.media).ended
     }
 
     /// Why the route cannot be muxed, if it cannot.
@@ -197,6 +206,7 @@ async fn run(stream: Arc<Stream>, mut reader: RouteReader, settings: Settings, h
     // Track versions a muxer could not start on: only a new one is worth another try.
     let mut tried: Vec<Arc<crate::media::Track>> = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut keyframe_asked: Option<Instant> = None;
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -228,10 +238,18 @@ async fn run(stream: Arc<Stream>, mut reader: RouteReader, settings: Settings, h
                 }
                 if let Some(m) = &mut muxer {
                     stream.apply(m.push(&frame, date));
+                    // Segments start on keyframes; WebRTC publishers send one only when asked. The route forwards
+                    // at most one request per interval; this keeps from asking on every frame.
+                    if m.wants_keyframe() && keyframe_asked.is_none_or(|t| t.elapsed() >= Duration::from_millis(500)) {
+                        stream.route.request_keyframe();
+                        keyframe_asked = Some(Instant::now());
+                    }
                 }
             }
             _ = tick.tick() => {
-                lock(&stream.sessions).retain(|_, s| s.last_seen.elapsed() < SESSION_IDLE);
+                // Players of long segments reload once a segment, and a blocked reload may wait three.
+                let idle = SESSION_IDLE.max(lock(&stream.media).hold_limit() + Duration::from_secs(5));
+                lock(&stream.sessions).retain(|_, s| s.last_seen.elapsed() < idle);
                 let idle = lock(&stream.last_request).elapsed();
                 if lock(&stream.sessions).is_empty() && idle >= MUXER_IDLE {
                     break;
@@ -242,12 +260,15 @@ async fn run(stream: Arc<Stream>, mut reader: RouteReader, settings: Settings, h
     if let Some(m) = &mut muxer {
         stream.apply(m.finish());
     }
-    lock(&stream.media).ended = true;
+    {
+        // Under the registry's lock: a request finds either this stream ending or none, and starts a new one.
+        let mut streams = lock(&hls.streams);
+        lock(&stream.media).ended = true;
+        if streams.get(&name).is_some_and(|s| Arc::ptr_eq(s, &stream)) {
+            streams.remove(&name);
+        }
+    }
     lock(&stream.sessions).clear();
     stream.changed.send_modify(|v| *v += 1);
-    let mut streams = lock(&hls.streams);
-    if streams.get(&name).is_some_and(|s| Arc::ptr_eq(s, &stream)) {
-        streams.remove(&name);
-    }
     tracing::info!(route = %name, "HLS muxer stopped");
 }

@@ -49,9 +49,6 @@ impl From<&crate::config::model::HlsConfig> for Settings {
 
 /// A sample this much later than the previous one of its track is after a gap in the source (seconds).
 const GAP_SECONDS: i64 = 1;
-/// A part is cut whatever the primary track does once another track holds this many part durations (the video
-/// stalled while audio flows).
-const STALLED_PARTS: u32 = 4;
 
 /// What the muxer made, in order.
 #[derive(Debug, Clone, PartialEq)]
@@ -115,15 +112,28 @@ impl AsRef<[u8]> for FrameBytes {
     }
 }
 
+/// Why a route track is left out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Left {
+    /// Not a codec (or parameters) HLS players take.
+    Unplayable,
+    /// Another track of its kind is muxed and flowing.
+    Shadowed,
+}
+
+/// A muxed track silent this long gives its place to another track of its kind (a publisher that came back with
+/// other track ids).
+const STALE: Duration = Duration::from_secs(2);
+
 #[derive(Debug)]
 struct MuxTrack {
     track: Arc<Track>,
+    /// When its latest frame reached the router.
+    last_received: std::time::Instant,
     info: TrackInfo,
     last_dts: Option<i64>,
     last_duration: Option<u32>,
     pending: Option<Pending>,
-    /// [`STALLED_PARTS`] part durations in this track's clock.
-    stalled_ticks: u64,
 }
 
 #[derive(Debug)]
@@ -163,8 +173,10 @@ pub struct Muxer {
     fragment: Fragment<FrameBytes>,
     part_ticks: i64,
     segment_ticks: i64,
-    /// Route tracks seen and not muxed (G.711, VP8, a second video track), so their frames cost a comparison.
-    ignored: Vec<Arc<Track>>,
+    /// Parts a segment may have before it is ended without a keyframe: three segment durations' worth.
+    max_parts: u32,
+    /// Route track versions seen and not muxed, and why, so their frames cost a comparison.
+    ignored: Vec<(Arc<Track>, Left)>,
 }
 
 /// Why a route cannot be muxed: no track an HLS player can play.
@@ -187,6 +199,7 @@ impl Muxer {
             fragment: Fragment::new(&[]),
             part_ticks: 0,
             segment_ticks: 0,
+            max_parts: 0,
             ignored: Vec::new(),
         };
         let chosen = choose(tracks);
@@ -201,41 +214,60 @@ impl Muxer {
     /// Takes one route frame; returns what it completed.
     pub fn push(&mut self, frame: &Frame, date: SystemTime) -> Vec<Event> {
         let mut events = Vec::new();
-        let index = match self.tracks.iter().position(|t| t.track.id == frame.track.id) {
-            Some(i) if Arc::ptr_eq(&self.tracks[i].track, &frame.track) => i,
-            None if self.ignored.iter().any(|t| Arc::ptr_eq(t, &frame.track)) => return events,
-            known => {
-                // New parameters for a muxed track, or a track not muxed yet: re-choose, and change the map only
-                // when what is muxed changed.
-                let mut candidates: Vec<Arc<Track>> = self.tracks.iter().map(|t| Arc::clone(&t.track)).collect();
-                match known {
-                    Some(i) => candidates[i] = Arc::clone(&frame.track),
-                    None => candidates.push(Arc::clone(&frame.track)),
-                }
-                let chosen = choose(&candidates);
-                let same = chosen.len() == self.tracks.len()
-                    && chosen.iter().zip(&self.tracks).all(|(c, t)| TrackInfo::of(c) == t.info);
-                if same {
-                    for (c, t) in chosen.into_iter().zip(&mut self.tracks) {
-                        t.track = c;
-                    }
-                } else if chosen.iter().any(|c| c.id == frame.track.id) {
-                    self.close_segment(&mut events);
-                    self.set_tracks(chosen, &mut events);
-                }
-                match self.tracks.iter().position(|t| Arc::ptr_eq(&t.track, &frame.track)) {
-                    Some(i) => i,
-                    None => {
-                        // Not a track HLS players can play, or not the first of its kind.
-                        self.ignored.retain(|t| t.id != frame.track.id);
-                        self.ignored.push(Arc::clone(&frame.track));
-                        return events;
-                    }
-                }
-            }
+        let index = match self.tracks.iter().position(|t| Arc::ptr_eq(&t.track, &frame.track)) {
+            Some(i) => i,
+            None => match self.choose_again(frame, &mut events) {
+                Some(i) => i,
+                None => return events,
+            },
         };
+        self.tracks[index].last_received = frame.received;
         self.sample(index, frame, date, &mut events);
         events
+    }
+
+    /// A frame of a track not muxed as it is: new parameters for a muxed track, a new track, or one left out. What
+    /// is muxed changes (a new map) only when the chosen tracks differ; a muxed track of the frame's kind keeps its
+    /// place while it flows, and a new one takes over once it has been silent for [`STALE`].
+    fn choose_again(&mut self, frame: &Frame, events: &mut Vec<Event>) -> Option<usize> {
+        let flowing = |t: &MuxTrack| {
+            frame.received.saturating_duration_since(t.last_received) < STALE && t.track.id != frame.track.id
+        };
+        let kind = frame.track.kind();
+        if let Some((_, why)) = self.ignored.iter().find(|(t, _)| Arc::ptr_eq(t, &frame.track)) {
+            let shadowed = *why == Left::Shadowed && self.tracks.iter().any(|t| t.track.kind() == kind && flowing(t));
+            if *why == Left::Unplayable || shadowed {
+                return None;
+            }
+        }
+        let mut candidates: Vec<Arc<Track>> = self
+            .tracks
+            .iter()
+            .filter(|t| t.track.id != frame.track.id && (t.track.kind() != kind || flowing(t)))
+            .map(|t| Arc::clone(&t.track))
+            .collect();
+        candidates.push(Arc::clone(&frame.track));
+        let chosen = choose(&candidates);
+        let same = chosen.len() == self.tracks.len()
+            && chosen.iter().zip(&self.tracks).all(|(c, t)| c.id == t.track.id && TrackInfo::of(c) == t.info);
+        if same {
+            // The same tracks and parameters in new track versions: nothing changes for players.
+            for (c, t) in chosen.into_iter().zip(&mut self.tracks) {
+                t.track = c;
+            }
+        } else if chosen.iter().any(|c| Arc::ptr_eq(c, &frame.track)) {
+            self.close_segment(events);
+            self.set_tracks(chosen, events);
+        }
+        let index = self.tracks.iter().position(|t| Arc::ptr_eq(&t.track, &frame.track));
+        if index.is_none() {
+            // Not a track HLS players can play, or a second one of its kind while the first flows.
+            let why =
+                if choose(std::slice::from_ref(&frame.track)).is_empty() { Left::Unplayable } else { Left::Shadowed };
+            self.ignored.retain(|(t, _)| t.id != frame.track.id);
+            self.ignored.push((Arc::clone(&frame.track), why));
+        }
+        index
     }
 
     /// Ends the open segment (the route ended or the muxer stops).
@@ -247,12 +279,11 @@ impl Muxer {
 
     fn set_tracks(&mut self, chosen: Vec<Arc<Track>>, events: &mut Vec<Event>) {
         let last = std::mem::take(&mut self.tracks);
-        let stalled = self.settings.part.saturating_mul(STALLED_PARTS);
         for track in chosen {
             let info = TrackInfo::of(&track);
             let before = last.iter().find(|t| t.track.id == track.id);
             self.tracks.push(MuxTrack {
-                stalled_ticks: u64::try_from(ticks(stalled, info.clock_rate)).unwrap_or(u64::MAX),
+                last_received: before.map_or_else(std::time::Instant::now, |t| t.last_received),
                 info,
                 track,
                 last_dts: before.and_then(|t| t.last_dts),
@@ -264,6 +295,8 @@ impl Muxer {
         let clock = self.tracks[self.primary].info.clock_rate;
         self.part_ticks = ticks(self.settings.part, clock);
         self.segment_ticks = ticks(self.settings.segment, clock);
+        let parts_per_segment = self.settings.segment.as_secs_f64() / self.settings.part.as_secs_f64().max(0.001);
+        self.max_parts = (parts_per_segment * 3.0).ceil().clamp(3.0, 10_000.0) as u32;
         let infos: Vec<TrackInfo> = self.tracks.iter().map(|t| t.info.clone()).collect();
         self.fragment = Fragment::new(&infos);
         match mux::init_segment(&infos) {
@@ -293,13 +326,55 @@ impl Muxer {
         i64::try_from((scaled + scaled.signum() * from / 2) / from).unwrap_or(0)
     }
 
+    /// Whether the source should be asked for a keyframe: none has opened a segment yet, or the open one has run
+    /// past the segment duration (a WebRTC publisher sends keyframes only when asked).
+    pub fn wants_keyframe(&self) -> bool {
+        let primary = &self.tracks[self.primary];
+        if !primary.info.codec.is_video() {
+            return false;
+        }
+        match &self.segment {
+            None => true,
+            Some(seg) => primary.last_dts.is_some_and(|last| last.saturating_sub(seg.start_dts) >= self.segment_ticks),
+        }
+    }
+
     fn sample(&mut self, index: usize, frame: &Frame, date: SystemTime, events: &mut Vec<Event>) {
         let is_primary = index == self.primary;
         let primary_video = self.tracks[self.primary].info.codec.is_video();
+        let base = self.base(self.tracks[index].info.clock_rate);
+        let track = &self.tracks[index];
+        if self.origin.is_some() && frame.dts < base || track.last_dts.is_some_and(|last| frame.dts <= last) {
+            // From before the first segment (audio captured just before the keyframe), or out of decode order
+            // (B-frames from a source that gives no decode times).
+            return;
+        }
+        let clock = i64::from(track.info.clock_rate);
+        let gap = track.pending.as_ref().map(|p| frame.dts.saturating_sub(p.dts));
+        if is_primary && self.segment.is_some() {
+            let segment_parts = self.segment.as_ref().map_or(0, |s| s.parts);
+            if gap.is_some_and(|g| g > GAP_SECONDS * clock) {
+                // The source stopped and went on: the segment ends, and the next starts at the next keyframe behind
+                // a discontinuity (the timeline jumped).
+                self.close_segment(events);
+                self.discontinuity = true;
+            } else if segment_parts >= self.max_parts {
+                // No keyframe for three segment durations: rather than one segment growing without end, the
+                // output pauses until the next keyframe.
+                self.close_segment(events);
+                self.discontinuity = true;
+            }
+        }
         // Where a segment may start: a keyframe of the primary video track, or any sample of an audio-only one.
         let starts = is_primary && (frame.keyframe || !primary_video);
         match &self.segment {
-            None if !starts => return,
+            None if !starts => {
+                if !is_primary {
+                    // Audio before the first keyframe of a segment is not kept (nothing would play it).
+                    self.tracks[index].pending = None;
+                }
+                return;
+            }
             None => self.open_segment(frame, date, events),
             Some(seg) if starts && frame.dts.saturating_sub(seg.start_dts) >= self.segment_ticks => {
                 // The held sample's length is known now: up to this keyframe.
@@ -316,11 +391,10 @@ impl Muxer {
             Some(_) => {}
         }
         let base = self.base(self.tracks[index].info.clock_rate);
-        let track = &mut self.tracks[index];
-        if frame.dts < base || track.last_dts.is_some_and(|last| frame.dts <= last) {
-            // From before the first segment (audio captured just before the keyframe), or out of decode order.
+        if frame.dts < base {
             return;
         }
+        let track = &mut self.tracks[index];
         track.last_dts = Some(frame.dts);
         let next = Pending { dts: frame.dts, pts: frame.pts, keyframe: frame.keyframe, data: frame.data.clone() };
         let Some(p) = track.pending.replace(next) else {
@@ -330,12 +404,11 @@ impl Muxer {
             }
             return;
         };
-        let clock = i64::from(track.info.clock_rate);
         let gap = frame.dts.saturating_sub(p.dts);
         let mut flush_after = false;
         let duration = if gap > GAP_SECONDS * clock {
-            // After a gap the held sample keeps its usual length and a new part starts, whose tfdt places the next
-            // sample at its time.
+            // After a gap in another track the held sample keeps its usual length and a new part starts, whose tfdt
+            // places the next sample at its time.
             flush_after = true;
             track.last_duration.unwrap_or_else(|| default_duration(&track.info))
         } else {
@@ -359,8 +432,14 @@ impl Muxer {
         }
         let sample = self.fragment_sample(index, p, duration);
         self.fragment.push(index, sample);
-        if !is_primary && self.fragment.duration(index) >= self.tracks[index].stalled_ticks {
-            flush_after = true;
+        if !is_primary {
+            // The primary track stalled (a camera whose video stopped while audio flows): this track cuts the parts
+            // at the part duration. Stalled means behind by half a part; in step, the tracks differ by a frame.
+            let held = self.seconds(index);
+            let part = self.settings.part.as_secs_f64();
+            if held >= part && held - self.seconds(self.primary) > part / 2.0 {
+                flush_after = true;
+            }
         }
         if flush_after {
             self.flush_part(events);
@@ -424,13 +503,20 @@ impl Muxer {
         }
     }
 
+    /// Seconds of track `index` in the part being collected.
+    fn seconds(&self, index: usize) -> f64 {
+        self.fragment.duration(index) as f64 / f64::from(self.tracks[index].info.clock_rate.max(1))
+    }
+
     fn flush_part(&mut self, events: &mut Vec<Event>) {
-        let Some(seg) = &mut self.segment else { return };
+        if self.segment.is_none() {
+            return;
+        }
         // The part's length is the primary track's, or (stalled) the longest other track's.
-        let seconds = |i: usize| self.fragment.duration(i) as f64 / f64::from(self.tracks[i].info.clock_rate.max(1));
-        let duration = match seconds(self.primary) {
-            d if d > 0.0 => d,
-            _ => (0..self.tracks.len()).map(seconds).fold(0.0, f64::max),
+        let longest = (0..self.tracks.len()).map(|i| self.seconds(i)).fold(0.0, f64::max);
+        let duration = match self.seconds(self.primary) {
+            d if d > 0.0 && longest - d <= self.settings.part.as_secs_f64() / 2.0 => d,
+            _ => longest,
         };
         self.sequence = self.sequence.wrapping_add(1);
         let part = match self.fragment.finish(self.sequence) {
@@ -447,6 +533,7 @@ impl Muxer {
         for d in &part.data {
             bytes.extend_from_slice(d.bytes());
         }
+        let Some(seg) = &mut self.segment else { return };
         let index = seg.parts;
         seg.parts += 1;
         events.push(Event::Part {
@@ -653,6 +740,75 @@ pub(crate) mod tests {
         let more: Vec<Frame> =
             av(5, &same).into_iter().filter(|f| f.dts >= 4 * 90_000 && f.track.codec.is_video()).collect();
         assert!(!run(&mut m, &more).iter().any(|e| matches!(e, Event::Map(_))));
+    }
+
+    fn video_only(seconds: u32, video: &Arc<Track>) -> Vec<Frame> {
+        av(seconds, video).into_iter().filter(|f| f.track.codec.is_video()).collect()
+    }
+
+    #[test]
+    fn late_frames_gaps_and_stalls_keep_segments_whole_and_bounded() {
+        let video = Arc::clone(&clip().track);
+        let (mut m, _) = Muxer::new(Settings::default(), std::slice::from_ref(&video)).expect("muxer");
+        assert!(m.wants_keyframe(), "no segment yet: ask the source for a keyframe");
+        let frames = video_only(3, &video);
+        run(&mut m, &frames);
+        assert!(!m.wants_keyframe(), "the open segment is younger than a segment");
+        // A keyframe that comes again (a replay, a late duplicate) changes nothing.
+        assert!(m.push(&frames[30], SystemTime::UNIX_EPOCH).is_empty());
+
+        // The source pauses 5 s: the segment ends, and the next starts at the next keyframe behind a discontinuity.
+        let later: Vec<Frame> = video_only(10, &video).into_iter().filter(|f| f.dts >= 8 * 90_000).collect();
+        let events = run(&mut m, &later);
+        let start = events.iter().position(|e| matches!(e, Event::SegmentStart { .. })).expect("a new segment");
+        assert!(matches!(events[start - 1], Event::SegmentEnd { msn: 2 }), "{:?}", &events[..start]);
+        assert!(matches!(events[start], Event::SegmentStart { msn: 3, discontinuity: true, .. }));
+
+        // Keyframes stop (a WebRTC publisher nobody asked): the segment ends after three segment durations and the
+        // output waits for a keyframe, asking for one, rather than growing a segment without end.
+        let clip_frames = &clip().frames;
+        let no_keys: Vec<Frame> =
+            (300..600).map(|n| frame(&video, n * 3000, false, clip_frames[(n % 30 + 1) as usize].0.clone())).collect();
+        let events = run(&mut m, &no_keys);
+        assert!(m.wants_keyframe());
+        let parts = events.iter().filter(|e| matches!(e, Event::Part { .. })).count();
+        assert!(parts <= 16, "{parts} parts without a keyframe");
+        assert!(matches!(events.last(), Some(Event::SegmentEnd { .. })));
+    }
+
+    #[test]
+    fn stalled_video_lets_audio_cut_parts_of_the_part_duration() {
+        let video = Arc::clone(&clip().track);
+        let (mut m, _) = Muxer::new(Settings::default(), &[Arc::clone(&video), aac_track()]).expect("muxer");
+        let frames = av(2, &video);
+        run(&mut m, &frames);
+        // Audio alone for two seconds.
+        let audio = aac_track();
+        let start = frames.iter().filter(|f| !f.track.codec.is_video()).count() as i64;
+        let alone: Vec<Frame> =
+            (start..start + 94).map(|i| frame(&audio, i * 1024, true, Bytes::from_static(&[1, 2, 3]))).collect();
+        let events = run(&mut m, &alone);
+        let parts: Vec<&Part> =
+            events.iter().filter_map(|e| if let Event::Part { part, .. } = e { Some(part) } else { None }).collect();
+        assert!(parts.len() >= 8, "{} parts", parts.len());
+        // The part the video stalled in runs on until the audio is half a part ahead; then parts of the part
+        // duration, give or take one audio frame (21 ms), rather than parts of several.
+        assert!(parts[0].duration < 0.3, "{parts:?}");
+        assert!(parts[1..].iter().all(|p| p.duration <= 0.2 + 0.022), "{parts:?}");
+    }
+
+    #[test]
+    fn a_publisher_back_with_other_track_ids_takes_over_once_the_old_tracks_are_silent() {
+        let video = Arc::clone(&clip().track);
+        let (mut m, _) = Muxer::new(Settings::default(), std::slice::from_ref(&video)).expect("muxer");
+        run(&mut m, &video_only(2, &video));
+        let renumbered = Arc::new(Track { id: crate::media::TrackId(7), ..(*video).clone() });
+        let mut late = frame(&renumbered, 3 * 90_000, true, clip().frames[0].0.clone());
+        // While the old track flows, the new one is a second video track and is left out.
+        assert!(run(&mut m, std::slice::from_ref(&late)).is_empty());
+        late.received += STALE + Duration::from_millis(1);
+        let events = run(&mut m, std::slice::from_ref(&late));
+        assert!(events.iter().any(|e| matches!(e, Event::Map(map) if map.id == 2)), "{events:?}");
     }
 
     #[test]

@@ -436,7 +436,7 @@ impl Converter {
         }
         let part = part.unwrap_or(Duration::from_millis(200)).clamp(Duration::from_millis(50), Duration::from_secs(5));
         let segment = segment.unwrap_or(Duration::from_secs(1)).clamp(part, Duration::from_secs(60));
-        let count = count.and_then(|c| c.parse::<u32>().ok()).unwrap_or(7).clamp(1, 100);
+        let count = count.and_then(|c| c.parse::<u32>().ok()).unwrap_or(7).clamp(3, 100);
         self.server.push(format!(
             "hls = {{ segment = {}, part = {}, segments = {count} }}",
             q(&sluice_duration(segment)),
