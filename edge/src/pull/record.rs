@@ -3,7 +3,7 @@
 //! recorder that stops when it does loses the newest footage, which is the footage people want.
 
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -168,7 +168,7 @@ impl Recorder {
                 let payload = sluice_media::h264::to_avcc(nals.iter().map(|n| &n[..])).to_vec();
                 let len = payload.len() as u32;
                 let sample = Sample { track: VIDEO, pts, dts, keyframe, offset: 0, len, wallclock_ms: Some(now_ms) };
-                segmenter.write(Rc::new(payload), [sample]).map_err(anyhow::Error::msg)?;
+                segmenter.write(Arc::new(payload), [sample]).map_err(anyhow::Error::msg)?;
                 self.video_frames += 1;
                 self.last_video_dts = Some(dts);
             }
@@ -185,7 +185,7 @@ impl Recorder {
                 let len = packet.len() as u32;
                 let sample =
                     Sample { track: AUDIO, pts, dts: pts, keyframe: true, offset: 0, len, wallclock_ms: Some(now_ms) };
-                segmenter.write(Rc::new(packet.to_vec()), [sample]).map_err(anyhow::Error::msg)?;
+                segmenter.write(Arc::new(packet.to_vec()), [sample]).map_err(anyhow::Error::msg)?;
                 self.audio_packets += 1;
             }
         }

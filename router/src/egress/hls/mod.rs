@@ -89,11 +89,6 @@ impl Hls {
     pub fn running(&self, route: &str) -> Option<Arc<Stream>> {
         lock(&self.streams).get(route).cloned()
     }
-
-    /// Routes with a muxer and their viewer counts, for the API and metrics.
-    pub fn viewers(&self) -> Vec<(String, usize)> {
-        lock(&self.streams).iter().map(|(name, s)| (name.clone(), lock(&s.sessions).len())).collect()
-    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
