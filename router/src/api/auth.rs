@@ -36,6 +36,33 @@ pub fn refusal(outcome: &Outcome, schemes: &[&str]) -> ApiError {
     }
 }
 
+/// Admits an HTTP request to publish into or read a live route (WHIP, WHEP, HLS), with the credentials it carries
+/// (`Authorization` or `?token=`). A refusal offers Bearer and Basic: MediaMTX's clients and browsers answer Basic
+/// (a user and password for auth-users, a JWT as the password for auth-jwt).
+pub async fn admit_live(
+    state: &AppState,
+    route: &str,
+    wants: crate::admit::Wants,
+    protocol: Protocol,
+    remote: SocketAddr,
+    uri: &axum::http::Uri,
+    headers: &axum::http::HeaderMap,
+) -> Result<crate::admit::Admitted, ApiError> {
+    let (credentials, query) = credentials_and_query(headers, uri);
+    let ask = crate::admit::Ask {
+        route: route.to_string(),
+        wants,
+        protocol,
+        // As the client wrote it: a name's segments were joined with %2F only to route the request.
+        target: uri.path().replace("%2F", "/"),
+        remote: Some(remote.ip()),
+        query,
+        credentials,
+        stream_key: None,
+    };
+    state.runtime.admission.admit(ask).await.map_err(|refusal| admission_error(&refusal, &["Bearer", "Basic"]))
+}
+
 /// A refusal from admission as an HTTP answer; `schemes` are the auth schemes a 401 offers.
 pub fn admission_error(why: &Refusal, schemes: &[&str]) -> ApiError {
     match why {

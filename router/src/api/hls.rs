@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
 use super::{ApiError, AppState};
-use crate::admit::{Ask, Wants};
+use crate::admit::Wants;
 use crate::auth::Protocol;
 use crate::config::model::Output;
 use crate::egress::hls::media::{Flavor, Lookup, Media};
@@ -52,23 +52,8 @@ async fn multivariant_inner(
     headers: &HeaderMap,
     flavor: Flavor,
 ) -> Result<Response, ApiError> {
-    let (credentials, query) = super::auth::credentials_and_query(headers, uri);
-    let ask = Ask {
-        route: route.to_string(),
-        wants: Wants::Read(Output::Hls),
-        protocol: Protocol::Http,
-        target: uri.path().replace("%2F", "/"),
-        remote: Some(remote.ip()),
-        query,
-        credentials,
-        stream_key: None,
-    };
-    let admitted = state
-        .runtime
-        .admission
-        .admit(ask)
-        .await
-        .map_err(|refusal| super::auth::admission_error(&refusal, &["Bearer", "Basic"]))?;
+    let wants = Wants::Read(Output::Hls);
+    let admitted = super::auth::admit_live(state, route, wants, Protocol::Http, remote, uri, headers).await?;
     let stream = state.hls.stream(&admitted).await.map_err(hls_error)?;
     // Until two segments are made, or it is clear they will not be (no playable track, the muxer stopped).
     let ready = stream

@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
 use super::{ApiError, AppState};
-use crate::admit::{Ask, Wants};
+use crate::admit::Wants;
 use crate::auth::Protocol;
 use crate::config::model::{Output, PublishProtocol};
 use crate::egress::whep;
@@ -151,32 +151,11 @@ async fn offer_inner(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let (credentials, query) = super::auth::credentials_and_query(headers, uri);
-    let ask = Ask {
-        route: route_name.to_string(),
-        wants: match side {
-            Side::Whep => Wants::Read(Output::Whep),
-            Side::Whip => Wants::Publish(PublishProtocol::Whip),
-        },
-        protocol: match side {
-            Side::Whep => Protocol::Whep,
-            Side::Whip => Protocol::Whip,
-        },
-        // As the client wrote it: a name's segments were joined with %2F only to route the request.
-        target: uri.path().replace("%2F", "/"),
-        remote: Some(remote.ip()),
-        query,
-        credentials,
-        stream_key: None,
+    let (wants, protocol) = match side {
+        Side::Whep => (Wants::Read(Output::Whep), Protocol::Whep),
+        Side::Whip => (Wants::Publish(PublishProtocol::Whip), Protocol::Whip),
     };
-    let admitted = state
-        .runtime
-        .admission
-        .admit(ask)
-        .await
-        // Basic too: MediaMTX's WHEP clients and browsers answer it (a user and password for auth-users, a JWT as
-        // the password for auth-jwt).
-        .map_err(|refusal| super::auth::admission_error(&refusal, &["Bearer", "Basic"]))?;
+    let admitted = super::auth::admit_live(state, route_name, wants, protocol, remote, uri, headers).await?;
     let dir = state.runtime.directory();
     let sdp = sdp_body(headers, body, "application/sdp")?;
     let per_ip = dir.table.server.limits.webrtc_sessions_per_ip;

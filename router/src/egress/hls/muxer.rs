@@ -390,10 +390,8 @@ impl Muxer {
             }
             Some(_) => {}
         }
-        let base = self.base(self.tracks[index].info.clock_rate);
-        if frame.dts < base {
-            return;
-        }
+        // (A frame before the first segment's start was dropped above, once that start was known; the frame that
+        // opens the first segment is its start.)
         let track = &mut self.tracks[index];
         track.last_dts = Some(frame.dts);
         let next = Pending { dts: frame.dts, pts: frame.pts, keyframe: frame.keyframe, data: frame.data.clone() };
