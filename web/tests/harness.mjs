@@ -81,7 +81,7 @@ export const SERVER = `[server]
 http = "127.0.0.1:0"
 rtsp = "127.0.0.1:0"
 rtmp = "127.0.0.1:0"
-webrtc = { udp = "0.0.0.0:0" }
+webrtc = { udp = "0.0.0.0:0", shards = 2 }
 data_dir = "data"
 `;
 

@@ -153,7 +153,8 @@ pub fn http(host: &str, method: &str, path: &str, content_type: &str, body: &str
 }
 
 impl Router {
-    /// Starts the release router on core 0 with these routes.
+    /// Starts the release router with these routes on core 0, or on the cores `ROUTER_CORES` lists (taskset's
+    /// syntax, e.g. "0,1"): it runs a WebRTC shard per core it may use.
     pub fn start(routes: &str) -> Router {
         Router::start_file(Router::file(routes))
     }
@@ -176,8 +177,9 @@ impl Router {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("routes.toml");
         std::fs::write(&config, text).expect("write config");
+        let cores = std::env::var("ROUTER_CORES").unwrap_or_else(|_| "0".into());
         let mut child = Command::new("taskset")
-            .args(["-c", "0", env!("CARGO_BIN_EXE_sluice"), "--log-format", "json", "run"])
+            .args(["-c", &cores, env!("CARGO_BIN_EXE_sluice"), "--log-format", "json", "run"])
             .arg(&config)
             .env("RUST_LOG", "warn,sluice::server=info")
             .stderr(Stdio::piped())

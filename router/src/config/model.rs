@@ -318,6 +318,21 @@ pub struct WebrtcConfig {
     pub public_ips: Vec<IpAddr>,
     /// STUN/TURN servers advertised to WHIP/WHEP clients (Link headers) and to the browser pages.
     pub ice_servers: Vec<IceServer>,
+    /// Threads the WebRTC peers are spread over, all on the one UDP port; `None`: one per core the router may use.
+    pub shards: Option<usize>,
+}
+
+impl WebrtcConfig {
+    /// At most this many shards: the shard is coded in two hex digits of every session's ICE ufrag and id.
+    pub const MAX_SHARDS: usize = 64;
+
+    /// The shard count to run: the setting, or the cores this process may run on (affinity and cgroup limits
+    /// included, so a router pinned to one core runs one shard).
+    pub fn shard_count(&self) -> usize {
+        self.shards
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get))
+            .clamp(1, Self::MAX_SHARDS)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -340,7 +355,12 @@ impl Default for ServerConfig {
             https: None,
             tls: None,
             https_redirect: false,
-            webrtc: WebrtcConfig { udp: SocketAddr::new(any, 8189), public_ips: Vec::new(), ice_servers: Vec::new() },
+            webrtc: WebrtcConfig {
+                udp: SocketAddr::new(any, 8189),
+                public_ips: Vec::new(),
+                ice_servers: Vec::new(),
+                shards: None,
+            },
             data_dir: PathBuf::from("data"),
             api_auth: None,
             limits: ServerLimits::default(),

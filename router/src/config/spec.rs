@@ -87,6 +87,7 @@ pub struct WebrtcSpec {
     pub public_ips: Vec<Spanned<String>>,
     #[serde(default)]
     pub ice_servers: Vec<IceServerSpec>,
+    pub shards: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -192,6 +192,16 @@ impl Validator<'_> {
             if let Some(v) = &webrtc.udp {
                 server.webrtc.udp = self.addr("server.webrtc.udp", v, server.webrtc.udp);
             }
+            if let Some(v) = &webrtc.shards {
+                match usize::try_from(*v.get_ref()) {
+                    Ok(n) if (1..=WebrtcConfig::MAX_SHARDS).contains(&n) => server.webrtc.shards = Some(n),
+                    _ => self.err(
+                        v.span(),
+                        format!("`server.webrtc.shards` must be between 1 and {}", WebrtcConfig::MAX_SHARDS),
+                        Some("leave it out for one per core".to_string()),
+                    ),
+                }
+            }
             for server_spec in &webrtc.ice_servers {
                 let Some(url) = self.expand("`server.webrtc.ice_servers`", &server_spec.url) else { continue };
                 let scheme = url.split(':').next().unwrap_or_default();
@@ -1610,7 +1620,7 @@ mod tests {
             r#"
 [server]
 http = "127.0.0.1:9000"
-webrtc = { udp = "0.0.0.0:9001", public_ips = ["203.0.113.7"] }
+webrtc = { udp = "0.0.0.0:9001", public_ips = ["203.0.113.7"], shards = 3 }
 
 [defaults]
 to = ["whep"]
@@ -1642,6 +1652,7 @@ auth = "none"
         .expect("valid");
         assert_eq!(table.server.http.to_string(), "127.0.0.1:9000");
         assert_eq!(table.server.webrtc.public_ips.len(), 1);
+        assert_eq!((table.server.webrtc.shards, table.server.webrtc.shard_count()), (Some(3), 3));
         assert_eq!(table.plugins["jwt"].limits.memory_bytes, 8 << 20);
         assert_eq!(table.plugins["jwt"].config["issuer"], "live_123");
         let front = &table.routes[0];
@@ -1747,6 +1758,20 @@ auth = "none"
         assert!(e.contains("`server.hls.segments` must be between 3 and 100"), "{e}");
         let e = error("[server.hls]\npart = \"2s\"\n");
         assert!(e.contains("`server.hls.part` (2s) is longer than `server.hls.segment` (1s)"), "{e}");
+    }
+
+    #[test]
+    fn webrtc_shards_are_bounded_and_default_to_the_cores() {
+        for bad in ["0", "-1", "65"] {
+            let e = error(&format!("[server]\nwebrtc = {{ shards = {bad} }}\n"));
+            assert!(e.contains("`server.webrtc.shards` must be between 1 and 64"), "{bad}: {e}");
+        }
+        let t = check("[server]\nwebrtc = { shards = 64 }\n").expect("valid");
+        assert_eq!(t.server.webrtc.shard_count(), 64);
+        let default = check("").expect("valid").server.webrtc;
+        assert_eq!(default.shards, None);
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        assert_eq!(default.shard_count(), cores.min(64));
     }
 
     #[test]

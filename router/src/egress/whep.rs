@@ -40,7 +40,7 @@ pub async fn view(
     check_codecs(&snapshot, video.as_ref(), audio.as_ref())?;
     let subscription = webrtc.subscribe(route).await?;
     let ticket = route.admit_viewer(subscription.reader).await?;
-    let role = Role::Viewer(Viewer::new(subscription, ticket, video, audio));
+    let role = Role::Viewer(Viewer::new(subscription, ticket, video, audio, negotiated.shard));
     webrtc.start_session(negotiated, route.name(), role, remote, slot).await
 }
 

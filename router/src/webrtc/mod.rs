@@ -2,10 +2,14 @@
 //!
 //! - [`WebRtc`] is the handle the HTTP API uses: it answers offers (building each peer's `Rtc` on the caller's
 //!   task, so SDP work never stalls media), then hands the session to the shard.
-//! - [`shard`] is the driver: one thread owns the UDP socket and every session.
+//! - [`shard`] is the driver: a thread that owns its sessions and its socket. There is one shard per core by
+//!   default, their sockets one SO_REUSEPORT group on the one port ([`udp::bind_group`]). A peer lives on the shard
+//!   chosen when its offer is answered (the least loaded), which is coded in its ICE ufrag and session id, so a
+//!   datagram the kernel hands another shard is passed on to it ([`shard::AddrTable`]) and a URL finds its shard.
 //! - [`session`] is one peer's state machine around str0m's `Rtc` (sans-IO).
-//! - Route frames reach the shard once per route, however many viewers it has ([`subscription`]); their RTP
-//!   payloads are made once per frame (`media::rtp`, through `Frame::rtp`) and every viewer shares them.
+//! - A route's frames are made ready for WebRTC once per route, however many viewers on however many shards
+//!   ([`subscription`]): RTP payloads (`media::rtp`, through `Frame::rtp`), Opus from AAC, the clock and the GOP
+//!   new viewers get; every shard and viewer shares them.
 //! - [`depacketize`] turns a publisher's depacketized frames into route frames.
 //! - [`sdp`] reads what str0m does not tell us about an offer, and explains offers it cannot parse.
 //!
@@ -13,10 +17,11 @@
 //! [`WebRtc::accept_offer`] and start their session with [`WebRtc::start_session`].
 //!
 //! Why str0m and not the `webrtc` crate: webrtc binds a UDP socket per connection and runs tasks per peer, while
-//! a media server needs every peer on one port (NAT, firewalls) and hundreds of peers driven by one thread.
+//! a media server needs every peer on one port (NAT, firewalls) and hundreds of peers driven by each thread.
 
 pub mod candidates;
 pub mod depacketize;
+pub mod media_clock;
 pub mod sdp;
 pub mod session;
 pub mod shard;
@@ -26,6 +31,7 @@ pub mod udp;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use str0m::crypto::CryptoProvider;
@@ -40,8 +46,8 @@ use crate::media::Codec;
 use crate::route::{RouteError, RouteHandle, SourceFeed};
 pub use sdp::IceCredentials;
 use session::{Role, Session};
+use shard::{AddrTable, Inbox, Shard, ShardCommand, ShardParts};
 pub use shard::{SessionInfo, SessionRef, ShardStats};
-use shard::{Shard, ShardCommand};
 use subscription::{ShardFrame, Subscription};
 
 /// Offers and answers larger than this are refused (413): real ones are a few KB.
@@ -88,8 +94,9 @@ impl std::fmt::Debug for WebRtc {
 }
 
 struct Inner {
-    commands: mpsc::Sender<ShardCommand>,
-    frames: mpsc::Sender<ShardFrame>,
+    shards: Vec<ShardLink>,
+    /// Turns taken breaking ties between equally loaded shards, so a burst of offers spreads.
+    turn: AtomicUsize,
     local: SocketAddr,
     candidates: Vec<SocketAddr>,
     provider: Arc<CryptoProvider>,
@@ -99,12 +106,22 @@ struct Inner {
     per_address: Arc<AddressCounts>,
 }
 
+/// The way to one shard's thread.
+struct ShardLink {
+    commands: mpsc::Sender<ShardCommand>,
+    frames: mpsc::Sender<ShardFrame>,
+    /// Its sessions, counted up here as one is handed over and down by the shard as one ends.
+    load: Arc<AtomicUsize>,
+}
+
+/// Forwarded datagrams queued for one shard, in batches (one per receive round of the shard passing them on).
+const INBOX_BATCHES: usize = 256;
+
 impl WebRtc {
-    /// Binds the UDP port and starts the shard on its own thread.
+    /// Binds the UDP port (a socket per shard) and starts each shard on its own thread.
     pub fn start(config: &WebrtcConfig) -> std::io::Result<WebRtc> {
-        let socket = std::net::UdpSocket::bind(config.udp)?;
-        socket.set_nonblocking(true)?;
-        let local = socket.local_addr()?;
+        let sockets = udp::bind_group(config.udp, config.shard_count())?;
+        let local = sockets.first().ok_or_else(|| std::io::Error::other("no WebRTC socket"))?.local_addr()?;
         let candidates = candidates::candidate_addrs(local, &config.public_ips);
         // OpenSSL by name: str0m prefers its pure-Rust provider whenever a build also carries it (the edge's).
         let provider = Arc::new(str0m_openssl::default_provider());
@@ -112,25 +129,43 @@ impl WebRtc {
             .dtls_provider
             .generate_certificate()
             .ok_or_else(|| std::io::Error::other("the crypto provider cannot make a DTLS certificate"))?;
-        let (cmd_tx, cmd_rx) = mpsc::channel(1024);
-        let (frame_tx, frame_rx) = mpsc::channel(1024);
-        std::thread::Builder::new().name("webrtc-shard".into()).spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                Ok(rt) => rt,
-                Err(e) => return tracing::error!(error = %e, "cannot start the WebRTC shard"),
+        let addrs = Arc::new(AddrTable::default());
+        let (inboxes, inbox_rxs): (Vec<_>, Vec<_>) =
+            sockets.iter().map(|_| mpsc::channel::<Inbox>(INBOX_BATCHES)).unzip();
+        let peers: Arc<[mpsc::Sender<Inbox>]> = inboxes.into();
+        let mut shards = Vec::with_capacity(sockets.len());
+        for (index, (socket, inbox)) in sockets.into_iter().zip(inbox_rxs).enumerate() {
+            let (cmd_tx, commands) = mpsc::channel(1024);
+            let (frame_tx, frames) = mpsc::channel(1024);
+            let load = Arc::new(AtomicUsize::new(0));
+            let parts = ShardParts {
+                index,
+                commands,
+                frames,
+                inbox,
+                peers: Arc::clone(&peers),
+                addrs: Arc::clone(&addrs),
+                load: Arc::clone(&load),
             };
-            rt.block_on(async move {
-                match UdpSocketFrom::from_std(socket).and_then(udp::UdpIo::new) {
-                    Ok(io) => Shard::new(io, cmd_rx, frame_rx).run().await,
-                    Err(e) => tracing::error!(error = %e, "cannot start the WebRTC shard"),
-                }
-            });
-        })?;
-        tracing::info!(udp = %local, candidates = ?candidates, "WebRTC listening");
+            std::thread::Builder::new().name(format!("webrtc-shard-{index}")).spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    Ok(rt) => rt,
+                    Err(e) => return tracing::error!(error = %e, "cannot start the WebRTC shard"),
+                };
+                rt.block_on(async move {
+                    match UdpSocketFrom::from_std(socket).and_then(udp::UdpIo::new) {
+                        Ok(io) => Shard::new(io, parts).run().await,
+                        Err(e) => tracing::error!(error = %e, "cannot start the WebRTC shard"),
+                    }
+                });
+            })?;
+            shards.push(ShardLink { commands: cmd_tx, frames: frame_tx, load });
+        }
+        tracing::info!(udp = %local, candidates = ?candidates, shards = shards.len(), "WebRTC listening");
         Ok(WebRtc {
             inner: Arc::new(Inner {
-                commands: cmd_tx,
-                frames: frame_tx,
+                shards,
+                turn: AtomicUsize::new(0),
                 local,
                 candidates,
                 provider,
@@ -139,6 +174,23 @@ impl WebRtc {
                 per_address: Arc::default(),
             }),
         })
+    }
+
+    /// How many shards the peers are spread over.
+    pub fn shard_count(&self) -> usize {
+        self.inner.shards.len()
+    }
+
+    /// The shard a new peer goes to: the one with the fewest sessions, ties taken in turn.
+    fn pick_shard(&self) -> usize {
+        let n = self.inner.shards.len();
+        let first = self.inner.turn.fetch_add(1, Ordering::Relaxed) % n;
+        (0..n).map(|i| (first + i) % n).min_by_key(|&i| self.inner.shards[i].load.load(Ordering::Relaxed)).unwrap_or(0)
+    }
+
+    /// The shard a session id names (its first two hex digits), if there is such a shard.
+    fn link(&self, id: &str) -> Option<&ShardLink> {
+        self.inner.shards.get(shard_of(id)?)
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -183,11 +235,13 @@ impl WebRtc {
         let mids = sdp::offered_media(offer)?;
         let remote_ice = IceCredentials::of(offer);
         let parsed = sdp::parse_offer(offer)?;
-        let ufrag = random_hex(4);
+        let shard = self.pick_shard();
+        // The shard leads the ufrag: a STUN check reaching another shard's socket names the one to pass it to.
+        let ufrag = format!("{shard:02x}{}", random_hex(4));
         let mut rtc = self.rtc(rtp_mode, video, &ufrag);
         let answer = rtc.sdp_api().accept_offer(parsed).map_err(|e| WebRtcError::BadOffer(e.to_string()))?;
         let media = sdp::negotiated_media(&rtc, &mids);
-        Ok(Negotiated { rtc, answer: answer.to_sdp_string(), media, ufrag, remote_ice })
+        Ok(Negotiated { rtc, answer: answer.to_sdp_string(), media, shard, ufrag, remote_ice })
     }
 
     /// Hands a negotiated peer to the shard as a session of `route` in `role`, holding its client address's place
@@ -200,7 +254,8 @@ impl WebRtc {
         remote: Option<SocketAddr>,
         slot: AddressSlot,
     ) -> Result<Answer, WebRtcError> {
-        let id = session_id();
+        let id = session_id(negotiated.shard);
+        let link = self.link(&id).ok_or(WebRtcError::Unavailable)?;
         if let Role::Publisher(p) = &mut role {
             p.keyframe_task = Some(self.forward_keyframe_requests(p.feed.clone(), id.clone()));
         }
@@ -208,16 +263,21 @@ impl WebRtc {
         let mut session = Session::new(id.clone(), route.clone(), rtc, role, ufrag, remote, Instant::now());
         session.remote_ice = remote_ice;
         session.slot = Some(slot);
-        self.inner.commands.send(ShardCommand::Add(Box::new(session))).await.map_err(|_| WebRtcError::Unavailable)?;
+        link.load.fetch_add(1, Ordering::Relaxed);
+        if link.commands.send(ShardCommand::Add(Box::new(session))).await.is_err() {
+            link.load.fetch_sub(1, Ordering::Relaxed);
+            return Err(WebRtcError::Unavailable);
+        }
         Ok(Answer { session_id: id, sdp: answer })
     }
 
     /// Turns the route's keyframe requests (a new viewer, a recorder starting) into PLIs to the publisher.
     fn forward_keyframe_requests(&self, feed: SourceFeed, id: String) -> tokio::task::JoinHandle<()> {
-        let commands = self.inner.commands.clone();
+        let commands = self.link(&id).map(|l| l.commands.clone());
         tokio::spawn(async move {
             loop {
                 feed.keyframe_requested().await;
+                let Some(commands) = &commands else { return };
                 if commands.send(ShardCommand::KeyframeRequest { id: id.clone() }).await.is_err() {
                     return;
                 }
@@ -236,9 +296,9 @@ impl WebRtc {
             .filter(|l| l.starts_with("candidate:"))
             .map(|l| Candidate::from_sdp_string(l).map_err(|e| WebRtcError::BadOffer(format!("bad candidate: {e}"))))
             .collect::<Result<_, _>>()?;
+        let link = self.link(&session.id).ok_or(WebRtcError::SessionNotFound)?;
         let (reply, rx) = oneshot::channel();
-        self.inner
-            .commands
+        link.commands
             .send(ShardCommand::Trickle { id: session, ice, candidates, reply })
             .await
             .map_err(|_| WebRtcError::Unavailable)?;
@@ -247,22 +307,25 @@ impl WebRtc {
 
     /// Ends a session; `false` if there was none.
     pub async fn end(&self, session: SessionRef) -> Result<bool, WebRtcError> {
+        let Some(link) = self.link(&session.id) else { return Ok(false) };
         let (reply, rx) = oneshot::channel();
-        self.inner
-            .commands
-            .send(ShardCommand::End { id: session, reply })
-            .await
-            .map_err(|_| WebRtcError::Unavailable)?;
+        link.commands.send(ShardCommand::End { id: session, reply }).await.map_err(|_| WebRtcError::Unavailable)?;
         rx.await.map_err(|_| WebRtcError::Unavailable)
     }
 
-    /// Sessions and socket counters, for /metrics and the route API.
+    /// Sessions and socket counters of every shard, for /metrics and the route API.
     pub async fn stats(&self) -> ShardStats {
-        let (reply, rx) = oneshot::channel();
-        if self.inner.commands.send(ShardCommand::Stats(reply)).await.is_err() {
-            return ShardStats::default();
+        let mut all = ShardStats::default();
+        for link in &self.inner.shards {
+            let (reply, rx) = oneshot::channel();
+            if link.commands.send(ShardCommand::Stats(reply)).await.is_err() {
+                continue;
+            }
+            if let Ok(stats) = rx.await {
+                all.merge(stats);
+            }
         }
-        rx.await.unwrap_or_default()
+        all
     }
 
     /// The route's subscription into the shard, started on its first viewer.
@@ -274,7 +337,8 @@ impl WebRtc {
             return Ok(sub);
         }
         subs.retain(|_, s| s.strong_count() > 0);
-        let sub = Subscription::start(route, self.inner.frames.clone()).await?;
+        let frames = self.inner.shards.iter().map(|l| l.frames.clone()).collect();
+        let sub = Subscription::start(route, frames).await?;
         subs.insert(route.name().clone(), Arc::downgrade(&sub));
         Ok(sub)
     }
@@ -289,13 +353,20 @@ pub struct Negotiated {
     pub answer: String,
     /// The media lines the answer accepted: (mid, kind, our direction).
     pub media: Vec<(Mid, MediaKind, Direction)>,
+    /// The shard the peer will live on.
+    pub shard: usize,
     ufrag: String,
     remote_ice: IceCredentials,
 }
 
-/// 128 random bits, hex: the session URL is the capability to end or update it.
-fn session_id() -> String {
-    random_hex(16)
+/// The shard in two hex digits, then 120 random bits, hex: the session URL is the capability to end or update it.
+fn session_id(shard: usize) -> String {
+    format!("{shard:02x}{}", random_hex(15))
+}
+
+/// The shard a session id or one of our ICE ufrags starts with.
+pub fn shard_of(id: &str) -> Option<usize> {
+    usize::from_str_radix(id.get(..2)?, 16).ok()
 }
 
 /// `bytes` random bytes as hex: session ids that are capabilities.
@@ -303,4 +374,42 @@ pub fn random_hex(bytes: usize) -> String {
     let mut b = vec![0u8; bytes];
     let _ = getrandom::fill(&mut b);
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_and_ufrags_name_their_shard() {
+        for shard in [0, 1, 9, 10, 63] {
+            let id = session_id(shard);
+            assert_eq!(id.len(), 32);
+            assert!(id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+            assert_eq!(shard_of(&id), Some(shard));
+        }
+        assert_eq!(shard_of("0a1b2c3d"), Some(10));
+        assert_eq!(shard_of("zz12"), None);
+        assert_eq!(shard_of("1"), None);
+        assert_eq!(shard_of("é1"), None);
+    }
+
+    #[tokio::test]
+    async fn offers_spread_over_shards_by_load() {
+        let config = WebrtcConfig {
+            udp: "127.0.0.1:0".parse().expect("addr"),
+            public_ips: Vec::new(),
+            ice_servers: Vec::new(),
+            shards: Some(3),
+        };
+        let webrtc = WebRtc::start(&config).expect("start");
+        assert_eq!(webrtc.shard_count(), 3);
+        let picks: Vec<usize> = (0..3).map(|_| webrtc.pick_shard()).collect();
+        let mut sorted = picks.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, [0, 1, 2], "equal loads are taken in turn: {picks:?}");
+        webrtc.inner.shards[0].load.store(5, Ordering::Relaxed);
+        webrtc.inner.shards[2].load.store(1, Ordering::Relaxed);
+        assert!((0..4).all(|_| webrtc.pick_shard() == 1), "the least loaded shard");
+    }
 }

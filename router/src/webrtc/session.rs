@@ -91,6 +91,11 @@ pub struct Viewer {
     pub synced: bool,
     /// Held while this viewer's audio line takes Opus, so that the route's AAC is transcoded for it.
     _opus: Option<super::subscription::OpusDemand>,
+    /// Held for life: the route's frames come to this viewer's shard.
+    _shard: super::subscription::ShardDemand,
+    /// The number of the last frame the viewer's first burst (the route's GOP) held: frames up to it that reach
+    /// the shard afterwards were sent already.
+    pub replayed_through: u64,
 }
 
 #[derive(Debug)]
@@ -106,15 +111,26 @@ pub struct Publisher {
 }
 
 impl Viewer {
-    /// A viewer of the route `subscription` brings into the shard, sending on the media lines it accepted.
+    /// A viewer of the route `subscription` brings into `shard`, sending on the media lines it accepted.
     pub fn new(
         subscription: Arc<Subscription>,
         ticket: ViewerTicket,
         video: Option<Outgoing>,
         audio: Option<Outgoing>,
+        shard: usize,
     ) -> Viewer {
         let opus = audio.as_ref().and_then(|a| a.pt(Codec::Opus)).map(|_| subscription.demand_opus());
-        Viewer { subscription, _ticket: ticket, video, audio, synced: false, _opus: opus }
+        let demand = subscription.attach(shard);
+        Viewer {
+            subscription,
+            _ticket: ticket,
+            video,
+            audio,
+            synced: false,
+            _opus: opus,
+            _shard: demand,
+            replayed_through: 0,
+        }
     }
 }
 
@@ -195,6 +211,14 @@ impl Session {
             timed_out: false,
             slot: None,
             egress: std::collections::HashMap::new(),
+        }
+    }
+
+    /// The last route frame a viewer was sent in its first burst; publishers are sent none.
+    pub fn replayed_through(&self) -> u64 {
+        match &self.role {
+            Role::Viewer(v) => v.replayed_through,
+            Role::Publisher(_) => u64::MAX,
         }
     }
 

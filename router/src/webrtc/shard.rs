@@ -1,13 +1,20 @@
-//! The WebRTC driver: one UDP socket, every peer, one thread.
+//! The WebRTC driver: a thread with its own socket and its own peers.
 //!
-//! Owns the socket and all [`Session`]s; nothing else touches either. Three inputs wake it: datagrams (routed to
-//! the session whose ICE/DTLS state accepts them, then remembered by source address), frames of subscribed
-//! routes (their RTP form made once per frame, written to each viewer), and commands (new session, trickle, end, stats). Timers are
-//! one ordered set of (deadline, session), so a wake costs O(log n), not a scan of every peer.
+//! Owns its socket and its [`Session`]s; nothing else touches either. Four inputs wake it: commands (new session,
+//! trickle, end, stats), datagrams other shards passed on, datagrams on its socket, and frames of subscribed routes
+//! (ready to send, written to each viewer). Timers are one ordered set of (deadline, session), so a wake costs
+//! O(log n), not a scan of every peer.
+//!
+//! Shards share the UDP port as a SO_REUSEPORT group, and the kernel hands each flow to a socket by a hash of its
+//! addresses, not to the shard its peer lives on. A datagram is therefore placed ([`Shard::place`]): to a session
+//! here that holds its source address, or to the shard the [`AddrTable`] names for that address, or, for a STUN
+//! check from an address nobody holds yet, to the shard our ufrag in it names (ICE-lite: a peer's first datagram
+//! from every address is its check). Only the owner adopts an address, after the check proved the peer.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use str0m::net::{Protocol, Receive, Transmit};
@@ -16,21 +23,76 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::WebRtcError;
 use super::session::{Role, RoleKind, Session, SessionEvent, SessionStats};
-use super::subscription::{ShardFrame, Subscription};
+use super::subscription::ShardFrame;
 use super::udp::{Received, UdpIo, recv_buffers};
-use crate::media::{Codec, Frame, MediaKind};
-use crate::route::gop::{GopCache, GopLimits};
+use crate::config::model::RouteName;
 
 /// Receive calls (each up to 32 datagrams) per wake before looking at other inputs, so a flood cannot starve
 /// timers or frames.
 const RECV_ROUNDS: usize = 4;
 /// Route frames handled per wake.
 const FRAME_BATCH: usize = 16;
-/// What a newly connected viewer is sent at once: the route's frames since its last keyframe, at most 800 frames
-/// and what a viewer can take in one burst without overflowing socket buffers (~4 s of a 4 Mbit/s stream).
-/// Longer GOPs (browsers publishing without periodic keyframes) make new viewers ask the publisher for a keyframe
-/// instead.
-const REPLAY_LIMITS: GopLimits = GopLimits { max_frames: 800, max_bytes: 2 << 20 };
+/// Which shard holds each peer address: written by the owner as it adopts or drops an address, read by a shard
+/// whose socket got a datagram from an address it does not hold.
+#[derive(Debug, Default)]
+pub struct AddrTable(RwLock<HashMap<SocketAddr, usize>>);
+
+impl AddrTable {
+    fn owner(&self, addr: &SocketAddr) -> Option<usize> {
+        self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(addr).copied()
+    }
+
+    /// Gives `addr` to `shard`, returning the shard that held it before.
+    fn adopt(&self, addr: SocketAddr, shard: usize) -> Option<usize> {
+        self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(addr, shard)
+    }
+
+    /// Forgets `addr` if `shard` still holds it.
+    fn release(&self, addr: &SocketAddr, shard: usize) {
+        let mut table = self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if table.get(addr) == Some(&shard) {
+            table.remove(addr);
+        }
+    }
+}
+
+/// What one shard hands another.
+#[derive(Debug)]
+pub enum Inbox {
+    /// Datagrams that reached the sender's socket for peers of the receiver.
+    Datagrams(Vec<Forwarded>),
+    /// The receiver's session no longer holds this address: a peer on the sender's shard took it over.
+    Forget(SocketAddr),
+}
+
+#[derive(Debug)]
+pub struct Forwarded {
+    data: Vec<u8>,
+    source: SocketAddr,
+    destination: SocketAddr,
+}
+
+/// Where a datagram goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Placement {
+    Here(Key),
+    Shard(usize),
+    Drop,
+}
+
+/// What a shard is made of, besides its socket.
+#[derive(Debug)]
+pub struct ShardParts {
+    pub index: usize,
+    pub commands: mpsc::Receiver<ShardCommand>,
+    pub frames: mpsc::Receiver<ShardFrame>,
+    pub inbox: mpsc::Receiver<Inbox>,
+    /// Every shard's inbox, by index (this one's included).
+    pub peers: Arc<[mpsc::Sender<Inbox>]>,
+    pub addrs: Arc<AddrTable>,
+    /// This shard's session count, read when choosing a shard for a new peer.
+    pub load: Arc<AtomicUsize>,
+}
 
 /// A session as its URL names it: `/{route}/{whip|whep}/{id}`.
 #[derive(Debug, Clone)]
@@ -86,7 +148,7 @@ impl LatencyHistogram {
     }
 }
 
-/// The shard's sessions and socket counters.
+/// Sessions and socket counters: of one shard, or of all of them merged.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct ShardStats {
     pub frame_latency: LatencyHistogram,
@@ -96,6 +158,37 @@ pub struct ShardStats {
     pub send_calls: u64,
     /// Datagrams dropped because the socket buffer was full.
     pub send_errors: u64,
+    /// Per shard, by index.
+    pub shards: Vec<ShardLoad>,
+}
+
+/// One shard's share of the work.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ShardLoad {
+    pub shard: usize,
+    pub sessions: usize,
+    pub datagrams_received: u64,
+    pub datagrams_sent: u64,
+    /// Datagrams this shard's socket got for peers of another shard, passed on to it.
+    pub datagrams_forwarded: u64,
+    /// Datagrams that could not be passed on (the other shard's inbox was full).
+    pub forward_drops: u64,
+}
+
+impl ShardStats {
+    /// Adds another shard's figures to these.
+    pub fn merge(&mut self, other: ShardStats) {
+        for (mine, theirs) in self.frame_latency.buckets.iter_mut().zip(other.frame_latency.buckets) {
+            *mine += theirs;
+        }
+        self.frame_latency.count += other.frame_latency.count;
+        self.frame_latency.sum_seconds += other.frame_latency.sum_seconds;
+        self.sessions.extend(other.sessions);
+        self.datagrams_sent += other.datagrams_sent;
+        self.send_calls += other.send_calls;
+        self.send_errors += other.send_errors;
+        self.shards.extend(other.shards);
+    }
 }
 
 /// A session as /metrics and the API show it.
@@ -105,6 +198,8 @@ pub struct SessionInfo {
     pub route: String,
     pub role: RoleKind,
     pub remote: Option<SocketAddr>,
+    /// The shard (thread) the session lives on.
+    pub shard: usize,
     pub connected: bool,
     pub age_seconds: f64,
     #[serde(flatten)]
@@ -113,103 +208,47 @@ pub struct SessionInfo {
 
 type Key = u64;
 
-/// A route's viewers in this shard, and the route's frames since its last keyframe for viewers that connect
-/// later: the route's own GOP cache type over the same `Arc<Frame>`s, kept here, on the shard's thread, so a
-/// replay is in order with the frames the shard has sent (their RTP forms are the frames', made once).
-#[derive(Debug)]
-struct Fanout {
-    viewers: Vec<Key>,
-    gop: GopCache,
-    clock: MediaClock,
-}
-
-impl Default for Fanout {
-    fn default() -> Fanout {
-        Fanout { viewers: Vec::new(), gop: GopCache::new(REPLAY_LIMITS), clock: MediaClock::default() }
-    }
-}
-
-/// A route's timeline on the router's clock: the wall-clock time sender reports give each frame. One origin for
-/// all the route's tracks, so a browser lines audio up with video as the source timestamped them, not as their
-/// frames happened to arrive (an AAC encoder's delay, a muxer's interleaving, the transcoder's 20 ms packets).
-#[derive(Debug, Default)]
-struct MediaClock {
-    /// An instant and the route time (seconds) it corresponds to.
-    origin: Option<(Instant, f64)>,
-}
-
-impl MediaClock {
-    /// Further behind its arrival than this, a frame's route time is taken as a new start (a source that stalled or
-    /// restarted): the origin moves up to it.
-    const MAX_LAG: Duration = Duration::from_secs(1);
-
-    /// A frame's time without moving the origin, for replays of frames already dated once (never after `now`).
-    fn peek(&self, frame: &Frame, now: Instant) -> Instant {
-        let Some(origin) = self.origin else { return frame.received.min(now) };
-        Self::on_clock(origin, Self::route_secs(frame)).unwrap_or(frame.received).min(now)
-    }
-
-    /// A frame's time on the route's timeline, in seconds.
-    fn route_secs(frame: &Frame) -> f64 {
-        frame.pts as f64 / f64::from(frame.track.clock_rate.max(1))
-    }
-
-    /// Route time `secs` as an instant, from `origin`; `None` when out of the clock's range.
-    fn on_clock((at, origin): (Instant, f64), secs: f64) -> Option<Instant> {
-        let offset = secs - origin;
-        if offset >= 0.0 {
-            at.checked_add(Duration::from_secs_f64(offset.min(1e9)))
-        } else {
-            at.checked_sub(Duration::from_secs_f64((-offset).min(1e9)))
-        }
-    }
-
-    fn wallclock(&mut self, frame: &Frame, now: Instant) -> Instant {
-        let secs = Self::route_secs(frame);
-        let received = frame.received.min(now);
-        let Some((at, origin)) = self.origin else {
-            self.origin = Some((received, secs));
-            return received;
-        };
-        match Self::on_clock((at, origin), secs) {
-            // Ahead of now (a source clock running fast, a reordered frame): the origin moves back for every
-            // track alike, since reports must not be dated in the future.
-            Some(w) if w > now => {
-                self.origin = Some((at.checked_sub(w - now).unwrap_or(at), origin));
-                now
-            }
-            Some(w) if received.duration_since(w) <= Self::MAX_LAG => w,
-            _ => {
-                self.origin = Some((received, secs));
-                received
-            }
-        }
-    }
-}
-
 #[derive(Debug)]
 pub struct Shard {
+    index: usize,
     io: UdpIo,
     recv_bufs: Vec<Vec<u8>>,
     commands: mpsc::Receiver<ShardCommand>,
     frames: mpsc::Receiver<ShardFrame>,
+    inbox: mpsc::Receiver<Inbox>,
+    peers: Arc<[mpsc::Sender<Inbox>]>,
+    addrs: Arc<AddrTable>,
+    load: Arc<AtomicUsize>,
+    /// Datagrams for other shards from the current receive, by shard.
+    outgoing: Vec<Vec<Forwarded>>,
     sessions: HashMap<Key, Session>,
     ids: HashMap<String, Key>,
     by_addr: HashMap<SocketAddr, Key>,
     by_ufrag: HashMap<String, Key>,
     timers: BTreeSet<(Instant, Key)>,
-    fanouts: HashMap<crate::config::model::RouteName, Fanout>,
+    /// Each subscribed route's viewers on this shard.
+    fanouts: HashMap<RouteName, Vec<Key>>,
     next_key: Key,
     latency: LatencyHistogram,
+    datagrams_received: u64,
+    datagrams_forwarded: u64,
+    forward_drops: u64,
 }
 
 impl Shard {
-    pub fn new(io: UdpIo, commands: mpsc::Receiver<ShardCommand>, frames: mpsc::Receiver<ShardFrame>) -> Shard {
+    pub fn new(io: UdpIo, parts: ShardParts) -> Shard {
+        let ShardParts { index, commands, frames, inbox, peers, addrs, load } = parts;
         Shard {
+            index,
             io,
             recv_bufs: recv_buffers(),
             commands,
             frames,
+            inbox,
+            outgoing: peers.iter().map(|_| Vec::new()).collect(),
+            peers,
+            addrs,
+            load,
             sessions: HashMap::new(),
             ids: HashMap::new(),
             by_addr: HashMap::new(),
@@ -218,6 +257,9 @@ impl Shard {
             fanouts: HashMap::new(),
             next_key: 1,
             latency: LatencyHistogram::default(),
+            datagrams_received: 0,
+            datagrams_forwarded: 0,
+            forward_drops: 0,
         }
     }
 
@@ -227,12 +269,15 @@ impl Shard {
         loop {
             let deadline =
                 self.timers.first().map(|(t, _)| *t).unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+            // Commands first (a session is added before datagrams for it are looked at), then what other shards
+            // passed on, then the socket.
             tokio::select! {
                 biased;
                 cmd = self.commands.recv() => match cmd {
                     Some(cmd) => self.handle_command(cmd),
                     None => return,
                 },
+                Some(msg) = self.inbox.recv() => self.handle_inbox(msg),
                 r = self.io.readable() => {
                     if r.is_ok() {
                         self.receive(&mut received);
@@ -242,8 +287,8 @@ impl Shard {
                     self.handle_frame_batch();
                 }
                 f = self.frames.recv() => {
-                    if let Some((sub, frame)) = f {
-                        self.handle_frame(&sub, &frame);
+                    if let Some(f) = f {
+                        self.handle_frame(&f);
                     }
                     self.handle_frame_batch();
                 }
@@ -260,7 +305,7 @@ impl Shard {
                 let key = self.next_key;
                 self.next_key += 1;
                 if let Role::Viewer(v) = &session.role {
-                    self.fanouts.entry(v.subscription.name.clone()).or_default().viewers.push(key);
+                    self.fanouts.entry(v.subscription.name.clone()).or_default().push(key);
                 }
                 self.ids.insert(session.id.clone(), key);
                 self.by_ufrag.insert(session.ufrag.clone(), key);
@@ -319,23 +364,34 @@ impl Shard {
                         route: s.route.to_string(),
                         role: s.kind(),
                         remote: s.remote,
+                        shard: self.index,
                         connected: s.connected_at.is_some(),
                         age_seconds: now.duration_since(s.created).as_secs_f64(),
                         stats: s.stats.clone(),
                     })
                     .collect();
+                let load = ShardLoad {
+                    shard: self.index,
+                    sessions: self.sessions.len(),
+                    datagrams_received: self.datagrams_received,
+                    datagrams_sent: self.io.datagrams_sent,
+                    datagrams_forwarded: self.datagrams_forwarded,
+                    forward_drops: self.forward_drops,
+                };
                 let _ = reply.send(ShardStats {
                     frame_latency: self.latency.clone(),
                     sessions,
                     datagrams_sent: self.io.datagrams_sent,
                     send_calls: self.io.send_calls,
                     send_errors: self.io.send_errors,
+                    shards: vec![load],
                 });
             }
         }
     }
 
-    /// Reads and handles what the socket holds, a bounded number of rounds.
+    /// Reads and handles what the socket holds, a bounded number of rounds; what belongs to other shards is
+    /// passed on to them, one batch each.
     fn receive(&mut self, received: &mut Vec<Received>) {
         let mut bufs = std::mem::take(&mut self.recv_bufs);
         for _ in 0..RECV_ROUNDS {
@@ -343,11 +399,49 @@ impl Shard {
             if self.io.try_recv(&mut bufs, received).is_err() {
                 break;
             }
+            self.datagrams_received += received.len() as u64;
             for r in received.iter() {
-                self.handle_datagram(&bufs[r.slot][r.offset..r.offset + r.len], r.source, r.destination);
+                let data = &bufs[r.slot][r.offset..r.offset + r.len];
+                if let Some(shard) = self.handle_datagram(data, r.source, r.destination, true) {
+                    self.outgoing[shard].push(Forwarded {
+                        data: data.to_vec(),
+                        source: r.source,
+                        destination: r.destination,
+                    });
+                }
             }
         }
         self.recv_bufs = bufs;
+        for shard in 0..self.outgoing.len() {
+            if self.outgoing[shard].is_empty() {
+                continue;
+            }
+            let batch = std::mem::take(&mut self.outgoing[shard]);
+            let n = batch.len() as u64;
+            // UDP is lossy by contract: a shard too far behind to take these loses them like a congested link.
+            match self.peers[shard].try_send(Inbox::Datagrams(batch)) {
+                Ok(()) => self.datagrams_forwarded += n,
+                Err(_) => self.forward_drops += n,
+            }
+        }
+    }
+
+    fn handle_inbox(&mut self, msg: Inbox) {
+        match msg {
+            Inbox::Datagrams(batch) => {
+                for d in batch {
+                    // Placed here by the other shard's reading; not passed on again, whatever this shard thinks.
+                    let _ = self.handle_datagram(&d.data, d.source, d.destination, false);
+                }
+            }
+            Inbox::Forget(addr) => {
+                if let Some(key) = self.by_addr.remove(&addr)
+                    && let Some(s) = self.sessions.get_mut(&key)
+                {
+                    s.addrs.retain(|a| *a != addr);
+                }
+            }
+        }
     }
 
     /// The session a URL names, if the route and role in the URL are its own.
@@ -357,30 +451,22 @@ impl Shard {
         (s.route.as_str() == r.route && s.kind() == r.role).then_some(key)
     }
 
-    fn handle_datagram(&mut self, data: &[u8], source: SocketAddr, destination: SocketAddr) {
+    /// Hands a datagram to the session it belongs to, or returns the shard it belongs to when that is another
+    /// (and `may_pass` allows it); anything else is dropped.
+    fn handle_datagram(
+        &mut self,
+        data: &[u8],
+        source: SocketAddr,
+        destination: SocketAddr,
+        may_pass: bool,
+    ) -> Option<usize> {
         let now = Instant::now();
-        let Ok(contents) = data.try_into() else { return };
+        let Ok(contents) = data.try_into() else { return None };
         let input = Input::Receive(now, Receive { proto: Protocol::Udp, source, destination, contents });
-        let known = self.by_addr.get(&source).copied().filter(|k| {
-            // A STUN check from a known address for another session (a peer reusing a port) re-points it.
-            self.sessions.get(k).is_some_and(|s| s.rtc.accepts(&input))
-        });
-        let key = match known {
-            Some(k) => k,
-            None => {
-                // A new address: only a STUN check naming one of our sessions' ICE username can open it; anything
-                // else from an unknown address is dropped without touching any session.
-                let Some(k) = stun_local_ufrag(data).and_then(|u| self.by_ufrag.get(u)).copied() else { return };
-                if !self.sessions.get(&k).is_some_and(|s| s.rtc.accepts(&input)) {
-                    return;
-                }
-                self.by_addr.insert(source, k);
-                if let Some(s) = self.sessions.get_mut(&k) {
-                    s.addrs.push(source);
-                    s.remote = Some(source);
-                }
-                k
-            }
+        let key = match self.place(&input, data, source) {
+            Placement::Here(key) => key,
+            Placement::Shard(shard) => return may_pass.then_some(shard),
+            Placement::Drop => return None,
         };
         self.with_session(key, now, |s, out, ev| {
             if let Err(e) = s.rtc.handle_input(input) {
@@ -388,38 +474,89 @@ impl Shard {
             }
             s.drain(now, out, ev);
         });
+        None
+    }
+
+    /// Where a datagram from `source` goes; a STUN check that proves a peer of this shard at a new address gives
+    /// the address to its session.
+    fn place(&mut self, input: &Input, data: &[u8], source: SocketAddr) -> Placement {
+        // A STUN check from a known address for another session (a peer reusing a port) re-points it.
+        if let Some(&key) = self.by_addr.get(&source)
+            && self.sessions.get(&key).is_some_and(|s| s.rtc.accepts(input))
+        {
+            return Placement::Here(key);
+        }
+        let sharded = self.peers.len() > 1;
+        if sharded
+            && let Some(owner) = self.addrs.owner(&source)
+            && owner != self.index
+            && stun_local_ufrag(data).is_none()
+        {
+            return Placement::Shard(owner);
+        }
+        // A new address: only a STUN check naming one of our sessions' ICE username can open it; anything else
+        // from an address no session holds is dropped without touching any session.
+        let Some(ufrag) = stun_local_ufrag(data) else { return Placement::Drop };
+        if sharded
+            && let Some(shard) = super::shard_of(ufrag)
+            && shard != self.index
+        {
+            return if shard < self.peers.len() { Placement::Shard(shard) } else { Placement::Drop };
+        }
+        let Some(&key) = self.by_ufrag.get(ufrag) else { return Placement::Drop };
+        if !self.sessions.get(&key).is_some_and(|s| s.rtc.accepts(input)) {
+            return Placement::Drop;
+        }
+        self.adopt(source, key);
+        Placement::Here(key)
+    }
+
+    /// Routes `addr` to session `key` from now on, here and in the shared table; the shard that held it before
+    /// forgets it.
+    fn adopt(&mut self, addr: SocketAddr, key: Key) {
+        self.by_addr.insert(addr, key);
+        if let Some(s) = self.sessions.get_mut(&key) {
+            if !s.addrs.contains(&addr) {
+                s.addrs.push(addr);
+            }
+            s.remote = Some(addr);
+        }
+        if self.peers.len() > 1
+            && let Some(before) = self.addrs.adopt(addr, self.index)
+            && before != self.index
+            && let Some(peer) = self.peers.get(before)
+        {
+            let _ = peer.try_send(Inbox::Forget(addr));
+        }
     }
 
     fn handle_frame_batch(&mut self) {
         for _ in 0..FRAME_BATCH {
             match self.frames.try_recv() {
-                Ok((sub, frame)) => self.handle_frame(&sub, &frame),
+                Ok(f) => self.handle_frame(&f),
                 Err(_) => break,
             }
         }
     }
 
-    fn handle_frame(&mut self, sub: &Arc<Subscription>, frame: &Arc<Frame>) {
-        let Some(fanout) = self.fanouts.get_mut(&sub.name) else { return };
-        // Codecs WebRTC cannot carry (AAC, H.265) are neither packetized here nor kept for new viewers.
-        if !matches!(frame.track.codec, Codec::H264 | Codec::Vp8 | Codec::Opus | Codec::Pcmu | Codec::Pcma) {
-            return;
-        }
-        let Some(rtp) = frame.rtp().cloned() else { return };
-        // The GOP starts at a video keyframe; audio-only routes keep none (every audio frame stands alone). One
-        // too long to replay is dropped: new viewers then wait for (and ask for) a keyframe.
-        fanout.gop.push(frame, frame.kind() == MediaKind::Video && frame.keyframe);
+    /// Sends a route frame (packetized and dated by the route's subscription) to this shard's viewers of the route.
+    fn handle_frame(&mut self, f: &ShardFrame) {
+        let Some(viewers) = self.fanouts.get(&f.sub.name) else { return };
+        let Some(rtp) = f.frame.rtp().cloned() else { return };
         let now = Instant::now();
-        let wallclock = fanout.clock.wallclock(frame, now);
         let mut measured = false;
-        for i in 0..fanout.viewers.len() {
-            let Some(key) = self.fanouts.get(&sub.name).and_then(|f| f.viewers.get(i)).copied() else { break };
+        for i in 0..viewers.len() {
+            let Some(key) = self.fanouts.get(&f.sub.name).and_then(|v| v.get(i)).copied() else { break };
             let mut sent = false;
-            self.with_session(key, now, |s, out, ev| sent = s.send_frame(&rtp, wallclock, now, out, ev));
+            self.with_session(key, now, |s, out, ev| {
+                if s.replayed_through() < f.seq {
+                    sent = s.send_frame(&rtp, f.wallclock, now, out, ev);
+                }
+            });
             if sent && !measured {
                 // Once per frame: its first packets are in the kernel now.
                 measured = true;
-                self.latency.record(frame.received.elapsed().as_secs_f64());
+                self.latency.record(f.frame.received.elapsed().as_secs_f64());
             }
         }
     }
@@ -478,18 +615,18 @@ impl Shard {
                 }
             }
             SessionEvent::Connected => {
-                let Some(Session { role: Role::Viewer(v), .. }) = self.sessions.get(&key) else { return };
-                let route = v.subscription.name.clone();
-                let gop = self.fanouts.get(&route).map(|f| f.gop.frames().to_vec()).unwrap_or_default();
+                let Some(Session { role: Role::Viewer(v), .. }) = self.sessions.get_mut(&key) else { return };
+                // The route's frames since its last keyframe, at once; frames numbered up to the last of them that
+                // are still on their way to this shard are skipped.
+                let (gop, through) = v.subscription.replay(now);
+                v.replayed_through = through;
                 if gop.is_empty() {
                     v.subscription.route.request_keyframe();
                 }
-                let Some(fanout) = self.fanouts.get(&route) else { return };
-                let wallclocks: Vec<Instant> = gop.iter().map(|f| fanout.clock.peek(f, now)).collect();
-                for (frame, wallclock) in gop.iter().zip(wallclocks) {
+                for (frame, wallclock) in &gop {
                     let Some(rtp) = frame.rtp() else { continue };
                     self.with_session(key, now, |s, out, ev| {
-                        s.send_frame(rtp, wallclock, now, out, ev);
+                        s.send_frame(rtp, *wallclock, now, out, ev);
                     });
                 }
             }
@@ -527,19 +664,23 @@ impl Shard {
             let error = "the WHIP publisher went without ending its session (ICE or DTLS lost)".to_string();
             let _ = p.feed.try_send(crate::route::SourceEvent::Problem { error });
         }
+        self.load.fetch_sub(1, Ordering::Relaxed);
         self.timers.remove(&(session.next_timeout, key));
         self.ids.remove(&session.id);
         self.by_ufrag.remove(&session.ufrag);
         for addr in &session.addrs {
             if self.by_addr.get(addr) == Some(&key) {
                 self.by_addr.remove(addr);
+                if self.peers.len() > 1 {
+                    self.addrs.release(addr, self.index);
+                }
             }
         }
         if let Role::Viewer(v) = &session.role
-            && let Some(fanout) = self.fanouts.get_mut(&v.subscription.name)
+            && let Some(viewers) = self.fanouts.get_mut(&v.subscription.name)
         {
-            fanout.viewers.retain(|k| *k != key);
-            if fanout.viewers.is_empty() {
+            viewers.retain(|k| *k != key);
+            if viewers.is_empty() {
                 self.fanouts.remove(&v.subscription.name);
             }
         }

@@ -1,5 +1,5 @@
-//! The shared UDP socket: batched receive (recvmmsg + GRO), batched send (UDP GSO), and the local address of
-//! every datagram, through quinn-udp.
+//! A shard's UDP socket: batched receive (recvmmsg + GRO), batched send (UDP GSO), and the local address of
+//! every datagram, through quinn-udp. Several shards share the port as a SO_REUSEPORT group ([`bind_group`]).
 //!
 //! Knowing the local address matters on a socket bound to 0.0.0.0: ICE expects the answer to a STUN check from
 //! the address the check was sent to, and a multi-homed server that lets the kernel pick the source breaks it.
@@ -27,6 +27,31 @@ pub struct Received {
     pub slot: usize,
     pub offset: usize,
     pub len: usize,
+}
+
+/// `n` sockets on one address: a SO_REUSEPORT group when `n > 1` (the kernel spreads flows over them by a hash of
+/// their addresses), one plain socket otherwise, which keeps the port exclusive. With port 0 the first socket
+/// picks the port and the others join it.
+pub fn bind_group(addr: SocketAddr, n: usize) -> std::io::Result<Vec<std::net::UdpSocket>> {
+    if n <= 1 {
+        let socket = std::net::UdpSocket::bind(addr)?;
+        socket.set_nonblocking(true)?;
+        return Ok(vec![socket]);
+    }
+    use rustix::net::{AddressFamily, SocketFlags, SocketType};
+    let family = if addr.is_ipv4() { AddressFamily::INET } else { AddressFamily::INET6 };
+    let mut sockets: Vec<std::net::UdpSocket> = Vec::with_capacity(n);
+    let mut addr = addr;
+    for _ in 0..n {
+        let fd =
+            rustix::net::socket_with(family, SocketType::DGRAM, SocketFlags::CLOEXEC | SocketFlags::NONBLOCK, None)?;
+        rustix::net::sockopt::set_socket_reuseport(&fd, true)?;
+        rustix::net::bind(&fd, &addr)?;
+        let socket = std::net::UdpSocket::from(fd);
+        addr = socket.local_addr()?;
+        sockets.push(socket);
+    }
+    Ok(sockets)
 }
 
 /// Receive buffers, kept apart from [`UdpIo`] so datagrams can be handled while sending.
@@ -147,5 +172,36 @@ impl UdpIo {
         b.buf.clear();
         b.count = 0;
         b.closed = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_group_shares_one_port_and_one_socket_keeps_it() {
+        let group = bind_group("127.0.0.1:0".parse().expect("addr"), 3).expect("bind");
+        let port = group[0].local_addr().expect("addr").port();
+        assert!(group.iter().all(|s| s.local_addr().expect("addr").port() == port));
+        // Every member set SO_REUSEPORT; a socket that did not cannot join.
+        assert!(std::net::UdpSocket::bind(("127.0.0.1", port)).is_err());
+        // Every datagram to the port lands on one of the group's sockets (loopback delivers during the send).
+        for i in 0..20u8 {
+            let client = std::net::UdpSocket::bind("127.0.0.1:0").expect("client");
+            client.send_to(&[i], ("127.0.0.1", port)).expect("send");
+        }
+        let mut got = 0;
+        for s in &group {
+            let mut b = [0u8; 4];
+            while s.recv_from(&mut b).is_ok() {
+                got += 1;
+            }
+        }
+        assert_eq!(got, 20);
+
+        let single = bind_group("127.0.0.1:0".parse().expect("addr"), 1).expect("bind");
+        let port = single[0].local_addr().expect("addr").port();
+        assert!(bind_group(SocketAddr::from(([127, 0, 0, 1], port)), 2).is_err(), "one shard keeps its port");
     }
 }
