@@ -159,6 +159,14 @@ impl Router {
         Router::start_file(Router::file(routes))
     }
 
+    /// The same, with `shards` WebRTC shards on whatever cores it runs on.
+    pub fn start_with_shards(shards: usize, routes: &str) -> Router {
+        Router::start_file(Router::file(routes).replace(
+            "webrtc = { udp = \"127.0.0.1:0\" }",
+            &format!("webrtc = {{ udp = \"127.0.0.1:0\", shards = {shards} }}"),
+        ))
+    }
+
     /// The same, with the RTMP listener on `rtmp_port`.
     pub fn start_with_rtmp(rtmp_port: u16, routes: &str) -> Router {
         Router::start_file(
@@ -418,6 +426,11 @@ impl Generator {
         }
         let loss = if expected == 0 { 1.0 } else { 1.0 - received as f64 / expected as f64 };
         (loss.max(0.0), cpu, bytes as f64 * 8.0 / secs / 1e6, received as f64 / secs)
+    }
+
+    /// Viewers that received media in the last `measure` window.
+    pub fn viewers_receiving(&self) -> usize {
+        self.viewers.iter().filter(|v| v.received > 0).count()
     }
 
     pub fn run_for(&mut self, d: Duration) {

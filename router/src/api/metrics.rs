@@ -10,7 +10,7 @@ use futures_util::future::join_all;
 use super::AppState;
 use crate::route::{RouteSnapshot, RouteState};
 use crate::webrtc::session::RoleKind;
-use crate::webrtc::{SessionInfo, ShardStats};
+use crate::webrtc::{SessionInfo, ShardLoad, ShardStats};
 
 /// (name, Prometheus type, help, value of one route).
 type Series = (&'static str, &'static str, &'static str, fn(&RouteSnapshot) -> f64);
@@ -129,6 +129,33 @@ fn webrtc_metrics(out: &mut String, stats: &ShardStats, family: &impl Fn(&mut St
     let _ = writeln!(out, "sluice_webrtc_send_calls_total {}", stats.send_calls);
     family(out, "webrtc_send_errors_total", "counter", "Datagrams dropped because the socket buffer was full.");
     let _ = writeln!(out, "sluice_webrtc_send_errors_total {}", stats.send_errors);
+    /// (name, Prometheus type, help, value of one shard).
+    type ShardSeries = (&'static str, &'static str, &'static str, fn(&ShardLoad) -> u64);
+    let per_shard: [ShardSeries; 5] = [
+        ("webrtc_shard_sessions", "gauge", "WebRTC sessions living on each shard (thread).", |s| s.sessions as u64),
+        ("webrtc_shard_datagrams_received_total", "counter", "Datagrams each shard's socket received.", |s| {
+            s.datagrams_received
+        }),
+        ("webrtc_shard_datagrams_sent_total", "counter", "Datagrams each shard sent.", |s| s.datagrams_sent),
+        (
+            "webrtc_shard_datagrams_forwarded_total",
+            "counter",
+            "Datagrams a shard's socket received for peers of another shard and passed on to it.",
+            |s| s.datagrams_forwarded,
+        ),
+        (
+            "webrtc_shard_forward_drops_total",
+            "counter",
+            "Datagrams for another shard dropped because its queue was full.",
+            |s| s.forward_drops,
+        ),
+    ];
+    for (name, kind, help, value) in per_shard {
+        family(out, name, kind, help);
+        for s in &stats.shards {
+            let _ = writeln!(out, "sluice_{name}{{shard=\"{}\"}} {}", s.shard, value(s));
+        }
+    }
     let series: [SessionSeries; 9] = [
         ("webrtc_session_bytes_sent_total", "counter", "Bytes sent to the peer (SRTP, RTCP, STUN, DTLS).", |s| {
             Some(s.stats.bytes_sent as f64)

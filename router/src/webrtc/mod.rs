@@ -47,7 +47,7 @@ use crate::route::{RouteError, RouteHandle, SourceFeed};
 pub use sdp::IceCredentials;
 use session::{Role, Session};
 use shard::{AddrTable, Inbox, Shard, ShardCommand, ShardParts};
-pub use shard::{SessionInfo, SessionRef, ShardStats};
+pub use shard::{SessionInfo, SessionRef, ShardLoad, ShardStats};
 use subscription::{ShardFrame, Subscription};
 
 /// Offers and answers larger than this are refused (413): real ones are a few KB.
