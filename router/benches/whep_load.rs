@@ -8,10 +8,11 @@
 //!
 //! Run (router on core 0, generator on core 1):
 //!   taskset -c 1 cargo bench -p sluice --bench whep_load -- [MAX_VIEWERS] [STEP]
+//! `ROUTER_CORES=0,1` runs the router on both cores, so with a shard per core (the generator then shares them).
 
 mod support;
 
-use support::{CONNECT_WAIT, Generator, Router, clip, split_frames};
+use support::{CONNECT_WAIT, Generator, Router, clip, split_frames, thread_cpu_seconds};
 
 const FPS: u32 = 30;
 
@@ -31,21 +32,29 @@ fn main() {
     println!("router pid {}", router.child.id());
     let mut load = Generator::new(router.http.clone());
     load.publish(&frames);
-    println!("viewers  loss%   router-cpu%  cpu%/viewer  Mbit/s-out  kpps-out");
+    println!("viewers  loss%   router-cpu%  cpu%/viewer  Mbit/s-out  kpps-out  shard-threads-cpu%");
     let mut best = 0;
     let mut level = step;
     while level <= max_viewers {
         load.add_viewers("/bench/whep", level - load.viewers.len());
         load.wait_connected(CONNECT_WAIT);
+        let shards0 = thread_cpu_seconds(router.child.id(), "webrtc-shard");
+        let t0 = std::time::Instant::now();
         let (loss, cpu, mbps, pps) = load.measure(&router);
+        let secs = t0.elapsed().as_secs_f64();
+        let shards = thread_cpu_seconds(router.child.id(), "webrtc-shard");
         let connected = load.viewers.iter().filter(|v| v.connected).count();
+        // Each shard thread's share of a core over the window: how evenly the peers' work splits.
+        let split: Vec<String> =
+            shards.iter().zip(&shards0).map(|((_, b), (_, a))| format!("{:.1}", (b - a) * 100.0 / secs)).collect();
         println!(
-            "{connected:7}  {:5.2}   {:10.1}   {:10.3}   {:9.0}   {:8.1}",
+            "{connected:7}  {:5.2}   {:10.1}   {:10.3}   {:9.0}   {:8.1}   {}",
             loss * 100.0,
             cpu * 100.0,
             cpu * 100.0 / connected.max(1) as f64,
             mbps,
-            pps / 1000.0
+            pps / 1000.0,
+            split.join("/")
         );
         if loss >= 0.01 || connected * 100 < level * 95 {
             break;

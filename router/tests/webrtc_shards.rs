@@ -44,10 +44,7 @@ fn viewers_split_over_two_shards_and_all_play() {
     // Seventeen flows all hashed to their owner's socket would be a 1 in 2^17 chance.
     let forwarded =
         value("webrtc_shard_datagrams_forwarded_total", 0) + value("webrtc_shard_datagrams_forwarded_total", 1);
-    println!(
-        "shards: sessions {counts:?}, {forwarded} datagrams passed between shards, loss {:.3}%",
-        loss * 100.0
-    );
+    println!("shards: sessions {counts:?}, {forwarded} datagrams passed between shards, loss {:.3}%", loss * 100.0);
     assert!(forwarded > 0.0, "no datagram was passed between shards:\n{metrics}");
     assert_eq!(value("webrtc_shard_forward_drops_total", 0) + value("webrtc_shard_forward_drops_total", 1), 0.0);
 }

@@ -238,7 +238,26 @@ impl Router {
 
 /// User + system CPU seconds a process has used.
 pub fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat_cpu_seconds(&std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default())
+}
+
+/// CPU seconds per thread name of a process whose names start with `prefix` (e.g. "webrtc-shard"), sorted.
+pub fn thread_cpu_seconds(pid: u32, prefix: &str) -> Vec<(String, f64)> {
+    let mut out: Vec<(String, f64)> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|task| {
+            let name = std::fs::read_to_string(task.path().join("comm")).ok()?.trim().to_string();
+            let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+            name.starts_with(prefix).then(|| (name, stat_cpu_seconds(&stat)))
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+fn stat_cpu_seconds(stat: &str) -> f64 {
     let after = stat.rsplit(')').next().unwrap_or_default();
     let fields: Vec<&str> = after.split_whitespace().collect();
     // Fields 14 and 15 of stat (utime, stime), counted after the ")" that ends the command name.
